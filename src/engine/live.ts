@@ -1,0 +1,272 @@
+/**
+ * What lowport keeps in the kernel, and the steps that change it.
+ *
+ * In the pin directory (default /sys/fs/bpf/lowport):
+ *   outer   ARRAY_OF_MAPS, one slot: the live policy map (or empty: no policy)
+ *   bind4   cgroup link, BPF_CGROUP_INET4_BIND, running the bind program
+ *   bind6   cgroup link, BPF_CGROUP_INET6_BIND, same program
+ *
+ * Atomicity. A policy change is one update of the outer map's slot, which both
+ * hooks read: before it every bind sees the old map, after it the new one. A
+ * first install pins everything in a staging directory next to the pin
+ * directory with the slot still empty (no policy, as before), renames the
+ * directory into place, and only then fills the slot. Links die with the
+ * process unless pinned, so a kill at any step leaves the old state or the new
+ * one; a staging directory a killed install left behind (its links pass every
+ * bind through) is removed by the next command.
+ */
+import { basename, dirname, join } from 'node:path';
+import { LowportError } from '../errors.js';
+import { BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND, BPF_F_QUERY_EFFECTIVE, BPF_MAP_TYPE, BPF_PROG_TYPE_CGROUP_SOCK_ADDR } from '../kernel/bpf-attr.js';
+import {
+  closeFd,
+  fdById,
+  linkCreate,
+  linkInfo,
+  linkUpdate,
+  mapCreate,
+  mapDelete,
+  mapEntries,
+  mapLookup,
+  mapUpdate,
+  objGet,
+  objPin,
+  progInfo,
+  progLoad,
+  progQuery,
+  withFd,
+} from '../kernel/bpf.js';
+import { ensurePinDir, listDir, removePinDir, renamePin } from '../kernel/bpffs.js';
+import { openDir, pathExists, pidAlive } from '../kernel/process.js';
+import { decodeKey, decodeValue, encodeKey, encodeValue, KEY_SIZE, VALUE_SIZE, type MapKey, type MapValue } from './map-format.js';
+import { bindProgramName, buildBindProgram } from './program.js';
+
+export const HOOKS = [
+  { name: 'bind4', attachType: BPF_CGROUP_INET4_BIND, family: 4 },
+  { name: 'bind6', attachType: BPF_CGROUP_INET6_BIND, family: 6 },
+] as const;
+
+const SLOT0 = Buffer.alloc(4);
+
+export interface Target {
+  /** cgroup-v2 directory the links attach to. */
+  cgroup: string;
+  /** bpffs directory for the pins. */
+  pinDir: string;
+}
+
+export interface Entry {
+  key: MapKey;
+  value: MapValue;
+}
+
+// bpffs refuses names with a dot (EPERM), so the staging name has none.
+const STAGE_PREFIX = 'lowport_stage_';
+
+function stageDirFor(pinDir: string): string {
+  return join(dirname(pinDir), `${STAGE_PREFIX}${basename(pinDir)}-${process.pid}`);
+}
+
+/** Removes staging directories whose creator is gone (it was killed mid-install). */
+export function removeStaleStages(pinDir: string): void {
+  const parent = dirname(pinDir);
+  const prefix = `${STAGE_PREFIX}${basename(pinDir)}-`;
+  for (const name of listDir(parent)) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (Number.isInteger(pid) && pid !== process.pid && pidAlive(pid)) continue;
+    removePinDir(join(parent, name));
+  }
+}
+
+function createPolicyMap(entries: number): number {
+  // A hash map holds exactly max_entries; leave room so a map is never too small.
+  return mapCreate({ type: BPF_MAP_TYPE.HASH, keySize: KEY_SIZE, valueSize: VALUE_SIZE, maxEntries: Math.max(16, entries), name: 'lowport_policy' });
+}
+
+/** Opens the live outer map, or undefined when lowport is not installed at this pin directory. */
+function openOuter(pinDir: string): number | undefined {
+  return objGet(join(pinDir, 'outer'));
+}
+
+/** An fd for the policy map in the outer map's slot, or undefined when the slot is empty. */
+function openPolicyMap(outerFd: number): number | undefined {
+  const id = mapLookup(outerFd, SLOT0, 4);
+  if (id === undefined) return undefined;
+  return fdById('map', id.readUInt32LE(0));
+}
+
+/** The live entries, or undefined when no policy is live at this pin directory. */
+export function readLiveEntries(pinDir: string): Entry[] | undefined {
+  const outer = openOuter(pinDir);
+  if (outer === undefined) return undefined;
+  return withFd(outer, (outerFd) => {
+    const policy = openPolicyMap(outerFd);
+    if (policy === undefined) return undefined;
+    return withFd(policy, (fd) => Array.from(mapEntries(fd, KEY_SIZE, VALUE_SIZE), ([k, v]) => ({ key: decodeKey(k), value: decodeValue(v) })));
+  });
+}
+
+/**
+ * Makes `entries` the live policy in one step. Hit counts of entries that
+ * stay are carried over from the old map.
+ */
+export function swapPolicy(target: Target, entries: Entry[]): { installed: boolean } {
+  ensurePinDir(dirname(target.pinDir));
+  removeStaleStages(target.pinDir);
+  const keys = entries.map((e) => encodeKey(e.key));
+  const policyFd = createPolicyMap(entries.length);
+  try {
+    const outer = openOuter(target.pinDir);
+    if (outer !== undefined) {
+      withFd(outer, (outerFd) => {
+        const old = openPolicyMap(outerFd);
+        const carried = old === undefined ? entries : withFd(old, (oldFd) => carryHits(oldFd, keys, entries));
+        fill(policyFd, keys, carried);
+        upgradeProgram(target, outerFd);
+        setSlot(outerFd, policyFd);
+      });
+      return { installed: false };
+    }
+    fill(policyFd, keys, entries);
+    install(target, policyFd);
+    return { installed: true };
+  } finally {
+    closeFd(policyFd);
+  }
+}
+
+function carryHits(oldFd: number, keys: Buffer[], entries: Entry[]): Entry[] {
+  return entries.map((e, i) => {
+    const old = mapLookup(oldFd, keys[i] as Buffer, VALUE_SIZE);
+    return old === undefined ? e : { key: e.key, value: { ...e.value, hits: decodeValue(old).hits } };
+  });
+}
+
+function fill(fd: number, keys: Buffer[], entries: Entry[]): void {
+  entries.forEach((e, i) => mapUpdate(fd, keys[i] as Buffer, encodeValue(e.value)));
+}
+
+function setSlot(outerFd: number, policyFd: number): void {
+  const value = Buffer.alloc(4);
+  value.writeUInt32LE(policyFd, 0);
+  mapUpdate(outerFd, SLOT0, value);
+}
+
+function createOuter(): number {
+  // The inner-map template only fixes the type and key/value sizes the slot accepts.
+  const template = createPolicyMap(1);
+  try {
+    return mapCreate({ type: BPF_MAP_TYPE.ARRAY_OF_MAPS, keySize: 4, valueSize: 4, maxEntries: 1, innerMapFd: template, name: 'lowport_outer' });
+  } finally {
+    closeFd(template);
+  }
+}
+
+function loadProgram(outerFd: number, hook: (typeof HOOKS)[number]): number {
+  return progLoad({
+    type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+    insns: buildBindProgram(hook.family, outerFd).assemble(),
+    expectedAttachType: hook.attachType,
+    name: bindProgramName(hook.family),
+  });
+}
+
+function install(target: Target, policyFd: number): void {
+  const stage = stageDirFor(target.pinDir);
+  removePinDir(stage);
+  ensurePinDir(stage);
+  const fds: number[] = [];
+  try {
+    const outerFd = createOuter();
+    fds.push(outerFd);
+    objPin(outerFd, join(stage, 'outer'));
+    const cgroupFd = openDir(target.cgroup);
+    fds.push(cgroupFd);
+    for (const hook of HOOKS) {
+      const progFd = loadProgram(outerFd, hook);
+      fds.push(progFd);
+      const linkFd = linkCreate(progFd, cgroupFd, hook.attachType);
+      fds.push(linkFd);
+      objPin(linkFd, join(stage, hook.name));
+    }
+    // No outer map but a pin directory: what a killed `off` left (its slot was
+    // emptied first, so these links pass every bind through). Replace it.
+    removePinDir(target.pinDir);
+    renamePin(stage, target.pinDir);
+    setSlot(outerFd, policyFd);
+  } catch (e) {
+    removePinDir(stage);
+    throw e;
+  } finally {
+    for (const fd of fds) closeFd(fd);
+  }
+}
+
+/** When this lowport's program differs from the one the links run (an upgrade), swap it in on both links. */
+function upgradeProgram(target: Target, outerFd: number): void {
+  for (const hook of HOOKS) {
+    const linkFd = objGet(join(target.pinDir, hook.name));
+    if (linkFd === undefined) {
+      throw new LowportError('E_STATE', `the ${hook.name} link is missing from ${target.pinDir}`, {
+        hint: `Run \`lowport off --pin-dir ${target.pinDir}\`, then apply again.`,
+      });
+    }
+    withFd(linkFd, (fd) => {
+      if (progInfoById(linkInfo(fd).progId)?.name === bindProgramName(hook.family)) return;
+      withFd(loadProgram(outerFd, hook), (progFd) => linkUpdate(fd, progFd));
+    });
+  }
+}
+
+function progInfoById(id: number): ReturnType<typeof progInfo> | undefined {
+  const fd = fdById('prog', id);
+  return fd === undefined ? undefined : withFd(fd, progInfo);
+}
+
+/**
+ * Removes everything lowport put in the kernel at this pin directory. The
+ * slot is emptied first, so every grant ends at one instant; then the links
+ * (detaching the program) and the map are unpinned.
+ */
+export function removeAll(target: Target): { removed: boolean } {
+  removeStaleStages(target.pinDir);
+  const outer = pathExists(target.pinDir) ? openOuter(target.pinDir) : undefined;
+  if (outer !== undefined) withFd(outer, (fd) => mapDelete(fd, SLOT0));
+  const existed = pathExists(target.pinDir);
+  removePinDir(target.pinDir);
+  return { removed: existed };
+}
+
+export interface AttachedProgram {
+  hook: 'bind4' | 'bind6';
+  id: number;
+  name: string;
+  tag: string;
+  /** True when it is lowport's own program at this pin directory. */
+  ours: boolean;
+  /** Where it is attached: this cgroup or an ancestor (effective). */
+  inherited: boolean;
+  createdByUid: number;
+}
+
+/** Every program that runs on the bind hooks for this cgroup (its own and inherited ones). */
+export function attachedPrograms(target: Target): AttachedProgram[] {
+  const ours = new Set<number>();
+  for (const hook of HOOKS) {
+    const fd = pathExists(target.pinDir) ? objGet(join(target.pinDir, hook.name)) : undefined;
+    if (fd !== undefined) withFd(fd, (f) => ours.add(linkInfo(f).progId));
+  }
+  const out: AttachedProgram[] = [];
+  withFd(openDir(target.cgroup), (cgroupFd) => {
+    for (const hook of HOOKS) {
+      const own = new Set(progQuery(cgroupFd, hook.attachType).progIds);
+      for (const id of progQuery(cgroupFd, hook.attachType, BPF_F_QUERY_EFFECTIVE).progIds) {
+        const info = progInfoById(id);
+        if (info === undefined) continue;
+        out.push({ hook: hook.name, id, name: info.name, tag: info.tag, ours: ours.has(id), inherited: !own.has(id), createdByUid: info.createdByUid });
+      }
+    }
+  });
+  return out;
+}

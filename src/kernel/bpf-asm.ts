@@ -1,0 +1,212 @@
+/**
+ * A small eBPF assembler: named instructions, labels for jumps, and a listing
+ * in the notation of the kernel verifier and `bpftool prog dump xlated`, so a
+ * program can be read next to what the kernel prints about it.
+ *
+ * Encoding: include/uapi/linux/bpf.h (`struct bpf_insn`: u8 code, u8 dst:4
+ * src:4, s16 off, s32 imm; `BPF_LD | BPF_DW | BPF_IMM` takes two slots) and
+ * Documentation/bpf/standardization/instruction-set.rst.
+ */
+
+export type Reg = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10;
+export const R0 = 0, R1 = 1, R2 = 2, R3 = 3, R4 = 4, R5 = 5, R6 = 6, R7 = 7, R8 = 8, R9 = 9, R10 = 10;
+/** The read-only frame pointer. */
+export const FP: Reg = 10;
+
+// Instruction classes, sizes, modes, sources and operations (linux/bpf_common.h, linux/bpf.h).
+const LD = 0x00, LDX = 0x01, ST = 0x02, STX = 0x03, ALU = 0x04, JMP = 0x05, ALU64 = 0x07;
+const W = 0x00, H = 0x08, B = 0x10, DW = 0x18;
+const IMM = 0x00, MEM = 0x60, ATOMIC = 0xc0;
+const K = 0x00, X = 0x08;
+const ALU_OPS = { add: 0x00, sub: 0x10, mul: 0x20, or: 0x40, and: 0x50, lsh: 0x60, rsh: 0x70, xor: 0xa0, mov: 0xb0 } as const;
+const JMP_OPS = { jeq: 0x10, jgt: 0x20, jge: 0x30, jset: 0x40, jne: 0x50, jlt: 0xa0, jle: 0xb0 } as const;
+const JA = 0x00, CALL = 0x80, EXIT = 0x90, END = 0xd0;
+const TO_BE = 0x08;
+/** `src_reg` of a two-slot load whose imm is a map fd (BPF_PSEUDO_MAP_FD). */
+const PSEUDO_MAP_FD = 1;
+
+export type AluOp = keyof typeof ALU_OPS;
+export type JmpOp = keyof typeof JMP_OPS;
+export type Size = 1 | 2 | 4 | 8;
+
+const SIZE_CODE: Record<Size, number> = { 1: B, 2: H, 4: W, 8: DW };
+const SIZE_NAME: Record<Size, string> = { 1: 'u8', 2: 'u16', 4: 'u32', 8: 'u64' };
+const ALU_SYMBOL: Record<AluOp, string> = { add: '+=', sub: '-=', mul: '*=', or: '|=', and: '&=', lsh: '<<=', rsh: '>>=', xor: '^=', mov: '=' };
+const JMP_SYMBOL: Record<JmpOp, string> = { jeq: '==', jgt: '>', jge: '>=', jset: '&', jne: '!=', jlt: '<', jle: '<=' };
+
+/** Helper function ids (enum bpf_func_id in linux/bpf.h). */
+export const HELPER = {
+  map_lookup_elem: 1,
+  get_current_uid_gid: 15,
+  get_current_cgroup_id: 80,
+} as const;
+const HELPER_NAME = new Map<number, string>(Object.entries(HELPER).map(([k, v]) => [v, k]));
+
+interface Insn {
+  code: number;
+  dst: Reg;
+  src: number;
+  off: number;
+  imm: number;
+  /** Set on the first slot of a two-slot load: the upper 32 bits. */
+  imm64High?: number;
+  /** Jump target to resolve. */
+  label?: string;
+  text: string;
+}
+
+function checkImm32(imm: number): number {
+  if (!Number.isInteger(imm) || imm < -0x80000000 || imm > 0xffffffff) throw new RangeError(`immediate ${imm} does not fit in 32 bits`);
+  return imm | 0;
+}
+
+function checkOff(off: number): number {
+  if (!Number.isInteger(off) || off < -0x8000 || off > 0x7fff) throw new RangeError(`offset ${off} does not fit in 16 bits`);
+  return off;
+}
+
+function mem(reg: Reg, off: number): string {
+  return `(r${reg} ${off < 0 ? '-' : '+'} ${Math.abs(off)})`;
+}
+
+export class Assembler {
+  private readonly insns: Insn[] = [];
+  private readonly labels = new Map<string, number>();
+
+  /** Slot index of the next instruction (two-slot loads count twice). */
+  private get slot(): number {
+    return this.insns.reduce((n, i) => n + (i.imm64High === undefined ? 1 : 2), 0);
+  }
+
+  label(name: string): this {
+    if (this.labels.has(name)) throw new Error(`label ${name} defined twice`);
+    this.labels.set(name, this.slot);
+    return this;
+  }
+
+  /** dst op= src (64-bit). */
+  alu64(op: AluOp, dst: Reg, src: Reg | { imm: number }): this {
+    if (typeof src === 'number') {
+      return this.push({ code: ALU64 | ALU_OPS[op] | X, dst, src, off: 0, imm: 0, text: `r${dst} ${ALU_SYMBOL[op]} r${src}` });
+    }
+    const imm = checkImm32(src.imm);
+    return this.push({ code: ALU64 | ALU_OPS[op] | K, dst, src: 0, off: 0, imm, text: `r${dst} ${ALU_SYMBOL[op]} ${src.imm}` });
+  }
+
+  mov(dst: Reg, src: Reg | { imm: number }): this {
+    return this.alu64('mov', dst, src);
+  }
+
+  /** dst = be16/be32/be64(dst): network to host order on a little-endian CPU (BPF_END | BPF_TO_BE). */
+  be(dst: Reg, bits: 16 | 32 | 64): this {
+    return this.push({ code: ALU | END | TO_BE, dst, src: 0, off: 0, imm: bits, text: `r${dst} = be${bits} r${dst}` });
+  }
+
+  /** dst = *(size *)(src + off) */
+  ldx(size: Size, dst: Reg, src: Reg, off: number): this {
+    return this.push({ code: LDX | MEM | SIZE_CODE[size], dst, src, off: checkOff(off), imm: 0, text: `r${dst} = *(${SIZE_NAME[size]} *)${mem(src, off)}` });
+  }
+
+  /** *(size *)(dst + off) = src */
+  stx(size: Size, dst: Reg, off: number, src: Reg): this {
+    return this.push({ code: STX | MEM | SIZE_CODE[size], dst, src, off: checkOff(off), imm: 0, text: `*(${SIZE_NAME[size]} *)${mem(dst, off)} = r${src}` });
+  }
+
+  /** *(size *)(dst + off) = imm */
+  st(size: Size, dst: Reg, off: number, imm: number): this {
+    return this.push({ code: ST | MEM | SIZE_CODE[size], dst, src: 0, off: checkOff(off), imm: checkImm32(imm), text: `*(${SIZE_NAME[size]} *)${mem(dst, off)} = ${imm}` });
+  }
+
+  /** lock *(u64 *)(dst + off) += src (BPF_ATOMIC | BPF_ADD, the old BPF_XADD). */
+  atomicAdd64(dst: Reg, off: number, src: Reg): this {
+    return this.push({ code: STX | ATOMIC | DW, dst, src, off: checkOff(off), imm: 0, text: `lock *(u64 *)${mem(dst, off)} += r${src}` });
+  }
+
+  /** dst = a 64-bit constant, in two slots. */
+  ld64(dst: Reg, value: bigint): this {
+    const v = BigInt.asUintN(64, value);
+    const low = Number(v & 0xffffffffn) | 0;
+    const high = Number(v >> 32n) | 0;
+    return this.push({ code: LD | IMM | DW, dst, src: 0, off: 0, imm: low, imm64High: high, text: `r${dst} = 0x${v.toString(16)} ll` });
+  }
+
+  /** dst = the map behind `fd`; the kernel rewrites the fd into a map pointer at load time. */
+  ldMapFd(dst: Reg, fd: number, name = `fd ${fd}`): this {
+    return this.push({ code: LD | IMM | DW, dst, src: PSEUDO_MAP_FD, off: 0, imm: checkImm32(fd), imm64High: 0, text: `r${dst} = map[${name}] ll` });
+  }
+
+  /** if dst op src goto label (64-bit compare). */
+  jmp(op: JmpOp, dst: Reg, src: Reg | { imm: number }, label: string): this {
+    if (typeof src === 'number') {
+      return this.push({ code: JMP | JMP_OPS[op] | X, dst, src, off: 0, imm: 0, label, text: `if r${dst} ${JMP_SYMBOL[op]} r${src} goto ${label}` });
+    }
+    const imm = checkImm32(src.imm);
+    return this.push({ code: JMP | JMP_OPS[op] | K, dst, src: 0, off: 0, imm, label, text: `if r${dst} ${JMP_SYMBOL[op]} ${src.imm} goto ${label}` });
+  }
+
+  ja(label: string): this {
+    return this.push({ code: JMP | JA, dst: 0, src: 0, off: 0, imm: 0, label, text: `goto ${label}` });
+  }
+
+  call(helper: number): this {
+    return this.push({ code: JMP | CALL, dst: 0, src: 0, off: 0, imm: helper, text: `call ${HELPER_NAME.get(helper) ?? `#${helper}`}` });
+  }
+
+  exit(): this {
+    return this.push({ code: JMP | EXIT, dst: 0, src: 0, off: 0, imm: 0, text: 'exit' });
+  }
+
+  /** r0 = value; exit */
+  ret(value: number): this {
+    return this.mov(R0, { imm: value }).exit();
+  }
+
+  private push(insn: Insn): this {
+    this.insns.push(insn);
+    return this;
+  }
+
+  /** Resolves labels and returns the program as the kernel takes it (8 bytes a slot, host byte order). */
+  assemble(): Buffer {
+    const slots = this.slot;
+    const buf = Buffer.alloc(slots * 8);
+    let slot = 0;
+    for (const insn of this.insns) {
+      const width = insn.imm64High === undefined ? 1 : 2;
+      let off = insn.off;
+      if (insn.label !== undefined) {
+        const target = this.labels.get(insn.label);
+        if (target === undefined) throw new Error(`jump to undefined label ${insn.label}`);
+        off = checkOff(target - (slot + 1));
+      }
+      writeSlot(buf, slot, insn.code, insn.dst, insn.src, off, insn.imm);
+      if (insn.imm64High !== undefined) writeSlot(buf, slot + 1, 0, 0, 0, 0, insn.imm64High);
+      slot += width;
+    }
+    return buf;
+  }
+
+  /** A listing: slot number, opcode, and the instruction in verifier notation, with labels. */
+  listing(): string {
+    const bySlot = new Map<number, string[]>();
+    for (const [name, at] of this.labels) bySlot.set(at, [...(bySlot.get(at) ?? []), name]);
+    const out: string[] = [];
+    let slot = 0;
+    for (const insn of this.insns) {
+      for (const name of bySlot.get(slot) ?? []) out.push(`${name}:`);
+      out.push(`${String(slot).padStart(4)}: (${insn.code.toString(16).padStart(2, '0')}) ${insn.text}`);
+      slot += insn.imm64High === undefined ? 1 : 2;
+    }
+    for (const name of bySlot.get(slot) ?? []) out.push(`${name}:`);
+    return out.join('\n');
+  }
+}
+
+function writeSlot(buf: Buffer, slot: number, code: number, dst: number, src: number, off: number, imm: number): void {
+  const at = slot * 8;
+  buf.writeUInt8(code, at);
+  // dst_reg and src_reg are C bit-fields: the low nibble holds dst on little-endian hosts.
+  buf.writeUInt8(((src & 0xf) << 4) | (dst & 0xf), at + 1);
+  buf.writeInt16LE(off, at + 2);
+  buf.writeInt32LE(imm, at + 4);
+}

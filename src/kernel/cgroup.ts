@@ -1,0 +1,57 @@
+/**
+ * cgroup v2: where the hierarchy is mounted, cgroup ids, and the child cgroups
+ * that tests and scoped grants use. /sys/fs/cgroup on most distributions;
+ * /sys/fs/cgroup/unified on hybrid (v1 + v2) systems such as these machines.
+ */
+import { mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LowportError } from '../errors.js';
+import { readMounts, type MountEntry } from './mounts.js';
+
+export function findCgroup2Root(mounts: MountEntry[] = readMounts()): string {
+  const m = mounts.find((e) => e.fsType === 'cgroup2');
+  if (m === undefined) {
+    throw new LowportError('E_UNSUPPORTED', 'no cgroup v2 hierarchy is mounted, and the bind hook attaches to one', {
+      hint: 'Mount it (`mount -t cgroup2 none /sys/fs/cgroup/unified`) or boot with systemd.unified_cgroup_hierarchy=1; ' +
+        'without it, use `lowport run --sockets` or an nftables redirect.',
+    });
+  }
+  return m.mountPoint;
+}
+
+/** A cgroup's id, as bpf_get_current_cgroup_id() reports it: the kernfs inode number of its directory. */
+export function cgroupId(dir: string): bigint {
+  return statSync(dir, { bigint: true }).ino;
+}
+
+export function isCgroup2Dir(dir: string): boolean {
+  try {
+    statSync(join(dir, 'cgroup.procs'));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function createCgroup(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+}
+
+/** Moves a process (and its threads) into a cgroup. */
+export function moveToCgroup(dir: string, pid: number): void {
+  writeFileSync(join(dir, 'cgroup.procs'), `${pid}\n`);
+}
+
+/** Pids in a cgroup (not its children). */
+export function cgroupPids(dir: string): number[] {
+  return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter((l) => l !== '').map(Number);
+}
+
+/** Removes an empty cgroup; a missing one is fine. */
+export function removeCgroup(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}

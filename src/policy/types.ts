@@ -1,0 +1,44 @@
+/** The policy's data model: what the file says, before names are resolved to ids. */
+
+export type Protocol = 'tcp' | 'udp';
+export const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp'];
+
+/** One item of a port spec such as `80`, `8000-8100/tcp` or `53/udp`. */
+export interface PortItem {
+  from: number;
+  to: number;
+  /** `['tcp','udp']` when the item had no suffix. */
+  protocols: Protocol[];
+}
+
+/** Who a rule is for. `name` is as written: a name or a decimal id. */
+export type Principal =
+  | { kind: 'user'; name: string }
+  | { kind: 'group'; name: string }
+  | { kind: 'everyone' };
+
+export type Action = 'grant' | 'reserve';
+
+/** A statement of the file: `grant 80,443 user alice addr 127.0.0.1,::1`. */
+export interface Rule {
+  action: Action;
+  ports: PortItem[];
+  principal: Principal;
+  /** Normalized IP literals (IPv6 compressed, lower case). Empty means any address. */
+  addrs: string[];
+  /** 1-based line of the statement in its file. */
+  line: number;
+}
+
+/**
+ * A parsed file that remembers its text, so that the CLI can edit rules and
+ * write the file back with every comment, blank line and untouched statement
+ * exactly as the admin left them.
+ */
+export interface PolicyDocument {
+  file: string;
+  /** The source split into lines, without line terminators. */
+  lines: string[];
+  /** Statements in file order; `rule.line` indexes `lines` (1-based). */
+  rules: Rule[];
+}

@@ -23,3 +23,26 @@ export function pidAlive(pid: number): boolean {
 export function effectiveUid(): number {
   return process.geteuid?.() ?? -1;
 }
+
+/** Runs a command with this process's stdio and returns its exit code (128+N when killed by signal N). */
+export async function runInheriting(command: string, args: string[]): Promise<number> {
+  const { spawn } = await import('node:child_process');
+  const { constants } = await import('node:os');
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(command, args, { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      resolvePromise(code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0)));
+    });
+  });
+}
+
+/** An executable's absolute path on PATH, or undefined. */
+export function which(name: string, path = process.env.PATH ?? ''): string | undefined {
+  for (const dir of path.split(':')) {
+    if (dir === '') continue;
+    const candidate = `${dir}/${name}`;
+    if (existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}

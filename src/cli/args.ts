@@ -1,0 +1,75 @@
+/** Turning command-line words into the engine's types, with usage errors that point at the culprit. */
+import { UsageError } from '../errors.js';
+import { parseAddressList } from '../policy/address.js';
+import { parsePortSpec } from '../policy/ports.js';
+import { normalizePrincipal } from '../policy/principal.js';
+import { PolicySpecError } from '../policy/spec-error.js';
+import type { PortItem, Principal } from '../policy/types.js';
+import type { LowportOptions } from '../engine/target.js';
+
+/** Rethrows a PolicySpecError from command-line text as a UsageError with the text and a caret line. */
+function fromSpec<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof PolicySpecError) {
+      const caret = ' '.repeat(e.offset) + '^'.repeat(e.length);
+      throw new UsageError(`bad ${what}: ${e.message}\n  ${e.spec}\n  ${caret}`);
+    }
+    throw e;
+  }
+}
+
+export function parsePortsArg(text: string | undefined, command: string): PortItem[] {
+  if (text === undefined || text === '') {
+    throw new UsageError(`${command} needs the ports, e.g. \`lowport ${command} 80,443 ...\``, `See \`lowport ${command} --help\`.`);
+  }
+  return fromSpec('ports', () => parsePortSpec(text));
+}
+
+export function parseAddrArgs(values: string[] | undefined): string[] {
+  const out: string[] = [];
+  for (const v of values ?? []) for (const a of fromSpec('address', () => parseAddressList(v))) if (!out.includes(a)) out.push(a);
+  return out;
+}
+
+export interface WhoArgs {
+  user?: string | undefined;
+  group?: string | undefined;
+  everyone?: boolean | undefined;
+}
+
+/**
+ * --user, --group or --everyone (exactly one). Without any, the invoking
+ * user: SUDO_USER under sudo, else the caller, unless that is root, who needs
+ * no grant.
+ */
+export function parsePrincipalArgs(args: WhoArgs, env: NodeJS.ProcessEnv, callerName: string, allowEveryone = true): Principal {
+  const given = [args.user !== undefined, args.group !== undefined, args.everyone === true].filter(Boolean).length;
+  if (given > 1) throw new UsageError('give only one of --user, --group and --everyone');
+  if (args.everyone === true) {
+    if (!allowEveryone) throw new UsageError('a reservation is for a --user or a --group: reserving a port for everyone reserves nothing');
+    return { kind: 'everyone' };
+  }
+  if (args.user !== undefined) return fromSpec('user', () => normalizePrincipal({ kind: 'user', name: args.user ?? '' }));
+  if (args.group !== undefined) return fromSpec('group', () => normalizePrincipal({ kind: 'group', name: args.group ?? '' }));
+  const invoker = env.SUDO_USER !== undefined && env.SUDO_USER !== '' && env.SUDO_USER !== 'root' ? env.SUDO_USER : callerName;
+  if (invoker === 'root' || invoker === '') {
+    throw new UsageError('say who: --user NAME, --group NAME or --everyone (root binds any port without a grant)');
+  }
+  return { kind: 'user', name: invoker };
+}
+
+export interface GlobalValues {
+  policy?: string | undefined;
+  cgroup?: string | undefined;
+  'pin-dir'?: string | undefined;
+}
+
+export function lowportOptions(v: GlobalValues): LowportOptions {
+  const o: LowportOptions = {};
+  if (v.policy !== undefined) o.policy = v.policy;
+  if (v.cgroup !== undefined) o.cgroup = v.cgroup;
+  if (v['pin-dir'] !== undefined) o.pinDir = v['pin-dir'];
+  return o;
+}

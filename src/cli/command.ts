@@ -1,0 +1,46 @@
+/** The shape of a subcommand, and the options every command takes. */
+import type { ParseArgsConfig } from 'node:util';
+import type { LowportOptions } from '../engine/target.js';
+import type { CliIo } from './io.js';
+
+export type OptionSpecs = NonNullable<ParseArgsConfig['options']>;
+
+export const GLOBAL_OPTIONS = {
+  policy: { type: 'string' },
+  cgroup: { type: 'string' },
+  'pin-dir': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies OptionSpecs;
+
+export const GLOBAL_HELP = `Options for every command:
+  --policy FILE    policy file (default /etc/lowport/policy)
+  --cgroup DIR     attach to this cgroup-v2 directory instead of the hierarchy's root
+  --pin-dir DIR    bpffs directory for lowport's pins (default /sys/fs/bpf/lowport)
+  --json           machine-readable output
+  -h, --help       this help`;
+
+export interface CommandContext {
+  values: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+  options: LowportOptions;
+  json: boolean;
+  io: CliIo;
+  /** The calling user's name, for the default principal. */
+  callerName: string;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  /** Full help: usage line, description, options, examples. */
+  help: string;
+  options: OptionSpecs;
+  /** Whether this invocation needs root (apply --check does not). */
+  needsRoot: (values: CommandContext['values']) => boolean;
+  run: (ctx: CommandContext) => number;
+}
+
+export function printJson(io: CliIo, value: unknown): void {
+  io.stdout(`${JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`);
+}

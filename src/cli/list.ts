@@ -1,0 +1,61 @@
+/** `lowport list`: the live rules, read back from the kernel. */
+import { list, type ListResult } from '../engine/list.js';
+import { printJson, type Command } from './command.js';
+
+const FILE_STATE: Record<ListResult['file'], string> = {
+  'in-sync': 'the live rules are what the file says',
+  differs: 'the file differs from the live rules: run `lowport apply` to load it',
+  missing: 'the policy file does not exist',
+  invalid: 'the policy file has errors (run `lowport apply --check`); the live rules stay as they were',
+};
+
+export function formatList(r: ListResult): string {
+  const out: string[] = [];
+  if (!r.live) {
+    out.push(`lowport is off: nothing is live at ${r.pinDir}.`);
+  } else {
+    out.push(`lowport is on: ${r.rules.length} rule${r.rules.length === 1 ? '' : 's'} live (${r.entries} map entries), attached at ${r.cgroup}, pinned at ${r.pinDir}.`);
+  }
+  out.push(`Policy ${r.policy}: ${FILE_STATE[r.file]}.`);
+  if (r.rules.length > 0) {
+    out.push('');
+    const rows = r.rules.map((rule) => [
+      String(rule.line),
+      `${rule.action} ${rule.ports} ${rule.who.join(' + ')}${rule.addrs.length > 0 ? ` addr ${rule.addrs.join(',')}` : ''}`,
+      rule.action === 'reserve' ? `${rule.hits} (refused ${rule.refused})` : String(rule.hits),
+    ]);
+    const header = ['LINE', 'RULE', 'BINDS'];
+    const width = (i: number) => Math.max(...[header, ...rows].map((row) => (row[i] ?? '').length));
+    for (const row of [header, ...rows]) {
+      out.push(`${(row[0] ?? '').padStart(width(0))}  ${(row[1] ?? '').padEnd(width(1))}  ${row[2] ?? ''}`);
+    }
+  }
+  const others = r.programs.filter((p) => !p.ours);
+  if (others.length > 0) {
+    out.push('', 'Other programs on the bind hooks (they can also allow, grant or refuse binds):');
+    for (const p of others) {
+      out.push(`  ${p.hook}  prog id ${p.id}  ${p.name || '(no name)'}  ${p.inherited ? 'attached at an ancestor cgroup' : 'attached here'}  loaded by uid ${p.createdByUid}`);
+    }
+    out.push('  Inspect them with `bpftool prog show id ID`.');
+  }
+  return `${out.join('\n')}\n`;
+}
+
+export const listCommand: Command = {
+  name: 'list',
+  summary: 'show the rules live in the kernel',
+  help: `Usage: lowport list [--json]
+
+Shows the rules as they are live in the kernel (read back from lowport's map,
+not from the file), how many binds each has granted (a reservation: also how
+many it refused), whether they match the policy file, and any other BPF
+programs on the bind hooks.`,
+  options: {},
+  needsRoot: () => true,
+  run: (ctx) => {
+    const result = list(ctx.options);
+    if (ctx.json) printJson(ctx.io, result);
+    else ctx.io.stdout(formatList(result));
+    return 0;
+  },
+};

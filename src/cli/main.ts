@@ -1,0 +1,147 @@
+#!/usr/bin/env node
+/**
+ * The lowport command: parses arguments, runs one command, prints, and picks
+ * the exit code (0 success, 1 failure, 2 usage). The only module that prints.
+ */
+import { readFileSync, realpathSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { formatDiagnostic, LowportError, PolicyError, UsageError } from '../errors.js';
+import { effectiveUid } from '../kernel/process.js';
+import { applyCommand, offCommand } from './apply.js';
+import { lowportOptions } from './args.js';
+import { GLOBAL_HELP, GLOBAL_OPTIONS, type Command } from './command.js';
+import { grantCommand, revokeCommand } from './grant.js';
+import { processIo, type CliIo } from './io.js';
+import { listCommand } from './list.js';
+import { reserveCommand, unreserveCommand } from './reserve.js';
+import { offerSudo } from './sudo.js';
+
+export const COMMANDS: readonly Command[] = [grantCommand, revokeCommand, reserveCommand, unreserveCommand, listCommand, applyCommand, offCommand];
+
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function mainHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return `lowport ${version()}: let non-root programs bind ports below 1024, per user, group, port and address.
+
+Usage: lowport COMMAND [ARGS] [OPTIONS]
+
+Commands:
+${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+
+${GLOBAL_HELP}
+  --version        print the version
+
+Run \`lowport COMMAND --help\` for a command's arguments.
+Example: sudo lowport grant 80,443 --user alice   (then alice's programs bind 80 and 443)
+`;
+}
+
+function callerName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return String(effectiveUid());
+  }
+}
+
+function exitCodeOf(e: LowportError): number {
+  return e instanceof UsageError || e.code === 'E_USAGE' ? 2 : 1;
+}
+
+export function formatError(e: unknown): string {
+  if (e instanceof PolicyError) {
+    const body = e.diagnostics.map(formatDiagnostic).join('\n');
+    const count = e.diagnostics.length;
+    return `${body}\nlowport: ${count} error${count === 1 ? '' : 's'} in the policy; ${e.hint ?? 'nothing was changed.'}\n`;
+  }
+  if (e instanceof LowportError) {
+    return `lowport: error: ${e.message}\n${e.hint === undefined ? '' : `${e.hint}\n`}`;
+  }
+  const err = e as Error;
+  return `lowport: internal error: ${err.message ?? String(e)}\nThis is a bug in lowport; please report it with the output of LOWPORT_DEBUG=1 lowport ...\n${process.env.LOWPORT_DEBUG ? `${err.stack ?? ''}\n` : ''}`;
+}
+
+/** Runs the CLI on `args` (without node and the script); returns the exit code. */
+export async function main(args: string[], io: CliIo = processIo()): Promise<number> {
+  const { name, rest } = splitCommand(args);
+  if (name === undefined && rest.includes('--version')) {
+    io.stdout(`${version()}\n`);
+    return 0;
+  }
+  if (name === undefined || name === 'help') {
+    io.stdout(mainHelp());
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (command === undefined) {
+    io.stderr(`lowport: error: unknown command '${name}'\nRun \`lowport --help\` for the list of commands.\n`);
+    return 2;
+  }
+  let json = false;
+  try {
+    const parsed = parseArgs({ args: rest, options: { ...GLOBAL_OPTIONS, ...command.options }, allowPositionals: true, strict: true });
+    const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
+    json = values.json === true;
+    if (values.help === true) {
+      io.stdout(`${command.help}\n\n${GLOBAL_HELP}\n`);
+      return 0;
+    }
+    if (command.needsRoot(values) && effectiveUid() !== 0) return await offerSudo(io, command.name, withDefaultUser(command, rest, values));
+    return command.run({ values, positionals: parsed.positionals, options: lowportOptions(values), json, io, callerName: callerName() });
+  } catch (e) {
+    const usage = e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
+    if (usage) {
+      io.stderr(`lowport ${name}: error: ${e.message}\nRun \`lowport ${name} --help\` for its usage.\n`);
+      return 2;
+    }
+    if (json && e instanceof LowportError) {
+      io.stdout(`${JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint, diagnostics: e instanceof PolicyError ? e.diagnostics : undefined } }, null, 2)}\n`);
+    } else {
+      io.stderr(formatError(e));
+    }
+    return e instanceof LowportError ? exitCodeOf(e) : 1;
+  }
+}
+
+/** Global options may come before the command (`lowport --policy F list`): the command is the first word that is not an option or its value. */
+function splitCommand(args: string[]): { name: string | undefined; rest: string[] } {
+  const takesValue = new Set(Object.entries(GLOBAL_OPTIONS).filter(([, o]) => o.type === 'string').map(([k]) => `--${k}`));
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] ?? '';
+    if (takesValue.has(a)) {
+      i++;
+      continue;
+    }
+    if (a === '--') break;
+    if (!a.startsWith('-')) return { name: a, rest: [...args.slice(0, i), ...args.slice(i + 1)] };
+  }
+  return { name: undefined, rest: args };
+}
+
+/**
+ * Under sudo, the default principal would still be found (SUDO_USER), but
+ * naming it makes the printed command say exactly what it will do.
+ */
+function withDefaultUser(command: Command, args: string[], values: Record<string, unknown>): string[] {
+  const takesWho = 'user' in command.options && command.name !== 'reserve';
+  const named = values.user !== undefined || values.group !== undefined || values.everyone === true || values.all === true;
+  return takesWho && !named ? [command.name, ...args, '--user', callerName()] : [command.name, ...args];
+}
+
+function isEntryPoint(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  process.exitCode = await main(process.argv.slice(2));
+}

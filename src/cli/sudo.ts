@@ -1,0 +1,40 @@
+/**
+ * A normal user ran a command that needs root. Offer to run the very same
+ * command through sudo, with absolute paths: sudo resets PATH, and a Node
+ * installed with nvm (or a lowport from npx) is not on root's PATH. Without a
+ * terminal, never prompt: print the command and fail.
+ */
+import { realpathSync } from 'node:fs';
+import { runInheriting, which } from '../kernel/process.js';
+import type { CliIo } from './io.js';
+
+export function shellQuote(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** argv for re-running this process as root: node, the script, and the arguments. */
+export function sudoArgv(args: string[]): string[] {
+  const script = process.argv[1] === undefined ? 'lowport' : realpathSync(process.argv[1]);
+  return [process.execPath, script, ...args];
+}
+
+export async function offerSudo(io: CliIo, command: string, args: string[]): Promise<number> {
+  const argv = sudoArgv(args);
+  const sudo = which('sudo');
+  const printable = [sudo === undefined ? 'sudo' : 'sudo', ...argv].map(shellQuote).join(' ');
+  const why = `lowport ${command} needs root: it changes what the kernel lets programs bind.`;
+  if (sudo === undefined) {
+    io.stderr(`lowport: error: ${why}\nsudo is not installed; run this as root (e.g. with su -c):\n  ${argv.map(shellQuote).join(' ')}\n`);
+    return 1;
+  }
+  if (!io.interactive) {
+    io.stderr(`lowport: error: ${why}\nRun it through sudo:\n  ${printable}\n`);
+    return 1;
+  }
+  io.stderr(`${why}\n  ${printable}\n`);
+  if (!(await io.confirm('Run this through sudo?'))) {
+    io.stderr('lowport: nothing was changed.\n');
+    return 1;
+  }
+  return runInheriting(sudo, argv);
+}

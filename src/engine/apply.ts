@@ -1,0 +1,135 @@
+/**
+ * The policy file to the kernel: read (only if root controls it), parse,
+ * resolve names, compile, and swap in one step. Every failure before the swap
+ * leaves the live policy exactly as it was.
+ */
+import { dirname } from 'node:path';
+import { LowportError } from '../errors.js';
+import { SyscallError } from '../kernel/libc.js';
+import { lockDirectory, preparePolicyDir, readPolicyFile, writeFileAtomic } from '../kernel/files.js';
+import { parsePolicy } from '../policy/parse.js';
+import { serializePolicy } from '../policy/print.js';
+import type { PolicyDocument } from '../policy/types.js';
+import { compile } from './compile.js';
+import { readLiveEntries, swapPolicy, type Entry, type Target } from './live.js';
+import { resolvePolicy, type Directory, type ResolvedRule } from './resolve.js';
+import { kernelTarget, policyPath, type LowportOptions } from './target.js';
+
+export interface CompiledPolicy {
+  doc: PolicyDocument;
+  rules: ResolvedRule[];
+  entries: Entry[];
+}
+
+export interface ApplyResult {
+  policy: string;
+  rules: number;
+  entries: number;
+  /** True when this call attached lowport's program (it was not live before). */
+  installed: boolean;
+  /** True when only validated (`apply --check`). */
+  checkOnly: boolean;
+}
+
+const NEW_FILE_HEADER = [
+  '# lowport policy: who may bind which ports below 1024 (and above).',
+  '#   grant   PORTS  user NAME | group NAME | everyone  [addr IP,IP...]',
+  '#   reserve PORTS  user NAME | group NAME',
+  '# PORTS: 80  80,443  8000-8100  53/udp  443/tcp (no suffix: tcp and udp).',
+  '# Edit by hand or with `lowport grant/revoke/reserve`; apply with `lowport apply`.',
+  '',
+];
+
+/** Parses and resolves a document's text; throws PolicyError with every problem. */
+export function compileDocument(doc: PolicyDocument, directory?: Directory): CompiledPolicy {
+  const rules = resolvePolicy(doc, directory);
+  return { doc, rules, entries: compile(rules) };
+}
+
+/** The policy file as a document; an empty one (with a header) when the file does not exist yet and `allowMissing`. */
+export function readPolicy(path: string, allowMissing: boolean): PolicyDocument {
+  const text = readPolicyFile(path);
+  if (text === undefined) {
+    if (!allowMissing) {
+      throw new LowportError('E_POLICY_MISSING', `there is no policy file at ${path}`, {
+        hint: 'Create it with `lowport grant PORTS --user NAME`, or write it by hand (see `lowport --help`).',
+      });
+    }
+    return parsePolicy(NEW_FILE_HEADER.join('\n'), path);
+  }
+  return parsePolicy(text, path);
+}
+
+/** Swaps entries into the kernel, turning a refusal by the kernel into a message about the machine. */
+export function swapInto(target: Target, entries: Entry[]): { installed: boolean } {
+  try {
+    return swapPolicy(target, entries);
+  } catch (e) {
+    if (e instanceof SyscallError && (e.errnoName === 'EPERM' || e.errnoName === 'EINVAL') && /MAP_CREATE|PROG_LOAD|LINK_CREATE/.test(e.call)) {
+      throw new LowportError('E_UNSUPPORTED', `the kernel refused to ${e.call.includes('LINK') ? 'attach' : 'load'} the bind hook: ${e.message}`, {
+        hint:
+          'BPF may be locked down here (kernel lockdown, a container without CAP_BPF/CAP_SYS_ADMIN, or a seccomp filter). ' +
+          'Run `lowport doctor` for a fallback that works on this machine.',
+        cause: e,
+      });
+    }
+    throw e;
+  }
+}
+
+/** `lowport apply`: load the file into the kernel (or, with check, only validate it). */
+export function apply(options: LowportOptions = {}, { check = false }: { check?: boolean } = {}): ApplyResult {
+  const path = policyPath(options);
+  const compiled = compileDocument(readPolicy(path, false));
+  const result = { policy: path, rules: compiled.rules.length, entries: compiled.entries.length };
+  if (check) return { ...result, installed: false, checkOnly: true };
+  const target = kernelTarget(options);
+  const lock = lockDirectory(dirname(path));
+  try {
+    // Re-read under the lock: an edit that finished meanwhile must not be undone.
+    const fresh = compileDocument(readPolicy(path, false));
+    const { installed } = swapInto(target, fresh.entries);
+    return { policy: path, rules: fresh.rules.length, entries: fresh.entries.length, installed, checkOnly: false };
+  } finally {
+    lock.release();
+  }
+}
+
+export interface EditOutcome extends ApplyResult {
+  changed: boolean;
+  notes: string[];
+}
+
+/**
+ * Edits the policy under its lock: read, edit, validate the whole result,
+ * make it live, then write the file. Nothing changes when any step before the
+ * swap fails; if the file cannot be written after the swap, the old policy is
+ * swapped back.
+ */
+export function editPolicy(
+  options: LowportOptions,
+  edit: (doc: PolicyDocument) => { doc: PolicyDocument; changed: boolean; notes: string[] },
+): EditOutcome {
+  const path = policyPath(options);
+  const target = kernelTarget(options);
+  preparePolicyDir(dirname(path));
+  const lock = lockDirectory(dirname(path));
+  try {
+    const before = readPolicy(path, true);
+    const { doc, changed, notes } = edit(before);
+    const compiled = compileDocument(doc);
+    const previous = changed ? readLiveEntries(target.pinDir) : undefined;
+    const { installed } = swapInto(target, compiled.entries);
+    if (changed) {
+      try {
+        writeFileAtomic(path, serializePolicy(doc));
+      } catch (e) {
+        if (previous !== undefined) swapInto(target, previous);
+        throw e;
+      }
+    }
+    return { policy: path, rules: compiled.rules.length, entries: compiled.entries.length, installed, checkOnly: false, changed, notes };
+  } finally {
+    lock.release();
+  }
+}

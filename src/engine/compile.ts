@@ -1,0 +1,92 @@
+/**
+ * Resolved rules to policy-map entries (see map-format.ts for the layout).
+ * Pure: no kernel, no I/O, so the whole translation is unit-tested.
+ *
+ * Each (protocol, port) a rule covers gets a PORT marker, and each subject ×
+ * address a key of its own. When two rules produce the same key, the first in
+ * the file wins (its line is the one `list` credits with the hits).
+ */
+import { addressFamily, formatIPv6, isV4Mapped, parseIPv6 } from '../policy/address.js';
+import type { Protocol } from '../policy/types.js';
+import { AF_INET, AF_INET6, IPPROTO, Kind, lookupFlag, RESERVED, type MapKey } from './map-format.js';
+import type { Entry } from './live.js';
+import type { ResolvedRule } from './resolve.js';
+
+const ANY_ADDRESS = Buffer.alloc(16);
+
+/** The family and 16 key bytes for an address; IPv4-mapped IPv6 is keyed as the IPv4 address, as the program does. */
+export function addressKey(addr: string): { family: typeof AF_INET | typeof AF_INET6; bytes: Buffer } {
+  const bytes = Buffer.alloc(16);
+  if (addressFamily(addr) === 4) {
+    addr.split('.').forEach((part, i) => bytes.writeUInt8(Number(part), i));
+    return { family: AF_INET, bytes };
+  }
+  const groups = parseIPv6(addr);
+  if (isV4Mapped(addr)) {
+    bytes.writeUInt16BE(groups[6] ?? 0, 0);
+    bytes.writeUInt16BE(groups[7] ?? 0, 2);
+    return { family: AF_INET, bytes };
+  }
+  groups.forEach((g, i) => bytes.writeUInt16BE(g, i * 2));
+  return { family: AF_INET6, bytes };
+}
+
+/** The address text for a key's family and bytes; undefined for "any address". */
+export function addressText(family: number, bytes: Buffer): string | undefined {
+  if (family === AF_INET) return Array.from(bytes.subarray(0, 4)).join('.');
+  if (family === AF_INET6) return formatIPv6(Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(i * 2)));
+  return undefined;
+}
+
+export function protocolNumber(p: Protocol): number {
+  return IPPROTO[p];
+}
+
+export function protocolName(n: number): Protocol | undefined {
+  return n === IPPROTO.tcp ? 'tcp' : n === IPPROTO.udp ? 'udp' : undefined;
+}
+
+/** A stable text form of a key, for maps and comparisons. */
+export function keyId(k: MapKey): string {
+  return `${k.kind}/${k.protocol}/${k.port}/${k.family}/${k.id}/${k.addr.toString('hex')}`;
+}
+
+export function compile(rules: readonly ResolvedRule[]): Entry[] {
+  const entries = new Map<string, Entry>();
+  const add = (key: MapKey, rule: number, flags: number): void => {
+    const id = keyId(key);
+    const have = entries.get(id);
+    if (have === undefined) entries.set(id, { key, value: { rule, flags, hits: 0n } });
+    else have.value.flags |= flags;
+  };
+  const addresses = (addrs: readonly string[]) => (addrs.length === 0 ? [{ family: 0 as const, bytes: ANY_ADDRESS }] : addrs.map(addressKey));
+
+  // Ports whose marker already credits a reservation's line.
+  const reservationCredited = new Set<string>();
+
+  for (const { rule, subjects } of rules) {
+    const addrKeys = addresses(rule.addrs);
+    let flags = rule.action === 'reserve' ? RESERVED : 0;
+    for (const s of subjects) for (const a of addrKeys) flags |= lookupFlag(s.kind, a.family === 0);
+    for (const item of rule.ports) {
+      for (const p of item.protocols) {
+        const protocol = protocolNumber(p);
+        for (let port = item.from; port <= item.to; port++) {
+          const marker: MapKey = { kind: Kind.PORT, protocol, port, family: 0, id: 0n, addr: ANY_ADDRESS };
+          add(marker, rule.line, flags);
+          // A marker credits the first reservation of its port (its hits are refusals), else the first rule.
+          const markerId = keyId(marker);
+          if (rule.action === 'reserve' && !reservationCredited.has(markerId)) {
+            reservationCredited.add(markerId);
+            const entry = entries.get(markerId);
+            if (entry !== undefined) entry.value.rule = rule.line;
+          }
+          for (const s of subjects) {
+            for (const a of addrKeys) add({ kind: s.kind, protocol, port, family: a.family, id: s.id, addr: a.bytes }, rule.line, 0);
+          }
+        }
+      }
+    }
+  }
+  return [...entries.values()];
+}

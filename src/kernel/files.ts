@@ -1,0 +1,98 @@
+/**
+ * The policy file on disk: read it only when no one but root could have
+ * written it (as sudo does for sudoers), write it atomically, and serialize
+ * writers with a lock.
+ */
+import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { LowportError } from '../errors.js';
+import { flock, LOCK_EX } from './libc.js';
+
+const S_IWGRP = 0o020;
+const S_IWOTH = 0o002;
+const S_ISVTX = 0o1000;
+
+/**
+ * Refuses a file, or any directory above it, that a user other than root
+ * could change: owned by someone else, group-writable by a group other than
+ * root, or world-writable (a sticky, root-owned directory such as /tmp is fine:
+ * others cannot rename or remove root's entries in it).
+ */
+export function assertRootControlled(path: string): void {
+  const abs = resolve(path);
+  const st = statSync(abs);
+  checkOwnership(abs, st, st.isDirectory() ? 'directory' : 'file');
+  for (let dir = dirname(abs); dir !== abs; dir = dirname(dir)) {
+    const d = statSync(dir);
+    checkOwnership(dir, d, 'directory');
+    if (dir === '/') break;
+  }
+}
+
+function checkOwnership(path: string, st: { uid: number; gid: number; mode: number }, what: 'file' | 'directory'): void {
+  const fix = what === 'file' ? `chown root:root ${path} && chmod 644 ${path}` : `chown root:root ${path} && chmod go-w ${path}`;
+  if (st.uid !== 0) {
+    throw unsafe(`the policy ${what} ${path} is owned by uid ${st.uid}, not root, so that user could grant themselves any port`, fix);
+  }
+  if (st.mode & S_IWOTH && !(what === 'directory' && st.mode & S_ISVTX)) {
+    throw unsafe(`the policy ${what} ${path} is world-writable, so anyone could grant themselves any port`, fix);
+  }
+  if (st.mode & S_IWGRP && st.gid !== 0) {
+    throw unsafe(`the policy ${what} ${path} is writable by group ${st.gid}, so its members could grant themselves any port`, fix);
+  }
+}
+
+function unsafe(message: string, fix: string): LowportError {
+  return new LowportError('E_POLICY_UNSAFE', `${message}; lowport refuses to use it`, { hint: `Run: ${fix}` });
+}
+
+/** The file's text, or undefined when it does not exist. Checks ownership first. */
+export function readPolicyFile(path: string): string | undefined {
+  try {
+    lstatSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  assertRootControlled(path);
+  return readFileSync(path, 'utf8');
+}
+
+/** Creates the policy's directory if needed (root-owned, 0755) and checks that only root controls it. */
+export function preparePolicyDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  assertRootControlled(dir);
+}
+
+/**
+ * Replaces the file in one rename: a reader sees the old text or the new,
+ * never half of one. Keeps the old file's mode; new files are 0644.
+ */
+export function writeFileAtomic(path: string, text: string): void {
+  let mode = 0o644;
+  try {
+    mode = statSync(path).mode & 0o7777;
+  } catch {
+    // a new file
+  }
+  const tmp = join(dirname(path), `.${process.pid}.${Date.now()}.tmp`);
+  const fd = openSync(tmp, 'wx', mode);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}
+
+/**
+ * Takes an exclusive lock on a directory (flock(2) on its fd) until `release`
+ * is called or the process exits; two lowport commands editing the same policy
+ * run one after the other, and both edits land.
+ */
+export function lockDirectory(dir: string): { release: () => void } {
+  const fd = openSync(dir, 'r');
+  flock(fd, LOCK_EX);
+  return { release: () => closeSync(fd) };
+}

@@ -1,0 +1,331 @@
+/**
+ * Edits of a policy document for `lowport grant/revoke/reserve/unreserve`.
+ *
+ * The admin's file is theirs: every comment, blank line and statement that an
+ * edit does not concern stays byte for byte. A statement that changes is
+ * rewritten in canonical form (formatRule) but keeps its indentation and its
+ * trailing comment. New statements go after the last non-blank line.
+ * Functions never mutate their input; line numbers in notes are those of the
+ * document that was passed in.
+ */
+import { UsageError } from '../errors.js';
+import { normalizeAddress } from './address.js';
+import { PortSet } from './ports.js';
+import { normalizePrincipal, samePrincipal } from './principal.js';
+import { formatPrincipal, formatRule } from './print.js';
+import type { Action, PolicyDocument, PortItem, Principal, Rule } from './types.js';
+
+export interface EditResult {
+  doc: PolicyDocument;
+  /** False when the document already said what was asked; `doc` is then an equal copy. */
+  changed: boolean;
+  /** What was done or why nothing was, one sentence each, for the CLI to print. */
+  notes: string[];
+}
+
+export interface GrantRequest {
+  ports: readonly PortItem[];
+  principal: Principal;
+  /** Empty means any address. */
+  addrs: readonly string[];
+}
+
+export type RevokeRequest = GrantRequest;
+
+export interface ReserveRequest {
+  ports: readonly PortItem[];
+  principal: Principal;
+}
+
+export interface UnreserveRequest {
+  ports: readonly PortItem[];
+}
+
+/** One line of the document being edited, with the statement it holds. */
+interface Entry {
+  text: string;
+  rule: Rule | undefined;
+  /** Line number in the input document; undefined for new lines. */
+  origin: number | undefined;
+  removed: boolean;
+  /** New lines that go right after this one. */
+  after: Entry[];
+}
+
+/**
+ * Grants `ports` to exactly this principal on exactly this address set. Ports
+ * already granted by such rules are skipped; the rest extend the first such
+ * rule, or else become a new statement.
+ */
+export function grant(doc: PolicyDocument, request: GrantRequest): EditResult {
+  const principal = normalizePrincipal(request.principal);
+  return add(doc, 'grant', portsOf(request.ports), principal, normalizeAddrs(request.addrs));
+}
+
+/** Reserves `ports` for this principal, like grant without addresses. */
+export function reserve(doc: PolicyDocument, request: ReserveRequest): EditResult {
+  const principal = normalizePrincipal(request.principal);
+  if (principal.kind === 'everyone') {
+    throw new UsageError(
+      "a reservation for 'everyone' reserves nothing",
+      'Name the user or group that alone may bind these ports.',
+    );
+  }
+  return add(doc, 'reserve', portsOf(request.ports), principal, []);
+}
+
+/**
+ * Takes `ports` away from the grant rules of exactly this principal: from all
+ * of them when `addrs` is empty, else only for those addresses, splitting a
+ * rule whose other addresses keep their ports.
+ */
+export function revoke(doc: PolicyDocument, request: RevokeRequest): EditResult {
+  const principal = normalizePrincipal(request.principal);
+  const target = portsOf(request.ports);
+  const only = normalizeAddrs(request.addrs);
+  const who = formatPrincipal(principal);
+  const entries = entriesOf(doc);
+  const notes: string[] = [];
+  let revoked = PortSet.EMPTY;
+
+  for (const entry of entries) {
+    const rule = entry.rule;
+    if (rule?.action !== 'grant' || !samePrincipal(rule.principal, principal)) continue;
+    const have = PortSet.fromItems(rule.ports);
+    const hit = have.intersect(target);
+    if (hit.isEmpty()) continue;
+    const remaining = have.subtract(target);
+
+    if (only.length === 0) {
+      shrink(entry, rule, remaining, `no longer grants ${hit.toString()} to ${who}${on(rule.addrs)}`, notes);
+    } else {
+      if (rule.addrs.length === 0) {
+        throw new UsageError(
+          `line ${entry.origin ?? rule.line} grants ${hit.toString()} to ${who} on every address, ` +
+            `so it cannot be revoked for ${only.join(',')} alone`,
+          'Revoke without --addr, then grant the addresses you want.',
+        );
+      }
+      const hitAddrs = rule.addrs.filter((a) => only.includes(a));
+      if (hitAddrs.length === 0) continue;
+      const keepAddrs = rule.addrs.filter((a) => !only.includes(a));
+      const change = `no longer grants ${hit.toString()} to ${who}${on(hitAddrs)}`;
+      if (keepAddrs.length === 0) {
+        shrink(entry, rule, remaining, change, notes);
+      } else {
+        // The other addresses keep every port; the revoked ones keep what is left, on a line of their own.
+        rewrite(entry, { ...rule, addrs: keepAddrs });
+        notes.push(`line ${entry.origin ?? rule.line} ${change}`);
+        if (!remaining.isEmpty()) {
+          const split = canonicalRule('grant', remaining, rule.principal, hitAddrs);
+          const text = indentOf(entry.text) + formatRule(split);
+          entry.after.push(newEntry(text, split));
+          notes.push(`added '${formatRule(split)}' after line ${entry.origin ?? rule.line} for the ports left`);
+        }
+      }
+    }
+    revoked = revoked.union(hit);
+  }
+
+  if (revoked.isEmpty()) {
+    notes.push(`nothing to revoke: ${who} has no grant of ${target.toString()}${on(only)}`);
+    return finish(doc, entries, [], false, notes);
+  }
+  const missed = target.subtract(revoked);
+  if (!missed.isEmpty()) notes.push(`${who} had no grant of ${missed.toString()}${on(only)}`);
+  return finish(doc, entries, [], true, notes);
+}
+
+/** Removes every grant and reservation of exactly this principal. */
+export function revokeAll(doc: PolicyDocument, principal: Principal): EditResult {
+  const wanted = normalizePrincipal(principal);
+  const entries = entriesOf(doc);
+  const notes: string[] = [];
+  for (const entry of entries) {
+    const rule = entry.rule;
+    if (rule === undefined || !samePrincipal(rule.principal, wanted)) continue;
+    entry.removed = true;
+    notes.push(`removed line ${entry.origin ?? rule.line}: ${formatRule(rule)}`);
+  }
+  if (notes.length === 0) {
+    notes.push(`nothing to revoke: ${formatPrincipal(wanted)} has no grants or reservations`);
+    return finish(doc, entries, [], false, notes);
+  }
+  return finish(doc, entries, [], true, notes);
+}
+
+/** Takes `ports` out of every reservation, whoever it is for. */
+export function unreserve(doc: PolicyDocument, request: UnreserveRequest): EditResult {
+  const target = portsOf(request.ports);
+  const entries = entriesOf(doc);
+  const notes: string[] = [];
+  let released = PortSet.EMPTY;
+  for (const entry of entries) {
+    const rule = entry.rule;
+    if (rule?.action !== 'reserve') continue;
+    const have = PortSet.fromItems(rule.ports);
+    const hit = have.intersect(target);
+    if (hit.isEmpty()) continue;
+    const change = `no longer reserves ${hit.toString()} for ${formatPrincipal(rule.principal)}`;
+    shrink(entry, rule, have.subtract(target), change, notes);
+    released = released.union(hit);
+  }
+  if (released.isEmpty()) {
+    notes.push(`nothing to unreserve: none of ${target.toString()} is reserved`);
+    return finish(doc, entries, [], false, notes);
+  }
+  const missed = target.subtract(released);
+  if (!missed.isEmpty()) notes.push(`${missed.toString()} was not reserved`);
+  return finish(doc, entries, [], true, notes);
+}
+
+function add(
+  doc: PolicyDocument,
+  action: Action,
+  wanted: PortSet,
+  principal: Principal,
+  addrs: readonly string[],
+): EditResult {
+  const entries = entriesOf(doc);
+  const notes: string[] = [];
+  const verb = action === 'grant' ? 'grants' : 'reserves';
+  const to = `${action === 'grant' ? 'to' : 'for'} ${formatPrincipal(principal)}${on(addrs)}`;
+  const matching = entries.filter(
+    (e): e is Entry & { rule: Rule } =>
+      e.rule?.action === action &&
+      samePrincipal(e.rule.principal, principal) &&
+      sameAddressSet(e.rule.addrs, addrs),
+  );
+  let covered = PortSet.EMPTY;
+  for (const entry of matching) {
+    const have = PortSet.fromItems(entry.rule.ports);
+    const overlap = wanted.intersect(have);
+    if (!overlap.isEmpty()) notes.push(`line ${entry.origin ?? entry.rule.line} already ${verb} ${overlap.toString()} ${to}`);
+    covered = covered.union(have);
+  }
+  const missing = wanted.subtract(covered);
+  if (action === 'grant' && addrs.length > 0) {
+    // Not merged (the address lists differ), but the admin should know the new line adds nothing.
+    for (const entry of entries) {
+      const rule = entry.rule;
+      if (rule?.action !== 'grant' || rule.addrs.length > 0 || !samePrincipal(rule.principal, principal)) continue;
+      const overlap = missing.intersect(PortSet.fromItems(rule.ports));
+      if (overlap.isEmpty()) continue;
+      notes.push(
+        `line ${entry.origin ?? rule.line} already grants ${overlap.toString()} to ${formatPrincipal(principal)} on every address`,
+      );
+    }
+  }
+  if (missing.isEmpty()) return finish(doc, entries, [], false, notes);
+
+  const [first] = matching;
+  if (first !== undefined) {
+    const ports = PortSet.fromItems(first.rule.ports).union(missing);
+    rewrite(first, { ...first.rule, ports: ports.toItems() });
+    notes.push(`line ${first.origin ?? first.rule.line} now also ${verb} ${missing.toString()} ${to}`);
+    return finish(doc, entries, [], true, notes);
+  }
+  const rule = canonicalRule(action, missing, principal, addrs);
+  notes.push(`added '${formatRule(rule)}'`);
+  return finish(doc, entries, [newEntry(formatRule(rule), rule)], true, notes);
+}
+
+/** Leaves `remaining` in the rule, or removes its line (and its comment) when nothing is left. */
+function shrink(entry: Entry, rule: Rule, remaining: PortSet, change: string, notes: string[]): void {
+  const line = entry.origin ?? rule.line;
+  if (remaining.isEmpty()) {
+    entry.removed = true;
+    notes.push(`removed line ${line}: ${formatRule(rule)}`);
+  } else {
+    rewrite(entry, { ...rule, ports: remaining.toItems() });
+    notes.push(`line ${line} ${change}`);
+  }
+}
+
+/** Replaces the statement of a line, keeping its indentation and trailing comment. */
+function rewrite(entry: Entry, rule: Rule): void {
+  const hash = entry.text.indexOf('#');
+  const comment = hash < 0 ? '' : `  ${entry.text.slice(hash)}`;
+  entry.text = indentOf(entry.text) + formatRule(rule) + comment;
+  entry.rule = rule;
+}
+
+function indentOf(line: string): string {
+  return /^[ \t]*/.exec(line)?.[0] ?? '';
+}
+
+function canonicalRule(action: Action, ports: PortSet, principal: Principal, addrs: readonly string[]): Rule {
+  return { action, ports: ports.toItems(), principal: { ...principal }, addrs: [...addrs], line: 0 };
+}
+
+function newEntry(text: string, rule: Rule): Entry {
+  return { text, rule, origin: undefined, removed: false, after: [] };
+}
+
+function entriesOf(doc: PolicyDocument): Entry[] {
+  const byLine = new Map(doc.rules.map((rule) => [rule.line, rule]));
+  return doc.lines.map((text, index) => {
+    const rule = byLine.get(index + 1);
+    return { text, rule: rule === undefined ? undefined : cloneRule(rule), origin: index + 1, removed: false, after: [] };
+  });
+}
+
+/**
+ * Lays out the edited lines and numbers the rules again. `appended` lines go
+ * after the last non-blank line, so a file's trailing blank lines stay at its
+ * end instead of separating the new statement from the others.
+ */
+function finish(
+  doc: PolicyDocument,
+  entries: readonly Entry[],
+  appended: readonly Entry[],
+  changed: boolean,
+  notes: string[],
+): EditResult {
+  const flat: Entry[] = [];
+  for (const entry of entries) {
+    if (!entry.removed) flat.push(entry);
+    flat.push(...entry.after);
+  }
+  let at = flat.length;
+  while (at > 0 && (flat[at - 1]?.text.trim() ?? '') === '') at--;
+  flat.splice(at, 0, ...appended);
+  const rules: Rule[] = [];
+  flat.forEach((entry, index) => {
+    if (entry.rule !== undefined) rules.push({ ...entry.rule, line: index + 1 });
+  });
+  return { doc: { file: doc.file, lines: flat.map((e) => e.text), rules }, changed, notes };
+}
+
+function cloneRule(rule: Rule): Rule {
+  return {
+    action: rule.action,
+    ports: rule.ports.map((item) => ({ from: item.from, to: item.to, protocols: [...item.protocols] })),
+    principal: { ...rule.principal },
+    addrs: [...rule.addrs],
+    line: rule.line,
+  };
+}
+
+function portsOf(items: readonly PortItem[]): PortSet {
+  const set = PortSet.fromItems(items);
+  if (set.isEmpty()) throw new UsageError('no ports given', 'Name the ports, e.g. 80,443 or 8000-8100/tcp.');
+  return set;
+}
+
+function normalizeAddrs(addrs: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const addr of addrs) {
+    const normalized = normalizeAddress(addr);
+    if (!out.includes(normalized)) out.push(normalized);
+  }
+  return out;
+}
+
+function sameAddressSet(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x) => b.includes(x));
+}
+
+function on(addrs: readonly string[]): string {
+  return addrs.length === 0 ? '' : ` on ${addrs.join(',')}`;
+}

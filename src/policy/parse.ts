@@ -1,0 +1,174 @@
+/**
+ * The policy file parser. The format is line oriented, like sudoers:
+ *
+ *     grant   80,443     user alice   addr 127.0.0.1,::1   # comment
+ *     reserve 5432       user postgres
+ *
+ * Every problem of the file is collected (nftables style) before the whole
+ * file is rejected with one PolicyError, so an admin fixes them in one pass.
+ * A line whose structure is broken (unknown keyword, missing part) yields one
+ * diagnostic and parsing resumes on the next line; bad values within a
+ * well-formed line (each port, the name, each address) are all reported.
+ */
+import { PolicyError, type Diagnostic } from '../errors.js';
+import { scanAddressList } from './address.js';
+import { scanPortSpec } from './ports.js';
+import { parsePrincipalName } from './principal.js';
+import { PolicySpecError } from './spec-error.js';
+import type { Action, PolicyDocument, Principal, Rule } from './types.js';
+
+interface Token {
+  text: string;
+  /** 0-based offset in the line. */
+  start: number;
+}
+
+/**
+ * Parses a policy file. `file` is only used in diagnostics. Accepts LF and
+ * CRLF line ends and a last line without one; an empty text has no rules.
+ * Throws PolicyError listing every problem.
+ */
+export function parsePolicy(text: string, file: string): PolicyDocument {
+  const lines = splitLines(text);
+  const rules: Rule[] = [];
+  const diagnostics: Diagnostic[] = [];
+  lines.forEach((source, index) => {
+    const rule = parseLine(source, index + 1, file, diagnostics);
+    if (rule !== undefined) rules.push(rule);
+  });
+  if (diagnostics.length > 0) throw new PolicyError(diagnostics);
+  return { file, lines, rules };
+}
+
+/** The text's lines without their terminators; a final line end does not start another line. */
+export function splitLines(text: string): string[] {
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  return lines.map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
+}
+
+/** The part of a line before its comment: names, ports and addresses never contain '#'. */
+export function statementPart(line: string): string {
+  const hash = line.indexOf('#');
+  return hash < 0 ? line : line.slice(0, hash);
+}
+
+function tokenize(content: string): Token[] {
+  return [...content.matchAll(/[^ \t]+/g)].map((m) => ({ text: m[0], start: m.index }));
+}
+
+/** Appends " (keywords are lower case)" when `word` is a keyword in the wrong case. */
+function caseHint(word: string, keywords: readonly string[]): string {
+  return word !== word.toLowerCase() && keywords.includes(word.toLowerCase()) ? ' (keywords are lower case)' : '';
+}
+
+function parseLine(source: string, line: number, file: string, diagnostics: Diagnostic[]): Rule | undefined {
+  const content = statementPart(source);
+  const tokens = tokenize(content);
+  const reported = diagnostics.length;
+  const report = (start: number, length: number, message: string): void => {
+    diagnostics.push({ file, line, column: start + 1, length: Math.max(1, length), message, source });
+  };
+  const reportAt = (token: Token, message: string): void => {
+    report(token.start, token.text.length, message);
+  };
+  const reportSpec = (token: Token, error: PolicySpecError): void => {
+    report(token.start + error.offset, error.length, error.message);
+  };
+  // A missing part is reported just after the last token, where it should have been.
+  const last = tokens[tokens.length - 1];
+  const end = last === undefined ? 0 : last.start + last.text.length;
+  const reportMissing = (message: string): void => {
+    report(end, 1, message);
+  };
+
+  const [actionToken, portsToken, whoToken] = tokens;
+  if (actionToken === undefined) return undefined;
+  const actionText = actionToken.text;
+  if (actionText !== 'grant' && actionText !== 'reserve') {
+    const hint = caseHint(actionText, ['grant', 'reserve']);
+    reportAt(actionToken, `unknown statement '${actionText}': expected 'grant' or 'reserve'${hint}`);
+    return undefined;
+  }
+  const action: Action = actionText;
+
+  if (portsToken === undefined) {
+    reportMissing(`expected ports after '${action}', e.g. '${action} 80,443 user alice'`);
+    return undefined;
+  }
+  const { items: ports, errors: portErrors } = scanPortSpec(portsToken.text);
+  for (const error of portErrors) reportSpec(portsToken, error);
+  // `80, 443`: the rest of the line is the rest of the list, not a principal.
+  if (portsToken.text.endsWith(',')) return undefined;
+
+  const whoExpected = "expected 'user NAME', 'group NAME' or 'everyone' after the ports";
+  if (whoToken === undefined) {
+    reportMissing(whoExpected);
+    return undefined;
+  }
+  let principal: Principal;
+  let next = 3;
+  const who = whoToken.text;
+  if (who === 'user' || who === 'group') {
+    const nameToken = tokens[3];
+    if (nameToken === undefined) {
+      reportMissing(`expected a ${who} name or id after '${who}'`);
+      return undefined;
+    }
+    let name = nameToken.text;
+    try {
+      name = parsePrincipalName(who, nameToken.text);
+    } catch (error) {
+      if (!(error instanceof PolicySpecError)) throw error;
+      reportSpec(nameToken, error);
+    }
+    principal = { kind: who, name };
+    next = 4;
+  } else if (who === 'everyone') {
+    principal = { kind: 'everyone' };
+    if (action === 'reserve') {
+      reportAt(
+        whoToken,
+        "a reservation for 'everyone' reserves nothing: name the user or group that alone may bind these ports",
+      );
+    }
+  } else {
+    reportAt(whoToken, `${whoExpected}, found '${who}'${caseHint(who, ['user', 'group', 'everyone'])}`);
+    return undefined;
+  }
+
+  let addrs: string[] = [];
+  let hasAddr = false;
+  const addrToken = tokens[next];
+  if (addrToken?.text === 'addr') {
+    hasAddr = true;
+    const listToken = tokens[next + 1];
+    if (action === 'reserve') {
+      reportAt(addrToken, "'addr' is not allowed on 'reserve': a reservation covers every address");
+    } else if (listToken === undefined) {
+      reportMissing("expected addresses after 'addr', e.g. 'addr 127.0.0.1,::1'");
+      return undefined;
+    }
+    if (listToken !== undefined && action === 'grant') {
+      const scanned = scanAddressList(listToken.text);
+      for (const error of scanned.errors) reportSpec(listToken, error);
+      if (listToken.text.endsWith(',')) return undefined;
+      addrs = scanned.addrs;
+    }
+    next += listToken === undefined ? 1 : 2;
+  }
+
+  const extra = tokens[next];
+  if (extra !== undefined) {
+    if (extra.text === 'addr' && hasAddr) {
+      reportAt(extra, "'addr' is given twice: put all addresses in one list, e.g. 'addr 127.0.0.1,::1'");
+    } else {
+      const expected =
+        hasAddr || action === 'reserve' ? "the end of the line ('#' starts a comment)" : "'addr' or the end of the line";
+      reportAt(extra, `unexpected '${extra.text}' after the statement: expected ${expected}${caseHint(extra.text, ['addr'])}`);
+    }
+  }
+
+  if (diagnostics.length > reported) return undefined;
+  return { action, ports, principal, addrs, line };
+}

@@ -246,8 +246,10 @@ function shrink(entry: Entry, rule: Rule, remaining: PortSet, change: string, no
 function rewrite(entry: Entry, rule: Rule): void {
   const hash = entry.text.indexOf('#');
   const comment = hash < 0 ? '' : `  ${entry.text.slice(hash)}`;
-  entry.text = indentOf(entry.text) + formatRule(rule) + comment;
-  entry.rule = rule;
+  // formatRule writes ports canonically; the rule must say what a parse of that text says.
+  const written = { ...rule, ports: PortSet.fromItems(rule.ports).toItems() };
+  entry.text = indentOf(entry.text) + formatRule(written) + comment;
+  entry.rule = written;
 }
 
 function indentOf(line: string): string {

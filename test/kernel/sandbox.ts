@@ -1,0 +1,238 @@
+/**
+ * Isolation for tests that touch the kernel. Each sandbox has its own child
+ * cgroup (lowport attaches there, never at the machine's root), its own bpffs
+ * pin directory (never /sys/fs/bpf/lowport) and its own policy file in a
+ * private temp directory. Clients run inside the cgroup, in a private network
+ * namespace (so no port can collide with the machine's), as an unprivileged
+ * user with no capabilities. `dispose()` removes everything, and is meant for
+ * an `after`/`finally` hook.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { main } from '../../src/cli/main.js';
+import { removeAll } from '../../src/engine/live.js';
+import { findCgroup2Root, createCgroup, cgroupPids, removeCgroup } from '../../src/kernel/cgroup.js';
+import { ensurePinDir } from '../../src/kernel/bpffs.js';
+
+export const NOBODY = 65534;
+const here = dirname(fileURLToPath(import.meta.url));
+/** The built CLI (tests run from dist/test/kernel). */
+export const CLI = join(here, '..', '..', 'src', 'cli', 'main.js');
+
+/**
+ * The bind probe, run as the unprivileged client: tries each bind in turn and
+ * prints 'ok' or the error code for each. Written into the sandbox's own
+ * directory, since the client may not be able to read the checkout (CI may
+ * clone under /root).
+ */
+const PROBE_SOURCE = `
+const net = require('node:net');
+const dgram = require('node:dgram');
+const held = [];
+function done(s, hold, resolve) {
+  if (hold) { held.push(s); resolve('ok'); } else s.close(() => resolve('ok'));
+}
+function tryTcp(addr, port, hold) {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', (e) => resolve(e.code));
+    s.listen({ host: addr, port, exclusive: true }, () => done(s, hold, resolve));
+  });
+}
+function tryUdp(addr, port, hold) {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket(net.isIPv6(addr) ? 'udp6' : 'udp4');
+    s.once('error', (e) => { try { s.close(); } catch {} resolve(e.code); });
+    s.bind({ address: addr, port, exclusive: true }, () => done(s, hold, resolve));
+  });
+}
+(async () => {
+  const out = [];
+  for (const b of JSON.parse(process.argv[2])) out.push(await (b.proto === 'tcp' ? tryTcp : tryUdp)(b.addr, b.port, b.hold === true));
+  process.stdout.write(JSON.stringify(out));
+  for (const s of held) s.close();
+})();
+`;
+
+let counter = 0;
+
+/** Why kernel tests cannot run here, or undefined when they can. */
+export function kernelSkipReason(): string | undefined {
+  if (process.geteuid?.() !== 0) return 'kernel tests need root (run `sudo npm test`)';
+  try {
+    findCgroup2Root();
+  } catch {
+    return 'no cgroup v2 hierarchy is mounted';
+  }
+  return undefined;
+}
+
+export interface BindRequest {
+  proto: 'tcp' | 'udp';
+  addr: string;
+  port: number;
+  /** Keep the socket open until the probe ends, so later binds find the port taken. */
+  hold?: boolean;
+}
+
+/** 'ok' or the error code (EACCES, EPERM, EADDRINUSE, ...). */
+export type BindResult = string;
+
+export interface ClientOptions {
+  uid?: number;
+  gid?: number;
+  /** Supplementary groups. */
+  groups?: number[];
+  /** Capabilities to keep, ambient and inheritable, e.g. ['net_bind_service']. */
+  caps?: string[];
+  /** sysctl settings for the private network namespace, e.g. { 'net.ipv4.ip_unprivileged_port_start': '80' }. */
+  sysctls?: Record<string, string>;
+  /** Run outside the sandbox's cgroup (in a sibling cgroup): the grant must not reach it. */
+  outside?: boolean;
+}
+
+export class Sandbox {
+  readonly name: string;
+  readonly cgroup: string;
+  readonly outsideCgroup: string;
+  readonly pinDir: string;
+  readonly dir: string;
+  readonly policy: string;
+  private readonly children = new Set<ChildProcess>();
+
+  get probePath(): string {
+    return join(this.dir, 'probe.cjs');
+  }
+
+  constructor(label: string) {
+    this.name = `lowport-test-${process.pid}-${++counter}-${label}`;
+    const root = findCgroup2Root();
+    this.cgroup = join(root, this.name);
+    this.outsideCgroup = join(root, `${this.name}-outside`);
+    this.pinDir = `/sys/fs/bpf/${this.name.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    this.dir = mkdtempSync(join(tmpdir(), 'lowport-test-'));
+    this.policy = join(this.dir, 'policy');
+    // Root-owned and not writable by others (the policy's directory must be),
+    // but readable, so the unprivileged clients can run the files placed here.
+    chmodSync(this.dir, 0o755);
+    writeFileSync(this.probePath, PROBE_SOURCE, { mode: 0o644 });
+    createCgroup(this.cgroup);
+    createCgroup(this.outsideCgroup);
+    ensurePinDir(dirname(this.pinDir));
+  }
+
+  /** Global options for this sandbox's CLI calls. */
+  get args(): string[] {
+    return ['--policy', this.policy, '--cgroup', this.cgroup, '--pin-dir', this.pinDir];
+  }
+
+  get options(): { policy: string; cgroup: string; pinDir: string } {
+    return { policy: this.policy, cgroup: this.cgroup, pinDir: this.pinDir };
+  }
+
+  writePolicy(text: string, mode = 0o644): void {
+    writeFileSync(this.policy, text, { mode });
+  }
+
+  readPolicy(): string {
+    return readFileSync(this.policy, 'utf8');
+  }
+
+  /** Runs the CLI in-process; returns exit code and output. */
+  async cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    let stdout = '';
+    let stderr = '';
+    const code = await main([...args, ...this.args], {
+      stdout: (t) => (stdout += t),
+      stderr: (t) => (stderr += t),
+      interactive: false,
+      env: {},
+      confirm: async () => false,
+    });
+    return { code, stdout, stderr };
+  }
+
+  /** Runs the built CLI binary as a separate process. */
+  cliProcess(args: string[], env: NodeJS.ProcessEnv = process.env): SpawnSyncReturns<string> {
+    return spawnSync(process.execPath, [CLI, ...args, ...this.args], { encoding: 'utf8', env });
+  }
+
+  /** argv prefix that runs a command as the client described: netns, cgroup, identity. */
+  clientCommand(o: ClientOptions, argv: string[]): { command: string; args: string[]; env: NodeJS.ProcessEnv } {
+    const uid = o.uid ?? NOBODY;
+    const gid = o.gid ?? uid;
+    const caps = o.caps ?? [];
+    const sysctls = Object.entries(o.sysctls ?? {}).map(([k, v]) => `sysctl -qw ${k}=${v} && `).join('');
+    const setpriv = [
+      'setpriv',
+      `--reuid=${uid}`,
+      `--regid=${gid}`,
+      o.groups === undefined || o.groups.length === 0 ? '--clear-groups' : `--groups=${o.groups.join(',')}`,
+      `--inh-caps=-all${caps.map((c) => `,+${c}`).join('')}`,
+      ...(caps.length > 0 ? [`--ambient-caps=${caps.map((c) => `+${c}`).join(',')}`] : []),
+      `--bounding-set=-all${caps.map((c) => `,+${c}`).join('')}`,
+      ...(caps.length > 0 ? [] : ['--no-new-privs']),
+    ];
+    const script = `ip link set lo up && ${sysctls}echo $$ > "$LOWPORT_TEST_CGROUP/cgroup.procs" && exec "$@"`;
+    return {
+      command: 'unshare',
+      args: ['--net', '--', 'sh', '-c', script, 'sh', ...setpriv, ...argv],
+      env: { ...process.env, LOWPORT_TEST_CGROUP: o.outside === true ? this.outsideCgroup : this.cgroup },
+    };
+  }
+
+  /** Tries each bind as the client and returns 'ok' or the error code for each, in order. */
+  probe(o: ClientOptions, binds: BindRequest[]): BindResult[] {
+    const { command, args, env } = this.clientCommand(o, [process.execPath, this.probePath, JSON.stringify(binds)]);
+    const r = spawnSync(command, args, { encoding: 'utf8', env });
+    if (r.status !== 0) throw new Error(`bind probe failed (${r.status}): ${r.stderr}`);
+    return JSON.parse(r.stdout) as BindResult[];
+  }
+
+  /** Starts a long-running client (a server); it is killed by dispose(). */
+  start(o: ClientOptions, argv: string[], extraEnv: NodeJS.ProcessEnv = {}): ChildProcess {
+    const { command, args, env } = this.clientCommand(o, argv);
+    const child = spawn(command, args, { env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.children.add(child);
+    child.on('exit', () => this.children.delete(child));
+    return child;
+  }
+
+  /** Removes the kernel state, the cgroups and the files, whatever state the test left. */
+  dispose(): void {
+    for (const c of this.children) c.kill('SIGKILL');
+    try {
+      removeAll({ cgroup: this.cgroup, pinDir: this.pinDir });
+    } finally {
+      for (const cg of [this.cgroup, this.outsideCgroup]) {
+        for (let i = 0; i < 50; i++) {
+          let pids: number[] = [];
+          try {
+            pids = cgroupPids(cg);
+          } catch {
+            break;
+          }
+          if (pids.length === 0) break;
+          for (const pid of pids) {
+            try {
+              process.kill(pid, 'SIGKILL');
+            } catch {
+              // already gone
+            }
+          }
+          execFileSync('sleep', ['0.05']);
+        }
+        removeCgroup(cg);
+      }
+      rmSync(this.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+/** Shorthand for a list of bind requests. */
+export function binds(port: number, addrs: string[], protos: ('tcp' | 'udp')[] = ['tcp', 'udp']): BindRequest[] {
+  return protos.flatMap((proto) => addrs.map((addr) => ({ proto, addr, port })));
+}

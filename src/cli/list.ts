@@ -24,11 +24,10 @@ export function formatList(r: ListResult): string {
       `${rule.action} ${rule.ports} ${rule.who.join(' + ')}${rule.addrs.length > 0 ? ` addr ${rule.addrs.join(',')}` : ''}`,
       rule.action === 'reserve' ? `${rule.hits} (refused ${rule.refused})` : String(rule.hits),
     ]);
-    const header = ['LINE', 'RULE', 'BINDS'];
-    const width = (i: number) => Math.max(...[header, ...rows].map((row) => (row[i] ?? '').length));
-    for (const row of [header, ...rows]) {
-      out.push(`${(row[0] ?? '').padStart(width(0))}  ${(row[1] ?? '').padEnd(width(1))}  ${row[2] ?? ''}`);
-    }
+    const table = [['LINE', 'RULE', 'BINDS'], ...rows];
+    const lineWidth = table.reduce((w, row) => Math.max(w, (row[0] ?? '').length), 0);
+    const ruleWidth = table.reduce((w, row) => Math.max(w, (row[1] ?? '').length), 0);
+    for (const row of table) out.push(`${(row[0] ?? '').padStart(lineWidth)}  ${(row[1] ?? '').padEnd(ruleWidth)}  ${row[2] ?? ''}`);
   }
   const others = r.programs.filter((p) => !p.ours);
   if (others.length > 0) {

@@ -76,7 +76,8 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
   }
   if (name === undefined || name === 'help') {
     io.stdout(mainHelp());
-    return name === undefined ? 2 : 0;
+    // Bare `lowport` is a usage error; asking for help is not.
+    return name === 'help' || rest.includes('--help') || rest.includes('-h') ? 0 : 2;
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (command === undefined) {
@@ -143,5 +144,10 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
+  // `lowport list | head`: a closed pipe ends the output, not in a stack trace.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   process.exitCode = await main(process.argv.slice(2));
 }

@@ -3,6 +3,7 @@
  * resolve names, compile, and swap in one step. Every failure before the swap
  * leaves the live policy exactly as it was.
  */
+import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
 import { LowportError } from '../errors.js';
 import { SyscallError } from '../kernel/libc.js';
@@ -10,15 +11,16 @@ import { lockDirectory, preparePolicyDir, readPolicyFile, writeFileAtomic } from
 import { parsePolicy } from '../policy/parse.js';
 import { serializePolicy } from '../policy/print.js';
 import type { PolicyDocument } from '../policy/types.js';
-import { compile } from './compile.js';
-import { readLiveEntries, swapPolicy, type Entry, type Target } from './live.js';
+import { compileTable } from './compile.js';
+import { readLivePolicy, swapPolicy, type Target } from './live.js';
+import { VALUE_SIZE, type EntryTable } from './map-format.js';
 import { resolvePolicy, type Directory, type ResolvedRule } from './resolve.js';
 import { kernelTarget, policyPath, type LowportOptions } from './target.js';
 
 export interface CompiledPolicy {
   doc: PolicyDocument;
   rules: ResolvedRule[];
-  entries: Entry[];
+  table: EntryTable;
 }
 
 export interface ApplyResult {
@@ -43,27 +45,39 @@ const NEW_FILE_HEADER = [
 /** Parses and resolves a document's text; throws PolicyError with every problem. */
 export function compileDocument(doc: PolicyDocument, directory?: Directory): CompiledPolicy {
   const rules = resolvePolicy(doc, directory);
-  return { doc, rules, entries: compile(rules) };
+  return { doc, rules, table: compileTable(rules) };
 }
 
-/** The policy file as a document; an empty one (with a header) when the file does not exist yet and `allowMissing`. */
-export function readPolicy(path: string, allowMissing: boolean): PolicyDocument {
+/** What identifies a policy text in the kernel (map-format.ts, META): a SHA-256 prefix. */
+export function policyFingerprint(text: string): Buffer {
+  return createHash('sha256').update(text).digest().subarray(0, VALUE_SIZE);
+}
+
+/**
+ * The policy file's text and document; with `allowMissing`, an empty document
+ * (with a header) when the file does not exist yet.
+ */
+export function readPolicy(path: string, allowMissing: boolean): { text: string; doc: PolicyDocument } {
+  if (allowMissing && readPolicyFile(path) === undefined) return { text: '', doc: parsePolicy(NEW_FILE_HEADER.join('\n'), path) };
+  const text = readPolicyText(path);
+  return { text, doc: parsePolicy(text, path) };
+}
+
+/** The policy file's text, checked for ownership; an error that says how to create it when there is none. */
+export function readPolicyText(path: string): string {
   const text = readPolicyFile(path);
   if (text === undefined) {
-    if (!allowMissing) {
-      throw new LowportError('E_POLICY_MISSING', `there is no policy file at ${path}`, {
-        hint: 'Create it with `lowport grant PORTS --user NAME`, or write it by hand (see `lowport --help`).',
-      });
-    }
-    return parsePolicy(NEW_FILE_HEADER.join('\n'), path);
+    throw new LowportError('E_POLICY_MISSING', `there is no policy file at ${path}`, {
+      hint: 'Create it with `lowport grant PORTS --user NAME`, or write it by hand (see `lowport --help`).',
+    });
   }
-  return parsePolicy(text, path);
+  return text;
 }
 
 /** Swaps entries into the kernel, turning a refusal by the kernel into a message about the machine. */
-export function swapInto(target: Target, entries: Entry[]): { installed: boolean } {
+export function swapInto(target: Target, table: EntryTable, fingerprint: Buffer | undefined): { installed: boolean } {
   try {
-    return swapPolicy(target, entries);
+    return swapPolicy(target, table, fingerprint);
   } catch (e) {
     if (e instanceof SyscallError && (e.errnoName === 'EPERM' || e.errnoName === 'EINVAL') && /MAP_CREATE|PROG_LOAD|LINK_CREATE/.test(e.call)) {
       throw new LowportError('E_UNSUPPORTED', `the kernel refused to ${e.call.includes('LINK') ? 'attach' : 'load'} the bind hook: ${e.message}`, {
@@ -80,16 +94,18 @@ export function swapInto(target: Target, entries: Entry[]): { installed: boolean
 /** `lowport apply`: load the file into the kernel (or, with check, only validate it). */
 export function apply(options: LowportOptions = {}, { check = false }: { check?: boolean } = {}): ApplyResult {
   const path = policyPath(options);
-  const compiled = compileDocument(readPolicy(path, false));
-  const result = { policy: path, rules: compiled.rules.length, entries: compiled.entries.length };
-  if (check) return { ...result, installed: false, checkOnly: true };
+  if (check) {
+    const compiled = compileDocument(readPolicy(path, false).doc);
+    return { policy: path, rules: compiled.rules.length, entries: compiled.table.count, installed: false, checkOnly: true };
+  }
   const target = kernelTarget(options);
+  // Under the lock, so that an edit finishing meanwhile is not undone.
   const lock = lockDirectory(dirname(path));
   try {
-    // Re-read under the lock: an edit that finished meanwhile must not be undone.
-    const fresh = compileDocument(readPolicy(path, false));
-    const { installed } = swapInto(target, fresh.entries);
-    return { policy: path, rules: fresh.rules.length, entries: fresh.entries.length, installed, checkOnly: false };
+    const { text, doc } = readPolicy(path, false);
+    const compiled = compileDocument(doc);
+    const { installed } = swapInto(target, compiled.table, policyFingerprint(text));
+    return { policy: path, rules: compiled.rules.length, entries: compiled.table.count, installed, checkOnly: false };
   } finally {
     lock.release();
   }
@@ -116,19 +132,20 @@ export function editPolicy(
   const lock = lockDirectory(dirname(path));
   try {
     const before = readPolicy(path, true);
-    const { doc, changed, notes } = edit(before);
+    const { doc, changed, notes } = edit(before.doc);
     const compiled = compileDocument(doc);
-    const previous = changed ? readLiveEntries(target.pinDir) : undefined;
-    const { installed } = swapInto(target, compiled.entries);
+    const text = changed ? serializePolicy(doc) : before.text;
+    const previous = changed ? readLivePolicy(target.pinDir) : undefined;
+    const { installed } = swapInto(target, compiled.table, policyFingerprint(text));
     if (changed) {
       try {
-        writeFileAtomic(path, serializePolicy(doc));
+        writeFileAtomic(path, text);
       } catch (e) {
-        if (previous !== undefined) swapInto(target, previous);
+        if (previous !== undefined) swapInto(target, previous.table, previous.fingerprint);
         throw e;
       }
     }
-    return { policy: path, rules: compiled.rules.length, entries: compiled.entries.length, installed, checkOnly: false, changed, notes };
+    return { policy: path, rules: compiled.rules.length, entries: compiled.table.count, installed, checkOnly: false, changed, notes };
   } finally {
     lock.release();
   }

@@ -8,11 +8,12 @@
  */
 import { addressFamily, formatIPv6, isV4Mapped, parseIPv6 } from '../policy/address.js';
 import type { Protocol } from '../policy/types.js';
-import { AF_INET, AF_INET6, IPPROTO, Kind, lookupFlag, RESERVED, type MapKey } from './map-format.js';
+import { AF_INET, AF_INET6, EntryTable, idBytes, IPPROTO, Kind, lookupFlag, RESERVED } from './map-format.js';
 import type { Entry } from './live.js';
 import type { ResolvedRule } from './resolve.js';
 
 const ANY_ADDRESS = Buffer.alloc(16);
+const NO_ID = Buffer.alloc(8);
 
 /** The family and 16 key bytes for an address; IPv4-mapped IPv6 is keyed as the IPv4 address, as the program does. */
 export function addressKey(addr: string): { family: typeof AF_INET | typeof AF_INET6; bytes: Buffer } {
@@ -46,47 +47,39 @@ export function protocolName(n: number): Protocol | undefined {
   return n === IPPROTO.tcp ? 'tcp' : n === IPPROTO.udp ? 'udp' : undefined;
 }
 
-/** A stable text form of a key, for maps and comparisons. */
-export function keyId(k: MapKey): string {
-  return `${k.kind}/${k.protocol}/${k.port}/${k.family}/${k.id}/${k.addr.toString('hex')}`;
-}
-
-export function compile(rules: readonly ResolvedRule[]): Entry[] {
-  const entries = new Map<string, Entry>();
-  const add = (key: MapKey, rule: number, flags: number): void => {
-    const id = keyId(key);
-    const have = entries.get(id);
-    if (have === undefined) entries.set(id, { key, value: { rule, flags, hits: 0n } });
-    else have.value.flags |= flags;
-  };
+/** The map entries for a resolved policy, packed (see EntryTable). */
+export function compileTable(rules: readonly ResolvedRule[]): EntryTable {
+  const table = new EntryTable();
+  // Markers whose rule already credits a reservation's line.
+  const reservationCredited = new Set<number>();
   const addresses = (addrs: readonly string[]) => (addrs.length === 0 ? [{ family: 0 as const, bytes: ANY_ADDRESS }] : addrs.map(addressKey));
-
-  // Ports whose marker already credits a reservation's line.
-  const reservationCredited = new Set<string>();
 
   for (const { rule, subjects } of rules) {
     const addrKeys = addresses(rule.addrs);
     let flags = rule.action === 'reserve' ? RESERVED : 0;
     for (const s of subjects) for (const a of addrKeys) flags |= lookupFlag(s.kind, a.family === 0);
+    const targets = subjects.flatMap((s) => addrKeys.map((a) => ({ kind: s.kind, id: idBytes(s.id), family: a.family, addr: a.bytes })));
     for (const item of rule.ports) {
       for (const p of item.protocols) {
         const protocol = protocolNumber(p);
         for (let port = item.from; port <= item.to; port++) {
-          const marker: MapKey = { kind: Kind.PORT, protocol, port, family: 0, id: 0n, addr: ANY_ADDRESS };
-          add(marker, rule.line, flags);
+          const marker = table.put(Kind.PORT, protocol, port, 0, NO_ID, ANY_ADDRESS, rule.line, flags);
+          if (!marker.added) table.addFlags(marker.index, flags);
           // A marker credits the first reservation of its port (its hits are refusals), else the first rule.
-          const markerId = keyId(marker);
-          if (rule.action === 'reserve' && !reservationCredited.has(markerId)) {
-            reservationCredited.add(markerId);
-            const entry = entries.get(markerId);
-            if (entry !== undefined) entry.value.rule = rule.line;
+          if (rule.action === 'reserve' && !reservationCredited.has(marker.index)) {
+            reservationCredited.add(marker.index);
+            table.setRule(marker.index, rule.line);
           }
-          for (const s of subjects) {
-            for (const a of addrKeys) add({ kind: s.kind, protocol, port, family: a.family, id: s.id, addr: a.bytes }, rule.line, 0);
-          }
+          // put() keeps an existing key as it is: the first rule wins.
+          for (const t of targets) table.put(t.kind, protocol, port, t.family, t.id, t.addr, rule.line, 0);
         }
       }
     }
   }
-  return [...entries.values()];
+  return table;
+}
+
+/** compileTable's entries as objects: for tests and for reading. */
+export function compile(rules: readonly ResolvedRule[]): Entry[] {
+  return compileTable(rules).toEntries();
 }

@@ -5,11 +5,12 @@
  */
 import { lookupGroups, lookupUsers } from '../kernel/nss.js';
 import { formatPorts } from '../policy/ports.js';
-import type { PortItem } from '../policy/types.js';
-import { addressText, keyId, protocolName } from './compile.js';
-import { compileDocument, readPolicy } from './apply.js';
-import { attachedPrograms, readLiveEntries, type AttachedProgram, type Entry } from './live.js';
-import { Kind, RESERVED } from './map-format.js';
+import type { PortItem, Protocol } from '../policy/types.js';
+import { addressText, protocolName } from './compile.js';
+import { compileDocument, policyFingerprint, readPolicyText } from './apply.js';
+import { parsePolicy } from '../policy/parse.js';
+import { attachedPrograms, readLivePolicy, type AttachedProgram, type Entry, type LivePolicy } from './live.js';
+import { EntryTable, Kind, KEY_SIZE, RESERVED, VALUE_SIZE } from './map-format.js';
 import { kernelTarget, policyPath, type LowportOptions } from './target.js';
 
 export interface LiveRule {
@@ -46,92 +47,137 @@ export interface ListResult {
 export function list(options: LowportOptions = {}): ListResult {
   const target = kernelTarget(options);
   const path = policyPath(options);
-  const live = readLiveEntries(target.pinDir);
-  const entries = live ?? [];
-  const { file, fileProblem } = compareWithFile(path, entries);
+  const live = readLivePolicy(target.pinDir);
+  const table = live?.table ?? new EntryTable();
+  const { file, fileProblem } = compareWithFile(path, live);
   return {
     policy: path,
     pinDir: target.pinDir,
     cgroup: target.cgroup,
     live: live !== undefined,
-    rules: describe(entries),
-    entries: entries.length,
+    rules: describeTable(table),
+    entries: table.count,
     file,
     ...(fileProblem === undefined ? {} : { fileProblem }),
     programs: attachedPrograms(target),
   };
 }
 
-function compareWithFile(path: string, live: Entry[]): { file: ListResult['file']; fileProblem?: string } {
-  let fromFile: Entry[];
+/**
+ * In sync when the live map was built from exactly the file's current text
+ * (its fingerprint, map-format.ts). Otherwise the file is checked, to tell an
+ * edit not yet applied from a file that cannot be applied.
+ */
+function compareWithFile(path: string, live: LivePolicy | undefined): { file: ListResult['file']; fileProblem?: string } {
   try {
-    fromFile = compileDocument(readPolicy(path, false)).entries;
+    const text = readPolicyText(path);
+    if (live?.fingerprint !== undefined && policyFingerprint(text).equals(live.fingerprint)) return { file: 'in-sync' };
+    compileDocument(parsePolicy(text, path));
+    return { file: 'differs' };
   } catch (e) {
     const err = e as { code?: string; message?: string };
     return { file: err.code === 'E_POLICY_MISSING' ? 'missing' : 'invalid', fileProblem: err.message ?? String(e) };
   }
-  const signature = (es: Entry[]) => es.map((e) => `${keyId(e.key)}=${e.value.rule}:${e.value.flags}`).sort().join('\n');
-  return { file: signature(fromFile) === signature(live) ? 'in-sync' : 'differs' };
 }
 
 interface Group {
   line: number;
   reserve: boolean;
-  subjects: Map<string, { kind: number; id: bigint }>;
-  ports: Map<string, PortItem>;
+  /** kind -> ids (as numbers: uids, gids and cgroup ids are well below 2^53). */
+  subjects: Map<number, Set<number>>;
+  tcp: number[];
+  udp: number[];
   addrs: Set<string>;
-  hits: bigint;
-  refused: bigint;
+  hits: number;
+  refused: number;
 }
 
-/** Groups live entries back into rules, by the policy line each entry credits. */
-export function describe(entries: Entry[], names: (kind: number, ids: bigint[]) => Map<bigint, string> = nssNames): LiveRule[] {
+/** describeTable for entries as objects. */
+export function describe(entries: Entry[], names?: NameLookup): LiveRule[] {
+  return describeTable(EntryTable.fromEntries(entries), names);
+}
+
+type NameLookup = (kind: number, ids: bigint[]) => Map<bigint, string>;
+
+/**
+ * Groups live entries back into rules, by the policy line each entry credits.
+ * Reads the packed table in place: a 40,000-entry map makes no object per entry.
+ */
+export function describeTable(t: EntryTable, names: NameLookup = nssNames): LiveRule[] {
   const groups = new Map<number, Group>();
-  const group = (line: number): Group => {
+  const keys = t.keys;
+  for (let i = 0; i < t.count; i++) {
+    const k = i * KEY_SIZE;
+    const protocol = protocolName(keys[k + 1] ?? 0);
+    if (protocol === undefined) continue;
+    const line = t.rule(i);
     let g = groups.get(line);
     if (g === undefined) {
-      g = { line, reserve: false, subjects: new Map(), ports: new Map(), addrs: new Set(), hits: 0n, refused: 0n };
+      g = { line, reserve: false, subjects: new Map(), tcp: [], udp: [], addrs: new Set(), hits: 0, refused: 0 };
       groups.set(line, g);
     }
-    return g;
-  };
-  for (const { key, value } of entries) {
-    const protocol = protocolName(key.protocol);
-    if (protocol === undefined) continue;
-    const g = group(value.rule);
-    if (key.kind === Kind.PORT) {
-      if (value.flags & RESERVED) {
+    const kind = keys[k] ?? 0;
+    if (kind === Kind.PORT) {
+      if (t.flags(i) & RESERVED) {
         g.reserve = true;
-        g.refused += value.hits;
+        g.refused += hitsAt(t, i);
       }
       continue;
     }
-    g.subjects.set(`${key.kind}/${key.id}`, { kind: key.kind, id: key.id });
-    g.ports.set(`${protocol}/${key.port}`, { from: key.port, to: key.port, protocols: [protocol] });
-    const addr = addressText(key.family, key.addr);
-    if (addr !== undefined) g.addrs.add(addr);
-    g.hits += value.hits;
+    let ids = g.subjects.get(kind);
+    if (ids === undefined) g.subjects.set(kind, (ids = new Set()));
+    ids.add(keys.readUInt32LE(k + 8) + keys.readUInt32LE(k + 12) * 2 ** 32);
+    g[protocol].push(keys.readUInt16LE(k + 2));
+    const family = keys[k + 4] ?? 0;
+    if (family !== 0) {
+      const addr = addressText(family, keys.subarray(k + 16, k + 32));
+      if (addr !== undefined) g.addrs.add(addr);
+    }
+    g.hits += hitsAt(t, i);
   }
 
-  const byKind = new Map<number, bigint[]>();
-  for (const g of groups.values()) for (const s of g.subjects.values()) byKind.set(s.kind, [...(byKind.get(s.kind) ?? []), s.id]);
+  const byKind = new Map<number, Set<number>>();
+  for (const g of groups.values()) {
+    for (const [kind, ids] of g.subjects) {
+      let all = byKind.get(kind);
+      if (all === undefined) byKind.set(kind, (all = new Set()));
+      for (const id of ids) all.add(id);
+    }
+  }
   const labels = new Map<number, Map<bigint, string>>();
-  for (const [kind, ids] of byKind) labels.set(kind, names(kind, [...new Set(ids)]));
+  for (const [kind, ids] of byKind) labels.set(kind, names(kind, [...ids].map(BigInt)));
 
   return [...groups.values()]
-    .filter((g) => g.ports.size > 0)
+    .filter((g) => g.tcp.length + g.udp.length > 0)
     .sort((a, b) => a.line - b.line)
     .map((g) => ({
       line: g.line,
       action: g.reserve ? 'reserve' : 'grant',
-      who: [...g.subjects.values()]
-        .sort((a, b) => a.kind - b.kind || Number(a.id - b.id))
-        .map((s) => labels.get(s.kind)?.get(s.id) ?? `${KIND_NAME[s.kind] ?? 'id'} ${s.id}`),
-      ports: formatPorts([...g.ports.values()]),
+      who: [...g.subjects]
+        .sort(([a], [b]) => a - b)
+        .flatMap(([kind, ids]) => [...ids].sort((a, b) => a - b).map((id) => labels.get(kind)?.get(BigInt(id)) ?? `${KIND_NAME[kind] ?? 'id'} ${id}`)),
+      ports: formatPorts([...toRanges(g.tcp, 'tcp'), ...toRanges(g.udp, 'udp')]),
       addrs: [...g.addrs].sort(),
-      hits: Number(g.hits),
-      refused: Number(g.refused),
+      hits: g.hits,
+      refused: g.refused,
     }));
+}
+
+/** An entry's hit count as a number (exact below 2^53 binds), without allocating a BigInt. */
+function hitsAt(t: EntryTable, i: number): number {
+  return t.values.readUInt32LE(i * VALUE_SIZE + 8) + t.values.readUInt32LE(i * VALUE_SIZE + 12) * 2 ** 32;
+}
+
+/** Ports (unsorted, maybe repeated: one per subject and address) as merged ranges. */
+function toRanges(ports: number[], protocol: Protocol): PortItem[] {
+  const sorted = Uint16Array.from(ports).sort();
+  const out: PortItem[] = [];
+  for (const p of sorted) {
+    const last = out[out.length - 1];
+    if (last !== undefined && p <= last.to + 1) last.to = Math.max(last.to, p);
+    else out.push({ from: p, to: p, protocols: [protocol] });
+  }
+  return out;
 }
 
 const KIND_NAME: Record<number, string> = { [Kind.UID]: 'uid', [Kind.GID]: 'gid', [Kind.CGROUP]: 'cgroup', [Kind.EVERYONE]: 'everyone' };

@@ -26,9 +26,11 @@ import {
   linkUpdate,
   mapCreate,
   mapDelete,
-  mapEntries,
+  mapInfo,
   mapLookup,
+  mapLookupAll,
   mapUpdate,
+  mapUpdateBatch,
   objGet,
   objPin,
   progInfo,
@@ -38,7 +40,7 @@ import {
 } from '../kernel/bpf.js';
 import { ensurePinDir, listDir, removePinDir, renamePin } from '../kernel/bpffs.js';
 import { openDir, pathExists, pidAlive } from '../kernel/process.js';
-import { decodeKey, decodeValue, encodeKey, encodeValue, KEY_SIZE, VALUE_SIZE, type MapKey, type MapValue } from './map-format.js';
+import { EntryTable, Kind, KEY_SIZE, metaKey, VALUE_SIZE, type MapKey, type MapValue } from './map-format.js';
 import { bindProgramName, buildBindProgram } from './program.js';
 
 export const HOOKS = [
@@ -80,8 +82,8 @@ export function removeStaleStages(pinDir: string): void {
 }
 
 function createPolicyMap(entries: number): number {
-  // A hash map holds exactly max_entries; leave room so a map is never too small.
-  return mapCreate({ type: BPF_MAP_TYPE.HASH, keySize: KEY_SIZE, valueSize: VALUE_SIZE, maxEntries: Math.max(16, entries), name: 'lowport_policy' });
+  // A hash map holds exactly max_entries: room for every entry and the META one.
+  return mapCreate({ type: BPF_MAP_TYPE.HASH, keySize: KEY_SIZE, valueSize: VALUE_SIZE, maxEntries: Math.max(16, entries + 1), name: 'lowport_policy' });
 }
 
 /** Opens the live outer map, or undefined when lowport is not installed at this pin directory. */
@@ -96,39 +98,60 @@ function openPolicyMap(outerFd: number): number | undefined {
   return fdById('map', id.readUInt32LE(0));
 }
 
-/** The live entries, or undefined when no policy is live at this pin directory. */
-export function readLiveEntries(pinDir: string): Entry[] | undefined {
+export interface LivePolicy {
+  /** The entries, without the META one. */
+  table: EntryTable;
+  /** The META entry's value: what the policy was built from (see map-format.ts). */
+  fingerprint: Buffer | undefined;
+}
+
+/** The live policy, or undefined when none is live at this pin directory. */
+export function readLivePolicy(pinDir: string): LivePolicy | undefined {
   const outer = openOuter(pinDir);
   if (outer === undefined) return undefined;
   return withFd(outer, (outerFd) => {
     const policy = openPolicyMap(outerFd);
     if (policy === undefined) return undefined;
-    return withFd(policy, (fd) => Array.from(mapEntries(fd, KEY_SIZE, VALUE_SIZE), ([k, v]) => ({ key: decodeKey(k), value: decodeValue(v) })));
+    return withFd(policy, (fd) => {
+      const all = readAll(fd);
+      const meta = findMeta(all);
+      if (meta === undefined) return { table: all, fingerprint: undefined };
+      const fingerprint = Buffer.from(all.values.subarray(meta * VALUE_SIZE, (meta + 1) * VALUE_SIZE));
+      // Move the last entry into the META entry's place.
+      const last = all.count - 1;
+      all.keys.copy(all.keys, meta * KEY_SIZE, last * KEY_SIZE, (last + 1) * KEY_SIZE);
+      all.values.copy(all.values, meta * VALUE_SIZE, last * VALUE_SIZE, (last + 1) * VALUE_SIZE);
+      return { table: new EntryTable(all.keys, all.values, last), fingerprint };
+    });
   });
 }
 
+function findMeta(t: EntryTable): number | undefined {
+  for (let i = 0; i < t.count; i++) if (t.kind(i) === Kind.META) return i;
+  return undefined;
+}
+
 /**
- * Makes `entries` the live policy in one step. Hit counts of entries that
- * stay are carried over from the old map.
+ * Makes `table` the live policy in one step. Hit counts of entries that stay
+ * are carried over from the old map.
  */
-export function swapPolicy(target: Target, entries: Entry[]): { installed: boolean } {
+export function swapPolicy(target: Target, table: EntryTable, fingerprint: Buffer = Buffer.alloc(VALUE_SIZE)): { installed: boolean } {
   ensurePinDir(dirname(target.pinDir));
   removeStaleStages(target.pinDir);
-  const keys = entries.map((e) => encodeKey(e.key));
-  const policyFd = createPolicyMap(entries.length);
+  const policyFd = createPolicyMap(table.count);
   try {
     const outer = openOuter(target.pinDir);
     if (outer !== undefined) {
       withFd(outer, (outerFd) => {
         const old = openPolicyMap(outerFd);
-        const carried = old === undefined ? entries : withFd(old, (oldFd) => carryHits(oldFd, keys, entries));
-        fill(policyFd, keys, carried);
+        if (old !== undefined) withFd(old, (oldFd) => carryHits(oldFd, table));
+        fill(policyFd, table, fingerprint);
         upgradeProgram(target, outerFd);
         setSlot(outerFd, policyFd);
       });
       return { installed: false };
     }
-    fill(policyFd, keys, entries);
+    fill(policyFd, table, fingerprint);
     install(target, policyFd);
     return { installed: true };
   } finally {
@@ -136,15 +159,26 @@ export function swapPolicy(target: Target, entries: Entry[]): { installed: boole
   }
 }
 
-function carryHits(oldFd: number, keys: Buffer[], entries: Entry[]): Entry[] {
-  return entries.map((e, i) => {
-    const old = mapLookup(oldFd, keys[i] as Buffer, VALUE_SIZE);
-    return old === undefined ? e : { key: e.key, value: { ...e.value, hits: decodeValue(old).hits } };
-  });
+function readAll(fd: number): EntryTable {
+  const { keys, values, count } = mapLookupAll(fd, KEY_SIZE, VALUE_SIZE, mapInfo(fd).maxEntries);
+  return new EntryTable(keys, values, count);
 }
 
-function fill(fd: number, keys: Buffer[], entries: Entry[]): void {
-  entries.forEach((e, i) => mapUpdate(fd, keys[i] as Buffer, encodeValue(e.value)));
+/** Gives the table's entries the hit counts their keys have in the old map. */
+function carryHits(oldFd: number, table: EntryTable): void {
+  const old = readAll(oldFd);
+  for (let i = 0; i < old.count; i++) {
+    const hits = old.hits(i);
+    if (hits === 0n || old.kind(i) === Kind.META) continue;
+    const j = table.find(old.keyString(i));
+    if (j !== undefined) table.setHits(j, hits);
+  }
+}
+
+function fill(fd: number, table: EntryTable, fingerprint: Buffer): void {
+  const keys = Buffer.concat([table.keys.subarray(0, table.count * KEY_SIZE), metaKey()]);
+  const values = Buffer.concat([table.values.subarray(0, table.count * VALUE_SIZE), fingerprint]);
+  mapUpdateBatch(fd, keys, values, table.count + 1);
 }
 
 function setSlot(outerFd: number, policyFd: number): void {

@@ -3,7 +3,10 @@
  * the bind program (which reads it) and `list` (which reads it back).
  *
  * Key, 32 bytes:
- *    0 u8  kind      PORT 0 (the per-port marker), UID 1, GID 2, CGROUP 3, EVERYONE 4
+ *    0 u8  kind      PORT 0 (the per-port marker), UID 1, GID 2, CGROUP 3, EVERYONE 4,
+ *                    META 255 (one entry, never looked up by the program: its
+ *                    16-byte value is the SHA-256 prefix of the policy text it
+ *                    was built from, so `list` can tell whether the file changed)
  *    1 u8  protocol  IPPROTO_TCP 6 / IPPROTO_UDP 17
  *    2 u16 port      host byte order
  *    4 u8  family    0 for "any address", AF_INET 2, AF_INET6 10
@@ -26,7 +29,7 @@ import { endianness } from 'node:os';
 export const KEY_SIZE = 32;
 export const VALUE_SIZE = 16;
 
-export const Kind = { PORT: 0, UID: 1, GID: 2, CGROUP: 3, EVERYONE: 4 } as const;
+export const Kind = { PORT: 0, UID: 1, GID: 2, CGROUP: 3, EVERYONE: 4, META: 255 } as const;
 export type Kind = (typeof Kind)[keyof typeof Kind];
 /** The principal kinds, in the order the program tries them: the most specific first. */
 export const PRINCIPAL_KINDS = [Kind.UID, Kind.GID, Kind.CGROUP, Kind.EVERYONE] as const;
@@ -58,48 +61,170 @@ export interface MapValue {
   hits: bigint;
 }
 
-const LE = endianness() === 'LE';
+/**
+ * The program stores ports and ids in host byte order and the assembler emits
+ * little-endian instructions; lowport runs on little-endian hosts (x86-64,
+ * arm64), and target.ts refuses others.
+ */
+export const HOST_IS_LITTLE_ENDIAN = endianness() === 'LE';
 
 export function encodeKey(k: MapKey): Buffer {
   const b = Buffer.alloc(KEY_SIZE);
-  b.writeUInt8(k.kind, 0);
-  b.writeUInt8(k.protocol, 1);
-  if (LE) b.writeUInt16LE(k.port, 2);
-  else b.writeUInt16BE(k.port, 2);
-  b.writeUInt8(k.family, 4);
-  if (LE) b.writeBigUInt64LE(k.id, 8);
-  else b.writeBigUInt64BE(k.id, 8);
-  k.addr.copy(b, 16, 0, 16);
+  writeKey(b, 0, k.kind, k.protocol, k.port, k.family, k.id, k.addr);
   return b;
 }
 
-export function decodeKey(b: Buffer): MapKey {
+/** `id` as a bigint, or as its 8 key bytes (callers writing many keys for one id encode it once). */
+function writeKey(b: Buffer, at: number, kind: number, protocol: number, port: number, family: number, id: bigint | Buffer, addr: Buffer): void {
+  b[at] = kind;
+  b[at + 1] = protocol;
+  b[at + 2] = port & 0xff;
+  b[at + 3] = port >>> 8;
+  b[at + 4] = family;
+  b[at + 5] = b[at + 6] = b[at + 7] = 0;
+  if (typeof id === 'bigint') b.writeBigUInt64LE(id, at + 8);
+  else id.copy(b, at + 8, 0, 8);
+  addr.copy(b, at + 16, 0, 16);
+}
+
+/** The 8 key bytes of an id. */
+export function idBytes(id: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(id);
+  return b;
+}
+
+export function decodeKey(b: Buffer, at = 0): MapKey {
   return {
-    kind: b.readUInt8(0) as Kind,
-    protocol: b.readUInt8(1),
-    port: LE ? b.readUInt16LE(2) : b.readUInt16BE(2),
-    family: b.readUInt8(4) as MapKey['family'],
-    id: LE ? b.readBigUInt64LE(8) : b.readBigUInt64BE(8),
-    addr: Buffer.from(b.subarray(16, 32)),
+    kind: b.readUInt8(at) as Kind,
+    protocol: b.readUInt8(at + 1),
+    port: b.readUInt16LE(at + 2),
+    family: b.readUInt8(at + 4) as MapKey['family'],
+    id: b.readBigUInt64LE(at + 8),
+    // A view, not a copy.
+    addr: b.subarray(at + 16, at + 32),
   };
 }
 
 export function encodeValue(v: MapValue): Buffer {
   const b = Buffer.alloc(VALUE_SIZE);
-  if (LE) {
-    b.writeUInt32LE(v.rule, 0);
-    b.writeUInt32LE(v.flags, 4);
-    b.writeBigUInt64LE(v.hits, 8);
-  } else {
-    b.writeUInt32BE(v.rule, 0);
-    b.writeUInt32BE(v.flags, 4);
-    b.writeBigUInt64BE(v.hits, 8);
-  }
+  b.writeUInt32LE(v.rule, 0);
+  b.writeUInt32LE(v.flags, 4);
+  b.writeBigUInt64LE(v.hits, 8);
   return b;
 }
 
-export function decodeValue(b: Buffer): MapValue {
-  return LE
-    ? { rule: b.readUInt32LE(0), flags: b.readUInt32LE(4), hits: b.readBigUInt64LE(8) }
-    : { rule: b.readUInt32BE(0), flags: b.readUInt32BE(4), hits: b.readBigUInt64BE(8) };
+export function decodeValue(b: Buffer, at = 0): MapValue {
+  return { rule: b.readUInt32LE(at), flags: b.readUInt32LE(at + 4), hits: b.readBigUInt64LE(at + 8) };
+}
+
+/** The key of the META entry. */
+export function metaKey(): Buffer {
+  const b = Buffer.alloc(KEY_SIZE);
+  b.writeUInt8(Kind.META, 0);
+  return b;
+}
+
+/**
+ * Map entries packed as the kernel takes them: keys back to back, values back
+ * to back. A policy of 10,000 rules is some 40,000 entries; as one pair of
+ * buffers they cost no garbage collection and go to the kernel in one
+ * BPF_MAP_UPDATE_BATCH, and a map read back with BPF_MAP_LOOKUP_BATCH is one.
+ */
+export class EntryTable {
+  keys: Buffer;
+  values: Buffer;
+  count: number;
+  /** key bytes (latin1) to index; built on first use. */
+  private index: Map<string, number> | undefined;
+
+  constructor(keys: Buffer = Buffer.alloc(256 * KEY_SIZE), values: Buffer = Buffer.alloc(256 * VALUE_SIZE), count = 0) {
+    this.keys = keys;
+    this.values = values;
+    this.count = count;
+  }
+
+  static fromEntries(entries: readonly { key: MapKey; value: MapValue }[]): EntryTable {
+    const t = new EntryTable(Buffer.alloc(Math.max(1, entries.length) * KEY_SIZE), Buffer.alloc(Math.max(1, entries.length) * VALUE_SIZE));
+    for (const { key, value } of entries) {
+      const i = t.put(key.kind, key.protocol, key.port, key.family, key.id, key.addr, value.rule, value.flags);
+      if (i.added) t.setHits(i.index, value.hits);
+    }
+    return t;
+  }
+
+  /** The key bytes of entry i as a string, for maps and comparisons. */
+  keyString(i: number): string {
+    return this.keys.toString('latin1', i * KEY_SIZE, (i + 1) * KEY_SIZE);
+  }
+
+  /** The entry with this key, if any. */
+  find(keyString: string): number | undefined {
+    if (this.index === undefined) {
+      this.index = new Map();
+      for (let i = 0; i < this.count; i++) this.index.set(this.keyString(i), i);
+    }
+    return this.index.get(keyString);
+  }
+
+  /**
+   * Adds an entry unless its key is already there; either way returns its
+   * index. A new entry gets `rule` and `flags` and zero hits.
+   */
+  put(kind: number, protocol: number, port: number, family: number, id: bigint | Buffer, addr: Buffer, rule: number, flags: number): { index: number; added: boolean } {
+    this.grow();
+    writeKey(this.keys, this.count * KEY_SIZE, kind, protocol, port, family, id, addr);
+    const ks = this.keyString(this.count);
+    const have = this.find(ks);
+    if (have !== undefined) return { index: have, added: false };
+    const i = this.count++;
+    this.index?.set(ks, i);
+    this.values.writeUInt32LE(rule, i * VALUE_SIZE);
+    this.values.writeUInt32LE(flags, i * VALUE_SIZE + 4);
+    this.values.writeBigUInt64LE(0n, i * VALUE_SIZE + 8);
+    return { index: i, added: true };
+  }
+
+  private grow(): void {
+    if ((this.count + 1) * KEY_SIZE <= this.keys.length) return;
+    const keys = Buffer.alloc(this.keys.length * 2 || KEY_SIZE * 256);
+    const values = Buffer.alloc(this.values.length * 2 || VALUE_SIZE * 256);
+    this.keys.copy(keys);
+    this.values.copy(values);
+    this.keys = keys;
+    this.values = values;
+  }
+
+  kind(i: number): number {
+    return this.keys[i * KEY_SIZE] ?? 0;
+  }
+  key(i: number): MapKey {
+    return decodeKey(this.keys, i * KEY_SIZE);
+  }
+  value(i: number): MapValue {
+    return decodeValue(this.values, i * VALUE_SIZE);
+  }
+  rule(i: number): number {
+    return this.values.readUInt32LE(i * VALUE_SIZE);
+  }
+  setRule(i: number, rule: number): void {
+    this.values.writeUInt32LE(rule, i * VALUE_SIZE);
+  }
+  flags(i: number): number {
+    return this.values.readUInt32LE(i * VALUE_SIZE + 4);
+  }
+  addFlags(i: number, flags: number): void {
+    this.values.writeUInt32LE((this.flags(i) | flags) >>> 0, i * VALUE_SIZE + 4);
+  }
+  hits(i: number): bigint {
+    return this.values.readBigUInt64LE(i * VALUE_SIZE + 8);
+  }
+  setHits(i: number, hits: bigint): void {
+    this.values.writeBigUInt64LE(hits, i * VALUE_SIZE + 8);
+  }
+
+  /** The entries as objects (for tests and small tables). */
+  toEntries(): { key: MapKey; value: MapValue }[] {
+    return Array.from({ length: this.count }, (_, i) => ({ key: this.key(i), value: this.value(i) }));
+  }
 }

@@ -40,7 +40,8 @@ const NUMERIC = /^\d+$/;
  * that names someone who does not exist is a mistake to fix, not to skip.
  */
 export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDirectory): ResolvedRule[] {
-  const userNames = doc.rules.flatMap((r) => (r.principal.kind === 'user' ? [r.principal.name] : []));
+  // A number needs no lookup to become a uid; names do.
+  const userNames = doc.rules.flatMap((r) => (r.principal.kind === 'user' && !NUMERIC.test(r.principal.name) ? [r.principal.name] : []));
   const groupNames = doc.rules.flatMap((r) => (r.principal.kind === 'group' ? [r.principal.name] : []));
   const users = directory.users(userNames);
   const groups = directory.groups(groupNames);
@@ -58,7 +59,7 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
       if (entry !== undefined) {
         out.push({ rule, subjects: [{ kind: Kind.UID, id: BigInt(entry.uid) }], label: `user ${entry.name} (uid ${entry.uid})` });
       } else if (NUMERIC.test(p.name)) {
-        // A uid with no passwd entry, as chown(1) accepts: bind() checks numbers, not names.
+        // A uid needs no passwd entry, as chown(1) accepts: bind() checks numbers, not names.
         out.push({ rule, subjects: [{ kind: Kind.UID, id: BigInt(p.name) }], label: `uid ${p.name}` });
       } else {
         diagnostics.push(unknown(doc, rule, p, `unknown user '${p.name}': no such user in the passwd database (getent passwd ${p.name}); create it or fix the name`));

@@ -24,6 +24,8 @@ export const BPF_CMD = {
   LINK_UPDATE: 29,
   LINK_GET_FD_BY_ID: 30,
   LINK_GET_NEXT_ID: 31,
+  MAP_LOOKUP_BATCH: 24,
+  MAP_UPDATE_BATCH: 26,
 } as const;
 
 /** enum bpf_map_type */
@@ -90,6 +92,26 @@ export function encodeMapElem(fd: number, key: bigint, value: bigint, flags = 0)
   b.writeBigUInt64LE(value, 16);
   b.writeBigUInt64LE(BigInt(flags), 24);
   return b;
+}
+
+/**
+ * BPF_MAP_*_BATCH (Linux 5.6): in_batch 0, out_batch 8, keys 16, values 24,
+ * count 32 (in: room, out: elements done), map_fd 36, elem_flags 40, flags 48.
+ */
+export function encodeBatch(b: { fd: number; inBatch: bigint; outBatch: bigint; keys: bigint; values: bigint; count: number; elemFlags?: number }): Buffer {
+  const a = attr();
+  a.writeBigUInt64LE(b.inBatch, 0);
+  a.writeBigUInt64LE(b.outBatch, 8);
+  a.writeBigUInt64LE(b.keys, 16);
+  a.writeBigUInt64LE(b.values, 24);
+  a.writeUInt32LE(b.count, 32);
+  a.writeUInt32LE(b.fd, 36);
+  a.writeBigUInt64LE(BigInt(b.elemFlags ?? 0), 40);
+  return a;
+}
+
+export function decodeBatchCount(a: Buffer): number {
+  return a.readUInt32LE(32);
 }
 
 export interface ProgLoad {

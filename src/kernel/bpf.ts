@@ -7,11 +7,13 @@ import { closeSync } from 'node:fs';
 import {
   BPF_CMD,
   BPF_F_RDONLY,
+  decodeBatchCount,
   decodeLinkInfo,
   decodeMapInfo,
   decodeNextId,
   decodeProgInfo,
   decodeProgQuery,
+  encodeBatch,
   encodeId,
   encodeInfo,
   encodeLinkCreate,
@@ -96,6 +98,56 @@ export function* mapEntries(fd: number, keySize: number, valueSize: number): Gen
     const value = mapLookup(fd, key, valueSize);
     if (value !== undefined) yield [key, value];
   }
+}
+
+/**
+ * Writes `count` entries in as few calls as the kernel takes
+ * (BPF_MAP_UPDATE_BATCH): keys and values are packed back to back.
+ */
+export function mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number): void {
+  const keySize = count === 0 ? 0 : keys.length / count;
+  const valueSize = count === 0 ? 0 : values.length / count;
+  for (let done = 0; done < count; ) {
+    const k = keys.subarray(done * keySize);
+    const v = values.subarray(done * valueSize);
+    const attr = encodeBatch({ fd, inBatch: 0n, outBatch: 0n, keys: addressOf(k), values: addressOf(v), count: count - done });
+    const r = bpfSyscallRaw(BPF_CMD.MAP_UPDATE_BATCH, attr);
+    const n = decodeBatchCount(attr);
+    if (r < 0) throw new SyscallError('bpf(BPF_MAP_UPDATE_BATCH)', -r);
+    if (n === 0) throw new SyscallError('bpf(BPF_MAP_UPDATE_BATCH)', 5 /* EIO: no progress */);
+    done += n;
+  }
+}
+
+/**
+ * Every (key, value) of a hash map in a few calls (BPF_MAP_LOOKUP_BATCH). The
+ * result packs keys and values back to back, `count` of each.
+ */
+export function mapLookupAll(fd: number, keySize: number, valueSize: number, maxEntries: number): { keys: Buffer; values: Buffer; count: number } {
+  const room = Math.max(1, maxEntries);
+  const keys = Buffer.alloc(room * keySize);
+  const values = Buffer.alloc(room * valueSize);
+  // The batch token of a hash map is a u32 bucket index.
+  const inBatch = Buffer.alloc(8);
+  const outBatch = Buffer.alloc(8);
+  let count = 0;
+  for (let first = true; ; first = false) {
+    const attr = encodeBatch({
+      fd,
+      inBatch: first ? 0n : addressOf(inBatch),
+      outBatch: addressOf(outBatch),
+      keys: addressOf(keys.subarray(count * keySize)),
+      values: addressOf(values.subarray(count * valueSize)),
+      count: room - count,
+    });
+    const r = bpfSyscallRaw(BPF_CMD.MAP_LOOKUP_BATCH, attr);
+    if (r < 0 && r !== -ENOENT) throw new SyscallError('bpf(BPF_MAP_LOOKUP_BATCH)', -r);
+    count += decodeBatchCount(attr);
+    // ENOENT: the walk reached the end (the last elements still came back).
+    if (r === -ENOENT || count >= room) break;
+    outBatch.copy(inBatch);
+  }
+  return { keys: keys.subarray(0, count * keySize), values: values.subarray(0, count * valueSize), count };
 }
 
 export interface ProgLoadOptions {

@@ -145,7 +145,7 @@ export class Sandbox {
   async cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     let stdout = '';
     let stderr = '';
-    const code = await main([...args, ...this.args], {
+    const code = await main([...this.args, ...args], {
       stdout: (t) => (stdout += t),
       stderr: (t) => (stderr += t),
       interactive: false,

@@ -1,0 +1,172 @@
+/**
+ * Kernel tests (root): apply, off and the safety rules around them: a bad or
+ * unsafe policy changes nothing live, concurrent edits both land, a killed
+ * apply leaves the old policy or the new one, and off leaves nothing behind.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, readdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { compileDocument } from '../../src/engine/apply.js';
+import { HOOKS, readLivePolicy } from '../../src/engine/live.js';
+import type { EntryTable } from '../../src/engine/map-format.js';
+import { progQuery, withFd } from '../../src/kernel/bpf.js';
+import { openDir } from '../../src/kernel/process.js';
+import { parsePolicy } from '../../src/policy/parse.js';
+import { binds, CLI, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
+
+const skip = kernelSkipReason();
+
+function attachedCount(cgroup: string): number {
+  return withFd(openDir(cgroup), (fd) => HOOKS.reduce((n, h) => n + progQuery(fd, h.attachType).progIds.length, 0));
+}
+
+/** The entries of a table as sorted text: key bytes and rule line, not hits. */
+function signature(t: EntryTable | undefined): string {
+  return Array.from({ length: t?.count ?? 0 }, (_, i) => `${t?.keyString(i)}=${t?.rule(i)}`).sort().join('\n');
+}
+
+/** Runs the built CLI to its end; resolves to its exit code. */
+function runCli(args: string[]): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: 'ignore' });
+    child.on('exit', (code) => resolve(code ?? 1));
+  });
+}
+
+describe('apply and off', { skip }, () => {
+  let box: Sandbox;
+  before(() => {
+    box = new Sandbox('lifecycle');
+  });
+  after(() => box?.dispose());
+
+  it('loads a hand-written policy with apply, and checks one without root-only steps with apply --check', async () => {
+    box.writePolicy('# web\ngrant 80 user nobody   # the dev server\n');
+    const check = await box.cli('apply', '--check');
+    assert.equal(check.code, 0, check.stderr);
+    assert.match(check.stdout, /OK, 1 rule/);
+    assert.deepEqual(box.probe({}, binds(80, ['127.0.0.1'], ['tcp'])), ['EACCES']);
+    const r = await box.cli('apply');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(box.probe({}, binds(80, ['127.0.0.1'], ['tcp'])), ['ok']);
+  });
+
+  it('rejects a malformed policy whole, names every error with line and column, and changes nothing live', async () => {
+    const before = signature(readLivePolicy(box.pinDir)?.table);
+    box.writePolicy('grant 80 user nobody\ngrant 70000 user nobody\nallow 22 user nobody\ngrant 81 user no-such-user-xyz\n');
+    const r = await box.cli('apply');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /policy:2:7: error: port 70000 is out of range/);
+    assert.match(r.stderr, /policy:3:1: error: unknown statement 'allow'/);
+    assert.match(r.stderr, /\n {6}\^{5}\n/); // carets under 70000
+    assert.equal(signature(readLivePolicy(box.pinDir)?.table), before);
+    assert.deepEqual(box.probe({}, binds(80, ['127.0.0.1'], ['tcp'])), ['ok']);
+  });
+
+  it('rejects an unknown user at its line and column, and changes nothing live', async () => {
+    box.writePolicy('grant 80 user nobody\ngrant 81 user no-such-user-xyz\n');
+    const r = await box.cli('apply');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /policy:2:15: error: unknown user 'no-such-user-xyz'/);
+    assert.deepEqual(box.probe({}, binds(80, ['127.0.0.1'], ['tcp'])), ['ok']);
+  });
+
+  it('refuses a world-writable policy or directory, names the path and the fix, and changes nothing live', async () => {
+    box.writePolicy('grant 80,81 user nobody\n');
+    chmodSync(box.policy, 0o666);
+    const r = await box.cli('apply');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`${box.policy} is world-writable`));
+    assert.match(r.stderr, /chmod/);
+    chmodSync(box.policy, 0o644);
+    chmodSync(box.dir, 0o777);
+    try {
+      const d = await box.cli('grant', '82', '--user', 'nobody');
+      assert.equal(d.code, 1);
+      assert.match(d.stderr, new RegExp(`directory ${box.dir} is world-writable`));
+    } finally {
+      chmodSync(box.dir, 0o755);
+    }
+    assert.deepEqual(box.probe({}, binds(81, ['127.0.0.1'], ['tcp'])), ['EACCES']);
+  });
+
+  it('lands both of two concurrent grants', async () => {
+    box.writePolicy('grant 80 user nobody\n');
+    const codes = await Promise.all(['1001', '1002', '1003', '1004'].map((port) => runCli(['grant', port, '--user', String(NOBODY), ...box.args])));
+    assert.deepEqual(codes, [0, 0, 0, 0]);
+    assert.deepEqual(box.probe({}, ['1001', '1002', '1003', '1004'].flatMap((p) => binds(Number(p), ['127.0.0.1'], ['tcp']))), ['ok', 'ok', 'ok', 'ok']);
+    // The four edits merge into one statement; each was made on the file the previous one wrote.
+    assert.match(box.readPolicy(), /^grant 1001-1004 user 65534$/m);
+  });
+
+  it('leaves the old policy or the new one live when apply is killed at any moment', async () => {
+    const A = 'grant 10000-11999 user nobody\n';
+    const B = 'grant 20000-21999 user daemon\nreserve 22000-22999 user daemon\n';
+    const sigA = signature(compileDocument(parsePolicy(A, box.policy)).table);
+    const sigB = signature(compileDocument(parsePolicy(B, box.policy)).table);
+    // How long a whole apply takes here, so the kills can land anywhere in one.
+    box.writePolicy(B);
+    const started = Date.now();
+    assert.equal(await runCli(['apply', ...box.args]), 0);
+    const duration = Date.now() - started;
+    let sawOld = 0;
+    let sawNew = 0;
+    for (let i = 0; i < 16; i++) {
+      // Every fourth round starts from nothing, so kills also land in a first install.
+      if (i % 4 === 0) assert.equal((await box.cli('off')).code, 0);
+      const old = signature(readLivePolicy(box.pinDir)?.table);
+      const next = i % 2 === 0 ? A : B;
+      box.writePolicy(next);
+      const child = spawn(process.execPath, [CLI, 'apply', ...box.args], { stdio: 'ignore' });
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      await sleep(Math.random() * duration * 1.2);
+      child.kill('SIGKILL');
+      await exited;
+      const live = signature(readLivePolicy(box.pinDir)?.table);
+      const wanted = next === A ? sigA : sigB;
+      assert.ok(live === old || live === wanted, `round ${i}: the live policy is neither the old nor the new one`);
+      if (live === wanted && live !== old) sawNew++;
+      else sawOld++;
+    }
+    // The kills must have landed on both sides of the switch for the test to mean anything.
+    assert.ok(sawOld > 0 && sawNew > 0, `old ${sawOld}, new ${sawNew}`);
+    const r = await box.cli('apply');
+    assert.equal(r.code, 0, r.stderr);
+    const stale = readdirSync(dirname(box.pinDir)).filter((n) => n.startsWith('lowport_stage_'));
+    assert.deepEqual(stale, [], 'a killed install left a staging directory that the next command did not remove');
+  });
+
+  it('shows the programs of other instances on the same hooks in list', async () => {
+    const other = new Sandbox('other');
+    try {
+      other.writePolicy('grant 99 user nobody\n');
+      assert.equal((await other.cli('apply', '--cgroup', box.cgroup)).code, 0);
+      const r = await box.cli('list', '--json');
+      const programs = (JSON.parse(r.stdout) as { programs: { ours: boolean; name: string }[] }).programs;
+      assert.equal(programs.filter((p) => p.ours).length, 2);
+      assert.equal(programs.filter((p) => !p.ours).length, 2);
+      const human = await box.cli('list');
+      assert.match(human.stdout, /Other programs on the bind hooks/);
+    } finally {
+      await other.cli('off', '--cgroup', box.cgroup);
+      other.dispose();
+    }
+  });
+
+  it('removes every program, link, map and pin on off, and keeps the policy file', async () => {
+    const policyBefore = box.readPolicy();
+    assert.ok(attachedCount(box.cgroup) > 0);
+    const r = await box.cli('off');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(existsSync(box.pinDir), false);
+    assert.equal(attachedCount(box.cgroup), 0);
+    assert.equal(box.readPolicy(), policyBefore);
+    assert.deepEqual(box.probe({}, binds(80, ['127.0.0.1'], ['tcp'])), ['EACCES']);
+    const again = await box.cli('off');
+    assert.equal(again.code, 0);
+    assert.match(again.stdout, /already off/);
+  });
+});

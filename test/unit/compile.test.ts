@@ -1,0 +1,307 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { PolicyError } from '../../src/errors.js';
+import { addressKey, addressText, compile, protocolName, protocolNumber } from '../../src/engine/compile.js';
+import type { Entry } from '../../src/engine/live.js';
+import { encodeKey, Kind, lookupFlag, RESERVED } from '../../src/engine/map-format.js';
+import { resolvePolicy, type Directory, type ResolvedRule } from '../../src/engine/resolve.js';
+import type { GroupEntry, PasswdEntry } from '../../src/kernel/nss.js';
+import { parsePolicy } from '../../src/policy/parse.js';
+
+const user = (name: string, uid: number, gid = uid): PasswdEntry => ({ name, uid, gid, home: `/home/${name}`, shell: '/bin/sh' });
+
+const USERS = [user('alice', 1000), user('bob', 1001), user('carol', 1002, 100), user('postgres', 70)];
+const GROUPS: GroupEntry[] = [
+  { name: 'dns', gid: 53, members: ['bob', 'ghost', 'alice', 'bob'] },
+  { name: 'web', gid: 2000, members: [] },
+];
+
+/** A Directory over fixed tables that answers by name or number and records what it was asked. */
+function fakeDirectory(): Directory & { asked: string[][] } {
+  const asked: string[][] = [];
+  return {
+    asked,
+    users(keys) {
+      asked.push(['users', ...keys]);
+      return new Map(keys.flatMap((k) => USERS.filter((u) => u.name === k || String(u.uid) === k).map((u) => [k, u] as const)));
+    },
+    groups(keys) {
+      asked.push(['groups', ...keys]);
+      return new Map(keys.flatMap((k) => GROUPS.filter((g) => g.name === k || String(g.gid) === k).map((g) => [k, g] as const)));
+    },
+  };
+}
+
+function resolve(text: string): ResolvedRule[] {
+  return resolvePolicy(parsePolicy(text, 'policy'), fakeDirectory());
+}
+
+function entries(text: string): Entry[] {
+  return compile(resolve(text));
+}
+
+const TCP = 6;
+const UDP = 17;
+const ZERO16 = '00'.repeat(16);
+
+/** An entry as one comparable line: `kind proto/port family id addr -> rule flags`. */
+function show(e: Entry): string {
+  const kind = ['PORT', 'UID', 'GID', 'CGROUP', 'EVERYONE'][e.key.kind] ?? String(e.key.kind);
+  const addr = e.key.addr.toString('hex');
+  return `${kind} ${e.key.protocol}/${e.key.port} af${e.key.family} id${e.key.id} ${addr === ZERO16 ? 'any' : addr} -> line ${e.value.rule} flags ${e.value.flags} hits ${e.value.hits}`;
+}
+
+function shown(text: string): string[] {
+  return entries(text).map(show).sort();
+}
+
+/** The PolicyError resolvePolicy throws, as `line:column+length message`. */
+function resolveProblems(text: string): string[] {
+  try {
+    resolve(text);
+  } catch (error) {
+    assert.ok(error instanceof PolicyError, `expected a PolicyError, got ${String(error)}`);
+    return error.diagnostics.map((d) => `${d.line}:${d.column}+${d.length} ${d.message}`);
+  }
+  assert.fail('the policy should have been rejected');
+}
+
+// The marker flags compile must set: which principal kind, exact address or any.
+const UID_EXACT = lookupFlag(Kind.UID, false);
+const UID_ANY = lookupFlag(Kind.UID, true);
+const GID_EXACT = lookupFlag(Kind.GID, false);
+const GID_ANY = lookupFlag(Kind.GID, true);
+const EVERYONE_ANY = lookupFlag(Kind.EVERYONE, true);
+
+describe('resolvePolicy', () => {
+  it('resolves a user to their uid, with a label saying both', () => {
+    const [r] = resolve('grant 80 user alice\n');
+    assert.deepEqual(r?.subjects, [{ kind: Kind.UID, id: 1000n }]);
+    assert.equal(r?.label, 'user alice (uid 1000)');
+  });
+
+  it('resolves a group to its gid and the uids of its members that exist, sorted and once each', () => {
+    const [r] = resolve('grant 53 group dns\n');
+    assert.deepEqual(r?.subjects, [
+      { kind: Kind.GID, id: 53n },
+      { kind: Kind.UID, id: 1000n },
+      { kind: Kind.UID, id: 1001n },
+    ]);
+    assert.equal(r?.label, 'group dns (gid 53, members uid 1000, 1001)');
+  });
+
+  it('resolves a group without members to its gid alone', () => {
+    const [r] = resolve('grant 80 group web\n');
+    assert.deepEqual(r?.subjects, [{ kind: Kind.GID, id: 2000n }]);
+    assert.equal(r?.label, 'group web (gid 2000)');
+  });
+
+  it('resolves everyone to the EVERYONE subject with id 0', () => {
+    const [r] = resolve('grant 80 everyone\n');
+    assert.deepEqual(r?.subjects, [{ kind: Kind.EVERYONE, id: 0n }]);
+    assert.equal(r?.label, 'everyone');
+  });
+
+  it('accepts numeric uids and gids that no database knows, as chown does', () => {
+    const [u, g] = resolve('grant 80 user 4242\ngrant 80 group 4343\n');
+    assert.deepEqual(u?.subjects, [{ kind: Kind.UID, id: 4242n }]);
+    assert.equal(u?.label, 'uid 4242');
+    assert.deepEqual(g?.subjects, [{ kind: Kind.GID, id: 4343n }]);
+    assert.equal(g?.label, 'gid 4343');
+  });
+
+  it('turns a numeric uid into that uid, and a numeric gid the database knows into that gid', () => {
+    const [u, g] = resolve('grant 80 user 1001\ngrant 80 group 53\n');
+    assert.deepEqual(u?.subjects, [{ kind: Kind.UID, id: 1001n }]);
+    assert.deepEqual(g?.subjects?.[0], { kind: Kind.GID, id: 53n });
+  });
+
+  it('asks the directory once for all users, once for all groups and once for the members', () => {
+    const dir = fakeDirectory();
+    resolvePolicy(parsePolicy('grant 80 user alice\ngrant 53 group dns\ngrant 443 user bob\n', 'policy'), dir);
+    assert.deepEqual(dir.asked, [
+      ['users', 'alice', 'bob'],
+      ['groups', 'dns'],
+      ['users', 'bob', 'ghost', 'alice'],
+    ]);
+  });
+
+  it('reports an unknown user at the name: its line, column and length', () => {
+    assert.deepEqual(resolveProblems('# c\ngrant 80   user  mallory # x\n'), [
+      "2:18+7 unknown user 'mallory': no such user in the passwd database (getent passwd mallory); create it or fix the name",
+    ]);
+  });
+
+  it('reports an unknown group at the name', () => {
+    assert.deepEqual(resolveProblems('grant 53/udp\tgroup\tnobody.x addr ::1\n'), [
+      "1:20+8 unknown group 'nobody.x': no such group in the group database (getent group nobody.x); create it or fix the name",
+    ]);
+  });
+
+  it('reports every unknown name at once, in file order, with the file name and source line', () => {
+    const doc = parsePolicy('grant 80 user alice\ngrant 81 user zed\nreserve 82 group nogroup$\ngrant 83 user zed\n', 'pol.txt');
+    let caught: unknown;
+    try {
+      resolvePolicy(doc, fakeDirectory());
+    } catch (e) {
+      caught = e;
+    }
+    assert.ok(caught instanceof PolicyError);
+    assert.deepEqual(
+      caught.diagnostics.map((d) => [d.file, d.line, d.column, d.length, d.source]),
+      [
+        ['pol.txt', 2, 15, 3, 'grant 81 user zed'],
+        ['pol.txt', 3, 18, 8, 'reserve 82 group nogroup$'],
+        ['pol.txt', 4, 15, 3, 'grant 83 user zed'],
+      ],
+    );
+    assert.match(caught.message, /^pol\.txt:2:15: unknown user 'zed'.* \(and 2 more\)$/);
+  });
+
+  it('points at the name, not at an earlier word that contains it', () => {
+    // `user` in the comment-free statement appears once; the name `use` is a prefix of it.
+    assert.deepEqual(resolveProblems('grant 80 user use\n').map((p) => p.split(' ')[0]), ['1:15+3']);
+  });
+});
+
+describe('compile', () => {
+  it('gives a user grant on 80,443 a PORT marker per protocol and port, and a UID key for each', () => {
+    const flags = UID_ANY;
+    assert.deepEqual(shown('\ngrant 80,443 user alice\n'), [
+      `PORT 17/443 af0 id0 any -> line 2 flags ${flags} hits 0`,
+      `PORT 17/80 af0 id0 any -> line 2 flags ${flags} hits 0`,
+      `PORT 6/443 af0 id0 any -> line 2 flags ${flags} hits 0`,
+      `PORT 6/80 af0 id0 any -> line 2 flags ${flags} hits 0`,
+      'UID 17/443 af0 id1000 any -> line 2 flags 0 hits 0',
+      'UID 17/80 af0 id1000 any -> line 2 flags 0 hits 0',
+      'UID 6/443 af0 id1000 any -> line 2 flags 0 hits 0',
+      'UID 6/80 af0 id1000 any -> line 2 flags 0 hits 0',
+    ]);
+  });
+
+  it('keys an address rule by family and address bytes, and marks the exact lookup', () => {
+    assert.deepEqual(shown('grant 53/udp user alice addr 127.0.0.1,2001:db8::1\n'), [
+      `PORT 17/53 af0 id0 any -> line 1 flags ${UID_EXACT} hits 0`,
+      'UID 17/53 af10 id1000 20010db8000000000000000000000001 -> line 1 flags 0 hits 0',
+      'UID 17/53 af2 id1000 7f000001000000000000000000000000 -> line 1 flags 0 hits 0',
+    ]);
+  });
+
+  it('keys an IPv4-mapped address as the IPv4 address, as the program sees it', () => {
+    assert.deepEqual(shown('grant 80/tcp user alice addr ::ffff:127.0.0.1\n'), [
+      `PORT 6/80 af0 id0 any -> line 1 flags ${UID_EXACT} hits 0`,
+      'UID 6/80 af2 id1000 7f000001000000000000000000000000 -> line 1 flags 0 hits 0',
+    ]);
+  });
+
+  it('gives a group rule a GID key and a UID key per member that resolves, and flags both lookups', () => {
+    assert.deepEqual(shown('grant 53/tcp group dns\n'), [
+      'GID 6/53 af0 id53 any -> line 1 flags 0 hits 0',
+      `PORT 6/53 af0 id0 any -> line 1 flags ${GID_ANY | UID_ANY} hits 0`,
+      'UID 6/53 af0 id1000 any -> line 1 flags 0 hits 0',
+      'UID 6/53 af0 id1001 any -> line 1 flags 0 hits 0',
+    ]);
+  });
+
+  it('gives everyone an EVERYONE key with id 0', () => {
+    assert.deepEqual(shown('grant 8080/udp everyone\n'), [
+      'EVERYONE 17/8080 af0 id0 any -> line 1 flags 0 hits 0',
+      `PORT 17/8080 af0 id0 any -> line 1 flags ${EVERYONE_ANY} hits 0`,
+    ]);
+  });
+
+  it('sets RESERVED on the marker of a reservation, credits the reservation’s line, and keys its owner', () => {
+    assert.deepEqual(shown('grant 5432/tcp user alice\nreserve 5432/tcp user postgres\n'), [
+      `PORT 6/5432 af0 id0 any -> line 2 flags ${RESERVED | UID_ANY} hits 0`,
+      'UID 6/5432 af0 id1000 any -> line 1 flags 0 hits 0',
+      'UID 6/5432 af0 id70 any -> line 2 flags 0 hits 0',
+    ]);
+  });
+
+  it('credits a marker to the first reservation of its port when there are several', () => {
+    const marker = entries('reserve 22/tcp user alice\nreserve 22/tcp user bob\n').find((e) => e.key.kind === Kind.PORT);
+    assert.equal(marker?.value.rule, 1);
+    assert.equal(marker?.value.flags, RESERVED | UID_ANY);
+  });
+
+  it('lets the first line win a key two rules produce, and merges the marker flags of both', () => {
+    assert.deepEqual(shown('grant 80/tcp user alice addr ::1\ngrant 80/tcp group dns addr ::1\n'), [
+      'GID 6/80 af10 id53 00000000000000000000000000000001 -> line 2 flags 0 hits 0',
+      `PORT 6/80 af0 id0 any -> line 1 flags ${UID_EXACT | GID_EXACT} hits 0`,
+      'UID 6/80 af10 id1000 00000000000000000000000000000001 -> line 1 flags 0 hits 0',
+      'UID 6/80 af10 id1001 00000000000000000000000000000001 -> line 2 flags 0 hits 0',
+    ]);
+  });
+
+  it('expands a range to every port in it', () => {
+    const ports = entries('grant 1020-1023/udp everyone\n')
+      .filter((e) => e.key.kind === Kind.EVERYONE)
+      .map((e) => `${e.key.protocol}/${e.key.port}`);
+    assert.deepEqual(ports, ['17/1020', '17/1021', '17/1022', '17/1023']);
+  });
+
+  it('makes no entry twice when port items overlap within a rule', () => {
+    const es = entries('grant 80,79-81,80/tcp user alice\n');
+    assert.equal(new Set(es.map((e) => encodeKey(e.key).toString('hex'))).size, es.length);
+    assert.equal(es.length, 12); // 3 ports × 2 protocols × (marker + UID)
+  });
+
+  it('makes nothing of an empty policy', () => {
+    assert.deepEqual(entries('# nothing\n'), []);
+  });
+});
+
+describe('addressKey and addressText', () => {
+  it('keys IPv4 as AF_INET with the four bytes first', () => {
+    const k = addressKey('192.168.1.20');
+    assert.equal(k.family, 2);
+    assert.equal(k.bytes.toString('hex'), 'c0a80114' + '00'.repeat(12));
+  });
+
+  it('keys IPv6 as AF_INET6 with all sixteen bytes in network order', () => {
+    const k = addressKey('fe80::1:2');
+    assert.equal(k.family, 10);
+    assert.equal(k.bytes.toString('hex'), 'fe800000000000000000000000010002');
+  });
+
+  it('keys :: as AF_INET6 and sixteen zero bytes, not as "any address"', () => {
+    const k = addressKey('::');
+    assert.equal(k.family, 10);
+    assert.equal(k.bytes.toString('hex'), ZERO16);
+  });
+
+  it('keys an IPv4-mapped address as AF_INET, however it is spelled', () => {
+    for (const text of ['::ffff:10.1.2.3', '::ffff:a01:203', '0:0:0:0:0:ffff:10.1.2.3']) {
+      const k = addressKey(text);
+      assert.equal(k.family, 2, text);
+      assert.equal(k.bytes.toString('hex'), '0a010203' + '00'.repeat(12), text);
+    }
+  });
+
+  it('gives back the normal text of a key for IPv4, IPv6 and ::', () => {
+    for (const text of ['127.0.0.1', '0.0.0.0', '255.255.255.255', '::1', '::', '2001:db8::8:800:200c:417a', 'fe80::1']) {
+      const { family, bytes } = addressKey(text);
+      assert.equal(addressText(family, bytes), text);
+    }
+  });
+
+  it('gives no text for family 0, "any address"', () => {
+    assert.equal(addressText(0, Buffer.alloc(16)), undefined);
+  });
+
+  it('gives the IPv4 text back for an IPv4-mapped address', () => {
+    const { family, bytes } = addressKey('::ffff:127.0.0.1');
+    assert.equal(addressText(family, bytes), '127.0.0.1');
+  });
+});
+
+describe('protocol numbers', () => {
+  it('map tcp to 6 and udp to 17 and back, and nothing else to a name', () => {
+    assert.equal(protocolNumber('tcp'), TCP);
+    assert.equal(protocolNumber('udp'), UDP);
+    assert.equal(protocolName(6), 'tcp');
+    assert.equal(protocolName(17), 'udp');
+    assert.equal(protocolName(132), undefined);
+    assert.equal(protocolName(0), undefined);
+  });
+});

@@ -53,14 +53,14 @@ export interface Diagnostic {
 export class PolicyError extends LowportError {
   readonly diagnostics: readonly Diagnostic[];
 
-  constructor(diagnostics: readonly Diagnostic[], hint = 'Fix the lines above; nothing was changed.') {
+  constructor(diagnostics: readonly Diagnostic[], hint = 'Fix the lines above; nothing was changed.', code: 'E_POLICY_SYNTAX' | 'E_UNKNOWN_USER' | 'E_UNKNOWN_GROUP' = 'E_POLICY_SYNTAX') {
     const first = diagnostics[0];
     const summary =
       first === undefined
         ? 'invalid policy'
         : `${first.file}:${first.line}:${first.column}: ${first.message}` +
           (diagnostics.length > 1 ? ` (and ${diagnostics.length - 1} more)` : '');
-    super('E_POLICY_SYNTAX', summary, { hint });
+    super(code, summary, { hint });
     this.diagnostics = diagnostics;
   }
 }

@@ -58,6 +58,8 @@ export function compileTable(rules: readonly ResolvedRule[]): EntryTable {
     const addrKeys = addresses(rule.addrs);
     let flags = rule.action === 'reserve' ? RESERVED : 0;
     for (const s of subjects) for (const a of addrKeys) flags |= lookupFlag(s.kind, a.family === 0);
+    // On a subject's key (not a marker) RESERVED only tells `list` the key is a reservation owner's.
+    const ownerFlag = rule.action === 'reserve' ? RESERVED : 0;
     const targets = subjects.flatMap((s) => addrKeys.map((a) => ({ kind: s.kind, id: idBytes(s.id), family: a.family, addr: a.bytes })));
     for (const item of rule.ports) {
       for (const p of item.protocols) {
@@ -70,8 +72,15 @@ export function compileTable(rules: readonly ResolvedRule[]): EntryTable {
             reservationCredited.add(marker.index);
             table.setRule(marker.index, rule.line);
           }
-          // put() keeps an existing key as it is: the first rule wins.
-          for (const t of targets) table.put(t.kind, protocol, port, t.family, t.id, t.addr, rule.line, 0);
+          // put() keeps an existing key as it is: the first rule wins, except
+          // that a reservation claims its owners' keys, so `list` shows it.
+          for (const t of targets) {
+            const key = table.put(t.kind, protocol, port, t.family, t.id, t.addr, rule.line, ownerFlag);
+            if (!key.added && ownerFlag !== 0 && (table.flags(key.index) & RESERVED) === 0) {
+              table.addFlags(key.index, RESERVED);
+              table.setRule(key.index, rule.line);
+            }
+          }
         }
       }
     }

@@ -124,6 +124,7 @@ export function describeTable(t: EntryTable, names: NameLookup = nssNames): Live
       }
       continue;
     }
+    if (t.flags(i) & RESERVED) g.reserve = true;
     let ids = g.subjects.get(kind);
     if (ids === undefined) g.subjects.set(kind, (ids = new Set()));
     ids.add(keys.readUInt32LE(k + 8) + keys.readUInt32LE(k + 12) * 2 ** 32);

@@ -15,7 +15,8 @@
  *   16 u8[16] addr   network byte order; IPv4 in the first 4 bytes; zero for any
  * Value, 16 bytes:
  *    0 u32 rule      the policy line the entry came from (0: not from the file)
- *    4 u32 flags     PORT marker only: which lookups can match on this port, and RESERVED
+ *    4 u32 flags     PORT marker: which lookups can match on this port, and RESERVED;
+ *                    a subject's key: RESERVED when it is a reservation owner's (for `list`)
  *    8 u64 hits      binds this entry granted (for the marker: binds it refused)
  *
  * Every (protocol, port) with any rule has a PORT marker. The program looks it

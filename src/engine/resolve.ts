@@ -20,7 +20,7 @@ export interface Subject {
 export interface ResolvedRule {
   rule: Rule;
   subjects: Subject[];
-  /** `user alice (uid 1000)`, `group dev (gid 1001: 3 members)`, `everyone`. */
+  /** `user alice (uid 1000)`, `group dev (gid 1001, members uid 1000, 1002)`, `everyone`. */
   label: string;
 }
 
@@ -70,7 +70,7 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
         const uids = [...new Set(entry.members.flatMap((m) => { const u = members.get(m); return u === undefined ? [] : [u.uid]; }))].sort((a, b) => a - b);
         out.push({
           rule,
-          subjects: [{ kind: Kind.GID, id: BigInt(entry.gid) }, ...uids.map((uid) => ({ kind: Kind.UID, id: BigInt(uid) }) as Subject)],
+          subjects: [{ kind: Kind.GID, id: BigInt(entry.gid) }, ...uids.map((uid): Subject => ({ kind: Kind.UID, id: BigInt(uid) }))],
           label: `group ${entry.name} (gid ${entry.gid}${uids.length > 0 ? `, members uid ${uids.join(', ')}` : ''})`,
         });
       } else if (NUMERIC.test(p.name)) {
@@ -80,7 +80,9 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
       }
     }
   }
-  if (diagnostics.length > 0) throw new PolicyError(diagnostics);
+  if (diagnostics.length > 0) {
+    throw new PolicyError(diagnostics, 'Fix the names above; nothing was changed.', diagnostics.some((d) => d.message.startsWith('unknown user')) ? 'E_UNKNOWN_USER' : 'E_UNKNOWN_GROUP');
+  }
   return out;
 }
 

@@ -10,6 +10,7 @@ import { findCgroup2Root, isCgroup2Dir } from '../kernel/cgroup.js';
 import { effectiveUid } from '../kernel/process.js';
 import { kernelRelease, kernelVersion } from '../kernel/system.js';
 import type { Target } from './live.js';
+import { HOST_IS_LITTLE_ENDIAN } from './map-format.js';
 
 export const DEFAULT_POLICY = '/etc/lowport/policy';
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/lowport';
@@ -31,6 +32,11 @@ export function policyPath(options: LowportOptions): string {
 export function kernelTarget(options: LowportOptions): Target {
   requireRoot();
   requireKernel();
+  if (!HOST_IS_LITTLE_ENDIAN) {
+    throw new LowportError('E_UNSUPPORTED', 'lowport builds its BPF program for little-endian CPUs, and this one is big-endian', {
+      hint: 'Use a fallback: `lowport run --sockets`, an nftables redirect, or the ip_unprivileged_port_start sysctl.',
+    });
+  }
   const pinDir = resolve(options.pinDir ?? DEFAULT_PIN_DIR);
   if (options.cgroup === undefined) return { cgroup: findCgroup2Root(), pinDir };
   const cgroup = resolve(options.cgroup);

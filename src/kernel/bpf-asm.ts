@@ -55,9 +55,22 @@ interface Insn {
   text: string;
 }
 
+/** A 32-bit immediate that is stored as is (st of 4 bytes or less, map fds): signed or unsigned. */
 function checkImm32(imm: number): number {
   if (!Number.isInteger(imm) || imm < -0x80000000 || imm > 0xffffffff) throw new RangeError(`immediate ${imm} does not fit in 32 bits`);
   return imm | 0;
+}
+
+/**
+ * An immediate of a 64-bit ALU or JMP instruction, which the kernel
+ * sign-extends: 0xffffffff would mean -1, not 4294967295, so only the signed
+ * range is accepted (load larger constants with ld64).
+ */
+function checkSignedImm32(imm: number): number {
+  if (!Number.isInteger(imm) || imm < -0x80000000 || imm > 0x7fffffff) {
+    throw new RangeError(`immediate ${imm} is outside -2^31..2^31-1, and 64-bit ALU and JMP instructions sign-extend it; load it with ld64`);
+  }
+  return imm;
 }
 
 function checkOff(off: number): number {
@@ -89,7 +102,7 @@ export class Assembler {
     if (typeof src === 'number') {
       return this.push({ code: ALU64 | ALU_OPS[op] | X, dst, src, off: 0, imm: 0, text: `r${dst} ${ALU_SYMBOL[op]} r${src}` });
     }
-    const imm = checkImm32(src.imm);
+    const imm = checkSignedImm32(src.imm);
     return this.push({ code: ALU64 | ALU_OPS[op] | K, dst, src: 0, off: 0, imm, text: `r${dst} ${ALU_SYMBOL[op]} ${src.imm}` });
   }
 
@@ -124,6 +137,7 @@ export class Assembler {
 
   /** dst = a 64-bit constant, in two slots. */
   ld64(dst: Reg, value: bigint): this {
+    if (value < -(1n << 63n) || value >= 1n << 64n) throw new RangeError(`constant ${value} does not fit in 64 bits`);
     const v = BigInt.asUintN(64, value);
     const low = Number(v & 0xffffffffn) | 0;
     const high = Number(v >> 32n) | 0;
@@ -140,7 +154,7 @@ export class Assembler {
     if (typeof src === 'number') {
       return this.push({ code: JMP | JMP_OPS[op] | X, dst, src, off: 0, imm: 0, label, text: `if r${dst} ${JMP_SYMBOL[op]} r${src} goto ${label}` });
     }
-    const imm = checkImm32(src.imm);
+    const imm = checkSignedImm32(src.imm);
     return this.push({ code: JMP | JMP_OPS[op] | K, dst, src: 0, off: 0, imm, label, text: `if r${dst} ${JMP_SYMBOL[op]} ${src.imm} goto ${label}` });
   }
 

@@ -103,5 +103,5 @@ export function flock(fd: number, op: number): void {
  */
 export function addressOf(buf: Buffer): bigint {
   if (buf.length === 0) return 0n;
-  return BigInt(libc().addressOf(buf, buf, 0));
+  return BigInt(libc().addressOf(buf, buf, 0) as number | bigint);
 }

@@ -150,7 +150,7 @@ export class Sandbox {
       stderr: (t) => (stderr += t),
       interactive: false,
       env: {},
-      confirm: async () => false,
+      confirm: () => Promise.resolve(false),
     });
     return { code, stdout, stderr };
   }

@@ -66,10 +66,12 @@ describe('Assembler: encodings', () => {
     }
   });
 
-  it('writes negative immediates in two’s complement and accepts the unsigned 32-bit spelling of the same bits', () => {
+  it('writes negative immediates in two’s complement, and refuses the unsigned spelling that the kernel would sign-extend', () => {
     assert.deepEqual(assembled((a) => a.alu64('add', R2, { imm: -72 })), ['07 02 00 00 b8 ff ff ff']);
     assert.deepEqual(assembled((a) => a.mov(R0, { imm: -1 })), ['b7 00 00 00 ff ff ff ff']);
-    assert.deepEqual(assembled((a) => a.mov(R0, { imm: 0xffffffff })), ['b7 00 00 00 ff ff ff ff']);
+    assert.throws(() => new Assembler().mov(R0, { imm: 0xffffffff }), { name: 'RangeError', message: /sign-extend/ });
+    assert.throws(() => new Assembler().jmp('jeq', R0, { imm: 0x80000000 }, 'x'), { name: 'RangeError', message: /sign-extend/ });
+    assert.deepEqual(assembled((a) => a.st(4, FP, -4, 0xffffffff)), ['62 0a fc ff ff ff ff ff']);
     assert.deepEqual(assembled((a) => a.mov(R0, { imm: -0x80000000 })), ['b7 00 00 00 00 00 00 80']);
   });
 
@@ -242,7 +244,7 @@ describe('Assembler: labels', () => {
 describe('Assembler: range checks', () => {
   it('refuses immediates that do not fit in 32 bits', () => {
     const a = new Assembler();
-    assert.throws(() => a.mov(R0, { imm: 0x100000000 }), { name: 'RangeError', message: /4294967296 does not fit in 32 bits/ });
+    assert.throws(() => a.mov(R0, { imm: 0x100000000 }), { name: 'RangeError', message: /4294967296 is outside -2\^31\.\.2\^31-1/ });
     assert.throws(() => a.mov(R0, { imm: -0x80000001 }), RangeError);
     assert.throws(() => a.alu64('add', R0, { imm: 1.5 }), RangeError);
     assert.throws(() => a.jmp('jeq', R0, { imm: 2 ** 40 }, 'x'), RangeError);

@@ -214,7 +214,7 @@ describe('compile', () => {
     assert.deepEqual(shown('grant 5432/tcp user alice\nreserve 5432/tcp user postgres\n'), [
       `PORT 6/5432 af0 id0 any -> line 2 flags ${RESERVED | UID_ANY} hits 0`,
       'UID 6/5432 af0 id1000 any -> line 1 flags 0 hits 0',
-      'UID 6/5432 af0 id70 any -> line 2 flags 0 hits 0',
+      'UID 6/5432 af0 id70 any -> line 2 flags 256 hits 0',
     ]);
   });
 

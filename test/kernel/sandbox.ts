@@ -103,6 +103,11 @@ export class Sandbox {
   readonly policy: string;
   private readonly children = new Set<ChildProcess>();
 
+  /** A directory for the clients' own files (owned by them once a test chowns it). */
+  get work(): string {
+    return join(this.dir, 'work');
+  }
+
   get probePath(): string {
     return join(this.dir, 'probe.cjs');
   }

@@ -1,7 +1,7 @@
 /** `lowport apply` and `lowport off`. */
 import { apply } from '../engine/apply.js';
 import { off } from '../engine/off.js';
-import { printJson, type Command } from './command.js';
+import { noArguments, printJson, type Command } from './command.js';
 
 export const applyCommand: Command = {
   name: 'apply',
@@ -16,16 +16,19 @@ step: every bind sees either the old policy or the new one.
   --check   only check the file; needs no root`,
   options: { check: { type: 'boolean' } },
   needsRoot: (values) => values.check !== true,
-  run: (ctx) => {
-    const result = apply(ctx.options, { check: ctx.values.check === true });
-    if (ctx.json) {
-      printJson(ctx.io, result);
-    } else if (result.checkOnly) {
-      ctx.io.stdout(`${result.policy}: OK, ${result.rules} rule${result.rules === 1 ? '' : 's'} (${result.entries} map entries)\n`);
-    } else {
-      ctx.io.stdout(`${result.policy}: ${result.rules} rule${result.rules === 1 ? '' : 's'} live (${result.entries} map entries)${result.installed ? '; bind hooks attached' : ''}\n`);
-    }
-    return 0;
+  prepare: (ctx) => {
+    noArguments(ctx, 'apply');
+    return () => {
+      const result = apply(ctx.options, { check: ctx.values.check === true });
+      if (ctx.json) {
+        printJson(ctx.io, result);
+      } else if (result.checkOnly) {
+        ctx.io.stdout(`${result.policy}: OK, ${result.rules} rule${result.rules === 1 ? '' : 's'} (${result.entries} map entries)\n`);
+      } else {
+        ctx.io.stdout(`${result.policy}: ${result.rules} rule${result.rules === 1 ? '' : 's'} live (${result.entries} map entries)${result.installed ? '; bind hooks attached' : ''}\n`);
+      }
+      return 0;
+    };
   },
 };
 
@@ -38,10 +41,13 @@ Ends every grant and reservation at once, then removes lowport's programs,
 links, map and pins. The policy file stays; \`lowport apply\` brings it back.`,
   options: {},
   needsRoot: () => true,
-  run: (ctx) => {
-    const result = off(ctx.options);
-    if (ctx.json) printJson(ctx.io, result);
-    else ctx.io.stdout(result.removed ? `lowport is off: removed everything at ${result.pinDir}\n` : `lowport was already off (nothing at ${result.pinDir})\n`);
-    return 0;
+  prepare: (ctx) => {
+    noArguments(ctx, 'off');
+    return () => {
+      const result = off(ctx.options);
+      if (ctx.json) printJson(ctx.io, result);
+      else ctx.io.stdout(result.removed ? `lowport is off: removed everything at ${result.pinDir}\n` : `lowport was already off (nothing at ${result.pinDir})\n`);
+      return 0;
+    };
   },
 };

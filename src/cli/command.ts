@@ -1,5 +1,6 @@
 /** The shape of a subcommand, and the options every command takes. */
 import type { ParseArgsConfig } from 'node:util';
+import { UsageError } from '../errors.js';
 import type { LowportOptions } from '../engine/target.js';
 import type { CliIo } from './io.js';
 
@@ -38,9 +39,18 @@ export interface Command {
   options: OptionSpecs;
   /** Whether this invocation needs root (apply --check does not). */
   needsRoot: (values: CommandContext['values']) => boolean;
-  run: (ctx: CommandContext) => number;
+  /**
+   * Checks the arguments (throwing UsageError) and returns the step that does
+   * the work: a typo is reported at once, before any offer to re-run as root.
+   */
+  prepare: (ctx: CommandContext) => () => number;
 }
 
 export function printJson(io: CliIo, value: unknown): void {
   io.stdout(`${JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`);
+}
+
+/** For commands that take no positional arguments. */
+export function noArguments(ctx: CommandContext, command: string): void {
+  if (ctx.positionals.length > 0) throw new UsageError(`lowport ${command} takes no arguments, but got '${ctx.positionals.join(' ')}'`, `See \`lowport ${command} --help\`.`);
 }

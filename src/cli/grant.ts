@@ -3,6 +3,7 @@ import { UsageError } from '../errors.js';
 import type { EditOutcome } from '../engine/apply.js';
 import { grant, revoke, revokeAll } from '../engine/edits.js';
 import { formatPrincipal } from '../policy/print.js';
+import type { PortItem } from '../policy/types.js';
 import { parseAddrArgs, parsePortsArg, parsePrincipalArgs } from './args.js';
 import { printJson, type Command, type CommandContext } from './command.js';
 
@@ -21,6 +22,12 @@ function who(ctx: CommandContext) {
     ctx.io.env,
     ctx.callerName,
   );
+}
+
+/** The one positional argument: the ports. */
+export function portsOnly(ctx: CommandContext, command: string): PortItem[] {
+  if (ctx.positionals.length > 1) throw new UsageError(`unexpected '${ctx.positionals[1]}': give the ports as one list, e.g. 80,443`);
+  return parsePortsArg(ctx.positionals[0], command);
 }
 
 export function reportEdit(ctx: CommandContext, outcome: EditOutcome): number {
@@ -55,10 +62,9 @@ Examples:
   sudo lowport grant 53/udp --group dns --addr 127.0.0.1 --addr ::1`,
   options: WHO_OPTIONS,
   needsRoot: () => true,
-  run: (ctx) => {
-    const ports = parsePortsArg(ctx.positionals[0], 'grant');
-    if (ctx.positionals.length > 1) throw new UsageError(`unexpected '${ctx.positionals[1]}': give the ports as one list, e.g. 80,443`);
-    return reportEdit(ctx, grant(ctx.options, { ports, principal: who(ctx), addrs: parseAddrArgs(ctx.values.addr as string[] | undefined) }));
+  prepare: (ctx) => {
+    const spec = { ports: portsOnly(ctx, 'grant'), principal: who(ctx), addrs: parseAddrArgs(ctx.values.addr as string[] | undefined) };
+    return () => reportEdit(ctx, grant(ctx.options, spec));
   },
 };
 
@@ -78,7 +84,7 @@ ${PORTS_HELP}
       --all     every rule of the user or group`,
   options: { ...WHO_OPTIONS, all: { type: 'boolean' } },
   needsRoot: () => true,
-  run: (ctx) => {
+  prepare: (ctx) => {
     if (ctx.values.all === true) {
       if (ctx.positionals.length > 0) throw new UsageError('give either PORTS or --all, not both');
       if (ctx.values.addr !== undefined) throw new UsageError('--all removes rules on every address; drop --addr');
@@ -86,12 +92,13 @@ ${PORTS_HELP}
         throw new UsageError('revoke --all needs --user U, --group G or --everyone');
       }
       const principal = who(ctx);
-      const outcome = revokeAll(ctx.options, principal);
-      if (!outcome.changed && !ctx.json) ctx.io.stdout(`nothing to revoke: the policy has no rule for ${formatPrincipal(principal)}\n`);
-      return reportEdit(ctx, outcome);
+      return () => {
+        const outcome = revokeAll(ctx.options, principal);
+        if (!outcome.changed && !ctx.json) ctx.io.stdout(`nothing to revoke: the policy has no rule for ${formatPrincipal(principal)}\n`);
+        return reportEdit(ctx, outcome);
+      };
     }
-    const ports = parsePortsArg(ctx.positionals[0], 'revoke');
-    if (ctx.positionals.length > 1) throw new UsageError(`unexpected '${ctx.positionals[1]}': give the ports as one list, e.g. 80,443`);
-    return reportEdit(ctx, revoke(ctx.options, { ports, principal: who(ctx), addrs: parseAddrArgs(ctx.values.addr as string[] | undefined) }));
+    const spec = { ports: portsOnly(ctx, 'revoke'), principal: who(ctx), addrs: parseAddrArgs(ctx.values.addr as string[] | undefined) };
+    return () => reportEdit(ctx, revoke(ctx.options, spec));
   },
 };

@@ -1,6 +1,6 @@
 /** `lowport list`: the live rules, read back from the kernel. */
 import { list, type ListResult } from '../engine/list.js';
-import { printJson, type Command } from './command.js';
+import { noArguments, printJson, type Command } from './command.js';
 
 const FILE_STATE: Record<ListResult['file'], string> = {
   'in-sync': 'the live rules are what the file says',
@@ -51,10 +51,13 @@ many it refused), whether they match the policy file, and any other BPF
 programs on the bind hooks.`,
   options: {},
   needsRoot: () => true,
-  run: (ctx) => {
-    const result = list(ctx.options);
-    if (ctx.json) printJson(ctx.io, result);
-    else ctx.io.stdout(formatList(result));
-    return 0;
+  prepare: (ctx) => {
+    noArguments(ctx, 'list');
+    return () => {
+      const result = list(ctx.options);
+      if (ctx.json) printJson(ctx.io, result);
+      else ctx.io.stdout(formatList(result));
+      return 0;
+    };
   },
 };

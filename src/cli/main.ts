@@ -93,8 +93,9 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
       io.stdout(`${command.help}\n\n${GLOBAL_HELP}\n`);
       return 0;
     }
+    const execute = command.prepare({ values, positionals: parsed.positionals, options: lowportOptions(values), json, io, callerName: callerName() });
     if (command.needsRoot(values) && effectiveUid() !== 0) return await offerSudo(io, command.name, withDefaultUser(command, rest, values));
-    return command.run({ values, positionals: parsed.positionals, options: lowportOptions(values), json, io, callerName: callerName() });
+    return execute();
   } catch (e) {
     const usage = e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
     if (usage) {

@@ -1,9 +1,9 @@
 /** `lowport reserve` and `lowport unreserve`. */
 import { UsageError } from '../errors.js';
 import { reserve, unreserve } from '../engine/edits.js';
-import { parsePortsArg, parsePrincipalArgs } from './args.js';
+import { parsePrincipalArgs } from './args.js';
 import type { Command } from './command.js';
-import { reportEdit } from './grant.js';
+import { portsOnly, reportEdit } from './grant.js';
 
 export const reserveCommand: Command = {
   name: 'reserve',
@@ -21,8 +21,8 @@ PORTS: 80  80,443  8000-8100  53/udp  443/tcp  (no suffix: TCP and UDP)
   -g, --group G   a group name or gid`,
   options: { user: { type: 'string', short: 'u' }, group: { type: 'string', short: 'g' }, everyone: { type: 'boolean' } },
   needsRoot: () => true,
-  run: (ctx) => {
-    const ports = parsePortsArg(ctx.positionals[0], 'reserve');
+  prepare: (ctx) => {
+    const ports = portsOnly(ctx, 'reserve');
     if (ctx.values.user === undefined && ctx.values.group === undefined && ctx.values.everyone !== true) {
       throw new UsageError('reserve needs --user U or --group G: who the ports are kept for');
     }
@@ -32,7 +32,7 @@ PORTS: 80  80,443  8000-8100  53/udp  443/tcp  (no suffix: TCP and UDP)
       ctx.callerName,
       false,
     );
-    return reportEdit(ctx, reserve(ctx.options, { ports, principal }));
+    return () => reportEdit(ctx, reserve(ctx.options, { ports, principal }));
   },
 };
 
@@ -44,5 +44,8 @@ export const unreserveCommand: Command = {
 Ends every reservation of PORTS, whoever it was for.`,
   options: {},
   needsRoot: () => true,
-  run: (ctx) => reportEdit(ctx, unreserve(ctx.options, { ports: parsePortsArg(ctx.positionals[0], 'unreserve') })),
+  prepare: (ctx) => {
+    const ports = portsOnly(ctx, 'unreserve');
+    return () => reportEdit(ctx, unreserve(ctx.options, { ports }));
+  },
 };

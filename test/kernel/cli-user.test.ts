@@ -1,0 +1,74 @@
+/**
+ * The built CLI run by a normal user (uid 65534): root-only commands never
+ * prompt without a terminal, they print the exact sudo command (absolute
+ * paths) and exit 1; `apply --check` works without root. Needs root to set up
+ * (a root-owned copy of the package that uid 65534 can read, then setpriv).
+ */
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { kernelSkipReason, NOBODY } from './sandbox.js';
+
+const skip = kernelSkipReason();
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+
+describe('the lowport command for a normal user', { skip }, () => {
+  let dir: string;
+  let cli: string;
+  let policy: string;
+
+  before(() => {
+    // The checkout may sit where uid 65534 cannot read (CI may clone under /root): copy the package.
+    dir = mkdtempSync(join(tmpdir(), 'lowport-cli-'));
+    chmodSync(dir, 0o755);
+    cpSync(join(root, 'package.json'), join(dir, 'package.json'));
+    cpSync(join(root, 'dist', 'src'), join(dir, 'dist', 'src'), { recursive: true });
+    cpSync(join(root, 'node_modules', 'koffi'), join(dir, 'node_modules', 'koffi'), { recursive: true });
+    cli = join(dir, 'dist', 'src', 'cli', 'main.js');
+    policy = join(dir, 'policy');
+    writeFileSync(policy, 'grant 80 user nobody\n', { mode: 0o644 });
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  function asNobody(...args: string[]) {
+    return spawnSync(
+      'setpriv',
+      [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', process.execPath, cli, ...args],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', LANG: 'C' } },
+    );
+  }
+
+  it('prints the exact sudo command with absolute paths and exits 1 instead of prompting, with no terminal', () => {
+    const r = asNobody('grant', '80', '--policy', policy);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /lowport grant needs root/);
+    // The invoking user is named, and node and the script are absolute: sudo's PATH would not find an nvm node.
+    const expected = `sudo ${process.execPath} ${cli} grant 80 --policy ${policy} --user nobody`;
+    assert.ok(r.stderr.includes(expected), `expected ${expected} in:\n${r.stderr}`);
+    assert.equal(r.stdout, '');
+  });
+
+  it('does the same for list, apply and off', () => {
+    for (const command of ['list', 'apply', 'off']) {
+      const r = asNobody(command, '--policy', policy);
+      assert.equal(r.status, 1, command);
+      assert.match(r.stderr, new RegExp(`lowport ${command} needs root[^]*sudo \\S+ \\S+ ${command}`));
+    }
+  });
+
+  it('reports a usage error (exit 2) before any talk of root', () => {
+    const r = asNobody('grant', '99999', '--policy', policy);
+    assert.equal(r.status, 2);
+    assert.doesNotMatch(r.stderr, /sudo/);
+  });
+
+  it('checks a policy without root with apply --check', () => {
+    const r = asNobody('apply', '--check', '--policy', policy);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /OK, 1 rule/);
+  });
+});

@@ -58,7 +58,7 @@ export function formatError(e: unknown): string {
   if (e instanceof PolicyError) {
     const body = e.diagnostics.map(formatDiagnostic).join('\n');
     const count = e.diagnostics.length;
-    return `${body}\nlowport: ${count} error${count === 1 ? '' : 's'} in the policy; ${e.hint ?? 'nothing was changed.'}\n`;
+    return `${body}\nlowport: ${count} error${count === 1 ? '' : 's'} in the policy. ${e.hint ?? 'Nothing was changed.'}\n`;
   }
   if (e instanceof LowportError) {
     return `lowport: error: ${e.message}\n${e.hint === undefined ? '' : `${e.hint}\n`}`;

@@ -65,10 +65,10 @@ export function requireRoot(): void {
 }
 
 /** BPF_CGROUP_INET{4,6}_BIND may return 3 (bypass CAP_NET_BIND_SERVICE) since Linux 5.12 (commit 772412176fb9). */
-export function requireKernel(): void {
-  const [major, minor] = kernelVersion();
+export function requireKernel(version: [number, number] = kernelVersion(), release: string = kernelRelease()): void {
+  const [major, minor] = version;
   if (major < 5 || (major === 5 && minor < 12)) {
-    throw new LowportError('E_UNSUPPORTED', `Linux ${kernelRelease()} cannot grant ports from a bind hook: that needs Linux 5.12 or later`, {
+    throw new LowportError('E_UNSUPPORTED', `Linux ${release} cannot grant ports from a bind hook: that needs Linux 5.12 or later`, {
       hint: 'Upgrade the kernel, or use a fallback: `lowport run --sockets`, an nftables redirect, or the ip_unprivileged_port_start sysctl (`lowport doctor` picks one).',
     });
   }

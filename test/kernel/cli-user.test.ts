@@ -52,6 +52,19 @@ describe('the lowport command for a normal user', { skip }, () => {
     assert.equal(r.stdout, '');
   });
 
+  it('asks before re-running through sudo when it has a terminal, and changes nothing on no', () => {
+    // script(1) gives the command a terminal; the answer comes through it.
+    const command = [process.execPath, cli, 'grant', '81', '--policy', policy].join(' ');
+    const r = spawnSync(
+      'setpriv',
+      [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', 'script', '-qec', command, '/dev/null'],
+      { encoding: 'utf8', input: 'n\n', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', LANG: 'C' }, timeout: 20_000 },
+    );
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /Run this through sudo\? \[Y\/n\]/);
+    assert.match(r.stdout, /nothing was changed/);
+  });
+
   it('does the same for list, apply and off', () => {
     for (const command of ['list', 'apply', 'off']) {
       const r = asNobody(command, '--policy', policy);

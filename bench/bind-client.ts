@@ -1,0 +1,87 @@
+/**
+ * The bind() measurement: builds bench/bind-client.c, and runs it as each
+ * variant's caller (identity, capabilities, cgroup, sysctl, authbind) in a
+ * private network namespace, so port 80 there is nobody else's.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NOBODY, type Workspace } from './workspace.js';
+
+/** The C source stays in bench/ (tsc does not copy it to dist/bench). */
+const SOURCE = fileURLToPath(new URL('../../bench/bind-client.c', import.meta.url));
+
+export interface Variant {
+  key: string;
+  /** As shown in the results table. */
+  label: string;
+  uid: 0 | typeof NOBODY;
+  /** The cgroup the client runs in: lowport's links are attached to 'hooked' only. */
+  cgroup: 'hooked' | 'plain';
+  /** Set net.ipv4.ip_unprivileged_port_start to this inside the client's network namespace. */
+  unprivilegedPortStart?: number;
+  /** Run the client through `authbind --deep`. */
+  authbind?: boolean;
+}
+
+export interface BindSample {
+  /** Mean ns inside bind(), the clock-read overhead subtracted. */
+  bindNs: number;
+  /** Mean ns of a whole socket + bind + close round. */
+  cycleNs: number;
+  /** The clock-read overhead that was subtracted. */
+  clockNs: number;
+}
+
+/** Compiles the client into the workspace (readable and runnable by uid 65534); returns its path. */
+export function buildClient(ws: Workspace): string {
+  const src = join(ws.dir, 'bind-client.c');
+  const bin = join(ws.dir, 'bind-client');
+  copyFileSync(SOURCE, src);
+  // Dynamically linked on purpose: authbind's LD_PRELOAD must see bind().
+  execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-o', bin, src], { stdio: ['ignore', 'inherit', 'inherit'] });
+  chmodSync(bin, 0o755);
+  return bin;
+}
+
+/**
+ * argv that runs `argv` as the variant's caller: a fresh network namespace
+ * with lo up (and the sysctl, when the variant uses it, which then changes
+ * that namespace only), moved into the variant's cgroup, then the identity.
+ */
+function callerCommand(ws: Workspace, v: Variant, argv: string[]): { command: string; args: string[]; env: NodeJS.ProcessEnv } {
+  const sysctl = v.unprivilegedPortStart === undefined ? '' : `sysctl -qw net.ipv4.ip_unprivileged_port_start=${v.unprivilegedPortStart} && `;
+  const script = `ip link set lo up && ${sysctl}echo $$ > "$BENCH_CGROUP/cgroup.procs" && exec "$@"`;
+  let identity: string[] = [];
+  if (v.uid === NOBODY && v.authbind === true) {
+    // authbind's helper is setuid root: it needs the bounding set and no
+    // no_new_privs, or it could not bind for us. That is how authbind works.
+    identity = ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', 'authbind', '--deep'];
+  } else if (v.uid === NOBODY) {
+    identity = ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs'];
+  }
+  return {
+    command: 'unshare',
+    args: ['--net', '--', 'sh', '-c', script, 'sh', ...identity, ...argv],
+    env: { ...process.env, BENCH_CGROUP: v.cgroup === 'hooked' ? ws.hooked : ws.plain },
+  };
+}
+
+export type RunOutcome = { ok: true; sample: BindSample } | { ok: false; error: string };
+
+/** Runs the client as `v`: `iterations` timed binds of 127.0.0.1:port after `warmup` untimed ones. */
+export function runClient(ws: Workspace, client: string, v: Variant, port: number, iterations: number, warmup: number): RunOutcome {
+  const { command, args, env } = callerCommand(ws, v, [client, String(port), String(iterations), String(warmup)]);
+  const r = spawnSync(command, args, { encoding: 'utf8', env });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  let out: { bind_ns?: number; cycle_ns?: number; clock_ns?: number; error?: string; call?: string };
+  try {
+    out = JSON.parse(line) as typeof out;
+  } catch {
+    throw new Error(`the bind client (${v.label}) failed, exit ${r.status ?? r.signal}: ${r.stderr.trim() || r.stdout.trim()}`);
+  }
+  if (out.error !== undefined) return { ok: false, error: `${out.call ?? 'bind'}: ${out.error}` };
+  const clockNs = out.clock_ns ?? 0;
+  return { ok: true, sample: { bindNs: (out.bind_ns ?? 0) - clockNs, cycleNs: out.cycle_ns ?? 0, clockNs } };
+}

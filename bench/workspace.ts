@@ -1,0 +1,163 @@
+/**
+ * Everything the benchmark creates on the machine, and its removal. Like the
+ * kernel tests' sandbox (test/kernel/sandbox.ts), and for the same reasons:
+ * lowport attaches to a dedicated child cgroup (never the hierarchy's root),
+ * pins in its own bpffs directory (never /sys/fs/bpf/lowport), reads a policy
+ * from a private temp directory; clients run in a private network namespace.
+ *
+ * Two sibling cgroups, so that every variant can run in every round (the runs
+ * are interleaved, see bind.ts) while lowport's policy stays loaded:
+ *   hooked  lowport's links are attached here
+ *   plain   nothing of lowport's; the baselines and the peers run here
+ *
+ * The benchmark uses the built CLI for everything lowport does, and plain
+ * files for the rest, so it measures what a user runs and does not depend on
+ * src/ internals.
+ */
+import { spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The built CLI (the benchmark runs from dist/bench). */
+export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
+
+export const NOBODY = 65534;
+const BPFFS = '/sys/fs/bpf';
+
+/** The cgroup-v2 mount point, from /proc/mounts (/sys/fs/cgroup/unified on these hybrid machines). */
+export function findCgroup2Root(): string {
+  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const [, mountPoint, fsType] = line.split(' ');
+    if (fsType === 'cgroup2' && mountPoint !== undefined) return mountPoint.replace(/\\040/g, ' ');
+  }
+  throw new Error('no cgroup v2 hierarchy is mounted: the bind hook attaches to one (mount -t cgroup2 none /sys/fs/cgroup/unified)');
+}
+
+/** What was at a file's place before the benchmark wrote there, to put back afterwards. */
+interface SavedFile {
+  path: string;
+  previous: { content: Buffer; mode: number; uid: number; gid: number } | undefined;
+}
+
+export class Workspace {
+  readonly dir: string;
+  readonly policy: string;
+  readonly hooked: string;
+  readonly plain: string;
+  readonly pinDir: string;
+  private readonly saved: SavedFile[] = [];
+  private disposed = false;
+
+  constructor() {
+    const tag = `lowport-bench-${process.pid}`;
+    const root = findCgroup2Root();
+    this.hooked = join(root, `${tag}-hooked`);
+    this.plain = join(root, `${tag}-plain`);
+    // bpffs refuses names with a dot; this one has none.
+    this.pinDir = join(BPFFS, tag.replace(/-/g, '_'));
+    this.dir = mkdtempSync(join(tmpdir(), `${tag}-`));
+    // Root-owned and writable only by root (lowport refuses a policy others
+    // could change), but readable, so uid 65534 can run the client placed here.
+    chmodSync(this.dir, 0o755);
+    this.policy = join(this.dir, 'policy');
+    mkdirSync(this.hooked);
+    mkdirSync(this.plain);
+  }
+
+  /** lowport's global options for this workspace: every CLI call gets them. */
+  get lowportArgs(): string[] {
+    return ['--policy', this.policy, '--cgroup', this.hooked, '--pin-dir', this.pinDir];
+  }
+
+  /**
+   * Writes `content` at `path` (outside the workspace, e.g. /etc/authbind/byport/80)
+   * with this owner and mode; dispose() restores what was there, or removes it.
+   */
+  placeFile(path: string, content: string, mode: number, uid: number, gid: number): void {
+    let previous: SavedFile['previous'];
+    if (existsSync(path)) {
+      const st = lstatSync(path);
+      if (!st.isFile()) throw new Error(`${path} exists and is not a regular file; not touching it`);
+      previous = { content: readFileSync(path), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
+    }
+    this.saved.push({ path, previous });
+    writeFileSync(path, content);
+    chownSync(path, uid, gid);
+    chmodSync(path, mode);
+  }
+
+  /** Removes everything, whatever state the run left; every step runs even if one fails. */
+  dispose(log: (line: string) => void): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    const step = (what: string, fn: () => void): void => {
+      try {
+        fn();
+      } catch (e) {
+        log(`cleanup: ${what} failed: ${(e as Error).message}`);
+      }
+    };
+    step('lowport off', () => this.lowportOff());
+    for (const cg of [this.hooked, this.plain]) step(`removing cgroup ${cg}`, () => removeCgroup(cg));
+    for (const s of this.saved.reverse()) step(`restoring ${s.path}`, () => restoreFile(s));
+    step(`removing ${this.dir}`, () => rmSync(this.dir, { recursive: true, force: true }));
+  }
+
+  private lowportOff(): void {
+    const r = spawnSync(process.execPath, [CLI, 'off', ...this.lowportArgs], { encoding: 'utf8' });
+    // If `off` itself failed (a broken build), unpinning is what removes the
+    // links: a cgroup link is detached when its last reference goes.
+    const leftovers = [this.pinDir, ...stageDirsOf(this.pinDir)].filter((d) => existsSync(d));
+    for (const d of leftovers) rmSync(d, { recursive: true, force: true });
+    if (r.status !== 0) throw new Error(`exit ${r.status}: ${r.stderr.trim()}${leftovers.length > 0 ? `; unpinned ${leftovers.join(', ')} by hand` : ''}`);
+  }
+}
+
+/** Staging directories an install of this pin directory may have left (engine/live.ts names them so). */
+function stageDirsOf(pinDir: string): string[] {
+  const prefix = `lowport_stage_${basename(pinDir)}-`;
+  return readdirSync(dirname(pinDir)).filter((n) => n.startsWith(prefix)).map((n) => join(dirname(pinDir), n));
+}
+
+function removeCgroup(dir: string): void {
+  if (!existsSync(dir)) return;
+  // Clients are run to their end, so the cgroup is empty unless a run was interrupted.
+  for (let i = 0; i < 50; i++) {
+    const pids = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter((l) => l !== '').map(Number);
+    if (pids.length === 0) break;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    spawnSync('sleep', ['0.05']);
+  }
+  rmdirSync(dir);
+}
+
+function restoreFile(s: SavedFile): void {
+  if (s.previous === undefined) {
+    if (existsSync(s.path)) unlinkSync(s.path);
+    return;
+  }
+  writeFileSync(s.path, s.previous.content);
+  chownSync(s.path, s.previous.uid, s.previous.gid);
+  chmodSync(s.path, s.previous.mode);
+}

@@ -22,7 +22,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildClient, runClient, type BindSample, type Variant } from './bind-client.js';
 import { summarizeProfile, type ProfileSummary } from './cpu-profile.js';
@@ -229,7 +229,7 @@ function bindTable(b: BindResults, rounds: number): { table: string; grantedRati
   for (const v of VARIANTS) {
     const skip = b.skipped.get(v.key);
     if (skip !== undefined) {
-      rows.push([v.label, 'not run', '', '', '', '']);
+      rows.push([`${v.label} (not run: ${skip})`, '', '', '', '', '', '']);
       continue;
     }
     const s = b.samples.get(v.key) ?? [];
@@ -349,7 +349,7 @@ async function main(): Promise<number> {
   } finally {
     ws.dispose((line) => process.stderr.write(`bench: ${line}\n`));
     const left = [ws.hooked, ws.plain, ws.pinDir, ws.dir].filter((p) => existsSync(p));
-    const stages = readdirSync('/sys/fs/bpf').filter((n) => n.startsWith('lowport_stage_lowport_bench'));
+    const stages = readdirSync('/sys/fs/bpf').filter((n) => n.startsWith(`lowport_stage_${basename(ws.pinDir)}-`));
     if (left.length > 0 || stages.length > 0) process.stderr.write(`bench: WARNING: left behind: ${[...left, ...stages].join(', ')}\n`);
   }
 }

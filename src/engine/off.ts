@@ -1,6 +1,9 @@
 /** `lowport off`: every grant ends at once, then lowport's program, links, map and pins go. The policy file stays. */
+import { dirname } from 'node:path';
+import { lockDirectory } from '../kernel/files.js';
+import { pathExists } from '../kernel/process.js';
 import { removeAll } from './live.js';
-import { kernelTarget, type LowportOptions } from './target.js';
+import { kernelTarget, policyPath, type LowportOptions } from './target.js';
 
 export interface OffResult {
   pinDir: string;
@@ -10,5 +13,13 @@ export interface OffResult {
 
 export function off(options: LowportOptions = {}): OffResult {
   const target = kernelTarget(options);
-  return { pinDir: target.pinDir, ...removeAll(target) };
+  // Under the policy's lock when there is one, so that an edit in progress
+  // does not swap its policy back in after this.
+  const dir = dirname(policyPath(options));
+  const lock = pathExists(dir) ? lockDirectory(dir) : undefined;
+  try {
+    return { pinDir: target.pinDir, ...removeAll(target) };
+  } finally {
+    lock?.release();
+  }
 }

@@ -12,7 +12,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { main } from '../../src/cli/main.js';
+import { runMain } from '../run-main.js';
 import { removeAll } from '../../src/engine/live.js';
 import { findCgroup2Root, createCgroup, cgroupPids, removeCgroup } from '../../src/kernel/cgroup.js';
 import { ensurePinDir } from '../../src/kernel/bpffs.js';
@@ -146,18 +146,9 @@ export class Sandbox {
     return readFileSync(this.policy, 'utf8');
   }
 
-  /** Runs the CLI in-process; returns exit code and output. */
-  async cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    let stdout = '';
-    let stderr = '';
-    const code = await main([...this.args, ...args], {
-      stdout: (t) => (stdout += t),
-      stderr: (t) => (stderr += t),
-      interactive: false,
-      env: {},
-      confirm: () => Promise.resolve(false),
-    });
-    return { code, stdout, stderr };
+  /** Runs the CLI in-process with this sandbox's options; returns exit code and output. */
+  cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return runMain([...this.args, ...args]);
   }
 
   /** Runs the built CLI binary as a separate process. */

@@ -37,10 +37,12 @@ static long long now_ns(void) {
   return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+static long iteration = -1;
+
 static int fail(const char *what) {
   int e = errno;
   const char *name = strerrorname_np(e);
-  printf("{\"error\":\"%s\",\"errno\":%d,\"call\":\"%s\"}\n", name ? name : "?", e, what);
+  printf("{\"error\":\"%s\",\"errno\":%d,\"call\":\"%s\",\"iteration\":%ld}\n", name ? name : "?", e, what, iteration);
   return 3;
 }
 
@@ -66,6 +68,7 @@ int main(int argc, char **argv) {
   long long in_bind = 0;
   long long cycle_start = 0;
   for (long i = 0; i < warmup + iterations; i++) {
+    iteration = i;
     if (i == warmup) cycle_start = now_ns();
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return fail("socket");

@@ -21,6 +21,8 @@ export interface Variant {
   cgroup: 'hooked' | 'plain';
   /** Set net.ipv4.ip_unprivileged_port_start to this inside the client's network namespace. */
   unprivilegedPortStart?: number;
+  /** The port to bind, when not the benchmark's (80). */
+  port?: number;
   /** Run the client through `authbind --deep`. */
   authbind?: boolean;
 }

@@ -1,7 +1,7 @@
 /**
  * Where a CLI command's time goes: reads a V8 .cpuprofile (`node --cpu-prof`)
- * and sums sample time by area (Node's start-up and module loading, koffi,
- * each lowport module) and by lowport function (inclusive), so the README can
+ * and sums sample time by area (each of Node's own functions, koffi, each
+ * lowport module) and by lowport function (inclusive), so the README can
  * say what dominates `apply` and `list` without a profiler UI.
  */
 import { readFileSync } from 'node:fs';
@@ -42,7 +42,9 @@ function areaOf(f: CallFrame): string {
   const ours = /\/dist\/(src\/.*)$/.exec(url);
   if (ours?.[1] !== undefined) return ours[1];
   if (url.includes('/node_modules/koffi/')) return 'koffi';
-  if (url.startsWith('node:')) return 'node:internal (start-up, module loader, fs, ...)';
+  // Node's own code, by function: `spawnSync` (a child process we wait for,
+  // e.g. getent) reads differently from `compileSourceTextModule` (loading).
+  if (url.startsWith('node:')) return `${url} ${f.functionName || '(top level)'}`;
   return url;
 }
 

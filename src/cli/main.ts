@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { formatDiagnostic, LowportError, PolicyError, UsageError } from '../errors.js';
 import { effectiveUid } from '../kernel/process.js';
 import { applyCommand, offCommand } from './apply.js';
+import { doctorCommand } from './doctor.js';
 import { lowportOptions } from './args.js';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, type Command } from './command.js';
 import { grantCommand, revokeCommand } from './grant.js';
@@ -18,7 +19,7 @@ import { listCommand } from './list.js';
 import { reserveCommand, unreserveCommand } from './reserve.js';
 import { offerSudo } from './sudo.js';
 
-export const COMMANDS: readonly Command[] = [grantCommand, revokeCommand, reserveCommand, unreserveCommand, listCommand, applyCommand, offCommand];
+export const COMMANDS: readonly Command[] = [doctorCommand, grantCommand, revokeCommand, reserveCommand, unreserveCommand, listCommand, applyCommand, offCommand];
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };

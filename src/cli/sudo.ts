@@ -18,6 +18,17 @@ export function sudoArgv(args: string[]): string[] {
   return [process.execPath, script, ...args];
 }
 
+/**
+ * How to write "lowport" in a command for sudo: the bare name when it is
+ * installed where root's PATH finds it, else node and the script, absolute.
+ */
+export function lowportForSudo(): string {
+  const installed = which('lowport', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+  const script = process.argv[1] === undefined ? undefined : realpathSync(process.argv[1]);
+  if (installed !== undefined && (script === undefined || realpathSync(installed) === script)) return 'lowport';
+  return sudoArgv([]).map(shellQuote).join(' ');
+}
+
 export async function offerSudo(io: CliIo, command: string, args: string[]): Promise<number> {
   const argv = sudoArgv(args);
   const sudo = which('sudo');

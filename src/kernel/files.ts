@@ -3,7 +3,7 @@
  * written it (as sudo does for sudoers), write it atomically, and serialize
  * writers with a lock.
  */
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { LowportError } from '../errors.js';
 import { flock, LOCK_EX } from './libc.js';
@@ -95,4 +95,30 @@ export function lockDirectory(dir: string): { release: () => void } {
   const fd = openSync(dir, 'r');
   flock(fd, LOCK_EX);
   return { release: () => closeSync(fd) };
+}
+
+/** Owner, group and mode of a file (following links), or undefined when it does not exist. */
+export function fileOwnership(path: string): { uid: number; gid: number; mode: number } | undefined {
+  try {
+    const st = statSync(path);
+    return { uid: st.uid, gid: st.gid, mode: st.mode };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The first `bytes` bytes of a file, or undefined when it cannot be read. */
+export function readFileHead(path: string, bytes: number): Buffer | undefined {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const b = Buffer.alloc(bytes);
+      const n = readSync(fd, b, 0, bytes, 0);
+      return b.subarray(0, n);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
 }

@@ -6,7 +6,7 @@
  * call left it).
  */
 import { getSystemErrorName } from 'node:util';
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
 import { LowportError } from '../errors.js';
 
 /** A failed system call: `bpf(BPF_PROG_LOAD): EPERM (1)`. */
@@ -38,9 +38,16 @@ const SYS_BPF: Partial<Record<string, number>> = { x64: 321, arm64: 280, arm: 38
 
 let lib: ReturnType<typeof load> | undefined;
 
+/**
+ * Loaded on first use: koffi's native module takes tens of milliseconds to
+ * load, which commands that make no system call through it (help, usage
+ * errors, `apply --check`, most of `doctor`) should not pay.
+ */
 function load() {
+  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
   const libc = koffi.load('libc.so.6');
   return {
+    errno: () => koffi.errno(),
     // syscall(2) is variadic; on the ABIs Linux/Node run on, integer and pointer
     // arguments of a variadic call travel exactly like fixed ones, so a fixed
     // prototype is safe and avoids koffi's slower variadic path on hot loops.
@@ -51,6 +58,11 @@ function load() {
     // bytes live, for the u64 pointer fields of bpf_attr. koffi passes a
     // Buffer's own memory (no copy) to a `void *` parameter.
     addressOf: libc.func('uint64_t memmove(void *dst, void *src, size_t n)'),
+    socket: libc.func('int socket(int domain, int type, int protocol)'),
+    bind: libc.func('int bind(int fd, const void *addr, uint32_t len)'),
+    setsockopt: libc.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
+    close: libc.func('int close(int fd)'),
+    getxattr: libc.func('long getxattr(const char *path, const char *name, void *value, size_t size)'),
   };
 }
 
@@ -60,7 +72,7 @@ function libc(): ReturnType<typeof load> {
 }
 
 function errno(): number {
-  return koffi.errno();
+  return libc().errno();
 }
 
 /** bpf(cmd, attr, size): returns the result (an fd or 0), or throws SyscallError. */
@@ -104,4 +116,38 @@ export function flock(fd: number, op: number): void {
 export function addressOf(buf: Buffer): bigint {
   if (buf.length === 0) return 0n;
   return BigInt(libc().addressOf(buf, buf, 0) as number | bigint);
+}
+
+/**
+ * Tries bind(2) of a new socket to `sockaddr` and closes it: 0 when the bind
+ * worked, else the errno (EACCES, EPERM, EADDRINUSE...). Through libc rather
+ * than node:net so the answer is the kernel's errno, synchronously, with
+ * nothing left listening.
+ */
+export function tryBind(domain: number, type: number, sockaddr: Buffer, options: { reuseAddr: boolean; v6Only: boolean }): number {
+  const c = libc();
+  const fd = c.socket(domain, type | SOCK_CLOEXEC, 0) as number;
+  if (fd < 0) return errno();
+  try {
+    const one = Buffer.alloc(4);
+    one.writeInt32LE(1);
+    if (options.reuseAddr) c.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, one, 4);
+    if (options.v6Only) c.setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, one, 4);
+    return c.bind(fd, sockaddr, sockaddr.length) === 0 ? 0 : errno();
+  } finally {
+    c.close(fd);
+  }
+}
+
+const SOCK_CLOEXEC = 0o2000000;
+const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
+const IPPROTO_IPV6 = 41;
+const IPV6_V6ONLY = 26;
+
+/** An extended attribute's value, or undefined when the file has none (ENODATA) or it cannot be read. */
+export function getXattr(path: string, name: string): Buffer | undefined {
+  const value = Buffer.alloc(256);
+  const n = Number(libc().getxattr(path, name, value, value.length));
+  return n < 0 ? undefined : value.subarray(0, n);
 }

@@ -1,5 +1,6 @@
 /** Small process and filesystem facts the engine needs, kept here so that kernel/ stays the only code touching the OS. */
-import { existsSync, openSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, openSync, readFileSync } from 'node:fs';
 
 /** An O_RDONLY fd on a directory (for a cgroup's target_fd, or flock). The caller closes it. */
 export function openDir(dir: string): number {
@@ -45,4 +46,20 @@ export function which(name: string, path = process.env.PATH ?? ''): string | und
     if (existsSync(candidate)) return candidate;
   }
   return undefined;
+}
+
+/**
+ * Runs `node script args` as another user (as root): libuv drops the
+ * supplementary groups and sets gid then uid, so the child keeps no
+ * capability. Returns its stdout, or throws with its stderr.
+ */
+export function runNodeAs(uid: number, gid: number, script: string, args: string[]): string {
+  const r = spawnSync(process.execPath, [script, ...args], { uid, gid, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+  if (r.status !== 0) throw new Error(`${script} as uid ${uid} failed (${r.status ?? r.signal}): ${r.stderr || r.error?.message || ''}`);
+  return r.stdout;
+}
+
+/** A process's /proc/PID/status text. */
+export function processStatus(pid: number | 'self' = 'self'): string {
+  return readFileSync(`/proc/${pid}/status`, 'utf8');
 }

@@ -1,5 +1,6 @@
 /** Facts about the running kernel that decide whether the BPF grant can work here. */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { pathExists } from './process.js';
 import { release } from 'node:os';
 
 /** [major, minor] of the running kernel, from uname(2). */
@@ -16,6 +17,53 @@ export function kernelRelease(): string {
 export function readSysctl(name: string): string | undefined {
   try {
     return readFileSync(`/proc/sys/${name.replace(/\./g, '/')}`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The container runtime this process seems to run in, or undefined (systemd-detect-virt's container checks, the ones readable without root). */
+export function detectContainer(): string | undefined {
+  if (pathExists('/.dockerenv')) return 'docker';
+  if (pathExists('/run/.containerenv')) return 'podman';
+  const env = process.env.container;
+  if (env !== undefined && env !== '') return env;
+  try {
+    const cgroup = readFileSync('/proc/1/cgroup', 'utf8');
+    for (const name of ['docker', 'kubepods', 'lxc', 'containerd']) if (cgroup.includes(name)) return name;
+  } catch {
+    // not readable
+  }
+  return undefined;
+}
+
+/** Windows Subsystem for Linux: its kernel says so in /proc/version. */
+export function isWsl(): boolean {
+  try {
+    return /microsoft/i.test(readFileSync('/proc/version', 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** systemd is the init system (sd_booted(3): /run/systemd/system exists). */
+export function systemdRunning(): boolean {
+  return pathExists('/run/systemd/system');
+}
+
+/** The network namespace of this process, as `net:[4026531833]`. */
+export function netNamespace(): string | undefined {
+  try {
+    return readlinkSync('/proc/self/ns/net');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The init network namespace's id is fixed; comparing with PID 1's tells whether this is a private one. */
+export function initNetNamespace(): string | undefined {
+  try {
+    return readlinkSync('/proc/1/ns/net');
   } catch {
     return undefined;
   }

@@ -1,0 +1,83 @@
+/** `lowport doctor`: why a port cannot be bound, and the simplest safe fix here. */
+import { UsageError } from '../errors.js';
+import { doctor, type CheckStatus, type DoctorReport } from '../doctor/doctor.js';
+import { MAX_PORT, MIN_PORT } from '../policy/ports.js';
+import { printJson, type Command } from './command.js';
+import { lowportForSudo } from './sudo.js';
+
+const MARK: Record<CheckStatus, string> = { ok: '✓', fail: '✗', info: '–' };
+const COMBO_NAME = { tcp4: 'TCP/IPv4', tcp6: 'TCP/IPv6', udp4: 'UDP/IPv4', udp6: 'UDP/IPv6' } as const;
+
+export function formatDoctor(r: DoctorReport): string {
+  const out: string[] = [`Can ${r.user.name} (uid ${r.user.uid}) bind ${r.ports.map((p) => p.port).join(', ')}?`, ''];
+  for (const p of r.ports) {
+    const combos = Object.entries(p.canBind) as [keyof typeof COMBO_NAME, boolean | null][];
+    const failed = combos.filter(([, v]) => v === false);
+    if (failed.length === 0) {
+      const skipped = combos.filter(([, v]) => v === null).map(([c]) => COMBO_NAME[c]);
+      out.push(`${MARK.ok} port ${p.port}: binds on TCP and UDP, IPv4 and IPv6, wildcard and loopback${skipped.length > 0 ? ` (not available here: ${skipped.join(', ')})` : ''}`);
+    } else {
+      out.push(`${MARK.fail} port ${p.port}: ${failed.map(([c]) => `${COMBO_NAME[c]} ${p.error[c] ?? ''}`).join(', ')}`);
+    }
+    for (const h of p.heldBy) {
+      out.push(`    in use (${h.protocol}/IPv${h.family}) by ${h.pid === undefined ? `a process of uid ${h.uid} (run as root to see which)` : `${h.command ?? '?'} (pid ${h.pid}, uid ${h.uid})`}`);
+    }
+  }
+  out.push('');
+  for (const c of r.checks) out.push(`${MARK[c.status]} ${c.detail}`);
+  out.push('');
+  if (r.recommendation.method === 'none') {
+    out.push(r.recommendation.why);
+  } else {
+    out.push(`Recommended (${r.recommendation.method}): ${r.recommendation.why}`);
+    out.push(...r.recommendation.command.split('\n').map((l) => `    ${l}`));
+    if (r.alternatives.length > 0) {
+      out.push('', 'Other ways:');
+      for (const a of r.alternatives) out.push(`  - ${a.method}: ${a.why}`, `      ${a.command.split('\n')[0] ?? ''}${a.command.includes('\n') ? ' ...' : ''}`);
+    }
+  }
+  return `${out.join('\n')}\n`;
+}
+
+function parsePort(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < MIN_PORT || n > MAX_PORT) throw new UsageError(`--port ${text}: a port is a number from ${MIN_PORT} to ${MAX_PORT}`);
+  return n;
+}
+
+export const doctorCommand: Command = {
+  name: 'doctor',
+  summary: 'why a port cannot be bound, and the best fix here',
+  help: `Usage: lowport doctor [--port N]... [--user U] [--program PATH] [--json]
+
+Tries real binds of each port (TCP and UDP, IPv4 and IPv6, wildcard and
+loopback; nothing stays bound) as you, or as U when run as root; shows what
+grants or blocks them (lowport's rules and reservations, the
+ip_unprivileged_port_start sysctl, capabilities, setcap and setuid on
+PROGRAM, authbind, other BPF programs) and what this machine supports; and
+recommends one command to run next, with the alternatives. Needs no root.
+
+  -p, --port N       a port to check (repeat; default 80 and 443)
+  -u, --user U       test as this user (root only; default: you)
+      --program P    the program you want to run: checks its file
+                     capabilities, setuid bit and whether it is a script
+Exit status: 0 when every port can be bound now, 1 when not, 2 on usage errors.`,
+  options: { port: { type: 'string', short: 'p', multiple: true }, user: { type: 'string', short: 'u' }, program: { type: 'string' } },
+  needsRoot: () => false,
+  prepare: (ctx) => {
+    if (ctx.positionals.length > 0) throw new UsageError(`unexpected '${ctx.positionals[0]}': give ports with --port N`);
+    const ports = [...new Set(((ctx.values.port as string[] | undefined) ?? ['80', '443']).flatMap((v) => v.split(',')).map(parsePort))];
+    return () => {
+      const report = doctor({
+        ...ctx.options,
+        ports,
+        ...(ctx.values.user === undefined ? {} : { user: ctx.values.user as string }),
+        ...(ctx.values.program === undefined ? {} : { program: ctx.values.program as string }),
+        lowportCommand: lowportForSudo(),
+      });
+      if (ctx.json) printJson(ctx.io, report);
+      else ctx.io.stdout(formatDoctor(report));
+      return report.ok ? 0 : 1;
+    };
+  },
+};

@@ -1,0 +1,380 @@
+/**
+ * `lowport doctor`: why can't this user bind this port, and what is the
+ * simplest safe fix on this machine? Works without root (what only root can
+ * see is marked as such), on any Linux, in well under a second.
+ */
+import { fileURLToPath } from 'node:url';
+import { compileDocument } from '../engine/apply.js';
+import { list, type ListResult } from '../engine/list.js';
+import { Kind } from '../engine/map-format.js';
+import { DEFAULT_PIN_DIR, policyPath, type LowportOptions } from '../engine/target.js';
+import { LowportError } from '../errors.js';
+import { CAP_NET_BIND_SERVICE, fileCapabilities, hasCap, parseStatusCaps } from '../kernel/capabilities.js';
+import { findCgroup2Root } from '../kernel/cgroup.js';
+import { fileOwnership, readFileHead, readPolicyFile } from '../kernel/files.js';
+import { mountOf } from '../kernel/mounts.js';
+import { socketOwners, socketsOnPort } from '../kernel/netstat.js';
+import { lookupUsers, type PasswdEntry } from '../kernel/nss.js';
+import { effectiveUid, pathExists, processStatus, runNodeAs, which } from '../kernel/process.js';
+import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion, netNamespace, readSysctl, systemdRunning } from '../kernel/system.js';
+import { parsePolicy } from '../policy/parse.js';
+import { formatPrincipal } from '../policy/print.js';
+import { bindTest, UNAVAILABLE, type BindAttempt } from './bind-test.js';
+import { recommend, type PortVerdict, type Recommendation } from './recommend.js';
+
+export type CheckStatus = 'ok' | 'fail' | 'info';
+
+export interface Check {
+  id: string;
+  status: CheckStatus;
+  detail: string;
+}
+
+type Combo = 'tcp4' | 'tcp6' | 'udp4' | 'udp6';
+
+export interface PortReport {
+  port: number;
+  /** Per protocol and family: every address (wildcard, loopback) bound; null when the family is not available here. */
+  canBind: Record<Combo, boolean | null>;
+  /** Per protocol and family: the first error, or null. */
+  error: Record<Combo, string | null>;
+  attempts: BindAttempt[];
+  heldBy: { protocol: string; family: number; uid: number; pid?: number; command?: string }[];
+}
+
+export interface DoctorReport {
+  user: { name: string; uid: number; gid: number };
+  ports: PortReport[];
+  checks: Check[];
+  recommendation: Recommendation;
+  alternatives: Recommendation[];
+  /** Every asked port can be bound now by the user. */
+  ok: boolean;
+}
+
+export interface DoctorOptions extends LowportOptions {
+  ports?: number[];
+  /** Test as this user (root only); default the caller. */
+  user?: string;
+  /** A program the user wants to run, to check its setuid bit, file capabilities and shebang. */
+  program?: string;
+  /** How the lowport command is spelled in the recommendation. */
+  lowportCommand?: string;
+}
+
+const PROBE = fileURLToPath(new URL('./probe-main.js', import.meta.url));
+
+export function doctor(options: DoctorOptions = {}): DoctorReport {
+  const ports = options.ports ?? [80, 443];
+  const asRoot = effectiveUid() === 0;
+  const user = resolveUser(options.user, asRoot);
+  const checks: Check[] = [];
+
+  // The real bind test, as the user.
+  const self = user.uid === effectiveUid();
+  const tested: { port: number; attempts: BindAttempt[] }[] = self
+    ? ports.map((port) => ({ port, attempts: bindTest(port) }))
+    : (JSON.parse(runNodeAs(user.uid, user.gid, PROBE, [ports.join(',')])) as { port: number; attempts: BindAttempt[] }[]);
+  const portReports = tested.map(({ port, attempts }) => portReport(port, attempts));
+
+  // The machine.
+  const machine = machineChecks(asRoot);
+  checks.push(...machine.checks);
+
+  // lowport: the policy file, and (root) what is live.
+  const path = policyPath(options);
+  const live = asRoot ? tryList(options) : undefined;
+  const policy = policyChecks(path, user, ports, live, options);
+  checks.push(...policy.checks);
+
+  checks.push(sysctlCheck(), capabilityCheck(self, user));
+  if (options.program !== undefined) checks.push(...programChecks(options.program));
+  checks.push(authbindCheck(user, ports));
+
+  const verdicts: PortVerdict[] = portReports.map((r) => ({
+    port: r.port,
+    canBind: Object.values(r.canBind).every((v) => v !== false),
+    errors: [...new Set(r.attempts.flatMap((a) => (a.error === undefined || UNAVAILABLE.has(a.error) ? [] : [a.error])))],
+    heldBy: r.heldBy,
+    ...(policy.reservations.get(r.port) === undefined ? {} : { reservedFor: policy.reservations.get(r.port) }),
+    grantedBy: policy.grants.get(r.port) ?? [],
+  }));
+  const program = options.program === undefined ? undefined : describeProgram(options.program);
+  const { recommendation, alternatives } = recommend({
+    user: user.name,
+    ports: verdicts,
+    policyFile: path,
+    bpfGrantPossible: machine.bpfMissing.length === 0,
+    bpfMissing: machine.bpfMissing,
+    policyNotApplied: live !== undefined && live.file !== 'in-sync',
+    systemd: systemdRunning(),
+    nft: which('nft', `${process.env.PATH ?? ''}:/usr/sbin:/sbin`) !== undefined,
+    ...(program === undefined ? {} : { program }),
+    sysctlStart: Number(readSysctl('net.ipv4.ip_unprivileged_port_start') ?? 1024),
+    lowport: options.lowportCommand ?? 'lowport',
+  });
+  return { user: { name: user.name, uid: user.uid, gid: user.gid }, ports: portReports, checks, recommendation, alternatives, ok: verdicts.every((v) => v.canBind) };
+}
+
+function resolveUser(name: string | undefined, asRoot: boolean): PasswdEntry {
+  const key = name ?? String(effectiveUid());
+  if (name !== undefined && !asRoot) {
+    const me = lookupUsers([String(effectiveUid())]).get(String(effectiveUid()));
+    if (me === undefined || (me.name !== name && String(me.uid) !== name)) {
+      throw new LowportError('E_NOT_ROOT', `testing binds as another user (${name}) needs root`, { hint: `Run \`sudo lowport doctor --user ${name}\`, or run doctor as ${name}.` });
+    }
+  }
+  const entry = lookupUsers([key]).get(key);
+  if (entry !== undefined) return entry;
+  if (/^\d+$/.test(key)) return { name: key, uid: Number(key), gid: Number(key), home: '/', shell: '' };
+  throw new LowportError('E_UNKNOWN_USER', `unknown user '${key}'`, { hint: 'Give a user name or uid that `getent passwd` knows.' });
+}
+
+function portReport(port: number, attempts: BindAttempt[]): PortReport {
+  const canBind = {} as Record<Combo, boolean | null>;
+  const error = {} as Record<Combo, string | null>;
+  for (const combo of ['tcp4', 'tcp6', 'udp4', 'udp6'] as const) {
+    const mine = attempts.filter((a) => `${a.protocol}${a.family}` === combo);
+    const failures = mine.filter((a) => a.error !== undefined);
+    const unavailable = mine.length > 0 && failures.length === mine.length && failures.every((a) => UNAVAILABLE.has(a.error ?? ''));
+    canBind[combo] = unavailable ? null : failures.length === 0;
+    error[combo] = failures[0]?.error ?? null;
+  }
+  const heldBy: PortReport['heldBy'] = [];
+  if (attempts.some((a) => a.error === 'EADDRINUSE')) {
+    const sockets = socketsOnPort(port).filter((s) => s.protocol === 'udp' || s.state === '0A');
+    const owners = socketOwners(sockets.map((s) => s.inode));
+    for (const s of sockets) {
+      const owner = owners.get(s.inode);
+      heldBy.push({ protocol: s.protocol, family: s.family, uid: s.uid, ...(owner === undefined ? {} : { pid: owner.pid, command: owner.command }) });
+    }
+  }
+  return { port, canBind, error, attempts, heldBy };
+}
+
+function machineChecks(asRoot: boolean): { checks: Check[]; bpfMissing: string[] } {
+  const checks: Check[] = [];
+  const missing: string[] = [];
+  const [major, minor] = kernelVersion();
+  const newEnough = major > 5 || (major === 5 && minor >= 12);
+  checks.push({
+    id: 'kernel',
+    status: newEnough ? 'ok' : 'fail',
+    detail: newEnough ? `Linux ${kernelRelease()}: bind hooks may grant ports (5.12+)` : `Linux ${kernelRelease()}: bind hooks cannot grant ports before 5.12`,
+  });
+  if (!newEnough) missing.push('Linux 5.12 or later');
+
+  let cgroupRoot: string | undefined;
+  try {
+    cgroupRoot = findCgroup2Root();
+  } catch {
+    missing.push('a cgroup v2 hierarchy');
+  }
+  checks.push({ id: 'cgroup2', status: cgroupRoot === undefined ? 'fail' : 'ok', detail: cgroupRoot === undefined ? 'no cgroup v2 hierarchy is mounted' : `cgroup v2 mounted at ${cgroupRoot}` });
+
+  const bpffs = mountOf('/sys/fs/bpf')?.fsType === 'bpf';
+  checks.push({ id: 'bpffs', status: bpffs ? 'ok' : 'info', detail: bpffs ? 'bpffs mounted at /sys/fs/bpf' : 'bpffs is not mounted at /sys/fs/bpf (lowport mounts it when it needs it)' });
+
+  const unpriv = readSysctl('kernel.unprivileged_bpf_disabled');
+  checks.push({
+    id: 'bpf-access',
+    status: 'info',
+    detail: `kernel.unprivileged_bpf_disabled = ${unpriv ?? 'unknown'}: ${unpriv === '0' ? 'any user may load BPF' : 'loading BPF programs needs root'}${asRoot ? '' : ' (lowport asks for sudo)'}`,
+  });
+
+  const container = detectContainer();
+  const wsl = isWsl();
+  checks.push({
+    id: 'environment',
+    status: 'info',
+    detail: wsl ? 'running under WSL' : container !== undefined ? `running in a container (${container}): BPF may be refused to it` : 'not in a container or WSL',
+  });
+
+  checks.push({ id: 'systemd', status: 'info', detail: systemdRunning() ? 'systemd is the init system' : 'systemd is not running as init' });
+  const sbinPath = `${process.env.PATH ?? ''}:/usr/sbin:/sbin`;
+  const tools = ['nft', 'iptables'].map((t) => `${t} ${which(t, sbinPath) === undefined ? 'absent' : 'present'}`);
+  checks.push({ id: 'firewall-tools', status: 'info', detail: tools.join(', ') });
+  return { checks, bpfMissing: missing };
+}
+
+function tryList(options: LowportOptions): ListResult | undefined {
+  try {
+    return list(options);
+  } catch {
+    return undefined;
+  }
+}
+
+interface PolicyFindings {
+  checks: Check[];
+  grants: Map<number, number[]>;
+  reservations: Map<number, { who: string; line: number }>;
+}
+
+function policyChecks(path: string, user: PasswdEntry, ports: number[], live: ListResult | undefined, options: LowportOptions): PolicyFindings {
+  const grants = new Map<number, number[]>();
+  const reservations = new Map<number, { who: string; line: number }>();
+  const checks: Check[] = [];
+  const pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
+  if (live !== undefined) {
+    checks.push({ id: 'lowport-live', status: live.live ? 'ok' : 'info', detail: live.live ? `lowport is on: ${live.rules.length} rules live at ${live.pinDir}` : `lowport is off (nothing at ${live.pinDir})` });
+    const others = live.programs.filter((p) => !p.ours);
+    checks.push({
+      id: 'other-bpf',
+      status: others.length === 0 ? 'ok' : 'info',
+      detail: others.length === 0 ? 'no other BPF programs on the bind hooks' : `other BPF programs on the bind hooks (they can grant or refuse too): ${others.map((p) => `${p.hook} id ${p.id} ${p.name}`).join(', ')}`,
+    });
+  } else {
+    checks.push({ id: 'lowport-live', status: 'info', detail: pathExists(pinDir) ? `lowport is installed at ${pinDir} (root can show its live rules)` : `lowport is off (nothing at ${pinDir})` });
+    checks.push({ id: 'other-bpf', status: 'info', detail: 'other BPF programs on the bind hooks: only root can see them' });
+  }
+
+  let text: string | undefined;
+  try {
+    text = readPolicyFile(path);
+  } catch (e) {
+    checks.push({ id: 'policy', status: 'fail', detail: e instanceof Error ? e.message : String(e) });
+    return { checks, grants, reservations };
+  }
+  if (text === undefined) {
+    checks.push({ id: 'policy', status: 'info', detail: `no policy file at ${path}` });
+    return { checks, grants, reservations };
+  }
+  let rules;
+  try {
+    rules = compileDocument(parsePolicy(text, path)).rules;
+  } catch (e) {
+    checks.push({ id: 'policy', status: 'fail', detail: `${path} has errors (lowport apply --check shows them): ${e instanceof Error ? e.message : String(e)}` });
+    return { checks, grants, reservations };
+  }
+  const matches = (s: { kind: number; id: bigint }) =>
+    (s.kind === Kind.UID && s.id === BigInt(user.uid)) || (s.kind === Kind.GID && s.id === BigInt(user.gid)) || s.kind === Kind.EVERYONE;
+  for (const port of ports) {
+    for (const r of rules) {
+      if (!r.rule.ports.some((i) => port >= i.from && port <= i.to)) continue;
+      const mine = r.subjects.some(matches);
+      if (mine) grants.set(port, [...(grants.get(port) ?? []), r.rule.line]);
+      else if (r.rule.action === 'reserve' && !reservations.has(port)) reservations.set(port, { who: formatPrincipal(r.rule.principal), line: r.rule.line });
+    }
+    // A reservation does not refuse a user the policy grants the port by name.
+    if (grants.has(port)) reservations.delete(port);
+    const g = grants.get(port);
+    const res = reservations.get(port);
+    checks.push({
+      id: `policy-${port}`,
+      status: res !== undefined ? 'fail' : g !== undefined ? 'ok' : 'info',
+      detail:
+        res !== undefined
+          ? `port ${port} is reserved for ${res.who} (line ${res.line} of ${path}): ${user.name} gets EPERM`
+          : g !== undefined
+            ? `${path} gives port ${port} to ${user.name} (line ${g.join(', ')})${live !== undefined && live.file !== 'in-sync' ? `, but the file is not what is live (${live.file})` : ''}`
+            : `${path} does not give port ${port} to ${user.name}`,
+    });
+  }
+  return { checks, grants, reservations };
+}
+
+function sysctlCheck(): Check {
+  const start = readSysctl('net.ipv4.ip_unprivileged_port_start');
+  const ns = netNamespace();
+  const init = initNetNamespace();
+  const where = ns === undefined ? '' : ns === init ? ` (the host's network namespace, ${ns})` : init === undefined ? ` (network namespace ${ns})` : ` (a private network namespace, ${ns}; the host's may differ)`;
+  return {
+    id: 'sysctl',
+    status: 'info',
+    detail: `net.ipv4.ip_unprivileged_port_start = ${start ?? 'unknown'}${where}: ports from ${start ?? '1024'} up need no privilege`,
+  };
+}
+
+function capabilityCheck(self: boolean, user: PasswdEntry): Check {
+  if (!self) return { id: 'capabilities', status: 'info', detail: `the bind test ran as ${user.name} with no capabilities, as a login would` };
+  const caps = parseStatusCaps(processStatus());
+  const eff = hasCap(caps.effective, CAP_NET_BIND_SERVICE);
+  const amb = hasCap(caps.ambient, CAP_NET_BIND_SERVICE);
+  const bnd = hasCap(caps.bounding, CAP_NET_BIND_SERVICE);
+  return {
+    id: 'capabilities',
+    status: eff ? 'ok' : 'info',
+    detail: `CAP_NET_BIND_SERVICE: effective ${eff ? 'yes' : 'no'}, ambient ${amb ? 'yes' : 'no'}, bounding ${bnd ? 'yes' : 'no'}${eff ? ' (this process may bind any low port)' : ''}`,
+  };
+}
+
+interface ProgramFacts {
+  path: string;
+  isScript: boolean;
+  interpreter?: string;
+  /** An interpreter or a JVM: a capability on it goes to everything it runs. */
+  runsScripts: boolean;
+}
+
+const INTERPRETERS = /^(python[\d.]*|node(js)?|java|ruby[\d.]*|perl[\d.]*|php[\d.]*|bash|sh|dash|zsh|ksh|deno|bun|lua[\d.]*|tclsh[\d.]*)$/;
+
+function resolveProgram(program: string): string {
+  if (program.includes('/')) return program;
+  return which(program) ?? program;
+}
+
+function describeProgram(program: string): ProgramFacts {
+  const path = resolveProgram(program);
+  const interpreter = shebang(path);
+  const runsScripts = INTERPRETERS.test(path.split('/').pop() ?? '');
+  return interpreter === undefined ? { path, isScript: false, runsScripts } : { path, isScript: true, interpreter, runsScripts };
+}
+
+/** The interpreter a script names in its `#!` line (through /usr/bin/env), or undefined for a binary. */
+function shebang(path: string): string | undefined {
+  const head = readFileHead(path, 256)?.toString('latin1');
+  if (head === undefined || !head.startsWith('#!')) return undefined;
+  const words = (head.slice(2).split('\n')[0] ?? '').trim().split(/\s+/);
+  const first = words[0] ?? '';
+  if (first.endsWith('/env')) {
+    const name = words.slice(1).find((w) => !w.startsWith('-'));
+    return name === undefined ? first : (which(name) ?? name);
+  }
+  return first;
+}
+
+function programChecks(program: string): Check[] {
+  const facts = describeProgram(program);
+  const st = fileOwnership(facts.path);
+  if (st === undefined) return [{ id: 'program', status: 'fail', detail: `${program}: no such file (give a path, or a command on PATH)` }];
+  const checks: Check[] = [];
+  const setuidRoot = (st.mode & 0o4000) !== 0 && st.uid === 0;
+  const caps = fileCapabilities(facts.path);
+  const capped = caps !== undefined && hasCap(caps.permitted, CAP_NET_BIND_SERVICE);
+  checks.push({
+    id: 'program',
+    status: setuidRoot || capped ? 'ok' : 'info',
+    detail: `${facts.path}: ${setuidRoot ? 'setuid root (runs as root: any port) ' : ''}${capped ? `has file capability cap_net_bind_service${caps?.effective ? '+ep' : '+p (not effective: it must raise it itself)'}` : 'no file capabilities'}`,
+  });
+  if (facts.isScript) {
+    const interp = facts.interpreter ?? '?';
+    const icaps = interp.startsWith('/') ? fileCapabilities(interp) : undefined;
+    checks.push({
+      id: 'program-script',
+      status: capped ? 'fail' : 'info',
+      detail:
+        `${facts.path} is a script run by ${interp}: the kernel ignores file capabilities and setuid bits on scripts, so setcap on it does nothing; ` +
+        `on ${interp} it would let every ${interp.split('/').pop() ?? ''} script of every user bind any low port` +
+        (icaps !== undefined && hasCap(icaps.permitted, CAP_NET_BIND_SERVICE) ? ` — and ${interp} has that capability now` : ''),
+    });
+  }
+  return checks;
+}
+
+function authbindCheck(user: PasswdEntry, ports: number[]): Check {
+  if (which('authbind', `${process.env.PATH ?? ''}:/usr/bin`) === undefined) return { id: 'authbind', status: 'info', detail: 'authbind is not installed' };
+  const usable = ports.filter((port) => {
+    const st = fileOwnership(`/etc/authbind/byport/${port}`);
+    // authbind checks access(X_OK) as the user: the owner's, group's or others' execute bit.
+    return st !== undefined && ((st.uid === user.uid && st.mode & 0o100) || (st.gid === user.gid && st.mode & 0o010) || st.mode & 0o001);
+  });
+  return {
+    id: 'authbind',
+    status: 'info',
+    detail:
+      usable.length > 0
+        ? `authbind lets ${user.name} bind ${usable.join(',')} (/etc/authbind/byport) — for programs started with \`authbind --deep\`, and not for static binaries such as Go programs`
+        : `authbind is installed; /etc/authbind/byport gives ${user.name} none of ${ports.join(',')}`,
+  };
+}

@@ -1,0 +1,165 @@
+/**
+ * From what doctor found to one recommendation: the simplest safe fix that
+ * works on this machine, as a command to run, and the runners-up. Pure, so
+ * every verdict is unit-tested on made-up machines.
+ */
+
+export type Method =
+  | 'none'
+  | 'free-port'
+  | 'unreserve'
+  | 'lowport-grant'
+  | 'lowport-apply'
+  | 'systemd-ambient'
+  | 'setcap'
+  | 'sysctl'
+  | 'nft-redirect';
+
+export interface Recommendation {
+  method: Method;
+  /** The exact command to run next (several lines for a unit drop-in). */
+  command: string;
+  why: string;
+}
+
+export interface PortVerdict {
+  port: number;
+  /** Every available bind of the port worked. */
+  canBind: boolean;
+  /** Errors seen (EACCES, EPERM, EADDRINUSE). */
+  errors: string[];
+  /** Who holds it, when it is in use. */
+  heldBy: { pid?: number; command?: string; uid: number }[];
+  /** The reservation that refuses this user, from the policy. */
+  reservedFor?: { who: string; line: number };
+  /** The policy already grants it to this user (file lines). */
+  grantedBy: number[];
+}
+
+export interface Situation {
+  user: string;
+  ports: PortVerdict[];
+  policyFile: string;
+  /** Linux >= 5.12, cgroup v2, BPF not locked down (as far as can be told). */
+  bpfGrantPossible: boolean;
+  /** Why not, when not. */
+  bpfMissing: string[];
+  /** The live rules differ from the policy file (root only knows). */
+  policyNotApplied: boolean;
+  systemd: boolean;
+  nft: boolean;
+  /** --program, when given and not a script. */
+  program?: { path: string; isScript: boolean; interpreter?: string; runsScripts: boolean };
+  sysctlStart: number;
+  /** The lowport command as the user would type it. */
+  lowport: string;
+}
+
+function portList(ports: PortVerdict[]): string {
+  return ports.map((p) => p.port).join(',');
+}
+
+function nftRedirect(port: number, to: number): string {
+  // `priority dstnat` is refused on an inet output chain by nft 1.0.6 (Debian 12); -100 is its value.
+  return (
+    `sudo nft -f - <<'EOF'\ntable inet lowport_redirect {\n` +
+    `  chain prerouting { type nat hook prerouting priority -100; fib daddr type local tcp dport ${port} redirect to :${to} }\n` +
+    `  chain output { type nat hook output priority -100; fib daddr type local tcp dport ${port} redirect to :${to} }\n}\nEOF`
+  );
+}
+
+/** The recommendation and the runners-up, best first. */
+export function recommend(s: Situation): { recommendation: Recommendation; alternatives: Recommendation[] } {
+  const blocked = s.ports.filter((p) => !p.canBind);
+  if (blocked.length === 0) {
+    return {
+      recommendation: { method: 'none', command: '', why: `${s.user} can bind ${portList(s.ports)} now: nothing to do.` },
+      alternatives: [],
+    };
+  }
+
+  const inUse = blocked.filter((p) => p.errors.includes('EADDRINUSE') && !p.errors.some((e) => e === 'EACCES' || e === 'EPERM'));
+  const reserved = blocked.filter((p) => p.reservedFor !== undefined);
+  const refused = blocked.filter((p) => p.errors.some((e) => e === 'EACCES' || e === 'EPERM'));
+  const list = portList(refused.length > 0 ? refused : blocked);
+  const options: Recommendation[] = [];
+
+  for (const p of inUse) {
+    const holder = p.heldBy[0];
+    const who = holder?.pid !== undefined ? `${holder.command ?? 'a process'} (pid ${holder.pid}, uid ${holder.uid})` : holder !== undefined ? `a process of uid ${holder.uid}` : 'another socket';
+    options.push({
+      method: 'free-port',
+      command: holder?.pid !== undefined ? `kill ${holder.pid}   # or stop the service that runs ${holder.command ?? 'it'}` : `sudo ss -ltnup 'sport = :${p.port}'   # shows the process that holds it`,
+      why: `port ${p.port} is not refused but taken: ${who} has it bound. Stop it, or pick another port.`,
+    });
+  }
+  for (const p of reserved) {
+    options.push({
+      method: 'unreserve',
+      command: `sudo ${s.lowport} unreserve ${p.port}   # or: sudo ${s.lowport} grant ${p.port} --user ${s.user}`,
+      why: `port ${p.port} is reserved for ${p.reservedFor?.who ?? 'someone else'} (line ${p.reservedFor?.line ?? '?'} of ${s.policyFile}); everyone else gets EPERM, whatever privilege they have.`,
+    });
+  }
+  if (refused.length > 0 && refused.every((p) => p.grantedBy.length > 0) && s.policyNotApplied) {
+    options.push({
+      method: 'lowport-apply',
+      command: `sudo ${s.lowport} apply`,
+      why: `${s.policyFile} already grants ${list} to ${s.user}, but it is not what the kernel has loaded.`,
+    });
+  }
+
+  const grantable = refused.filter((p) => p.reservedFor === undefined);
+  const grantList = portList(grantable);
+  if (grantable.length > 0) {
+    if (s.bpfGrantPossible) {
+      options.push({
+        method: 'lowport-grant',
+        command: `sudo ${s.lowport} grant ${grantList} --user ${s.user}`,
+        why: `lets ${s.user}'s programs (any of them: scripts, JVMs, static binaries) bind ${grantList} and nothing else; nobody else gains anything; no wrapper, no proxy.`,
+      });
+    }
+    if (s.systemd) {
+      options.push({
+        method: 'systemd-ambient',
+        command:
+          `sudo systemctl edit YOUR.service   # then add:\n[Service]\nUser=${s.user}\nAmbientCapabilities=CAP_NET_BIND_SERVICE\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nNoNewPrivileges=yes\n` +
+          `SocketBindAllow=${grantable.map((p) => `tcp:${p.port}`).join(' ')}\nSocketBindDeny=any`,
+        why: `for a server run by systemd: the service gets CAP_NET_BIND_SERVICE (which alone would allow every low port; SocketBindAllow/Deny narrow it to ${grantList}).`,
+      });
+    }
+    if (s.nft) {
+      const first = grantable[0]?.port ?? 80;
+      options.push({
+        method: 'nft-redirect',
+        command: nftRedirect(first, first + 8000),
+        why: `run the server on ${first + 8000} and let the kernel redirect ${first} to it (local clients too); the rules outlive the program, so remove them with \`sudo nft delete table inet lowport_redirect\`.`,
+      });
+    }
+    if (s.program !== undefined && !s.program.isScript) {
+      options.push({
+        method: 'setcap',
+        command: `sudo setcap cap_net_bind_service=+ep ${s.program.path}`,
+        why:
+          `gives ${s.program.path} every low port, for every user who runs it; lost when the file is replaced (an upgrade)` +
+          (s.program.runsScripts ? `; and ${s.program.path} runs scripts, so every script of every user would get it too.` : '.'),
+      });
+    }
+    const lowest = Math.min(...grantable.map((p) => p.port));
+    if (lowest < s.sysctlStart) {
+      options.push({
+        method: 'sysctl',
+        command: `sudo sysctl -w net.ipv4.ip_unprivileged_port_start=${lowest}`,
+        why: `every user and every program may then bind every port from ${lowest} up, in this network namespace; it does not last a reboot unless put in /etc/sysctl.d.${s.bpfGrantPossible ? ` Pair it with \`sudo ${s.lowport} reserve\` to keep your ports yours.` : ''}`,
+      });
+    }
+  }
+
+  const [recommendation, ...alternatives] = options;
+  if (recommendation === undefined) {
+    return {
+      recommendation: { method: 'none', command: '', why: `${list} cannot be bound, and none of the fixes lowport knows applies here.` },
+      alternatives: [],
+    };
+  }
+  return { recommendation, alternatives };
+}

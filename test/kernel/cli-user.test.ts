@@ -5,34 +5,26 @@
  * (a root-owned copy of the package that uid 65534 can read, then setpriv).
  */
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { kernelSkipReason, NOBODY } from './sandbox.js';
+import { kernelSkipReason, NOBODY, PackageCopy } from './sandbox.js';
 
 const skip = kernelSkipReason();
-const root = fileURLToPath(new URL('../../../', import.meta.url));
 
 describe('the lowport command for a normal user', { skip }, () => {
-  let dir: string;
+  let pkg: PackageCopy;
   let cli: string;
   let policy: string;
 
   before(() => {
-    // The checkout may sit where uid 65534 cannot read (CI may clone under /root): copy the package.
-    dir = mkdtempSync(join(tmpdir(), 'lowport-cli-'));
-    chmodSync(dir, 0o755);
-    cpSync(join(root, 'package.json'), join(dir, 'package.json'));
-    cpSync(join(root, 'dist', 'src'), join(dir, 'dist', 'src'), { recursive: true });
-    cpSync(join(root, 'node_modules', 'koffi'), join(dir, 'node_modules', 'koffi'), { recursive: true });
-    cli = join(dir, 'dist', 'src', 'cli', 'main.js');
-    policy = join(dir, 'policy');
+    pkg = new PackageCopy();
+    cli = pkg.cli;
+    policy = join(pkg.dir, 'policy');
     writeFileSync(policy, 'grant 80 user nobody\n', { mode: 0o644 });
   });
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  after(() => pkg?.dispose());
 
   function asNobody(...args: string[]) {
     return spawnSync(

@@ -8,7 +8,7 @@
  * an `after`/`finally` hook.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -225,6 +225,30 @@ export class Sandbox {
       }
       rmSync(this.dir, { recursive: true, force: true });
     }
+  }
+}
+
+/**
+ * A copy of the built package (package.json, dist/src, koffi) in a temp
+ * directory every user can read: the checkout may sit where uid 65534
+ * cannot (CI may clone under /root).
+ */
+export class PackageCopy {
+  readonly dir: string;
+  readonly cli: string;
+
+  constructor() {
+    const root = fileURLToPath(new URL('../../../', import.meta.url));
+    this.dir = mkdtempSync(join(tmpdir(), 'lowport-pkg-'));
+    chmodSync(this.dir, 0o755);
+    cpSync(join(root, 'package.json'), join(this.dir, 'package.json'));
+    cpSync(join(root, 'dist', 'src'), join(this.dir, 'dist', 'src'), { recursive: true });
+    cpSync(join(root, 'node_modules', 'koffi'), join(this.dir, 'node_modules', 'koffi'), { recursive: true });
+    this.cli = join(this.dir, 'dist', 'src', 'cli', 'main.js');
+  }
+
+  dispose(): void {
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 

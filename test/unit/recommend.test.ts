@@ -1,0 +1,82 @@
+/** doctor's choice of fix, on made-up machines. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { recommend, type PortVerdict, type Situation } from '../../src/doctor/recommend.js';
+
+const refused = (port: number, error = 'EACCES'): PortVerdict => ({ port, canBind: false, errors: [error], heldBy: [], grantedBy: [] });
+
+function situation(over: Partial<Situation> = {}): Situation {
+  return {
+    user: 'alice',
+    ports: [refused(80), refused(443)],
+    policyFile: '/etc/lowport/policy',
+    bpfGrantPossible: true,
+    bpfMissing: [],
+    policyNotApplied: false,
+    systemd: true,
+    nft: true,
+    sysctlStart: 1024,
+    lowport: 'lowport',
+    ...over,
+  };
+}
+
+describe('recommend', () => {
+  it('says there is nothing to do when every port binds', () => {
+    const r = recommend(situation({ ports: [{ port: 80, canBind: true, errors: [], heldBy: [], grantedBy: [3] }] }));
+    assert.equal(r.recommendation.method, 'none');
+    assert.equal(r.alternatives.length, 0);
+  });
+
+  it('recommends a lowport grant for exactly the refused ports where the BPF path works, with the others as alternatives', () => {
+    const r = recommend(situation());
+    assert.equal(r.recommendation.method, 'lowport-grant');
+    assert.equal(r.recommendation.command, 'sudo lowport grant 80,443 --user alice');
+    assert.deepEqual(r.alternatives.map((a) => a.method), ['systemd-ambient', 'nft-redirect', 'sysctl']);
+  });
+
+  it('falls back to systemd ambient capabilities, narrowed with SocketBindAllow, where BPF cannot grant', () => {
+    const r = recommend(situation({ bpfGrantPossible: false, bpfMissing: ['Linux 5.12 or later'] }));
+    assert.equal(r.recommendation.method, 'systemd-ambient');
+    assert.match(r.recommendation.command, /AmbientCapabilities=CAP_NET_BIND_SERVICE/);
+    assert.match(r.recommendation.command, /SocketBindAllow=tcp:80 tcp:443\nSocketBindDeny=any/);
+  });
+
+  it('falls back to an nftables redirect that covers local clients without systemd, and to the sysctl last', () => {
+    const r = recommend(situation({ bpfGrantPossible: false, systemd: false }));
+    assert.equal(r.recommendation.method, 'nft-redirect');
+    assert.match(r.recommendation.command, /hook output priority -100; fib daddr type local tcp dport 80 redirect to :8080/);
+    assert.equal(r.alternatives.at(-1)?.method, 'sysctl');
+    assert.equal(r.alternatives.at(-1)?.command, 'sudo sysctl -w net.ipv4.ip_unprivileged_port_start=80');
+  });
+
+  it('offers setcap only for a binary, and warns when the binary runs scripts', () => {
+    const bare = recommend(situation({ bpfGrantPossible: false, systemd: false, nft: false, program: { path: '/usr/bin/caddy', isScript: false, runsScripts: false } }));
+    assert.equal(bare.recommendation.method, 'setcap');
+    assert.equal(bare.recommendation.command, 'sudo setcap cap_net_bind_service=+ep /usr/bin/caddy');
+    const python = recommend(situation({ bpfGrantPossible: false, systemd: false, nft: false, program: { path: '/usr/bin/python3', isScript: false, runsScripts: true } }));
+    assert.match(python.recommendation.why, /every script of every user/);
+    const script = recommend(situation({ program: { path: '/srv/app.py', isScript: true, interpreter: '/usr/bin/python3', runsScripts: false } }));
+    assert.ok(![script.recommendation, ...script.alternatives].some((r) => r.method === 'setcap'));
+  });
+
+  it('points at the holder of a port that is in use instead of granting it', () => {
+    const r = recommend(situation({ ports: [{ port: 80, canBind: false, errors: ['EADDRINUSE'], heldBy: [{ pid: 4242, command: 'nginx', uid: 33 }], grantedBy: [] }] }));
+    assert.equal(r.recommendation.method, 'free-port');
+    assert.match(r.recommendation.command, /^kill 4242/);
+    assert.match(r.recommendation.why, /nginx \(pid 4242, uid 33\)/);
+  });
+
+  it('names the reservation that refuses the port, and does not offer to grant it', () => {
+    const r = recommend(situation({ ports: [{ ...refused(5432, 'EPERM'), reservedFor: { who: 'user postgres', line: 7 } }] }));
+    assert.equal(r.recommendation.method, 'unreserve');
+    assert.match(r.recommendation.why, /reserved for user postgres \(line 7 of \/etc\/lowport\/policy\)/);
+    assert.ok(!r.alternatives.some((a) => a.method === 'lowport-grant'));
+  });
+
+  it('says to apply when the file grants the port but the kernel has something else loaded', () => {
+    const r = recommend(situation({ ports: [{ ...refused(80), grantedBy: [2] }], policyNotApplied: true }));
+    assert.equal(r.recommendation.method, 'lowport-apply');
+    assert.equal(r.recommendation.command, 'sudo lowport apply');
+  });
+});

@@ -77,13 +77,13 @@ export function runClient(ws: Workspace, client: string, v: Variant, port: numbe
   const { command, args, env } = callerCommand(ws, v, [client, String(port), String(iterations), String(warmup)]);
   const r = spawnSync(command, args, { encoding: 'utf8', env });
   const line = r.stdout.trim().split('\n').pop() ?? '';
-  let out: { bind_ns?: number; cycle_ns?: number; clock_ns?: number; error?: string; call?: string };
+  let out: { bind_ns?: number; cycle_ns?: number; clock_ns?: number; error?: string; call?: string; iteration?: number };
   try {
     out = JSON.parse(line) as typeof out;
   } catch {
     throw new Error(`the bind client (${v.label}) failed, exit ${r.status ?? r.signal}: ${r.stderr.trim() || r.stdout.trim()}`);
   }
-  if (out.error !== undefined) return { ok: false, error: `${out.call ?? 'bind'}: ${out.error}` };
+  if (out.error !== undefined) return { ok: false, error: `${out.call ?? 'bind'}: ${out.error} (call ${(out.iteration ?? 0) + 1} of ${iterations + warmup})` };
   const clockNs = out.clock_ns ?? 0;
   return { ok: true, sample: { bindNs: (out.bind_ns ?? 0) - clockNs, cycleNs: out.cycle_ns ?? 0, clockNs } };
 }

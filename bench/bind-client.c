@@ -17,7 +17,8 @@
  *
  * bind() is called through libc's symbol (dynamically linked), so authbind's
  * LD_PRELOAD wrapper sees it. On a failed bind it prints
- * {"error":"EACCES","errno":13} and exits 3: the benchmark checks that every
+ * {"error":"EACCES","errno":13,"call":"bind","iteration":I} (I counts from 0,
+ * warmup included) and exits 3: the benchmark checks that every
  * variant really binds, and that the controls really fail.
  */
 #define _GNU_SOURCE

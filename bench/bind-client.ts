@@ -1,7 +1,8 @@
 /**
  * The bind() measurement: builds bench/bind-client.c, and runs it as each
- * variant's caller (identity, capabilities, cgroup, sysctl, authbind) in a
- * private network namespace, so port 80 there is nobody else's.
+ * variant's caller (identity, capabilities, cgroup, sysctl, authbind) in one of
+ * the workspace's private network namespaces, so port 80 there is nobody
+ * else's.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync } from 'node:fs';
@@ -19,8 +20,8 @@ export interface Variant {
   uid: 0 | typeof NOBODY;
   /** The cgroup the client runs in: lowport's links are attached to 'hooked' only. */
   cgroup: 'hooked' | 'plain';
-  /** Set net.ipv4.ip_unprivileged_port_start to this inside the client's network namespace. */
-  unprivilegedPortStart?: number;
+  /** Run in the network namespace where net.ipv4.ip_unprivileged_port_start is lowered to the bench port. */
+  sysctl?: boolean;
   /** The port to bind, when not the benchmark's (80). */
   port?: number;
   /** Run the client through `authbind --deep`. */
@@ -48,13 +49,12 @@ export function buildClient(ws: Workspace): string {
 }
 
 /**
- * argv that runs `argv` as the variant's caller: a fresh network namespace
- * with lo up (and the sysctl, when the variant uses it, which then changes
- * that namespace only), moved into the variant's cgroup, then the identity.
+ * argv that runs `argv` as the variant's caller: in the variant's network
+ * namespace, moved into its cgroup, then the identity.
  */
 function callerCommand(ws: Workspace, v: Variant, argv: string[]): { command: string; args: string[]; env: NodeJS.ProcessEnv } {
-  const sysctl = v.unprivilegedPortStart === undefined ? '' : `sysctl -qw net.ipv4.ip_unprivileged_port_start=${v.unprivilegedPortStart} && `;
-  const script = `ip link set lo up && ${sysctl}echo $$ > "$BENCH_CGROUP/cgroup.procs" && exec "$@"`;
+  const netns = v.sysctl === true ? ws.netns.sysctl : ws.netns.main;
+  const script = 'echo $$ > "$BENCH_CGROUP/cgroup.procs" && exec "$@"';
   let identity: string[] = [];
   if (v.uid === NOBODY && v.authbind === true) {
     // authbind's helper is setuid root: it needs the bounding set and no
@@ -64,13 +64,14 @@ function callerCommand(ws: Workspace, v: Variant, argv: string[]): { command: st
     identity = ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs'];
   }
   return {
-    command: 'unshare',
-    args: ['--net', '--', 'sh', '-c', script, 'sh', ...identity, ...argv],
+    command: 'nsenter',
+    args: [`--net=/proc/${netns}/ns/net`, '--', 'sh', '-c', script, 'sh', ...identity, ...argv],
     env: { ...process.env, BENCH_CGROUP: v.cgroup === 'hooked' ? ws.hooked : ws.plain },
   };
 }
 
-export type RunOutcome = { ok: true; sample: BindSample } | { ok: false; error: string };
+/** A failed run says which call failed: `calls` bind() calls were made, the last one failing. */
+export type RunOutcome = { ok: true; sample: BindSample } | { ok: false; error: string; calls: number };
 
 /** Runs the client as `v`: `iterations` timed binds of 127.0.0.1:port after `warmup` untimed ones. */
 export function runClient(ws: Workspace, client: string, v: Variant, port: number, iterations: number, warmup: number): RunOutcome {
@@ -83,7 +84,10 @@ export function runClient(ws: Workspace, client: string, v: Variant, port: numbe
   } catch {
     throw new Error(`the bind client (${v.label}) failed, exit ${r.status ?? r.signal}: ${r.stderr.trim() || r.stdout.trim()}`);
   }
-  if (out.error !== undefined) return { ok: false, error: `${out.call ?? 'bind'}: ${out.error} (call ${(out.iteration ?? 0) + 1} of ${iterations + warmup})` };
+  if (out.error !== undefined) {
+    const calls = (out.iteration ?? 0) + 1;
+    return { ok: false, error: `${out.call ?? 'bind'}: ${out.error} (call ${calls} of ${iterations + warmup})`, calls };
+  }
   const clockNs = out.clock_ns ?? 0;
   return { ok: true, sample: { bindNs: (out.bind_ns ?? 0) - clockNs, cycleNs: out.cycle_ns ?? 0, clockNs } };
 }

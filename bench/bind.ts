@@ -17,7 +17,7 @@
  * Targets (the issue): granted bind within 1.15x root's; apply under 1 s;
  * list under 200 ms. Results and method: bench/README.md.
  *
- * Options: --rounds N (bind rounds, default 7), --cli-rounds N (default 5),
+ * Options: --rounds N (bind rounds, default 11), --cli-rounds N (default 5),
  * --no-profile.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -32,7 +32,7 @@ import { CLI, NOBODY, Workspace } from './workspace.js';
 
 const RULES = 10_000;
 const PORT = 80;
-const FAST = { iterations: 100_000, warmup: 2_000 };
+const FAST = { iterations: 50_000, warmup: 2_000 };
 // authbind forks a setuid helper per bind (~3 ms): far fewer, or it alone would take minutes.
 const SLOW = { iterations: 150, warmup: 5 };
 
@@ -46,7 +46,7 @@ const VARIANTS: Variant[] = [
   // map lookup; against the two rows above it splits the hook's cost into the
   // kernel's fixed cost of running a cgroup program and lowport's own lookups.
   { key: 'root-hooked-8080', label: 'root, lowport loaded, port 8080 (no rule)', uid: 0, cgroup: 'hooked', port: 8080 },
-  { key: 'sysctl', label: 'uid 65534, sysctl ip_unprivileged_port_start=80', uid: NOBODY, cgroup: 'plain', unprivilegedPortStart: PORT },
+  { key: 'sysctl', label: 'uid 65534, sysctl ip_unprivileged_port_start=80', uid: NOBODY, cgroup: 'plain', sysctl: true },
   { key: 'authbind', label: 'uid 65534, authbind --deep', uid: NOBODY, cgroup: 'plain', authbind: true },
 ];
 
@@ -167,6 +167,8 @@ interface BindResults {
   /** Binds the granted variant made, and the hits lowport counted for its rule. */
   grantedBinds: number;
   ruleHits: number | undefined;
+  /** Runs repeated after a spurious EADDRINUSE (see benchBinds). */
+  repeated: string[];
 }
 
 async function benchBinds(ws: Workspace, client: string, rounds: number, authbindProblem: string | undefined): Promise<BindResults> {
@@ -174,6 +176,7 @@ async function benchBinds(ws: Workspace, client: string, rounds: number, authbin
   for (const c of CONTROLS) {
     const out = runClient(ws, client, c.variant, c.port, 1, 0);
     if (out.ok) throw new Error(`control failed: ${c.why}, and it succeeded; the setup does not isolate what it should`);
+    if (!/EACCES|EPERM/.test(out.error)) throw new Error(`control failed: ${c.why}: expected EACCES, got ${out.error}`);
     controls.push(`${c.why}: refused (${out.error})`);
   }
   const skipped = new Map<string, string>();
@@ -184,6 +187,7 @@ async function benchBinds(ws: Workspace, client: string, rounds: number, authbin
   const samples = new Map<string, BindSample[]>(VARIANTS.map((v) => [v.key, []]));
   const active = VARIANTS.filter((v) => !skipped.has(v.key));
   let grantedBinds = 0;
+  const repeated: string[] = [];
   for (let r = 0; r < rounds; r++) {
     progress(`bind round ${r + 1}/${rounds}`);
     // Rotate the order each round, so no variant always runs first (or right after authbind).
@@ -191,16 +195,26 @@ async function benchBinds(ws: Workspace, client: string, rounds: number, authbin
       const v = active[(i + r) % active.length];
       if (v === undefined) continue;
       const n = v.authbind === true ? SLOW : FAST;
-      const out = runClient(ws, client, v, v.port ?? PORT, n.iterations, n.warmup);
+      let out = runClient(ws, client, v, v.port ?? PORT, n.iterations, n.warmup);
+      // This kernel (6.18) now and then refuses one of 100,000 bind/close
+      // rounds of one port with EADDRINUSE, in a private network namespace,
+      // with or without lowport (seen with none loaded: 1 run in 60). It is
+      // not what is measured: the run is repeated, and the report says so.
+      for (let retry = 0; !out.ok && out.error.includes('EADDRINUSE') && retry < 3; retry++) {
+        repeated.push(`${v.label}, round ${r + 1}: ${out.error}`);
+        // The hook ran (and counted a grant) for each call, the failing one too.
+        if (v.key === 'granted') grantedBinds += out.calls;
+        out = runClient(ws, client, v, v.port ?? PORT, n.iterations, n.warmup);
+      }
       if (!out.ok) throw new Error(`${v.label}: bind of port ${v.port ?? PORT} failed: ${out.error}`);
-      samples.get(v.key)?.push(out.sample);
       if (v.key === 'granted') grantedBinds += n.iterations + n.warmup;
+      samples.get(v.key)?.push(out.sample);
       await checkpoint();
     }
   }
   const hitsAfter = grantHits(ws);
   const ruleHits = hitsBefore === undefined || hitsAfter === undefined ? undefined : hitsAfter - hitsBefore;
-  return { samples, skipped, controls, grantedBinds, ruleHits };
+  return { samples, skipped, controls, grantedBinds, ruleHits, repeated };
 }
 
 /** Binds lowport has counted for `grant 80 user nobody` (line 2 of the policy). */
@@ -305,7 +319,7 @@ function profileReport(p: Profiles): string {
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { rounds: { type: 'string', default: '7' }, 'cli-rounds': { type: 'string', default: '5' }, 'no-profile': { type: 'boolean' } },
+    options: { rounds: { type: 'string', default: '11' }, 'cli-rounds': { type: 'string', default: '5' }, 'no-profile': { type: 'boolean' } },
   });
   const rounds = Number(values.rounds);
   const cliRounds = Number(values['cli-rounds']);
@@ -314,7 +328,7 @@ async function main(): Promise<number> {
     process.stderr.write('bench: needs root (cgroups, BPF, network namespaces): sudo npm run bench\n');
     return 1;
   }
-  for (const tool of ['gcc', 'unshare', 'setpriv', 'ip', 'sysctl']) if (!has(tool)) throw new Error(`bench needs ${tool}`);
+  for (const tool of ['gcc', 'unshare', 'nsenter', 'setpriv', 'ip', 'sysctl']) if (!has(tool)) throw new Error(`bench needs ${tool}`);
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: npm run build`);
   const authbindProblem = ensureAuthbind();
 
@@ -324,6 +338,7 @@ async function main(): Promise<number> {
     const info = machine();
     progress(`workspace ${ws.dir}, cgroups ${ws.hooked} and ${ws.plain}, pins ${ws.pinDir}`);
     const client = buildClient(ws);
+    await ws.openNetworkNamespaces(PORT);
     writeFileSync(ws.policy, benchPolicy(), { mode: 0o644 });
 
     const cli = await benchCli(ws, cliRounds);
@@ -349,6 +364,7 @@ async function main(): Promise<number> {
       binds.ruleHits === undefined
         ? 'lowport did not report hits for the grant rule.'
         : `lowport counted ${binds.ruleHits.toLocaleString('en')} grants on \`grant 80 user nobody\` during the rounds; the granted client made ${binds.grantedBinds.toLocaleString('en')} binds.`,
+      ...(binds.repeated.length > 0 ? ['', `Runs repeated after a spurious EADDRINUSE (a kernel quirk, also without lowport; see bench/README.md): ${binds.repeated.join('; ')}.`] : []),
       '',
       '## CLI',
       '',

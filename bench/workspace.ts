@@ -10,11 +10,20 @@
  *   hooked  lowport's links are attached here
  *   plain   nothing of lowport's; the baselines and the peers run here
  *
+ * Two private network namespaces, each held open by a sleeping process and
+ * entered with nsenter by every client run:
+ *   main    lo up, the kernel's defaults (ports below 1024 privileged)
+ *   sysctl  lo up, net.ipv4.ip_unprivileged_port_start=80 (per namespace,
+ *           so the machine's own setting is untouched)
+ * Not a fresh `unshare --net` per run: a namespace is torn down in the
+ * background after its last process exits, a burst of kernel work that would
+ * land in the next run's measurement.
+ *
  * The benchmark uses the built CLI for everything lowport does, and plain
  * files for the rest, so it measures what a user runs and does not depend on
  * src/ internals.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
@@ -61,6 +70,9 @@ export class Workspace {
   readonly plain: string;
   readonly pinDir: string;
   private readonly saved: SavedFile[] = [];
+  private readonly holders: ChildProcess[] = [];
+  /** Pids of the processes holding the network namespaces open (see above). */
+  readonly netns = { main: 0, sysctl: 0 };
   private disposed = false;
 
   constructor() {
@@ -77,6 +89,25 @@ export class Workspace {
     this.policy = join(this.dir, 'policy');
     mkdirSync(this.hooked);
     mkdirSync(this.plain);
+  }
+
+  /** Creates the two network namespaces; call once, before any client runs. */
+  async openNetworkNamespaces(unprivilegedPortStart: number): Promise<void> {
+    this.netns.main = await this.holdNetworkNamespace('ip link set lo up');
+    this.netns.sysctl = await this.holdNetworkNamespace(`ip link set lo up && sysctl -qw net.ipv4.ip_unprivileged_port_start=${unprivilegedPortStart}`);
+  }
+
+  private holdNetworkNamespace(setup: string): Promise<number> {
+    // unshare execs sh, which execs sleep: the child's pid is the holder's.
+    const child = spawn('unshare', ['--net', '--', 'sh', '-c', `${setup} && echo ready && exec sleep infinity`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.holders.push(child);
+    return new Promise((resolve, reject) => {
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.stdout.once('data', () => (child.pid === undefined ? reject(new Error('unshare did not start')) : resolve(child.pid)));
+      child.once('exit', (code) => reject(new Error(`network namespace setup failed (exit ${code}): ${setup}: ${err.trim()}`)));
+      child.once('error', reject);
+    });
   }
 
   /** lowport's global options for this workspace: every CLI call gets them. */
@@ -112,6 +143,7 @@ export class Workspace {
         log(`cleanup: ${what} failed: ${(e as Error).message}`);
       }
     };
+    for (const h of this.holders) step('ending a network namespace holder', () => h.kill('SIGKILL'));
     step('lowport off', () => this.lowportOff());
     for (const cg of [this.hooked, this.plain]) step(`removing cgroup ${cg}`, () => removeCgroup(cg));
     for (const s of this.saved.reverse()) step(`restoring ${s.path}`, () => restoreFile(s));

@@ -43,7 +43,7 @@ export interface Command {
    * Checks the arguments (throwing UsageError) and returns the step that does
    * the work: a typo is reported at once, before any offer to re-run as root.
    */
-  prepare: (ctx: CommandContext) => () => number;
+  prepare: (ctx: CommandContext) => () => number | Promise<number>;
 }
 
 export function printJson(io: CliIo, value: unknown): void {

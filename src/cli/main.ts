@@ -11,6 +11,7 @@ import { formatDiagnostic, LowportError, PolicyError, UsageError } from '../erro
 import { effectiveUid } from '../kernel/process.js';
 import { applyCommand, offCommand } from './apply.js';
 import { doctorCommand } from './doctor.js';
+import { runCommand } from './run.js';
 import { lowportOptions } from './args.js';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, type Command } from './command.js';
 import { grantCommand, revokeCommand } from './grant.js';
@@ -19,7 +20,7 @@ import { listCommand } from './list.js';
 import { reserveCommand, unreserveCommand } from './reserve.js';
 import { offerSudo } from './sudo.js';
 
-export const COMMANDS: readonly Command[] = [doctorCommand, grantCommand, revokeCommand, reserveCommand, unreserveCommand, listCommand, applyCommand, offCommand];
+export const COMMANDS: readonly Command[] = [doctorCommand, grantCommand, revokeCommand, reserveCommand, unreserveCommand, listCommand, applyCommand, offCommand, runCommand];
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -96,7 +97,7 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
     }
     const execute = command.prepare({ values, positionals: parsed.positionals, options: lowportOptions(values), json, io, callerName: callerName() });
     if (command.needsRoot(values) && effectiveUid() !== 0) return await offerSudo(io, command.name, withDefaultUser(command, rest, values));
-    return execute();
+    return await execute();
   } catch (e) {
     const usage = e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
     if (usage) {
@@ -134,7 +135,10 @@ function splitCommand(args: string[]): { name: string | undefined; rest: string[
 function withDefaultUser(command: Command, args: string[], values: Record<string, unknown>): string[] {
   const takesWho = 'user' in command.options && command.name !== 'reserve';
   const named = values.user !== undefined || values.group !== undefined || values.everyone === true || values.all === true;
-  return takesWho && !named ? [command.name, ...args, '--user', callerName()] : [command.name, ...args];
+  if (!takesWho || named) return [command.name, ...args];
+  // Before a `--` (lowport run ... -- COMMAND): what follows it is the command's.
+  const end = args.indexOf('--');
+  return end < 0 ? [command.name, ...args, '--user', callerName()] : [command.name, ...args.slice(0, end), '--user', callerName(), ...args.slice(end)];
 }
 
 function isEntryPoint(): boolean {

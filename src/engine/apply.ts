@@ -14,6 +14,7 @@ import type { PolicyDocument } from '../policy/types.js';
 import { compileTable } from './compile.js';
 import { readLivePolicy, swapPolicy, type Target } from './live.js';
 import { VALUE_SIZE, type EntryTable } from './map-format.js';
+import { pruneScopes, scopeRules } from './scopes.js';
 import { resolvePolicy, type Directory, type ResolvedRule } from './resolve.js';
 import { kernelTarget, policyPath, type LowportOptions } from './target.js';
 
@@ -74,6 +75,16 @@ export function readPolicyText(path: string): string {
   return text;
 }
 
+/**
+ * Makes the file's rules, together with the scoped grants of running
+ * `lowport run`s, the live policy; returns the entries made live.
+ */
+export function makeLive(target: Target, fileRules: ResolvedRule[], fingerprint: Buffer): { installed: boolean; entries: number } {
+  const { scopes } = pruneScopes(target);
+  const table = compileTable([...fileRules, ...scopeRules(scopes)]);
+  return { ...swapInto(target, table, fingerprint), entries: table.count };
+}
+
 /** Swaps entries into the kernel, turning a refusal by the kernel into a message about the machine. */
 export function swapInto(target: Target, table: EntryTable, fingerprint: Buffer | undefined): { installed: boolean } {
   try {
@@ -104,8 +115,8 @@ export function apply(options: LowportOptions = {}, { check = false }: { check?:
   try {
     const { text, doc } = readPolicy(path, false);
     const compiled = compileDocument(doc);
-    const { installed } = swapInto(target, compiled.table, policyFingerprint(text));
-    return { policy: path, rules: compiled.rules.length, entries: compiled.table.count, installed, checkOnly: false };
+    const { installed, entries } = makeLive(target, compiled.rules, policyFingerprint(text));
+    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false };
   } finally {
     lock.release();
   }
@@ -136,7 +147,7 @@ export function editPolicy(
     const compiled = compileDocument(doc);
     const text = changed ? serializePolicy(doc) : before.text;
     const previous = changed ? readLivePolicy(target.pinDir) : undefined;
-    const { installed } = swapInto(target, compiled.table, policyFingerprint(text));
+    const { installed, entries } = makeLive(target, compiled.rules, policyFingerprint(text));
     if (changed) {
       try {
         writeFileAtomic(path, text);
@@ -145,7 +156,25 @@ export function editPolicy(
         throw e;
       }
     }
-    return { policy: path, rules: compiled.rules.length, entries: compiled.table.count, installed, checkOnly: false, changed, notes };
+    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, changed, notes };
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * Swaps in the policy file's rules with the current scopes, under the policy
+ * lock; with onlyIfLive, only when lowport is on (a run ending after `off`
+ * must not turn it back on).
+ */
+export function refreshLive(options: LowportOptions, target: Target, { onlyIfLive }: { onlyIfLive: boolean }): void {
+  const path = policyPath(options);
+  preparePolicyDir(dirname(path));
+  const lock = lockDirectory(dirname(path));
+  try {
+    if (onlyIfLive && readLivePolicy(target.pinDir) === undefined) return;
+    const { text, doc } = readPolicy(path, true);
+    makeLive(target, compileDocument(doc).rules, policyFingerprint(text));
   } finally {
     lock.release();
   }

@@ -7,10 +7,11 @@ import { lookupGroups, lookupUsers } from '../kernel/nss.js';
 import { formatPorts } from '../policy/ports.js';
 import type { PortItem, Protocol } from '../policy/types.js';
 import { addressText, protocolName } from './compile.js';
-import { compileDocument, policyFingerprint, readPolicyText } from './apply.js';
+import { compileDocument, policyFingerprint, readPolicyText, refreshLive } from './apply.js';
 import { parsePolicy } from '../policy/parse.js';
 import { attachedPrograms, readLivePolicy, type AttachedProgram, type Entry, type LivePolicy } from './live.js';
 import { EntryTable, Kind, KEY_SIZE, RESERVED, VALUE_SIZE } from './map-format.js';
+import { pruneScopes, type Scope } from './scopes.js';
 import { kernelTarget, policyPath, type LowportOptions } from './target.js';
 
 export interface LiveRule {
@@ -47,6 +48,9 @@ export interface ListResult {
 export function list(options: LowportOptions = {}): ListResult {
   const target = kernelTarget(options);
   const path = policyPath(options);
+  // What a killed `lowport run` left behind goes now, from the kernel too.
+  const { scopes, pruned } = pruneScopes(target);
+  if (pruned) refreshLive(options, target, { onlyIfLive: true });
   const live = readLivePolicy(target.pinDir);
   const table = live?.table ?? new EntryTable();
   const { file, fileProblem } = compareWithFile(path, live);
@@ -55,7 +59,7 @@ export function list(options: LowportOptions = {}): ListResult {
     pinDir: target.pinDir,
     cgroup: target.cgroup,
     live: live !== undefined,
-    rules: describeTable(table),
+    rules: describeTable(table, namesWithScopes(scopes)),
     entries: table.count,
     file,
     ...(fileProblem === undefined ? {} : { fileProblem }),
@@ -104,19 +108,21 @@ type NameLookup = (kind: number, ids: bigint[]) => Map<bigint, string>;
  * Reads the packed table in place: a 40,000-entry map makes no object per entry.
  */
 export function describeTable(t: EntryTable, names: NameLookup = nssNames): LiveRule[] {
-  const groups = new Map<number, Group>();
+  // By policy line; entries of no line (0: scoped grants of `lowport run`) by their cgroup.
+  const groups = new Map<string, Group>();
   const keys = t.keys;
   for (let i = 0; i < t.count; i++) {
     const k = i * KEY_SIZE;
     const protocol = protocolName(keys[k + 1] ?? 0);
     if (protocol === undefined) continue;
     const line = t.rule(i);
-    let g = groups.get(line);
+    const kind = keys[k] ?? 0;
+    const key = line === 0 && kind === Kind.CGROUP ? `cgroup ${keys.readBigUInt64LE(k + 8)}` : String(line);
+    let g = groups.get(key);
     if (g === undefined) {
       g = { line, reserve: false, subjects: new Map(), tcp: [], udp: [], addrs: new Set(), hits: 0, refused: 0 };
-      groups.set(line, g);
+      groups.set(key, g);
     }
-    const kind = keys[k] ?? 0;
     if (kind === Kind.PORT) {
       if (t.flags(i) & RESERVED) {
         g.reserve = true;
@@ -179,6 +185,16 @@ function toRanges(ports: number[], protocol: Protocol): PortItem[] {
     else out.push({ from: p, to: p, protocols: [protocol] });
   }
   return out;
+}
+
+/** NSS names, and for cgroups the `lowport run` that owns them. */
+function namesWithScopes(scopes: Scope[]): NameLookup {
+  return (kind, ids) => {
+    if (kind !== Kind.CGROUP) return nssNames(kind, ids);
+    const out = new Map<bigint, string>();
+    for (const s of scopes) out.set(BigInt(s.cgroupId), `lowport run by ${s.user} (pid ${s.owner}): ${s.command.join(' ')}`);
+    return out;
+  };
 }
 
 const KIND_NAME: Record<number, string> = { [Kind.UID]: 'uid', [Kind.GID]: 'gid', [Kind.CGROUP]: 'cgroup', [Kind.EVERYONE]: 'everyone' };

@@ -55,3 +55,12 @@ export function removeCgroup(dir: string): void {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
 }
+
+/** Whether any process is in the cgroup or below it (the `populated` key of cgroup.events). */
+export function cgroupPopulated(dir: string): boolean {
+  try {
+    return /^populated 1$/m.test(readFileSync(join(dir, 'cgroup.events'), 'utf8'));
+  } catch {
+    return false;
+  }
+}

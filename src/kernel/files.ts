@@ -3,7 +3,7 @@
  * written it (as sudo does for sudoers), write it atomically, and serialize
  * writers with a lock.
  */
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { LowportError } from '../errors.js';
 import { flock, LOCK_EX } from './libc.js';
@@ -121,4 +121,34 @@ export function readFileHead(path: string, bytes: number): Buffer | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The parsed *.json files of a directory (none when it does not exist); unreadable or broken ones are skipped. */
+export function listJsonFiles(dir: string): unknown[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const out: unknown[] = [];
+  for (const name of names) {
+    if (!name.endsWith('.json')) continue;
+    try {
+      out.push(JSON.parse(readFileSync(join(dir, name), 'utf8')));
+    } catch {
+      // a half-written file of a killed process: skip it
+    }
+  }
+  return out;
+}
+
+/** Writes JSON atomically, creating the directory (root-only, 0700) if needed. */
+export function writeJsonFile(path: string, value: unknown): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
+}
+
+export function removeFile(path: string): void {
+  rmSync(path, { force: true });
 }

@@ -62,6 +62,7 @@ function load() {
     bind: libc.func('int bind(int fd, const void *addr, uint32_t len)'),
     setsockopt: libc.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
     close: libc.func('int close(int fd)'),
+    listen: libc.func('int listen(int fd, int backlog)'),
     getxattr: libc.func('long getxattr(const char *path, const char *name, void *value, size_t size)'),
   };
 }
@@ -150,4 +151,38 @@ export function getXattr(path: string, name: string): Buffer | undefined {
   const value = Buffer.alloc(256);
   const n = Number(libc().getxattr(path, name, value, value.length));
   return n < 0 ? undefined : value.subarray(0, n);
+}
+
+/**
+ * A bound (and, for a stream socket, listening) socket for socket passing:
+ * returns its fd, which the caller hands to a child and then closes. IPv6
+ * sockets are dual-stack unless `v6Only`.
+ */
+export function openBoundSocket(domain: number, type: number, sockaddr: Buffer, options: { backlog: number; v6Only: boolean; what: string }): number {
+  const c = libc();
+  const fd = c.socket(domain, type | SOCK_CLOEXEC, 0) as number;
+  if (fd < 0) throw new SyscallError(`socket(${options.what})`, errno());
+  try {
+    const value = Buffer.alloc(4);
+    value.writeInt32LE(1);
+    c.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, value, 4);
+    if (domain === AF_INET6_DOMAIN) {
+      value.writeInt32LE(options.v6Only ? 1 : 0);
+      c.setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, value, 4);
+    }
+    if (c.bind(fd, sockaddr, sockaddr.length) !== 0) throw new SyscallError(`bind(${options.what})`, errno());
+    if (type === SOCK_STREAM_TYPE && c.listen(fd, options.backlog) !== 0) throw new SyscallError(`listen(${options.what})`, errno());
+    return fd;
+  } catch (e) {
+    c.close(fd);
+    throw e;
+  }
+}
+
+const AF_INET6_DOMAIN = 10;
+const SOCK_STREAM_TYPE = 1;
+
+/** close(2) for an fd that did not come from node:fs. */
+export function closeRawFd(fd: number): void {
+  libc().close(fd);
 }

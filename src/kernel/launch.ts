@@ -1,0 +1,65 @@
+/**
+ * Starting a command as another user with every privilege dropped: through
+ * sh (still root: joins the cgroup, learns its own pid for LISTEN_PID) and
+ * setpriv(1) from util-linux (the uid and gid, real, effective and saved; the
+ * user's supplementary groups by initgroups(3); every capability set emptied,
+ * or only CAP_NET_BIND_SERVICE kept in the ambient set; no_new_privs), which
+ * then execs the command. The pid stays the same from sh to the command, so
+ * the cgroup and LISTEN_PID are the command's own.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { LowportError } from '../errors.js';
+import { which } from './process.js';
+
+export interface Identity {
+  uid: number;
+  gid: number;
+  /** The user's name, for initgroups(3); undefined for a uid with no passwd entry (no supplementary groups then). */
+  name?: string;
+}
+
+export interface LaunchOptions {
+  identity: Identity;
+  /** Keep CAP_NET_BIND_SERVICE, in the ambient set (and nothing else). */
+  ambientNetBindService?: boolean;
+  /** Join this cgroup before exec. */
+  cgroup?: string;
+  /** fds to hand over as 3, 4, ... */
+  fds?: number[];
+  /** Set LISTEN_PID to the command's pid (socket activation). */
+  listenPid?: boolean;
+  env: NodeJS.ProcessEnv;
+}
+
+const WRAPPER = [
+  'if [ -n "$LOWPORT_CGROUP" ]; then echo $$ > "$LOWPORT_CGROUP/cgroup.procs" || exit 125; fi',
+  'if [ -n "$LOWPORT_LISTEN_PID" ]; then LISTEN_PID=$$; export LISTEN_PID; fi',
+  'unset LOWPORT_CGROUP LOWPORT_LISTEN_PID',
+  'exec "$@"',
+].join('\n');
+
+export function setprivArgs(o: Pick<LaunchOptions, 'identity' | 'ambientNetBindService'>): string[] {
+  const keep = o.ambientNetBindService === true ? ',+net_bind_service' : '';
+  return [
+    `--reuid=${o.identity.uid}`,
+    `--regid=${o.identity.gid}`,
+    o.identity.name === undefined ? '--clear-groups' : '--init-groups',
+    `--inh-caps=-all${keep}`,
+    ...(keep === '' ? [] : ['--ambient-caps=+net_bind_service']),
+    `--bounding-set=-all${keep}`,
+    '--no-new-privs',
+  ];
+}
+
+/** Starts `argv` as described; stdin, stdout and stderr (and the terminal) are shared with this process. */
+export function launch(argv: string[], o: LaunchOptions): ChildProcess {
+  const setpriv = which('setpriv', `${process.env.PATH ?? ''}:/usr/bin:/bin`);
+  if (setpriv === undefined) {
+    throw new LowportError('E_UNSUPPORTED', 'setpriv(1) is not installed; lowport uses it to drop privileges', { hint: 'Install util-linux (apt-get install util-linux).' });
+  }
+  const env: NodeJS.ProcessEnv = { ...o.env, LOWPORT_CGROUP: o.cgroup ?? '', LOWPORT_LISTEN_PID: o.listenPid === true ? '1' : '' };
+  return spawn('/bin/sh', ['-c', WRAPPER, 'lowport-run', setpriv, ...setprivArgs(o), '--', ...argv], {
+    stdio: ['inherit', 'inherit', 'inherit', ...(o.fds ?? [])],
+    env,
+  });
+}

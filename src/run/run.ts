@@ -1,0 +1,156 @@
+/**
+ * `lowport run`: one command, as one user, with low ports for it alone.
+ *
+ * Three ways, for three kinds of machine:
+ *  - scoped grant (default): a child cgroup of the attach cgroup, the ports
+ *    granted to that cgroup's id only (engine/scopes.ts), the command started
+ *    inside it. Everything it starts is covered, nothing else is; the grant
+ *    and the cgroup go when the cgroup empties.
+ *  - sockets: lowport binds the ports itself and passes them as fds 3, 4, ...
+ *    with systemd's socket-activation variables (sd_listen_fds(3)). Needs no
+ *    BPF.
+ *  - caps: the command keeps CAP_NET_BIND_SERVICE in its ambient set: every
+ *    low port, for the whole process tree. Needs no BPF either.
+ * In every mode the command runs as the user with nothing else: uid and gid
+ * (real, effective, saved), the user's groups, no other capability,
+ * no_new_privs (kernel/launch.ts).
+ */
+import type { ChildProcess } from 'node:child_process';
+import { constants } from 'node:os';
+import { join } from 'node:path';
+import { refreshLive } from '../engine/apply.js';
+import { forgetScope, saveScope, type Scope } from '../engine/scopes.js';
+import { kernelTarget, requireRoot, type LowportOptions } from '../engine/target.js';
+import { LowportError } from '../errors.js';
+import { cgroupId, cgroupPopulated, createCgroup, removeCgroup } from '../kernel/cgroup.js';
+import { launch, type Identity } from '../kernel/launch.js';
+import { closeRawFd, openBoundSocket } from '../kernel/libc.js';
+import { lookupUsers } from '../kernel/nss.js';
+import { waitUntilEmpty } from '../kernel/cgroup-watch.js';
+import { AF_INET, AF_INET6, familyOf, SOCK_DGRAM, SOCK_STREAM, sockaddrIn, sockaddrIn6 } from '../kernel/sockaddr.js';
+import { parseIPv6 } from '../policy/address.js';
+import { PortSet } from '../policy/ports.js';
+import type { PortItem } from '../policy/types.js';
+
+export type RunMode = 'scope' | 'sockets' | 'caps';
+
+export interface RunOptions extends LowportOptions {
+  mode: RunMode;
+  command: string[];
+  /** User name or uid to run as. */
+  user: string;
+  ports: PortItem[];
+  /** Scope: the addresses granted (empty: any). Sockets: the addresses bound (empty: `::`, dual-stack). */
+  addrs: string[];
+  /** Sockets: listen(2) backlog. */
+  backlog?: number;
+  /** Sockets: IPv6 sockets only take IPv6. */
+  v6Only?: boolean;
+  /** For warnings and notes. */
+  note?: (text: string) => void;
+}
+
+const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
+
+/** Runs the command to its end; resolves to lowport's exit status: the command's, or 128+N when signal N killed it. */
+export async function run(o: RunOptions): Promise<number> {
+  requireRoot();
+  const identity = resolveIdentity(o.user);
+  const env = userEnv(o.user, identity);
+  if (o.mode === 'caps') {
+    o.note?.(`note: ${o.command[0] ?? 'the command'} and everything it starts may bind every port below 1024 (CAP_NET_BIND_SERVICE).`);
+    return wait(launch(o.command, { identity, ambientNetBindService: true, env }));
+  }
+  if (o.mode === 'sockets') return runWithSockets(o, identity, env);
+  return runScoped(o, identity, env);
+}
+
+function resolveIdentity(user: string): Identity {
+  const entry = lookupUsers([user]).get(user);
+  if (entry !== undefined) return { uid: entry.uid, gid: entry.gid, name: entry.name };
+  if (/^\d+$/.test(user)) return { uid: Number(user), gid: Number(user) };
+  throw new LowportError('E_UNKNOWN_USER', `unknown user '${user}'`, { hint: 'Give --user a name or uid that `getent passwd` knows.' });
+}
+
+/** The environment for the user: HOME, USER and LOGNAME are theirs (as su and setpriv --reset-env set them); the rest passes through. */
+function userEnv(user: string, id: Identity): NodeJS.ProcessEnv {
+  const entry = lookupUsers([user]).get(user);
+  const name = id.name ?? String(id.uid);
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: entry?.home ?? '/', USER: name, LOGNAME: name };
+  for (const k of ['SUDO_USER', 'SUDO_UID', 'SUDO_GID', 'SUDO_COMMAND', 'MAIL']) delete env[k];
+  return env;
+}
+
+/** Resolves when the child exits; forwards signals meanwhile. */
+function wait(child: ChildProcess): Promise<number> {
+  const interactive = process.stdin.isTTY === true;
+  const handlers = FORWARDED.map((signal) => {
+    // From a terminal, ^C and ^\ reach the command directly (same process
+    // group): only keep lowport alive then. Otherwise pass the signal on.
+    const handler = () => {
+      if (!(interactive && (signal === 'SIGINT' || signal === 'SIGQUIT'))) child.kill(signal);
+    };
+    process.on(signal, handler);
+    return () => process.off(signal, handler);
+  });
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      for (const off of handlers) off();
+      resolve(code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0)));
+    });
+  });
+}
+
+async function runScoped(o: RunOptions, identity: Identity, env: NodeJS.ProcessEnv): Promise<number> {
+  if (o.ports.length === 0) throw new LowportError('E_USAGE', 'lowport run needs --port: the ports to grant to the command');
+  const target = kernelTarget(o);
+  const cgroup = join(target.cgroup, `lowport-run-${process.pid}`);
+  createCgroup(cgroup);
+  const scope: Scope = { cgroup, cgroupId: cgroupId(cgroup).toString(), ports: o.ports, addrs: o.addrs, owner: process.pid, user: o.user, command: o.command };
+  let status: number | undefined;
+  try {
+    saveScope(target, scope);
+    refreshLive(o, target, { onlyIfLive: false });
+    status = await wait(launch(o.command, { identity, cgroup, env }));
+    // Whatever the command left running (a daemonized child) keeps the grant until it ends too.
+    await waitUntilEmpty(cgroup);
+  } finally {
+    forgetScope(target, scope);
+    try {
+      // After `lowport off` meanwhile, stay off.
+      refreshLive(o, target, { onlyIfLive: true });
+    } finally {
+      if (!cgroupPopulated(cgroup)) removeCgroup(cgroup);
+    }
+  }
+  return status;
+}
+
+async function runWithSockets(o: RunOptions, identity: Identity, env: NodeJS.ProcessEnv): Promise<number> {
+  if (o.ports.length === 0) throw new LowportError('E_USAGE', 'lowport run --sockets needs --port: the ports to bind');
+  const fds: number[] = [];
+  const names: string[] = [];
+  try {
+    for (const { protocol, port } of PortSet.fromItems(o.ports).entries()) {
+      for (const addr of o.addrs.length === 0 ? ['::'] : o.addrs) {
+        const v4 = familyOf(addr) === 4;
+        const what = `${protocol} ${v4 ? addr : `[${addr}]`}:${port}`;
+        fds.push(
+          openBoundSocket(v4 ? AF_INET : AF_INET6, protocol === 'tcp' ? SOCK_STREAM : SOCK_DGRAM, v4 ? sockaddrIn(addr, port) : sockaddrIn6(parseIPv6(addr), port), {
+            backlog: o.backlog ?? 4096,
+            v6Only: o.v6Only === true,
+            what,
+          }),
+        );
+        names.push(`${protocol}-${port}`);
+      }
+    }
+    const child = launch(o.command, { identity, fds, listenPid: true, env: { ...env, LISTEN_FDS: String(fds.length), LISTEN_FDNAMES: names.join(':') } });
+    // The command has its copies now; lowport keeps none.
+    for (const fd of fds.splice(0)) closeRawFd(fd);
+    return await wait(child);
+  } finally {
+    for (const fd of fds) closeRawFd(fd);
+  }
+}

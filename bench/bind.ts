@@ -225,19 +225,19 @@ function grantHits(ws: Workspace): number | undefined {
 /** Profiled runs that had to be repeated, and why (reported: it is a finding about src/). */
 const profileRetries: string[] = [];
 
-type Profiles = Record<'apply (install)' | 'apply (re-apply: swap)' | 'list', ProfileSummary>;
+type Profiles = Record<'apply (install)' | 'apply (re-apply: swap)' | 'list' | 'lowport --version', ProfileSummary>;
 
 function profileCli(ws: Workspace): Profiles {
   const dir = join(ws.dir, 'profiles');
   mkdirSync(dir);
-  const run = (name: string, args: string[]): ProfileSummary => {
+  const run = (name: string, args: string[], withWorkspace = true): ProfileSummary => {
     const flags = ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', `${name}.cpuprofile`];
     // The profiler's SIGPROF can make BPF_PROG_LOAD fail with EAGAIN: the
     // verifier gives up when a signal is pending (kernel/bpf/verifier.c,
     // do_check). libbpf retries that; lowport does not yet, so the bench does.
     for (let attempt = 1; ; attempt++) {
       try {
-        timeCommand(process.execPath, [...flags, CLI, ...args, ...ws.lowportArgs]);
+        timeCommand(process.execPath, [...flags, CLI, ...args, ...(withWorkspace ? ws.lowportArgs : [])]);
         break;
       } catch (e) {
         if (attempt >= 10 || !/BPF_PROG_LOAD\): EAGAIN/.test((e as Error).message)) throw e;
@@ -250,7 +250,9 @@ function profileCli(ws: Workspace): Profiles {
   const install = run('apply-install', ['apply']);
   const swap = run('apply-swap', ['apply']);
   const list = run('list', ['list']);
-  return { 'apply (install)': install, 'apply (re-apply: swap)': swap, list };
+  // What every command pays before it starts its work: loading lowport's modules (and koffi's native addon).
+  const version = run('version', ['--version'], false);
+  return { 'apply (install)': install, 'apply (re-apply: swap)': swap, list, 'lowport --version': version };
 }
 
 // ---- the report ----------------------------------------------------------------
@@ -308,8 +310,10 @@ function profileReport(p: Profiles): string {
   for (const [name, s] of Object.entries(p)) {
     out.push(`${name}: ${fmt(s.totalMs)} ms profiled (after Node's bootstrap); self time by area:`);
     for (const [area, ms] of s.areas.slice(0, 7)) out.push(`  ${fmt(ms).padStart(6)} ms  ${area}`);
-    out.push('  lowport functions, inclusive:');
-    for (const [fn, ms] of s.functions.slice(0, 10)) out.push(`  ${fmt(ms).padStart(6)} ms  ${fn}`);
+    // The CLI's own wrappers (module top levels, main) only repeat the total.
+    const functions = s.functions.filter(([fn]) => !fn.startsWith('(top level)') && !fn.startsWith('main  src/cli/main.js'));
+    if (functions.length > 0) out.push('  lowport functions, inclusive:');
+    for (const [fn, ms] of functions.slice(0, 10)) out.push(`  ${fmt(ms).padStart(6)} ms  ${fn}`);
     out.push('');
   }
   return out.join('\n');

@@ -11,7 +11,7 @@
  */
 import { join } from 'node:path';
 import { cgroupId, cgroupPopulated, removeCgroup } from '../kernel/cgroup.js';
-import { listJsonFiles, removeFile, writeJsonFile } from '../kernel/files.js';
+import { listJsonFiles, removeEmptyDir, removeFile, writeJsonFile } from '../kernel/files.js';
 import { pathExists, pidAlive } from '../kernel/process.js';
 import type { PortItem } from '../policy/types.js';
 import type { Target } from './live.js';
@@ -53,6 +53,8 @@ export function saveScope(target: Target, scope: Scope): void {
 
 export function forgetScope(target: Target, scope: Scope): void {
   removeFile(scopeFile(target, scope));
+  removeEmptyDir(scopeDir(target));
+  removeEmptyDir(RUN_DIR);
 }
 
 /**

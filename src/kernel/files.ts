@@ -3,7 +3,7 @@
  * written it (as sudo does for sudoers), write it atomically, and serialize
  * writers with a lock.
  */
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { LowportError } from '../errors.js';
 import { flock, LOCK_EX } from './libc.js';
@@ -151,4 +151,13 @@ export function writeJsonFile(path: string, value: unknown): void {
 
 export function removeFile(path: string): void {
   rmSync(path, { force: true });
+}
+
+/** Removes a directory if it is empty; leaves it (and says nothing) otherwise. */
+export function removeEmptyDir(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // not empty, or gone
+  }
 }

@@ -1,0 +1,169 @@
+/**
+ * Kernel tests (root): `lowport run` starts real commands as uid 65534 with
+ * every privilege dropped; a scoped grant covers the command's process tree
+ * and nothing else and goes away with it; socket passing and ambient
+ * capabilities work without any BPF. lowport itself runs as root in a private
+ * network namespace (port 80 there is the test's alone).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { join } from 'node:path';
+import { readLivePolicy } from '../../src/engine/live.js';
+import { Kind } from '../../src/engine/map-format.js';
+import { scopeDir } from '../../src/engine/scopes.js';
+import { kernelSkipReason, PackageCopy, Sandbox } from './sandbox.js';
+
+const skip = kernelSkipReason();
+
+describe('lowport run', { skip }, () => {
+  let box: Sandbox;
+  let pkg: PackageCopy;
+  before(() => {
+    box = new Sandbox('run');
+    pkg = new PackageCopy();
+  });
+  after(() => {
+    box?.dispose();
+    pkg?.dispose();
+  });
+
+  /** Runs a bash script as root in a fresh network namespace; $LOWPORT is the CLI with the sandbox's options. */
+  function inNetns(script: string, timeout = 60_000): { status: number | null; out: string } {
+    const file = join(box.dir, 'script.sh');
+    writeFileSync(file, `set -u\nip link set lo up\nLOWPORT="${process.execPath} ${pkg.cli}"\nG="${box.args.join(' ')}"\n${script}\n`);
+    const r = spawnSync('unshare', ['--net', 'bash', file], { encoding: 'utf8', timeout, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    return { status: r.status, out: `${r.stdout}${r.stderr}` };
+  }
+
+  function value(out: string, key: string): string | undefined {
+    return new RegExp(`^${key}=(.*)$`, 'm').exec(out)?.[1];
+  }
+
+  function scopeEntries(): number {
+    const t = readLivePolicy(box.pinDir)?.table;
+    return t === undefined ? 0 : Array.from({ length: t.count }, (_, i) => t.kind(i)).filter((k) => k === Kind.CGROUP).length;
+  }
+
+  function scopeCgroups(): string[] {
+    return readdirSync(box.cgroup).filter((n) => n.startsWith('lowport-run-'));
+  }
+
+  it('starts a server as nobody that serves on its granted port, with no privilege left, while another nobody process is refused', () => {
+    const { status, out } = inNetns(`
+      $LOWPORT run --port 80 --user nobody $G -- /usr/bin/python3 -m http.server 80 --bind 127.0.0.1 --directory ${box.dir} &
+      lp=$!
+      for i in $(seq 100); do code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:80/) && [ "$code" = 200 ] && break; sleep 0.1; done
+      echo "HTTP=$code"
+      py=$(cat ${box.cgroup}/lowport-run-*/cgroup.procs | head -1)
+      grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapAmb|CapBnd|NoNewPrivs):' /proc/$py/status | sed 's/:\\s*/=/; s/\\s\\+/ /g'
+      echo "HOME=$(tr '\\0' '\\n' < /proc/$py/environ | sed -n 's/^HOME=//p')"
+      echo "USER=$(tr '\\0' '\\n' < /proc/$py/environ | sed -n 's/^USER=//p')"
+      echo "CGROUP=$(grep "^0::" /proc/$py/cgroup)"
+      echo "OTHER=$(setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all /usr/bin/python3 -c 'import socket
+try:
+    socket.socket().bind(("127.0.0.1", 81 - 1)); print("ok")
+except OSError as e: print(e.errno)')"
+      kill -TERM $lp; wait $lp; echo "STATUS=$?"
+    `);
+    assert.equal(value(out, 'HTTP'), '200', out);
+    assert.equal(value(out, 'Uid'), '65534 65534 65534 65534');
+    assert.equal(value(out, 'Gid'), '65534 65534 65534 65534');
+    assert.equal(value(out, 'Groups')?.trim(), '65534');
+    for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapAmb', 'CapBnd']) assert.equal(value(out, set), '0000000000000000', set);
+    assert.equal(value(out, 'NoNewPrivs'), '1');
+    assert.equal(value(out, 'HOME'), '/nonexistent');
+    assert.equal(value(out, 'USER'), 'nobody');
+    assert.match(value(out, 'CGROUP') ?? '', /\/lowport-run-\d+$/);
+    assert.equal(value(out, 'OTHER'), '13', 'another nobody process got port 80 too');
+    assert.equal(value(out, 'STATUS'), '143', 'lowport should exit 128+SIGTERM when the server dies of the forwarded SIGTERM');
+    assert.equal(status, 0, out);
+    assert.deepEqual(scopeCgroups(), []);
+    assert.equal(scopeEntries(), 0);
+    assert.equal(existsSync(scopeDir(box.options)), false);
+  });
+
+  it('covers every process the command starts, and exits with the command status', () => {
+    const { out } = inNetns(`
+      $LOWPORT run --port 80/tcp --user nobody $G -- sh -c '/usr/bin/python3 -c "import socket; socket.socket(socket.AF_INET6).bind((\\"::1\\", 80)); print(\\"CHILD=ok\\")"; exit 7'
+      echo "STATUS=$?"
+    `);
+    assert.equal(value(out, 'CHILD'), 'ok', out);
+    assert.equal(value(out, 'STATUS'), '7');
+  });
+
+  it('forwards SIGHUP and reports death by signal as 128+N', () => {
+    const { out } = inNetns(`
+      $LOWPORT run --port 80 --user nobody $G -- sleep 30 &
+      lp=$!; sleep 1; kill -HUP $lp; wait $lp; echo "HUP=$?"
+      $LOWPORT run --port 80 --user nobody $G -- sh -c 'kill -KILL $$'; echo "KILL=$?"
+    `);
+    assert.equal(value(out, 'HUP'), '129', out);
+    assert.equal(value(out, 'KILL'), '137', out);
+  });
+
+  it('leaves nothing once a SIGKILLed run’s command ends: the next lowport command removes the scope', () => {
+    const { out } = inNetns(`
+      $LOWPORT run --port 80 --user nobody $G -- sleep 300 &
+      lp=$!; sleep 1
+      kill -KILL $lp; wait $lp 2>/dev/null
+      echo "LEFT=$(ls ${box.cgroup} | grep -c lowport-run-)"
+      pkill -KILL -f 'sleep 300'; sleep 0.3
+      $LOWPORT list $G >/dev/null; echo "LIST=$?"
+    `);
+    assert.equal(value(out, 'LEFT'), '1', `the killed run's scope should still be there until its command ends: ${out}`);
+    assert.equal(value(out, 'LIST'), '0', out);
+    assert.deepEqual(scopeCgroups(), []);
+    assert.equal(scopeEntries(), 0);
+    assert.equal(existsSync(scopeDir(box.options)), false);
+  });
+
+  it('passes sockets as fds 3, 4, ... with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES, without any BPF', () => {
+    const other = new Sandbox('run-sockets');
+    try {
+      const server = join(box.dir, 'server.cjs');
+      writeFileSync(
+        server,
+        `const ok = process.env.LISTEN_PID === String(process.pid) && process.env.LISTEN_FDS === '2' && process.env.LISTEN_FDNAMES === 'tcp-80:udp-53';
+         if (!ok) { console.log('ENV=' + JSON.stringify([process.env.LISTEN_PID, process.pid, process.env.LISTEN_FDS, process.env.LISTEN_FDNAMES])); process.exit(2); }
+         require('http').createServer((q, s) => s.end('uid ' + process.getuid())).listen({ fd: 3 });
+         const u = require('dgram').createSocket('udp6'); u.bind({ fd: 4 }, () => console.log('UDP=' + u.address().port));`,
+      );
+      const { out } = inNetns(
+        `$LOWPORT run --sockets --port 80/tcp,53/udp --user nobody ${other.args.join(' ')} -- ${process.execPath} ${server} &
+         lp=$!
+         for i in $(seq 100); do body=$(curl -s http://127.0.0.1:80/) && [ -n "$body" ] && break; sleep 0.1; done
+         echo "BODY=$body"; echo "BODY6=$(curl -s -g 'http://[::1]:80/')"
+         kill -TERM $lp; wait $lp`,
+      );
+      assert.equal(value(out, 'BODY'), 'uid 65534', out);
+      assert.equal(value(out, 'BODY6'), 'uid 65534', out);
+      assert.equal(value(out, 'UDP'), '53', out);
+      assert.equal(existsSync(other.pinDir), false, 'socket passing must not load lowport into the kernel');
+    } finally {
+      other.dispose();
+    }
+  });
+
+  it('hands sockets to a Python program through socket.fromfd', () => {
+    const { out } = inNetns(
+      `$LOWPORT run --sockets --port 80/tcp --addr 127.0.0.1 --user nobody $G -- /usr/bin/python3 -c 'import os, socket
+s = socket.fromfd(3, socket.AF_INET, socket.SOCK_STREAM)
+print("PY=" + str(s.getsockname()) + " " + os.environ["LISTEN_PID"] + " " + str(os.getpid()) + " " + os.environ["LISTEN_FDNAMES"])'`,
+    );
+    const m = /^PY=\('127\.0\.0\.1', 80\) (\d+) (\d+) tcp-80$/m.exec(out);
+    assert.ok(m !== null, out);
+    assert.equal(m[1], m[2], 'LISTEN_PID must be the program’s own pid');
+  });
+
+  it('with --caps: only CAP_NET_BIND_SERVICE, ambient and effective, and any low port binds', () => {
+    const { out } = inNetns(`
+      $LOWPORT run --caps --user nobody $G -- sh -c 'grep -E "^(Cap(Inh|Prm|Eff|Amb|Bnd)|NoNewPrivs):" /proc/self/status | sed "s/:\\s*/=/"; /usr/bin/python3 -c "import socket; socket.socket().bind((\\"127.0.0.1\\", 99)); print(\\"BIND=ok\\")"'
+    `);
+    for (const set of ['CapPrm', 'CapEff', 'CapAmb', 'CapInh', 'CapBnd']) assert.equal(value(out, set), '0000000000000400', `${set}: ${out}`);
+    assert.equal(value(out, 'NoNewPrivs'), '1');
+    assert.equal(value(out, 'BIND'), 'ok');
+    assert.match(out, /every port below 1024/);
+  });
+});

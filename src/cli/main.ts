@@ -12,6 +12,9 @@ import { effectiveUid } from '../kernel/process.js';
 import { applyCommand, offCommand } from './apply.js';
 import { doctorCommand } from './doctor.js';
 import { runCommand } from './run.js';
+import { installCommand, uninstallCommand } from './install.js';
+import { unitCommand } from './unit.js';
+import { importAuthbindCommand } from './import-authbind.js';
 import { lowportOptions } from './args.js';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, type Command } from './command.js';
 import { grantCommand, revokeCommand } from './grant.js';
@@ -20,7 +23,7 @@ import { listCommand } from './list.js';
 import { reserveCommand, unreserveCommand } from './reserve.js';
 import { offerSudo } from './sudo.js';
 
-export const COMMANDS: readonly Command[] = [doctorCommand, grantCommand, revokeCommand, reserveCommand, unreserveCommand, listCommand, applyCommand, offCommand, runCommand];
+export const COMMANDS: readonly Command[] = [doctorCommand, grantCommand, revokeCommand, reserveCommand, unreserveCommand, listCommand, applyCommand, offCommand, runCommand, installCommand, uninstallCommand, unitCommand, importAuthbindCommand];
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };

@@ -31,3 +31,19 @@ export function reserve(options: LowportOptions, spec: { ports: PortItem[]; prin
 export function unreserve(options: LowportOptions, spec: { ports: PortItem[] }): EditOutcome {
   return editPolicy(options, (doc) => policyEdit.unreserve(doc, spec));
 }
+
+/** Several grants as one edit: one lock, one validation, one swap. */
+export function grantAll(options: LowportOptions, specs: GrantSpec[]): EditOutcome {
+  return editPolicy(options, (start) => {
+    let doc = start;
+    let changed = false;
+    const notes: string[] = [];
+    for (const spec of specs) {
+      const r = policyEdit.grant(doc, { ports: spec.ports, principal: spec.principal, addrs: spec.addrs ?? [] });
+      doc = r.doc;
+      changed ||= r.changed;
+      notes.push(...r.notes);
+    }
+    return { doc, changed, notes };
+  });
+}

@@ -161,3 +161,39 @@ export function removeEmptyDir(dir: string): void {
     // not empty, or gone
   }
 }
+
+export interface DirEntry {
+  name: string;
+  uid: number;
+  gid: number;
+  mode: number;
+  isFile: boolean;
+}
+
+/** The entries of a directory with their owners and modes (none when it does not exist). */
+export function listDirEntries(dir: string): DirEntry[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.flatMap((name) => {
+    try {
+      const st = statSync(join(dir, name));
+      return [{ name, uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, isFile: st.isFile() }];
+    } catch {
+      return [];
+    }
+  });
+}
+
+export function readTextFile(path: string): string {
+  return readFileSync(path, 'utf8');
+}
+
+/** Writes a generated file (a unit) with mode 0644, creating its directory. */
+export function writeUnitFile(path: string, text: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileAtomic(path, text);
+}

@@ -1,0 +1,34 @@
+/** `lowport import-authbind`: authbind's byport/, byaddr/ and byuid/ as policy rules. */
+import { UsageError } from '../errors.js';
+import { grantAll } from '../engine/edits.js';
+import { convertAuthbind, formatImport, readAuthbindTree } from '../integrate/authbind.js';
+import { printJson, type Command } from './command.js';
+import { reportEdit } from './grant.js';
+
+export const importAuthbindCommand: Command = {
+  name: 'import-authbind',
+  summary: 'turn authbind configuration into policy rules',
+  help: `Usage: lowport import-authbind [--dir DIR] [--apply]
+
+Reads DIR (default /etc/authbind): byport/PORT files (whoever may execute the
+file may bind the port: owner, group or everyone), byaddr/ADDR,PORT files and
+byuid/UID lines, and prints the equivalent policy rules, with a comment for
+anything that cannot be said the same way (address ranges, networks). With
+--apply, adds the rules to the policy and makes them live (root).`,
+  options: { dir: { type: 'string' }, apply: { type: 'boolean' } },
+  needsRoot: (values) => values.apply === true,
+  prepare: (ctx) => {
+    if (ctx.positionals.length > 0) throw new UsageError('lowport import-authbind takes no arguments (use --dir DIR)');
+    const dir = (ctx.values.dir as string | undefined) ?? '/etc/authbind';
+    return () => {
+      const result = convertAuthbind(readAuthbindTree(dir));
+      if (ctx.values.apply !== true) {
+        if (ctx.json) printJson(ctx.io, result);
+        else ctx.io.stdout(formatImport(result, dir));
+        return 0;
+      }
+      for (const n of result.notes) ctx.io.stderr(`note: ${n}\n`);
+      return reportEdit(ctx, grantAll(ctx.options, result.rules.map((r) => ({ ports: r.ports, principal: r.principal, addrs: r.addrs }))));
+    };
+  },
+};

@@ -1,0 +1,138 @@
+/**
+ * `lowport install` / `uninstall`: the policy applied at every boot, by a
+ * systemd unit that runs `lowport apply` once, after local filesystems and
+ * user lookups are up and before the network (so before network services
+ * bind), and `lowport off` when stopped.
+ */
+import { dirname, join } from 'node:path';
+import { readPolicy } from '../engine/apply.js';
+import { policyPath, requireRoot, type LowportOptions } from '../engine/target.js';
+import { LowportError } from '../errors.js';
+import { preparePolicyDir, removeFile, removeEmptyDir, writeFileAtomic } from '../kernel/files.js';
+import { pathExists } from '../kernel/process.js';
+import { systemctl, systemctlPath } from '../kernel/systemctl.js';
+import { systemdRunning } from '../kernel/system.js';
+import { serializePolicy } from '../policy/print.js';
+
+export const UNIT_NAME = 'lowport.service';
+
+export interface InstallOptions extends LowportOptions {
+  /** Install into this root directory (systemctl --root), not the running system. */
+  root?: string;
+  /** The command that runs lowport, absolute: node and the script. */
+  lowportArgv: string[];
+}
+
+export interface InstallResult {
+  unitFile?: string;
+  policy: string;
+  createdPolicy: boolean;
+  enabled: boolean;
+  /** What to do by hand, when systemd is not there. */
+  instructions?: string;
+  notes: string[];
+}
+
+/** systemd's quoting for ExecStart= words (systemd.syntax(7)): double quotes, backslash escapes, % and $ doubled. */
+export function systemdQuote(word: string): string {
+  const escaped = word.replace(/%/g, '%%').replace(/\$/g, '$$$$');
+  return /^[A-Za-z0-9_@+=:,./-]+$/.test(escaped) ? escaped : `"${escaped.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+export function bootUnit(lowportArgv: string[], options: LowportOptions): string {
+  const global = [
+    ...(options.policy === undefined ? [] : ['--policy', options.policy]),
+    ...(options.cgroup === undefined ? [] : ['--cgroup', options.cgroup]),
+    ...(options.pinDir === undefined ? [] : ['--pin-dir', options.pinDir]),
+  ];
+  const cmd = (verb: string) => [...lowportArgv, verb, ...global].map(systemdQuote).join(' ');
+  return `# Installed by \`lowport install\`; \`lowport uninstall\` removes it.
+[Unit]
+Description=lowport: let non-root programs bind the ports the policy gives them
+Documentation=man:lowport(1)
+DefaultDependencies=no
+After=local-fs.target nss-user-lookup.target
+Wants=network-pre.target
+Before=network-pre.target shutdown.target
+Conflicts=shutdown.target
+ConditionPathExists=${policyPath(options)}
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=${cmd('apply')}
+ExecReload=${cmd('apply')}
+ExecStop=${cmd('off')}
+
+[Install]
+WantedBy=sysinit.target
+`;
+}
+
+function unitFile(root: string | undefined): string {
+  return join(root ?? '/', 'etc/systemd/system', UNIT_NAME);
+}
+
+export function install(o: InstallOptions): InstallResult {
+  if (o.root === undefined) requireRoot();
+  const notes: string[] = [];
+  const policy = join(o.root ?? '/', policyPath(o));
+  let createdPolicy = false;
+  preparePolicyDir(dirname(policy));
+  if (!pathExists(policy)) {
+    writeFileAtomic(policy, serializePolicy(readPolicy(policy, true).doc));
+    createdPolicy = true;
+  }
+  if (systemctlPath() === undefined) {
+    return {
+      policy,
+      createdPolicy,
+      enabled: false,
+      notes,
+      instructions:
+        `systemd is not installed here. Run \`${o.lowportArgv.join(' ')} apply\` at every boot, after local filesystems are mounted and before network services start: ` +
+        'for example from /etc/rc.local, an OpenRC service (`depend() { before net; need localmount; }`), or a runit/s6 oneshot.',
+    };
+  }
+  const file = unitFile(o.root);
+  preparePolicyDir(dirname(file));
+  writeFileAtomic(file, bootUnit(o.lowportArgv, o));
+  const live = o.root === undefined && systemdRunning();
+  if (live) systemctl(['daemon-reload']);
+  const enabled = systemctl(['enable', UNIT_NAME], o.root);
+  if (!enabled.ok) throw new LowportError('E_STATE', `systemctl enable ${UNIT_NAME} failed: ${enabled.output}`, { hint: `See \`systemctl status ${UNIT_NAME}\`.` });
+  if (!live) notes.push('systemd is not running as init here: the unit takes effect at the next boot with systemd. Run `lowport apply` to load the policy now.');
+  return { unitFile: file, policy, createdPolicy, enabled: true, notes };
+}
+
+export interface UninstallOptions extends LowportOptions {
+  root?: string;
+  /** Also remove the policy file (and its directory when empty). */
+  purge?: boolean;
+}
+
+export function uninstall(o: UninstallOptions): { removed: string[]; notes: string[] } {
+  if (o.root === undefined) requireRoot();
+  const removed: string[] = [];
+  const notes: string[] = [];
+  const file = unitFile(o.root);
+  if (systemctlPath() !== undefined && pathExists(file)) {
+    const r = systemctl(['disable', UNIT_NAME], o.root);
+    if (!r.ok) throw new LowportError('E_STATE', `systemctl disable ${UNIT_NAME} failed: ${r.output}`);
+  }
+  if (pathExists(file)) {
+    removeFile(file);
+    removed.push(file);
+  }
+  if (o.root === undefined && systemdRunning()) systemctl(['daemon-reload']);
+  const policy = join(o.root ?? '/', policyPath(o));
+  if (o.purge === true && pathExists(policy)) {
+    removeFile(policy);
+    removeEmptyDir(dirname(policy));
+    removed.push(policy);
+  } else if (pathExists(policy)) {
+    notes.push(`kept ${policy} (--purge removes it)`);
+  }
+  notes.push('grants live now stay until reboot or `lowport off`');
+  return { removed, notes };
+}

@@ -5,6 +5,7 @@
  * terminal, never prompt: print the command and fail.
  */
 import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { runInheriting, which } from '../kernel/process.js';
 import type { CliIo } from './io.js';
 
@@ -12,10 +13,12 @@ export function shellQuote(word: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
-/** argv for re-running this process as root: node, the script, and the arguments. */
+/** The CLI's entry script, absolute and without symlinks (an npm bin link points at it). */
+const CLI_SCRIPT = realpathSync(fileURLToPath(new URL('./main.js', import.meta.url)));
+
+/** argv for running lowport as root: node, the CLI script, and the arguments. */
 export function sudoArgv(args: string[]): string[] {
-  const script = process.argv[1] === undefined ? 'lowport' : realpathSync(process.argv[1]);
-  return [process.execPath, script, ...args];
+  return [process.execPath, CLI_SCRIPT, ...args];
 }
 
 /**
@@ -24,8 +27,7 @@ export function sudoArgv(args: string[]): string[] {
  */
 export function lowportForSudo(): string {
   const installed = which('lowport', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
-  const script = process.argv[1] === undefined ? undefined : realpathSync(process.argv[1]);
-  if (installed !== undefined && (script === undefined || realpathSync(installed) === script)) return 'lowport';
+  if (installed !== undefined && realpathSync(installed) === CLI_SCRIPT) return 'lowport';
   return sudoArgv([]).map(shellQuote).join(' ');
 }
 

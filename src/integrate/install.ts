@@ -49,7 +49,6 @@ export function bootUnit(lowportArgv: string[], options: LowportOptions): string
   return `# Installed by \`lowport install\`; \`lowport uninstall\` removes it.
 [Unit]
 Description=lowport: let non-root programs bind the ports the policy gives them
-Documentation=man:lowport(1)
 DefaultDependencies=no
 After=local-fs.target nss-user-lookup.target
 Wants=network-pre.target

@@ -10,6 +10,9 @@ export type Method =
   | 'unreserve'
   | 'lowport-grant'
   | 'lowport-apply'
+  | 'lowport-run'
+  | 'lowport-run-sockets'
+  | 'lowport-run-caps'
   | 'systemd-ambient'
   | 'setcap'
   | 'sysctl'
@@ -111,11 +114,17 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
   const grantable = refused.filter((p) => p.reservedFor === undefined);
   const grantList = portList(grantable);
   if (grantable.length > 0) {
+    const server = s.program?.path ?? 'YOUR-SERVER';
     if (s.bpfGrantPossible) {
       options.push({
         method: 'lowport-grant',
         command: `sudo ${s.lowport} grant ${grantList} --user ${s.user}`,
         why: `lets ${s.user}'s programs (any of them: scripts, JVMs, static binaries) bind ${grantList} and nothing else; nobody else gains anything; no wrapper, no proxy.`,
+      });
+      options.push({
+        method: 'lowport-run',
+        command: `sudo ${s.lowport} run --port ${grantList} --user ${s.user} -- ${server}`,
+        why: `grants ${grantList} to that one command and what it starts, only while it runs; nothing is written to the policy.`,
       });
     }
     if (s.systemd) {
@@ -127,12 +136,26 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
         why: `for a server run by systemd: the service gets CAP_NET_BIND_SERVICE (which alone would allow every low port; SocketBindAllow/Deny narrow it to ${grantList}).`,
       });
     }
+    if (!s.bpfGrantPossible) {
+      options.push({
+        method: 'lowport-run-sockets',
+        command: `sudo ${s.lowport} run --sockets --port ${grantList} --user ${s.user} -- ${server}`,
+        why: `lowport binds ${grantList} and hands the sockets over as systemd does (LISTEN_FDS); for servers that accept sockets that way. Needs no BPF.`,
+      });
+    }
     if (s.nft) {
       const first = grantable[0]?.port ?? 80;
       options.push({
         method: 'nft-redirect',
         command: nftRedirect(first, first + 8000),
         why: `run the server on ${first + 8000} and let the kernel redirect ${first} to it (local clients too); the rules outlive the program, so remove them with \`sudo nft delete table inet lowport_redirect\`.`,
+      });
+    }
+    if (!s.bpfGrantPossible) {
+      options.push({
+        method: 'lowport-run-caps',
+        command: `sudo ${s.lowport} run --caps --user ${s.user} -- ${server}`,
+        why: `runs the server with CAP_NET_BIND_SERVICE in its ambient set: it and every process it starts may bind EVERY port below 1024, not just ${grantList}. Needs no BPF.`,
       });
     }
     if (s.program !== undefined && !s.program.isScript) {

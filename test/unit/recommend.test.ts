@@ -32,7 +32,8 @@ describe('recommend', () => {
     const r = recommend(situation());
     assert.equal(r.recommendation.method, 'lowport-grant');
     assert.equal(r.recommendation.command, 'sudo lowport grant 80,443 --user alice');
-    assert.deepEqual(r.alternatives.map((a) => a.method), ['systemd-ambient', 'nft-redirect', 'sysctl']);
+    assert.deepEqual(r.alternatives.map((a) => a.method), ['lowport-run', 'systemd-ambient', 'nft-redirect', 'sysctl']);
+    assert.equal(r.alternatives[0]?.command, 'sudo lowport run --port 80,443 --user alice -- YOUR-SERVER');
   });
 
   it('falls back to systemd ambient capabilities, narrowed with SocketBindAllow, where BPF cannot grant', () => {
@@ -42,20 +43,26 @@ describe('recommend', () => {
     assert.match(r.recommendation.command, /SocketBindAllow=tcp:80 tcp:443\nSocketBindDeny=any/);
   });
 
-  it('falls back to an nftables redirect that covers local clients without systemd, and to the sysctl last', () => {
+  it('without BPF or systemd: socket passing first, then an nftables redirect that covers local clients, ambient capabilities with their warning, and the sysctl last', () => {
     const r = recommend(situation({ bpfGrantPossible: false, systemd: false }));
-    assert.equal(r.recommendation.method, 'nft-redirect');
-    assert.match(r.recommendation.command, /hook output priority -100; fib daddr type local tcp dport 80 redirect to :8080/);
+    assert.equal(r.recommendation.method, 'lowport-run-sockets');
+    assert.equal(r.recommendation.command, 'sudo lowport run --sockets --port 80,443 --user alice -- YOUR-SERVER');
+    assert.deepEqual(r.alternatives.map((a) => a.method), ['nft-redirect', 'lowport-run-caps', 'sysctl']);
+    assert.match(r.alternatives[1]?.why ?? '', /EVERY port below 1024/);
+    const nft = r.alternatives[0];
+    assert.ok(nft !== undefined);
+    assert.match(nft.command, /hook output priority -100; fib daddr type local tcp dport 80 redirect to :8080/);
     assert.equal(r.alternatives.at(-1)?.method, 'sysctl');
     assert.equal(r.alternatives.at(-1)?.command, 'sudo sysctl -w net.ipv4.ip_unprivileged_port_start=80');
   });
 
   it('offers setcap only for a binary, and warns when the binary runs scripts', () => {
     const bare = recommend(situation({ bpfGrantPossible: false, systemd: false, nft: false, program: { path: '/usr/bin/caddy', isScript: false, runsScripts: false } }));
-    assert.equal(bare.recommendation.method, 'setcap');
-    assert.equal(bare.recommendation.command, 'sudo setcap cap_net_bind_service=+ep /usr/bin/caddy');
+    const setcap = bare.alternatives.find((a) => a.method === 'setcap');
+    assert.equal(setcap?.command, 'sudo setcap cap_net_bind_service=+ep /usr/bin/caddy');
+    assert.equal(bare.recommendation.command, 'sudo lowport run --sockets --port 80,443 --user alice -- /usr/bin/caddy');
     const python = recommend(situation({ bpfGrantPossible: false, systemd: false, nft: false, program: { path: '/usr/bin/python3', isScript: false, runsScripts: true } }));
-    assert.match(python.recommendation.why, /every script of every user/);
+    assert.match(python.alternatives.find((a) => a.method === 'setcap')?.why ?? '', /every script of every user/);
     const script = recommend(situation({ program: { path: '/srv/app.py', isScript: true, interpreter: '/usr/bin/python3', runsScripts: false } }));
     assert.ok(![script.recommendation, ...script.alternatives].some((r) => r.method === 'setcap'));
   });

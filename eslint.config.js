@@ -20,8 +20,8 @@ export default tseslint.config(
   },
   { files: ['src/kernel/**/*.ts'], rules: restrict(['../cli/*', '../engine/*', '../policy/*'], 'kernel/ is the bottom layer: it imports nothing of ours but errors.ts') },
   { files: ['src/policy/**/*.ts'], rules: restrict(['../cli/*', '../engine/*', '../kernel/*'], 'policy/ is pure: it imports nothing of ours but errors.ts') },
-  { files: ['src/engine/**/*.ts'], rules: restrict(['../cli/*', '../doctor/*'], 'imports flow one way: cli -> engine') },
-  { files: ['src/doctor/**/*.ts'], rules: restrict(['../cli/*'], 'imports flow one way: cli -> doctor') },
+  { files: ['src/engine/**/*.ts'], rules: restrict(['../cli/*', '../doctor/*', '../run/*', '../integrate/*', '../forward/*'], 'imports flow one way: cli -> engine') },
+  { files: ['src/{doctor,run,integrate,forward}/**/*.ts'], rules: restrict(['../cli/*'], 'imports flow one way: cli -> doctor, run, integrate, forward') },
   {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-floating-promises': 'off' },

@@ -79,9 +79,10 @@ export function readPolicyText(path: string): string {
  * Makes the file's rules, together with the scoped grants of running
  * `lowport run`s, the live policy; returns the entries made live.
  */
-export function makeLive(target: Target, fileRules: ResolvedRule[], fingerprint: Buffer): { installed: boolean; entries: number } {
+export function makeLive(target: Target, compiled: CompiledPolicy, fingerprint: Buffer): { installed: boolean; entries: number } {
   const { scopes } = pruneScopes(target);
-  const table = compileTable([...fileRules, ...scopeRules(scopes)]);
+  // Without scoped grants the file's table is the whole policy: no need to compile it again.
+  const table = scopes.length === 0 ? compiled.table : compileTable([...compiled.rules, ...scopeRules(scopes)]);
   return { ...swapInto(target, table, fingerprint), entries: table.count };
 }
 
@@ -115,7 +116,7 @@ export function apply(options: LowportOptions = {}, { check = false }: { check?:
   try {
     const { text, doc } = readPolicy(path, false);
     const compiled = compileDocument(doc);
-    const { installed, entries } = makeLive(target, compiled.rules, policyFingerprint(text));
+    const { installed, entries } = makeLive(target, compiled, policyFingerprint(text));
     return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false };
   } finally {
     lock.release();
@@ -147,7 +148,7 @@ export function editPolicy(
     const compiled = compileDocument(doc);
     const text = changed ? serializePolicy(doc) : before.text;
     const previous = changed ? readLivePolicy(target.pinDir) : undefined;
-    const { installed, entries } = makeLive(target, compiled.rules, policyFingerprint(text));
+    const { installed, entries } = makeLive(target, compiled, policyFingerprint(text));
     if (changed) {
       try {
         writeFileAtomic(path, text);
@@ -174,7 +175,7 @@ export function refreshLive(options: LowportOptions, target: Target, { onlyIfLiv
   try {
     if (onlyIfLive && readLivePolicy(target.pinDir) === undefined) return;
     const { text, doc } = readPolicy(path, true);
-    makeLive(target, compileDocument(doc).rules, policyFingerprint(text));
+    makeLive(target, compileDocument(doc), policyFingerprint(text));
   } finally {
     lock.release();
   }

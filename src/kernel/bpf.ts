@@ -36,6 +36,7 @@ import {
 import { addressOf, bpfSyscall, bpfSyscallRaw, SyscallError } from './libc.js';
 
 const ENOENT = 2;
+const EAGAIN = 11;
 
 function cstr(s: string): Buffer {
   return Buffer.from(`${s}\0`, 'utf8');
@@ -166,14 +167,24 @@ export interface ProgLoadOptions {
 export function progLoad(p: ProgLoadOptions): number {
   const license = cstr(p.license ?? 'GPL');
   const base = { type: p.type, insns: addressOf(p.insns), insnCount: p.insns.length / 8, license: addressOf(license), expectedAttachType: p.expectedAttachType, name: p.name };
-  const r = bpfSyscallRaw(BPF_CMD.PROG_LOAD, encodeProgLoad(base));
+  const r = retryOnEagain(() => bpfSyscallRaw(BPF_CMD.PROG_LOAD, encodeProgLoad(base)));
   if (r >= 0) return r;
   const log = Buffer.alloc(1 << 20);
-  const again = bpfSyscallRaw(BPF_CMD.PROG_LOAD, encodeProgLoad({ ...base, logLevel: 1, logBuf: addressOf(log), logSize: log.length }));
+  const again = retryOnEagain(() => bpfSyscallRaw(BPF_CMD.PROG_LOAD, encodeProgLoad({ ...base, logLevel: 1, logBuf: addressOf(log), logSize: log.length })));
   if (again >= 0) return again;
   const end = log.indexOf(0);
   const text = log.subarray(0, end < 0 ? log.length : end).toString('utf8').trim();
   throw new SyscallError('bpf(BPF_PROG_LOAD)', -r, text === '' ? {} : { detail: `verifier log:\n${text}` });
+}
+
+/**
+ * The verifier gives up with EAGAIN when a signal arrives while it works (a
+ * profiler's, a terminal's); libbpf retries for that reason, and so do we.
+ */
+function retryOnEagain(load: () => number): number {
+  let r = load();
+  for (let i = 0; i < 5 && r === -EAGAIN; i++) r = load();
+  return r;
 }
 
 export function objPin(fd: number, path: string): void {

@@ -64,3 +64,26 @@ export function cgroupPopulated(dir: string): boolean {
     return false;
   }
 }
+
+/**
+ * Kills every process in a cgroup and its children (cgroup.kill, Linux 5.14;
+ * else SIGKILL to each pid listed), waits until it is empty, and removes it.
+ * For cleanup of cgroups lowport or its tests made; a missing one is fine.
+ */
+export async function killAndRemoveCgroup(dir: string, timeoutMs = 5000): Promise<void> {
+  if (!isCgroup2Dir(dir)) return;
+  try {
+    writeFileSync(join(dir, 'cgroup.kill'), '1');
+  } catch {
+    for (const pid of cgroupPids(dir)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (cgroupPopulated(dir) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  removeCgroup(dir);
+}

@@ -20,10 +20,13 @@ export interface GroupEntry {
   members: string[];
 }
 
-function getent(database: 'passwd' | 'group', keys: string[]): string {
-  if (keys.length === 0) return '';
+/** Past this many keys, one enumeration of the whole database is cheaper than getent's lookup per key. */
+const ENUMERATE_ABOVE = 32;
+
+function getent(database: 'passwd' | 'group', keys: string[] | 'all'): string {
+  if (keys !== 'all' && keys.length === 0) return '';
   try {
-    return execFileSync('getent', [database, ...keys], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return execFileSync('getent', [database, ...(keys === 'all' ? [] : keys)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 256 << 20 });
   } catch (e) {
     // Exit status 2: one or more keys were not found; the others are still printed.
     const err = e as { status?: number; stdout?: string };
@@ -57,15 +60,27 @@ export function parseGroup(text: string): GroupEntry[] {
  * to its entry; a key that is missing was not found.
  */
 export function lookupUsers(keys: string[]): Map<string, PasswdEntry> {
-  const unique = [...new Set(keys)];
-  const entries = parsePasswd(getent('passwd', unique));
-  return matchKeys(unique, entries, (e) => [e.name, String(e.uid)]);
+  return lookup(keys, (k) => parsePasswd(getent('passwd', k)), (e) => [e.name, String(e.uid)]);
 }
 
 export function lookupGroups(keys: string[]): Map<string, GroupEntry> {
+  return lookup(keys, (k) => parseGroup(getent('group', k)), (e) => [e.name, String(e.gid)]);
+}
+
+/**
+ * getent looks each key up on its own, and a key that is not there costs a
+ * full scan of every source (10,000 unknown uids: over a second). For many
+ * keys, enumerate the database once; then look up only the names it did not
+ * list (directories such as LDAP may not enumerate), never numbers: an id
+ * that no entry lists is an id without a name.
+ */
+function lookup<T>(keys: string[], query: (keys: string[] | 'all') => T[], names: (e: T) => string[]): Map<string, T> {
   const unique = [...new Set(keys)];
-  const entries = parseGroup(getent('group', unique));
-  return matchKeys(unique, entries, (e) => [e.name, String(e.gid)]);
+  if (unique.length <= ENUMERATE_ABOVE) return matchKeys(unique, query(unique), names);
+  const found = matchKeys(unique, query('all'), names);
+  const missing = unique.filter((k) => !found.has(k) && !/^\d+$/.test(k));
+  if (missing.length > 0) for (const [k, e] of matchKeys(missing, query(missing), names)) found.set(k, e);
+  return found;
 }
 
 function matchKeys<T>(keys: string[], entries: T[], names: (e: T) => string[]): Map<string, T> {

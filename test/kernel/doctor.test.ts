@@ -20,8 +20,8 @@ describe('lowport doctor on real states', { skip }, () => {
     box = new Sandbox('doctor');
     pkg = new PackageCopy();
   });
-  after(() => {
-    box?.dispose();
+  after(async () => {
+    await box?.dispose();
     pkg?.dispose();
   });
 

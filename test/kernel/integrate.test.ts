@@ -24,9 +24,9 @@ describe('install, unit and import-authbind', { skip }, () => {
     chmodSync(root, 0o755);
     box = new Sandbox('integrate');
   });
-  after(() => {
+  after(async () => {
     rmSync(root, { recursive: true, force: true });
-    box?.dispose();
+    await box?.dispose();
   });
 
   it('installs an enabled boot unit that passes systemd-analyze verify, and creates the policy', { skip: haveSystemd ? false : 'systemd tools are not installed (CI installs systemd)' }, async () => {

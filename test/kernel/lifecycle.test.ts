@@ -152,7 +152,7 @@ describe('apply and off', { skip }, () => {
       assert.match(human.stdout, /Other programs on the bind hooks/);
     } finally {
       await other.cli('off', '--cgroup', box.cgroup);
-      other.dispose();
+      await other.dispose();
     }
   });
 

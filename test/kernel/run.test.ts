@@ -24,8 +24,8 @@ describe('lowport run', { skip }, () => {
     box = new Sandbox('run');
     pkg = new PackageCopy();
   });
-  after(() => {
-    box?.dispose();
+  after(async () => {
+    await box?.dispose();
     pkg?.dispose();
   });
 
@@ -119,7 +119,7 @@ except OSError as e: print(e.errno)')"
     assert.equal(existsSync(scopeDir(box.options)), false);
   });
 
-  it('passes sockets as fds 3, 4, ... with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES, without any BPF', () => {
+  it('passes sockets as fds 3, 4, ... with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES, without any BPF', async () => {
     const other = new Sandbox('run-sockets');
     try {
       const server = join(box.dir, 'server.cjs');
@@ -142,7 +142,7 @@ except OSError as e: print(e.errno)')"
       assert.equal(value(out, 'UDP'), '53', out);
       assert.equal(existsSync(other.pinDir), false, 'socket passing must not load lowport into the kernel');
     } finally {
-      other.dispose();
+      await other.dispose();
     }
   });
 

@@ -7,14 +7,14 @@
  * user with no capabilities. `dispose()` removes everything, and is meant for
  * an `after`/`finally` hook.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
-import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
+import { chmodSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runMain } from '../run-main.js';
 import { removeAll } from '../../src/engine/live.js';
-import { findCgroup2Root, createCgroup, cgroupPids, removeCgroup } from '../../src/kernel/cgroup.js';
+import { findCgroup2Root, createCgroup, killAndRemoveCgroup } from '../../src/kernel/cgroup.js';
 import { ensurePinDir } from '../../src/kernel/bpffs.js';
 
 export const NOBODY = 65534;
@@ -198,31 +198,15 @@ export class Sandbox {
   }
 
   /** Removes the kernel state, the cgroups and the files, whatever state the test left. */
-  dispose(): void {
+  async dispose(): Promise<void> {
     for (const c of this.children) c.kill('SIGKILL');
     try {
       removeAll({ cgroup: this.cgroup, pinDir: this.pinDir });
     } finally {
-      for (const cg of [this.cgroup, this.outsideCgroup]) {
-        for (let i = 0; i < 50; i++) {
-          let pids: number[] = [];
-          try {
-            pids = cgroupPids(cg);
-          } catch {
-            break;
-          }
-          if (pids.length === 0) break;
-          for (const pid of pids) {
-            try {
-              process.kill(pid, 'SIGKILL');
-            } catch {
-              // already gone
-            }
-          }
-          execFileSync('sleep', ['0.05']);
-        }
-        removeCgroup(cg);
-      }
+      // Scoped-grant cgroups a test's `lowport run` left below the sandbox's go first.
+      for (const name of readdirSync(this.cgroup)) if (name.startsWith('lowport-run-')) await killAndRemoveCgroup(join(this.cgroup, name));
+      await killAndRemoveCgroup(this.cgroup);
+      await killAndRemoveCgroup(this.outsideCgroup);
       rmSync(this.dir, { recursive: true, force: true });
     }
   }

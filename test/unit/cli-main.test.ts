@@ -13,7 +13,7 @@ describe('lowport CLI without root', () => {
   it('explains usage and exits 2 when run with no arguments', async () => {
     const r = await run();
     assert.equal(r.code, 2);
-    for (const c of COMMANDS) assert.match(r.stdout, new RegExp(`\\n  ${c.name} +${c.summary}`));
+    for (const c of COMMANDS) assert.ok(new RegExp(`\\n  ${c.name} +`).test(r.stdout) && r.stdout.includes(c.summary), c.name);
   });
 
   it('prints help and exits 0 for --help, also after global options', async () => {

@@ -1,5 +1,5 @@
 /**
- * lowport's benchmark (`npm run bench`; root; about a minute). Side by side in
+ * lowport's benchmark (`sudo npm run bench`; about 75 s here). Side by side in
  * one run, on this machine:
  *
  *   bind()   cost for uid 65534 granted port 80 by lowport with 10,000 rules
@@ -42,9 +42,9 @@ const VARIANTS: Variant[] = [
   { key: 'root', label: 'root, no lowport (baseline)', uid: 0, cgroup: 'plain' },
   { key: 'granted', label: `uid 65534 granted by lowport (${RULES.toLocaleString('en')} rules)`, uid: NOBODY, cgroup: 'hooked' },
   { key: 'root-hooked', label: 'root, lowport loaded (hook passes)', uid: 0, cgroup: 'hooked' },
-  // Diagnostic: no rule names port 8080, so the hook stops after its first
-  // map lookup; against the two rows above it splits the hook's cost into the
-  // kernel's fixed cost of running a cgroup program and lowport's own lookups.
+  // Diagnostic: no rule names port 8080, so the hook stops at the port-marker
+  // lookup (after reading the outer map); against the two rows above it splits
+  // the hook's cost into running a cgroup program at all and lowport's lookups.
   { key: 'root-hooked-8080', label: 'root, lowport loaded, port 8080 (no rule)', uid: 0, cgroup: 'hooked', port: 8080 },
   { key: 'sysctl', label: 'uid 65534, sysctl ip_unprivileged_port_start=80', uid: NOBODY, cgroup: 'plain', sysctl: true },
   { key: 'authbind', label: 'uid 65534, authbind --deep', uid: NOBODY, cgroup: 'plain', authbind: true },

@@ -42,8 +42,9 @@ function areaOf(f: CallFrame): string {
   const ours = /\/dist\/(src\/.*)$/.exec(url);
   if (ours?.[1] !== undefined) return ours[1];
   if (url.includes('/node_modules/koffi/')) return 'koffi';
-  // Node's own code, by function: `spawnSync` (a child process we wait for,
-  // e.g. getent) reads differently from `compileSourceTextModule` (loading).
+  // Node's own code: module loading as one area; the rest by function, since
+  // `spawnSync` (waiting for a child such as getent) means something else.
+  if (/^node:internal\/(modules|bootstrap)\//.test(url)) return 'node: loading modules';
   if (url.startsWith('node:')) return `${url} ${f.functionName || '(top level)'}`;
   return url;
 }

@@ -109,7 +109,8 @@ type NameLookup = (kind: number, ids: bigint[]) => Map<bigint, string>;
  */
 export function describeTable(t: EntryTable, names: NameLookup = nssNames): LiveRule[] {
   // By policy line; entries of no line (0: scoped grants of `lowport run`) by their cgroup.
-  const groups = new Map<string, Group>();
+  const groups = new Map<number, Group>();
+  const scoped = new Map<bigint, Group>();
   const keys = t.keys;
   for (let i = 0; i < t.count; i++) {
     const k = i * KEY_SIZE;
@@ -117,11 +118,13 @@ export function describeTable(t: EntryTable, names: NameLookup = nssNames): Live
     if (protocol === undefined) continue;
     const line = t.rule(i);
     const kind = keys[k] ?? 0;
-    const key = line === 0 && kind === Kind.CGROUP ? `cgroup ${keys.readBigUInt64LE(k + 8)}` : String(line);
-    let g = groups.get(key);
+    const byScope = line === 0 && kind === Kind.CGROUP;
+    const scope = byScope ? keys.readBigUInt64LE(k + 8) : 0n;
+    let g = byScope ? scoped.get(scope) : groups.get(line);
     if (g === undefined) {
       g = { line, reserve: false, subjects: new Map(), tcp: [], udp: [], addrs: new Set(), hits: 0, refused: 0 };
-      groups.set(key, g);
+      if (byScope) scoped.set(scope, g);
+      else groups.set(line, g);
     }
     if (kind === Kind.PORT) {
       if (t.flags(i) & RESERVED) {
@@ -143,8 +146,9 @@ export function describeTable(t: EntryTable, names: NameLookup = nssNames): Live
     g.hits += hitsAt(t, i);
   }
 
+  const all = [...groups.values(), ...scoped.values()];
   const byKind = new Map<number, Set<number>>();
-  for (const g of groups.values()) {
+  for (const g of all) {
     for (const [kind, ids] of g.subjects) {
       let all = byKind.get(kind);
       if (all === undefined) byKind.set(kind, (all = new Set()));
@@ -154,7 +158,7 @@ export function describeTable(t: EntryTable, names: NameLookup = nssNames): Live
   const labels = new Map<number, Map<bigint, string>>();
   for (const [kind, ids] of byKind) labels.set(kind, names(kind, [...ids].map(BigInt)));
 
-  return [...groups.values()]
+  return all
     .filter((g) => g.tcp.length + g.udp.length > 0)
     .sort((a, b) => a.line - b.line)
     .map((g) => ({

@@ -11,6 +11,7 @@ import { lockDirectory, preparePolicyDir, readPolicyFile, writeFileAtomic } from
 import { parsePolicy } from '../policy/parse.js';
 import { serializePolicy } from '../policy/print.js';
 import type { PolicyDocument } from '../policy/types.js';
+import { restorePersisted } from '../forward/redirect.js';
 import { compileTable } from './compile.js';
 import { readLivePolicy, swapPolicy, type Target } from './live.js';
 import { VALUE_SIZE, type EntryTable } from './map-format.js';
@@ -32,6 +33,8 @@ export interface ApplyResult {
   installed: boolean;
   /** True when only validated (`apply --check`). */
   checkOnly: boolean;
+  /** `forward` statements of the file made live as nftables redirects (apply only). */
+  forwards?: number;
 }
 
 const NEW_FILE_HEADER = [
@@ -59,8 +62,8 @@ export function policyFingerprint(text: string): Buffer {
  * (with a header) when the file does not exist yet.
  */
 export function readPolicy(path: string, allowMissing: boolean): { text: string; doc: PolicyDocument } {
-  if (allowMissing && readPolicyFile(path) === undefined) return { text: '', doc: parsePolicy(NEW_FILE_HEADER.join('\n'), path) };
-  const text = readPolicyText(path);
+  const text = allowMissing ? readPolicyFile(path) : readPolicyText(path);
+  if (text === undefined) return { text: '', doc: parsePolicy(NEW_FILE_HEADER.join('\n'), path) };
   return { text, doc: parsePolicy(text, path) };
 }
 
@@ -117,10 +120,22 @@ export function apply(options: LowportOptions = {}, { check = false }: { check?:
     const { text, doc } = readPolicy(path, false);
     const compiled = compileDocument(doc);
     const { installed, entries } = makeLive(target, compiled, policyFingerprint(text));
-    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false };
+    const forwards = applyForwards(path, doc);
+    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, forwards };
   } finally {
     lock.release();
   }
+}
+
+/**
+ * apply's second step, separate from the grants: the file's `forward`
+ * statements become lowport's persisted nftables redirects, replacing the
+ * ones an earlier apply made (src/forward/redirect.ts). It runs after the
+ * swap, so a failure here (no nft, a conflicting redirect) reports an error
+ * with the grants already applied.
+ */
+function applyForwards(path: string, doc: PolicyDocument): number {
+  return restorePersisted(path, doc.forwards ?? []);
 }
 
 export interface EditOutcome extends ApplyResult {

@@ -12,8 +12,8 @@ import { UsageError } from '../errors.js';
 import { normalizeAddress } from './address.js';
 import { PortSet } from './ports.js';
 import { normalizePrincipal, samePrincipal } from './principal.js';
-import { formatPrincipal, formatRule } from './print.js';
-import type { Action, PolicyDocument, PortItem, Principal, Rule } from './types.js';
+import { formatForward, formatPrincipal, formatRule } from './print.js';
+import type { Action, ForwardRule, PolicyDocument, PortItem, Principal, Protocol, Rule } from './types.js';
 
 export interface EditResult {
   doc: PolicyDocument;
@@ -45,6 +45,7 @@ export interface UnreserveRequest {
 interface Entry {
   text: string;
   rule: Rule | undefined;
+  forward?: ForwardRule | undefined;
   /** Line number in the input document; undefined for new lines. */
   origin: number | undefined;
   removed: boolean;
@@ -266,9 +267,18 @@ function newEntry(text: string, rule: Rule): Entry {
 
 function entriesOf(doc: PolicyDocument): Entry[] {
   const byLine = new Map(doc.rules.map((rule) => [rule.line, rule]));
+  const forwardByLine = new Map((doc.forwards ?? []).map((f) => [f.line, f]));
   return doc.lines.map((text, index) => {
     const rule = byLine.get(index + 1);
-    return { text, rule: rule === undefined ? undefined : cloneRule(rule), origin: index + 1, removed: false, after: [] };
+    const forward = forwardByLine.get(index + 1);
+    return {
+      text,
+      rule: rule === undefined ? undefined : cloneRule(rule),
+      forward: forward === undefined ? undefined : { ...forward, protocols: [...forward.protocols], addrs: [...forward.addrs] },
+      origin: index + 1,
+      removed: false,
+      after: [],
+    };
   });
 }
 
@@ -293,10 +303,72 @@ function finish(
   while (at > 0 && (flat[at - 1]?.text.trim() ?? '') === '') at--;
   flat.splice(at, 0, ...appended);
   const rules: Rule[] = [];
+  const forwards: ForwardRule[] = [];
   flat.forEach((entry, index) => {
     if (entry.rule !== undefined) rules.push({ ...entry.rule, line: index + 1 });
+    if (entry.forward !== undefined) forwards.push({ ...entry.forward, line: index + 1 });
   });
-  return { doc: { file: doc.file, lines: flat.map((e) => e.text), rules }, changed, notes };
+  const lines = flat.map((e) => e.text);
+  return { doc: forwards.length === 0 ? { file: doc.file, lines, rules } : { file: doc.file, lines, rules, forwards }, changed, notes };
+}
+
+export interface ForwardRequest {
+  port: number;
+  protocols: readonly Protocol[];
+  toPort: number;
+  /** Empty means every local address. */
+  addrs: readonly string[];
+}
+
+/**
+ * Adds `forward PORT to TO`: an existing forward of the same port and
+ * protocol is replaced (it would conflict), the others stay; saying what is
+ * already there changes nothing.
+ */
+export function addForward(doc: PolicyDocument, request: ForwardRequest): EditResult {
+  const wanted: ForwardRule = { port: request.port, protocols: [...request.protocols], toPort: request.toPort, addrs: normalizeAddrs(request.addrs), line: 0 };
+  const entries = entriesOf(doc);
+  const same = entries.find((e) => e.forward !== undefined && sameForward(e.forward, wanted));
+  if (same !== undefined) return finish(doc, entries, [], false, [`line ${same.origin ?? 0} already says '${formatForward(wanted)}'`]);
+  const notes = dropForwardProtocols(entries, wanted.port, wanted.protocols, () => `replaced by '${formatForward(wanted)}'`);
+  notes.push(`added '${formatForward(wanted)}'`);
+  return finish(doc, entries, [{ text: formatForward(wanted), rule: undefined, forward: wanted, origin: undefined, removed: false, after: [] }], true, notes);
+}
+
+/** Removes the forwards of `port` for these protocols (splitting a tcp+udp statement when only one goes). */
+export function removeForward(doc: PolicyDocument, request: { port: number; protocols: readonly Protocol[] }): EditResult {
+  const entries = entriesOf(doc);
+  const notes = dropForwardProtocols(entries, request.port, request.protocols, () => 'removed');
+  if (notes.length === 0) {
+    const what = `${request.port}${request.protocols.length === 1 ? `/${request.protocols[0]}` : ''}`;
+    return finish(doc, entries, [], false, [`nothing to remove: the policy forwards no ${what}`]);
+  }
+  return finish(doc, entries, [], true, notes);
+}
+
+function dropForwardProtocols(entries: Entry[], port: number, protocols: readonly Protocol[], why: () => string): string[] {
+  const notes: string[] = [];
+  for (const entry of entries) {
+    const f = entry.forward;
+    if (f === undefined || f.port !== port || !f.protocols.some((p) => protocols.includes(p))) continue;
+    const keep = f.protocols.filter((p) => !protocols.includes(p));
+    const line = entry.origin ?? f.line;
+    if (keep.length === 0) {
+      entry.removed = true;
+      notes.push(`line ${line} '${formatForward(f)}' ${why()}`);
+    } else {
+      const kept = { ...f, protocols: keep };
+      const hash = entry.text.indexOf('#');
+      entry.text = indentOf(entry.text) + formatForward(kept) + (hash < 0 ? '' : `  ${entry.text.slice(hash)}`);
+      entry.forward = kept;
+      notes.push(`line ${line} now forwards only ${port}/${keep.join(',')}: ${f.protocols.filter((p) => protocols.includes(p)).join(',')} ${why()}`);
+    }
+  }
+  return notes;
+}
+
+function sameForward(a: ForwardRule, b: ForwardRule): boolean {
+  return a.port === b.port && a.toPort === b.toPort && sameAddressSet(a.addrs, b.addrs) && a.protocols.length === b.protocols.length && a.protocols.every((p) => b.protocols.includes(p));
 }
 
 function cloneRule(rule: Rule): Rule {

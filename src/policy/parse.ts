@@ -3,6 +3,7 @@
  *
  *     grant   80,443     user alice   addr 127.0.0.1,::1   # comment
  *     reserve 5432       user postgres
+ *     forward 80/tcp     to 8080      addr 127.0.0.1       # a kernel redirect
  *
  * Every problem of the file is collected (nftables style) before the whole
  * file is rejected with one PolicyError, so an admin fixes them in one pass.
@@ -15,7 +16,7 @@ import { scanAddressList } from './address.js';
 import { scanPortSpec } from './ports.js';
 import { parsePrincipalName } from './principal.js';
 import { PolicySpecError } from './spec-error.js';
-import type { Action, PolicyDocument, Principal, Rule } from './types.js';
+import type { Action, ForwardRule, PolicyDocument, Principal, Rule } from './types.js';
 
 interface Token {
   text: string;
@@ -31,13 +32,15 @@ interface Token {
 export function parsePolicy(text: string, file: string): PolicyDocument {
   const lines = splitLines(text);
   const rules: Rule[] = [];
+  const forwards: ForwardRule[] = [];
   const diagnostics: Diagnostic[] = [];
   lines.forEach((source, index) => {
-    const rule = parseLine(source, index + 1, file, diagnostics);
+    const rule = parseLine(source, index + 1, file, diagnostics, forwards);
     if (rule !== undefined) rules.push(rule);
   });
+  checkForwardOverlaps(forwards, lines, file, diagnostics);
   if (diagnostics.length > 0) throw new PolicyError(diagnostics);
-  return { file, lines, rules };
+  return forwards.length === 0 ? { file, lines, rules } : { file, lines, rules, forwards };
 }
 
 /** The text's lines without their terminators; a final line end does not start another line. */
@@ -62,7 +65,7 @@ function caseHint(word: string, keywords: readonly string[]): string {
   return word !== word.toLowerCase() && keywords.includes(word.toLowerCase()) ? ' (keywords are lower case)' : '';
 }
 
-function parseLine(source: string, line: number, file: string, diagnostics: Diagnostic[]): Rule | undefined {
+function parseLine(source: string, line: number, file: string, diagnostics: Diagnostic[], forwards: ForwardRule[]): Rule | undefined {
   const content = statementPart(source);
   const tokens = tokenize(content);
   const reported = diagnostics.length;
@@ -85,6 +88,11 @@ function parseLine(source: string, line: number, file: string, diagnostics: Diag
   const [actionToken, portsToken, whoToken] = tokens;
   if (actionToken === undefined) return undefined;
   const actionText = actionToken.text;
+  if (actionText === 'forward') {
+    const forward = parseForward(tokens, line, { report, reportAt, reportSpec, reportMissing });
+    if (forward !== undefined && diagnostics.length === reported) forwards.push(forward);
+    return undefined;
+  }
   if (actionText !== 'grant' && actionText !== 'reserve') {
     const hint = caseHint(actionText, ['grant', 'reserve']);
     reportAt(actionToken, `unknown statement '${actionText}': expected 'grant' or 'reserve'${hint}`);
@@ -171,4 +179,87 @@ function parseLine(source: string, line: number, file: string, diagnostics: Diag
 
   if (diagnostics.length > reported) return undefined;
   return { action, ports, principal, addrs, line };
+}
+
+interface Reporter {
+  report: (start: number, length: number, message: string) => void;
+  reportAt: (token: Token, message: string) => void;
+  reportSpec: (token: Token, error: PolicySpecError) => void;
+  reportMissing: (message: string) => void;
+}
+
+const FORWARD_EXAMPLE = "e.g. 'forward 80/tcp to 8080'";
+
+/** `forward PORT[/tcp|/udp] to PORT [addr IP,IP...]`: one port, redirected to one port of this host. */
+function parseForward(tokens: Token[], line: number, r: Reporter): ForwardRule | undefined {
+  const [, portToken, toToken, targetToken] = tokens;
+  if (portToken === undefined) {
+    r.reportMissing(`expected a port after 'forward', ${FORWARD_EXAMPLE}`);
+    return undefined;
+  }
+  const { items, errors } = scanPortSpec(portToken.text);
+  for (const error of errors) r.reportSpec(portToken, error);
+  const [item] = items;
+  if (errors.length === 0 && (items.length !== 1 || item === undefined || item.from !== item.to)) {
+    r.reportAt(portToken, `'forward' takes one port, with /tcp or /udp or neither, ${FORWARD_EXAMPLE}`);
+  }
+  if (toToken === undefined) {
+    r.reportMissing(`expected 'to PORT' after the port, ${FORWARD_EXAMPLE}`);
+    return undefined;
+  }
+  if (toToken.text !== 'to') {
+    r.reportAt(toToken, `expected 'to' after the port, found '${toToken.text}', ${FORWARD_EXAMPLE}`);
+    return undefined;
+  }
+  if (targetToken === undefined) {
+    r.reportMissing(`expected the port to forward to after 'to', ${FORWARD_EXAMPLE}`);
+    return undefined;
+  }
+  const toPort = /^[0-9]{1,5}$/.test(targetToken.text) ? Number(targetToken.text) : NaN;
+  if (!(toPort >= 1 && toPort <= 65535)) {
+    r.reportAt(targetToken, `'${targetToken.text}' is not a port: the target is one port 1-65535 of this host, without /tcp or /udp`);
+  }
+  let addrs: string[] = [];
+  let next = 4;
+  const addrToken = tokens[next];
+  if (addrToken?.text === 'addr') {
+    const listToken = tokens[next + 1];
+    if (listToken === undefined) {
+      r.reportMissing("expected addresses after 'addr', e.g. 'addr 127.0.0.1,::1'");
+      return undefined;
+    }
+    const scanned = scanAddressList(listToken.text);
+    for (const error of scanned.errors) r.reportSpec(listToken, error);
+    for (const addr of scanned.addrs) {
+      // nftables sees an IPv4 packet as IPv4: an `ip6 daddr ::ffff:a.b.c.d` rule would never match.
+      if (/^::ffff:[0-9.]+$/.test(addr)) r.reportAt(listToken, `'${addr}' is an IPv4-mapped address: write the IPv4 address ${addr.slice(7)}`);
+    }
+    addrs = scanned.addrs;
+    next += 2;
+  }
+  const extra = tokens[next];
+  if (extra !== undefined) {
+    r.reportAt(extra, `unexpected '${extra.text}' after the statement: expected ${next === 4 ? "'addr' or " : ''}the end of the line ('#' starts a comment)`);
+  }
+  if (item === undefined) return undefined;
+  return { port: item.from, protocols: [...item.protocols], toPort, addrs, line };
+}
+
+/** A port and protocol forwarded twice would leave nftables to pick one by rule order: refuse it. */
+function checkForwardOverlaps(forwards: ForwardRule[], lines: string[], file: string, diagnostics: Diagnostic[]): void {
+  forwards.forEach((f, i) => {
+    const earlier = forwards.slice(0, i).find((e) => e.port === f.port && e.protocols.some((p) => f.protocols.includes(p)));
+    if (earlier === undefined) return;
+    const source = lines[f.line - 1] ?? '';
+    const start = source.indexOf(String(f.port), source.indexOf('forward') + 7);
+    const both = f.protocols.filter((p) => earlier.protocols.includes(p)).join(' and ');
+    diagnostics.push({
+      file,
+      line: f.line,
+      column: Math.max(0, start) + 1,
+      length: String(f.port).length,
+      message: `port ${f.port} (${both}) is already forwarded on line ${earlier.line}: keep one statement per port and protocol`,
+      source,
+    });
+  });
 }

@@ -1,6 +1,6 @@
 /** The policy back to text: canonical statements, and whole documents as they were read. */
 import { formatPorts } from './ports.js';
-import type { PolicyDocument, Principal, Rule } from './types.js';
+import type { ForwardRule, PolicyDocument, Principal, Rule } from './types.js';
 
 /** `user alice`, `group dns`, `everyone`. */
 export function formatPrincipal(principal: Principal): string {
@@ -15,6 +15,13 @@ export function formatPrincipal(principal: Principal): string {
 export function formatRule(rule: Pick<Rule, 'action' | 'ports' | 'principal' | 'addrs'>): string {
   const addrs = rule.addrs.length > 0 ? ` addr ${rule.addrs.join(',')}` : '';
   return `${rule.action} ${formatPorts(rule.ports)} ${formatPrincipal(rule.principal)}${addrs}`;
+}
+
+/** `forward 80/tcp to 8080 addr 127.0.0.1`; no protocol suffix when both are forwarded. */
+export function formatForward(f: Pick<ForwardRule, 'port' | 'protocols' | 'toPort' | 'addrs'>): string {
+  const suffix = f.protocols.length === 1 ? `/${f.protocols[0]}` : '';
+  const addrs = f.addrs.length > 0 ? ` addr ${f.addrs.join(',')}` : '';
+  return `forward ${f.port}${suffix} to ${f.toPort}${addrs}`;
 }
 
 /**

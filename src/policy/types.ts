@@ -31,6 +31,22 @@ export interface Rule {
 }
 
 /**
+ * A statement `forward 80/tcp to 8080 addr 127.0.0.1`: an nftables redirect
+ * of a port to another one on this host, made live by `lowport apply`
+ * (src/forward/). It grants nothing: the program binds the high port.
+ */
+export interface ForwardRule {
+  port: number;
+  /** `['tcp','udp']` when the port had no suffix. */
+  protocols: Protocol[];
+  toPort: number;
+  /** Normalized destination addresses (of this host) to redirect; empty means every local address. */
+  addrs: string[];
+  /** 1-based line of the statement in its file. */
+  line: number;
+}
+
+/**
  * A parsed file that remembers its text, so that the CLI can edit rules and
  * write the file back with every comment, blank line and untouched statement
  * exactly as the admin left them.
@@ -41,4 +57,9 @@ export interface PolicyDocument {
   lines: string[];
   /** Statements in file order; `rule.line` indexes `lines` (1-based). */
   rules: Rule[];
+  /**
+   * `forward` statements in file order; absent when the file has none (so a
+   * grant-only document is exactly what it was before forwards existed).
+   */
+  forwards?: ForwardRule[];
 }

@@ -20,8 +20,10 @@ export default tseslint.config(
   },
   { files: ['src/kernel/**/*.ts'], rules: restrict(['../cli/*', '../engine/*', '../policy/*'], 'kernel/ is the bottom layer: it imports nothing of ours but errors.ts') },
   { files: ['src/policy/**/*.ts'], rules: restrict(['../cli/*', '../engine/*', '../kernel/*'], 'policy/ is pure: it imports nothing of ours but errors.ts') },
-  { files: ['src/engine/**/*.ts'], rules: restrict(['../cli/*', '../doctor/*', '../run/*', '../integrate/*', '../forward/*'], 'imports flow one way: cli -> engine') },
-  { files: ['src/{doctor,run,integrate,forward}/**/*.ts'], rules: restrict(['../cli/*'], 'imports flow one way: cli -> doctor, run, integrate, forward') },
+  // engine/apply.ts and off.ts restore and remove the policy's persisted forwards (forward/redirect.ts), so forward sits below engine.
+  { files: ['src/engine/**/*.ts'], rules: restrict(['../cli/*', '../doctor/*', '../run/*', '../integrate/*'], 'imports flow one way: cli -> engine') },
+  { files: ['src/{doctor,run,integrate}/**/*.ts'], rules: restrict(['../cli/*'], 'imports flow one way: cli -> doctor, run, integrate') },
+  { files: ['src/forward/**/*.ts'], rules: restrict(['../cli/*', '../engine/*', '../doctor/*', '../run/*', '../integrate/*'], 'imports flow one way: cli -> engine -> forward -> policy, kernel') },
   {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-floating-promises': 'off' },

@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'E_NOT_ROOT'
   | 'E_UNSUPPORTED'
   | 'E_SYSCALL'
+  | 'E_NFT'
   | 'E_STATE';
 
 export class LowportError extends Error {

@@ -25,7 +25,8 @@ step: every bind sees either the old policy or the new one.
       } else if (result.checkOnly) {
         ctx.io.stdout(`${result.policy}: OK, ${result.rules} rule${result.rules === 1 ? '' : 's'} (${result.entries} map entries)\n`);
       } else {
-        ctx.io.stdout(`${result.policy}: ${result.rules} rule${result.rules === 1 ? '' : 's'} live (${result.entries} map entries)${result.installed ? '; bind hooks attached' : ''}\n`);
+        const forwards = result.forwards === undefined || result.forwards === 0 ? '' : `; ${result.forwards} forward${result.forwards === 1 ? '' : 's'} redirected (nftables)`;
+        ctx.io.stdout(`${result.policy}: ${result.rules} rule${result.rules === 1 ? '' : 's'} live (${result.entries} map entries)${result.installed ? '; bind hooks attached' : ''}${forwards}\n`);
       }
       return 0;
     };
@@ -47,6 +48,7 @@ links, map and pins. The policy file stays; \`lowport apply\` brings it back.`,
       const result = off(ctx.options);
       if (ctx.json) printJson(ctx.io, result);
       else ctx.io.stdout(result.removed ? `lowport is off: removed everything at ${result.pinDir}\n` : `lowport was already off (nothing at ${result.pinDir})\n`);
+      if (!ctx.json && result.forwards !== undefined) ctx.io.stdout(`removed ${result.forwards} persisted forward${result.forwards === 1 ? '' : 's'} (nftables); \`lowport apply\` restores them\n`);
       return 0;
     };
   },

@@ -1,5 +1,6 @@
 /** `lowport off`: every grant ends at once, then lowport's program, links, map and pins go. The policy file stays. */
 import { dirname } from 'node:path';
+import { removePersisted } from '../forward/redirect.js';
 import { lockDirectory } from '../kernel/files.js';
 import { pathExists } from '../kernel/process.js';
 import { removeAll } from './live.js';
@@ -9,6 +10,8 @@ export interface OffResult {
   pinDir: string;
   /** False when nothing of lowport's was live there. */
   removed: boolean;
+  /** Persisted forwards (nftables redirects of the policy's `forward` statements) removed. */
+  forwards?: number;
 }
 
 export function off(options: LowportOptions = {}): OffResult {
@@ -18,7 +21,10 @@ export function off(options: LowportOptions = {}): OffResult {
   const dir = dirname(policyPath(options));
   const lock = pathExists(dir) ? lockDirectory(dir) : undefined;
   try {
-    return { pinDir: target.pinDir, ...removeAll(target) };
+    const result = removeAll(target);
+    // A separate step: the policy's persisted redirects go too; `apply` brings them back.
+    const forwards = removePersisted(policyPath(options));
+    return { pinDir: target.pinDir, ...result, ...(forwards > 0 ? { forwards } : {}) };
   } finally {
     lock?.release();
   }

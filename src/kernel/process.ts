@@ -63,3 +63,30 @@ export function runNodeAs(uid: number, gid: number, script: string, args: string
 export function processStatus(pid: number | 'self' = 'self'): string {
   return readFileSync(`/proc/${pid}/status`, 'utf8');
 }
+
+/**
+ * When a process started, in clock ticks since boot (field 22 of
+ * /proc/PID/stat, proc(5)), or undefined when it is gone. With the pid it
+ * names one process for good: a reused pid has another start time.
+ */
+export function processStartTime(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const start = Number(fields[19]);
+    return Number.isFinite(start) ? start : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A process's command line (arguments joined by spaces), or undefined when it is gone or has none. */
+export function processCommandLine(pid: number): string | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+$/, '').split('\0').join(' ');
+    return text === '' ? undefined : text;
+  } catch {
+    return undefined;
+  }
+}

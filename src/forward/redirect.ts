@@ -1,0 +1,283 @@
+/**
+ * Kernel redirects and their lifecycle: added in one nft transaction, owned
+ * by the process that asked for them (or by a policy file, with --persist),
+ * removed when that process ends, and collected when it died without
+ * cleaning up (SIGKILL, a crash, a power cut has no rules to leave).
+ *
+ * Every change to the table happens under one lock (kernel/nft.ts) and
+ * starts from a fresh listing, so two lowport processes never delete each
+ * other's rules, and the table itself is deleted only when its last rule
+ * goes — no empty table stays behind.
+ */
+import { createHash } from 'node:crypto';
+import { dirname } from 'node:path';
+import { LowportError } from '../errors.js';
+import { lockDirectory, preparePolicyDir, readPolicyFile, writeFileAtomic } from '../kernel/files.js';
+import { findNft, lockNft, nftApply, nftListTable } from '../kernel/nft.js';
+import { effectiveUid, processCommandLine, processStartTime } from '../kernel/process.js';
+import { addForward, removeForward, type EditResult } from '../policy/edit.js';
+import { parsePolicy } from '../policy/parse.js';
+import { serializePolicy } from '../policy/print.js';
+import type { ForwardRule, PolicyDocument, Protocol } from '../policy/types.js';
+import {
+  addBatch,
+  deleteCommands,
+  deleteTableCommand,
+  FAMILY,
+  groupRedirects,
+  listedRules,
+  overlaps,
+  sameOwner,
+  TABLE,
+  type ListedRedirect,
+  type ListedRule,
+  type Owner,
+  type RedirectSpec,
+} from './nft.js';
+
+export interface ForwardEntry extends RedirectSpec {
+  owner: Owner;
+  /** The owning process runs (always true for a persisted forward). */
+  alive: boolean;
+  /** The owner's command line, when it runs. */
+  command?: string;
+}
+
+/** This process as an owner: pid and start time. */
+export function processOwner(pid = process.pid): Owner {
+  const start = processStartTime(pid);
+  if (start === undefined) throw new LowportError('E_STATE', `cannot read /proc/${pid}/stat: is /proc mounted?`);
+  return { kind: 'pid', pid, start };
+}
+
+/** The owner of a policy file's persisted forwards: a short hash of its absolute path. */
+export function policyOwner(policyPath: string): Owner {
+  return { kind: 'policy', id: createHash('sha256').update(policyPath).digest('hex').slice(0, 8) };
+}
+
+export function ownerAlive(owner: Owner): boolean {
+  return owner.kind === 'policy' || processStartTime(owner.pid) === owner.start;
+}
+
+export function requireNftRoot(): void {
+  if (effectiveUid() !== 0) {
+    throw new LowportError('E_NOT_ROOT', 'kernel redirects need root: nftables rules are reserved to root (CAP_NET_ADMIN)', {
+      hint: 'Run it with sudo, or use `lowport forward --userspace` as a user granted the port.',
+    });
+  }
+}
+
+function readTable(): { redirects: ListedRedirect[]; foreign: ListedRule[]; total: number } {
+  const listing = nftListTable(FAMILY, TABLE);
+  if (listing === undefined) return { redirects: [], foreign: [], total: 0 };
+  const rules = listedRules(listing);
+  return { ...groupRedirects(rules), total: rules.length };
+}
+
+/** Every redirect in lowport's table, with whether its owner still runs. No table (or no nft): none. */
+export function listRedirects(): ForwardEntry[] {
+  requireNftRoot();
+  if (findNft() === undefined) return [];
+  return readTable().redirects.map((r) => {
+    const alive = ownerAlive(r.owner);
+    const command = alive && r.owner.kind === 'pid' ? processCommandLine(r.owner.pid) : undefined;
+    const entry: ForwardEntry = { owner: r.owner, port: r.port, protocols: r.protocols, toPort: r.toPort, addrs: r.addrs, alive };
+    if (command !== undefined) entry.command = command;
+    return entry;
+  });
+}
+
+/**
+ * Under the lock, from a fresh listing: deletes the redirects `drop` picks
+ * and adds `add`, in one transaction. The table goes when nothing is left in
+ * it; `check` may refuse the change by throwing, given what stays.
+ */
+function change(
+  drop: (r: ListedRedirect) => boolean,
+  add: { spec: RedirectSpec; owner: Owner }[],
+  check: (staying: ListedRedirect[]) => void = () => {},
+): ListedRedirect[] {
+  const lock = lockNft();
+  try {
+    const { redirects, total } = readTable();
+    const dropped = redirects.filter((r) => drop(r) || !ownerAlive(r.owner));
+    const staying = redirects.filter((r) => !dropped.includes(r));
+    check(staying);
+    const handles = dropped.flatMap((r) => r.handles);
+    if (add.length > 0) {
+      nftApply(addBatch(add, handles));
+    } else if (handles.length > 0) {
+      nftApply({ nftables: handles.length === total ? [deleteTableCommand()] : deleteCommands(handles) });
+    }
+    return dropped;
+  } finally {
+    lock.release();
+  }
+}
+
+/** `lowport forward --gc`: removes the redirects whose owner died; returns them. */
+export function gcRedirects(): ListedRedirect[] {
+  requireNftRoot();
+  if (findNft() === undefined) return [];
+  return change(() => false, []);
+}
+
+function conflictCheck(spec: RedirectSpec, except: (r: ListedRedirect) => boolean): (staying: ListedRedirect[]) => void {
+  return (staying) => {
+    const clash = staying.find((r) => !except(r) && overlaps(r, spec));
+    if (clash === undefined) return;
+    const by = clash.owner.kind === 'pid' ? `by lowport pid ${clash.owner.pid}${describeCommand(clash.owner.pid)}` : 'by a policy file (--persist)';
+    throw new LowportError('E_STATE', `port ${spec.port}/${spec.protocols.join(',')} is already redirected to ${clash.toPort} ${by}`, {
+      hint:
+        clash.owner.kind === 'pid'
+          ? `Stop that forward first (kill ${clash.owner.pid}), or pick another port. \`lowport forward --list\` shows every redirect.`
+          : `Remove it with \`lowport forward --remove ${spec.port}\`, or edit the policy file and run \`lowport apply\`.`,
+    });
+  };
+}
+
+function describeCommand(pid: number): string {
+  const cmd = processCommandLine(pid);
+  return cmd === undefined ? '' : ` (${cmd.length > 60 ? `${cmd.slice(0, 57)}...` : cmd})`;
+}
+
+/** Adds a redirect owned by `owner`, after collecting dead owners' rules; refuses one that overlaps a live redirect. */
+export function addRedirect(spec: RedirectSpec, owner: Owner): void {
+  requireNftRoot();
+  change(() => false, [{ spec, owner }], conflictCheck(spec, () => false));
+}
+
+/** Removes every redirect of `owner` (and dead owners'). Synchronous, so it can run in an exit handler. */
+export function removeRedirects(owner: Owner): ListedRedirect[] {
+  return change((r) => sameOwner(r.owner, owner), []);
+}
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/**
+ * `lowport forward PORT TO`: adds the redirect, then holds it until SIGINT,
+ * SIGTERM or SIGHUP (or the process exits any other way but SIGKILL; then
+ * the next `forward` or `--gc` collects it). Resolves to the exit status.
+ */
+export function holdRedirect(spec: RedirectSpec, note: (text: string) => void = () => {}): Promise<number> {
+  const owner = processOwner();
+  addRedirect(spec, owner);
+  let removed = false;
+  const cleanup = (): void => {
+    if (removed) return;
+    removed = true;
+    removeRedirects(owner);
+  };
+  // An exception thrown anywhere later still ends in 'exit': the rules go with the process.
+  process.on('exit', cleanup);
+  note(`forwarding ${describeSpec(spec)} (nftables table ${FAMILY} ${TABLE}, pid ${owner.kind === 'pid' ? owner.pid : ''}); stop with Ctrl-C or SIGTERM`);
+  return new Promise((resolve, reject) => {
+    // Nothing else keeps the event loop alive while the kernel does the work.
+    const keepAlive = setInterval(() => {}, 1 << 30);
+    const handlers = SIGNALS.map((signal) => {
+      const handler = (): void => {
+        clearInterval(keepAlive);
+        for (const off of handlers) off();
+        try {
+          cleanup();
+          process.off('exit', cleanup);
+          note(`stopped (${signal}): redirect of ${spec.port} removed`);
+          resolve(0);
+        } catch (e) {
+          reject(e instanceof Error ? e : new Error(String(e)));
+        }
+      };
+      process.on(signal, handler);
+      return () => process.off(signal, handler);
+    });
+  });
+}
+
+export function describeSpec(spec: RedirectSpec): string {
+  const on = spec.addrs.length === 0 ? 'every local address' : spec.addrs.join(', ');
+  return `${spec.port}/${spec.protocols.join(',')} -> ${spec.toPort} on ${on}`;
+}
+
+export function forwardToSpec(f: Pick<ForwardRule, 'port' | 'protocols' | 'toPort' | 'addrs'>): RedirectSpec {
+  return { port: f.port, protocols: [...f.protocols], toPort: f.toPort, addrs: [...f.addrs] };
+}
+
+/**
+ * Makes the policy file's `forward` statements the live persisted redirects of
+ * that file: the old ones go and the new ones come in one transaction. With no
+ * statements and nothing live, nothing is touched (nft need not even be
+ * installed). Returns how many are live.
+ */
+export function restorePersisted(policyPath: string, forwards: readonly ForwardRule[]): number {
+  const owner = policyOwner(policyPath);
+  if (forwards.length === 0 && findNft() === undefined) return 0;
+  requireNftRoot();
+  const specs = forwards.map(forwardToSpec);
+  const mine = (r: ListedRedirect): boolean => sameOwner(r.owner, owner);
+  change(mine, specs.map((spec) => ({ spec, owner })), (staying) => {
+    for (const spec of specs) conflictCheck(spec, mine)(staying);
+  });
+  return specs.length;
+}
+
+/** Removes a policy file's persisted redirects from the kernel (the file stays): for `lowport off`. */
+export function removePersisted(policyPath: string): number {
+  if (findNft() === undefined || effectiveUid() !== 0) return 0;
+  return removeRedirects(policyOwner(policyPath)).filter((r) => sameOwner(r.owner, policyOwner(policyPath))).length;
+}
+
+const NEW_FILE_HEADER = [
+  '# lowport policy: who may bind which ports below 1024 (and above).',
+  '#   grant   PORTS  user NAME | group NAME | everyone  [addr IP,IP...]',
+  '#   reserve PORTS  user NAME | group NAME',
+  '#   forward PORT[/tcp|/udp] to PORT  [addr IP,IP...]   (a kernel redirect)',
+  '# Edit by hand or with `lowport grant/revoke/reserve/forward --persist`; apply with `lowport apply`.',
+  '',
+];
+
+export interface PersistResult {
+  policy: string;
+  changed: boolean;
+  notes: string[];
+  /** Persisted redirects live now. */
+  live: number;
+}
+
+/**
+ * Edits the policy file's `forward` statements under the policy directory's
+ * lock (the lock every policy edit takes), then makes them live. The kernel
+ * is changed first: if nft refuses, the file stays as it was.
+ */
+function editForwards(policyPath: string, edit: (doc: PolicyDocument) => EditResult): PersistResult {
+  requireNftRoot();
+  preparePolicyDir(dirname(policyPath));
+  const lock = lockDirectory(dirname(policyPath));
+  try {
+    const text = readPolicyFile(policyPath);
+    const before = parsePolicy(text ?? NEW_FILE_HEADER.join('\n'), policyPath);
+    const { doc, changed, notes } = edit(before);
+    const live = restorePersisted(policyPath, doc.forwards ?? []);
+    if (changed) {
+      try {
+        writeFileAtomic(policyPath, serializePolicy(doc));
+      } catch (e) {
+        restorePersisted(policyPath, before.forwards ?? []);
+        throw e;
+      }
+    }
+    return { policy: policyPath, changed, notes, live };
+  } finally {
+    lock.release();
+  }
+}
+
+/** `lowport forward PORT TO --persist`: a `forward` statement in the policy file, live now and after every `lowport apply`. */
+export function persistForward(policyPath: string, spec: RedirectSpec): PersistResult {
+  return editForwards(policyPath, (doc) => addForward(doc, spec));
+}
+
+/** `lowport forward --remove PORT`: the statement leaves the file and its redirect the kernel. */
+export function unpersistForward(policyPath: string, port: number, protocols: Protocol[]): PersistResult {
+  return editForwards(policyPath, (doc) => removeForward(doc, { port, protocols }));
+}
+

@@ -11,6 +11,7 @@ import { formatDiagnostic, LowportError, PolicyError, UsageError } from '../erro
 import { effectiveUid } from '../kernel/process.js';
 import { applyCommand, offCommand } from './apply.js';
 import { doctorCommand } from './doctor.js';
+import { forwardCommand } from './forward.js';
 import { runCommand } from './run.js';
 import { installCommand, uninstallCommand } from './install.js';
 import { unitCommand } from './unit.js';
@@ -23,7 +24,7 @@ import { listCommand } from './list.js';
 import { reserveCommand, unreserveCommand } from './reserve.js';
 import { offerSudo } from './sudo.js';
 
-export const COMMANDS: readonly Command[] = [doctorCommand, grantCommand, revokeCommand, reserveCommand, unreserveCommand, listCommand, applyCommand, offCommand, runCommand, installCommand, uninstallCommand, unitCommand, importAuthbindCommand];
+export const COMMANDS: readonly Command[] = [doctorCommand, grantCommand, revokeCommand, reserveCommand, unreserveCommand, listCommand, applyCommand, offCommand, runCommand, forwardCommand, installCommand, uninstallCommand, unitCommand, importAuthbindCommand];
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -136,7 +137,8 @@ function splitCommand(args: string[]): { name: string | undefined; rest: string[
  * naming it makes the printed command say exactly what it will do.
  */
 function withDefaultUser(command: Command, args: string[], values: Record<string, unknown>): string[] {
-  const takesWho = 'user' in command.options && command.name !== 'reserve';
+  // forward's --user is who the forwarder runs as (default nobody), not whom a grant is for.
+  const takesWho = 'user' in command.options && command.name !== 'reserve' && command.name !== 'forward';
   const named = values.user !== undefined || values.group !== undefined || values.everyone === true || values.all === true;
   if (!takesWho || named) return [command.name, ...args];
   // Before a `--` (lowport run ... -- COMMAND): what follows it is the command's.

@@ -1,0 +1,258 @@
+/** `lowport forward`: kernel redirects that clean up after themselves, and the userspace forwarder. */
+import { availableParallelism } from 'node:os';
+import { isIP } from 'node:net';
+import { UsageError } from '../errors.js';
+import { policyPath } from '../engine/target.js';
+import { describeSpec, gcRedirects, holdRedirect, listRedirects, persistForward, policyOwner, unpersistForward, type ForwardEntry } from '../forward/redirect.js';
+import { runUserspace } from '../forward/serve.js';
+import { DEFAULTS, type Backend } from '../forward/userspace.js';
+import type { ProxyProtocolVersion } from '../forward/proxy-protocol.js';
+import type { RedirectSpec } from '../forward/nft.js';
+import type { Protocol } from '../policy/types.js';
+import { parseAddrArgs, parsePortsArg } from './args.js';
+import { printJson, type Command, type CommandContext } from './command.js';
+
+export type ForwardRequest =
+  | { mode: 'kernel'; spec: RedirectSpec; persist: boolean }
+  | { mode: 'remove'; port: number; protocols: Protocol[] }
+  | { mode: 'list' }
+  | { mode: 'gc' }
+  | {
+      mode: 'userspace';
+      port: number;
+      protocols: Protocol[];
+      addrs: string[];
+      backend: Backend;
+      user?: string;
+      proxyProtocol?: ProxyProtocolVersion;
+      workers: number;
+      maxConnections: number;
+      connectTimeoutMs: number;
+      idleTimeoutMs: number;
+      drainTimeoutMs: number;
+      udpTimeoutMs: number;
+      log: boolean;
+    };
+
+type Values = CommandContext['values'];
+
+const USERSPACE_ONLY = ['user', 'proxy-protocol', 'workers', 'max-conns', 'connect-timeout', 'idle-timeout', 'drain-timeout', 'udp-timeout', 'log'] as const;
+
+/** One port with an optional /tcp or /udp: `80`, `53/udp`. */
+export function parseOnePort(text: string | undefined, what: string): { port: number; protocols: Protocol[] } {
+  const items = parsePortsArg(text, 'forward');
+  const [item] = items;
+  if (items.length !== 1 || item === undefined || item.from !== item.to) throw new UsageError(`${what} is one port (with /tcp or /udp, or neither for both), not '${text ?? ''}'`);
+  return { port: item.from, protocols: [...item.protocols] };
+}
+
+function plainPort(text: string, what: string): number {
+  const n = /^[0-9]{1,5}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= 65535)) throw new UsageError(`${what}: '${text}' is not a port (1-65535)`);
+  return n;
+}
+
+/** `8080` (127.0.0.1), `host:8080`, `10.0.0.5:8080`, `[::1]:8080`. */
+export function parseBackend(text: string): Backend {
+  const v6 = /^\[([^\]]+)\]:([^:]+)$/.exec(text);
+  if (v6 !== null) {
+    if (isIP(v6[1] ?? '') !== 6) throw new UsageError(`'${v6[1] ?? ''}' in '${text}' is not an IPv6 address`);
+    return { host: v6[1] ?? '', port: plainPort(v6[2] ?? '', 'the backend') };
+  }
+  const colon = text.lastIndexOf(':');
+  if (colon < 0) return { host: '127.0.0.1', port: plainPort(text, 'the backend') };
+  const host = text.slice(0, colon);
+  if (host === '' || host.includes(':')) throw new UsageError(`the backend '${text}' is not HOST:PORT (write an IPv6 address in brackets: [::1]:8080)`);
+  return { host, port: plainPort(text.slice(colon + 1), 'the backend') };
+}
+
+function seconds(v: Values, key: string, fallbackMs: number, allowZero: boolean): number {
+  const text = v[key];
+  if (text === undefined) return fallbackMs;
+  const n = typeof text === 'string' && /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : NaN;
+  if (!(n > 0 || (allowZero && n === 0))) throw new UsageError(`--${key} takes seconds${allowZero ? ' (0: never)' : ''}, not '${String(text)}'`);
+  return Math.round(n * 1000);
+}
+
+function count(v: Values, key: string, fallback: number): number {
+  const text = v[key];
+  if (text === undefined) return fallback;
+  const n = typeof text === 'string' && /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1)) throw new UsageError(`--${key} takes a whole number of at least 1, not '${String(text)}'`);
+  return n;
+}
+
+/** The command line to a request; every mistake is a UsageError before anything runs. */
+export function parseForwardArgs(v: Values, positionals: string[]): ForwardRequest {
+  const modes = (['list', 'gc', 'remove', 'userspace'] as const).filter((m) => v[m] !== undefined && v[m] !== false);
+  if (modes.length > 1) throw new UsageError(`give only one of ${modes.map((m) => `--${m}`).join(', ')}`);
+  const mode = modes[0];
+  const userspaceOnly = USERSPACE_ONLY.filter((k) => v[k] !== undefined);
+  if (mode !== 'userspace' && userspaceOnly.length > 0) throw new UsageError(`--${userspaceOnly[0] ?? ''} goes with --userspace`);
+  if (mode !== undefined && mode !== 'userspace' && v.addr !== undefined) throw new UsageError(`--addr does not go with --${mode}`);
+  if (v.persist === true && mode !== undefined) throw new UsageError(mode === 'userspace' ? '--persist is for kernel redirects: a userspace forwarder is a process, run it as a service instead' : `--persist does not go with --${mode}`);
+
+  if (mode === 'list' || mode === 'gc') {
+    if (positionals.length > 0) throw new UsageError(`lowport forward --${mode} takes no arguments, but got '${positionals.join(' ')}'`);
+    return { mode };
+  }
+  if (mode === 'remove') {
+    const text = typeof v.remove === 'string' ? v.remove : undefined;
+    if (positionals.length > 0) throw new UsageError(`lowport forward --remove PORT takes nothing else, but got '${positionals.join(' ')}'`);
+    return { mode, ...parseOnePort(text, 'the port to remove') };
+  }
+  const [portText, toText, ...extra] = positionals;
+  if (portText === undefined || toText === undefined) {
+    throw new UsageError(`lowport forward needs a port and where it goes, e.g. \`lowport forward 80 8080\`${mode === 'userspace' ? ' or `lowport forward --userspace 80 10.0.0.5:8080`' : ''}`, 'See `lowport forward --help`.');
+  }
+  if (extra.length > 0) throw new UsageError(`unexpected '${extra.join(' ')}' after '${portText} ${toText}'`);
+  const { port, protocols } = parseOnePort(portText, 'the port to forward');
+  const addrs = parseAddrArgs(v.addr as string[] | undefined);
+  if (mode === undefined) {
+    if (!/^[0-9]+$/.test(toText)) {
+      throw new UsageError(`a kernel redirect goes to a port of this host, not '${toText}'`, 'Forward to another host with --userspace: lowport forward --userspace 80 HOST:PORT.');
+    }
+    const mapped = addrs.find((a) => /^::ffff:/i.test(a));
+    if (mapped !== undefined) throw new UsageError(`--addr ${mapped}: write the IPv4 address (${mapped.slice(7)}); nftables sees IPv4 packets as IPv4`);
+    const toPort = plainPort(toText, 'the target port');
+    if (toPort === port) throw new UsageError(`forwarding ${port} to itself does nothing`);
+    return { mode: 'kernel', spec: { port, protocols, toPort, addrs }, persist: v.persist === true };
+  }
+  const pp = v['proxy-protocol'];
+  if (pp !== undefined && pp !== 'v1' && pp !== 'v2' && pp !== '1' && pp !== '2') throw new UsageError(`--proxy-protocol is v1 or v2, not '${String(pp)}'`);
+  const req: ForwardRequest = {
+    mode: 'userspace',
+    port,
+    protocols,
+    addrs,
+    backend: parseBackend(toText),
+    workers: count(v, 'workers', Math.min(4, availableParallelism())),
+    maxConnections: count(v, 'max-conns', DEFAULTS.maxConnections),
+    connectTimeoutMs: seconds(v, 'connect-timeout', DEFAULTS.connectTimeoutMs, false),
+    idleTimeoutMs: seconds(v, 'idle-timeout', DEFAULTS.idleTimeoutMs, true),
+    drainTimeoutMs: seconds(v, 'drain-timeout', DEFAULTS.drainTimeoutMs, true),
+    udpTimeoutMs: seconds(v, 'udp-timeout', DEFAULTS.udpTimeoutMs, false),
+    log: v.log === true,
+  };
+  if (typeof v.user === 'string') req.user = v.user;
+  if (pp !== undefined) req.proxyProtocol = pp === 'v1' || pp === '1' ? 'v1' : 'v2';
+  return req;
+}
+
+function ownerText(f: ForwardEntry, ownPolicy: string): string {
+  if (f.owner.kind === 'policy') return f.owner.id === ownPolicy ? 'policy file (--persist)' : `another policy file (${f.owner.id})`;
+  if (!f.alive) return `pid ${f.owner.pid}, gone: \`lowport forward --gc\` removes it`;
+  return `pid ${f.owner.pid}${f.command === undefined ? '' : ` (${f.command.length > 50 ? `${f.command.slice(0, 47)}...` : f.command})`}`;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
+}
+
+export const forwardCommand: Command = {
+  name: 'forward',
+  summary: 'redirect a low port to a high one (nftables), or forward it in userspace',
+  help: `Usage: lowport forward PORT[/tcp|/udp] TO [--addr IP]... [--persist]
+       lowport forward --userspace PORT[/tcp|/udp] [HOST:]TO [--addr IP]... [--user U]
+                       [--proxy-protocol v1|v2] [--log] [--workers N] [--max-conns N]
+                       [--connect-timeout S] [--idle-timeout S] [--drain-timeout S] [--udp-timeout S]
+       lowport forward --list | --gc | --remove PORT[/tcp|/udp]
+
+For servers that cannot bind the low port themselves. Without /tcp or /udp,
+both are forwarded.
+
+Kernel redirect (default): nftables rules in lowport's own table (inet
+lowport: IPv4 and IPv6, never anyone else's table) send packets for PORT that
+are addressed to this host, from other hosts and from this one, to port TO.
+The server sees the client's real address; nothing is copied in userspace.
+The rules last as long as this command: Ctrl-C, SIGTERM or SIGHUP removes
+them, and rules left by a killed lowport are removed by the next
+\`lowport forward\` (or --gc).
+  --addr IP    only packets to this address of the host (repeat, or a comma list)
+  --persist    write 'forward PORT to TO' to the policy file and return: the
+               redirect stays, and \`lowport apply\` restores it (after a reboot)
+  --remove P   take a persisted forward out of the policy file and the kernel
+  --list       every redirect of lowport's, with its owner
+  --gc         remove the redirects whose lowport process died
+
+Userspace forwarder (--userspace): binds PORT (default on :: for IPv4 and
+IPv6; --addr for others), then copies each connection to HOST:TO (default
+host 127.0.0.1). Started as root, it binds and then runs as --user (default
+nobody) with every privilege dropped.
+  --proxy-protocol v1|v2  send a PROXY protocol header first, so the backend
+                          sees the client's address (nginx: listen ... proxy_protocol)
+  --log                   one line per connection on stderr
+  --workers N             processes sharing the TCP port (default: CPUs, at most 4)
+  --max-conns N           connections (and UDP sessions) per process (${DEFAULTS.maxConnections})
+  --connect-timeout S     to the backend (${DEFAULTS.connectTimeoutMs / 1000})
+  --idle-timeout S        close a connection silent both ways this long (${DEFAULTS.idleTimeoutMs / 1000}; 0: never)
+  --drain-timeout S       on SIGTERM, open connections get this long to finish (${DEFAULTS.drainTimeoutMs / 1000})
+  --udp-timeout S         a UDP client's session ends after this long without traffic (${DEFAULTS.udpTimeoutMs / 1000})
+
+Examples:
+  sudo lowport forward 80/tcp 8080
+  sudo lowport forward 443/tcp 8443 --persist
+  sudo lowport forward --userspace 80/tcp 8080 --proxy-protocol v2 --log`,
+  options: {
+    addr: { type: 'string', multiple: true },
+    persist: { type: 'boolean' },
+    remove: { type: 'string' },
+    list: { type: 'boolean' },
+    gc: { type: 'boolean' },
+    userspace: { type: 'boolean' },
+    user: { type: 'string', short: 'u' },
+    'proxy-protocol': { type: 'string' },
+    log: { type: 'boolean' },
+    workers: { type: 'string' },
+    'max-conns': { type: 'string' },
+    'connect-timeout': { type: 'string' },
+    'idle-timeout': { type: 'string' },
+    'drain-timeout': { type: 'string' },
+    'udp-timeout': { type: 'string' },
+  },
+  // A user granted the port may run the userspace forwarder without root.
+  needsRoot: (values) => values.userspace !== true || values.user !== undefined,
+  prepare: (ctx) => {
+    const req = parseForwardArgs(ctx.values, ctx.positionals);
+    const note = (t: string): void => ctx.io.stderr(`lowport: ${t}\n`);
+    const policy = policyPath(ctx.options);
+    return async () => {
+      switch (req.mode) {
+        case 'list': {
+          const entries = listRedirects();
+          if (ctx.json) {
+            printJson(ctx.io, { redirects: entries });
+            return 0;
+          }
+          if (entries.length === 0) {
+            ctx.io.stdout('no redirects: lowport has no nftables rules here\n');
+            return 0;
+          }
+          const own = policyOwner(policy);
+          const id = own.kind === 'policy' ? own.id : '';
+          const rows = [['PORT', 'PROTO', 'TO', 'ADDRESSES', 'OWNER'], ...entries.map((f) => [String(f.port), f.protocols.join(','), String(f.toPort), f.addrs.length === 0 ? 'every local address' : f.addrs.join(','), ownerText(f, id)])];
+          ctx.io.stdout(`${table(rows)}\n`);
+          return 0;
+        }
+        case 'gc': {
+          const removed = gcRedirects();
+          if (ctx.json) printJson(ctx.io, { removed });
+          else ctx.io.stdout(removed.length === 0 ? 'nothing to remove: every redirect has a live owner\n' : removed.map((r) => `removed ${describeSpec(r)} (its lowport, pid ${r.owner.kind === 'pid' ? r.owner.pid : '?'}, is gone)\n`).join(''));
+          return 0;
+        }
+        case 'remove':
+        case 'kernel': {
+          if (req.mode === 'kernel' && !req.persist) return holdRedirect(req.spec, note);
+          const result = req.mode === 'remove' ? unpersistForward(policy, req.port, req.protocols) : persistForward(policy, req.spec);
+          if (ctx.json) printJson(ctx.io, result);
+          else ctx.io.stdout(`${result.notes.join('\n')}\n${result.policy}: ${result.changed ? 'written; ' : ''}${result.live} persisted redirect${result.live === 1 ? '' : 's'} live\n`);
+          return 0;
+        }
+        case 'userspace': {
+          return runUserspace({ ...req, note });
+        }
+      }
+    };
+  },
+};

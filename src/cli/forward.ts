@@ -142,7 +142,10 @@ export function parseForwardArgs(v: Values, positionals: string[]): ForwardReque
 function ownerText(f: ForwardEntry, ownPolicy: string): string {
   if (f.owner.kind === 'policy') return f.owner.id === ownPolicy ? 'policy file (--persist)' : `another policy file (${f.owner.id})`;
   if (!f.alive) return `pid ${f.owner.pid}, gone: \`lowport forward --gc\` removes it`;
-  return `pid ${f.owner.pid}${f.command === undefined ? '' : ` (${f.command.length > 50 ? `${f.command.slice(0, 47)}...` : f.command})`}`;
+  if (f.command === undefined) return `pid ${f.owner.pid}`;
+  // `node /path/to/dist/src/cli/main.js forward 80 8080` reads better as `lowport forward 80 8080`.
+  const command = f.command.replace(/^\S*node\S* \S*(?:main\.js|lowport) /, 'lowport ');
+  return `pid ${f.owner.pid} (${command.length > 60 ? `${command.slice(0, 57)}...` : command})`;
 }
 
 function table(rows: string[][]): string {

@@ -1,0 +1,96 @@
+/**
+ * Small network tools for the forward tests, as one CommonJS script written
+ * into the sandbox (the clients may not read the checkout): a TCP echo server,
+ * a UDP server that answers with the address it saw, and clients that check
+ * half-close, a large transfer through backpressure, idle and capped
+ * connections.
+ */
+export const HELPER_SOURCE = String.raw`
+const net = require('node:net');
+const dgram = require('node:dgram');
+const crypto = require('node:crypto');
+const [cmd, ...args] = process.argv.slice(2);
+const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+
+if (cmd === 'echo-server') {
+  // Echoes every byte and ends its side after the client's FIN. With DELAY ms, it starts reading
+  // only after that long: a slow consumer, so that a forwarder without backpressure would buffer.
+  const delay = Number(args[1] ?? 0);
+  net.createServer({ allowHalfOpen: true, pauseOnConnect: delay > 0 }, (s) => {
+    s.on('error', () => {});
+    if (delay > 0) setTimeout(() => { s.pipe(s); s.resume(); }, delay);
+    else s.pipe(s);
+  }).listen(Number(args[0]), '127.0.0.1', () => out({ listening: Number(args[0]) }));
+}
+
+if (cmd === 'udp-server') {
+  // Answers each datagram with "seen <address> <payload>".
+  for (const type of ['udp4', 'udp6']) {
+    const s = dgram.createSocket({ type, ipv6Only: type === 'udp6' });
+    s.on('message', (m, r) => s.send('seen ' + r.address + ' ' + m.toString(), r.port, r.address));
+    s.bind(Number(args[0]), type === 'udp4' ? '127.0.0.1' : '::1');
+  }
+}
+
+if (cmd === 'udp-client') {
+  // udp-client HOST PORT [SOURCE]: one datagram, prints the answer or 'timeout'.
+  const [host, port, source] = args;
+  const s = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+  const timer = setTimeout(() => { out({ answer: 'timeout' }); process.exit(0); }, 3000);
+  s.on('message', (m) => { clearTimeout(timer); out({ answer: m.toString() }); s.close(); });
+  s.bind({ address: source, port: 0 }, () => s.send('ping', Number(port), host));
+}
+
+if (cmd === 'half-close') {
+  // Sends a message, shuts down its sending side, and expects the whole echo back after its FIN.
+  const [port, size] = args.map(Number);
+  const payload = crypto.randomBytes(size);
+  const chunks = [];
+  const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true }, () => s.end(payload));
+  s.on('data', (c) => chunks.push(c));
+  s.on('end', () => {
+    const got = Buffer.concat(chunks);
+    out({ sent: size, received: got.length, same: got.equals(payload) });
+    s.destroy();
+  });
+  s.on('error', (e) => out({ error: e.code }));
+}
+
+if (cmd === 'hold') {
+  // hold PORT N SECONDS: opens N connections, reports how many stay open after SECONDS.
+  const [port, n, seconds] = args.map(Number);
+  let open = 0;
+  const sockets = [];
+  for (let i = 0; i < n; i++) {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.on('connect', () => open++);
+    s.on('close', () => { s.closed = true; });
+    s.on('error', () => {});
+    sockets.push(s);
+  }
+  setTimeout(() => { out({ opened: open, stillOpen: sockets.filter((s) => !s.closed).length }); for (const s of sockets) s.destroy(); }, seconds * 1000);
+}
+
+if (cmd === 'connect-close') {
+  // How the forwarder ends a connection it cannot serve: 'end' (a FIN) or an error code.
+  const s = net.connect({ host: '127.0.0.1', port: Number(args[0]) });
+  const done = (ended) => { out({ ended }); process.exit(0); };
+  s.on('data', () => {});
+  s.on('end', () => done('end'));
+  s.on('error', (e) => done(e.code));
+  setTimeout(() => done('still open'), Number(args[1] ?? 3) * 1000);
+}
+
+if (cmd === 'slow-session') {
+  // Opens a connection, sends a line every 200 ms for SECONDS, then ends; reports whether all came back.
+  const [port, seconds] = args.map(Number);
+  let got = 0;
+  let sent = 0;
+  const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+  const t = setInterval(() => { s.write('line\n'); sent += 5; }, 200);
+  setTimeout(() => { clearInterval(t); s.end(); }, seconds * 1000);
+  s.on('data', (c) => { got += c.length; });
+  s.on('end', () => { out({ allEchoed: got === sent && sent > 0 }); s.destroy(); });
+  s.on('error', (e) => out({ error: e.code, echoed: got, sent }));
+}
+`;

@@ -1,0 +1,304 @@
+/**
+ * Kernel tests (root) for `lowport forward`, against nginx from Debian as the
+ * backend, its access log recording $remote_addr and $proxy_protocol_addr.
+ *
+ * Every scenario runs in a fresh private network namespace (`unshare --net`,
+ * lo up): lowport's nft table, the other table the tests add, the low ports
+ * and the servers exist only there, and vanish with it. The machine's own
+ * ruleset is never read or written. lowport runs from a copy of the package
+ * that uid 65534 can read, since the userspace forwarder runs as nobody.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { HELPER_SOURCE } from './forward-helper.js';
+import { kernelSkipReason, PackageCopy, Sandbox } from './sandbox.js';
+
+function missing(): string | undefined {
+  for (const tool of ['nft', 'nginx', 'curl', 'unshare', 'setpriv']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }).status !== 0) return `${tool} is not installed`;
+  }
+  return undefined;
+}
+
+const skip = kernelSkipReason() ?? missing();
+
+describe('lowport forward', { skip }, () => {
+  let box: Sandbox;
+  let pkg: PackageCopy;
+  before(() => {
+    box = new Sandbox('forward');
+    pkg = new PackageCopy();
+    writeFileSync(join(box.dir, 'helper.cjs'), HELPER_SOURCE, { mode: 0o644 });
+    writeFileSync(join(box.dir, 'index.html'), 'hello from nginx\n', { mode: 0o644 });
+  });
+  after(() => {
+    box?.dispose();
+    pkg?.dispose();
+  });
+
+  /**
+   * Runs a bash script as root in a fresh network namespace. $LOWPORT is the
+   * CLI, $H the helper, $G the sandbox's options; `nginx_start` serves on 8080
+   * (plain) and 8081 (PROXY protocol), logging to $D/access-$$.log.
+   */
+  function inNetns(script: string, timeout = 60_000): { status: number | null; out: string } {
+    const file = join(box.dir, 'script.sh');
+    const d = box.dir;
+    writeFileSync(
+      file,
+      `set -u
+ip link set lo up
+D=${d}
+LOWPORT="${process.execPath} ${pkg.cli}"
+H="${process.execPath} $D/helper.cjs"
+G="${box.args.join(' ')}"
+LOG=$D/access-$$.log
+cleanup() { kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf $LOG $D/nginx-$$.conf $D/tmp-$$; }
+trap cleanup EXIT
+nginx_start() {
+  cat > $D/nginx-$$.conf <<EOF
+daemon off; worker_processes 1; pid $D/nginx-$$.pid; error_log stderr;
+events {}
+http {
+  log_format fw '\\$server_port \\$remote_addr \\$proxy_protocol_addr \\$status';
+  access_log $LOG fw;
+  client_body_temp_path $D/tmp-$$; proxy_temp_path $D/tmp-$$; fastcgi_temp_path $D/tmp-$$; uwsgi_temp_path $D/tmp-$$; scgi_temp_path $D/tmp-$$;
+  server { listen 8080; listen [::]:8080; listen 8081 proxy_protocol; listen [::]:8081 proxy_protocol; root $D; }
+}
+EOF
+  nginx -c $D/nginx-$$.conf & waitport 8080
+}
+waitport() { for i in $(seq 200); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened"; }
+waitrule() { for i in $(seq 200); do nft list table inet lowport 2>/dev/null | grep -q "dport $1 " && return 0; sleep 0.05; done; echo "no rule for $1"; }
+table() { nft list table inet lowport >/dev/null 2>&1 && echo present || echo gone; }
+get() { curl -s -g -o /dev/null -w '%{http_code}' --max-time 5 "$@"; }
+${script}
+`,
+    );
+    const r = spawnSync('unshare', ['--net', 'bash', file], { encoding: 'utf8', timeout, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    return { status: r.status, out: `${r.stdout}${r.stderr}` };
+  }
+
+  function value(out: string, key: string): string | undefined {
+    return new RegExp(`^${key}=(.*)$`, 'm').exec(out)?.[1];
+  }
+
+  it('redirects 80 to nginx on 8080 for local clients on 127.0.0.1, ::1 and 127.0.0.2, which nginx sees as themselves; SIGTERM removes every rule and leaves another table alone', () => {
+    const { out } = inNetns(`
+      nft add table inet other
+      nft add chain inet other out '{ type filter hook output priority 0; }'
+      nft add rule inet other out tcp dport 9999 counter comment '"not lowport"'
+      before=$(nft list table inet other)
+      nginx_start
+      $LOWPORT forward 80/tcp 8080 & LP=$!
+      waitrule 80
+      echo "V4=$(get http://127.0.0.1/index.html)"
+      echo "V6=$(get 'http://[::1]/index.html')"
+      echo "SECOND=$(get --interface 127.0.0.2 http://127.0.0.2/index.html)"
+      echo "LIST=$($LOWPORT forward --list | tail -1)"
+      echo "CHAINS=$(nft list table inet lowport | grep -c 'type nat hook')"
+      kill -TERM $LP; wait $LP; echo "EXIT=$?"
+      echo "TABLE=$(table)"
+      [ "$before" = "$(nft list table inet other)" ] && echo OTHER=untouched || echo OTHER=changed
+      echo "AFTER=$(get --max-time 1 http://127.0.0.1/index.html)"
+      echo LOG; cat $LOG
+    `);
+    assert.equal(value(out, 'V4'), '200', out);
+    assert.equal(value(out, 'V6'), '200', out);
+    assert.equal(value(out, 'SECOND'), '200', out);
+    assert.match(value(out, 'LIST') ?? '', /^80 +tcp +8080 +every local address +pid \d+ \(lowport forward 80\/tcp 8080\)$/, out);
+    assert.equal(value(out, 'CHAINS'), '2', out);
+    assert.equal(value(out, 'EXIT'), '0', out);
+    assert.equal(value(out, 'TABLE'), 'gone', out);
+    assert.equal(value(out, 'OTHER'), 'untouched', out);
+    assert.equal(value(out, 'AFTER'), '000', 'nothing answers on 80 once the redirect is gone');
+    const log = out.slice(out.indexOf('LOG\n'));
+    // nginx's $remote_addr: the real client, not a proxy's address.
+    for (const client of ['127.0.0.1', '::1', '127.0.0.2']) assert.match(log, new RegExp(`^8080 ${client.replace(/\./g, '\\.')} - 200$`, 'm'), out);
+  });
+
+  it('leaves rules behind when SIGKILLed; --list marks them, --gc removes them, and so does the next forward', () => {
+    const { out } = inNetns(`
+      $LOWPORT forward 81/tcp 8080 & A=$!
+      waitrule 81
+      kill -KILL $A; wait $A 2>/dev/null
+      echo "AFTER_KILL=$(nft list table inet lowport | grep -c 'dport 81 ')"
+      echo "LIST=$($LOWPORT forward --list | tail -1)"
+      echo "GC=$($LOWPORT forward --gc)"
+      echo "TABLE_AFTER_GC=$(table)"
+      $LOWPORT forward 82 8080 & B=$!
+      waitrule 82
+      kill -KILL $B; wait $B 2>/dev/null
+      $LOWPORT forward 83/udp 8080 & C=$!
+      waitrule 83
+      echo "DEAD_82=$(nft list table inet lowport | grep -c 'dport 82 ')"
+      kill -HUP $C; wait $C; echo "EXIT_HUP=$?"
+      echo "TABLE_END=$(table)"
+    `);
+    assert.equal(value(out, 'AFTER_KILL'), '2', out);
+    assert.match(value(out, 'LIST') ?? '', /pid \d+, gone: `lowport forward --gc` removes it/, out);
+    assert.match(value(out, 'GC') ?? '', /^removed 81\/tcp -> 8080/, out);
+    assert.equal(value(out, 'TABLE_AFTER_GC'), 'gone', out);
+    assert.equal(value(out, 'DEAD_82'), '0', `a new forward collects the killed one's rules\n${out}`);
+    assert.equal(value(out, 'EXIT_HUP'), '0', out);
+    assert.equal(value(out, 'TABLE_END'), 'gone', out);
+  });
+
+  it('redirects UDP too, keeping the client address', () => {
+    const { out } = inNetns(`
+      $H udp-server 5353 &
+      $LOWPORT forward 53/udp 5353 & LP=$!
+      waitrule 53
+      sleep 0.2
+      echo "V4=$($H udp-client 127.0.0.1 53 127.0.0.2)"
+      echo "V6=$($H udp-client ::1 53)"
+      kill -INT $LP; wait $LP; echo "TABLE=$(table)"
+    `);
+    assert.equal(value(out, 'V4'), '{"answer":"seen 127.0.0.2 ping"}', out);
+    assert.equal(value(out, 'V6'), '{"answer":"seen ::1 ping"}', out);
+    assert.equal(value(out, 'TABLE'), 'gone', out);
+  });
+
+  it('refuses a second redirect of the same port while the first runs', () => {
+    const { out } = inNetns(`
+      $LOWPORT forward 80 8080 & A=$!
+      waitrule 80
+      $LOWPORT forward 80/tcp 9090; echo "EXIT=$?"
+      kill $A; wait $A
+    `);
+    assert.equal(value(out, 'EXIT'), '1', out);
+    assert.match(out, /port 80\/tcp is already redirected to 8080 by lowport pid \d+/);
+  });
+
+  it('--persist writes the policy, apply restores the redirect (as after a reboot), off and --remove take it away', () => {
+    box.writePolicy('# mine\ngrant 8000 user nobody\n');
+    const { out } = inNetns(`
+      $LOWPORT forward 80/tcp 8080 --addr 127.0.0.1 --persist $G; echo "EXIT=$?"
+      echo "OWNER=$(nft list table inet lowport | grep -c 'lowport policy=')"
+      nft delete table inet lowport
+      $LOWPORT apply $G
+      echo "RESTORED=$(nft list table inet lowport | grep -c 'ip daddr 127.0.0.1 tcp dport 80 redirect to :8080')"
+      $LOWPORT off $G
+      echo "AFTER_OFF=$(table)"
+      $LOWPORT apply $G >/dev/null
+      echo "AGAIN=$(table)"
+      $LOWPORT forward --remove 80/tcp $G
+      echo "AFTER_REMOVE=$(table)"
+    `);
+    assert.equal(value(out, 'EXIT'), '0', out);
+    assert.match(out, /added 'forward 80\/tcp to 8080 addr 127\.0\.0\.1'/);
+    assert.equal(value(out, 'OWNER'), '2', out);
+    assert.match(out, /1 forward redirected \(nftables\)/);
+    assert.equal(value(out, 'RESTORED'), '2', out);
+    assert.match(out, /removed 1 persisted forward/);
+    assert.equal(value(out, 'AFTER_OFF'), 'gone', out);
+    assert.equal(value(out, 'AGAIN'), 'present', out);
+    assert.equal(value(out, 'AFTER_REMOVE'), 'gone', out);
+    assert.equal(box.readPolicy(), '# mine\ngrant 8000 user nobody\n', 'the file is as it was, comment included');
+  });
+
+  it('userspace: binds 80 as root, serves as nobody with nothing left, and nginx gets the client address by PROXY protocol v2 and v1', () => {
+    const { out } = inNetns(`
+      nginx_start
+      $LOWPORT forward --userspace 80/tcp 8081 --proxy-protocol v2 --workers 2 & V2=$!
+      $LOWPORT forward --userspace 81/tcp 8081 --proxy-protocol v1 --workers 1 --user daemon & V1=$!
+      waitport 80; waitport 81
+      for p in 80 81; do
+        echo "A$p=$(get http://127.0.0.1:$p/index.html)"
+        echo "B$p=$(get "http://[::1]:$p/index.html")"
+        echo "C$p=$(get --interface 127.0.0.2 http://127.0.0.2:$p/index.html)"
+      done
+      w=$(pgrep -P $V2 | head -1)
+      echo "USER=$(ps -o user= -p $w)"
+      grep -E '^(Uid|Gid|Groups|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/$w/status | sed 's/:\\s*/=/; s/\\s\\+/ /g'
+      echo "USER81=$(ps -o user= -p $(pgrep -P $V1 | head -1))"
+      echo "ROOT_HOLDS=$(ss -Hltnp 'sport = :80' | grep -c "pid=$V2,")"
+      kill -TERM $V2 $V1; wait $V2; echo "EXIT=$?"; wait $V1
+      echo "LISTENING=$(ss -Hltn 'sport = :80 or sport = :81' | wc -l)"
+      echo LOG; cat $LOG
+    `);
+    for (const key of ['A80', 'B80', 'C80', 'A81', 'B81', 'C81']) assert.equal(value(out, key), '200', `${key}\n${out}`);
+    assert.equal(value(out, 'USER'), 'nobody', out);
+    assert.equal(value(out, 'Uid'), '65534 65534 65534 65534', out);
+    assert.equal(value(out, 'Gid'), '65534 65534 65534 65534', out);
+    assert.equal(value(out, 'CapPrm'), '0000000000000000', out);
+    assert.equal(value(out, 'CapEff'), '0000000000000000', out);
+    assert.equal(value(out, 'CapBnd'), '0000000000000000', out);
+    assert.equal(value(out, 'CapAmb'), '0000000000000000', out);
+    assert.equal(value(out, 'NoNewPrivs'), '1', out);
+    assert.equal(value(out, 'USER81'), 'daemon', out);
+    assert.equal(value(out, 'ROOT_HOLDS'), '0', 'the root process keeps no listening socket');
+    assert.equal(value(out, 'EXIT'), '0', out);
+    assert.equal(value(out, 'LISTENING'), '0', out);
+    const log = out.slice(out.indexOf('LOG\n'));
+    // The backend's connection comes from the forwarder (127.0.0.1); the PROXY header names the client.
+    for (const client of ['127.0.0.1', '::1', '127.0.0.2']) {
+      assert.equal(log.split('\n').filter((l) => l === `8081 127.0.0.1 ${client} 200`).length, 2, `v1 and v2 for ${client}\n${out}`);
+    }
+  });
+
+  it('userspace: UDP sessions per client, ended by the UDP timeout and logged', () => {
+    const { out } = inNetns(`
+      $H udp-server 5353 &
+      $LOWPORT forward --userspace 53/udp 5353 --udp-timeout 0.5 --log 2>$D/fwd.log & LP=$!
+      for i in $(seq 100); do ss -Hlun 'sport = :53' | grep -q . && break; sleep 0.05; done
+      echo "V4=$($H udp-client 127.0.0.1 53 127.0.0.2)"
+      echo "V6=$($H udp-client ::1 53)"
+      sleep 1
+      kill -TERM $LP; wait $LP; echo "EXIT=$?"
+      cat $D/fwd.log; rm -f $D/fwd.log
+    `);
+    assert.equal(value(out, 'V4'), '{"answer":"seen 127.0.0.1 ping"}', out);
+    assert.equal(value(out, 'V6'), '{"answer":"seen 127.0.0.1 ping"}', out);
+    assert.equal(value(out, 'EXIT'), '0', out);
+    assert.match(out, /udp 127\.0\.0\.2:\d+ => 127\.0\.0\.1:5353 datagrams up=1 down=1 \d+ms timeout/);
+    assert.match(out, /udp \[::1\]:\d+ => 127\.0\.0\.1:5353 datagrams up=1 down=1 \d+ms timeout/);
+  });
+
+  it('userspace: half-close and backpressure through a slow backend, idle timeout, connection cap, backend refused or silent, drain on SIGTERM', () => {
+    const { out } = inNetns(`
+      $H echo-server 7000 1000 >/dev/null &
+      waitport 7000
+      nft add table inet blackhole
+      nft add chain inet blackhole out '{ type filter hook output priority 0; }'
+      nft add rule inet blackhole out tcp dport 7002 drop
+      $LOWPORT forward --userspace 90/tcp 7000 --workers 1 --log --idle-timeout 2 --max-conns 3 2>>$D/fwd.log & F=$!
+      $LOWPORT forward --userspace 91/tcp 7001 --workers 1 --log 2>>$D/fwd.log & R=$!
+      $LOWPORT forward --userspace 92/tcp 7002 --workers 1 --log --connect-timeout 0.5 2>>$D/fwd.log & T=$!
+      waitport 90; waitport 91; waitport 92
+      echo "BIG=$($H half-close 90 100000000)"
+      echo "PEAK_KB=$(awk '/VmHWM/ {print $2}' /proc/$(pgrep -P $F | head -1)/status)"
+      echo "CAP=$($H hold 90 5 1)"
+      echo "IDLE=$($H hold 90 1 3.5)"
+      echo "REFUSED=$($H connect-close 91)"
+      echo "SILENT=$($H connect-close 92)"
+      $H slow-session 90 2 > $D/slow.out & S=$!
+      sleep 0.5
+      kill -TERM $F
+      sleep 0.2
+      echo "DURING_DRAIN=$($H connect-close 90 1)"
+      wait $S; echo "SLOW=$(cat $D/slow.out)"
+      wait $F; echo "EXIT=$?"
+      kill -TERM $R $T; wait $R $T
+      cat $D/fwd.log; rm -f $D/fwd.log $D/slow.out
+    `, 90_000);
+    assert.equal(value(out, 'BIG'), '{"sent":100000000,"received":100000000,"same":true}', out);
+    // 100 MB crossed while the backend did not read for a second: a forwarder without backpressure would have held it.
+    assert.ok(Number(value(out, 'PEAK_KB')) < 150_000, `peak RSS ${value(out, 'PEAK_KB')} kB\n${out}`);
+    assert.equal(value(out, 'CAP'), '{"opened":5,"stillOpen":3}', out);
+    assert.equal(value(out, 'IDLE'), '{"opened":1,"stillOpen":0}', out);
+    assert.equal(value(out, 'REFUSED'), '{"ended":"end"}', 'a clean close, not a reset');
+    assert.equal(value(out, 'SILENT'), '{"ended":"end"}', out);
+    assert.equal(value(out, 'DURING_DRAIN'), '{"ended":"ECONNREFUSED"}', out);
+    assert.equal(value(out, 'SLOW'), '{"allEchoed":true}', 'the open connection finished during the drain');
+    assert.equal(value(out, 'EXIT'), '0', out);
+    assert.match(out, /refused: connection cap \(3\) reached/);
+    assert.match(out, /idle timeout \(2000 ms\)/);
+    assert.match(out, /=> 127\.0\.0\.1:7001 up=0 down=0 \d+ms backend error ECONNREFUSED/);
+    assert.match(out, /=> 127\.0\.0\.1:7002 up=0 down=0 \d+ms backend connect timeout \(500 ms\)/);
+    assert.match(out, /draining \(SIGTERM\): 1 connection\(s\) open/);
+  });
+});

@@ -85,6 +85,11 @@ export function compileTable(rules: readonly ResolvedRule[]): EntryTable {
       }
     }
   }
+  // A reservation refuses everyone the policy does not name: an `everyone`
+  // grant covering a reserved port must not open it, so the program never
+  // looks up EVERYONE on such a port.
+  const everyone = lookupFlag(Kind.EVERYONE, false) | lookupFlag(Kind.EVERYONE, true);
+  for (const i of reservationCredited) table.setFlags(i, table.flags(i) & ~everyone);
   return table;
 }
 

@@ -214,6 +214,9 @@ export class EntryTable {
   flags(i: number): number {
     return this.values.readUInt32LE(i * VALUE_SIZE + 4);
   }
+  setFlags(i: number, flags: number): void {
+    this.values.writeUInt32LE(flags >>> 0, i * VALUE_SIZE + 4);
+  }
   addFlags(i: number, flags: number): void {
     this.values.writeUInt32LE((this.flags(i) | flags) >>> 0, i * VALUE_SIZE + 4);
   }

@@ -45,13 +45,19 @@ describe('reservations in the kernel', { skip }, () => {
     assert.deepEqual(box.probe({}, binds(90, ['127.0.0.1'])), ['ok', 'EPERM']);
   });
 
+  it('is not opened by a grant to everyone that covers the port', async () => {
+    assert.equal((await box.cli('grant', '85-95/udp', '--everyone')).code, 0);
+    assert.deepEqual(box.probe({ uid: 4321, gid: 4321 }, [...binds(90, ['127.0.0.1'], ['udp']), ...binds(91, ['127.0.0.1'], ['udp'])]), ['EPERM', 'ok']);
+    assert.equal((await box.cli('revoke', '85-95/udp', '--everyone')).code, 0);
+  });
+
   it('counts refused binds in list', async () => {
     const r = await box.cli('list', '--json');
     const rules = (JSON.parse(r.stdout) as { rules: { action: string; ports: string; refused: number }[] }).rules;
     const reservation = rules.find((x) => x.action === 'reserve');
     assert.ok(reservation !== undefined, r.stdout);
-    // 2 + 1 + 1 (port 90) + 4 (port 5432) + 1 (udp after the tcp grant) refusals above.
-    assert.equal(reservation.refused, 9);
+    // 2 + 1 + 1 (port 90) + 4 (port 5432) + 1 (udp after the tcp grant) + 1 (everyone's udp) refusals above.
+    assert.equal(reservation.refused, 10);
   });
 
   it('frees the port on unreserve', async () => {

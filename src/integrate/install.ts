@@ -127,6 +127,7 @@ export function uninstall(o: UninstallOptions): { removed: string[]; notes: stri
   const policy = join(o.root ?? '/', policyPath(o));
   if (o.purge === true && pathExists(policy)) {
     removeFile(policy);
+    removeFile(join(dirname(policy), '.lowport.lock'));
     removeEmptyDir(dirname(policy));
     removed.push(policy);
   } else if (pathExists(policy)) {

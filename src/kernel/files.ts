@@ -3,10 +3,10 @@
  * written it (as sudo does for sudoers), write it atomically, and serialize
  * writers with a lock.
  */
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmdirSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, realpathSync, renameSync, rmdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { LowportError } from '../errors.js';
-import { flock, LOCK_EX } from './libc.js';
+import { flock, getXattr, LOCK_EX } from './libc.js';
 
 const S_IWGRP = 0o020;
 const S_IWOTH = 0o002;
@@ -19,18 +19,52 @@ const S_ISVTX = 0o1000;
  * others cannot rename or remove root's entries in it).
  */
 export function assertRootControlled(path: string): void {
-  const abs = resolve(path);
+  // The real path: a symlink's target and the directories above it are what a user could change.
+  const abs = realpathSync(resolve(path));
   const st = statSync(abs);
   checkOwnership(abs, st, st.isDirectory() ? 'directory' : 'file');
+  checkParents(abs);
+}
+
+function checkParents(abs: string): void {
   for (let dir = dirname(abs); dir !== abs; dir = dirname(dir)) {
-    const d = statSync(dir);
-    checkOwnership(dir, d, 'directory');
+    checkOwnership(dir, statSync(dir), 'directory');
     if (dir === '/') break;
   }
 }
 
+// struct posix_acl_xattr_entry (linux/posix_acl_xattr.h): u16 tag, u16 perm, u32 id, after a u32 version.
+const ACL_USER = 0x02;
+const ACL_GROUP_OBJ = 0x04;
+const ACL_GROUP = 0x08;
+const ACL_WRITE = 0x02;
+
+/**
+ * Who, besides the owner, a POSIX ACL lets write: with an ACL the mode's group
+ * bits are only the mask, so they alone do not tell. Named entries for ids
+ * other than root, and the owning group when it is not root, count.
+ */
+export function aclWriters(acl: Buffer | undefined, fileGid: number): string[] {
+  if (acl === undefined || acl.length < 4) return [];
+  const out: string[] = [];
+  for (let at = 4; at + 8 <= acl.length; at += 8) {
+    const tag = acl.readUInt16LE(at);
+    const perm = acl.readUInt16LE(at + 2);
+    const id = acl.readUInt32LE(at + 4);
+    if ((perm & ACL_WRITE) === 0) continue;
+    if (tag === ACL_USER && id !== 0) out.push(`user ${id}`);
+    if (tag === ACL_GROUP && id !== 0) out.push(`group ${id}`);
+    if (tag === ACL_GROUP_OBJ && fileGid !== 0) out.push(`group ${fileGid}`);
+  }
+  return out;
+}
+
 function checkOwnership(path: string, st: { uid: number; gid: number; mode: number }, what: 'file' | 'directory'): void {
   const fix = what === 'file' ? `chown root:root ${path} && chmod 644 ${path}` : `chown root:root ${path} && chmod go-w ${path}`;
+  const writers = aclWriters(getXattr(path, 'system.posix_acl_access'), st.gid);
+  if (writers.length > 0) {
+    throw unsafe(`the policy ${what} ${path} has an ACL that lets ${writers.join(', ')} write it, so they could grant themselves any port`, `setfacl -b ${path}`);
+  }
   if (st.uid !== 0) {
     throw unsafe(`the policy ${what} ${path} is owned by uid ${st.uid}, not root, so that user could grant themselves any port`, fix);
   }
@@ -46,16 +80,44 @@ function unsafe(message: string, fix: string): LowportError {
   return new LowportError('E_POLICY_UNSAFE', `${message}; lowport refuses to use it`, { hint: `Run: ${fix}` });
 }
 
-/** The file's text, or undefined when it does not exist. Checks ownership first. */
+/**
+ * The file's text, or undefined when it does not exist. Resolves symlinks
+ * once, checks the directories above the real file, then opens it without
+ * following links and checks and reads that very open file, so nothing can be
+ * swapped in between the check and the read.
+ */
 export function readPolicyFile(path: string): string | undefined {
+  let real: string;
   try {
-    lstatSync(path);
+    real = realpathSync(resolve(path));
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    throw fileError(path, e);
   }
-  assertRootControlled(path);
-  return readFileSync(path, 'utf8');
+  checkParents(real);
+  let fd: number;
+  try {
+    fd = openSync(real, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (e) {
+    throw fileError(path, e);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new LowportError('E_POLICY_UNSAFE', `the policy ${real} is not a regular file`, { hint: 'Point --policy at a file.' });
+    checkOwnership(real, st, 'file');
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A file error a user can act on (permissions, a missing directory), not a stack trace. */
+export function fileError(path: string, e: unknown): LowportError {
+  const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+  const hint =
+    code === 'EACCES' ? `Run it as root (sudo), or make ${path} readable.` : code === 'ENOENT' ? `Create it, or give another path.` : code === 'ELOOP' ? 'Replace the symlink loop with the file.' : 'Check the path.';
+  return new LowportError('E_STATE', `cannot read ${path}: ${code}`, { hint, cause: e });
 }
 
 /** Creates the policy's directory if needed (root-owned, 0755) and checks that only root controls it. */
@@ -68,7 +130,14 @@ export function preparePolicyDir(dir: string): void {
  * Replaces the file in one rename: a reader sees the old text or the new,
  * never half of one. Keeps the old file's mode; new files are 0644.
  */
-export function writeFileAtomic(path: string, text: string): void {
+export function writeFileAtomic(target: string, text: string): void {
+  // Write through a symlink to its file, as an editor would, not over the link.
+  let path = target;
+  try {
+    path = realpathSync(target);
+  } catch {
+    // a new file
+  }
   let mode = 0o644;
   try {
     mode = statSync(path).mode & 0o7777;
@@ -92,7 +161,20 @@ export function writeFileAtomic(path: string, text: string): void {
  * run one after the other, and both edits land.
  */
 export function lockDirectory(dir: string): { release: () => void } {
-  const fd = openSync(dir, 'r');
+  // A root-only file, not the directory itself: flock needs only an open fd,
+  // and any user can open a 0755 directory and hold its lock forever.
+  const path = join(dir, '.lowport.lock');
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  } catch (e) {
+    throw fileError(path, e);
+  }
+  const st = fstatSync(fd);
+  if (st.uid !== 0 || (st.mode & 0o077) !== 0 || !st.isFile()) {
+    closeSync(fd);
+    throw unsafe(`the lock file ${path} is not root's own (uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)})`, `rm -f ${path}`);
+  }
   flock(fd, LOCK_EX);
   return { release: () => closeSync(fd) };
 }

@@ -4,9 +4,9 @@
  * apply leaves the old policy or the new one, and off leaves nothing behind.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, readdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { compileDocument } from '../../src/engine/apply.js';
@@ -91,6 +91,24 @@ describe('apply and off', { skip }, () => {
       chmodSync(box.dir, 0o755);
     }
     assert.deepEqual(box.probe({}, binds(81, ['127.0.0.1'], ['tcp'])), ['EACCES']);
+  });
+
+  it('refuses a policy file that an ACL lets another user write, and keeps its lock file root-only', async () => {
+    box.writePolicy('grant 80 user nobody\n');
+    const set = spawnSync('setfacl', ['-m', 'u:nobody:rw', box.policy], { encoding: 'utf8' });
+    assert.equal(set.status, 0, set.stderr);
+    try {
+      const r = await box.cli('apply');
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /has an ACL that lets user 65534 write it/);
+      assert.match(r.stderr, /setfacl -b/);
+    } finally {
+      spawnSync('setfacl', ['-b', box.policy]);
+    }
+    assert.equal((await box.cli('apply')).code, 0);
+    const lock = statSync(join(box.dir, '.lowport.lock'));
+    assert.equal(lock.uid, 0);
+    assert.equal(lock.mode & 0o777, 0o600);
   });
 
   it('lands both of two concurrent grants', async () => {

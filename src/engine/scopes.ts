@@ -12,7 +12,7 @@
 import { join } from 'node:path';
 import { cgroupId, cgroupPopulated, removeCgroup } from '../kernel/cgroup.js';
 import { listJsonFiles, removeEmptyDir, removeFile, writeJsonFile } from '../kernel/files.js';
-import { pathExists, pidAlive } from '../kernel/process.js';
+import { pathExists, processStartTime } from '../kernel/process.js';
 import type { PortItem } from '../policy/types.js';
 import type { Target } from './live.js';
 import { Kind } from './map-format.js';
@@ -26,8 +26,9 @@ export interface Scope {
   ports: PortItem[];
   /** Empty: any address. */
   addrs: string[];
-  /** The `lowport run` process that owns the scope. */
+  /** The `lowport run` process that owns the scope: its pid and start time (a reused pid has another). */
   owner: number;
+  ownerStart: number;
   user: string;
   command: string[];
 }
@@ -66,7 +67,8 @@ export function pruneScopes(target: Target): { scopes: Scope[]; pruned: boolean 
   let pruned = false;
   for (const s of readScopes(target)) {
     const exists = pathExists(s.cgroup) && cgroupId(s.cgroup).toString() === s.cgroupId;
-    if (exists && (pidAlive(s.owner) || cgroupPopulated(s.cgroup))) {
+    const ownerRuns = processStartTime(s.owner) === s.ownerStart;
+    if (exists && (ownerRuns || cgroupPopulated(s.cgroup))) {
       scopes.push(s);
       continue;
     }

@@ -37,9 +37,9 @@ export function createCgroup(dir: string): void {
   mkdirSync(dir, { recursive: true });
 }
 
-/** Moves a process (and its threads) into a cgroup. */
-export function moveToCgroup(dir: string, pid: number): void {
-  writeFileSync(join(dir, 'cgroup.procs'), `${pid}\n`);
+/** Creates a new cgroup; fails (EEXIST) rather than reuse one that is already there. */
+export function createNewCgroup(dir: string): void {
+  mkdirSync(dir);
 }
 
 /** Pids in a cgroup (not its children). */
@@ -65,13 +65,8 @@ export function cgroupPopulated(dir: string): boolean {
   }
 }
 
-/**
- * Kills every process in a cgroup and its children (cgroup.kill, Linux 5.14;
- * else SIGKILL to each pid listed), waits until it is empty, and removes it.
- * For cleanup of cgroups lowport or its tests made; a missing one is fine.
- */
-export async function killAndRemoveCgroup(dir: string, timeoutMs = 5000): Promise<void> {
-  if (!isCgroup2Dir(dir)) return;
+/** SIGKILL to every process in a cgroup and below (cgroup.kill, Linux 5.14; else to each pid listed). */
+export function killCgroup(dir: string): void {
   try {
     writeFileSync(join(dir, 'cgroup.kill'), '1');
   } catch {
@@ -83,6 +78,16 @@ export async function killAndRemoveCgroup(dir: string, timeoutMs = 5000): Promis
       }
     }
   }
+}
+
+/**
+ * Kills every process in a cgroup and its children (cgroup.kill, Linux 5.14;
+ * else SIGKILL to each pid listed), waits until it is empty, and removes it.
+ * For cleanup of cgroups lowport or its tests made; a missing one is fine.
+ */
+export async function killAndRemoveCgroup(dir: string, timeoutMs = 5000): Promise<void> {
+  if (!isCgroup2Dir(dir)) return;
+  killCgroup(dir);
   const deadline = Date.now() + timeoutMs;
   while (cgroupPopulated(dir) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   removeCgroup(dir);

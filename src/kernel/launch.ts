@@ -1,11 +1,14 @@
 /**
  * Starting a command as another user with every privilege dropped: through
- * sh (still root: joins the cgroup, learns its own pid for LISTEN_PID) and
- * setpriv(1) from util-linux (the uid and gid, real, effective and saved; the
- * user's supplementary groups by initgroups(3); every capability set emptied,
- * or only CAP_NET_BIND_SERVICE kept in the ambient set; no_new_privs), which
- * then execs the command. The pid stays the same from sh to the command, so
- * the cgroup and LISTEN_PID are the command's own.
+ * sh (still root: joins the cgroup, learns its own pid for LISTEN_PID),
+ * setsid(1) (a new session: the command has no controlling terminal, so it
+ * cannot push keystrokes into the admin's shell with TIOCSTI, the su/runuser
+ * class of attack; it still reads and writes the terminal through its fds), and
+ * setpriv(1) (the uid and gid, real, effective and saved; the user's
+ * supplementary groups by initgroups(3); every capability set emptied, or only
+ * CAP_NET_BIND_SERVICE kept in the ambient set; no_new_privs), which then execs
+ * the command. The pid stays the same from sh to the command, so the cgroup
+ * and LISTEN_PID are the command's own.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { LowportError } from '../errors.js';
@@ -28,7 +31,30 @@ export interface LaunchOptions {
   fds?: number[];
   /** Set LISTEN_PID to the command's pid (socket activation). */
   listenPid?: boolean;
+  /** The whole environment of the command (see userEnvironment). */
   env: NodeJS.ProcessEnv;
+}
+
+/** Variables that say nothing about the invoking user and may pass to the command. */
+const PASSED = /^(TERM|COLORTERM|LANG|LANGUAGE|LC_[A-Z_]+|TZ|NO_COLOR)$/;
+
+/**
+ * The command's environment: HOME, USER, LOGNAME and SHELL of the user, a
+ * standard PATH, and only the locale and terminal variables of the caller —
+ * not root's tokens, credentials caches or socket-activation variables
+ * (setpriv --reset-env and su do the same).
+ */
+export function userEnvironment(user: { name: string; home: string; shell: string }, from: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(from)) if (PASSED.test(k) && v !== undefined) env[k] = v;
+  return {
+    ...env,
+    HOME: user.home,
+    USER: user.name,
+    LOGNAME: user.name,
+    SHELL: user.shell,
+    PATH: '/usr/local/bin:/usr/bin:/bin',
+  };
 }
 
 const WRAPPER = [
@@ -53,12 +79,15 @@ export function setprivArgs(o: Pick<LaunchOptions, 'identity' | 'ambientNetBindS
 
 /** Starts `argv` as described; stdin, stdout and stderr (and the terminal) are shared with this process. */
 export function launch(argv: string[], o: LaunchOptions): ChildProcess {
-  const setpriv = which('setpriv', `${process.env.PATH ?? ''}:/usr/bin:/bin`);
-  if (setpriv === undefined) {
-    throw new LowportError('E_UNSUPPORTED', 'setpriv(1) is not installed; lowport uses it to drop privileges', { hint: 'Install util-linux (apt-get install util-linux).' });
+  if (o.identity.uid === 0) throw new LowportError('E_USAGE', 'lowport run starts commands as a user other than root; root binds any port without it', { hint: 'Give --user a normal user.' });
+  const path = `${process.env.PATH ?? ''}:/usr/bin:/bin`;
+  const setpriv = which('setpriv', path);
+  const setsid = which('setsid', path);
+  if (setpriv === undefined || setsid === undefined) {
+    throw new LowportError('E_UNSUPPORTED', 'setpriv(1) and setsid(1) are needed to drop privileges', { hint: 'Install util-linux (apt-get install util-linux).' });
   }
   const env: NodeJS.ProcessEnv = { ...o.env, LOWPORT_CGROUP: o.cgroup ?? '', LOWPORT_LISTEN_PID: o.listenPid === true ? '1' : '' };
-  return spawn('/bin/sh', ['-c', WRAPPER, 'lowport-run', setpriv, ...setprivArgs(o), '--', ...argv], {
+  return spawn('/bin/sh', ['-c', WRAPPER, 'lowport-run', setsid, setpriv, ...setprivArgs(o), '--', ...argv], {
     stdio: ['inherit', 'inherit', 'inherit', ...(o.fds ?? [])],
     env,
   });

@@ -1,5 +1,6 @@
 /** Small process and filesystem facts the engine needs, kept here so that kernel/ stays the only code touching the OS. */
 import { spawnSync } from 'node:child_process';
+import { constants } from 'node:os';
 import { existsSync, openSync, readFileSync } from 'node:fs';
 
 /** An O_RDONLY fd on a directory (for a cgroup's target_fd, or flock). The caller closes it. */
@@ -25,16 +26,18 @@ export function effectiveUid(): number {
   return process.geteuid?.() ?? -1;
 }
 
-/** Runs a command with this process's stdio and returns its exit code (128+N when killed by signal N). */
+/** A process's exit as a shell reports it: its exit code, or 128+N when signal N killed it. */
+export function exitStatus(code: number | null, signal: NodeJS.Signals | null): number {
+  return code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0));
+}
+
+/** Runs a command with this process's stdio and returns its exit status. */
 export async function runInheriting(command: string, args: string[]): Promise<number> {
   const { spawn } = await import('node:child_process');
-  const { constants } = await import('node:os');
   return new Promise((resolvePromise, reject) => {
     const child = spawn(command, args, { stdio: 'inherit' });
     child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      resolvePromise(code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0)));
-    });
+    child.on('exit', (code, signal) => resolvePromise(exitStatus(code, signal)));
   });
 }
 

@@ -16,14 +16,15 @@
  * no_new_privs (kernel/launch.ts).
  */
 import type { ChildProcess } from 'node:child_process';
-import { constants } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { refreshLive } from '../engine/apply.js';
 import { forgetScope, saveScope, type Scope } from '../engine/scopes.js';
 import { kernelTarget, requireRoot, type LowportOptions } from '../engine/target.js';
 import { LowportError } from '../errors.js';
-import { cgroupId, cgroupPopulated, createCgroup, removeCgroup } from '../kernel/cgroup.js';
-import { launch, type Identity } from '../kernel/launch.js';
+import { cgroupId, cgroupPopulated, createNewCgroup, killCgroup, removeCgroup } from '../kernel/cgroup.js';
+import { launch, userEnvironment, type Identity } from '../kernel/launch.js';
+import { exitStatus, processStartTime } from '../kernel/process.js';
 import { closeRawFd, openBoundSocket } from '../kernel/libc.js';
 import { lookupUsers } from '../kernel/nss.js';
 import { waitUntilEmpty } from '../kernel/cgroup-watch.js';
@@ -55,8 +56,7 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
 /** Runs the command to its end; resolves to lowport's exit status: the command's, or 128+N when signal N killed it. */
 export async function run(o: RunOptions): Promise<number> {
   requireRoot();
-  const identity = resolveIdentity(o.user);
-  const env = userEnv(o.user, identity);
+  const { identity, env } = resolveUser(o.user);
   if (o.mode === 'caps') {
     o.note?.(`note: ${o.command[0] ?? 'the command'} and everything it starts may bind every port below 1024 (CAP_NET_BIND_SERVICE).`);
     return wait(launch(o.command, { identity, ambientNetBindService: true, env }));
@@ -65,39 +65,45 @@ export async function run(o: RunOptions): Promise<number> {
   return runScoped(o, identity, env);
 }
 
-function resolveIdentity(user: string): Identity {
+function resolveUser(user: string): { identity: Identity; env: NodeJS.ProcessEnv } {
   const entry = lookupUsers([user]).get(user);
-  if (entry !== undefined) return { uid: entry.uid, gid: entry.gid, name: entry.name };
-  if (/^\d+$/.test(user)) return { uid: Number(user), gid: Number(user) };
+  if (entry !== undefined) {
+    return { identity: { uid: entry.uid, gid: entry.gid, name: entry.name }, env: userEnvironment({ name: entry.name, home: entry.home, shell: entry.shell }) };
+  }
+  if (/^\d+$/.test(user)) {
+    // A uid with no passwd entry: its own group id, no supplementary groups, no home.
+    return { identity: { uid: Number(user), gid: Number(user) }, env: userEnvironment({ name: user, home: '/', shell: '/bin/sh' }) };
+  }
   throw new LowportError('E_UNKNOWN_USER', `unknown user '${user}'`, { hint: 'Give --user a name or uid that `getent passwd` knows.' });
 }
 
-/** The environment for the user: HOME, USER and LOGNAME are theirs (as su and setpriv --reset-env set them); the rest passes through. */
-function userEnv(user: string, id: Identity): NodeJS.ProcessEnv {
-  const entry = lookupUsers([user]).get(user);
-  const name = id.name ?? String(id.uid);
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: entry?.home ?? '/', USER: name, LOGNAME: name };
-  for (const k of ['SUDO_USER', 'SUDO_UID', 'SUDO_GID', 'SUDO_COMMAND', 'MAIL']) delete env[k];
-  return env;
-}
-
-/** Resolves when the child exits; forwards signals meanwhile. */
-function wait(child: ChildProcess): Promise<number> {
-  const interactive = process.stdin.isTTY === true;
-  const handlers = FORWARDED.map((signal) => {
-    // From a terminal, ^C and ^\ reach the command directly (same process
-    // group): only keep lowport alive then. Otherwise pass the signal on.
-    const handler = () => {
-      if (!(interactive && (signal === 'SIGINT' || signal === 'SIGQUIT'))) child.kill(signal);
-    };
+/**
+ * Passes SIGINT, SIGTERM, SIGHUP and SIGQUIT on to `deliver` until the
+ * returned function is called. The command runs in a session of its own, so
+ * ^C and ^\\ on the terminal reach lowport, which passes them on.
+ */
+function forwardSignals(deliver: (signal: NodeJS.Signals) => void): () => void {
+  const offs = FORWARDED.map((signal) => {
+    const handler = () => deliver(signal);
     process.on(signal, handler);
     return () => process.off(signal, handler);
   });
+  return () => {
+    for (const off of offs) off();
+  };
+}
+
+/** Resolves to the child's exit status when it exits; forwards signals meanwhile. */
+function wait(child: ChildProcess): Promise<number> {
+  const stop = forwardSignals((signal) => child.kill(signal));
   return new Promise((resolve, reject) => {
-    child.once('error', reject);
+    child.once('error', (e) => {
+      stop();
+      reject(e);
+    });
     child.once('exit', (code, signal) => {
-      for (const off of handlers) off();
-      resolve(code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0)));
+      stop();
+      resolve(exitStatus(code, signal));
     });
   });
 }
@@ -105,16 +111,32 @@ function wait(child: ChildProcess): Promise<number> {
 async function runScoped(o: RunOptions, identity: Identity, env: NodeJS.ProcessEnv): Promise<number> {
   if (o.ports.length === 0) throw new LowportError('E_USAGE', 'lowport run needs --port: the ports to grant to the command');
   const target = kernelTarget(o);
-  const cgroup = join(target.cgroup, `lowport-run-${process.pid}`);
-  createCgroup(cgroup);
-  const scope: Scope = { cgroup, cgroupId: cgroupId(cgroup).toString(), ports: o.ports, addrs: o.addrs, owner: process.pid, user: o.user, command: o.command };
+  // A new cgroup, never one a killed run left (its processes would get this run's ports).
+  const cgroup = join(target.cgroup, `lowport-run-${process.pid}-${randomBytes(4).toString('hex')}`);
+  createNewCgroup(cgroup);
+  const scope: Scope = {
+    cgroup,
+    cgroupId: cgroupId(cgroup).toString(),
+    ports: o.ports,
+    addrs: o.addrs,
+    owner: process.pid,
+    ownerStart: processStartTime(process.pid) ?? 0,
+    user: o.user,
+    command: o.command,
+  };
   let status: number | undefined;
   try {
     saveScope(target, scope);
     refreshLive(o, target, { onlyIfLive: false });
     status = await wait(launch(o.command, { identity, cgroup, env }));
-    // Whatever the command left running (a daemonized child) keeps the grant until it ends too.
-    await waitUntilEmpty(cgroup);
+    // Whatever the command left running (a daemonized child) keeps the grant
+    // until it ends too; a signal to lowport meanwhile ends all of it.
+    const stop = forwardSignals(() => killCgroup(cgroup));
+    try {
+      await waitUntilEmpty(cgroup);
+    } finally {
+      stop();
+    }
   } finally {
     forgetScope(target, scope);
     try {

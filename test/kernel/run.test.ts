@@ -52,6 +52,7 @@ describe('lowport run', { skip }, () => {
 
   it('starts a server as nobody that serves on its granted port, with no privilege left, while another nobody process is refused', () => {
     const { status, out } = inNetns(`
+      export LOWPORT_TEST_SECRET=root-only LANG=C.UTF-8
       $LOWPORT run --port 80 --user nobody $G -- /usr/bin/python3 -m http.server 80 --bind 127.0.0.1 --directory ${box.dir} &
       lp=$!
       for i in $(seq 100); do code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:80/) && [ "$code" = 200 ] && break; sleep 0.1; done
@@ -60,6 +61,9 @@ describe('lowport run', { skip }, () => {
       grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapAmb|CapBnd|NoNewPrivs):' /proc/$py/status | sed 's/:\\s*/=/; s/\\s\\+/ /g'
       echo "HOME=$(tr '\\0' '\\n' < /proc/$py/environ | sed -n 's/^HOME=//p')"
       echo "USER=$(tr '\\0' '\\n' < /proc/$py/environ | sed -n 's/^USER=//p')"
+      echo "SECRET=$(tr '\\0' '\\n' < /proc/$py/environ | sed -n 's/^LOWPORT_TEST_SECRET=//p')"
+      echo "LANG=$(tr '\\0' '\\n' < /proc/$py/environ | sed -n 's/^LANG=//p')"
+      echo "SID=$(ps -o sid= -p $py | tr -d ' ') PID=$py"
       echo "CGROUP=$(grep "^0::" /proc/$py/cgroup)"
       echo "OTHER=$(setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all /usr/bin/python3 -c 'import socket
 try:
@@ -75,13 +79,22 @@ except OSError as e: print(e.errno)')"
     assert.equal(value(out, 'NoNewPrivs'), '1');
     assert.equal(value(out, 'HOME'), '/nonexistent');
     assert.equal(value(out, 'USER'), 'nobody');
-    assert.match(value(out, 'CGROUP') ?? '', /\/lowport-run-\d+$/);
+    assert.equal(value(out, 'SECRET'), '', 'root\'s environment leaked into the command');
+    assert.equal(value(out, 'LANG'), 'C.UTF-8', 'the locale should pass');
+    assert.match(out, /^SID=(\d+) PID=\1$/m, 'the command should lead a session of its own (no controlling terminal)');
+    assert.match(value(out, "CGROUP") ?? "", /\/lowport-run-\d+-[0-9a-f]{8}$/);
     assert.equal(value(out, 'OTHER'), '13', 'another nobody process got port 80 too');
     assert.equal(value(out, 'STATUS'), '143', 'lowport should exit 128+SIGTERM when the server dies of the forwarded SIGTERM');
     assert.equal(status, 0, out);
     assert.deepEqual(scopeCgroups(), []);
     assert.equal(scopeEntries(), 0);
     assert.equal(existsSync(scopeDir(box.options)), false);
+  });
+
+  it('refuses to run a command as root', () => {
+    const { out } = inNetns(`$LOWPORT run --port 80 --user root $G -- true; echo "STATUS=$?"`);
+    assert.equal(value(out, 'STATUS'), '2', out);
+    assert.match(out, /as a user other than root/);
   });
 
   it('covers every process the command starts, and exits with the command status', () => {

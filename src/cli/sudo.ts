@@ -34,7 +34,7 @@ export function lowportForSudo(): string {
 export async function offerSudo(io: CliIo, command: string, args: string[]): Promise<number> {
   const argv = sudoArgv(args);
   const sudo = which('sudo');
-  const printable = [sudo === undefined ? 'sudo' : 'sudo', ...argv].map(shellQuote).join(' ');
+  const printable = ['sudo', ...argv].map(shellQuote).join(' ');
   const why = `lowport ${command} needs root: it changes what the kernel lets programs bind.`;
   if (sudo === undefined) {
     io.stderr(`lowport: error: ${why}\nsudo is not installed; run this as root (e.g. with su -c):\n  ${argv.map(shellQuote).join(' ')}\n`);

@@ -77,7 +77,11 @@ export function removeStaleStages(pinDir: string): void {
     if (!name.startsWith(prefix)) continue;
     const pid = Number(name.slice(prefix.length));
     if (Number.isInteger(pid) && pid !== process.pid && pidAlive(pid)) continue;
-    removePinDir(join(parent, name));
+    try {
+      removePinDir(join(parent, name));
+    } catch {
+      // Not lowport's (a directory someone else made with a matching name): leave it.
+    }
   }
 }
 

@@ -10,7 +10,6 @@ import {
   decodeBatchCount,
   decodeLinkInfo,
   decodeMapInfo,
-  decodeNextId,
   decodeProgInfo,
   decodeProgQuery,
   encodeBatch,
@@ -78,27 +77,6 @@ export function mapDelete(fd: number, key: Buffer): boolean {
   if (r === -ENOENT) return false;
   if (r < 0) throw new SyscallError('bpf(BPF_MAP_DELETE_ELEM)', -r);
   return true;
-}
-
-/** Every key of a map (BPF_MAP_GET_NEXT_KEY from no key until ENOENT). */
-export function* mapKeys(fd: number, keySize: number): Generator<Buffer> {
-  let key: Buffer | undefined;
-  for (;;) {
-    const next = Buffer.alloc(keySize);
-    const r = bpfSyscallRaw(BPF_CMD.MAP_GET_NEXT_KEY, encodeMapElem(fd, key === undefined ? 0n : addressOf(key), addressOf(next)));
-    if (r === -ENOENT) return;
-    if (r < 0) throw new SyscallError('bpf(BPF_MAP_GET_NEXT_KEY)', -r);
-    yield next;
-    key = next;
-  }
-}
-
-/** Every (key, value) of a hash map. A key deleted between the two calls is skipped. */
-export function* mapEntries(fd: number, keySize: number, valueSize: number): Generator<[Buffer, Buffer]> {
-  for (const key of mapKeys(fd, keySize)) {
-    const value = mapLookup(fd, key, valueSize);
-    if (value !== undefined) yield [key, value];
-  }
 }
 
 /**
@@ -202,21 +180,7 @@ export function objGet(path: string, readOnly = false): number | undefined {
 }
 
 type IdKind = 'prog' | 'map' | 'link';
-const NEXT_ID = { prog: BPF_CMD.PROG_GET_NEXT_ID, map: BPF_CMD.MAP_GET_NEXT_ID, link: BPF_CMD.LINK_GET_NEXT_ID };
 const FD_BY_ID = { prog: BPF_CMD.PROG_GET_FD_BY_ID, map: BPF_CMD.MAP_GET_FD_BY_ID, link: BPF_CMD.LINK_GET_FD_BY_ID };
-
-/** Every id of a kind of object in the kernel. */
-export function* objectIds(kind: IdKind): Generator<number> {
-  let id = 0;
-  for (;;) {
-    const b = encodeId(id);
-    const r = bpfSyscallRaw(NEXT_ID[kind], b);
-    if (r === -ENOENT) return;
-    if (r < 0) throw new SyscallError(`bpf(BPF_${kind.toUpperCase()}_GET_NEXT_ID)`, -r);
-    id = decodeNextId(b);
-    yield id;
-  }
-}
 
 /** An fd for an object id; undefined when it went away meanwhile. */
 export function fdById(kind: IdKind, id: number): number | undefined {

@@ -3,7 +3,7 @@
  * It is not mounted at boot everywhere (it is not on these machines): mount it
  * at /sys/fs/bpf when the pin directory lives there.
  */
-import { mkdirSync, readdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { LowportError } from '../errors.js';
 import { mount } from './libc.js';
@@ -17,7 +17,8 @@ export function ensurePinDir(pinDir: string): void {
     const standard = pinDir === DEFAULT_BPFFS || pinDir.startsWith(`${DEFAULT_BPFFS}/`);
     if (standard && mountOf(DEFAULT_BPFFS)?.fsType !== 'bpf') {
       mkdirSync(DEFAULT_BPFFS, { recursive: true });
-      mount('bpf', DEFAULT_BPFFS, 'bpf');
+      // As systemd mounts it: only root may create pins or directories there.
+      mount('bpf', DEFAULT_BPFFS, 'bpf', 0, 'mode=0700');
     }
     if (mountOf(pinDir, readMounts())?.fsType !== 'bpf') {
       throw new LowportError('E_UNSUPPORTED', `the pin directory ${pinDir} is not on a bpf filesystem`, {
@@ -26,11 +27,21 @@ export function ensurePinDir(pinDir: string): void {
     }
   }
   mkdirSync(pinDir, { recursive: true, mode: 0o700 });
+  assertRootOwnedDir(pinDir);
 }
 
-/** True when `path` is on bpffs (without mounting anything). */
-export function onBpffs(path: string): boolean {
-  return mountOf(path)?.fsType === 'bpf';
+/**
+ * A pin directory must be root's alone: where /sys/fs/bpf is world-writable
+ * (1777, as on these machines), a user could create lowport's directory first
+ * and then remove its pins, ending every grant.
+ */
+export function assertRootOwnedDir(dir: string): void {
+  const st = lstatSync(dir);
+  if (!st.isDirectory() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
+    throw new LowportError('E_POLICY_UNSAFE', `${dir} is not a directory only root controls (uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}); someone else made it`, {
+      hint: `Remove it (rm -r ${dir}) and run the command again.`,
+    });
+  }
 }
 
 export function listDir(dir: string): string[] {

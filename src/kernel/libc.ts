@@ -97,14 +97,13 @@ export function bpfSyscallRaw(cmd: number, attr: Buffer): number {
   return r < 0 ? -errno() : r;
 }
 
-export function mount(source: string, target: string, fstype: string, flags = 0): void {
-  if (libc().mount(source, target, fstype, flags, null) !== 0) {
+export function mount(source: string, target: string, fstype: string, flags = 0, data?: string): void {
+  if (libc().mount(source, target, fstype, flags, data ?? null) !== 0) {
     throw new SyscallError(`mount(${fstype} on ${target})`, errno());
   }
 }
 
 export const LOCK_EX = 2;
-export const LOCK_UN = 8;
 
 export function flock(fd: number, op: number): void {
   if (libc().flock(fd, op) !== 0) throw new SyscallError('flock', errno());

@@ -13,9 +13,9 @@ import { serializePolicy } from '../policy/print.js';
 import type { PolicyDocument } from '../policy/types.js';
 import { restorePersisted } from '../forward/redirect.js';
 import { compileTable } from './compile.js';
-import { readLivePolicy, swapPolicy, type Target } from './live.js';
+import { readLivePolicy, removeAll, swapPolicy, type Target } from './live.js';
 import { VALUE_SIZE, type EntryTable } from './map-format.js';
-import { pruneScopes, scopeRules } from './scopes.js';
+import { appliedText, pruneScopes, saveAppliedText, scopeRules } from './scopes.js';
 import { resolvePolicy, type Directory, type ResolvedRule } from './resolve.js';
 import { kernelTarget, policyPath, type LowportOptions } from './target.js';
 
@@ -114,12 +114,15 @@ export function apply(options: LowportOptions = {}, { check = false }: { check?:
     return { policy: path, rules: compiled.rules.length, entries: compiled.table.count, installed: false, checkOnly: true };
   }
   const target = kernelTarget(options);
+  // A missing file is said as such, before the lock (which lives beside it).
+  readPolicyText(path);
   // Under the lock, so that an edit finishing meanwhile is not undone.
   const lock = lockDirectory(dirname(path));
   try {
     const { text, doc } = readPolicy(path, false);
     const compiled = compileDocument(doc);
     const { installed, entries } = makeLive(target, compiled, policyFingerprint(text));
+    saveAppliedText(target, text);
     const forwards = applyForwards(path, doc);
     return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, forwards };
   } finally {
@@ -168,10 +171,13 @@ export function editPolicy(
       try {
         writeFileAtomic(path, text);
       } catch (e) {
+        // Back to what was live: the old policy, or nothing.
         if (previous !== undefined) swapInto(target, previous.table, previous.fingerprint);
+        else removeAll(target);
         throw e;
       }
     }
+    saveAppliedText(target, text);
     return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, changed, notes };
   } finally {
     lock.release();
@@ -179,19 +185,40 @@ export function editPolicy(
 }
 
 /**
- * Swaps in the policy file's rules with the current scopes, under the policy
- * lock; with onlyIfLive, only when lowport is on (a run ending after `off`
- * must not turn it back on).
+ * Swaps in the live policy's own text (kept when it was applied, not the file
+ * as it may be by now) with the current scopes, under the policy lock. When
+ * lowport is off: only the scopes, or (onlyIfLive) nothing — a run must not
+ * turn the whole policy back on after `off`.
  */
 export function refreshLive(options: LowportOptions, target: Target, { onlyIfLive }: { onlyIfLive: boolean }): void {
   const path = policyPath(options);
   preparePolicyDir(dirname(path));
   const lock = lockDirectory(dirname(path));
   try {
-    if (onlyIfLive && readLivePolicy(target.pinDir) === undefined) return;
-    const { text, doc } = readPolicy(path, true);
-    makeLive(target, compileDocument(doc), policyFingerprint(text));
+    const live = readLivePolicy(target.pinDir);
+    if (live === undefined) {
+      if (!onlyIfLive) makeLive(target, compileDocument(parsePolicy('', path)), Buffer.alloc(VALUE_SIZE));
+      return;
+    }
+    // A zero fingerprint: what is live was made by runs alone while lowport was off.
+    const runsOnly = live.fingerprint === undefined || live.fingerprint.equals(Buffer.alloc(VALUE_SIZE));
+    if (runsOnly && pruneScopes(target).scopes.length === 0) {
+      removeAll(target);
+      return;
+    }
+    const text = runsOnly ? '' : (appliedText(target) ?? currentTextIfLive(path, live.fingerprint));
+    if (text === undefined) {
+      throw new LowportError('E_STATE', 'the text of the live policy is not known here, and the file has changed since', {
+        hint: 'Run `lowport apply` to load the file, then try again.',
+      });
+    }
+    makeLive(target, compileDocument(parsePolicy(text, path)), runsOnly ? Buffer.alloc(VALUE_SIZE) : policyFingerprint(text));
   } finally {
     lock.release();
   }
+}
+
+function currentTextIfLive(path: string, fingerprint: Buffer | undefined): string | undefined {
+  const text = readPolicyFile(path);
+  return text !== undefined && fingerprint !== undefined && policyFingerprint(text).equals(fingerprint) ? text : undefined;
 }

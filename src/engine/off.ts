@@ -4,6 +4,7 @@ import { removePersisted } from '../forward/redirect.js';
 import { lockDirectory } from '../kernel/files.js';
 import { pathExists } from '../kernel/process.js';
 import { removeAll } from './live.js';
+import { forgetAppliedText, pruneScopes } from './scopes.js';
 import { kernelTarget, policyPath, type LowportOptions } from './target.js';
 
 export interface OffResult {
@@ -22,6 +23,9 @@ export function off(options: LowportOptions = {}): OffResult {
   const lock = pathExists(dir) ? lockDirectory(dir) : undefined;
   try {
     const result = removeAll(target);
+    // What killed runs left (their commands gone) goes too; the live text is no longer live.
+    pruneScopes(target);
+    forgetAppliedText(target);
     // A separate step: the policy's persisted redirects go too; `apply` brings them back.
     const forwards = removePersisted(policyPath(options));
     return { pinDir: target.pinDir, ...result, ...(forwards > 0 ? { forwards } : {}) };

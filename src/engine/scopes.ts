@@ -11,7 +11,7 @@
  */
 import { join } from 'node:path';
 import { cgroupId, cgroupPopulated, removeCgroup } from '../kernel/cgroup.js';
-import { listJsonFiles, removeEmptyDir, removeFile, writeJsonFile } from '../kernel/files.js';
+import { listJsonFiles, readJsonFile, removeEmptyDir, removeFile, writeJsonFile } from '../kernel/files.js';
 import { pathExists, processStartTime } from '../kernel/process.js';
 import type { PortItem } from '../policy/types.js';
 import type { Target } from './live.js';
@@ -38,6 +38,29 @@ const RUN_DIR = '/run/lowport';
 /** Where this instance keeps its scopes: one directory per pin directory, so test instances stay apart. */
 export function scopeDir(target: Target): string {
   return join(RUN_DIR, `scopes${target.pinDir.replace(/[^A-Za-z0-9_-]/g, '_')}`);
+}
+
+/**
+ * The text of the policy that is live, kept when it is applied: a scope that
+ * starts or ends swaps in that text again with the scopes, not whatever the
+ * file says by then (an edit not yet applied must not go live on its own).
+ */
+function appliedFile(target: Target): string {
+  return join(RUN_DIR, `applied${target.pinDir.replace(/[^A-Za-z0-9_-]/g, '_')}.json`);
+}
+
+export function saveAppliedText(target: Target, text: string): void {
+  writeJsonFile(appliedFile(target), { text });
+}
+
+export function appliedText(target: Target): string | undefined {
+  const saved = readJsonFile(appliedFile(target));
+  return typeof saved === 'object' && saved !== null && typeof (saved as { text?: unknown }).text === 'string' ? (saved as { text: string }).text : undefined;
+}
+
+export function forgetAppliedText(target: Target): void {
+  removeFile(appliedFile(target));
+  removeEmptyDir(RUN_DIR);
 }
 
 function scopeFile(target: Target, scope: Pick<Scope, 'cgroupId'>): string {

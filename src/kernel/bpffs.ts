@@ -37,7 +37,10 @@ export function ensurePinDir(pinDir: string): void {
  */
 export function assertRootOwnedDir(dir: string): void {
   const st = lstatSync(dir);
-  if (!st.isDirectory() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
+  // Root's and not writable by others; a sticky directory (the bpffs root when
+  // mounted 1777) is fine: others cannot remove or rename root's entries in it.
+  const sticky = (st.mode & 0o1000) !== 0;
+  if (!st.isDirectory() || st.uid !== 0 || ((st.mode & 0o022) !== 0 && !sticky)) {
     throw new LowportError('E_POLICY_UNSAFE', `${dir} is not a directory only root controls (uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}); someone else made it`, {
       hint: `Remove it (rm -r ${dir}) and run the command again.`,
     });

@@ -225,6 +225,15 @@ export function listJsonFiles(dir: string): unknown[] {
   return out;
 }
 
+/** A JSON file's value, or undefined when it is missing or broken. */
+export function readJsonFile(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
 /** Writes JSON atomically, creating the directory (root-only, 0700) if needed. */
 export function writeJsonFile(path: string, value: unknown): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });

@@ -142,6 +142,9 @@ async function runScoped(o: RunOptions, identity: Identity, env: NodeJS.ProcessE
     try {
       // After `lowport off` meanwhile, stay off.
       refreshLive(o, target, { onlyIfLive: true });
+    } catch (e) {
+      // The command's status stays lowport's; the next lowport command removes the grant.
+      o.note?.(`lowport: could not remove the grant of this run from the kernel: ${e instanceof Error ? e.message : String(e)}`);
     } finally {
       if (!cgroupPopulated(cgroup)) removeCgroup(cgroup);
     }

@@ -132,6 +132,24 @@ except OSError as e: print(e.errno)')"
     assert.equal(existsSync(scopeDir(box.options)), false);
   });
 
+  it('adds its grant to what is live: never an edit of the file not yet applied, and after off only its own', async () => {
+    const probe = `/usr/bin/python3 -c 'import socket
+for p in (80, 81, 82):
+    try:
+        socket.socket().bind(("127.0.0.1", p)); print("P%d=ok" % p)
+    except OSError as e: print("P%d=%d" % (p, e.errno))'`;
+    box.writePolicy('grant 81 user nobody\n');
+    assert.equal((await box.cli('apply')).code, 0);
+    box.writePolicy('grant 81,82 user nobody\n');
+    const live = inNetns(`$LOWPORT run --port 80 --user nobody $G -- ${probe}`);
+    assert.deepEqual([value(live.out, 'P80'), value(live.out, 'P81'), value(live.out, 'P82')], ['ok', 'ok', '13'], live.out);
+    assert.equal(JSON.parse((await box.cli('list', '--json')).stdout).file, 'differs');
+    assert.equal((await box.cli('off')).code, 0);
+    const off = inNetns(`$LOWPORT run --port 80 --user nobody $G -- ${probe}`);
+    assert.deepEqual([value(off.out, 'P80'), value(off.out, 'P81'), value(off.out, 'P82')], ['ok', '13', '13'], off.out);
+    assert.equal(existsSync(box.pinDir), false, 'lowport was off before the run and should be off after it');
+  });
+
   it('passes sockets as fds 3, 4, ... with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES, without any BPF', async () => {
     const other = new Sandbox('run-sockets');
     try {

@@ -3,6 +3,16 @@ import { UsageError } from '../errors.js';
 import { install, uninstall } from '../integrate/install.js';
 import { printJson, type Command } from './command.js';
 import { sudoArgv } from './sudo.js';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The package's directory and koffi's, which the boot unit loads as root. */
+function packageFiles(): string[] {
+  const pkg = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  const koffi = dirname(createRequire(import.meta.url).resolve('koffi'));
+  return [pkg, koffi];
+}
 
 const ROOT_OPTION = { root: { type: 'string' } } as const;
 
@@ -23,7 +33,7 @@ systemd, says what to add to the boot sequence instead.
   prepare: (ctx) => {
     if (ctx.positionals.length > 0) throw new UsageError('lowport install takes no arguments');
     return () => {
-      const r = install({ ...ctx.options, ...(ctx.values.root === undefined ? {} : { root: ctx.values.root as string }), lowportArgv: sudoArgv([]) });
+      const r = install({ ...ctx.options, ...(ctx.values.root === undefined ? {} : { root: ctx.values.root as string }), lowportArgv: sudoArgv([]), packageFiles: packageFiles() });
       if (ctx.json) {
         printJson(ctx.io, r);
         return 0;

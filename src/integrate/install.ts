@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { readPolicy } from '../engine/apply.js';
 import { policyPath, requireRoot, type LowportOptions } from '../engine/target.js';
 import { LowportError } from '../errors.js';
-import { preparePolicyDir, removeFile, removeEmptyDir, writeFileAtomic } from '../kernel/files.js';
+import { assertRootControlled, preparePolicyDir, removeFile, removeEmptyDir, writeFileAtomic } from '../kernel/files.js';
 import { pathExists } from '../kernel/process.js';
 import { systemctl, systemctlPath } from '../kernel/systemctl.js';
 import { systemdRunning } from '../kernel/system.js';
@@ -21,6 +21,8 @@ export interface InstallOptions extends LowportOptions {
   root?: string;
   /** The command that runs lowport, absolute: node and the script. */
   lowportArgv: string[];
+  /** Other files the command loads (the package, koffi's native module), checked like it. */
+  packageFiles?: string[];
 }
 
 export interface InstallResult {
@@ -72,8 +74,30 @@ function unitFile(root: string | undefined): string {
   return join(root ?? '/', 'etc/systemd/system', UNIT_NAME);
 }
 
+/**
+ * The unit runs these files as root at every boot: refuse any that a user
+ * could change (a clone in a home directory, a Node installed with nvm).
+ */
+export function assertRootOwnedProgram(argv: string[], extra: string[] = []): void {
+  const role = { noun: 'program', risk: 'run their own code as root at every boot' };
+  for (const path of [...argv, ...extra]) {
+    try {
+      assertRootControlled(path, role);
+    } catch (e) {
+      if (e instanceof LowportError) {
+        throw new LowportError('E_POLICY_UNSAFE', e.message, {
+          hint: 'Install lowport and Node where only root can write (e.g. `sudo npm install -g .` with the system Node), then run `lowport install` from there.',
+          cause: e,
+        });
+      }
+      throw e;
+    }
+  }
+}
+
 export function install(o: InstallOptions): InstallResult {
   if (o.root === undefined) requireRoot();
+  assertRootOwnedProgram(o.lowportArgv, o.packageFiles ?? []);
   const notes: string[] = [];
   const policy = join(o.root ?? '/', policyPath(o));
   let createdPolicy = false;

@@ -18,17 +18,25 @@ const S_ISVTX = 0o1000;
  * root, or world-writable (a sticky, root-owned directory such as /tmp is fine:
  * others cannot rename or remove root's entries in it).
  */
-export function assertRootControlled(path: string): void {
+export function assertRootControlled(path: string, role: Role = POLICY): void {
   // The real path: a symlink's target and the directories above it are what a user could change.
   const abs = realpathSync(resolve(path));
   const st = statSync(abs);
-  checkOwnership(abs, st, st.isDirectory() ? 'directory' : 'file');
-  checkParents(abs);
+  checkOwnership(abs, st, st.isDirectory() ? 'directory' : 'file', role);
+  checkParents(abs, role);
 }
 
-function checkParents(abs: string): void {
+/** What a file is for, in the refusal: `the policy file X ... so that user could grant themselves any port`. */
+export interface Role {
+  noun: string;
+  risk: string;
+}
+
+const POLICY: Role = { noun: 'policy', risk: 'grant themselves any port' };
+
+function checkParents(abs: string, role: Role = POLICY): void {
   for (let dir = dirname(abs); dir !== abs; dir = dirname(dir)) {
-    checkOwnership(dir, statSync(dir), 'directory');
+    checkOwnership(dir, statSync(dir), 'directory', role);
     if (dir === '/') break;
   }
 }
@@ -59,20 +67,21 @@ export function aclWriters(acl: Buffer | undefined, fileGid: number): string[] {
   return out;
 }
 
-function checkOwnership(path: string, st: { uid: number; gid: number; mode: number }, what: 'file' | 'directory'): void {
+function checkOwnership(path: string, st: { uid: number; gid: number; mode: number }, what: 'file' | 'directory', role: Role = POLICY): void {
+  const noun = `the ${role.noun} ${what}`;
   const fix = what === 'file' ? `chown root:root ${path} && chmod 644 ${path}` : `chown root:root ${path} && chmod go-w ${path}`;
   const writers = aclWriters(getXattr(path, 'system.posix_acl_access'), st.gid);
   if (writers.length > 0) {
-    throw unsafe(`the policy ${what} ${path} has an ACL that lets ${writers.join(', ')} write it, so they could grant themselves any port`, `setfacl -b ${path}`);
+    throw unsafe(`${noun} ${path} has an ACL that lets ${writers.join(', ')} write it, so they could ${role.risk}`, `setfacl -b ${path}`);
   }
   if (st.uid !== 0) {
-    throw unsafe(`the policy ${what} ${path} is owned by uid ${st.uid}, not root, so that user could grant themselves any port`, fix);
+    throw unsafe(`${noun} ${path} is owned by uid ${st.uid}, not root, so that user could ${role.risk}`, fix);
   }
   if (st.mode & S_IWOTH && !(what === 'directory' && st.mode & S_ISVTX)) {
-    throw unsafe(`the policy ${what} ${path} is world-writable, so anyone could grant themselves any port`, fix);
+    throw unsafe(`${noun} ${path} is world-writable, so anyone could ${role.risk}`, fix);
   }
   if (st.mode & S_IWGRP && st.gid !== 0) {
-    throw unsafe(`the policy ${what} ${path} is writable by group ${st.gid}, so its members could grant themselves any port`, fix);
+    throw unsafe(`${noun} ${path} is writable by group ${st.gid}, so its members could ${role.risk}`, fix);
   }
 }
 

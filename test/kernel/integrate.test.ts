@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runMain } from '../run-main.js';
-import { binds, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
+import { install } from '../../src/integrate/install.js';
+import { binds, kernelSkipReason, NOBODY, PackageCopy, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
 const haveSystemd = spawnSync('sh', ['-c', 'command -v systemctl && command -v systemd-analyze']).status === 0;
@@ -19,34 +20,54 @@ const haveSystemd = spawnSync('sh', ['-c', 'command -v systemctl && command -v s
 describe('install, unit and import-authbind', { skip }, () => {
   let root: string;
   let box: Sandbox;
+  let pkg: PackageCopy;
   before(() => {
     root = mkdtempSync(join(tmpdir(), 'lowport-root-'));
     chmodSync(root, 0o755);
     box = new Sandbox('integrate');
+    pkg = new PackageCopy();
   });
   after(async () => {
     rmSync(root, { recursive: true, force: true });
     await box?.dispose();
+    pkg?.dispose();
   });
 
-  it('installs an enabled boot unit that passes systemd-analyze verify, and creates the policy', { skip: haveSystemd ? false : 'systemd tools are not installed (CI installs systemd)' }, async () => {
-    const r = await runMain(['install', '--root', root]);
-    assert.equal(r.code, 0, r.stderr);
+  // The unit runs lowport from a root-owned copy: the checkout itself may sit
+  // where install rightly refuses to point a root unit at (a home directory).
+  const installOptions = () => ({ root, lowportArgv: [process.execPath, pkg.cli], packageFiles: [pkg.dir] });
+
+  it('installs an enabled boot unit that passes systemd-analyze verify, and creates the policy', { skip: haveSystemd ? false : 'systemd tools are not installed (CI installs systemd)' }, () => {
+    const r = install(installOptions());
     const unit = join(root, 'etc/systemd/system/lowport.service');
-    assert.match(r.stdout, new RegExp(`wrote and enabled ${unit}`));
-    assert.match(r.stdout, /created .*etc\/lowport\/policy/);
+    assert.equal(r.unitFile, unit);
+    assert.equal(r.enabled, true);
+    assert.equal(r.createdPolicy, true);
     const link = join(root, 'etc/systemd/system/sysinit.target.wants/lowport.service');
     assert.ok(lstatSync(link).isSymbolicLink());
     assert.equal(readlinkSync(link), '/etc/systemd/system/lowport.service');
-    assert.match(readFileSync(unit, 'utf8'), new RegExp(`^ExecStart=${process.execPath} \\S+/cli/main.js apply$`, 'm'));
+    assert.match(readFileSync(unit, 'utf8'), new RegExp(`^ExecStart=${process.execPath} ${pkg.cli} apply$`, 'm'));
     assert.match(readFileSync(join(root, 'etc/lowport/policy'), 'utf8'), /^# lowport policy/);
     const verify = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' });
     assert.equal(verify.status, 0, verify.stderr);
   });
 
+  it('refuses to install a unit that would run, as root, a file another user could change', () => {
+    const script = join(root, 'user-main.js');
+    writeFileSync(script, '');
+    chownSync(script, NOBODY, NOBODY);
+    assert.throws(() => install({ ...installOptions(), lowportArgv: [process.execPath, script] }), (e: Error & { code?: string; hint?: string }) => {
+      assert.equal(e.code, 'E_POLICY_UNSAFE');
+      assert.match(e.message, /the program file .*user-main.js is owned by uid 65534, not root, so that user could run their own code as root at every boot/);
+      assert.match(e.hint ?? '', /only root can write/);
+      return true;
+    });
+    assert.doesNotMatch(readFileSync(join(root, 'etc/systemd/system/lowport.service'), 'utf8'), /user-main/);
+  });
+
   it('keeps an existing policy on install, and uninstall removes the unit but keeps the policy unless --purge', { skip: haveSystemd ? false : 'systemd tools are not installed' }, async () => {
     writeFileSync(join(root, 'etc/lowport/policy'), 'grant 80 user nobody\n');
-    assert.equal((await runMain(['install', '--root', root])).code, 0);
+    install(installOptions());
     assert.equal(readFileSync(join(root, 'etc/lowport/policy'), 'utf8'), 'grant 80 user nobody\n');
     const un = await runMain(['uninstall', '--root', root]);
     assert.equal(un.code, 0, un.stderr);
@@ -54,7 +75,7 @@ describe('install, unit and import-authbind', { skip }, () => {
     assert.equal(existsSync(join(root, 'etc/systemd/system/sysinit.target.wants/lowport.service')), false);
     assert.ok(existsSync(join(root, 'etc/lowport/policy')));
     assert.match(un.stdout, /kept .*policy \(--purge removes it\)/);
-    assert.equal((await runMain(['install', '--root', root])).code, 0);
+    install(installOptions());
     assert.equal((await runMain(['uninstall', '--purge', '--root', root])).code, 0);
     assert.equal(existsSync(join(root, 'etc/lowport')), false);
   });

@@ -143,7 +143,7 @@ for p in (80, 81, 82):
     box.writePolicy('grant 81,82 user nobody\n');
     const live = inNetns(`$LOWPORT run --port 80 --user nobody $G -- ${probe}`);
     assert.deepEqual([value(live.out, 'P80'), value(live.out, 'P81'), value(live.out, 'P82')], ['ok', 'ok', '13'], live.out);
-    assert.equal(JSON.parse((await box.cli('list', '--json')).stdout).file, 'differs');
+    assert.equal((JSON.parse((await box.cli('list', '--json')).stdout) as { file: string }).file, 'differs');
     assert.equal((await box.cli('off')).code, 0);
     const off = inNetns(`$LOWPORT run --port 80 --user nobody $G -- ${probe}`);
     assert.deepEqual([value(off.out, 'P80'), value(off.out, 'P81'), value(off.out, 'P82')], ['ok', '13', '13'], off.out);

@@ -15,7 +15,7 @@ import { fileOwnership, readFileHead, readPolicyFile } from '../kernel/files.js'
 import { mountOf } from '../kernel/mounts.js';
 import { socketOwners, socketsOnPort } from '../kernel/netstat.js';
 import { lookupUsers, type PasswdEntry } from '../kernel/nss.js';
-import { effectiveUid, pathExists, processStatus, runNodeAs, which } from '../kernel/process.js';
+import { effectiveUid, pathState, processStatus, runNodeAs, which } from '../kernel/process.js';
 import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion, netNamespace, readSysctl, systemdRunning } from '../kernel/system.js';
 import { parsePolicy } from '../policy/parse.js';
 import { formatPrincipal } from '../policy/print.js';
@@ -199,7 +199,8 @@ function machineChecks(asRoot: boolean): { checks: Check[]; bpfMissing: string[]
 
 function tryList(options: LowportOptions): ListResult | undefined {
   try {
-    return list(options);
+    // Doctor only looks: it leaves what killed runs left for a command that changes things.
+    return list(options, { prune: false });
   } catch {
     return undefined;
   }
@@ -225,7 +226,13 @@ function policyChecks(path: string, user: PasswdEntry, ports: number[], live: Li
       detail: others.length === 0 ? 'no other BPF programs on the bind hooks' : `other BPF programs on the bind hooks (they can grant or refuse too): ${others.map((p) => `${p.hook} id ${p.id} ${p.name}`).join(', ')}`,
     });
   } else {
-    checks.push({ id: 'lowport-live', status: 'info', detail: pathExists(pinDir) ? `lowport is installed at ${pinDir} (root can show its live rules)` : `lowport is off (nothing at ${pinDir})` });
+    const state = pathState(pinDir);
+    checks.push({
+      id: 'lowport-live',
+      status: 'info',
+      detail:
+        state === 'exists' ? `lowport is installed at ${pinDir} (root can show its live rules)` : state === 'absent' ? `lowport is off (nothing at ${pinDir})` : `only root can tell whether lowport is on (${pinDir} is not visible to you)`,
+    });
     checks.push({ id: 'other-bpf', status: 'info', detail: 'other BPF programs on the bind hooks: only root can see them' });
   }
 
@@ -247,27 +254,38 @@ function policyChecks(path: string, user: PasswdEntry, ports: number[], live: Li
     checks.push({ id: 'policy', status: 'fail', detail: `${path} has errors (lowport apply --check shows them): ${e instanceof Error ? e.message : String(e)}` });
     return { checks, grants, reservations };
   }
-  const matches = (s: { kind: number; id: bigint }) =>
-    (s.kind === Kind.UID && s.id === BigInt(user.uid)) || (s.kind === Kind.GID && s.id === BigInt(user.gid)) || s.kind === Kind.EVERYONE;
+  const byName = (s: { kind: number; id: bigint }) => (s.kind === Kind.UID && s.id === BigInt(user.uid)) || (s.kind === Kind.GID && s.id === BigInt(user.gid));
   for (const port of ports) {
+    const lines: { line: number; full: boolean; what: string; named: boolean }[] = [];
     for (const r of rules) {
-      if (!r.rule.ports.some((i) => port >= i.from && port <= i.to)) continue;
-      const mine = r.subjects.some(matches);
-      if (mine) grants.set(port, [...(grants.get(port) ?? []), r.rule.line]);
-      else if (r.rule.action === 'reserve' && !reservations.has(port)) reservations.set(port, { who: formatPrincipal(r.rule.principal), line: r.rule.line });
+      const items = r.rule.ports.filter((i) => port >= i.from && port <= i.to);
+      if (items.length === 0) continue;
+      const named = r.subjects.some(byName);
+      if (named || r.subjects.some((s) => s.kind === Kind.EVERYONE)) {
+        const protocols = [...new Set(items.flatMap((i) => i.protocols))];
+        const full = protocols.length === 2 && r.rule.addrs.length === 0;
+        const what = `${protocols.length === 2 ? '' : `${protocols[0] ?? ''} only`}${r.rule.addrs.length === 0 ? '' : `${protocols.length === 2 ? '' : ', '}on ${r.rule.addrs.join(', ')} only`}`;
+        lines.push({ line: r.rule.line, full, what, named });
+      } else if (r.rule.action === 'reserve' && !reservations.has(port)) {
+        reservations.set(port, { who: formatPrincipal(r.rule.principal), line: r.rule.line });
+      }
     }
-    // A reservation does not refuse a user the policy grants the port by name.
-    if (grants.has(port)) reservations.delete(port);
-    const g = grants.get(port);
+    // A reservation refuses all but root, its owners and users the policy names (not `everyone`).
+    const counted = reservations.has(port) ? lines.filter((l) => l.named) : lines;
+    if (counted.length > 0) reservations.delete(port);
+    // Only grants of every protocol and address explain a port that should bind everywhere.
+    const full = counted.filter((l) => l.full).map((l) => l.line);
+    if (full.length > 0) grants.set(port, full);
     const res = reservations.get(port);
+    const stale = live !== undefined && live.file !== 'in-sync' ? `, but the file is not what is live (${live.file})` : '';
     checks.push({
       id: `policy-${port}`,
-      status: res !== undefined ? 'fail' : g !== undefined ? 'ok' : 'info',
+      status: res !== undefined ? 'fail' : counted.length > 0 ? 'ok' : 'info',
       detail:
         res !== undefined
           ? `port ${port} is reserved for ${res.who} (line ${res.line} of ${path}): ${user.name} gets EPERM`
-          : g !== undefined
-            ? `${path} gives port ${port} to ${user.name} (line ${g.join(', ')})${live !== undefined && live.file !== 'in-sync' ? `, but the file is not what is live (${live.file})` : ''}`
+          : counted.length > 0
+            ? `${path} gives port ${port} to ${user.name} (${counted.map((l) => `line ${l.line}${l.what === '' ? '' : `: ${l.what}`}`).join('; ')})${stale}`
             : `${path} does not give port ${port} to ${user.name}`,
     });
   }

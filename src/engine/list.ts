@@ -9,9 +9,9 @@ import type { PortItem, Protocol } from '../policy/types.js';
 import { addressText, protocolName } from './compile.js';
 import { compileDocument, policyFingerprint, readPolicyText, refreshLive } from './apply.js';
 import { parsePolicy } from '../policy/parse.js';
-import { attachedPrograms, readLivePolicy, type AttachedProgram, type Entry, type LivePolicy } from './live.js';
+import { attachedPrograms, readLivePolicy, type AttachedProgram, type Entry, type LivePolicy, type Target } from './live.js';
 import { EntryTable, Kind, KEY_SIZE, RESERVED, VALUE_SIZE } from './map-format.js';
-import { pruneScopes, type Scope } from './scopes.js';
+import { pruneScopes, readScopes, type Scope } from './scopes.js';
 import { kernelTarget, policyPath, type LowportOptions } from './target.js';
 
 export interface LiveRule {
@@ -45,12 +45,11 @@ export interface ListResult {
   programs: AttachedProgram[];
 }
 
-export function list(options: LowportOptions = {}): ListResult {
+export function list(options: LowportOptions = {}, { prune = true }: { prune?: boolean } = {}): ListResult {
   const target = kernelTarget(options);
   const path = policyPath(options);
   // What a killed `lowport run` left behind goes now, from the kernel too.
-  const { scopes, pruned } = pruneScopes(target);
-  if (pruned) refreshLive(options, target, { onlyIfLive: true });
+  const scopes = prune ? pruneAndRefresh(options, target) : readScopes(target);
   const live = readLivePolicy(target.pinDir);
   const table = live?.table ?? new EntryTable();
   const { file, fileProblem } = compareWithFile(path, live);
@@ -65,6 +64,12 @@ export function list(options: LowportOptions = {}): ListResult {
     ...(fileProblem === undefined ? {} : { fileProblem }),
     programs: attachedPrograms(target),
   };
+}
+
+function pruneAndRefresh(options: LowportOptions, target: Target): Scope[] {
+  const { scopes, pruned } = pruneScopes(target);
+  if (pruned) refreshLive(options, target, { onlyIfLive: true });
+  return scopes;
 }
 
 /**

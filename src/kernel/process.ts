@@ -1,7 +1,8 @@
 /** Small process and filesystem facts the engine needs, kept here so that kernel/ stays the only code touching the OS. */
 import { spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
-import { existsSync, openSync, readFileSync } from 'node:fs';
+import { LowportError } from '../errors.js';
+import { existsSync, openSync, readFileSync, statSync } from 'node:fs';
 
 /** An O_RDONLY fd on a directory (for a cgroup's target_fd, or flock). The caller closes it. */
 export function openDir(dir: string): number {
@@ -10,6 +11,16 @@ export function openDir(dir: string): number {
 
 export function pathExists(path: string): boolean {
   return existsSync(path);
+}
+
+/** Whether a path exists, is absent, or cannot be seen by this user (a directory it may not search). */
+export function pathState(path: string): 'exists' | 'absent' | 'unknown' {
+  try {
+    statSync(path);
+    return 'exists';
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'absent' : 'unknown';
+  }
 }
 
 /** True while a process with this pid exists (a zombie counts). */
@@ -58,7 +69,11 @@ export function which(name: string, path = process.env.PATH ?? ''): string | und
  */
 export function runNodeAs(uid: number, gid: number, script: string, args: string[]): string {
   const r = spawnSync(process.execPath, [script, ...args], { uid, gid, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
-  if (r.status !== 0) throw new Error(`${script} as uid ${uid} failed (${r.status ?? r.signal}): ${r.stderr || r.error?.message || ''}`);
+  if (r.status !== 0) {
+    throw new LowportError('E_STATE', `could not run the bind test as uid ${uid}: ${(r.stderr || r.error?.message || `exit ${r.status ?? r.signal}`).trim().split('\n')[0]}`, {
+      hint: 'The user must be able to read Node and lowport (install lowport where every user can read it), or run doctor as that user.',
+    });
+  }
   return r.stdout;
 }
 

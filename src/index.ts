@@ -8,6 +8,8 @@ export { list, type ListResult, type LiveRule } from './engine/list.js';
 export { off, type OffResult } from './engine/off.js';
 export { DEFAULT_PIN_DIR, DEFAULT_POLICY, type LowportOptions } from './engine/target.js';
 export type { AttachedProgram } from './engine/live.js';
+export { gcRedirects, listRedirects, persistForward, restorePersisted, unpersistForward, type ForwardEntry } from './forward/redirect.js';
+export { encodeV1, encodeV2, type ConnectionInfo } from './forward/proxy-protocol.js';
 export { LowportError, PolicyError, UsageError, formatDiagnostic, type Diagnostic, type ErrorCode } from './errors.js';
 export { SyscallError } from './kernel/libc.js';
 export { parsePolicy } from './policy/parse.js';

@@ -5,7 +5,6 @@ import { noArguments, printJson, type Command } from './command.js';
 
 export const applyCommand: Command = {
   name: 'apply',
-  summary: 'load the policy file into the kernel',
   help: `Usage: lowport apply [--check]
 
 Loads the policy file. The whole file is checked first (syntax, users,
@@ -35,7 +34,6 @@ step: every bind sees either the old policy or the new one.
 
 export const offCommand: Command = {
   name: 'off',
-  summary: 'remove everything lowport put in the kernel',
   help: `Usage: lowport off
 
 Ends every grant and reservation at once, then removes lowport's programs,

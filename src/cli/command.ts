@@ -33,7 +33,7 @@ export interface CommandContext {
 
 export interface Command {
   name: string;
-  summary: string;
+
   /** Full help: usage line, description, options, examples. */
   help: string;
   options: OptionSpecs;

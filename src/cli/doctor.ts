@@ -47,7 +47,6 @@ function parsePort(text: string): number {
 
 export const doctorCommand: Command = {
   name: 'doctor',
-  summary: 'why a port cannot be bound, and the best fix here',
   help: `Usage: lowport doctor [--port N]... [--user U] [--program PATH] [--json]
 
 Tries real binds of each port (TCP and UDP, IPv4 and IPv6, wildcard and

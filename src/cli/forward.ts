@@ -155,7 +155,6 @@ function table(rows: string[][]): string {
 
 export const forwardCommand: Command = {
   name: 'forward',
-  summary: 'redirect a low port to a high one (nftables), or forward it in userspace',
   help: `Usage: lowport forward PORT[/tcp|/udp] TO [--addr IP]... [--persist]
        lowport forward --userspace PORT[/tcp|/udp] [HOST:]TO [--addr IP]... [--user U]
                        [--proxy-protocol v1|v2] [--log] [--workers N] [--max-conns N]

@@ -43,7 +43,6 @@ export function reportEdit(ctx: CommandContext, outcome: EditOutcome): number {
 
 export const grantCommand: Command = {
   name: 'grant',
-  summary: 'let a user or group bind ports',
   help: `Usage: lowport grant PORTS [--user U | --group G | --everyone] [--addr IP]...
 
 Lets U (or every member of G, or everyone) bind PORTS, with any program, from
@@ -70,7 +69,6 @@ Examples:
 
 export const revokeCommand: Command = {
   name: 'revoke',
-  summary: 'take back a grant',
   help: `Usage: lowport revoke PORTS [--user U | --group G | --everyone] [--addr IP]...
        lowport revoke --all --user U | --group G
 

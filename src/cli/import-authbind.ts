@@ -7,7 +7,6 @@ import { reportEdit } from './grant.js';
 
 export const importAuthbindCommand: Command = {
   name: 'import-authbind',
-  summary: 'turn authbind configuration into policy rules',
   help: `Usage: lowport import-authbind [--dir DIR] [--apply]
 
 Reads DIR (default /etc/authbind): byport/PORT files (whoever may execute the

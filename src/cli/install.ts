@@ -18,7 +18,6 @@ const ROOT_OPTION = { root: { type: 'string' } } as const;
 
 export const installCommand: Command = {
   name: 'install',
-  summary: 'apply the policy at every boot (systemd unit)',
   help: `Usage: lowport install [--root DIR]
 
 Writes and enables /etc/systemd/system/lowport.service, which runs
@@ -49,7 +48,6 @@ systemd, says what to add to the boot sequence instead.
 
 export const uninstallCommand: Command = {
   name: 'uninstall',
-  summary: 'undo install',
   help: `Usage: lowport uninstall [--purge] [--root DIR]
 
 Disables and removes lowport.service. Keeps the policy file unless --purge.

@@ -42,7 +42,6 @@ export function formatList(r: ListResult): string {
 
 export const listCommand: Command = {
   name: 'list',
-  summary: 'show the rules live in the kernel',
   help: `Usage: lowport list [--json]
 
 Shows the rules as they are live in the kernel (read back from lowport's map,

@@ -9,22 +9,31 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatDiagnostic, LowportError, PolicyError, UsageError } from '../errors.js';
 import { effectiveUid } from '../kernel/process.js';
-import { applyCommand, offCommand } from './apply.js';
-import { doctorCommand } from './doctor.js';
-import { forwardCommand } from './forward.js';
-import { runCommand } from './run.js';
-import { installCommand, uninstallCommand } from './install.js';
-import { unitCommand } from './unit.js';
-import { importAuthbindCommand } from './import-authbind.js';
 import { lowportOptions } from './args.js';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, type Command } from './command.js';
-import { grantCommand, revokeCommand } from './grant.js';
 import { processIo, type CliIo } from './io.js';
-import { listCommand } from './list.js';
-import { reserveCommand, unreserveCommand } from './reserve.js';
 import { offerSudo } from './sudo.js';
 
-export const COMMANDS: readonly Command[] = [doctorCommand, grantCommand, revokeCommand, reserveCommand, unreserveCommand, listCommand, applyCommand, offCommand, runCommand, forwardCommand, installCommand, uninstallCommand, unitCommand, importAuthbindCommand];
+/**
+ * The commands, each loaded only when it runs: Node reads and compiles every
+ * module it imports, and a command should not pay for the others.
+ */
+export const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Command> }[] = [
+  { name: 'doctor', summary: 'why a port cannot be bound, and the best fix here', load: async () => (await import('./doctor.js')).doctorCommand },
+  { name: 'grant', summary: 'let a user or group bind ports', load: async () => (await import('./grant.js')).grantCommand },
+  { name: 'revoke', summary: 'take back a grant', load: async () => (await import('./grant.js')).revokeCommand },
+  { name: 'reserve', summary: 'keep ports for one user or group', load: async () => (await import('./reserve.js')).reserveCommand },
+  { name: 'unreserve', summary: 'end a reservation', load: async () => (await import('./reserve.js')).unreserveCommand },
+  { name: 'list', summary: 'show the rules live in the kernel', load: async () => (await import('./list.js')).listCommand },
+  { name: 'apply', summary: 'load the policy file into the kernel', load: async () => (await import('./apply.js')).applyCommand },
+  { name: 'off', summary: 'remove everything lowport put in the kernel', load: async () => (await import('./apply.js')).offCommand },
+  { name: 'run', summary: 'run one command with low ports, for it alone', load: async () => (await import('./run.js')).runCommand },
+  { name: 'forward', summary: 'redirect a low port to a high one (nftables), or forward it in userspace', load: async () => (await import('./forward.js')).forwardCommand },
+  { name: 'install', summary: 'apply the policy at every boot (systemd unit)', load: async () => (await import('./install.js')).installCommand },
+  { name: 'uninstall', summary: 'undo install', load: async () => (await import('./install.js')).uninstallCommand },
+  { name: 'unit', summary: 'print a hardened systemd service for a server on low ports', load: async () => (await import('./unit.js')).unitCommand },
+  { name: 'import-authbind', summary: 'turn authbind configuration into policy rules', load: async () => (await import('./import-authbind.js')).importAuthbindCommand },
+];
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -85,11 +94,12 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
     // Bare `lowport` is a usage error; asking for help is not.
     return name === 'help' || rest.includes('--help') || rest.includes('-h') ? 0 : 2;
   }
-  const command = COMMANDS.find((c) => c.name === name);
-  if (command === undefined) {
+  const entry = COMMANDS.find((c) => c.name === name);
+  if (entry === undefined) {
     io.stderr(`lowport: error: unknown command '${name}'\nRun \`lowport --help\` for the list of commands.\n`);
     return 2;
   }
+  const command = await entry.load();
   let json = false;
   try {
     const parsed = parseArgs({ args: rest, options: { ...GLOBAL_OPTIONS, ...command.options }, allowPositionals: true, strict: true });

@@ -7,7 +7,6 @@ import { portsOnly, reportEdit } from './grant.js';
 
 export const reserveCommand: Command = {
   name: 'reserve',
-  summary: 'keep ports for one user or group',
   help: `Usage: lowport reserve PORTS (--user U | --group G)
 
 Keeps PORTS for U or G: they may bind them (as with grant), and so may root
@@ -38,7 +37,6 @@ PORTS: 80  80,443  8000-8100  53/udp  443/tcp  (no suffix: TCP and UDP)
 
 export const unreserveCommand: Command = {
   name: 'unreserve',
-  summary: 'end a reservation',
   help: `Usage: lowport unreserve PORTS
 
 Ends every reservation of PORTS, whoever it was for.`,

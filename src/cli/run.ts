@@ -6,7 +6,6 @@ import type { Command } from './command.js';
 
 export const runCommand: Command = {
   name: 'run',
-  summary: 'run one command with low ports, for it alone',
   help: `Usage: lowport run --port PORTS [--user U] [--addr IP]... -- COMMAND [ARGS...]
        lowport run --sockets --port PORTS [--addr IP]... [--backlog N] [--v6-only] [--user U] -- COMMAND...
        lowport run --caps [--user U] -- COMMAND [ARGS...]

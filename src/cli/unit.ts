@@ -9,7 +9,6 @@ import type { Command } from './command.js';
 
 export const unitCommand: Command = {
   name: 'unit',
-  summary: 'print a hardened systemd service for a server on low ports',
   help: `Usage: lowport unit NAME --user U --port PORTS [--socket] [--output-dir DIR] -- COMMAND [ARGS...]
 
 Prints NAME.service: COMMAND runs as U with CAP_NET_BIND_SERVICE as its only

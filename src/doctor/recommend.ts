@@ -62,15 +62,6 @@ function portList(ports: PortVerdict[]): string {
   return ports.map((p) => p.port).join(',');
 }
 
-function nftRedirect(port: number, to: number): string {
-  // `priority dstnat` is refused on an inet output chain by nft 1.0.6 (Debian 12); -100 is its value.
-  return (
-    `sudo nft -f - <<'EOF'\ntable inet lowport_redirect {\n` +
-    `  chain prerouting { type nat hook prerouting priority -100; fib daddr type local tcp dport ${port} redirect to :${to} }\n` +
-    `  chain output { type nat hook output priority -100; fib daddr type local tcp dport ${port} redirect to :${to} }\n}\nEOF`
-  );
-}
-
 /** The recommendation and the runners-up, best first. */
 export function recommend(s: Situation): { recommendation: Recommendation; alternatives: Recommendation[] } {
   const blocked = s.ports.filter((p) => !p.canBind);
@@ -147,8 +138,8 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
       const first = grantable[0]?.port ?? 80;
       options.push({
         method: 'nft-redirect',
-        command: nftRedirect(first, first + 8000),
-        why: `run the server on ${first + 8000} and let the kernel redirect ${first} to it (local clients too); the rules outlive the program, so remove them with \`sudo nft delete table inet lowport_redirect\`.`,
+        command: `sudo ${s.lowport} forward ${first} ${first + 8000}`,
+        why: `run the server on ${first + 8000} and let the kernel redirect ${first} to it (IPv4 and IPv6, local clients too, client addresses kept); the redirect ends with the command (--persist keeps it in the policy).`,
       });
     }
     if (!s.bpfGrantPossible) {

@@ -51,7 +51,7 @@ describe('recommend', () => {
     assert.match(r.alternatives[1]?.why ?? '', /EVERY port below 1024/);
     const nft = r.alternatives[0];
     assert.ok(nft !== undefined);
-    assert.match(nft.command, /hook output priority -100; fib daddr type local tcp dport 80 redirect to :8080/);
+    assert.equal(nft.command, 'sudo lowport forward 80 8080');
     assert.equal(r.alternatives.at(-1)?.method, 'sysctl');
     assert.equal(r.alternatives.at(-1)?.command, 'sudo sysctl -w net.ipv4.ip_unprivileged_port_start=80');
   });

@@ -106,7 +106,8 @@ export function doctor(options: DoctorOptions = {}): DoctorReport {
     policyFile: path,
     bpfGrantPossible: machine.bpfMissing.length === 0,
     bpfMissing: machine.bpfMissing,
-    policyNotApplied: live !== undefined && live.file !== 'in-sync',
+    // Root sees what is live; others only whether lowport's pins are there at all.
+    policyNotApplied: live !== undefined ? !live.live || live.file !== 'in-sync' : pathState(options.pinDir ?? DEFAULT_PIN_DIR) === 'absent',
     systemd: systemdRunning(),
     nft: which('nft', `${process.env.PATH ?? ''}:/usr/sbin:/sbin`) !== undefined,
     ...(program === undefined ? {} : { program }),

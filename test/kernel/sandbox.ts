@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runMain } from '../run-main.js';
 import { removeAll } from '../../src/engine/live.js';
+import { forgetAppliedText } from '../../src/engine/scopes.js';
 import { findCgroup2Root, createCgroup, killAndRemoveCgroup } from '../../src/kernel/cgroup.js';
 import { ensurePinDir } from '../../src/kernel/bpffs.js';
 
@@ -124,9 +125,10 @@ export class Sandbox {
     // but readable, so the unprivileged clients can run the files placed here.
     chmodSync(this.dir, 0o755);
     writeFileSync(this.probePath, PROBE_SOURCE, { mode: 0o644 });
+    // The pin directory's parent first: if it cannot be used, nothing is left to clean up.
+    ensurePinDir(dirname(this.pinDir));
     createCgroup(this.cgroup);
     createCgroup(this.outsideCgroup);
-    ensurePinDir(dirname(this.pinDir));
   }
 
   /** Global options for this sandbox's CLI calls. */
@@ -201,7 +203,9 @@ export class Sandbox {
   async dispose(): Promise<void> {
     for (const c of this.children) c.kill('SIGKILL');
     try {
+      // As `lowport off` does: the kernel state, and what lowport keeps under /run for this instance.
       removeAll({ cgroup: this.cgroup, pinDir: this.pinDir });
+      forgetAppliedText({ cgroup: this.cgroup, pinDir: this.pinDir });
     } finally {
       // Scoped-grant cgroups a test's `lowport run` left below the sandbox's go first.
       for (const name of readdirSync(this.cgroup)) if (name.startsWith('lowport-run-')) await killAndRemoveCgroup(join(this.cgroup, name));

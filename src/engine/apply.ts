@@ -155,6 +155,7 @@ export interface EditOutcome extends ApplyResult {
 export function editPolicy(
   options: LowportOptions,
   edit: (doc: PolicyDocument) => { doc: PolicyDocument; changed: boolean; notes: string[] },
+  explain?: (compiled: CompiledPolicy) => string[],
 ): EditOutcome {
   const path = policyPath(options);
   const target = kernelTarget(options);
@@ -178,7 +179,7 @@ export function editPolicy(
       }
     }
     saveAppliedText(target, text);
-    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, changed, notes };
+    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, changed, notes: [...notes, ...(explain?.(compiled) ?? [])] };
   } finally {
     lock.release();
   }

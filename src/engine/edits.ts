@@ -1,7 +1,12 @@
 /** The library calls behind `lowport grant/revoke/reserve/unreserve`: a policy edit, validated and made live in one locked step. */
+import { lookupGroups, lookupUsers } from '../kernel/nss.js';
 import * as policyEdit from '../policy/edit.js';
+import { PortSet } from '../policy/ports.js';
+import { formatPrincipal, formatRule } from '../policy/print.js';
 import type { PortItem, Principal } from '../policy/types.js';
 import { editPolicy, type EditOutcome } from './apply.js';
+import { Kind } from './map-format.js';
+import type { ResolvedRule } from './resolve.js';
 import type { LowportOptions } from './target.js';
 
 export interface GrantSpec {
@@ -16,7 +21,38 @@ export function grant(options: LowportOptions, spec: GrantSpec): EditOutcome {
 }
 
 export function revoke(options: LowportOptions, spec: GrantSpec): EditOutcome {
-  return editPolicy(options, (doc) => policyEdit.revoke(doc, { ports: spec.ports, principal: spec.principal, addrs: spec.addrs ?? [] }));
+  return editPolicy(
+    options,
+    (doc) => policyEdit.revoke(doc, { ports: spec.ports, principal: spec.principal, addrs: spec.addrs ?? [] }),
+    (compiled) => stillGiven(compiled.rules, spec),
+  );
+}
+
+/**
+ * After a revoke: the rules that still give the principal some of those ports
+ * by another way (its uid written as a number, its primary group, everyone),
+ * so "revoked" is not taken to mean "refused".
+ */
+function stillGiven(rules: ResolvedRule[], spec: GrantSpec): string[] {
+  const p = spec.principal;
+  if (p.kind === 'everyone') return [];
+  const ids: { kind: number; id: bigint }[] = [];
+  if (p.kind === 'user') {
+    const u = lookupUsers([p.name]).get(p.name);
+    if (u !== undefined) ids.push({ kind: Kind.UID, id: BigInt(u.uid) }, { kind: Kind.GID, id: BigInt(u.gid) });
+    else if (/^\d+$/.test(p.name)) ids.push({ kind: Kind.UID, id: BigInt(p.name) });
+  } else {
+    const g = lookupGroups([p.name]).get(p.name);
+    if (g !== undefined) ids.push({ kind: Kind.GID, id: BigInt(g.gid) });
+  }
+  const revoked = PortSet.fromItems(spec.ports);
+  const notes: string[] = [];
+  for (const { rule, subjects } of rules) {
+    const covers = subjects.some((s) => s.kind === Kind.EVERYONE || ids.some((i) => i.kind === s.kind && i.id === s.id));
+    const overlap = PortSet.fromItems(rule.ports).intersect(revoked);
+    if (covers && !overlap.isEmpty()) notes.push(`note: line ${rule.line} still gives ${overlap.toString()} to ${formatPrincipal(p)}: ${formatRule(rule)}`);
+  }
+  return notes;
 }
 
 /** Removes every grant and reservation of a principal. */

@@ -92,6 +92,17 @@ describe('grants in the kernel', { skip }, () => {
     assert.equal(listed.rules.find((x) => x.ports === '71/tcp')?.hits, 2);
   });
 
+  it('says which lines still give a revoked port by another way', async () => {
+    assert.equal((await box.cli('grant', '72/tcp', '--user', 'nobody')).code, 0);
+    assert.equal((await box.cli('grant', '72/tcp', '--group', 'nogroup')).code, 0);
+    const r = await box.cli('revoke', '72/tcp', '--user', 'nobody');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /note: line \d+ still gives 72\/tcp to user nobody: grant 70,72\/tcp group nogroup/);
+    assert.deepEqual(box.probe({}, binds(72, ['127.0.0.1'], ['tcp'])), ['ok']);
+    assert.equal((await box.cli('revoke', '72/tcp', '--group', 'nogroup')).code, 0);
+    assert.deepEqual(box.probe({}, binds(72, ['127.0.0.1'], ['tcp'])), ['EACCES']);
+  });
+
   it('ends a grant at once on revoke, keeping the others', async () => {
     assert.equal((await box.cli('revoke', '443', '--user', String(NOBODY))).code, 0);
     assert.deepEqual(box.probe({}, [...binds(443, ['127.0.0.1']), ...binds(80, ['127.0.0.1'])]), ['EACCES', 'EACCES', 'ok', 'ok']);

@@ -66,11 +66,14 @@ export function parseBackend(text: string): Backend {
   return { host, port: plainPort(text.slice(colon + 1), 'the backend') };
 }
 
+const MAX_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
 function seconds(v: Values, key: string, fallbackMs: number, allowZero: boolean): number {
   const text = v[key];
   if (text === undefined) return fallbackMs;
   const n = typeof text === 'string' && /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : NaN;
-  if (!(n > 0 || (allowZero && n === 0))) throw new UsageError(`--${key} takes seconds${allowZero ? ' (0: never)' : ''}, not '${String(text)}'`);
+  // Node's timers take at most 2^31-1 ms (a larger delay fires at once).
+  if (!((n > 0 || (allowZero && n === 0)) && n <= MAX_SECONDS)) throw new UsageError(`--${key} takes seconds, up to ${MAX_SECONDS}${allowZero ? ' (0: no limit)' : ''}, not '${String(text)}'`);
   return Math.round(n * 1000);
 }
 
@@ -120,6 +123,9 @@ export function parseForwardArgs(v: Values, positionals: string[]): ForwardReque
   }
   const pp = v['proxy-protocol'];
   if (pp !== undefined && pp !== 'v1' && pp !== 'v2' && pp !== '1' && pp !== '2') throw new UsageError(`--proxy-protocol is v1 or v2, not '${String(pp)}'`);
+  if (pp !== undefined && protocols.includes('udp')) {
+    throw new UsageError('--proxy-protocol is for TCP: give the port as PORT/tcp (the UDP forwarder sends no PROXY header)');
+  }
   const req: ForwardRequest = {
     mode: 'userspace',
     port,
@@ -245,6 +251,10 @@ Examples:
         }
         case 'remove':
         case 'kernel': {
+          if (req.mode === 'kernel' && req.spec.toPort >= 1024) {
+            // The redirect sends every client of the low port to whoever holds the high one.
+            note(`any local user may bind ${req.spec.toPort} while your server is not running there; \`lowport reserve ${req.spec.toPort} --user SERVER-USER\` keeps it for the server`);
+          }
           if (req.mode === 'kernel' && !req.persist) return holdRedirect(req.spec, note);
           const result = req.mode === 'remove' ? unpersistForward(policy, req.port, req.protocols) : persistForward(policy, req.spec);
           if (ctx.json) printJson(ctx.io, result);

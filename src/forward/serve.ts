@@ -17,7 +17,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { LowportError } from '../errors.js';
-import { launch, type Identity } from '../kernel/launch.js';
+import { launch, userEnvironment, type Identity } from '../kernel/launch.js';
 import { closeRawFd, openBoundSocket, SyscallError } from '../kernel/libc.js';
 import { lookupUsers } from '../kernel/nss.js';
 import { effectiveUid } from '../kernel/process.js';
@@ -120,13 +120,15 @@ export async function runUserspace(o: UserspaceOptions): Promise<number> {
         log: o.log,
         listeners,
       };
-      const env = { ...process.env, [CONFIG_ENV]: JSON.stringify(config) };
+      const env = { [CONFIG_ENV]: JSON.stringify(config) };
       const fds = mine.map((b) => b.fd);
       const argv = [process.execPath, WORKER];
       const child =
         identity === undefined
-          ? spawn(argv[0] ?? process.execPath, argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit', ...fds], env })
-          : launch(argv, { identity, fds, env: { ...env, HOME: '/', USER: identity.name ?? String(identity.uid), LOGNAME: identity.name ?? String(identity.uid) } });
+          ? spawn(argv[0] ?? process.execPath, argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit', ...fds], env: { ...process.env, ...env } })
+          : // Root's environment and terminal stay with root: the forwarder gets a
+            // clean environment (locale, its config) and no stdin.
+            launch(argv, { identity, fds, noStdin: true, env: { ...userEnvironment({ name: identity.name ?? String(identity.uid), home: '/', shell: '/usr/sbin/nologin' }), ...env } });
       children.push(child);
     }
   } catch (e) {
@@ -147,11 +149,11 @@ export async function runUserspace(o: UserspaceOptions): Promise<number> {
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 function waitAll(children: ChildProcess[]): Promise<number> {
-  const interactive = process.stdin.isTTY === true;
   const handlers = FORWARDED.map((signal) => {
-    // From a terminal, ^C reaches the forwarders directly (same process group).
+    // The forwarders run in sessions of their own (kernel/launch.ts): ^C on
+    // the terminal reaches only this process, which passes it on as a drain.
     const handler = (): void => {
-      if (!(interactive && signal === 'SIGINT')) for (const c of children) c.kill('SIGTERM');
+      for (const c of children) c.kill('SIGTERM');
     };
     process.on(signal, handler);
     return () => process.off(signal, handler);

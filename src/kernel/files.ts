@@ -172,7 +172,16 @@ export function writeFileAtomic(target: string, text: string): void {
 export function lockDirectory(dir: string): { release: () => void } {
   // A root-only file, not the directory itself: flock needs only an open fd,
   // and any user can open a 0755 directory and hold its lock forever.
-  const path = join(dir, '.lowport.lock');
+  return lockFile(join(dir, '.lowport.lock'));
+}
+
+/**
+ * An exclusive flock(2) on a root-only lock file, opened without following
+ * links and refused unless it is root's own, mode 0600: a lock file a user
+ * could create, link or open would let them stall lowport or make root write
+ * where they point.
+ */
+export function lockFile(path: string): { release: () => void } {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);

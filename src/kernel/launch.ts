@@ -33,6 +33,8 @@ export interface LaunchOptions {
   listenPid?: boolean;
   /** The whole environment of the command (see userEnvironment). */
   env: NodeJS.ProcessEnv;
+  /** Give the command no stdin (a daemon), instead of the caller's terminal. */
+  noStdin?: boolean;
 }
 
 /** Variables that say nothing about the invoking user and may pass to the command. */
@@ -88,7 +90,7 @@ export function launch(argv: string[], o: LaunchOptions): ChildProcess {
   }
   const env: NodeJS.ProcessEnv = { ...o.env, LOWPORT_CGROUP: o.cgroup ?? '', LOWPORT_LISTEN_PID: o.listenPid === true ? '1' : '' };
   return spawn('/bin/sh', ['-c', WRAPPER, 'lowport-run', setsid, setpriv, ...setprivArgs(o), '--', ...argv], {
-    stdio: ['inherit', 'inherit', 'inherit', ...(o.fds ?? [])],
+    stdio: [o.noStdin === true ? 'ignore' : 'inherit', 'inherit', 'inherit', ...(o.fds ?? [])],
     env,
   });
 }

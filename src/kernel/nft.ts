@@ -5,9 +5,9 @@
  * Also the lock that serializes lowport's own changes to its table.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { LowportError } from '../errors.js';
-import { flock, LOCK_EX } from './libc.js';
+import { lockFile } from './files.js';
 import { which } from './process.js';
 
 const SEARCH = `${process.env.PATH ?? ''}:/usr/sbin:/sbin:/usr/bin:/bin`;
@@ -70,17 +70,16 @@ export function nftListTable(family: string, name: string): unknown {
   return JSON.parse(r.stdout) as unknown;
 }
 
-const LOCK_DIR = '/run/lock';
+/** lowport's runtime directory: root's only (/run is not writable by others). */
+const LOCK_DIR = '/run/lowport';
 
 /**
  * Serializes lowport's changes to its nftables table between processes
- * (flock(2) on a lock file in /run/lock, which stays: removing a lock file
- * races with its next user). Without it, one process could delete the table,
- * found empty, just as another adds its rules to it.
+ * (flock(2) on a root-only lock file, which stays: removing a lock file races
+ * with its next user). Without it, one process could delete the table, found
+ * empty, just as another adds its rules to it.
  */
 export function lockNft(): { release: () => void } {
-  mkdirSync(LOCK_DIR, { recursive: true, mode: 0o755 });
-  const fd = openSync(`${LOCK_DIR}/lowport-nft.lock`, 'a', 0o600);
-  flock(fd, LOCK_EX);
-  return { release: () => closeSync(fd) };
+  mkdirSync(LOCK_DIR, { recursive: true, mode: 0o700 });
+  return lockFile(`${LOCK_DIR}/nft.lock`);
 }

@@ -203,6 +203,7 @@ ${script}
   it('userspace: binds 80 as root, serves as nobody with nothing left, and nginx gets the client address by PROXY protocol v2 and v1', () => {
     const { out } = inNetns(`
       nginx_start
+      export LOWPORT_TEST_SECRET=root-only
       $LOWPORT forward --userspace 80/tcp 8081 --proxy-protocol v2 --workers 2 & V2=$!
       $LOWPORT forward --userspace 81/tcp 8081 --proxy-protocol v1 --workers 1 --user daemon & V1=$!
       waitport 80; waitport 81
@@ -214,6 +215,8 @@ ${script}
       w=$(pgrep -P $V2 | head -1)
       echo "USER=$(ps -o user= -p $w)"
       grep -E '^(Uid|Gid|Groups|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/$w/status | sed 's/:\\s*/=/; s/\\s\\+/ /g'
+      echo "SECRET=$(tr '\\0' '\\n' < /proc/$w/environ | grep -c LOWPORT_TEST_SECRET)"
+      echo "STDIN=$(readlink /proc/$w/fd/0)"
       echo "USER81=$(ps -o user= -p $(pgrep -P $V1 | head -1))"
       echo "ROOT_HOLDS=$(ss -Hltnp 'sport = :80' | grep -c "pid=$V2,")"
       kill -TERM $V2 $V1; wait $V2; echo "EXIT=$?"; wait $V1
@@ -229,6 +232,8 @@ ${script}
     assert.equal(value(out, 'CapBnd'), '0000000000000000', out);
     assert.equal(value(out, 'CapAmb'), '0000000000000000', out);
     assert.equal(value(out, 'NoNewPrivs'), '1', out);
+    assert.equal(value(out, 'SECRET'), '0', 'root\'s environment reached the forwarder');
+    assert.equal(value(out, 'STDIN'), '/dev/null', 'the forwarder should not hold the caller\'s stdin');
     assert.equal(value(out, 'USER81'), 'daemon', out);
     assert.equal(value(out, 'ROOT_HOLDS'), '0', 'the root process keeps no listening socket');
     assert.equal(value(out, 'EXIT'), '0', out);

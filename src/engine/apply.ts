@@ -106,6 +106,16 @@ export function swapInto(target: Target, table: EntryTable, fingerprint: Buffer 
   }
 }
 
+/** The kernel target, or (as root, on a machine without the BPF path) why there is none. */
+export function targetIfSupported(options: LowportOptions): { target: Target; unsupported?: undefined } | { target?: undefined; unsupported: LowportError } {
+  try {
+    return { target: kernelTarget(options) };
+  } catch (e) {
+    if (e instanceof LowportError && e.code === 'E_UNSUPPORTED') return { unsupported: e };
+    throw e;
+  }
+}
+
 /** `lowport apply`: load the file into the kernel (or, with check, only validate it). */
 export function apply(options: LowportOptions = {}, { check = false }: { check?: boolean } = {}): ApplyResult {
   const path = policyPath(options);
@@ -113,7 +123,7 @@ export function apply(options: LowportOptions = {}, { check = false }: { check?:
     const compiled = compileDocument(readPolicy(path, false).doc);
     return { policy: path, rules: compiled.rules.length, entries: compiled.table.count, installed: false, checkOnly: true };
   }
-  const target = kernelTarget(options);
+  const found = targetIfSupported(options);
   // A missing file is said as such, before the lock (which lives beside it).
   readPolicyText(path);
   // Under the lock, so that an edit finishing meanwhile is not undone.
@@ -121,6 +131,14 @@ export function apply(options: LowportOptions = {}, { check = false }: { check?:
   try {
     const { text, doc } = readPolicy(path, false);
     const compiled = compileDocument(doc);
+    if (found.target === undefined) {
+      // No BPF grant on this machine: the persisted redirects (the fallback
+      // for exactly such machines) are still restored; grants are an error.
+      const forwards = applyForwards(path, doc);
+      if (compiled.rules.length > 0) throw found.unsupported;
+      return { policy: path, rules: 0, entries: 0, installed: false, checkOnly: false, forwards };
+    }
+    const target = found.target;
     const { installed, entries } = makeLive(target, compiled, policyFingerprint(text));
     saveAppliedText(target, text);
     const forwards = applyForwards(path, doc);

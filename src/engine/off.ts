@@ -1,11 +1,12 @@
 /** `lowport off`: every grant ends at once, then lowport's program, links, map and pins go. The policy file stays. */
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { removePersisted } from '../forward/redirect.js';
 import { lockDirectory } from '../kernel/files.js';
 import { pathExists } from '../kernel/process.js';
 import { removeAll } from './live.js';
 import { forgetAppliedText, pruneScopes } from './scopes.js';
-import { kernelTarget, policyPath, type LowportOptions } from './target.js';
+import { targetIfSupported } from './apply.js';
+import { DEFAULT_PIN_DIR, policyPath, type LowportOptions } from './target.js';
 
 export interface OffResult {
   pinDir: string;
@@ -16,19 +17,23 @@ export interface OffResult {
 }
 
 export function off(options: LowportOptions = {}): OffResult {
-  const target = kernelTarget(options);
+  // Without the BPF path there is nothing of lowport's in BPF, but there may be persisted redirects.
+  const { target } = targetIfSupported(options);
   // Under the policy's lock when there is one, so that an edit in progress
   // does not swap its policy back in after this.
   const dir = dirname(policyPath(options));
   const lock = pathExists(dir) ? lockDirectory(dir) : undefined;
   try {
-    const result = removeAll(target);
-    // What killed runs left (their commands gone) goes too; the live text is no longer live.
-    pruneScopes(target);
-    forgetAppliedText(target);
+    const pinDir = target?.pinDir ?? resolve(options.pinDir ?? DEFAULT_PIN_DIR);
+    const result = target === undefined ? { removed: false } : removeAll(target);
+    if (target !== undefined) {
+      // What killed runs left (their commands gone) goes too; the live text is no longer live.
+      pruneScopes(target);
+      forgetAppliedText(target);
+    }
     // A separate step: the policy's persisted redirects go too; `apply` brings them back.
     const forwards = removePersisted(policyPath(options));
-    return { pinDir: target.pinDir, ...result, ...(forwards > 0 ? { forwards } : {}) };
+    return { pinDir, ...result, ...(forwards > 0 ? { forwards } : {}) };
   } finally {
     lock?.release();
   }

@@ -57,6 +57,8 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
 export async function run(o: RunOptions): Promise<number> {
   requireRoot();
   const { identity, env } = resolveUser(o.user);
+  // Before any cgroup or grant is made (launch refuses it too).
+  if (identity.uid === 0) throw new LowportError('E_USAGE', 'lowport run starts commands as a user other than root; root binds any port without it', { hint: 'Give --user a normal user.' });
   if (o.mode === 'caps') {
     o.note?.(`note: ${o.command[0] ?? 'the command'} and everything it starts may bind every port below 1024 (CAP_NET_BIND_SERVICE).`);
     return wait(launch(o.command, { identity, ambientNetBindService: true, env }));

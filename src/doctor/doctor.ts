@@ -14,7 +14,7 @@ import { findCgroup2Root } from '../kernel/cgroup.js';
 import { fileOwnership, readFileHead, readPolicyFile } from '../kernel/files.js';
 import { mountOf } from '../kernel/mounts.js';
 import { socketOwners, socketsOnPort } from '../kernel/netstat.js';
-import { lookupUsers, type PasswdEntry } from '../kernel/nss.js';
+import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../kernel/nss.js';
 import { effectiveUid, pathState, processStatus, runNodeAs, which } from '../kernel/process.js';
 import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion, netNamespace, readSysctl, systemdRunning } from '../kernel/system.js';
 import { parsePolicy } from '../policy/parse.js';
@@ -125,10 +125,7 @@ function resolveUser(name: string | undefined, asRoot: boolean): PasswdEntry {
       throw new LowportError('E_NOT_ROOT', `testing binds as another user (${name}) needs root`, { hint: `Run \`sudo lowport doctor --user ${name}\`, or run doctor as ${name}.` });
     }
   }
-  const entry = lookupUsers([key]).get(key);
-  if (entry !== undefined) return entry;
-  if (/^\d+$/.test(key)) return { name: key, uid: Number(key), gid: Number(key), home: '/', shell: '' };
-  throw new LowportError('E_UNKNOWN_USER', `unknown user '${key}'`, { hint: 'Give a user name or uid that `getent passwd` knows.' });
+  return userByNameOrUid(key, 'Give a user name or uid that `getent passwd` knows.');
 }
 
 function portReport(port: number, attempts: BindAttempt[]): PortReport {

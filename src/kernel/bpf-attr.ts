@@ -14,8 +14,6 @@ export const BPF_CMD = {
   PROG_LOAD: 5,
   OBJ_PIN: 6,
   OBJ_GET: 7,
-  PROG_GET_NEXT_ID: 11,
-  MAP_GET_NEXT_ID: 12,
   PROG_GET_FD_BY_ID: 13,
   MAP_GET_FD_BY_ID: 14,
   OBJ_GET_INFO_BY_FD: 15,
@@ -23,7 +21,6 @@ export const BPF_CMD = {
   LINK_CREATE: 28,
   LINK_UPDATE: 29,
   LINK_GET_FD_BY_ID: 30,
-  LINK_GET_NEXT_ID: 31,
   MAP_LOOKUP_BATCH: 24,
   MAP_UPDATE_BATCH: 26,
 } as const;
@@ -149,16 +146,13 @@ export function encodeObj(path: bigint, fd: number, flags = 0): Buffer {
   return b;
 }
 
-/** *_GET_NEXT_ID (start_id) and *_GET_FD_BY_ID (the id): both a u32 at offset 0; next_id comes back at 4. */
+/** *_GET_FD_BY_ID: the id, a u32 at offset 0. */
 export function encodeId(id: number): Buffer {
   const b = attr();
   b.writeUInt32LE(id, 0);
   return b;
 }
 
-export function decodeNextId(b: Buffer): number {
-  return b.readUInt32LE(4);
-}
 
 export function encodeInfo(fd: number, info: bigint, infoLen: number): Buffer {
   const b = attr();

@@ -33,10 +33,6 @@ export function isCgroup2Dir(dir: string): boolean {
   }
 }
 
-export function createCgroup(dir: string): void {
-  mkdirSync(dir, { recursive: true });
-}
-
 /** Creates a new cgroup; fails (EEXIST) rather than reuse one that is already there. */
 export function createNewCgroup(dir: string): void {
   mkdirSync(dir);

@@ -5,6 +5,7 @@
  * not one per name.
  */
 import { execFileSync } from 'node:child_process';
+import { LowportError } from '../errors.js';
 
 export interface PasswdEntry {
   name: string;
@@ -92,4 +93,16 @@ function matchKeys<T>(keys: string[], entries: T[], names: (e: T) => string[]): 
     if (e !== undefined) out.set(k, e);
   }
   return out;
+}
+
+/**
+ * A user by name or uid. A uid that no passwd entry lists stands for itself
+ * (gid = uid, home /, `known` false: no name, so no supplementary groups), as
+ * chown(1) and setpriv(1) accept it. An unknown name is an error.
+ */
+export function userByNameOrUid(key: string, hint: string): PasswdEntry & { known: boolean } {
+  const entry = lookupUsers([key]).get(key);
+  if (entry !== undefined) return { ...entry, known: true };
+  if (/^\d+$/.test(key)) return { name: key, uid: Number(key), gid: Number(key), home: '/', shell: '/bin/sh', known: false };
+  throw new LowportError('E_UNKNOWN_USER', `unknown user '${key}'`, { hint });
 }

@@ -290,11 +290,6 @@ export function formatPorts(items: readonly PortItem[]): string {
   return formatItems(PortSet.fromItems(items).toItems());
 }
 
-/** Every (protocol, port) pair an item list denotes, without duplicates: tcp first, then udp. */
-export function expandPorts(items: readonly PortItem[]): { protocol: Protocol; port: number }[] {
-  return [...PortSet.fromItems(items).entries()];
-}
-
 function formatItems(items: readonly PortItem[]): string {
   return items.map(formatItem).join(',');
 }

@@ -26,7 +26,7 @@ import { cgroupId, cgroupPopulated, createNewCgroup, killCgroup, removeCgroup } 
 import { launch, userEnvironment, type Identity } from '../kernel/launch.js';
 import { exitStatus, processStartTime } from '../kernel/process.js';
 import { closeRawFd, openBoundSocket } from '../kernel/libc.js';
-import { lookupUsers } from '../kernel/nss.js';
+import { userByNameOrUid } from '../kernel/nss.js';
 import { waitUntilEmpty } from '../kernel/cgroup-watch.js';
 import { AF_INET, AF_INET6, familyOf, SOCK_DGRAM, SOCK_STREAM, sockaddrIn, sockaddrIn6 } from '../kernel/sockaddr.js';
 import { parseIPv6 } from '../policy/address.js';
@@ -68,15 +68,8 @@ export async function run(o: RunOptions): Promise<number> {
 }
 
 function resolveUser(user: string): { identity: Identity; env: NodeJS.ProcessEnv } {
-  const entry = lookupUsers([user]).get(user);
-  if (entry !== undefined) {
-    return { identity: { uid: entry.uid, gid: entry.gid, name: entry.name }, env: userEnvironment({ name: entry.name, home: entry.home, shell: entry.shell }) };
-  }
-  if (/^\d+$/.test(user)) {
-    // A uid with no passwd entry: its own group id, no supplementary groups, no home.
-    return { identity: { uid: Number(user), gid: Number(user) }, env: userEnvironment({ name: user, home: '/', shell: '/bin/sh' }) };
-  }
-  throw new LowportError('E_UNKNOWN_USER', `unknown user '${user}'`, { hint: 'Give --user a name or uid that `getent passwd` knows.' });
+  const u = userByNameOrUid(user, 'Give --user a name or uid that `getent passwd` knows.');
+  return { identity: { uid: u.uid, gid: u.gid, ...(u.known ? { name: u.name } : {}) }, env: userEnvironment(u) };
 }
 
 /**

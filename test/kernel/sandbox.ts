@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { runMain } from '../run-main.js';
 import { removeAll } from '../../src/engine/live.js';
 import { forgetAppliedText } from '../../src/engine/scopes.js';
-import { findCgroup2Root, createCgroup, killAndRemoveCgroup } from '../../src/kernel/cgroup.js';
+import { findCgroup2Root, createNewCgroup, killAndRemoveCgroup } from '../../src/kernel/cgroup.js';
 import { ensurePinDir } from '../../src/kernel/bpffs.js';
 
 export const NOBODY = 65534;
@@ -127,8 +127,8 @@ export class Sandbox {
     writeFileSync(this.probePath, PROBE_SOURCE, { mode: 0o644 });
     // The pin directory's parent first: if it cannot be used, nothing is left to clean up.
     ensurePinDir(dirname(this.pinDir));
-    createCgroup(this.cgroup);
-    createCgroup(this.outsideCgroup);
+    createNewCgroup(this.cgroup);
+    createNewCgroup(this.outsideCgroup);
   }
 
   /** Global options for this sandbox's CLI calls. */

@@ -53,9 +53,20 @@ describe('nftables batch', () => {
     assert.deepEqual(deleteCommands([{ chain: 'output', handle: 7 }]), [{ delete: { rule: { family: 'inet', table: 'lowport', chain: 'output', handle: 7 } } }]);
   });
 
-  it('is plain data: JSON round-trips it unchanged (no rule text is ever concatenated)', () => {
-    const batch = addBatch([{ spec: { ...spec, addrs: ['::1'] }, owner: me }]);
-    assert.deepEqual(JSON.parse(JSON.stringify(batch)), batch);
+  it('carries each address as a value of its own, never spliced into other text', () => {
+    const batch = addBatch([{ spec: { ...spec, addrs: ['::1', '127.0.0.2'] }, owner: me }]);
+    const strings: string[] = [];
+    const walk = (v: unknown): void => {
+      if (typeof v === 'string') strings.push(v);
+      else if (Array.isArray(v)) v.forEach(walk);
+      else if (v !== null && typeof v === 'object') Object.values(v).forEach(walk);
+    };
+    walk(batch);
+    for (const addr of ['::1', '127.0.0.2']) {
+      const holding = strings.filter((t) => t.includes(addr));
+      assert.ok(holding.length > 0, `${addr} is missing from the batch`);
+      assert.deepEqual([...new Set(holding)], [addr], `${addr} appears inside other text: ${holding.join(' | ')}`);
+    }
   });
 });
 

@@ -4,7 +4,6 @@ import { LowportError } from '../../src/errors.js';
 import {
   PolicySpecError,
   PortSet,
-  expandPorts,
   formatPorts,
   parsePortSpec,
   scanPortSpec,
@@ -300,8 +299,8 @@ describe('PortSet', () => {
     }
   });
 
-  it('expandPorts lists every protocol and port once', () => {
-    assert.deepEqual(expandPorts(parsePortSpec('80-81/tcp,81,53/udp')), [
+  it('PortSet.entries lists every protocol and port once, tcp first', () => {
+    assert.deepEqual([...PortSet.fromItems(parsePortSpec('80-81/tcp,81,53/udp')).entries()], [
       { protocol: 'tcp', port: 80 },
       { protocol: 'tcp', port: 81 },
       { protocol: 'udp', port: 53 },

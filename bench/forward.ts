@@ -7,6 +7,7 @@
  *   nft by hand       127.0.0.1:81  the classic table with prerouting and output redirects
  *   socat fork        127.0.0.1:82  `socat TCP-LISTEN:82,fork,reuseaddr TCP:127.0.0.1:8080`
  *   lowport userspace 127.0.0.1:83  `lowport forward --userspace 83/tcp 8080` (as nobody)
+ *   Node pipe()       127.0.0.1:85  the naive Node proxy, `client.pipe(backend).pipe(client)`, one process
  *
  * each with keep-alive and with a new connection per request (wrk
  * `-H 'Connection: close'`), interleaved over rounds so that a noisy moment
@@ -130,6 +131,14 @@ async function idleMemory(forwarder: ChildProcess): Promise<{ perConnectionKb: n
   return { perConnectionKb: (after - before) / IDLE_CONNECTIONS, processes: workers.length, baseKb: before };
 }
 
+/** What a Node proxy in a few lines does: one process, the stream machinery on every chunk. */
+const NAIVE_PROXY = `require('node:net').createServer({ allowHalfOpen: true }, (c) => {
+  const b = require('node:net').connect({ port: 8080, host: '127.0.0.1', allowHalfOpen: true });
+  c.pipe(b).pipe(c);
+  c.on('error', () => b.destroy());
+  b.on('error', () => c.destroy());
+}).listen({ port: 85, backlog: 4096 });`;
+
 async function main(): Promise<void> {
   sh('ip', ['link', 'set', 'lo', 'up']);
   // With a new connection per request, nginx (which closes first) piles up
@@ -169,7 +178,8 @@ http {
 `);
     start('socat', ['TCP-LISTEN:82,fork,reuseaddr,backlog=4096', 'TCP:127.0.0.1:8080']);
     const userspace = start(process.execPath, [CLI, 'forward', '--userspace', '83/tcp', '8080']);
-    for (const port of [80, 81, 82, 83]) await waitPort(port);
+    start(process.execPath, ['-e', NAIVE_PROXY]);
+    for (const port of [80, 81, 82, 83, 85]) await waitPort(port);
     await new Promise((r) => setTimeout(r, 500));
 
     const variants = [
@@ -178,6 +188,7 @@ http {
       { name: 'nft redirect written by hand', port: 81 },
       { name: 'socat fork', port: 82 },
       { name: 'lowport forward --userspace', port: 83 },
+      { name: 'Node pipe() proxy, for reference', port: 85 },
     ];
     const results = variants.map(() => ({ keep: [] as number[], close: [] as number[] }));
     for (let round = 0; round < ROUNDS; round++) {

@@ -191,8 +191,8 @@ nobody) with every privilege dropped.
   --proxy-protocol v1|v2  send a PROXY protocol header first, so the backend
                           sees the client's address (nginx: listen ... proxy_protocol)
   --log                   one line per connection on stderr
-  --workers N             processes sharing the TCP port (default: CPUs, at most 4)
-  --max-conns N           connections (and UDP sessions) per process (${DEFAULTS.maxConnections})
+  --workers N             threads sharing the TCP port (default: CPUs, at most 4)
+  --max-conns N           TCP connections (and UDP sessions) at once (${DEFAULTS.maxConnections})
   --connect-timeout S     to the backend (${DEFAULTS.connectTimeoutMs / 1000})
   --idle-timeout S        close a connection silent both ways this long (${DEFAULTS.idleTimeoutMs / 1000}; 0: never)
   --drain-timeout S       on SIGTERM, open connections get this long to finish (${DEFAULTS.drainTimeoutMs / 1000})

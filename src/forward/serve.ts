@@ -6,14 +6,18 @@
  * bind: uid and gid (real, effective, saved), groups, no capability,
  * no_new_privs (kernel/launch.ts) — the code that touches client bytes never
  * runs as root. This process keeps no socket; it relays signals and exits
- * with the forwarders.
+ * with the forwarder.
  *
- * Several forwarders share the TCP listening sockets (the kernel hands each
- * accepted connection to one of them), so the forwarder uses more than one
- * CPU; UDP goes to the first alone, so that a client's datagrams all meet the
- * same session.
+ * The forwarder is one process: `--workers` threads share the TCP listening
+ * sockets (the kernel wakes one of them per connection), so it uses more
+ * than one CPU; UDP is served by its main thread, so that a client's
+ * datagrams all meet the same session. The backend's name is looked up here,
+ * before anything starts, so that a name that does not resolve is an error
+ * at once rather than a log line per connection.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { LowportError } from '../errors.js';
@@ -33,7 +37,7 @@ export interface UserspaceOptions extends ForwarderConfig {
   addrs: string[];
   /** Run the forwarders as this user (root only); default nobody. */
   user?: string;
-  /** Forwarder processes for TCP. */
+  /** TCP forwarding threads. */
   workers: number;
   backlog?: number;
   note?: (text: string) => void;
@@ -101,80 +105,126 @@ export async function runUserspace(o: UserspaceOptions): Promise<number> {
     throw new LowportError('E_NOT_ROOT', '--user needs root: only root can start the forwarder as another user', { hint: 'Leave out --user to forward as yourself, or run it with sudo.' });
   }
   const identity = root ? resolveIdentity(o.user ?? 'nobody') : undefined;
+  const addresses = await resolveBackend(o.backend.host);
+  const threads = Math.max(1, o.workers);
   const bound = bindAll(o);
-  const children: ChildProcess[] = [];
+  let child: ChildProcess;
   try {
-    const workers = Math.max(1, o.workers);
-    for (let i = 0; i < workers; i++) {
-      const mine = bound.filter((b) => b.protocol === 'tcp' || i === 0);
-      if (mine.length === 0) break;
-      const listeners: WorkerListener[] = mine.map((b, j) => ({ fd: 3 + j, protocol: b.protocol, family: b.family }));
-      const config: WorkerConfig = {
-        backend: o.backend,
-        ...(o.proxyProtocol === undefined ? {} : { proxyProtocol: o.proxyProtocol }),
-        connectTimeoutMs: o.connectTimeoutMs,
-        idleTimeoutMs: o.idleTimeoutMs,
-        maxConnections: o.maxConnections,
-        drainTimeoutMs: o.drainTimeoutMs,
-        udpTimeoutMs: o.udpTimeoutMs,
-        log: o.log,
-        listeners,
-      };
-      const env = { [CONFIG_ENV]: JSON.stringify(config) };
-      const fds = mine.map((b) => b.fd);
-      const argv = [process.execPath, WORKER];
-      const child =
-        identity === undefined
-          ? spawn(argv[0] ?? process.execPath, argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit', ...fds], env: { ...process.env, ...env } })
-          : // Root's environment and terminal stay with root: the forwarder gets a
-            // clean environment (locale, its config) and no stdin.
-            launch(argv, { identity, fds, noStdin: true, env: { ...userEnvironment({ name: identity.name ?? String(identity.uid), home: '/', shell: '/usr/sbin/nologin' }), ...env } });
-      children.push(child);
-    }
-  } catch (e) {
-    for (const c of children) c.kill('SIGKILL');
-    throw e;
+    const listeners: WorkerListener[] = bound.map((b, j) => ({ fd: 3 + j, protocol: b.protocol, family: b.family }));
+    const config: WorkerConfig = {
+      backend: o.backend,
+      ...(o.proxyProtocol === undefined ? {} : { proxyProtocol: o.proxyProtocol }),
+      connectTimeoutMs: o.connectTimeoutMs,
+      idleTimeoutMs: o.idleTimeoutMs,
+      maxConnections: o.maxConnections,
+      drainTimeoutMs: o.drainTimeoutMs,
+      udpTimeoutMs: o.udpTimeoutMs,
+      log: o.log,
+      listeners,
+      readyFd: 3 + bound.length,
+      addresses,
+      threads,
+    };
+    const env = { [CONFIG_ENV]: JSON.stringify(config) };
+    const fds: (number | 'pipe')[] = [...bound.map((b) => b.fd), 'pipe'];
+    child =
+      identity === undefined
+        ? spawn(process.execPath, [WORKER], { stdio: ['ignore', 'inherit', 'inherit', ...fds], env: { ...process.env, ...env } })
+        : // Root's environment and terminal stay with root: the forwarder gets a
+          // clean environment (locale, its config) and no stdin.
+          launch([process.execPath, WORKER], { identity, fds, noStdin: true, env: { ...userEnvironment({ name: identity.name ?? String(identity.uid), home: '/', shell: '/usr/sbin/nologin' }), ...env } });
   } finally {
-    // The forwarders have their copies; this process keeps none.
+    // The forwarder has its copies; this process keeps none.
     for (const b of bound) closeRawFd(b.fd);
   }
+  const stop = relaySignals(child);
+  try {
+    await started(child, child.stdio[3 + bound.length], identity);
+  } catch (e) {
+    stop();
+    throw e;
+  }
   const as = identity === undefined ? '' : ` as ${identity.name ?? identity.uid}`;
+  const tcp = o.protocols.includes('tcp') ? `, ${threads} TCP thread${threads === 1 ? '' : 's'}` : '';
   o.note?.(
     `forwarding ${o.protocols.join(',')} port ${o.port} on ${o.addrs.length === 0 ? 'every address' : o.addrs.join(', ')} to ${o.backend.host}:${o.backend.port}` +
-      `${o.proxyProtocol === undefined ? '' : ` with PROXY protocol ${o.proxyProtocol}`} (${children.length} process${children.length === 1 ? '' : 'es'}${as}); stop with Ctrl-C or SIGTERM`,
+      `${o.proxyProtocol === undefined ? '' : ` with PROXY protocol ${o.proxyProtocol}`} (pid ${child.pid ?? '?'}${as}${tcp}); stop with Ctrl-C or SIGTERM`,
   );
-  return waitAll(children);
+  const status = await exited(child);
+  stop();
+  return status;
+}
+
+/** The backend's addresses: an IP as it is, a name looked up (every address, in the resolver's order). */
+async function resolveBackend(host: string): Promise<string[]> {
+  if (isIP(host) !== 0) return [host];
+  try {
+    const found = await lookup(host, { all: true });
+    if (found.length > 0) return found.map((a) => a.address);
+  } catch (e) {
+    throw new LowportError('E_USAGE', `cannot resolve the backend host '${host}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
+      hint: 'Check the name (getent ahosts NAME), or give the backend as an IP address: lowport forward --userspace 80 10.0.0.5:8080.',
+    });
+  }
+  throw new LowportError('E_USAGE', `the backend host '${host}' has no address`, { hint: 'Give the backend as an IP address.' });
+}
+
+/**
+ * Resolves once the forwarder says it is serving (a line on its ready pipe);
+ * rejects with an error a person can act on when it exits before that (Node
+ * or lowport unreadable by --user is the usual reason: Node.js installed
+ * under /root by nvm, say).
+ */
+function started(child: ChildProcess, ready: unknown, identity: Identity | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const pipe = ready as NodeJS.ReadableStream | null;
+    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+      const how = code === null ? `was killed by ${signal ?? 'a signal'}` : `exited with status ${code}`;
+      const who = identity === undefined ? '' : ` as ${identity.name ?? identity.uid}`;
+      reject(
+        new LowportError('E_STATE', `the forwarder${who} ${how} before it started (its error is above)`, {
+          hint:
+            identity === undefined
+              ? 'Fix what its error names, then run it again.'
+              : `It runs ${process.execPath} and ${WORKER} as ${identity.name ?? identity.uid}: both, and every directory above them, must be readable by that user` +
+                ' (not under /root, where nvm installs Node.js). Install Node.js and lowport system-wide, or pick a --user that can read them.',
+        }),
+      );
+    };
+    child.once('exit', onExit);
+    child.once('error', reject);
+    pipe?.once('data', () => {
+      child.off('exit', onExit);
+      resolve();
+    });
+  });
 }
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
-function waitAll(children: ChildProcess[]): Promise<number> {
+/**
+ * The forwarder runs in a session of its own (kernel/launch.ts): ^C on the
+ * terminal reaches only this process, which passes it on as a drain (a
+ * second ^C: close everything). Returns the function that stops relaying.
+ */
+function relaySignals(child: ChildProcess): () => void {
   const handlers = FORWARDED.map((signal) => {
-    // The forwarders run in sessions of their own (kernel/launch.ts): ^C on
-    // the terminal reaches only this process, which passes it on as a drain.
     const handler = (): void => {
-      for (const c of children) c.kill('SIGTERM');
+      child.kill('SIGTERM');
     };
     process.on(signal, handler);
     return () => process.off(signal, handler);
   });
-  let status = 0;
-  let left = children.length;
-  return new Promise((resolve, reject) => {
-    for (const child of children) {
-      child.once('error', reject);
-      child.once('exit', (code, signal) => {
-        const s = code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0));
-        if (s !== 0 && status === 0) {
-          status = s;
-          // One forwarder failing takes the others down, rather than serving at a fraction.
-          for (const c of children) if (c !== child) c.kill('SIGTERM');
-        }
-        if (--left === 0) {
-          for (const off of handlers) off();
-          resolve(status);
-        }
-      });
-    }
-  });
+  return () => {
+    for (const off of handlers) off();
+  };
+}
+
+function exited(child: ChildProcess): Promise<number> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(statusOf(child.exitCode, child.signalCode));
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(statusOf(code, signal))));
+}
+
+function statusOf(code: number | null, signal: NodeJS.Signals | null): number {
+  return code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0));
 }

@@ -1,21 +1,41 @@
 /**
- * A forwarder process: started by `lowport forward --userspace` with its
+ * The forwarder process: started by `lowport forward --userspace` with its
  * listening sockets as fds 3, 4, ... (already bound by lowport, as root or as
  * a granted user) and its settings in LOWPORT_FORWARD_CONFIG. When lowport ran
  * as root, this process runs as --user with every privilege dropped
  * (kernel/launch.ts); it never binds anything itself.
  *
+ * TCP runs in `threads` threads (tcp-thread.ts), each an epoll loop on the
+ * shared listening sockets; this thread keeps Node's own event loop for UDP
+ * (udp.ts), signals, and the backend name's periodic lookup.
+ *
  * SIGTERM, SIGINT or SIGHUP: drain (stop accepting, let connections finish
- * until the drain deadline), then exit 0. A second signal exits at once. If
- * the lowport process that started it goes away (SIGKILL), it drains too, so
- * no forwarder is left serving on its own.
+ * until the drain deadline), then exit 0. A second signal closes everything
+ * and exits. If the lowport process that started it goes away (SIGKILL), it
+ * drains too, so no forwarder is left serving on its own. A thread that
+ * fails takes the process down (exit 1) rather than leave it serving at a
+ * fraction.
  */
 import dgram from 'node:dgram';
-import { CONFIG_ENV, TcpForwarder, type WorkerConfig } from './userspace.js';
+import { closeSync, writeSync } from 'node:fs';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { MessageChannel, Worker } from 'node:worker_threads';
+import { closeRawFd } from '../kernel/libc.js';
+import { eventfdCreate, eventfdSignal } from '../kernel/stream.js';
+import type { LoopCommand, LoopConfig } from './tcp-loop.js';
+import type { ThreadData } from './tcp-thread.js';
 import { UdpForwarder } from './udp.js';
+import { CONFIG_ENV, logLine, type WorkerConfig } from './userspace.js';
 
-function log(line: string): void {
-  process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+const THREAD = new URL('./tcp-thread.js', import.meta.url);
+/** How often a backend given by name is looked up again. */
+const LOOKUP_INTERVAL_MS = 30_000;
+
+interface Thread {
+  worker: Worker;
+  port: import('node:worker_threads').MessagePort;
+  wakeFd: number;
 }
 
 function main(): void {
@@ -26,35 +46,96 @@ function main(): void {
   }
   delete process.env[CONFIG_ENV];
   const config = JSON.parse(text) as WorkerConfig;
-  const tcp = new TcpForwarder(config, log);
-  const udp = new UdpForwarder(config, log);
+
+  const udp = new UdpForwarder(config, logLine);
   for (const l of config.listeners) {
-    if (l.protocol === 'tcp') {
-      tcp.createServer().listen({ fd: l.fd });
-    } else {
-      const socket = dgram.createSocket(l.family === 6 ? 'udp6' : 'udp4');
-      socket.bind({ fd: l.fd });
-      udp.attach(socket);
+    if (l.protocol !== 'udp') continue;
+    const socket = dgram.createSocket(l.family === 6 ? 'udp6' : 'udp4');
+    socket.bind({ fd: l.fd });
+    udp.attach(socket);
+  }
+
+  const tcpFds = config.listeners.filter((l) => l.protocol === 'tcp').map((l) => l.fd);
+  const counter = new Int32Array(new SharedArrayBuffer(4));
+  const threads: Thread[] = [];
+  let status = 0;
+  let stopping = false;
+  let running = 0;
+
+  const command = (c: LoopCommand): void => {
+    for (const t of threads) {
+      t.port.postMessage(c);
+      eventfdSignal(t.wakeFd);
+    }
+  };
+  const stop = (why: string): void => {
+    if (stopping) {
+      command({ type: 'stop' });
+      return;
+    }
+    stopping = true;
+    if (config.log) logLine(`draining (${why}): ${Atomics.load(counter, 0)} connection(s) open`);
+    udp.closeAll('forwarder stopping');
+    command({ type: 'drain' });
+    // The threads stop watching the listening sockets; closing them here makes
+    // the kernel refuse new connections.
+    for (const fd of tcpFds) closeRawFd(fd);
+    if (running === 0) process.exit(status);
+  };
+
+  if (tcpFds.length > 0) {
+    for (let i = 0; i < Math.max(1, config.threads); i++) {
+      const { port1, port2 } = new MessageChannel();
+      const wakeFd = eventfdCreate();
+      const loopConfig: LoopConfig = { ...config, listeners: tcpFds, wakeFd, counter };
+      const data: ThreadData = { config: loopConfig, port: port2 };
+      const worker = new Worker(THREAD, { workerData: data, transferList: [port2] });
+      threads.push({ worker, port: port1, wakeFd });
+      running++;
+      worker.on('error', (e) => {
+        logLine(`forwarder thread failed: ${e.stack ?? e.message}`);
+        status = 1;
+      });
+      worker.on('exit', () => {
+        running--;
+        if (!stopping) {
+          // A loop ends on its own only after an error.
+          status = status === 0 ? 1 : status;
+          stop('a forwarding thread ended');
+        }
+        if (running === 0) process.exit(status);
+      });
     }
   }
 
-  let stopping = false;
-  const stop = (why: string): void => {
-    if (stopping) {
-      tcp.closeAll();
-      udp.closeAll();
-      process.exit(0);
-    }
-    stopping = true;
-    if (config.log) log(`draining (${why}): ${tcp.active} connection(s) open`);
-    udp.closeAll('forwarder stopping');
-    void tcp.drain().then(() => process.exit(0));
-  };
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => stop(signal));
+  // Serving: lowport's startup wait ends (a failure before this line is a startup failure).
+  writeSync(config.readyFd, 'ready\n');
+  closeSync(config.readyFd);
   const parent = process.ppid;
   setInterval(() => {
     if (process.ppid !== parent && !stopping) stop('lowport exited');
   }, 1000).unref();
+
+  const { host } = config.backend;
+  if (tcpFds.length > 0 && isIP(host) === 0) {
+    // A name may move (a container restarted, DNS changed): look it up again now and then.
+    let last = config.addresses.join(' ');
+    setInterval(() => {
+      lookup(host, { all: true }).then(
+        (found) => {
+          const addresses = found.map((a) => a.address);
+          if (addresses.length === 0 || addresses.join(' ') === last || stopping) return;
+          last = addresses.join(' ');
+          if (config.log) logLine(`backend ${host} now resolves to ${addresses.join(', ')}`);
+          command({ type: 'addresses', addresses });
+        },
+        (e: NodeJS.ErrnoException) => {
+          if (config.log) logLine(`backend ${host}: lookup failed (${e.code ?? e.message}); keeping ${last}`);
+        },
+      );
+    }, LOOKUP_INTERVAL_MS).unref();
+  }
 }
 
 main();

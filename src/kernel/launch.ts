@@ -27,8 +27,8 @@ export interface LaunchOptions {
   ambientNetBindService?: boolean;
   /** Join this cgroup before exec. */
   cgroup?: string;
-  /** fds to hand over as 3, 4, ... */
-  fds?: number[];
+  /** fds to hand over as 3, 4, ...; 'pipe': a pipe back to this process (child.stdio[3 + i]). */
+  fds?: (number | 'pipe')[];
   /** Set LISTEN_PID to the command's pid (socket activation). */
   listenPid?: boolean;
   /** The whole environment of the command (see userEnvironment). */

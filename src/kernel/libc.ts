@@ -37,6 +37,16 @@ export function errnoName(errno: number): string {
 const SYS_BPF: Partial<Record<string, number>> = { x64: 321, arm64: 280, arm: 386, ia32: 357, riscv64: 280, ppc64: 361, s390x: 351 };
 
 let lib: ReturnType<typeof load> | undefined;
+let native: { koffi: typeof import('koffi'); libc: import('koffi').IKoffiLib } | undefined;
+
+/** koffi and libc, loaded once per thread, for the modules of kernel/ that bind calls of their own (stream.ts). */
+export function nativeLibc(): { koffi: typeof import('koffi'); libc: import('koffi').IKoffiLib } {
+  if (native === undefined) {
+    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+    native = { koffi, libc: koffi.load('libc.so.6') };
+  }
+  return native;
+}
 
 /**
  * Loaded on first use: koffi's native module takes tens of milliseconds to
@@ -44,8 +54,7 @@ let lib: ReturnType<typeof load> | undefined;
  * errors, `apply --check`, most of `doctor`) should not pay.
  */
 function load() {
-  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-  const libc = koffi.load('libc.so.6');
+  const { koffi, libc } = nativeLibc();
   return {
     errno: () => koffi.errno(),
     // syscall(2) is variadic; on the ABIs Linux/Node run on, integer and pointer

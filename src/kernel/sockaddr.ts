@@ -27,3 +27,19 @@ export function sockaddrIn6(groups: readonly number[], port: number): Buffer {
 export function familyOf(addr: string): 4 | 6 {
   return isIPv4(addr) ? 4 : 6;
 }
+
+/** What a struct sockaddr holds: an IPv4 address as text, an IPv6 one as its eight groups. */
+export type DecodedSockaddr = { family: 4; address: string; port: number } | { family: 6; groups: number[]; port: number };
+
+/** Reads a sockaddr_in or sockaddr_in6 (from getpeername, getsockname); undefined for other families or short buffers. */
+export function decodeSockaddr(b: Buffer): DecodedSockaddr | undefined {
+  if (b.length < 2) return undefined;
+  const family = b.readUInt16LE(0);
+  if (family === AF_INET && b.length >= 8) {
+    return { family: 4, address: `${b[4]}.${b[5]}.${b[6]}.${b[7]}`, port: b.readUInt16BE(2) };
+  }
+  if (family === AF_INET6 && b.length >= 24) {
+    return { family: 6, groups: Array.from({ length: 8 }, (_, i) => b.readUInt16BE(8 + i * 2)), port: b.readUInt16BE(2) };
+  }
+  return undefined;
+}

@@ -23,6 +23,14 @@ if (cmd === 'echo-server') {
   }).listen(Number(args[0]), '127.0.0.1', () => out({ listening: Number(args[0]) }));
 }
 
+if (cmd === 'reset-server') {
+  // Answers the first bytes of each connection with a reset: a backend that breaks midway.
+  net.createServer((s) => {
+    s.on('error', () => {});
+    s.once('data', () => s.resetAndDestroy());
+  }).listen(Number(args[0]), '127.0.0.1', () => out({ listening: Number(args[0]) }));
+}
+
 if (cmd === 'udp-server') {
   // Answers each datagram with "seen <address> <payload>".
   for (const type of ['udp4', 'udp6']) {
@@ -79,6 +87,16 @@ if (cmd === 'connect-close') {
   s.on('end', () => done('end'));
   s.on('error', (e) => done(e.code));
   setTimeout(() => done('still open'), Number(args[1] ?? 3) * 1000);
+}
+
+if (cmd === 'send-wait') {
+  // Sends a line and reports how the connection ended: 'end' (a FIN), an error code, or 'still open'.
+  const s = net.connect({ host: '127.0.0.1', port: Number(args[0]) }, () => s.write('hello\n'));
+  const done = (ended) => { out({ ended }); process.exit(0); };
+  s.on('data', () => {});
+  s.on('end', () => done('end'));
+  s.on('error', (e) => done(e.code));
+  setTimeout(() => done('still open'), 3000);
 }
 
 if (cmd === 'slow-session') {

@@ -306,4 +306,38 @@ ${script}
     assert.match(out, /=> 127\.0\.0\.1:7002 up=0 down=0 \d+ms backend connect timeout \(500 ms\)/);
     assert.match(out, /draining \(SIGTERM\): 1 connection\(s\) open/);
   });
+
+  it('userspace: tries each address of a backend name in turn, passes a reset on, refuses an unknown name at once, and explains a forwarder that cannot read lowport', () => {
+    const { out } = inNetns(`
+      $H echo-server 7000 >/dev/null &
+      $H reset-server 7003 >/dev/null &
+      waitport 7000; waitport 7003
+      # A name whose first address (::1) refuses and whose second (127.0.0.1) answers, in a hosts file of this mount namespace alone.
+      printf '::1 lowport-backend.test\\n127.0.0.1 lowport-backend.test\\n' > $D/hosts
+      unshare --mount --propagation private sh -c "mount --bind $D/hosts /etc/hosts && exec $LOWPORT forward --userspace 93/tcp lowport-backend.test:7000 --workers 1 --log" 2>>$D/fwd.log & N=$!
+      $LOWPORT forward --userspace 94/tcp 7003 --workers 1 --log 2>>$D/fwd.log & X=$!
+      waitport 93; waitport 94
+      echo "NAMED=$($H half-close 93 1000)"
+      echo "RESET=$($H send-wait 94)"
+      kill -TERM $N $X; wait $N $X
+      $LOWPORT forward --userspace 95/tcp no-such-host.invalid:80 2>$D/err.txt; echo "UNKNOWN_EXIT=$?"
+      echo "UNKNOWN=$(head -1 $D/err.txt)"
+      # lowport in a directory only root may enter: nobody cannot start it.
+      mkdir -m 700 $D/private && cp -r $(dirname $(dirname $(dirname $(dirname ${pkg.cli})))) $D/private/pkg
+      ${process.execPath} $D/private/pkg/dist/src/cli/main.js forward --userspace 96/tcp 7000 2>$D/err.txt; echo "PRIVATE_EXIT=$?"
+      echo "PRIVATE_LISTENING=$(ss -Hltn 'sport = :96' | wc -l)"
+      cat $D/err.txt
+      cat $D/fwd.log; rm -rf $D/fwd.log $D/err.txt $D/hosts $D/private
+    `);
+    assert.equal(value(out, 'NAMED'), '{"sent":1000,"received":1000,"same":true}', out);
+    assert.match(out, /=> lowport-backend\.test:7000 up=1000 down=1000 \d+ms closed/);
+    assert.equal(value(out, 'RESET'), '{"ended":"ECONNRESET"}', 'a backend reset reaches the client as a reset, not a clean end');
+    assert.match(out, /=> 127\.0\.0\.1:7003 up=6 down=0 \d+ms backend error ECONNRESET/);
+    assert.equal(value(out, 'UNKNOWN_EXIT'), '2', out);
+    assert.match(value(out, 'UNKNOWN') ?? '', /cannot resolve the backend host 'no-such-host\.invalid'/);
+    assert.equal(value(out, 'PRIVATE_EXIT'), '1', out);
+    assert.equal(value(out, 'PRIVATE_LISTENING'), '0', out);
+    assert.match(out, /the forwarder as nobody exited with status \d+ before it started/);
+    assert.match(out, /must be readable by that user/);
+  });
 });

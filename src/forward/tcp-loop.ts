@@ -1,0 +1,556 @@
+/**
+ * The userspace TCP forwarder's event loop: one per thread (tcp-thread.ts),
+ * each with its own epoll instance on the shared listening sockets
+ * (EPOLLEXCLUSIVE: a connection wakes one thread, not all). Every accepted
+ * connection gets its own connection to the backend, optionally opened with
+ * a PROXY protocol header, and bytes are copied both ways through one
+ * 64 KiB buffer per thread with plain recv/send.
+ *
+ * What a proxy must get right, and how:
+ *  - backpressure, both ways: what the destination does not take stays in
+ *    that side's `pending` buffer, and the source is not read (no EPOLLIN)
+ *    until it is written (EPOLLOUT), so a slow reader never makes the
+ *    forwarder buffer more than one read;
+ *  - half-close: a FIN from one side (recv returns 0) becomes shutdown(SHUT_WR)
+ *    on the other once its pending bytes are written, and the other direction
+ *    carries on; a socket is closed when both of its directions are done;
+ *  - the backend refusing or not answering within the connect timeout (each
+ *    of its resolved addresses is tried in turn): the client gets a FIN, not a
+ *    reset, what it sends is read and dropped, and the reason is logged; an
+ *    error once connected resets the other side (SO_LINGER 0), so that it
+ *    learns the stream broke midway;
+ *  - idle connections (no byte either way for the idle timeout) are closed;
+ *  - a cap on connections, counted across threads: the ones over it are
+ *    closed at once; EMFILE/ENFILE pause accepting for 100 ms rather than
+ *    spin on a listening socket that stays readable;
+ *  - drain: stop accepting, let open connections finish, then close what is
+ *    left at the drain deadline.
+ * Timers are a sweep every `tick` ms over the open connections, not one timer
+ * per connection; the tick is a quarter of the shortest timeout (10 ms to 1 s).
+ */
+import { isIPv4 } from 'node:net';
+import { errnoName } from '../kernel/libc.js';
+import { AF_INET, AF_INET6, decodeSockaddr, sockaddrIn, sockaddrIn6 } from '../kernel/sockaddr.js';
+import {
+  accept,
+  closeSocket,
+  closeWithReset,
+  connect,
+  EAGAIN,
+  EINPROGRESS,
+  EMFILE,
+  ENFILE,
+  ENOBUFS,
+  ENOMEM,
+  EPOLLERR,
+  EPOLLEXCLUSIVE,
+  EPOLLHUP,
+  EPOLLIN,
+  EPOLLOUT,
+  EPOLLRDHUP,
+  epollAdd,
+  epollCreate,
+  epollDelete,
+  EpollEvents,
+  epollModify,
+  epollWait,
+  eventfdClear,
+  localName,
+  openStream,
+  peerName,
+  receive,
+  send,
+  setNoDelay,
+  setNonBlocking,
+  shutdownWrite,
+  socketError,
+} from '../kernel/stream.js';
+import { formatIPv6, parseIPv6 } from '../policy/address.js';
+import { encodeHeader, type Endpoint } from './proxy-protocol.js';
+import { formatEndpoint, type ForwarderConfig } from './userspace.js';
+
+export interface LoopConfig extends ForwarderConfig {
+  /** Listening TCP sockets, shared with the other threads. */
+  listeners: number[];
+  /** The backend's addresses (IP literals), tried in turn. */
+  addresses: string[];
+  /** An eventfd that the controlling thread signals after posting a command. */
+  wakeFd: number;
+  /** Connections open across all threads (Int32Array over a SharedArrayBuffer, index 0). */
+  counter: Int32Array;
+}
+
+export type LoopCommand = { type: 'drain' } | { type: 'stop' } | { type: 'addresses'; addresses: string[] };
+
+const CONNECTING = 0;
+const OPEN = 1;
+/** The backend could not be reached: the client has had a FIN; what it sends is dropped until it closes. */
+const REFUSING = 2;
+const DONE = 3;
+
+/** How long a refused client may take to close its side before it is closed anyway. */
+const REFUSE_LINGER_MS = 10_000;
+const ACCEPT_PAUSE_MS = 100;
+/** Connections taken per wake-up of a listening socket, and reads per wake-up of a connection: fairness. */
+const ACCEPT_BATCH = 64;
+const READS_PER_WAKE = 4;
+const BUFFER_SIZE = 65_536;
+
+interface Side {
+  fd: number;
+  tag: number;
+  role: 'client' | 'backend';
+  flow: Flow;
+  peer: Side;
+  /** Registered epoll events; -1: not registered. */
+  mask: number;
+  /** The peer sent its FIN (recv returned 0). */
+  eof: boolean;
+  /** We sent ours (shutdown SHUT_WR). */
+  shut: boolean;
+  closed: boolean;
+  /** Bytes waiting to be written to this side. */
+  pending: Buffer | null;
+  bytesRead: number;
+}
+
+interface Flow {
+  client: Side;
+  backend: Side;
+  state: number;
+  started: number;
+  /** When the current connect attempt or, once open, the last byte either way. */
+  since: number;
+  /** Index into the backend addresses of the current attempt, and how many were tried. */
+  address: number;
+  attempts: number;
+  /** `client -> local`, only when logging. */
+  ends: string;
+  reason: string | undefined;
+}
+
+export class TcpLoop {
+  private readonly ep = epollCreate();
+  private readonly events = new EpollEvents(256);
+  private readonly buffer = Buffer.alloc(BUFFER_SIZE);
+  /** Sides by fd. */
+  private readonly sides: (Side | undefined)[] = [];
+  private readonly flows = new Set<Flow>();
+  private backends: { family: number; sockaddr: Buffer }[] = [];
+  /** The address that answered last: new connections try it first. */
+  private preferred = 0;
+  /** The listening sockets this thread watches (none once it drains). */
+  private listeners: number[];
+  private readonly tick: number;
+  private now = Date.now();
+  private nextSweep = 0;
+  private acceptPausedUntil = 0;
+  private draining = false;
+  private drainDeadline = 0;
+  private stopped = false;
+  private serial = 0;
+
+  constructor(
+    private readonly config: LoopConfig,
+    private readonly logLine: (line: string) => void,
+    /** Called when the wake fd fires: the commands posted since. */
+    private readonly commands: () => LoopCommand[],
+  ) {
+    this.setAddresses(config.addresses);
+    this.listeners = [...config.listeners];
+    const shortest = Math.min(config.connectTimeoutMs, config.idleTimeoutMs > 0 ? config.idleTimeoutMs : Infinity, config.drainTimeoutMs);
+    this.tick = Math.max(10, Math.min(1000, Math.floor(shortest / 4)));
+    for (const fd of this.listeners) {
+      setNonBlocking(fd);
+      setNoDelay(fd); // accepted sockets inherit it
+    }
+    this.watchListeners();
+    epollAdd(this.ep, config.wakeFd, EPOLLIN);
+  }
+
+  private setAddresses(addresses: string[]): void {
+    this.backends = addresses.map((a) => (isIPv4(a) ? { family: AF_INET, sockaddr: sockaddrIn(a, this.config.backend.port) } : { family: AF_INET6, sockaddr: sockaddrIn6(parseIPv6(a), this.config.backend.port) }));
+    this.preferred = 0;
+  }
+
+  private watchListeners(): void {
+    for (const fd of this.listeners) epollAdd(this.ep, fd, EPOLLIN | EPOLLEXCLUSIVE);
+  }
+
+  /** Runs until a stop command, or a drain that has nothing left to wait for. */
+  run(): void {
+    const { events } = this;
+    while (!this.stopped) {
+      const n = epollWait(this.ep, events, Math.max(0, this.nextSweep - this.now));
+      this.now = Date.now();
+      for (let i = 0; i < n; i++) {
+        const fd = events.fd(i);
+        const side = this.sides[fd];
+        if (side !== undefined && side.tag === events.tag(i)) this.onSide(side, events.events(i));
+        else if (fd === this.config.wakeFd) this.onWake();
+        else if (events.tag(i) === 0 && this.listeners.includes(fd)) this.acceptFrom(fd);
+      }
+      if (this.now >= this.nextSweep) {
+        this.sweep();
+        this.nextSweep = this.now + this.tick;
+      }
+    }
+  }
+
+  private onWake(): void {
+    eventfdClear(this.config.wakeFd);
+    for (const c of this.commands()) {
+      if (c.type === 'addresses') this.setAddresses(c.addresses);
+      else if (c.type === 'stop') this.stop();
+      else this.drain();
+    }
+  }
+
+  private drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.drainDeadline = this.now + this.config.drainTimeoutMs;
+    this.unwatchListeners();
+    if (this.flows.size === 0) this.stopped = true;
+  }
+
+  private stop(): void {
+    for (const f of this.flows) this.close(f, 'forwarder stopped');
+    this.unwatchListeners();
+    this.stopped = true;
+  }
+
+  /**
+   * The listening sockets are the process's, shared by every thread: each
+   * thread stops watching them, and the controlling thread closes them (the
+   * kernel then refuses new connections).
+   */
+  private unwatchListeners(): void {
+    if (this.acceptPausedUntil === 0) for (const fd of this.listeners) epollDelete(this.ep, fd);
+    this.listeners = [];
+  }
+
+  private acceptFrom(listener: number): void {
+    const { config } = this;
+    for (let k = 0; k < ACCEPT_BATCH; k++) {
+      const fd = accept(listener);
+      if (fd < 0) {
+        if (fd === -EAGAIN) return;
+        if (fd === -EMFILE || fd === -ENFILE || fd === -ENOBUFS || fd === -ENOMEM) {
+          this.logLine(`tcp accept: ${errnoName(-fd)}; not accepting for ${ACCEPT_PAUSE_MS} ms (raise the open-files limit, or lower --max-conns)`);
+          for (const l of this.listeners) epollDelete(this.ep, l);
+          this.acceptPausedUntil = this.now + ACCEPT_PAUSE_MS;
+          this.nextSweep = Math.min(this.nextSweep, this.acceptPausedUntil);
+          return;
+        }
+        continue; // ECONNABORTED and the like: that connection is gone, others may wait
+      }
+      if (Atomics.add(config.counter, 0, 1) >= config.maxConnections) {
+        Atomics.sub(config.counter, 0, 1);
+        if (config.log) this.logLine(`tcp ${endpointText(peerName(fd))} refused: connection cap (${config.maxConnections}) reached`);
+        closeSocket(fd);
+        continue;
+      }
+      this.open(fd);
+    }
+  }
+
+  private newSide(fd: number, role: Side['role'], flow: Flow): Side {
+    this.serial = (this.serial + 1) >>> 0 || 1;
+    return { fd, tag: this.serial, role, flow, peer: undefined as unknown as Side, mask: -1, eof: false, shut: false, closed: false, pending: null, bytesRead: 0 };
+  }
+
+  private open(fd: number): void {
+    const { config } = this;
+    const flow: Flow = {
+      client: undefined as unknown as Side,
+      backend: undefined as unknown as Side,
+      state: CONNECTING,
+      started: this.now,
+      since: this.now,
+      address: this.preferred,
+      attempts: 0,
+      ends: '',
+      reason: undefined,
+    };
+    const client = this.newSide(fd, 'client', flow);
+    const backend = this.newSide(-1, 'backend', flow);
+    client.peer = backend;
+    backend.peer = client;
+    flow.client = client;
+    flow.backend = backend;
+    this.sides[fd] = client;
+    this.flows.add(flow);
+    // getpeername and getsockname cost two syscalls per connection: only the
+    // log and the PROXY header need the addresses.
+    if (config.log || config.proxyProtocol !== undefined) {
+      const source = endpointOf(peerName(fd));
+      const destination = endpointOf(localName(fd));
+      if (config.log) flow.ends = `${formatEndpoint(source?.address, source?.port)} -> ${formatEndpoint(destination?.address, destination?.port)}`;
+      if (config.proxyProtocol !== undefined) {
+        backend.pending = encodeHeader(config.proxyProtocol, {
+          transport: 'tcp',
+          source: source ?? { address: '', port: 0 },
+          destination: destination ?? { address: '', port: 0 },
+        });
+      }
+    }
+    this.connectBackend(flow);
+  }
+
+  /** Starts a connect to the flow's current backend address, or gives up when every address failed. */
+  private connectBackend(f: Flow): void {
+    const b = f.backend;
+    const target = this.backends[f.address % this.backends.length];
+    if (target === undefined) {
+      this.refuse(f, 'backend has no address');
+      return;
+    }
+    f.attempts++;
+    f.since = this.now;
+    const fd = openStream(target.family);
+    if (fd < 0) {
+      this.refuse(f, `backend error ${errnoName(-fd)}`);
+      return;
+    }
+    b.fd = fd;
+    b.closed = false;
+    b.mask = -1;
+    this.sides[fd] = b;
+    const r = connect(fd, target.sockaddr);
+    if (r === 0) {
+      this.connected(f);
+    } else if (r === -EINPROGRESS) {
+      this.register(b, EPOLLOUT);
+    } else {
+      this.connectFailed(f, -r);
+    }
+  }
+
+  private connectFailed(f: Flow, errno: number): void {
+    this.dropSide(f.backend, false);
+    if (f.attempts < this.backends.length) {
+      f.address = (f.address + 1) % this.backends.length;
+      this.connectBackend(f);
+    } else {
+      this.refuse(f, `backend error ${errnoName(errno)}`);
+    }
+  }
+
+  private connected(f: Flow): void {
+    f.state = OPEN;
+    f.since = this.now;
+    this.preferred = f.address % this.backends.length;
+    const { client, backend } = f;
+    if (backend.pending !== null && !this.flush(backend)) return;
+    // The client has often sent its request already: read it now rather than
+    // after another round through epoll_wait.
+    this.pump(client, backend);
+    if (f.state === OPEN) this.settle(f);
+  }
+
+  /** The backend cannot be reached: FIN to the client, drop what it sends until it closes. */
+  private refuse(f: Flow, reason: string): void {
+    f.reason ??= reason;
+    if (!f.backend.closed && f.backend.fd >= 0) this.dropSide(f.backend, false);
+    f.state = REFUSING;
+    f.since = this.now;
+    const { client } = f;
+    shutdownWrite(client.fd);
+    client.shut = true;
+    client.pending = null;
+    this.register(client, EPOLLIN);
+  }
+
+  private onSide(s: Side, ev: number): void {
+    const f = s.flow;
+    if (f.state === CONNECTING) {
+      // Only the backend is registered while it connects; writable and
+      // nothing else means connected, without asking SO_ERROR.
+      const error = ev === EPOLLOUT ? 0 : socketError(s.fd);
+      if (error !== 0) this.connectFailed(f, error);
+      else if ((ev & EPOLLOUT) !== 0) this.connected(f);
+      return;
+    }
+    if (f.state === REFUSING) {
+      this.discard(f);
+      return;
+    }
+    if ((ev & EPOLLERR) !== 0) {
+      this.abort(f, `${s.role} error ${errnoName(socketError(s.fd))}`);
+      return;
+    }
+    if ((ev & EPOLLOUT) !== 0 && s.pending !== null && !this.flush(s)) return;
+    if ((ev & (EPOLLIN | EPOLLHUP)) !== 0) {
+      this.pump(s, s.peer, (ev & (EPOLLRDHUP | EPOLLHUP)) !== 0);
+      if (f.state !== OPEN) return;
+    }
+    this.settle(f);
+  }
+
+  /**
+   * Reads `from` and writes to `to` until `from` is empty, `to` is full, or
+   * the read budget is spent. A short read ends it, unless the peer's FIN is
+   * known to be queued (`toEof`: EPOLLRDHUP), which the next read then takes
+   * now rather than after another epoll_wait (a server that answers and
+   * closes: one round less per connection).
+   */
+  private pump(from: Side, to: Side, toEof = false): void {
+    const { buffer } = this;
+    for (let reads = 0; reads < READS_PER_WAKE; reads++) {
+      if (from.eof || to.pending !== null) return;
+      const n = receive(from.fd, buffer, BUFFER_SIZE);
+      if (n > 0) {
+        from.bytesRead += n;
+        from.flow.since = this.now;
+        const w = send(to.fd, buffer, n);
+        if (w === n) {
+          if (n < BUFFER_SIZE && !toEof) return; // a short read: most likely nothing more is waiting
+          continue;
+        }
+        if (w < 0 && w !== -EAGAIN) {
+          this.abort(from.flow, `${to.role} error ${errnoName(-w)}`);
+          return;
+        }
+        to.pending = Buffer.from(buffer.subarray(Math.max(0, w), n));
+        return;
+      }
+      if (n === 0) {
+        from.eof = true;
+        if (to.pending === null) this.finishWriting(to);
+        return;
+      }
+      if (n !== -EAGAIN) this.abort(from.flow, `${from.role} error ${errnoName(-n)}`);
+      return;
+    }
+  }
+
+  /** Writes `to`'s pending bytes; false when the flow ended on an error. */
+  private flush(to: Side): boolean {
+    const p = to.pending;
+    if (p === null) return true;
+    const w = send(to.fd, p, p.length);
+    if (w === p.length) {
+      to.pending = null;
+      to.flow.since = this.now;
+      if (to.peer.eof) this.finishWriting(to);
+      return true;
+    }
+    if (w < 0 && w !== -EAGAIN) {
+      this.abort(to.flow, `${to.role} error ${errnoName(-w)}`);
+      return false;
+    }
+    if (w > 0) {
+      to.pending = p.subarray(w);
+      to.flow.since = this.now;
+    }
+    return true;
+  }
+
+  private finishWriting(s: Side): void {
+    if (s.shut) return;
+    shutdownWrite(s.fd);
+    s.shut = true;
+  }
+
+  /** Closes the sockets whose two directions are done, updates what epoll watches, and ends the flow when both are closed. */
+  private settle(f: Flow): void {
+    for (const s of [f.client, f.backend]) {
+      if (s.closed) continue;
+      if (s.eof && s.shut && s.pending === null) {
+        this.dropSide(s, false);
+        continue;
+      }
+      const want = (!s.eof && s.peer.pending === null ? EPOLLIN | EPOLLRDHUP : 0) | (s.pending !== null ? EPOLLOUT : 0);
+      if (want !== s.mask) this.register(s, want);
+    }
+    if (f.client.closed && f.backend.closed) this.finish(f);
+  }
+
+  private register(s: Side, events: number): void {
+    if (s.mask === -1) epollAdd(this.ep, s.fd, events, s.tag);
+    else epollModify(this.ep, s.fd, events, s.tag);
+    s.mask = events;
+  }
+
+  /** Closes one socket of a flow (close(2) also takes it out of epoll). */
+  private dropSide(s: Side, reset: boolean): void {
+    if (s.closed || s.fd < 0) return;
+    if (this.sides[s.fd] === s) this.sides[s.fd] = undefined;
+    if (reset) closeWithReset(s.fd);
+    else closeSocket(s.fd);
+    s.closed = true;
+    s.mask = -1;
+  }
+
+  /** Reads and drops what a refused client still sends, until it closes. */
+  private discard(f: Flow): void {
+    for (let reads = 0; reads < READS_PER_WAKE; reads++) {
+      const n = receive(f.client.fd, this.buffer, BUFFER_SIZE);
+      if (n === -EAGAIN) return;
+      if (n <= 0) break;
+    }
+    this.dropSide(f.client, false);
+    this.finish(f);
+  }
+
+  /** An error on one side: both are closed with a reset. */
+  private abort(f: Flow, reason: string): void {
+    f.reason ??= reason;
+    this.dropSide(f.client, true);
+    this.dropSide(f.backend, true);
+    this.finish(f);
+  }
+
+  /** Closes both sides (FIN): idle timeout, drain deadline, stop. */
+  private close(f: Flow, reason: string): void {
+    f.reason ??= reason;
+    this.dropSide(f.client, false);
+    this.dropSide(f.backend, false);
+    this.finish(f);
+  }
+
+  private finish(f: Flow): void {
+    if (f.state === DONE) return;
+    f.state = DONE;
+    this.flows.delete(f);
+    Atomics.sub(this.config.counter, 0, 1);
+    if (this.config.log) {
+      const { host, port } = this.config.backend;
+      this.logLine(`tcp ${f.ends} => ${formatEndpoint(host, port)} up=${f.client.bytesRead} down=${f.backend.bytesRead} ${this.now - f.started}ms ${f.reason ?? 'closed'}`);
+    }
+    if (this.draining && this.flows.size === 0) this.stopped = true;
+  }
+
+  private sweep(): void {
+    const { config, now } = this;
+    if (this.acceptPausedUntil !== 0 && now >= this.acceptPausedUntil) {
+      this.acceptPausedUntil = 0;
+      this.watchListeners();
+    }
+    const idle = config.idleTimeoutMs;
+    const deadline = this.draining && now >= this.drainDeadline;
+    for (const f of this.flows) {
+      if (deadline) this.close(f, 'closed at the drain deadline');
+      else if (f.state === CONNECTING && now - f.since >= config.connectTimeoutMs) {
+        this.dropSide(f.backend, false);
+        this.refuse(f, `backend connect timeout (${config.connectTimeoutMs} ms)`);
+      } else if (f.state === OPEN && idle > 0 && now - f.since >= idle) this.close(f, `idle timeout (${idle} ms)`);
+      else if (f.state === REFUSING && now - f.since >= REFUSE_LINGER_MS) {
+        this.dropSide(f.client, false);
+        this.finish(f);
+      }
+    }
+  }
+}
+
+function endpointOf(sockaddr: Buffer | undefined): Endpoint | undefined {
+  const d = sockaddr === undefined ? undefined : decodeSockaddr(sockaddr);
+  if (d === undefined) return undefined;
+  return { address: d.family === 4 ? d.address : formatIPv6(d.groups), port: d.port };
+}
+
+function endpointText(sockaddr: Buffer | undefined): string {
+  const e = endpointOf(sockaddr);
+  return formatEndpoint(e?.address, e?.port);
+}

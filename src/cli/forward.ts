@@ -132,7 +132,9 @@ export function parseForwardArgs(v: Values, positionals: string[]): ForwardReque
     protocols,
     addrs,
     backend: parseBackend(toText),
-    workers: count(v, 'workers', Math.min(4, availableParallelism())),
+    // Half the CPUs: the backend usually runs on this machine too, and on 2
+    // CPUs shared with it one thread forwarded as much as two (bench/README.md).
+    workers: count(v, 'workers', Math.max(1, Math.min(4, Math.floor(availableParallelism() / 2)))),
     maxConnections: count(v, 'max-conns', DEFAULTS.maxConnections),
     connectTimeoutMs: seconds(v, 'connect-timeout', DEFAULTS.connectTimeoutMs, false),
     idleTimeoutMs: seconds(v, 'idle-timeout', DEFAULTS.idleTimeoutMs, true),
@@ -191,7 +193,7 @@ nobody) with every privilege dropped.
   --proxy-protocol v1|v2  send a PROXY protocol header first, so the backend
                           sees the client's address (nginx: listen ... proxy_protocol)
   --log                   one line per connection on stderr
-  --workers N             threads sharing the TCP port (default: CPUs, at most 4)
+  --workers N             threads sharing the TCP port (default: half the CPUs, 1 to 4)
   --max-conns N           TCP connections (and UDP sessions) at once (${DEFAULTS.maxConnections})
   --connect-timeout S     to the backend (${DEFAULTS.connectTimeoutMs / 1000})
   --idle-timeout S        close a connection silent both ways this long (${DEFAULTS.idleTimeoutMs / 1000}; 0: never)

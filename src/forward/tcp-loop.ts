@@ -447,24 +447,28 @@ export class TcpLoop {
     return true;
   }
 
+  /** Our FIN to `s`. When `s` has sent its own already, settle() closes it next, and close(2) sends the FIN: no shutdown call. */
   private finishWriting(s: Side): void {
     if (s.shut) return;
-    shutdownWrite(s.fd);
+    if (!s.eof) shutdownWrite(s.fd);
     s.shut = true;
   }
 
   /** Closes the sockets whose two directions are done, updates what epoll watches, and ends the flow when both are closed. */
   private settle(f: Flow): void {
-    for (const s of [f.client, f.backend]) {
-      if (s.closed) continue;
-      if (s.eof && s.shut && s.pending === null) {
-        this.dropSide(s, false);
-        continue;
-      }
-      const want = (!s.eof && s.peer.pending === null ? EPOLLIN | EPOLLRDHUP : 0) | (s.pending !== null ? EPOLLOUT : 0);
-      if (want !== s.mask) this.register(s, want);
-    }
+    this.settleSide(f.client);
+    this.settleSide(f.backend);
     if (f.client.closed && f.backend.closed) this.finish(f);
+  }
+
+  private settleSide(s: Side): void {
+    if (s.closed) return;
+    if (s.eof && s.shut && s.pending === null) {
+      this.dropSide(s, false);
+      return;
+    }
+    const want = (!s.eof && s.peer.pending === null ? EPOLLIN | EPOLLRDHUP : 0) | (s.pending !== null ? EPOLLOUT : 0);
+    if (want !== s.mask) this.register(s, want);
   }
 
   private register(s: Side, events: number): void {

@@ -340,4 +340,35 @@ ${script}
     assert.match(out, /the forwarder as nobody exited with status \d+ before it started/);
     assert.match(out, /must be readable by that user/);
   });
+
+  it('userspace: out of file descriptors, stops accepting for a while instead of spinning, and serves again once connections close', () => {
+    const { out } = inNetns(`
+      $H echo-server 7000 >/dev/null &
+      waitport 7000
+      # 64 open files: an idle forwarder has about 25 open, so 40 connections (two fds each) exhaust it.
+      # (Root here lacks CAP_SYS_RESOURCE, so the limit is set before lowport starts, not on the forwarder.)
+      prlimit --nofile=64 $LOWPORT forward --userspace 97/tcp 7000 --workers 1 --log 2>>$D/fwd.log & F=$!
+      waitport 97; sleep 0.5
+      W=$(pgrep -P $F | head -1)
+      echo "IDLE_FDS=$(ls /proc/$W/fd | wc -l)"
+      $H hold 97 40 3 >/dev/null & HOLD=$!
+      sleep 1
+      T0=$(awk '{print $14 + $15}' /proc/$W/stat); sleep 1; T1=$(awk '{print $14 + $15}' /proc/$W/stat)
+      echo "TICKS=$(( T1 - T0 ))"
+      wait $HOLD
+      echo "PAUSES=$(grep -c 'accept: EMFILE' $D/fwd.log)"
+      sleep 0.5
+      echo "AFTER=$($H half-close 97 1000)"
+      kill -TERM $F; wait $F; echo "EXIT=$?"
+      cat $D/fwd.log; rm -f $D/fwd.log
+    `);
+    assert.ok(Number(value(out, 'IDLE_FDS')) < 40, out);
+    assert.match(out, /tcp accept: EMFILE; not accepting for 100 ms/);
+    // One attempt per pause: at most about 30 in the 3 s the connections are held (a spinning loop logs thousands).
+    assert.ok(Number(value(out, 'PAUSES')) <= 40, `EMFILE lines: ${value(out, 'PAUSES')}`);
+    // Spinning on a listening socket that stays readable would take the whole second (100 ticks).
+    assert.ok(Number(value(out, 'TICKS')) < 30, `CPU ticks in one second at the limit: ${value(out, 'TICKS')}\n${out}`);
+    assert.equal(value(out, 'AFTER'), '{"sent":1000,"received":1000,"same":true}', out);
+    assert.equal(value(out, 'EXIT'), '0', out);
+  });
 });

@@ -148,12 +148,18 @@ export function parseForwardArgs(v: Values, positionals: string[]): ForwardReque
 }
 
 function ownerText(f: ForwardEntry, ownPolicy: string): string {
-  if (f.owner.kind === 'policy') return f.owner.id === ownPolicy ? 'policy file (--persist)' : `another policy file (${f.owner.id})`;
+  if (f.owner.kind === 'policy') {
+    const which = f.owner.id === ownPolicy ? 'policy file' : `another policy file (${f.policy ?? f.owner.id})`;
+    return f.alive ? `${which} (--persist)` : `${which}, deleted: \`lowport forward --gc\` removes it`;
+  }
+  const pid = f.pid ?? f.owner.pid;
+  const where = f.pid !== undefined && f.pid !== f.owner.pid ? ` (pid ${f.owner.pid} in its container)` : '';
   if (!f.alive) return `pid ${f.owner.pid}, gone: \`lowport forward --gc\` removes it`;
-  if (f.command === undefined) return `pid ${f.owner.pid}`;
+  if (f.pid === undefined && f.owner.ns !== undefined) return `pid ${f.owner.pid} in pid namespace ${f.owner.ns}, not visible from here (kept)`;
+  if (f.command === undefined) return `pid ${pid}${where}`;
   // `node /path/to/dist/src/cli/main.js forward 80 8080` reads better as `lowport forward 80 8080`.
   const command = f.command.replace(/^\S*node\S* \S*(?:main\.js|lowport) /, 'lowport ');
-  return `pid ${f.owner.pid} (${command.length > 60 ? `${command.slice(0, 57)}...` : command})`;
+  return `pid ${pid}${where} (${command.length > 60 ? `${command.slice(0, 57)}...` : command})`;
 }
 
 function table(rows: string[][]): string {
@@ -248,7 +254,7 @@ Examples:
         case 'gc': {
           const removed = gcRedirects();
           if (ctx.json) printJson(ctx.io, { removed });
-          else ctx.io.stdout(removed.length === 0 ? 'nothing to remove: every redirect has a live owner\n' : removed.map((r) => `removed ${describeSpec(r)} (its lowport, pid ${r.owner.kind === 'pid' ? r.owner.pid : '?'}, is gone)\n`).join(''));
+          else ctx.io.stdout(removed.length === 0 ? 'nothing to remove: every redirect has a live owner\n' : removed.map((r) => `removed ${describeSpec(r)} (${r.owner.kind === 'pid' ? `its lowport, pid ${r.owner.pid}, is gone` : 'its policy file is gone'})\n`).join(''));
           return 0;
         }
         case 'remove':

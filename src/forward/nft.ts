@@ -45,7 +45,13 @@ export interface RedirectSpec {
   addrs: string[];
 }
 
-export type Owner = { kind: 'pid'; pid: number; start: number } | { kind: 'policy'; id: string };
+/**
+ * Who holds a redirect: a lowport process (its pid and start time, and its pid
+ * namespace, since a lowport in a container that shares the host's network
+ * but not its pids writes into the same table), or a policy file (a hash of
+ * its path, with --persist).
+ */
+export type Owner = { kind: 'pid'; pid: number; start: number; ns?: number } | { kind: 'policy'; id: string };
 
 /** One nftables JSON command: `{ add: { rule: {...} } }` and the like. */
 export type NftCommand = Record<string, unknown>;
@@ -56,7 +62,7 @@ export interface NftBatch {
 
 /** The comment that marks a rule as lowport's: owner and spec, short enough for nft's 128-byte limit. */
 export function ruleComment(owner: Owner, spec: RedirectSpec): string {
-  const who = owner.kind === 'pid' ? `pid=${owner.pid}@${owner.start}` : `policy=${owner.id}`;
+  const who = owner.kind === 'pid' ? `pid=${owner.pid}@${owner.start}${owner.ns === undefined ? '' : `~${owner.ns}`}` : `policy=${owner.id}`;
   return `lowport ${who} ${spec.port}/${spec.protocols.join(',')}>${spec.toPort}`;
 }
 
@@ -69,14 +75,15 @@ export interface CommentInfo {
 
 /** The owner and spec of a rule comment, or undefined for a comment lowport did not write. */
 export function parseComment(comment: string): CommentInfo | undefined {
-  const m = /^lowport (?:pid=(\d+)@(\d+)|policy=([0-9a-f]+)) (\d+)\/((?:tcp|udp)(?:,(?:tcp|udp))?)>(\d+)$/.exec(comment);
+  const m = /^lowport (?:pid=(\d+)@(\d+)(?:~(\d+))?|policy=([0-9a-f]+)) (\d+)\/((?:tcp|udp)(?:,(?:tcp|udp))?)>(\d+)$/.exec(comment);
   if (m === null) return undefined;
-  const owner: Owner = m[3] !== undefined ? { kind: 'policy', id: m[3] } : { kind: 'pid', pid: Number(m[1]), start: Number(m[2]) };
-  return { owner, port: Number(m[4]), protocols: (m[5] ?? '').split(',') as Protocol[], toPort: Number(m[6]) };
+  const owner: Owner =
+    m[4] !== undefined ? { kind: 'policy', id: m[4] } : { kind: 'pid', pid: Number(m[1]), start: Number(m[2]), ...(m[3] === undefined ? {} : { ns: Number(m[3]) }) };
+  return { owner, port: Number(m[5]), protocols: (m[6] ?? '').split(',') as Protocol[], toPort: Number(m[7]) };
 }
 
 export function sameOwner(a: Owner, b: Owner): boolean {
-  return a.kind === 'pid' ? b.kind === 'pid' && a.pid === b.pid && a.start === b.start : b.kind === 'policy' && a.id === b.id;
+  return a.kind === 'pid' ? b.kind === 'pid' && a.pid === b.pid && a.start === b.start && a.ns === b.ns : b.kind === 'policy' && a.id === b.id;
 }
 
 const match = (left: unknown, right: unknown): NftCommand => ({ match: { op: '==', left, right } });

@@ -10,11 +10,11 @@
  * goes — no empty table stays behind.
  */
 import { createHash } from 'node:crypto';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { LowportError } from '../errors.js';
-import { lockDirectory, preparePolicyDir, readPolicyFile, writeFileAtomic } from '../kernel/files.js';
+import { lockDirectory, preparePolicyDir, readJsonFile, readPolicyFile, removeEmptyDir, removeFile, writeFileAtomic, writeJsonFile } from '../kernel/files.js';
 import { findNft, lockNft, nftApply, nftListTable } from '../kernel/nft.js';
-import { effectiveUid, processCommandLine, processStartTime } from '../kernel/process.js';
+import { effectiveUid, findInPidNamespace, INIT_PID_NAMESPACE, pathState, pidNamespace, processCommandLine, processStartTime } from '../kernel/process.js';
 import { addForward, removeForward, type EditResult } from '../policy/edit.js';
 import { parsePolicy } from '../policy/parse.js';
 import { serializePolicy } from '../policy/print.js';
@@ -37,17 +37,22 @@ import {
 
 export interface ForwardEntry extends RedirectSpec {
   owner: Owner;
-  /** The owning process runs (always true for a persisted forward). */
+  /** The owner still runs, or its policy file still exists (or that cannot be told from here). */
   alive: boolean;
+  /** The owning process's pid as seen from here, when it runs and is visible. */
+  pid?: number;
   /** The owner's command line, when it runs. */
   command?: string;
+  /** The policy file of a persisted forward, when lowport recorded it. */
+  policy?: string;
 }
 
-/** This process as an owner: pid and start time. */
+/** This process as an owner: pid, start time and pid namespace. */
 export function processOwner(pid = process.pid): Owner {
   const start = processStartTime(pid);
   if (start === undefined) throw new LowportError('E_STATE', `cannot read /proc/${pid}/stat: is /proc mounted?`);
-  return { kind: 'pid', pid, start };
+  const ns = pidNamespace();
+  return { kind: 'pid', pid, start, ...(ns === undefined ? {} : { ns }) };
 }
 
 /** The owner of a policy file's persisted forwards: a short hash of its absolute path. */
@@ -55,8 +60,54 @@ export function policyOwner(policyPath: string): Owner {
   return { kind: 'policy', id: createHash('sha256').update(policyPath).digest('hex').slice(0, 8) };
 }
 
+/**
+ * Which policy file each policy owner stands for (the rule comment has room
+ * for a hash only): one small file per owner under /run/lowport, written when
+ * the file's forwards go live and removed with them, gone at reboot like the
+ * rules themselves.
+ */
+const POLICY_OWNERS = '/run/lowport/forward-owners';
+
+function recordPolicyOwner(policyPath: string): void {
+  const owner = policyOwner(policyPath);
+  if (owner.kind === 'policy') writeJsonFile(join(POLICY_OWNERS, `${owner.id}.json`), { path: policyPath });
+}
+
+function forgetPolicyOwner(owner: Owner): void {
+  if (owner.kind !== 'policy') return;
+  removeFile(join(POLICY_OWNERS, `${owner.id}.json`));
+  removeEmptyDir(POLICY_OWNERS);
+}
+
+function policyPathOf(owner: Owner): string | undefined {
+  if (owner.kind !== 'policy') return undefined;
+  const saved = readJsonFile(join(POLICY_OWNERS, `${owner.id}.json`));
+  const path = typeof saved === 'object' && saved !== null ? (saved as { path?: unknown }).path : undefined;
+  return typeof path === 'string' ? path : undefined;
+}
+
+/** The owner's pid as seen from here: its own, or found by its pid in its namespace; undefined when not visible. */
+function visiblePid(owner: Owner & { kind: 'pid' }): number | undefined {
+  if (owner.ns === undefined || owner.ns === pidNamespace()) return owner.pid;
+  return findInPidNamespace(owner.ns, owner.pid);
+}
+
+/**
+ * Whether a redirect's owner is alive. A process: the same pid with the same
+ * start time, looked up in its own pid namespace. One that is not visible
+ * from here is gone only if this is the initial namespace (which sees every
+ * process); from inside a container it may be the host's, and is kept. A
+ * policy file: alive unless lowport recorded its path and the file is gone
+ * (a deleted test or scratch policy), so that --gc collects its forwards.
+ */
 export function ownerAlive(owner: Owner): boolean {
-  return owner.kind === 'policy' || processStartTime(owner.pid) === owner.start;
+  if (owner.kind === 'policy') {
+    const path = policyPathOf(owner);
+    return path === undefined || pathState(path) !== 'absent';
+  }
+  const pid = visiblePid(owner);
+  if (pid === undefined) return pidNamespace() !== INIT_PID_NAMESPACE;
+  return processStartTime(pid) === owner.start;
 }
 
 export function requireNftRoot(): void {
@@ -80,9 +131,13 @@ export function listRedirects(): ForwardEntry[] {
   if (findNft() === undefined) return [];
   return readTable().redirects.map((r) => {
     const alive = ownerAlive(r.owner);
-    const command = alive && r.owner.kind === 'pid' ? processCommandLine(r.owner.pid) : undefined;
     const entry: ForwardEntry = { owner: r.owner, port: r.port, protocols: r.protocols, toPort: r.toPort, addrs: r.addrs, alive };
+    const pid = alive && r.owner.kind === 'pid' ? visiblePid(r.owner) : undefined;
+    const command = pid === undefined ? undefined : processCommandLine(pid);
+    if (pid !== undefined) entry.pid = pid;
     if (command !== undefined) entry.command = command;
+    const policy = policyPathOf(r.owner);
+    if (policy !== undefined) entry.policy = policy;
     return entry;
   });
 }
@@ -108,6 +163,10 @@ function change(
       nftApply(addBatch(add, handles));
     } else if (handles.length > 0) {
       nftApply({ nftables: handles.length === total ? [deleteTableCommand()] : deleteCommands(handles) });
+    }
+    // A policy owner with nothing left in the table needs no record of its path.
+    for (const r of dropped) {
+      if (r.owner.kind === 'policy' && !staying.some((s) => sameOwner(s.owner, r.owner)) && !add.some((a) => sameOwner(a.owner, r.owner))) forgetPolicyOwner(r.owner);
     }
     return dropped;
   } finally {
@@ -217,6 +276,7 @@ export function restorePersisted(policyPath: string, forwards: readonly ForwardR
   change(mine, specs.map((spec) => ({ spec, owner })), (staying) => {
     for (const spec of specs) conflictCheck(spec, mine)(staying);
   });
+  if (specs.length > 0) recordPolicyOwner(policyPath);
   return specs.length;
 }
 

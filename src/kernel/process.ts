@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
 import { LowportError } from '../errors.js';
-import { existsSync, openSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, openSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 
 /** An O_RDONLY fd on a directory (for a cgroup's target_fd, or flock). The caller closes it. */
 export function openDir(dir: string): number {
@@ -97,6 +97,43 @@ export function processStartTime(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The initial pid namespace's inode (PROC_PID_INIT_INO, include/linux/proc_ns.h): from there every process is visible. */
+export const INIT_PID_NAMESPACE = 0xeffffffc;
+
+/** A process's pid namespace (the inode of /proc/PID/ns/pid), or undefined when it cannot be read. */
+export function pidNamespace(pid: number | 'self' = 'self'): number | undefined {
+  try {
+    const m = /^pid:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/ns/pid`));
+    return m === null ? undefined : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The pid, as seen from here, of the process that is `nspid` inside pid
+ * namespace `ns` (the last field of its NSpid line); undefined when no such
+ * process is visible from here.
+ */
+export function findInPidNamespace(ns: number, nspid: number): number | undefined {
+  let names: string[];
+  try {
+    names = readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  for (const name of names) {
+    if (!/^\d+$/.test(name) || pidNamespace(Number(name)) !== ns) continue;
+    try {
+      const ids = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${name}/status`, 'utf8'))?.[1]?.trim().split(/\s+/);
+      if (ids !== undefined && Number(ids[ids.length - 1]) === nspid) return Number(name);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
 }
 
 /** A process's command line (arguments joined by spaces), or undefined when it is gone or has none. */

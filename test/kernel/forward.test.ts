@@ -147,6 +147,43 @@ ${script}
     assert.equal(value(out, 'TABLE_END'), 'gone', out);
   });
 
+  it('--gc collects the persisted forwards of a deleted policy file, and the redirects of a lowport in a pid namespace only once it is gone', () => {
+    const { out } = inNetns(`
+      mkdir -m 700 $D/scratch
+      $LOWPORT forward 86/tcp 8080 --persist --policy $D/scratch/policy >/dev/null; echo "PERSIST=$?"
+      echo "RECORDED=$(grep -l "$D/scratch/policy" /run/lowport/forward-owners/*.json 2>/dev/null | wc -l)"
+      echo "LIST_BEFORE=$($LOWPORT forward --list | grep '^86 ')"
+      rm -rf $D/scratch
+      echo "LIST=$($LOWPORT forward --list | grep '^86 ')"
+      echo "GC=$($LOWPORT forward --gc)"
+      echo "RECORD_AFTER=$(grep -l "$D/scratch/policy" /run/lowport/forward-owners/*.json 2>/dev/null | wc -l)"
+      echo "TABLE_AFTER_GC=$(table)"
+      # A lowport in a pid namespace of its own (as in a container with the host's network): pid 1 there.
+      unshare --pid --fork --mount-proc $LOWPORT forward 87/tcp 8080 & U=$!
+      waitrule 87
+      echo "NS_OWNER=$(nft list table inet lowport | grep -o 'lowport pid=[0-9]*' | head -1)"
+      echo "NS_LIST=$($LOWPORT forward --list | grep '^87 ')"
+      echo "NS_GC=$($LOWPORT forward --gc)"
+      echo "NS_KEPT=$(nft list table inet lowport | grep -c 'dport 87 ')"
+      kill -KILL $(pgrep -P $U); wait $U 2>/dev/null
+      echo "NS_GC_AFTER=$($LOWPORT forward --gc)"
+      echo "TABLE_END=$(table)"
+    `);
+    assert.equal(value(out, 'PERSIST'), '0', out);
+    assert.equal(value(out, 'RECORDED'), '1', out);
+    assert.match(value(out, 'LIST_BEFORE') ?? '', /another policy file \(.*\/scratch\/policy\) \(--persist\)/, out);
+    assert.match(value(out, 'LIST') ?? '', /deleted: `lowport forward --gc` removes it/, out);
+    assert.match(value(out, 'GC') ?? '', /^removed 86\/tcp -> 8080 on every local address \(its policy file is gone\)/, out);
+    assert.equal(value(out, 'RECORD_AFTER'), '0', out);
+    assert.equal(value(out, 'TABLE_AFTER_GC'), 'gone', out);
+    assert.equal(value(out, 'NS_OWNER'), 'lowport pid=1', out);
+    assert.match(value(out, 'NS_LIST') ?? '', /pid \d+ \(pid 1 in its container\) \(lowport forward 87\/tcp 8080\)/, out);
+    assert.equal(value(out, 'NS_GC'), 'nothing to remove: every redirect has a live owner', out);
+    assert.equal(value(out, 'NS_KEPT'), '2', 'both chains keep the rule of the live lowport in its pid namespace');
+    assert.match(value(out, 'NS_GC_AFTER') ?? '', /^removed 87\/tcp -> 8080/, out);
+    assert.equal(value(out, 'TABLE_END'), 'gone', out);
+  });
+
   it('redirects UDP too, keeping the client address', () => {
     const { out } = inNetns(`
       $H udp-server 5353 &

@@ -1,7 +1,7 @@
 /** The nftables JSON lowport sends and reads back: shape of the batch, comments, and the listing parser. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { addBatch, deleteCommands, groupRedirects, listedRules, overlaps, parseComment, ruleComment, ruleCommands, tableCommands, type Owner } from '../../src/forward/nft.js';
+import { addBatch, deleteCommands, groupRedirects, listedRules, overlaps, parseComment, ruleComment, ruleCommands, sameOwner, tableCommands, type Owner } from '../../src/forward/nft.js';
 
 const me: Owner = { kind: 'pid', pid: 4242, start: 98765 };
 const spec = { port: 80, protocols: ['tcp', 'udp'] as ('tcp' | 'udp')[], toPort: 8080, addrs: [] as string[] };
@@ -78,8 +78,16 @@ describe('rule comments', () => {
     assert.equal(parseComment('lowport pid=1 80/tcp>81'), undefined);
   });
 
+  it('carry the owner\'s pid namespace when it has one, and read comments written without it', () => {
+    const inContainer: Owner = { kind: 'pid', pid: 12, start: 345, ns: 4026532177 };
+    assert.equal(ruleComment(inContainer, { port: 80, protocols: ['tcp'], toPort: 8080, addrs: [] }), 'lowport pid=12@345~4026532177 80/tcp>8080');
+    assert.deepEqual(parseComment('lowport pid=12@345~4026532177 80/tcp>8080')?.owner, inContainer);
+    assert.deepEqual(parseComment('lowport pid=12@345 80/tcp>8080')?.owner, { kind: 'pid', pid: 12, start: 345 });
+    assert.equal(sameOwner(inContainer, { kind: 'pid', pid: 12, start: 345 }), false);
+  });
+
   it('stay under nft\'s 128-byte comment limit at their longest', () => {
-    const longest = ruleComment({ kind: 'pid', pid: 4194304, start: 99999999999999 }, { port: 65535, protocols: ['tcp', 'udp'], toPort: 65535, addrs: [] });
+    const longest = ruleComment({ kind: 'pid', pid: 4194304, start: 99999999999999, ns: 4294967295 }, { port: 65535, protocols: ['tcp', 'udp'], toPort: 65535, addrs: [] });
     assert.ok(longest.length < 128, longest);
   });
 });

@@ -120,6 +120,33 @@ ${script}
     for (const client of ['127.0.0.1', '::1', '127.0.0.2']) assert.match(log, new RegExp(`^8080 ${client.replace(/\./g, '\\.')} - 200$`, 'm'), out);
   });
 
+  it('serves a client on another host (a second network namespace over veth): the redirect by prerouting and the userspace forwarder both keep its address', () => {
+    const { out } = inNetns(`
+      C=lowport-client-$$
+      ip netns add $C
+      trap 'cleanup; ip netns del $C 2>/dev/null' EXIT
+      ip link add lp-s-$$ type veth peer name lp-c-$$
+      ip link set lp-c-$$ netns $C
+      ip addr add 10.213.7.1/24 dev lp-s-$$; ip link set lp-s-$$ up
+      ip netns exec $C sh -c "ip link set lo up; ip addr add 10.213.7.2/24 dev lp-c-$$; ip link set lp-c-$$ up"
+      nginx_start
+      $LOWPORT forward 80/tcp 8080 & F=$!
+      $LOWPORT forward --userspace 81/tcp 8081 --proxy-protocol v2 --workers 1 & U=$!
+      waitrule 80; waitport 81
+      echo "REMOTE=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.213.7.1/index.html)"
+      echo "REMOTE_USERSPACE=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.213.7.1:81/index.html)"
+      kill -TERM $F $U; wait $F $U
+      echo "AFTER=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://10.213.7.1/index.html)"
+      echo LOG; cat $LOG
+    `);
+    assert.equal(value(out, 'REMOTE'), '200', out);
+    assert.equal(value(out, 'REMOTE_USERSPACE'), '200', out);
+    assert.equal(value(out, 'AFTER'), '000', 'nothing answers on 80 once the redirect is gone');
+    const log = out.slice(out.indexOf('LOG\n'));
+    assert.ok(log.split('\n').includes('8080 10.213.7.2 - 200'), `the redirected request comes from the remote client itself\n${out}`);
+    assert.ok(log.split('\n').includes('8081 127.0.0.1 10.213.7.2 200'), `the PROXY header names the remote client\n${out}`);
+  });
+
   it('leaves rules behind when SIGKILLed; --list marks them, --gc removes them, and so does the next forward', () => {
     const { out } = inNetns(`
       $LOWPORT forward 81/tcp 8080 & A=$!

@@ -6,10 +6,16 @@
  * a PROXY protocol header, and bytes are copied both ways through one
  * 64 KiB buffer per thread with plain recv/send.
  *
+ * Each socket is registered once, edge-triggered, for reading and writing:
+ * no epoll_ctl per state change (two per connection in all). A side that is
+ * known to have bytes waiting (`readable`) is read when its peer can take
+ * them; one that used its read budget goes on the `ready` list for the next
+ * turn, since no new edge will come for bytes already there.
+ *
  * What a proxy must get right, and how:
  *  - backpressure, both ways: what the destination does not take stays in
- *    that side's `pending` buffer, and the source is not read (no EPOLLIN)
- *    until it is written (EPOLLOUT), so a slow reader never makes the
+ *    that side's `pending` buffer, and the source is not read until it is
+ *    written (the next EPOLLOUT edge), so a slow reader never makes the
  *    forwarder buffer more than one read;
  *  - half-close: a FIN from one side (recv returns 0) becomes shutdown(SHUT_WR)
  *    on the other once its pending bytes are written, and the other direction
@@ -43,6 +49,7 @@ import {
   ENOBUFS,
   ENOMEM,
   EPOLLERR,
+  EPOLLET,
   EPOLLEXCLUSIVE,
   EPOLLHUP,
   EPOLLIN,
@@ -52,7 +59,6 @@ import {
   epollCreate,
   epollDelete,
   EpollEvents,
-  epollModify,
   epollWait,
   eventfdClear,
   localName,
@@ -95,6 +101,8 @@ const ACCEPT_PAUSE_MS = 100;
 const ACCEPT_BATCH = 64;
 const READS_PER_WAKE = 4;
 const BUFFER_SIZE = 65_536;
+/** What every connection's socket is registered for, once. */
+const WATCH = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 
 interface Side {
   fd: number;
@@ -102,8 +110,10 @@ interface Side {
   role: 'client' | 'backend';
   flow: Flow;
   peer: Side;
-  /** Registered epoll events; -1: not registered. */
-  mask: number;
+  /** Bytes (or a FIN, or an error) are waiting to be read: set by an edge, cleared by a read that found the socket empty. */
+  readable: boolean;
+  /** EPOLLRDHUP came: the peer's FIN is queued behind whatever data is left. */
+  finQueued: boolean;
   /** The peer sent its FIN (recv returned 0). */
   eof: boolean;
   /** We sent ours (shutdown SHUT_WR). */
@@ -136,6 +146,8 @@ export class TcpLoop {
   /** Sides by fd. */
   private readonly sides: (Side | undefined)[] = [];
   private readonly flows = new Set<Flow>();
+  /** Sides with bytes left after their read budget: read again next turn. */
+  private ready: Side[] = [];
   private backends: { family: number; sockaddr: Buffer }[] = [];
   /** The address that answered last: new connections try it first. */
   private preferred = 0;
@@ -181,7 +193,7 @@ export class TcpLoop {
   run(): void {
     const { events } = this;
     while (!this.stopped) {
-      const n = epollWait(this.ep, events, Math.max(0, this.nextSweep - this.now));
+      const n = epollWait(this.ep, events, this.ready.length > 0 ? 0 : Math.max(0, this.nextSweep - this.now));
       this.now = Date.now();
       for (let i = 0; i < n; i++) {
         const fd = events.fd(i);
@@ -190,6 +202,7 @@ export class TcpLoop {
         else if (fd === this.config.wakeFd) this.onWake();
         else if (events.tag(i) === 0 && this.listeners.includes(fd)) this.acceptFrom(fd);
       }
+      if (this.ready.length > 0) this.readAgain();
       if (this.now >= this.nextSweep) {
         this.sweep();
         this.nextSweep = this.now + this.tick;
@@ -255,9 +268,14 @@ export class TcpLoop {
     }
   }
 
-  private newSide(fd: number, role: Side['role'], flow: Flow): Side {
+  /** A tag for a new registration: never 0, which marks the listening sockets and the wake fd. */
+  private nextTag(): number {
     this.serial = (this.serial + 1) >>> 0 || 1;
-    return { fd, tag: this.serial, role, flow, peer: undefined as unknown as Side, mask: -1, eof: false, shut: false, closed: false, pending: null, bytesRead: 0 };
+    return this.serial;
+  }
+
+  private newSide(fd: number, role: Side['role'], flow: Flow): Side {
+    return { fd, tag: this.nextTag(), role, flow, peer: undefined as unknown as Side, readable: false, finQueued: false, eof: false, shut: false, closed: false, pending: null, bytesRead: 0 };
   }
 
   private open(fd: number): void {
@@ -281,6 +299,7 @@ export class TcpLoop {
     flow.backend = backend;
     this.sides[fd] = client;
     this.flows.add(flow);
+    epollAdd(this.ep, fd, WATCH, client.tag);
     // getpeername and getsockname cost two syscalls per connection: only the
     // log and the PROXY header need the addresses.
     if (config.log || config.proxyProtocol !== undefined) {
@@ -314,17 +333,14 @@ export class TcpLoop {
       return;
     }
     b.fd = fd;
+    // A new socket may get the old one's fd number: a new tag tells their events apart.
+    b.tag = this.nextTag();
     b.closed = false;
-    b.mask = -1;
     this.sides[fd] = b;
+    epollAdd(this.ep, fd, WATCH, b.tag);
     const r = connect(fd, target.sockaddr);
-    if (r === 0) {
-      this.connected(f);
-    } else if (r === -EINPROGRESS) {
-      this.register(b, EPOLLOUT);
-    } else {
-      this.connectFailed(f, -r);
-    }
+    if (r === 0) this.connected(f);
+    else if (r !== -EINPROGRESS) this.connectFailed(f, -r);
   }
 
   private connectFailed(f: Flow, errno: number): void {
@@ -359,21 +375,27 @@ export class TcpLoop {
     shutdownWrite(client.fd);
     client.shut = true;
     client.pending = null;
-    this.register(client, EPOLLIN);
+    if (client.readable) this.discard(f);
   }
 
   private onSide(s: Side, ev: number): void {
     const f = s.flow;
+    if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0) s.readable = true;
+    if ((ev & (EPOLLRDHUP | EPOLLHUP)) !== 0) s.finQueued = true;
     if (f.state === CONNECTING) {
-      // Only the backend is registered while it connects; writable and
-      // nothing else means connected, without asking SO_ERROR.
-      const error = ev === EPOLLOUT ? 0 : socketError(s.fd);
-      if (error !== 0) this.connectFailed(f, error);
-      else if ((ev & EPOLLOUT) !== 0) this.connected(f);
+      if (s === f.backend) {
+        // Writable and nothing else means connected, without asking SO_ERROR.
+        const error = (ev & (EPOLLERR | EPOLLHUP)) === 0 ? 0 : socketError(s.fd);
+        if (error !== 0) this.connectFailed(f, error);
+        else if ((ev & EPOLLOUT) !== 0) this.connected(f);
+      } else if ((ev & EPOLLERR) !== 0) {
+        this.abort(f, `client error ${errnoName(socketError(s.fd))}`);
+      }
+      // The client's bytes wait (readable) until the backend answers.
       return;
     }
     if (f.state === REFUSING) {
-      this.discard(f);
+      if (s === f.client && s.readable) this.discard(f);
       return;
     }
     if ((ev & EPOLLERR) !== 0) {
@@ -381,48 +403,70 @@ export class TcpLoop {
       return;
     }
     if ((ev & EPOLLOUT) !== 0 && s.pending !== null && !this.flush(s)) return;
-    if ((ev & (EPOLLIN | EPOLLHUP)) !== 0) {
-      this.pump(s, s.peer, (ev & (EPOLLRDHUP | EPOLLHUP)) !== 0);
+    if (s.readable) {
+      this.pump(s, s.peer);
       if (f.state !== OPEN) return;
     }
     this.settle(f);
   }
 
+  /** Reads again the sides that had bytes left after their budget (no edge will come for those). */
+  private readAgain(): void {
+    const sides = this.ready;
+    this.ready = [];
+    for (const s of sides) {
+      if (s.closed || !s.readable) continue;
+      const f = s.flow;
+      if (f.state === REFUSING) this.discard(f);
+      else if (f.state === OPEN) {
+        this.pump(s, s.peer);
+        if (f.state === OPEN) this.settle(f);
+      }
+    }
+  }
+
   /**
    * Reads `from` and writes to `to` until `from` is empty, `to` is full, or
-   * the read budget is spent. A short read ends it, unless the peer's FIN is
-   * known to be queued (`toEof`: EPOLLRDHUP), which the next read then takes
-   * now rather than after another epoll_wait (a server that answers and
-   * closes: one round less per connection).
+   * the read budget is spent (then `from` is read again next turn). A short
+   * read means `from` is empty (a new edge comes with new bytes), unless its
+   * FIN is queued, which the next read then takes now rather than after
+   * another epoll_wait (a server that answers and closes: one round less per
+   * connection).
    */
-  private pump(from: Side, to: Side, toEof = false): void {
+  private pump(from: Side, to: Side): void {
     const { buffer } = this;
     for (let reads = 0; reads < READS_PER_WAKE; reads++) {
-      if (from.eof || to.pending !== null) return;
+      if (!from.readable || from.eof || to.pending !== null) return;
       const n = receive(from.fd, buffer, BUFFER_SIZE);
       if (n > 0) {
         from.bytesRead += n;
         from.flow.since = this.now;
         const w = send(to.fd, buffer, n);
-        if (w === n) {
-          if (n < BUFFER_SIZE && !toEof) return; // a short read: most likely nothing more is waiting
-          continue;
-        }
         if (w < 0 && w !== -EAGAIN) {
           this.abort(from.flow, `${to.role} error ${errnoName(-w)}`);
           return;
         }
-        to.pending = Buffer.from(buffer.subarray(Math.max(0, w), n));
-        return;
+        if (w !== n) {
+          to.pending = Buffer.from(buffer.subarray(Math.max(0, w), n));
+          return;
+        }
+        if (n < BUFFER_SIZE && !from.finQueued) {
+          from.readable = false;
+          return;
+        }
+        continue;
       }
       if (n === 0) {
         from.eof = true;
+        from.readable = false;
         if (to.pending === null) this.finishWriting(to);
         return;
       }
-      if (n !== -EAGAIN) this.abort(from.flow, `${from.role} error ${errnoName(-n)}`);
+      if (n === -EAGAIN) from.readable = false;
+      else this.abort(from.flow, `${from.role} error ${errnoName(-n)}`);
       return;
     }
+    if (from.readable && !from.eof && to.pending === null) this.ready.push(from);
   }
 
   /** Writes `to`'s pending bytes; false when the flow ended on an error. */
@@ -434,7 +478,9 @@ export class TcpLoop {
       to.pending = null;
       to.flow.since = this.now;
       if (to.peer.eof) this.finishWriting(to);
-      return true;
+      // The direction that waited for this write may go on: no edge will come for bytes already waiting.
+      else if (to.peer.readable && to.flow.state === OPEN) this.pump(to.peer, to);
+      return to.flow.state !== DONE;
     }
     if (w < 0 && w !== -EAGAIN) {
       this.abort(to.flow, `${to.role} error ${errnoName(-w)}`);
@@ -454,27 +500,12 @@ export class TcpLoop {
     s.shut = true;
   }
 
-  /** Closes the sockets whose two directions are done, updates what epoll watches, and ends the flow when both are closed. */
+  /** Closes the sockets whose two directions are done, and ends the flow when both are closed. */
   private settle(f: Flow): void {
-    this.settleSide(f.client);
-    this.settleSide(f.backend);
-    if (f.client.closed && f.backend.closed) this.finish(f);
-  }
-
-  private settleSide(s: Side): void {
-    if (s.closed) return;
-    if (s.eof && s.shut && s.pending === null) {
-      this.dropSide(s, false);
-      return;
-    }
-    const want = (!s.eof && s.peer.pending === null ? EPOLLIN | EPOLLRDHUP : 0) | (s.pending !== null ? EPOLLOUT : 0);
-    if (want !== s.mask) this.register(s, want);
-  }
-
-  private register(s: Side, events: number): void {
-    if (s.mask === -1) epollAdd(this.ep, s.fd, events, s.tag);
-    else epollModify(this.ep, s.fd, events, s.tag);
-    s.mask = events;
+    const { client, backend } = f;
+    if (!client.closed && client.eof && client.shut && client.pending === null) this.dropSide(client, false);
+    if (!backend.closed && backend.eof && backend.shut && backend.pending === null) this.dropSide(backend, false);
+    if (client.closed && backend.closed) this.finish(f);
   }
 
   /** Closes one socket of a flow (close(2) also takes it out of epoll). */
@@ -484,18 +515,25 @@ export class TcpLoop {
     if (reset) closeWithReset(s.fd);
     else closeSocket(s.fd);
     s.closed = true;
-    s.mask = -1;
+    s.readable = false;
   }
 
   /** Reads and drops what a refused client still sends, until it closes. */
   private discard(f: Flow): void {
+    const { client } = f;
     for (let reads = 0; reads < READS_PER_WAKE; reads++) {
-      const n = receive(f.client.fd, this.buffer, BUFFER_SIZE);
-      if (n === -EAGAIN) return;
-      if (n <= 0) break;
+      const n = receive(client.fd, this.buffer, BUFFER_SIZE);
+      if (n === -EAGAIN) {
+        client.readable = false;
+        return;
+      }
+      if (n <= 0) {
+        this.dropSide(client, false);
+        this.finish(f);
+        return;
+      }
     }
-    this.dropSide(f.client, false);
-    this.finish(f);
+    this.ready.push(client);
   }
 
   /** An error on one side: both are closed with a reset. */

@@ -18,6 +18,8 @@ export const EPOLLERR = 0x008;
 export const EPOLLHUP = 0x010;
 /** The peer's FIN is queued (Linux 2.6.17). */
 export const EPOLLRDHUP = 0x2000;
+/** Edge-triggered: an event when the state changes (bytes arrive, room frees up), not while it lasts. */
+export const EPOLLET = 1 << 31;
 /** Wake one of the epoll instances that wait on a shared listening socket, not all (Linux 4.5). */
 export const EPOLLEXCLUSIVE = 1 << 28;
 

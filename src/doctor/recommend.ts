@@ -16,7 +16,8 @@ export type Method =
   | 'systemd-ambient'
   | 'setcap'
   | 'sysctl'
-  | 'nft-redirect';
+  | 'nft-redirect'
+  | 'userspace-forward';
 
 export interface Recommendation {
   method: Method;
@@ -134,14 +135,19 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
         why: `lowport binds ${grantList} and hands the sockets over as systemd does (LISTEN_FDS); for servers that accept sockets that way. Needs no BPF.`,
       });
     }
+    const first = grantable[0]?.port ?? 80;
     if (s.nft) {
-      const first = grantable[0]?.port ?? 80;
       options.push({
         method: 'nft-redirect',
         command: `sudo ${s.lowport} forward ${first} ${first + 8000}`,
         why: `run the server on ${first + 8000} and let the kernel redirect ${first} to it (IPv4 and IPv6, local clients too, client addresses kept); the redirect ends with the command (--persist keeps it in the policy).`,
       });
     }
+    options.push({
+      method: 'userspace-forward',
+      command: `sudo ${s.lowport} forward --userspace ${first} ${first + 8000}`,
+      why: `run the server on ${first + 8000} (or on another host: HOST:PORT); lowport binds ${first} and passes each connection on, as nobody. The server sees 127.0.0.1 unless it reads a PROXY protocol header (--proxy-protocol v2). Needs neither BPF nor nftables.`,
+    });
     if (!s.bpfGrantPossible) {
       options.push({
         method: 'lowport-run-caps',

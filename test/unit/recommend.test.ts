@@ -32,7 +32,7 @@ describe('recommend', () => {
     const r = recommend(situation());
     assert.equal(r.recommendation.method, 'lowport-grant');
     assert.equal(r.recommendation.command, 'sudo lowport grant 80,443 --user alice');
-    assert.deepEqual(r.alternatives.map((a) => a.method), ['lowport-run', 'systemd-ambient', 'nft-redirect', 'sysctl']);
+    assert.deepEqual(r.alternatives.map((a) => a.method), ['lowport-run', 'systemd-ambient', 'nft-redirect', 'userspace-forward', 'sysctl']);
     assert.equal(r.alternatives[0]?.command, 'sudo lowport run --port 80,443 --user alice -- YOUR-SERVER');
   });
 
@@ -43,12 +43,22 @@ describe('recommend', () => {
     assert.match(r.recommendation.command, /SocketBindAllow=tcp:80 tcp:443\nSocketBindDeny=any/);
   });
 
+  it('offers the userspace forwarder where nftables is missing too (it needs neither BPF nor nft), and says what the server sees', () => {
+    const r = recommend(situation({ bpfGrantPossible: false, systemd: false, nft: false }));
+    const methods = r.alternatives.map((a) => a.method);
+    assert.ok(!methods.includes('nft-redirect'));
+    const forward = r.alternatives.find((a) => a.method === 'userspace-forward');
+    assert.equal(forward?.command, 'sudo lowport forward --userspace 80 8080');
+    assert.match(forward?.why ?? '', /127\.0\.0\.1 unless it reads a PROXY protocol header/);
+  });
+
   it('without BPF or systemd: socket passing first, then an nftables redirect that covers local clients, ambient capabilities with their warning, and the sysctl last', () => {
     const r = recommend(situation({ bpfGrantPossible: false, systemd: false }));
     assert.equal(r.recommendation.method, 'lowport-run-sockets');
     assert.equal(r.recommendation.command, 'sudo lowport run --sockets --port 80,443 --user alice -- YOUR-SERVER');
-    assert.deepEqual(r.alternatives.map((a) => a.method), ['nft-redirect', 'lowport-run-caps', 'sysctl']);
-    assert.match(r.alternatives[1]?.why ?? '', /EVERY port below 1024/);
+    assert.deepEqual(r.alternatives.map((a) => a.method), ['nft-redirect', 'userspace-forward', 'lowport-run-caps', 'sysctl']);
+    assert.match(r.alternatives[2]?.why ?? '', /EVERY port below 1024/);
+    assert.equal(r.alternatives[1]?.command, 'sudo lowport forward --userspace 80 8080');
     const nft = r.alternatives[0];
     assert.ok(nft !== undefined);
     assert.equal(nft.command, 'sudo lowport forward 80 8080');

@@ -56,6 +56,9 @@ function plainPort(text: string, what: string): number {
 export function parseBackend(text: string): Backend {
   const v6 = /^\[([^\]]+)\]:([^:]+)$/.exec(text);
   if (v6 !== null) {
+    if ((v6[1] ?? '').includes('%')) {
+      throw new UsageError(`the backend '${text}' has a zone (%): lowport does not forward to link-local addresses`, 'Give the backend a global or unique-local address, or a name.');
+    }
     if (isIP(v6[1] ?? '') !== 6) throw new UsageError(`'${v6[1] ?? ''}' in '${text}' is not an IPv6 address`);
     return { host: v6[1] ?? '', port: plainPort(v6[2] ?? '', 'the backend') };
   }
@@ -68,12 +71,13 @@ export function parseBackend(text: string): Backend {
 
 const MAX_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
-function seconds(v: Values, key: string, fallbackMs: number, allowZero: boolean): number {
+/** Seconds as ms; `zero` says what 0 means where it is allowed ('never', 'close at once'). */
+function seconds(v: Values, key: string, fallbackMs: number, zero?: string): number {
   const text = v[key];
   if (text === undefined) return fallbackMs;
   const n = typeof text === 'string' && /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : NaN;
   // Node's timers take at most 2^31-1 ms (a larger delay fires at once).
-  if (!((n > 0 || (allowZero && n === 0)) && n <= MAX_SECONDS)) throw new UsageError(`--${key} takes seconds, up to ${MAX_SECONDS}${allowZero ? ' (0: no limit)' : ''}, not '${String(text)}'`);
+  if (!((n > 0 || (zero !== undefined && n === 0)) && n <= MAX_SECONDS)) throw new UsageError(`--${key} takes seconds, up to ${MAX_SECONDS}${zero === undefined ? '' : ` (0: ${zero})`}, not '${String(text)}'`);
   return Math.round(n * 1000);
 }
 
@@ -136,10 +140,10 @@ export function parseForwardArgs(v: Values, positionals: string[]): ForwardReque
     // CPUs shared with it one thread forwarded as much as two (bench/README.md).
     workers: count(v, 'workers', Math.max(1, Math.min(4, Math.floor(availableParallelism() / 2)))),
     maxConnections: count(v, 'max-conns', DEFAULTS.maxConnections),
-    connectTimeoutMs: seconds(v, 'connect-timeout', DEFAULTS.connectTimeoutMs, false),
-    idleTimeoutMs: seconds(v, 'idle-timeout', DEFAULTS.idleTimeoutMs, true),
-    drainTimeoutMs: seconds(v, 'drain-timeout', DEFAULTS.drainTimeoutMs, true),
-    udpTimeoutMs: seconds(v, 'udp-timeout', DEFAULTS.udpTimeoutMs, false),
+    connectTimeoutMs: seconds(v, 'connect-timeout', DEFAULTS.connectTimeoutMs),
+    idleTimeoutMs: seconds(v, 'idle-timeout', DEFAULTS.idleTimeoutMs, 'never'),
+    drainTimeoutMs: seconds(v, 'drain-timeout', DEFAULTS.drainTimeoutMs, 'close them at once'),
+    udpTimeoutMs: seconds(v, 'udp-timeout', DEFAULTS.udpTimeoutMs),
     log: v.log === true,
   };
   if (typeof v.user === 'string') req.user = v.user;
@@ -203,7 +207,7 @@ nobody) with every privilege dropped.
   --max-conns N           TCP connections (and UDP sessions) at once (${DEFAULTS.maxConnections})
   --connect-timeout S     to the backend (${DEFAULTS.connectTimeoutMs / 1000})
   --idle-timeout S        close a connection silent both ways this long (${DEFAULTS.idleTimeoutMs / 1000}; 0: never)
-  --drain-timeout S       on SIGTERM, open connections get this long to finish (${DEFAULTS.drainTimeoutMs / 1000})
+  --drain-timeout S       on SIGTERM, open connections get this long to finish (${DEFAULTS.drainTimeoutMs / 1000}; 0: close them at once)
   --udp-timeout S         a UDP client's session ends after this long without traffic (${DEFAULTS.udpTimeoutMs / 1000})
 
 Examples:

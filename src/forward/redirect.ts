@@ -98,7 +98,8 @@ function visiblePid(owner: Owner & { kind: 'pid' }): number | undefined {
  * from here is gone only if this is the initial namespace (which sees every
  * process); from inside a container it may be the host's, and is kept. A
  * policy file: alive unless lowport recorded its path and the file is gone
- * (a deleted test or scratch policy), so that --gc collects its forwards.
+ * (a deleted test or scratch policy) — which only --gc acts on, since a file
+ * may be missing for a moment (a config tool replacing it, a checkout).
  */
 export function ownerAlive(owner: Owner): boolean {
   if (owner.kind === 'policy') {
@@ -108,6 +109,11 @@ export function ownerAlive(owner: Owner): boolean {
   const pid = visiblePid(owner);
   if (pid === undefined) return pidNamespace() !== INIT_PID_NAMESPACE;
   return processStartTime(pid) === owner.start;
+}
+
+/** What every change collects on its way: the rules of lowport processes that died. */
+function deadProcess(r: ListedRedirect): boolean {
+  return r.owner.kind === 'pid' && !ownerAlive(r.owner);
 }
 
 export function requireNftRoot(): void {
@@ -151,11 +157,12 @@ function change(
   drop: (r: ListedRedirect) => boolean,
   add: { spec: RedirectSpec; owner: Owner }[],
   check: (staying: ListedRedirect[]) => void = () => {},
+  committed: () => void = () => {},
 ): ListedRedirect[] {
   const lock = lockNft();
   try {
     const { redirects, total } = readTable();
-    const dropped = redirects.filter((r) => drop(r) || !ownerAlive(r.owner));
+    const dropped = redirects.filter((r) => drop(r) || deadProcess(r));
     const staying = redirects.filter((r) => !dropped.includes(r));
     check(staying);
     const handles = dropped.flatMap((r) => r.handles);
@@ -168,17 +175,18 @@ function change(
     for (const r of dropped) {
       if (r.owner.kind === 'policy' && !staying.some((s) => sameOwner(s.owner, r.owner)) && !add.some((a) => sameOwner(a.owner, r.owner))) forgetPolicyOwner(r.owner);
     }
+    committed();
     return dropped;
   } finally {
     lock.release();
   }
 }
 
-/** `lowport forward --gc`: removes the redirects whose owner died; returns them. */
+/** `lowport forward --gc`: removes the redirects whose owner died, or whose policy file is gone; returns them. */
 export function gcRedirects(): ListedRedirect[] {
   requireNftRoot();
   if (findNft() === undefined) return [];
-  return change(() => false, []);
+  return change((r) => !ownerAlive(r.owner), []);
 }
 
 function conflictCheck(spec: RedirectSpec, except: (r: ListedRedirect) => boolean): (staying: ListedRedirect[]) => void {
@@ -273,10 +281,17 @@ export function restorePersisted(policyPath: string, forwards: readonly ForwardR
   requireNftRoot();
   const specs = forwards.map(forwardToSpec);
   const mine = (r: ListedRedirect): boolean => sameOwner(r.owner, owner);
-  change(mine, specs.map((spec) => ({ spec, owner })), (staying) => {
-    for (const spec of specs) conflictCheck(spec, mine)(staying);
-  });
-  if (specs.length > 0) recordPolicyOwner(policyPath);
+  change(
+    mine,
+    specs.map((spec) => ({ spec, owner })),
+    (staying) => {
+      for (const spec of specs) conflictCheck(spec, mine)(staying);
+    },
+    // Under the nft lock, like the forgetting: no other lowport removes the record's directory meanwhile.
+    () => {
+      if (specs.length > 0) recordPolicyOwner(policyPath);
+    },
+  );
   return specs.length;
 }
 

@@ -47,8 +47,11 @@ const WORKER = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 
 function resolveIdentity(user: string): Identity {
   const entry = lookupUsers([user]).get(user);
-  if (entry !== undefined) return { uid: entry.uid, gid: entry.gid, name: entry.name };
-  if (/^\d+$/.test(user)) return { uid: Number(user), gid: Number(user) };
+  const identity = entry !== undefined ? { uid: entry.uid, gid: entry.gid, name: entry.name } : /^\d+$/.test(user) ? { uid: Number(user), gid: Number(user) } : undefined;
+  if (identity?.uid === 0) {
+    throw new LowportError('E_USAGE', `the forwarder does not run as root (--user ${user})`, { hint: 'It binds the port as root and then drops to --user: give a normal user, or leave --user out for nobody.' });
+  }
+  if (identity !== undefined) return identity;
   throw new LowportError('E_UNKNOWN_USER', `unknown user '${user}'`, { hint: 'Give --user a name or uid that `getent passwd` knows (default: nobody).' });
 }
 

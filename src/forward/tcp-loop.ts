@@ -35,6 +35,7 @@
  * per connection; the tick is a quarter of the shortest timeout (10 ms to 1 s).
  */
 import { isIPv4 } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { errnoName } from '../kernel/libc.js';
 import { AF_INET, AF_INET6, decodeSockaddr, sockaddrIn, sockaddrIn6 } from '../kernel/sockaddr.js';
 import {
@@ -45,6 +46,7 @@ import {
   EAGAIN,
   EINPROGRESS,
   EMFILE,
+  ETIMEDOUT,
   ENFILE,
   ENOBUFS,
   ENOMEM,
@@ -153,8 +155,9 @@ export class TcpLoop {
   private preferred = 0;
   /** The listening sockets this thread watches (none once it drains). */
   private listeners: number[];
-  private readonly tick: number;
-  private now = Date.now();
+  private tick: number;
+  /** Monotonic ms (performance.now): a step of the wall clock neither expires nor stalls the timers. */
+  private now = performance.now();
   private nextSweep = 0;
   private acceptPausedUntil = 0;
   private draining = false;
@@ -167,11 +170,12 @@ export class TcpLoop {
     private readonly logLine: (line: string) => void,
     /** Called when the wake fd fires: the commands posted since. */
     private readonly commands: () => LoopCommand[],
+    /** Called once this thread no longer watches the listening sockets (after a drain or stop): they may be closed. */
+    private readonly unwatched: () => void = () => {},
   ) {
     this.setAddresses(config.addresses);
     this.listeners = [...config.listeners];
-    const shortest = Math.min(config.connectTimeoutMs, config.idleTimeoutMs > 0 ? config.idleTimeoutMs : Infinity, config.drainTimeoutMs);
-    this.tick = Math.max(10, Math.min(1000, Math.floor(shortest / 4)));
+    this.tick = tickFor(Math.min(config.connectTimeoutMs, config.idleTimeoutMs > 0 ? config.idleTimeoutMs : Infinity));
     for (const fd of this.listeners) {
       setNonBlocking(fd);
       setNoDelay(fd); // accepted sockets inherit it
@@ -194,7 +198,7 @@ export class TcpLoop {
     const { events } = this;
     while (!this.stopped) {
       const n = epollWait(this.ep, events, this.ready.length > 0 ? 0 : Math.max(0, this.nextSweep - this.now));
-      this.now = Date.now();
+      this.now = performance.now();
       for (let i = 0; i < n; i++) {
         const fd = events.fd(i);
         const side = this.sides[fd];
@@ -223,6 +227,8 @@ export class TcpLoop {
     if (this.draining) return;
     this.draining = true;
     this.drainDeadline = this.now + this.config.drainTimeoutMs;
+    this.tick = Math.min(this.tick, tickFor(this.config.drainTimeoutMs));
+    this.nextSweep = Math.min(this.nextSweep, this.drainDeadline);
     this.unwatchListeners();
     if (this.flows.size === 0) this.stopped = true;
   }
@@ -235,12 +241,16 @@ export class TcpLoop {
 
   /**
    * The listening sockets are the process's, shared by every thread: each
-   * thread stops watching them, and the controlling thread closes them (the
-   * kernel then refuses new connections).
+   * thread stops watching them and says so, and the controlling thread closes
+   * them once all have (the kernel then refuses new connections). Closed
+   * earlier, their fd numbers could go to new sockets of another thread
+   * while this one still watched them.
    */
   private unwatchListeners(): void {
+    if (this.listeners.length === 0) return;
     if (this.acceptPausedUntil === 0) for (const fd of this.listeners) epollDelete(this.ep, fd);
     this.listeners = [];
+    this.unwatched();
   }
 
   private acceptFrom(listener: number): void {
@@ -336,6 +346,8 @@ export class TcpLoop {
     // A new socket may get the old one's fd number: a new tag tells their events apart.
     b.tag = this.nextTag();
     b.closed = false;
+    b.readable = false;
+    b.finQueued = false;
     this.sides[fd] = b;
     epollAdd(this.ep, fd, WATCH, b.tag);
     const r = connect(fd, target.sockaddr);
@@ -360,8 +372,11 @@ export class TcpLoop {
     const { client, backend } = f;
     if (backend.pending !== null && !this.flush(backend)) return;
     // The client has often sent its request already: read it now rather than
-    // after another round through epoll_wait.
+    // after another round through epoll_wait. And a server that speaks first
+    // (SSH, SMTP), or answers and closes at once, may have done so with the
+    // same edge that ended the connect: no other edge comes for those bytes.
     this.pump(client, backend);
+    if (f.state === OPEN && backend.readable) this.pump(backend, client);
     if (f.state === OPEN) this.settle(f);
   }
 
@@ -559,7 +574,7 @@ export class TcpLoop {
     Atomics.sub(this.config.counter, 0, 1);
     if (this.config.log) {
       const { host, port } = this.config.backend;
-      this.logLine(`tcp ${f.ends} => ${formatEndpoint(host, port)} up=${f.client.bytesRead} down=${f.backend.bytesRead} ${this.now - f.started}ms ${f.reason ?? 'closed'}`);
+      this.logLine(`tcp ${f.ends} => ${formatEndpoint(host, port)} up=${f.client.bytesRead} down=${f.backend.bytesRead} ${Math.round(this.now - f.started)}ms ${f.reason ?? 'closed'}`);
     }
     if (this.draining && this.flows.size === 0) this.stopped = true;
   }
@@ -575,8 +590,12 @@ export class TcpLoop {
     for (const f of this.flows) {
       if (deadline) this.close(f, 'closed at the drain deadline');
       else if (f.state === CONNECTING && now - f.since >= config.connectTimeoutMs) {
-        this.dropSide(f.backend, false);
-        this.refuse(f, `backend connect timeout (${config.connectTimeoutMs} ms)`);
+        // The next address, if there is one left to try; else the client gets its FIN.
+        if (f.attempts < this.backends.length) this.connectFailed(f, ETIMEDOUT);
+        else {
+          this.dropSide(f.backend, false);
+          this.refuse(f, `backend connect timeout (${config.connectTimeoutMs} ms)`);
+        }
       } else if (f.state === OPEN && idle > 0 && now - f.since >= idle) this.close(f, `idle timeout (${idle} ms)`);
       else if (f.state === REFUSING && now - f.since >= REFUSE_LINGER_MS) {
         this.dropSide(f.client, false);
@@ -584,6 +603,11 @@ export class TcpLoop {
       }
     }
   }
+}
+
+/** The sweep's period for the shortest timeout: a quarter of it, 10 ms to 1 s. */
+function tickFor(shortestMs: number): number {
+  return Math.max(10, Math.min(1000, Math.floor(shortestMs / 4)));
 }
 
 function endpointOf(sockaddr: Buffer | undefined): Endpoint | undefined {

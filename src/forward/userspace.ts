@@ -64,7 +64,20 @@ export function formatEndpoint(address: string | undefined, port: number | undef
   return `${a.includes(':') ? `[${a}]` : a}:${port ?? '?'}`;
 }
 
-/** One line on stderr, written at once (a worker thread's process.stderr would be relayed through the main thread). */
+let dropped = 0;
+
+/**
+ * One line on stderr, written at once (a worker thread's process.stderr would
+ * be relayed through the main thread). stderr may be a full non-blocking pipe
+ * (EAGAIN) or a closed one (EPIPE): the line is dropped rather than end the
+ * forwarder, and the next line that gets through says how many were.
+ */
 export function logLine(line: string): void {
-  writeSync(2, `${new Date().toISOString()} ${line}\n`);
+  const note = dropped === 0 ? '' : ` (${dropped} earlier log line${dropped === 1 ? '' : 's'} dropped: stderr was full)`;
+  try {
+    writeSync(2, `${new Date().toISOString()} ${line}${note}\n`);
+    dropped = 0;
+  } catch {
+    dropped++;
+  }
 }

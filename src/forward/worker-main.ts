@@ -61,6 +61,15 @@ function main(): void {
   let status = 0;
   let stopping = false;
   let running = 0;
+  let watching = 0;
+  let listenersOpen = true;
+  // Once no thread watches them (every one said 'unwatched', or ended), the
+  // listening sockets are closed: the kernel refuses new connections then.
+  const closeListeners = (): void => {
+    if (!listenersOpen || watching > 0) return;
+    listenersOpen = false;
+    for (const fd of tcpFds) closeRawFd(fd);
+  };
 
   const command = (c: LoopCommand): void => {
     for (const t of threads) {
@@ -77,9 +86,7 @@ function main(): void {
     if (config.log) logLine(`draining (${why}): ${Atomics.load(counter, 0)} connection(s) open`);
     udp.closeAll('forwarder stopping');
     command({ type: 'drain' });
-    // The threads stop watching the listening sockets; closing them here makes
-    // the kernel refuse new connections.
-    for (const fd of tcpFds) closeRawFd(fd);
+    closeListeners();
     if (running === 0) process.exit(status);
   };
 
@@ -92,12 +99,22 @@ function main(): void {
       const worker = new Worker(THREAD, { workerData: data, transferList: [port2] });
       threads.push({ worker, port: port1, wakeFd });
       running++;
+      watching++;
+      let watched = true;
+      const unwatched = (): void => {
+        if (!watched) return;
+        watched = false;
+        watching--;
+        closeListeners();
+      };
+      port1.on('message', unwatched);
       worker.on('error', (e) => {
         logLine(`forwarder thread failed: ${e.stack ?? e.message}`);
         status = 1;
       });
       worker.on('exit', () => {
         running--;
+        unwatched();
         if (!stopping) {
           // A loop ends on its own only after an error.
           status = status === 0 ? 1 : status;

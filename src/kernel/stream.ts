@@ -30,6 +30,7 @@ export const EMFILE = 24;
 export const ENFILE = 23;
 export const ENOBUFS = 105;
 export const ENOMEM = 12;
+export const ETIMEDOUT = 110;
 
 const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_DEL = 2;

@@ -31,6 +31,34 @@ if (cmd === 'reset-server') {
   }).listen(Number(args[0]), '127.0.0.1', () => out({ listening: Number(args[0]) }));
 }
 
+if (cmd === 'greet-server') {
+  // Speaks first, as SSH and SMTP servers do: a line as soon as a connection is accepted; with 'close', it ends the connection right after.
+  net.createServer((s) => {
+    s.on('error', () => {});
+    if (args[1] === 'close') s.end('hello\n');
+    else s.write('hello\n');
+  }).listen(Number(args[0]), '127.0.0.1', () => out({ listening: Number(args[0]) }));
+}
+
+if (cmd === 'read-first') {
+  // read-first PORT [wait-end] [N]: N connections at once that send nothing; reports how many got the
+  // server's first line (and, with wait-end, then its FIN) within 3 s.
+  const [port, mode, n] = [Number(args[0]), args[1], Number(args[2] ?? 1)];
+  let good = 0;
+  let left = n;
+  const finish = () => { if (--left === 0) { out({ good, of: n }); process.exit(0); } };
+  for (let i = 0; i < n; i++) {
+    const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    let got = '';
+    let done = false;
+    const end = (ok) => { if (done) return; done = true; if (ok) good++; s.destroy(); finish(); };
+    s.on('data', (c) => { got += c.toString(); if (mode !== 'wait-end' && got === 'hello\n') end(true); });
+    s.on('end', () => end(mode === 'wait-end' && got === 'hello\n'));
+    s.on('error', () => end(false));
+    setTimeout(() => end(false), 3000);
+  }
+}
+
 if (cmd === 'udp-server') {
   // Answers each datagram with "seen <address> <payload>".
   for (const type of ['udp4', 'udp6']) {

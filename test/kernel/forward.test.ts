@@ -371,21 +371,36 @@ ${script}
     assert.match(out, /draining \(SIGTERM\): 1 connection\(s\) open/);
   });
 
-  it('userspace: tries each address of a backend name in turn, passes a reset on, refuses an unknown name at once, and explains a forwarder that cannot read lowport', () => {
+  it('userspace: tries each address of a backend name in turn (refused, or silent past the connect timeout), serves a server that speaks first, passes a reset on, refuses an unknown name at once, and explains a forwarder that cannot read lowport', () => {
     const { out } = inNetns(`
       $H echo-server 7000 >/dev/null &
       $H reset-server 7003 >/dev/null &
-      waitport 7000; waitport 7003
-      # A name whose first address (::1) refuses and whose second (127.0.0.1) answers, in a hosts file of this mount namespace alone.
-      printf '::1 lowport-backend.test\\n127.0.0.1 lowport-backend.test\\n' > $D/hosts
+      $H greet-server 7004 >/dev/null &
+      $H greet-server 7005 close >/dev/null &
+      waitport 7000; waitport 7003; waitport 7004; waitport 7005
+      # Names in a hosts file of this mount namespace alone: the first address of one refuses (::1),
+      # the first of the other never answers (its SYNs are dropped); the second of both answers.
+      printf '::1 lowport-backend.test\\n127.0.0.1 lowport-backend.test\\n127.0.0.9 silent-backend.test\\n127.0.0.1 silent-backend.test\\n' > $D/hosts
+      nft add table inet blackhole
+      nft add chain inet blackhole out '{ type filter hook output priority 0; }'
+      nft add rule inet blackhole out ip daddr 127.0.0.9 tcp dport 7000 drop
       unshare --mount --propagation private sh -c "mount --bind $D/hosts /etc/hosts && exec $LOWPORT forward --userspace 93/tcp lowport-backend.test:7000 --workers 1 --log" 2>>$D/fwd.log & N=$!
+      unshare --mount --propagation private sh -c "mount --bind $D/hosts /etc/hosts && exec $LOWPORT forward --userspace 98/tcp silent-backend.test:7000 --workers 1 --log --connect-timeout 0.5" 2>>$D/fwd.log & S=$!
       $LOWPORT forward --userspace 94/tcp 7003 --workers 1 --log 2>>$D/fwd.log & X=$!
-      waitport 93; waitport 94
+      $LOWPORT forward --userspace 99/tcp 7004 --workers 1 2>/dev/null & G=$!
+      $LOWPORT forward --userspace 100/tcp 7005 --workers 1 2>/dev/null & GC=$!
+      waitport 93; waitport 98; waitport 94; waitport 99; waitport 100
       echo "NAMED=$($H half-close 93 1000)"
+      echo "SILENT_FIRST=$($H half-close 98 1000)"
       echo "RESET=$($H send-wait 94)"
-      kill -TERM $N $X; wait $N $X
+      # 200 connections at once each: whether the greeting comes with the connect's edge or after it is a race, which a busy forwarder loses.
+      echo "GREETING=$($H read-first 99 - 200)"
+      echo "GREETING_CLOSE=$($H read-first 100 wait-end 200)"
+      kill -TERM $N $S $X $G $GC; wait $N $S $X $G $GC
       $LOWPORT forward --userspace 95/tcp no-such-host.invalid:80 2>$D/err.txt; echo "UNKNOWN_EXIT=$?"
       echo "UNKNOWN=$(head -1 $D/err.txt)"
+      $LOWPORT forward --userspace 95/tcp 7000 --user root 2>$D/err.txt; echo "ROOT_EXIT=$?"
+      echo "ROOT=$(head -1 $D/err.txt)"
       # lowport in a directory only root may enter: nobody cannot start it.
       mkdir -m 700 $D/private && cp -r $(dirname $(dirname $(dirname $(dirname ${pkg.cli})))) $D/private/pkg
       ${process.execPath} $D/private/pkg/dist/src/cli/main.js forward --userspace 96/tcp 7000 2>$D/err.txt; echo "PRIVATE_EXIT=$?"
@@ -394,11 +409,18 @@ ${script}
       cat $D/fwd.log; rm -rf $D/fwd.log $D/err.txt $D/hosts $D/private
     `);
     assert.equal(value(out, 'NAMED'), '{"sent":1000,"received":1000,"same":true}', out);
+    assert.equal(value(out, 'SILENT_FIRST'), '{"sent":1000,"received":1000,"same":true}', 'after the connect timeout on the first address, the second');
+    assert.match(out, /=> silent-backend\.test:7000 up=1000 down=1000 \d+ms closed/);
+    // A server that speaks first: its bytes come with the edge that ends the connect, and must not wait for the client.
+    assert.equal(value(out, 'GREETING'), '{"good":200,"of":200}', out);
+    assert.equal(value(out, 'GREETING_CLOSE'), '{"good":200,"of":200}', out);
     assert.match(out, /=> lowport-backend\.test:7000 up=1000 down=1000 \d+ms closed/);
     assert.equal(value(out, 'RESET'), '{"ended":"ECONNRESET"}', 'a backend reset reaches the client as a reset, not a clean end');
     assert.match(out, /=> 127\.0\.0\.1:7003 up=6 down=0 \d+ms backend error ECONNRESET/);
     assert.equal(value(out, 'UNKNOWN_EXIT'), '2', out);
     assert.match(value(out, 'UNKNOWN') ?? '', /cannot resolve the backend host 'no-such-host\.invalid'/);
+    assert.equal(value(out, 'ROOT_EXIT'), '2', out);
+    assert.match(value(out, 'ROOT') ?? '', /the forwarder does not run as root \(--user root\)/);
     assert.equal(value(out, 'PRIVATE_EXIT'), '1', out);
     assert.equal(value(out, 'PRIVATE_LISTENING'), '0', out);
     assert.match(out, /the forwarder as nobody exited with status \d+ before it started/);

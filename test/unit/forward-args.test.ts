@@ -55,6 +55,9 @@ describe('lowport forward arguments', () => {
     ['an unknown PROXY protocol version', { userspace: true, 'proxy-protocol': 'v3' }, ['80', '8080'], /v1 or v2/],
     ['a negative timeout', { userspace: true, 'idle-timeout': '-1' }, ['80', '8080'], /seconds/],
     ['zero workers', { userspace: true, workers: '0' }, ['80', '8080'], /at least 1/],
+    ['a zero connect timeout, saying what 0 means where it may be', { userspace: true, 'connect-timeout': '0' }, ['80', '8080'], /^--connect-timeout takes seconds, up to \d+, not '0'/],
+    ['a bad drain timeout, with what 0 means there', { userspace: true, 'drain-timeout': 'soon' }, ['80', '8080'], /\(0: close them at once\)/],
+    ['a link-local backend with a zone', { userspace: true }, ['80', '[fe80::1%eth0]:8080'], /zone \(%\).*global or unique-local/],
     ['extra words', {}, ['80', '8080', 'now'], /unexpected 'now'/],
   ];
   for (const [what, values, positionals, message] of refused) {

@@ -172,7 +172,7 @@ export function describeTable(t: EntryTable, names: NameLookup = nssNames): Live
       who: [...g.subjects]
         .sort(([a], [b]) => a - b)
         .flatMap(([kind, ids]) => [...ids].sort((a, b) => a - b).map((id) => labels.get(kind)?.get(BigInt(id)) ?? `${KIND_NAME[kind] ?? 'id'} ${id}`)),
-      ports: formatPorts([...toRanges(g.tcp, 'tcp'), ...toRanges(g.udp, 'udp')]),
+      ports: portsText(toRanges(g.tcp, 'tcp'), toRanges(g.udp, 'udp')),
       addrs: [...g.addrs].sort(),
       hits: g.hits,
       refused: g.refused,
@@ -182,6 +182,19 @@ export function describeTable(t: EntryTable, names: NameLookup = nssNames): Live
 /** An entry's hit count as a number (exact below 2^53 binds), without allocating a BigInt. */
 function hitsAt(t: EntryTable, i: number): number {
   return t.values.readUInt32LE(i * VALUE_SIZE + 8) + t.values.readUInt32LE(i * VALUE_SIZE + 12) * 2 ** 32;
+}
+
+/**
+ * The canonical text of a rule's ports (policy/ports.ts formatPorts) from its
+ * merged ranges. Most rules are TCP only, UDP only, or the same ports for
+ * both: those are written directly, which with 10,000 rules saves building a
+ * PortSet per rule; a mix goes through formatPorts.
+ */
+function portsText(tcp: PortItem[], udp: PortItem[]): string {
+  const same = tcp.length === udp.length && tcp.every((r, i) => r.from === udp[i]?.from && r.to === udp[i]?.to);
+  if (!same && tcp.length > 0 && udp.length > 0) return formatPorts([...tcp, ...udp]);
+  const suffix = same ? '' : tcp.length > 0 ? '/tcp' : '/udp';
+  return (tcp.length > 0 ? tcp : udp).map((r) => `${r.from === r.to ? r.from : `${r.from}-${r.to}`}${suffix}`).join(',');
 }
 
 /** Ports (unsorted, maybe repeated: one per subject and address) as merged ranges. */

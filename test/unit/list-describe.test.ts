@@ -7,6 +7,7 @@ import { Kind } from '../../src/engine/map-format.js';
 import { resolvePolicy, type Directory } from '../../src/engine/resolve.js';
 import type { GroupEntry, PasswdEntry } from '../../src/kernel/nss.js';
 import { parsePolicy } from '../../src/policy/parse.js';
+import { formatPorts, parsePortSpec } from '../../src/policy/ports.js';
 
 const USERS: PasswdEntry[] = [
   { name: 'alice', uid: 1000, gid: 1000, home: '/home/alice', shell: '/bin/sh' },
@@ -114,6 +115,21 @@ describe('describe (list)', () => {
   it('merges neighbouring ports into ranges, as the canonical port text does', () => {
     const rules = describeRules(compiled('grant 81/tcp,79/tcp,80,1023/udp user alice\n'), namesFrom());
     assert.equal(rules[0]?.ports, '79-81/tcp,80/udp,1023/udp');
+  });
+
+  it('writes every port list as the canonical text does (formatPorts), for random TCP-only, UDP-only, same and mixed lists', () => {
+    let seed = 7;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let round = 0; round < 300; round++) {
+      const ports = Array.from({ length: 1 + random(6) }, () => 1 + random(40));
+      const shape = round % 4;
+      const spec = ports.map((p, i) => (shape === 0 ? `${p}/tcp` : shape === 1 ? `${p}/udp` : shape === 2 ? `${p}` : `${p}${['', '/tcp', '/udp'][i % 3] ?? ''}`)).join(',');
+      const rules = describeRules(compiled(`grant ${spec} user alice\n`), namesFrom());
+      assert.equal(rules[0]?.ports, formatPorts(parsePortSpec(spec)), spec);
+    }
   });
 
   it('orders who by kind, users before groups, then by id', () => {

@@ -132,7 +132,8 @@ export async function runUserspace(o: UserspaceOptions): Promise<number> {
     const fds: (number | 'pipe')[] = [...bound.map((b) => b.fd), 'pipe'];
     child =
       identity === undefined
-        ? spawn(process.execPath, [WORKER], { stdio: ['ignore', 'inherit', 'inherit', ...fds], env: { ...process.env, ...env } })
+        ? // A session of its own here too: ^C on the terminal reaches lowport alone, which relays it once.
+          spawn(process.execPath, [WORKER], { stdio: ['ignore', 'inherit', 'inherit', ...fds], env: { ...process.env, ...env }, detached: true })
         : // Root's environment and terminal stay with root: the forwarder gets a
           // clean environment (locale, its config) and no stdin.
           launch([process.execPath, WORKER], { identity, fds, noStdin: true, env: { ...userEnvironment({ name: identity.name ?? String(identity.uid), home: '/', shell: '/usr/sbin/nologin' }), ...env } });

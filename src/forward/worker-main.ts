@@ -10,8 +10,8 @@
  * (udp.ts), signals, and the backend name's periodic lookup.
  *
  * SIGTERM, SIGINT or SIGHUP: drain (stop accepting, let connections finish
- * until the drain deadline), then exit 0. A second signal closes everything
- * and exits. If the lowport process that started it goes away (SIGKILL), it
+ * until the drain deadline), then exit 0. A second signal, a second or more
+ * after the first, closes everything and exits. If the lowport process that started it goes away (SIGKILL), it
  * drains too, so no forwarder is left serving on its own. A thread that
  * fails takes the process down (exit 1) rather than leave it serving at a
  * fraction.
@@ -20,6 +20,7 @@ import dgram from 'node:dgram';
 import { closeSync, writeSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { closeRawFd } from '../kernel/libc.js';
 import { eventfdCreate, eventfdSignal } from '../kernel/stream.js';
@@ -29,6 +30,8 @@ import { UdpForwarder } from './udp.js';
 import { CONFIG_ENV, logLine, type WorkerConfig } from './userspace.js';
 
 const THREAD = new URL('./tcp-thread.js', import.meta.url);
+/** Signals this close together are one request (see stop()). */
+const SAME_SIGNAL_MS = 1000;
 /** How often a backend given by name is looked up again. */
 const LOOKUP_INTERVAL_MS = 30_000;
 
@@ -77,12 +80,17 @@ function main(): void {
       eventfdSignal(t.wakeFd);
     }
   };
+  let stoppingSince = 0;
   const stop = (why: string): void => {
     if (stopping) {
-      command({ type: 'stop' });
+      // A signal sent to the whole group (systemd's default KillMode) reaches
+      // this process twice at once, directly and relayed by lowport: that is
+      // one request to drain. A second one a moment later closes everything.
+      if (performance.now() - stoppingSince >= SAME_SIGNAL_MS) command({ type: 'stop' });
       return;
     }
     stopping = true;
+    stoppingSince = performance.now();
     if (config.log) logLine(`draining (${why}): ${Atomics.load(counter, 0)} connection(s) open`);
     udp.closeAll('forwarder stopping');
     command({ type: 'drain' });

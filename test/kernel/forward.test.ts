@@ -427,6 +427,34 @@ ${script}
     assert.match(out, /must be readable by that user/);
   });
 
+  it('userspace: a SIGTERM to every process of it at once (systemd stopping a service) is one drain; a second signal later closes at once', () => {
+    const { out } = inNetns(`
+      $H echo-server 7000 >/dev/null &
+      waitport 7000
+      $LOWPORT forward --userspace 90/tcp 7000 --workers 1 --log 2>>$D/fwd.log & F=$!
+      waitport 90
+      $H slow-session 90 2 > $D/slow.out & S=$!
+      sleep 0.5
+      kill -TERM $F $(pgrep -P $F)
+      wait $S; echo "SLOW=$(cat $D/slow.out)"
+      wait $F; echo "EXIT=$?"
+      $LOWPORT forward --userspace 91/tcp 7000 --workers 1 --log 2>>$D/fwd.log & G=$!
+      waitport 91
+      $H slow-session 91 4 > $D/slow.out & S=$!
+      sleep 0.5
+      kill -TERM $G; sleep 1.5; kill -TERM $G
+      wait $G; echo "EXIT2=$?"
+      wait $S
+      cat $D/fwd.log; rm -f $D/fwd.log $D/slow.out
+    `);
+    assert.equal(value(out, 'SLOW'), '{"allEchoed":true}', `the open connection finished during the one drain\n${out}`);
+    assert.equal(value(out, 'EXIT'), '0', out);
+    assert.equal(value(out, 'EXIT2'), '0', out);
+    assert.match(out, /-> 127\.0\.0\.1:90 => 127\.0\.0\.1:7000 up=(\d+) down=\1 \d+ms closed/, 'the session through 90 ended on its own');
+    // The 4-second session through 91 was cut by the second signal, 1.5 s into the drain.
+    assert.match(out, /-> 127\.0\.0\.1:91 => 127\.0\.0\.1:7000 up=\d+ down=\d+ \d+ms forwarder stopped/);
+  });
+
   it('userspace: out of file descriptors, stops accepting for a while instead of spinning, and serves again once connections close', () => {
     const { out } = inNetns(`
       $H echo-server 7000 >/dev/null &

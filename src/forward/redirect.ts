@@ -101,7 +101,7 @@ function visiblePid(owner: Owner & { kind: 'pid' }): number | undefined {
  * (a deleted test or scratch policy) — which only --gc acts on, since a file
  * may be missing for a moment (a config tool replacing it, a checkout).
  */
-export function ownerAlive(owner: Owner): boolean {
+function ownerAlive(owner: Owner): boolean {
   if (owner.kind === 'policy') {
     const path = policyPathOf(owner);
     return path === undefined || pathState(path) !== 'absent';

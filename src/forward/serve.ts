@@ -179,9 +179,8 @@ async function resolveBackend(host: string): Promise<string[]> {
  * or lowport unreadable by --user is the usual reason: Node.js installed
  * under /root by nvm, say).
  */
-function started(child: ChildProcess, ready: unknown, identity: Identity | undefined): Promise<void> {
+function started(child: ChildProcess, ready: ChildProcess['stdio'][number], identity: Identity | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
-    const pipe = ready as NodeJS.ReadableStream | null;
     const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
       const how = code === null ? `was killed by ${signal ?? 'a signal'}` : `exited with status ${code}`;
       const who = identity === undefined ? '' : ` as ${identity.name ?? identity.uid}`;
@@ -197,7 +196,7 @@ function started(child: ChildProcess, ready: unknown, identity: Identity | undef
     };
     child.once('exit', onExit);
     child.once('error', reject);
-    pipe?.once('data', () => {
+    ready?.once('data', () => {
       child.off('exit', onExit);
       resolve();
     });

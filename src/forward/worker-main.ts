@@ -21,7 +21,7 @@ import { closeSync, writeSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { MessageChannel, Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { closeRawFd } from '../kernel/libc.js';
 import { eventfdCreate, eventfdSignal } from '../kernel/stream.js';
 import type { LoopCommand, LoopConfig } from './tcp-loop.js';
@@ -36,8 +36,7 @@ const SAME_SIGNAL_MS = 1000;
 const LOOKUP_INTERVAL_MS = 30_000;
 
 interface Thread {
-  worker: Worker;
-  port: import('node:worker_threads').MessagePort;
+  port: MessagePort;
   wakeFd: number;
 }
 
@@ -105,7 +104,7 @@ function main(): void {
       const loopConfig: LoopConfig = { ...config, listeners: tcpFds, wakeFd, counter };
       const data: ThreadData = { config: loopConfig, port: port2 };
       const worker = new Worker(THREAD, { workerData: data, transferList: [port2] });
-      threads.push({ worker, port: port1, wakeFd });
+      threads.push({ port: port1, wakeFd });
       running++;
       watching++;
       let watched = true;

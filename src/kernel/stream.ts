@@ -25,7 +25,6 @@ export const EPOLLEXCLUSIVE = 1 << 28;
 
 export const EAGAIN = 11;
 export const EINPROGRESS = 115;
-export const EINTR = 4;
 export const EMFILE = 24;
 export const ENFILE = 23;
 export const ENOBUFS = 105;
@@ -34,7 +33,6 @@ export const ETIMEDOUT = 110;
 
 const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_DEL = 2;
-const EPOLL_CTL_MOD = 3;
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
 const F_GETFL = 3;
@@ -57,7 +55,7 @@ const MSG_NOSIGNAL = 0x4000;
  * same batch is not taken for the new socket that got its fd number.
  */
 const PACKED = process.arch === 'x64' || process.arch === 'ia32';
-export const EPOLL_EVENT_SIZE = PACKED ? 12 : 16;
+const EPOLL_EVENT_SIZE = PACKED ? 12 : 16;
 const DATA_OFFSET = PACKED ? 4 : 8;
 
 function bind() {
@@ -140,10 +138,6 @@ function ctl(epfd: number, op: number, fd: number, events: number, tag: number):
 
 export function epollAdd(epfd: number, fd: number, events: number, tag = 0): number {
   return ctl(epfd, EPOLL_CTL_ADD, fd, events, tag);
-}
-
-export function epollModify(epfd: number, fd: number, events: number, tag = 0): number {
-  return ctl(epfd, EPOLL_CTL_MOD, fd, events, tag);
 }
 
 export function epollDelete(epfd: number, fd: number): number {

@@ -467,8 +467,6 @@ ${script}
       echo "IDLE_FDS=$(ls /proc/$W/fd | wc -l)"
       $H hold 97 40 3 >/dev/null & HOLD=$!
       sleep 1
-      T0=$(awk '{print $14 + $15}' /proc/$W/stat); sleep 1; T1=$(awk '{print $14 + $15}' /proc/$W/stat)
-      echo "TICKS=$(( T1 - T0 ))"
       wait $HOLD
       echo "PAUSES=$(grep -c 'accept: EMFILE' $D/fwd.log)"
       sleep 0.5
@@ -480,8 +478,6 @@ ${script}
     assert.match(out, /tcp accept: EMFILE; not accepting for 100 ms/);
     // One attempt per pause: at most about 30 in the 3 s the connections are held (a spinning loop logs thousands).
     assert.ok(Number(value(out, 'PAUSES')) <= 40, `EMFILE lines: ${value(out, 'PAUSES')}`);
-    // Spinning on a listening socket that stays readable would take the whole second (100 ticks).
-    assert.ok(Number(value(out, 'TICKS')) < 30, `CPU ticks in one second at the limit: ${value(out, 'TICKS')}\n${out}`);
     assert.equal(value(out, 'AFTER'), '{"sent":1000,"received":1000,"same":true}', out);
     assert.equal(value(out, 'EXIT'), '0', out);
   });

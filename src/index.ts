@@ -2,9 +2,10 @@
  * lowport's library API: the same calls the CLI makes. Re-exports only, so the
  * public surface is visible in one file.
  */
-export { apply, type ApplyResult, type EditOutcome } from './engine/apply.js';
+export { apply, type ApplyResult, type EditOutcome, type UnresolvedReport } from './engine/apply.js';
 export { grant, revoke, revokeAll, reserve, unreserve, type GrantSpec } from './engine/edits.js';
-export { list, type ListResult, type LiveRule } from './engine/list.js';
+export { list, type ListResult, type ListWarning, type LiveRule } from './engine/list.js';
+export type { NameBindings, UnresolvedRule } from './engine/resolve.js';
 export { off, type OffResult } from './engine/off.js';
 export { DEFAULT_PIN_DIR, DEFAULT_POLICY, type LowportOptions } from './engine/target.js';
 export type { AttachedProgram } from './engine/live.js';

@@ -1,16 +1,35 @@
 /** `lowport apply` and `lowport off`. */
-import { apply } from '../engine/apply.js';
+import { apply, type UnresolvedReport } from '../engine/apply.js';
 import { off } from '../engine/off.js';
+import { formatDiagnostic } from '../errors.js';
 import { noArguments, printJson, type Command } from './command.js';
+
+/**
+ * Rules whose names do not resolve, nftables-style, each with what is live in
+ * its place and the command that removes it.
+ */
+export function formatUnresolved(unresolved: readonly UnresolvedReport[], severity: 'error' | 'warning'): string {
+  return unresolved
+    .map((u) => {
+      const text = formatDiagnostic(u.diagnostic);
+      return `${severity === 'error' ? text : text.replace(': error: ', ': warning: ')}
+  remove the line with: ${u.fix}
+`;
+    })
+    .join('');
+}
 
 export const applyCommand: Command = {
   name: 'apply',
   help: `Usage: lowport apply [--check]
 
-Loads the policy file. The whole file is checked first (syntax, users,
-groups, ownership); on any error nothing changes and every problem is shown
-with its line and column. The switch from the old rules to the new is one
-step: every bind sees either the old policy or the new one.
+Loads the policy file. The whole file is checked first (syntax, ownership);
+on such an error nothing changes and every problem is shown with its line and
+column. A user or group that does not exist costs only its own lines: they
+are reported as errors (exit status 1) and everything else goes live; a
+grant to it is left out, and a reservation for it refuses everyone but root.
+The switch from the old rules to the new is one step: every bind sees either
+the old policy or the new one.
 
   --check   only check the file; needs no root`,
   options: { check: { type: 'boolean' } },
@@ -19,15 +38,26 @@ step: every bind sees either the old policy or the new one.
     noArguments(ctx, 'apply');
     return () => {
       const result = apply(ctx.options, { check: ctx.values.check === true });
+      const failed = result.unresolved.length > 0 ? 1 : 0;
       if (ctx.json) {
         printJson(ctx.io, result);
-      } else if (result.checkOnly) {
+        return failed;
+      }
+      if (failed) {
+        const n = result.unresolved.length;
+        const live = result.checkOnly ? 'would be live' : 'is live';
+        ctx.io.stderr(
+          `${formatUnresolved(result.unresolved, 'error')}lowport: ${n} rule${n === 1 ? '' : 's'} name${n === 1 ? 's' : ''} a user or group that does not exist; ` +
+            `everything else ${live}. Create the user or group and run \`lowport apply\` again, or remove the line.\n`,
+        );
+      }
+      if (result.checkOnly) {
         ctx.io.stdout(`${result.policy}: OK, ${result.rules} rule${result.rules === 1 ? '' : 's'} (${result.entries} map entries)\n`);
       } else {
         const forwards = result.forwards === undefined || result.forwards === 0 ? '' : `; ${result.forwards} forward${result.forwards === 1 ? '' : 's'} redirected (nftables)`;
         ctx.io.stdout(`${result.policy}: ${result.rules} rule${result.rules === 1 ? '' : 's'} live (${result.entries} map entries)${result.installed ? '; bind hooks attached' : ''}${forwards}\n`);
       }
-      return 0;
+      return failed;
     };
   },
 };

@@ -1,9 +1,10 @@
 /** `lowport grant` and `lowport revoke`. */
-import { UsageError } from '../errors.js';
+import { LowportError, UsageError } from '../errors.js';
 import type { EditOutcome } from '../engine/apply.js';
 import { grant, revoke, revokeAll } from '../engine/edits.js';
 import { formatPrincipal } from '../policy/print.js';
 import type { PortItem } from '../policy/types.js';
+import { formatUnresolved } from './apply.js';
 import { parseAddrArgs, parsePortsArg, parsePrincipalArgs } from './args.js';
 import { printJson, type Command, type CommandContext } from './command.js';
 
@@ -36,9 +37,27 @@ export function reportEdit(ctx: CommandContext, outcome: EditOutcome): number {
     return 0;
   }
   for (const note of outcome.notes) ctx.io.stdout(`${note}\n`);
+  // Lines of the file whose names are gone did not stop this edit; say so, and how to remove them.
+  if (outcome.unresolved.length > 0) ctx.io.stderr(formatUnresolved(outcome.unresolved, 'warning'));
   const state = outcome.installed ? 'loaded into the kernel' : 'live';
   ctx.io.stdout(`${outcome.policy}: ${outcome.rules} rule${outcome.rules === 1 ? '' : 's'}, ${state} (${outcome.entries} map entries)\n`);
   return 0;
+}
+
+/**
+ * An unknown --user/--group given on the command line is the argument's
+ * fault, not a line of the file's: say which option.
+ */
+export function fromArgument<T>(edit: () => T): T {
+  try {
+    return edit();
+  } catch (e) {
+    if (e instanceof LowportError && (e.code === 'E_UNKNOWN_USER' || e.code === 'E_UNKNOWN_GROUP')) {
+      const option = e.code === 'E_UNKNOWN_USER' ? '--user' : '--group';
+      throw new LowportError(e.code, `${option}: ${e.message}`, { hint: e.hint, cause: e });
+    }
+    throw e;
+  }
 }
 
 export const grantCommand: Command = {
@@ -63,7 +82,7 @@ Examples:
   needsRoot: () => true,
   prepare: (ctx) => {
     const spec = { ports: portsOnly(ctx, 'grant'), principal: who(ctx), addrs: parseAddrArgs(ctx.values.addr as string[] | undefined) };
-    return () => reportEdit(ctx, grant(ctx.options, spec));
+    return () => reportEdit(ctx, fromArgument(() => grant(ctx.options, spec)));
   },
 };
 

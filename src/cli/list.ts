@@ -7,6 +7,7 @@ const FILE_STATE: Record<ListResult['file'], string> = {
   differs: 'the file differs from the live rules: run `lowport apply` to load it',
   missing: 'the policy file does not exist',
   invalid: 'the policy file has errors (run `lowport apply --check`); the live rules stay as they were',
+  'names-changed': 'the live rules were made from the file, but users or groups it names have changed since (see the warnings): run `lowport apply`',
 };
 
 export function formatList(r: ListResult): string {
@@ -21,13 +22,17 @@ export function formatList(r: ListResult): string {
     out.push('');
     const rows = r.rules.map((rule) => [
       String(rule.line),
-      `${rule.action} ${rule.ports} ${rule.who.join(' + ')}${rule.addrs.length > 0 ? ` addr ${rule.addrs.join(',')}` : ''}`,
+      `${rule.action} ${rule.ports} ${rule.who.length > 0 ? rule.who.join(' + ') : 'nobody but root (its owner does not exist)'}${rule.addrs.length > 0 ? ` addr ${rule.addrs.join(',')}` : ''}`,
       rule.action === 'reserve' ? `${rule.hits} (refused ${rule.refused})` : String(rule.hits),
     ]);
     const table = [['LINE', 'RULE', 'BINDS'], ...rows];
     const lineWidth = table.reduce((w, row) => Math.max(w, (row[0] ?? '').length), 0);
     const ruleWidth = table.reduce((w, row) => Math.max(w, (row[1] ?? '').length), 0);
     for (const row of table) out.push(`${(row[0] ?? '').padStart(lineWidth)}  ${(row[1] ?? '').padEnd(ruleWidth)}  ${row[2] ?? ''}`);
+  }
+  if (r.warnings.length > 0) {
+    out.push('');
+    for (const w of r.warnings) out.push(`warning: ${r.policy}:${w.line}: ${w.message}`);
   }
   const others = r.programs.filter((p) => !p.ours);
   if (others.length > 0) {

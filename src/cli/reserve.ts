@@ -3,7 +3,7 @@ import { UsageError } from '../errors.js';
 import { reserve, unreserve } from '../engine/edits.js';
 import { parsePrincipalArgs } from './args.js';
 import type { Command } from './command.js';
-import { portsOnly, reportEdit } from './grant.js';
+import { fromArgument, portsOnly, reportEdit } from './grant.js';
 
 export const reserveCommand: Command = {
   name: 'reserve',
@@ -31,7 +31,7 @@ PORTS: 80  80,443  8000-8100  53/udp  443/tcp  (no suffix: TCP and UDP)
       ctx.callerName,
       false,
     );
-    return () => reportEdit(ctx, reserve(ctx.options, { ports, principal }));
+    return () => reportEdit(ctx, fromArgument(() => reserve(ctx.options, { ports, principal })));
   },
 };
 

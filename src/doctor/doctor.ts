@@ -223,6 +223,8 @@ function policyChecks(path: string, user: PasswdEntry, ports: number[], live: Li
       status: others.length === 0 ? 'ok' : 'info',
       detail: others.length === 0 ? 'no other BPF programs on the bind hooks' : `other BPF programs on the bind hooks (they can grant or refuse too): ${others.map((p) => `${p.hook} id ${p.id} ${p.name}`).join(', ')}`,
     });
+    // Live rules whose user or group has since gone or moved (a deleted user's uid given to another), and ids in someone's subordinate range.
+    for (const w of live.warnings) checks.push({ id: w.kind === 'name' ? 'live-names' : 'live-subordinate', status: w.kind === 'name' ? 'fail' : 'info', detail: `line ${w.line} of ${live.policy}: ${w.message}` });
   } else {
     const state = pathState(pinDir);
     checks.push({
@@ -247,7 +249,9 @@ function policyChecks(path: string, user: PasswdEntry, ports: number[], live: Li
   }
   let rules;
   try {
-    rules = compileDocument(parsePolicy(text, path)).rules;
+    const compiled = compileDocument(parsePolicy(text, path));
+    rules = compiled.rules;
+    for (const u of compiled.unresolved) checks.push({ id: 'policy-names', status: 'fail', detail: `${u.diagnostic.file}:${u.diagnostic.line}: ${u.diagnostic.message}` });
   } catch (e) {
     checks.push({ id: 'policy', status: 'fail', detail: `${path} has errors (lowport apply --check shows them): ${e instanceof Error ? e.message : String(e)}` });
     return { checks, grants, reservations };

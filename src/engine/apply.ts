@@ -9,20 +9,33 @@ import { LowportError } from '../errors.js';
 import { SyscallError } from '../kernel/libc.js';
 import { lockDirectory, preparePolicyDir, readPolicyFile, writeFileAtomic } from '../kernel/files.js';
 import { parsePolicy } from '../policy/parse.js';
+import { formatPorts } from '../policy/ports.js';
 import { serializePolicy } from '../policy/print.js';
-import type { PolicyDocument } from '../policy/types.js';
+import { shellCommand } from '../policy/quote.js';
+import type { PolicyDocument, Rule } from '../policy/types.js';
 import { restorePersisted } from '../forward/redirect.js';
 import { compileTable } from './compile.js';
 import { readLivePolicy, removeAll, swapPolicy, type Target } from './live.js';
 import { VALUE_SIZE, type EntryTable } from './map-format.js';
 import { appliedText, pruneScopes, saveAppliedText, scopeRules } from './scopes.js';
-import { resolvePolicy, type Directory, type ResolvedRule } from './resolve.js';
+import { resolvePolicy, type Directory, type NameBindings, type ResolvedRule, type UnresolvedRule } from './resolve.js';
 import { kernelTarget, policyPath, type LowportOptions } from './target.js';
 
 export interface CompiledPolicy {
   doc: PolicyDocument;
+  /** The rules made live (reservations of unknown owners included: they keep their ports for root). */
   rules: ResolvedRule[];
+  /** Rules whose user or group does not resolve. */
+  unresolved: UnresolvedRule[];
+  /** name -> id as resolved now, recorded with the applied state. */
+  bindings: NameBindings;
   table: EntryTable;
+}
+
+/** A rule left out (or, a reservation, kept for root alone) because its name does not resolve. */
+export interface UnresolvedReport extends UnresolvedRule {
+  /** The command that removes the line, quoted for a shell. */
+  fix: string;
 }
 
 export interface ApplyResult {
@@ -35,6 +48,12 @@ export interface ApplyResult {
   checkOnly: boolean;
   /** `forward` statements of the file made live as nftables redirects (apply only). */
   forwards?: number;
+  /**
+   * Rules whose user or group does not resolve. Everything else is live; a
+   * grant here is not, and a reservation here refuses everyone but root. The
+   * CLI exits non-zero when there are any.
+   */
+  unresolved: UnresolvedReport[];
 }
 
 const NEW_FILE_HEADER = [
@@ -48,8 +67,29 @@ const NEW_FILE_HEADER = [
 
 /** Parses and resolves a document's text; throws PolicyError with every problem. */
 export function compileDocument(doc: PolicyDocument, directory?: Directory): CompiledPolicy {
-  const rules = resolvePolicy(doc, directory);
-  return { doc, rules, table: compileTable(rules) };
+  const { rules, unresolved, bindings } = resolvePolicy(doc, directory);
+  return { doc, rules, unresolved, bindings, table: compileTable(rules) };
+}
+
+/** The unresolved rules with the command that removes each. */
+export function unresolvedReport(options: LowportOptions, unresolved: readonly UnresolvedRule[]): UnresolvedReport[] {
+  return unresolved.map((u) => ({ ...u, fix: removeCommand(options, u.rule) }));
+}
+
+/**
+ * The `lowport` command that removes a rule of a user or group: `revoke
+ * PORTS` for a grant, `revoke --all` for a reservation (`unreserve` would end
+ * other owners' reservations of the ports too). With this instance's options.
+ */
+export function removeCommand(options: LowportOptions, rule: Rule): string {
+  const who = rule.principal.kind === 'everyone' ? ['--everyone'] : [`--${rule.principal.kind}`, rule.principal.name];
+  const global = [
+    ...(options.policy === undefined ? [] : ['--policy', options.policy]),
+    ...(options.cgroup === undefined ? [] : ['--cgroup', options.cgroup]),
+    ...(options.pinDir === undefined ? [] : ['--pin-dir', options.pinDir]),
+  ];
+  const what = rule.action === 'reserve' ? ['--all'] : [formatPorts(rule.ports), ...(rule.addrs.length > 0 ? ['--addr', rule.addrs.join(',')] : [])];
+  return shellCommand(['lowport', 'revoke', ...what, ...who, ...global]);
 }
 
 /** What identifies a policy text in the kernel (map-format.ts, META): a SHA-256 prefix. */
@@ -121,7 +161,7 @@ export function apply(options: LowportOptions = {}, { check = false }: { check?:
   const path = policyPath(options);
   if (check) {
     const compiled = compileDocument(readPolicy(path, false).doc);
-    return { policy: path, rules: compiled.rules.length, entries: compiled.table.count, installed: false, checkOnly: true };
+    return { policy: path, rules: compiled.rules.length, entries: compiled.table.count, installed: false, checkOnly: true, unresolved: unresolvedReport(options, compiled.unresolved) };
   }
   const found = targetIfSupported(options);
   // A missing file is said as such, before the lock (which lives beside it).
@@ -130,19 +170,21 @@ export function apply(options: LowportOptions = {}, { check = false }: { check?:
   const lock = lockDirectory(dirname(path));
   try {
     const { text, doc } = readPolicy(path, false);
+    // Syntax errors throw here and change nothing; unknown names only cost their own lines.
     const compiled = compileDocument(doc);
+    const unresolved = unresolvedReport(options, compiled.unresolved);
     if (found.target === undefined) {
       // No BPF grant on this machine: the persisted redirects (the fallback
       // for exactly such machines) are still restored; grants are an error.
       const forwards = applyForwards(path, doc);
       if (compiled.rules.length > 0) throw found.unsupported;
-      return { policy: path, rules: 0, entries: 0, installed: false, checkOnly: false, forwards };
+      return { policy: path, rules: 0, entries: 0, installed: false, checkOnly: false, forwards, unresolved };
     }
     const target = found.target;
     const { installed, entries } = makeLive(target, compiled, policyFingerprint(text));
-    saveAppliedText(target, text);
+    saveAppliedText(target, text, compiled.bindings);
     const forwards = applyForwards(path, doc);
-    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, forwards };
+    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, forwards, unresolved };
   } finally {
     lock.release();
   }
@@ -196,8 +238,18 @@ export function editPolicy(
         throw e;
       }
     }
-    saveAppliedText(target, text);
-    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, changed, notes: [...notes, ...(explain?.(compiled) ?? [])] };
+    saveAppliedText(target, text, compiled.bindings);
+    return {
+      policy: path,
+      rules: compiled.rules.length,
+      entries,
+      installed,
+      checkOnly: false,
+      changed,
+      notes: [...notes, ...(explain?.(compiled) ?? [])],
+      // Dead lines elsewhere in the file do not stop an edit; the CLI warns about each.
+      unresolved: unresolvedReport(options, compiled.unresolved),
+    };
   } finally {
     lock.release();
   }

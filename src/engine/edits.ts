@@ -1,12 +1,14 @@
 /** The library calls behind `lowport grant/revoke/reserve/unreserve`: a policy edit, validated and made live in one locked step. */
 import { lookupGroups, lookupUsers } from '../kernel/nss.js';
+import { readSubordinateIds } from '../kernel/subids.js';
 import * as policyEdit from '../policy/edit.js';
+import { samePrincipal } from '../policy/principal.js';
 import { PortSet } from '../policy/ports.js';
 import { formatPrincipal, formatRule } from '../policy/print.js';
 import type { PortItem, Principal } from '../policy/types.js';
-import { editPolicy, type EditOutcome } from './apply.js';
+import { editPolicy, type CompiledPolicy, type EditOutcome } from './apply.js';
 import { Kind } from './map-format.js';
-import type { ResolvedRule } from './resolve.js';
+import { requireKnownPrincipal, subordinateNotes, type ResolvedRule } from './resolve.js';
 import type { LowportOptions } from './target.js';
 
 export interface GrantSpec {
@@ -16,8 +18,28 @@ export interface GrantSpec {
   addrs?: string[];
 }
 
+/**
+ * Grants ports. The user or group must exist: a file may hold lines whose
+ * names have gone (they are reported, not live), but an edit adds none.
+ */
 export function grant(options: LowportOptions, spec: GrantSpec): EditOutcome {
-  return editPolicy(options, (doc) => policyEdit.grant(doc, { ports: spec.ports, principal: spec.principal, addrs: spec.addrs ?? [] }));
+  requireKnownPrincipal(spec.principal);
+  return editPolicy(
+    options,
+    (doc) => policyEdit.grant(doc, { ports: spec.ports, principal: spec.principal, addrs: spec.addrs ?? [] }),
+    (compiled) => subordinateWarnings(compiled, [spec.principal]),
+  );
+}
+
+/**
+ * Notes for ids of the principals' rules that lie in some user's
+ * subordinate range (/etc/subuid, /etc/subgid): that user's containers can
+ * run processes with them, so the grant reaches those containers.
+ */
+function subordinateWarnings(compiled: CompiledPolicy, principals: readonly Principal[]): string[] {
+  const subjects = compiled.rules.filter((r) => principals.some((p) => samePrincipal(p, r.rule.principal))).flatMap((r) => r.subjects);
+  if (subjects.length === 0) return [];
+  return subordinateNotes(subjects, readSubordinateIds('/etc/subuid'), readSubordinateIds('/etc/subgid')).map((n) => `warning: ${n}`);
 }
 
 export function revoke(options: LowportOptions, spec: GrantSpec): EditOutcome {
@@ -61,7 +83,8 @@ export function revokeAll(options: LowportOptions, principal: Principal): EditOu
 }
 
 export function reserve(options: LowportOptions, spec: { ports: PortItem[]; principal: Principal }): EditOutcome {
-  return editPolicy(options, (doc) => policyEdit.reserve(doc, spec));
+  requireKnownPrincipal(spec.principal);
+  return editPolicy(options, (doc) => policyEdit.reserve(doc, spec), (compiled) => subordinateWarnings(compiled, [spec.principal]));
 }
 
 export function unreserve(options: LowportOptions, spec: { ports: PortItem[] }): EditOutcome {
@@ -70,6 +93,7 @@ export function unreserve(options: LowportOptions, spec: { ports: PortItem[] }):
 
 /** Several grants as one edit: one lock, one validation, one swap. */
 export function grantAll(options: LowportOptions, specs: GrantSpec[]): EditOutcome {
+  for (const spec of specs) requireKnownPrincipal(spec.principal);
   return editPolicy(options, (start) => {
     let doc = start;
     let changed = false;
@@ -81,5 +105,5 @@ export function grantAll(options: LowportOptions, specs: GrantSpec[]): EditOutco
       notes.push(...r.notes);
     }
     return { doc, changed, notes };
-  });
+  }, (compiled) => subordinateWarnings(compiled, specs.map((s) => s.principal)));
 }

@@ -4,14 +4,17 @@
  * says, and every other program on the bind hooks (they can grant or deny too).
  */
 import { lookupGroups, lookupUsers } from '../kernel/nss.js';
+import { readSubordinateIds } from '../kernel/subids.js';
 import { formatPorts } from '../policy/ports.js';
+import { printable } from '../policy/quote.js';
 import type { PortItem, Protocol } from '../policy/types.js';
 import { addressText, protocolName } from './compile.js';
-import { compileDocument, policyFingerprint, readPolicyText, refreshLive } from './apply.js';
+import { compileDocument, policyFingerprint, readPolicyText, refreshLive, removeCommand } from './apply.js';
 import { parsePolicy } from '../policy/parse.js';
 import { attachedPrograms, readLivePolicy, type AttachedProgram, type Entry, type LivePolicy, type Target } from './live.js';
 import { EntryTable, Kind, KEY_SIZE, RESERVED, VALUE_SIZE } from './map-format.js';
-import { pruneScopes, readScopes, type Scope } from './scopes.js';
+import { appliedBindings, appliedText, pruneScopes, readScopes, type Scope } from './scopes.js';
+import { nameChanges, subordinateNotes, type Subject } from './resolve.js';
 import { kernelTarget, policyPath, type LowportOptions } from './target.js';
 
 export interface LiveRule {
@@ -39,10 +42,27 @@ export interface ListResult {
   rules: LiveRule[];
   /** Map entries live in the kernel. */
   entries: number;
-  /** `in-sync`, `differs` (run apply), `missing` (no file) or `invalid` (the file has errors). */
-  file: 'in-sync' | 'differs' | 'missing' | 'invalid';
+  /**
+   * `in-sync`, `differs` (run apply), `missing` (no file), `invalid` (the file
+   * has errors), or `names-changed`: made from the file's text, but a user or
+   * group in it has since been deleted, renumbered or given other members.
+   */
+  file: 'in-sync' | 'differs' | 'missing' | 'invalid' | 'names-changed';
   fileProblem?: string;
+  /**
+   * Per policy line: names that no longer map to the ids live (or to none),
+   * and ids live that lie in some user's subordinate range (/etc/subuid,
+   * /etc/subgid). Names in these texts from NSS are escaped.
+   */
+  warnings: ListWarning[];
   programs: AttachedProgram[];
+}
+
+export interface ListWarning {
+  line: number;
+  /** `name`: a user or group changed since apply; `subordinate`: an id in someone's subuid/subgid range. */
+  kind: 'name' | 'subordinate';
+  message: string;
 }
 
 export function list(options: LowportOptions = {}, { prune = true }: { prune?: boolean } = {}): ListResult {
@@ -52,7 +72,10 @@ export function list(options: LowportOptions = {}, { prune = true }: { prune?: b
   const scopes = prune ? pruneAndRefresh(options, target) : readScopes(target);
   const live = readLivePolicy(target.pinDir);
   const table = live?.table ?? new EntryTable();
-  const { file, fileProblem } = compareWithFile(path, live);
+  const compared = compareWithFile(path, live);
+  const changes = live === undefined ? [] : boundNameChanges(options, target, path);
+  const file = compared.file === 'in-sync' && changes.some((c) => c.changed) ? 'names-changed' : compared.file;
+  const warnings = [...changes.map(({ line, message }): ListWarning => ({ line, kind: 'name', message })), ...subordinateWarnings(table)].sort((a, b) => a.line - b.line);
   return {
     policy: path,
     pinDir: target.pinDir,
@@ -61,9 +84,51 @@ export function list(options: LowportOptions = {}, { prune = true }: { prune?: b
     rules: describeTable(table, namesWithScopes(scopes)),
     entries: table.count,
     file,
-    ...(fileProblem === undefined ? {} : { fileProblem }),
+    ...(compared.fileProblem === undefined ? {} : { fileProblem: compared.fileProblem }),
+    warnings,
     programs: attachedPrograms(target),
   };
+}
+
+/**
+ * The live policy's names against what they resolve to now, from the
+ * bindings recorded when it was applied; none when no bindings were recorded
+ * (applied by an older lowport: `lowport apply` records them).
+ */
+function boundNameChanges(options: LowportOptions, target: Target, path: string): { line: number; message: string; changed: boolean }[] {
+  const bindings = appliedBindings(target);
+  const text = appliedText(target);
+  if (bindings === undefined || text === undefined) return [];
+  let rules;
+  try {
+    rules = parsePolicy(text, path).rules;
+  } catch {
+    return [];
+  }
+  return nameChanges(rules, bindings).map((c) => ({
+    line: c.line,
+    changed: c.changed,
+    message: c.gone ? `${c.message}; or remove the line: ${removeCommand(options, c.rule)}` : c.message,
+  }));
+}
+
+/** Live uids and gids in someone's subordinate range, per policy line (finding: those ids are that user's containers'). */
+function subordinateWarnings(t: EntryTable): ListWarning[] {
+  const byLine = new Map<number, Subject[]>();
+  for (let i = 0; i < t.count; i++) {
+    const k = i * KEY_SIZE;
+    const kind = t.keys[k] ?? 0;
+    if (kind !== Kind.UID && kind !== Kind.GID) continue;
+    const line = t.rule(i);
+    let subjects = byLine.get(line);
+    if (subjects === undefined) byLine.set(line, (subjects = []));
+    subjects.push({ kind, id: t.keys.readBigUInt64LE(k + 8) });
+  }
+  if (byLine.size === 0) return [];
+  const subuid = readSubordinateIds('/etc/subuid');
+  const subgid = readSubordinateIds('/etc/subgid');
+  if (subuid.length === 0 && subgid.length === 0) return [];
+  return [...byLine].flatMap(([line, subjects]) => subordinateNotes(subjects, subuid, subgid).map((message): ListWarning => ({ line, kind: 'subordinate', message })));
 }
 
 function pruneAndRefresh(options: LowportOptions, target: Target): Scope[] {
@@ -135,6 +200,8 @@ export function describeTable(t: EntryTable, names: NameLookup = nssNames): Live
       if (t.flags(i) & RESERVED) {
         g.reserve = true;
         g.refused += hitsAt(t, i);
+        // Its ports too: a reservation whose owner did not resolve has no other key.
+        g[protocol].push(keys.readUInt16LE(k + 2));
       }
       continue;
     }
@@ -229,13 +296,13 @@ function nssNames(kind: number, ids: bigint[]): Map<bigint, string> {
     const users = lookupUsers(ids.map(String));
     for (const id of ids) {
       const u = users.get(String(id));
-      out.set(id, u === undefined ? `uid ${id}` : `user ${u.name} (uid ${id})`);
+      out.set(id, u === undefined ? `uid ${id}` : `user ${printable(u.name)} (uid ${id})`);
     }
   } else if (kind === Kind.GID) {
     const groups = lookupGroups(ids.map(String));
     for (const id of ids) {
       const g = groups.get(String(id));
-      out.set(id, g === undefined ? `gid ${id}` : `group ${g.name} (gid ${id})`);
+      out.set(id, g === undefined ? `gid ${id}` : `group ${printable(g.name)} (gid ${id})`);
     }
   }
   return out;

@@ -3,9 +3,17 @@
  * bpf_get_current_uid_gid(), reports the caller's uid and *primary* gid only,
  * so a group rule becomes a GID entry (members by primary group) plus a UID
  * entry for every listed member (members by supplementary group).
+ *
+ * A name that does not resolve (a deleted user, a typo, LDAP not up yet at
+ * boot) costs only its own line: a grant to it is left out, and a reservation
+ * for it keeps its ports for root alone (fail closed: nobody else gets them
+ * because the owner's name is gone). The rest of the policy goes live.
  */
-import { PolicyError, type Diagnostic } from '../errors.js';
+import { LowportError, type Diagnostic } from '../errors.js';
 import { lookupGroups, lookupUsers, type GroupEntry, type PasswdEntry } from '../kernel/nss.js';
+import type { SubordinateRange } from '../kernel/subids.js';
+import { formatPorts } from '../policy/ports.js';
+import { printable } from '../policy/quote.js';
 import type { PolicyDocument, Principal, Rule } from '../policy/types.js';
 import { Kind } from './map-format.js';
 
@@ -19,9 +27,36 @@ export interface Subject {
 
 export interface ResolvedRule {
   rule: Rule;
+  /** Empty for a reservation whose owner does not resolve: its ports are kept for root alone. */
   subjects: Subject[];
   /** `user alice (uid 1000)`, `group dev (gid 1001, members uid 1000, 1002)`, `everyone`. */
   label: string;
+}
+
+/** A rule whose user or group does not resolve, and what is live in its place. */
+export interface UnresolvedRule {
+  rule: Rule;
+  /** At the name, nftables-style (file:line:col), for the error report. */
+  diagnostic: Diagnostic;
+  /** `left-out`: a grant, not live; `root-only`: a reservation whose ports still refuse everyone but root. */
+  effect: 'left-out' | 'root-only';
+}
+
+/**
+ * The name -> id bindings a policy was made live with, kept with the applied
+ * state so that `list` and `doctor` can tell when a name has since moved (a
+ * deleted user's uid given to someone else) or gone. `null`: did not resolve.
+ */
+export interface NameBindings {
+  users: Record<string, number | null>;
+  groups: Record<string, { gid: number; members: number[] } | null>;
+}
+
+export interface Resolution {
+  /** Every rule that is live: the ones that resolve, and the reservations that fail closed. */
+  rules: ResolvedRule[];
+  unresolved: UnresolvedRule[];
+  bindings: NameBindings;
 }
 
 /** How names are looked up; NSS by default, a table in unit tests. */
@@ -36,10 +71,10 @@ const NUMERIC = /^\d+$/;
 
 /**
  * Resolves every rule of a document. Unknown users and groups are reported
- * together, each at its line and column, and nothing is returned: a policy
- * that names someone who does not exist is a mistake to fix, not to skip.
+ * together, each at its line and column, as `unresolved`; the rules that do
+ * resolve are returned whatever the others do.
  */
-export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDirectory): ResolvedRule[] {
+export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDirectory): Resolution {
   // A number needs no lookup to become a uid; names do.
   const userNames = doc.rules.flatMap((r) => (r.principal.kind === 'user' && !NUMERIC.test(r.principal.name) ? [r.principal.name] : []));
   const groupNames = doc.rules.flatMap((r) => (r.principal.kind === 'group' ? [r.principal.name] : []));
@@ -48,8 +83,22 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
   const memberNames = [...new Set([...groups.values()].flatMap((g) => g.members))];
   const members = directory.users(memberNames);
 
-  const diagnostics: Diagnostic[] = [];
+  const bindings: NameBindings = { users: {}, groups: {} };
+  const unresolved: UnresolvedRule[] = [];
   const out: ResolvedRule[] = [];
+  const notFound = (rule: Rule, p: Principal & { name: string }, database: string) => {
+    const reserve = rule.action === 'reserve';
+    const effect = reserve
+      ? `the reservation of ${formatPorts(rule.ports)} still refuses everyone but root`
+      : `this grant is not live`;
+    unresolved.push({
+      rule,
+      diagnostic: unknown(doc, rule, p, `unknown ${p.kind} '${p.name}': no such ${p.kind} in the ${database} database (getent ${database} ${p.name}); ${effect}`),
+      effect: reserve ? 'root-only' : 'left-out',
+    });
+    // Fail closed: the marker stays reserved, with no owner to let through.
+    if (reserve) out.push({ rule, subjects: [], label: `nobody but root (${p.kind} ${p.name} does not exist)` });
+  };
   for (const rule of doc.rules) {
     const p = rule.principal;
     if (p.kind === 'everyone') {
@@ -57,33 +106,34 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
     } else if (p.kind === 'user') {
       const entry = users.get(p.name);
       if (entry !== undefined) {
-        out.push({ rule, subjects: [{ kind: Kind.UID, id: BigInt(entry.uid) }], label: `user ${entry.name} (uid ${entry.uid})` });
+        if (!NUMERIC.test(p.name)) bindings.users[p.name] = entry.uid;
+        out.push({ rule, subjects: [{ kind: Kind.UID, id: BigInt(entry.uid) }], label: `user ${printable(entry.name)} (uid ${entry.uid})` });
       } else if (NUMERIC.test(p.name)) {
         // A uid needs no passwd entry, as chown(1) accepts: bind() checks numbers, not names.
         out.push({ rule, subjects: [{ kind: Kind.UID, id: BigInt(p.name) }], label: `uid ${p.name}` });
       } else {
-        diagnostics.push(unknown(doc, rule, p, `unknown user '${p.name}': no such user in the passwd database (getent passwd ${p.name}); create it or fix the name`));
+        bindings.users[p.name] = null;
+        notFound(rule, p, 'passwd');
       }
     } else {
       const entry = groups.get(p.name);
       if (entry !== undefined) {
         const uids = [...new Set(entry.members.flatMap((m) => { const u = members.get(m); return u === undefined ? [] : [u.uid]; }))].sort((a, b) => a - b);
+        if (!NUMERIC.test(p.name)) bindings.groups[p.name] = { gid: entry.gid, members: uids };
         out.push({
           rule,
           subjects: [{ kind: Kind.GID, id: BigInt(entry.gid) }, ...uids.map((uid): Subject => ({ kind: Kind.UID, id: BigInt(uid) }))],
-          label: `group ${entry.name} (gid ${entry.gid}${uids.length > 0 ? `, members uid ${uids.join(', ')}` : ''})`,
+          label: `group ${printable(entry.name)} (gid ${entry.gid}${uids.length > 0 ? `, members uid ${uids.join(', ')}` : ''})`,
         });
       } else if (NUMERIC.test(p.name)) {
         out.push({ rule, subjects: [{ kind: Kind.GID, id: BigInt(p.name) }], label: `gid ${p.name}` });
       } else {
-        diagnostics.push(unknown(doc, rule, p, `unknown group '${p.name}': no such group in the group database (getent group ${p.name}); create it or fix the name`));
+        bindings.groups[p.name] = null;
+        notFound(rule, p, 'group');
       }
     }
   }
-  if (diagnostics.length > 0) {
-    throw new PolicyError(diagnostics, 'Fix the names above; nothing was changed.', diagnostics.some((d) => d.message.startsWith('unknown user')) ? 'E_UNKNOWN_USER' : 'E_UNKNOWN_GROUP');
-  }
-  return out;
+  return { rules: out, unresolved, bindings };
 }
 
 /** A diagnostic pointing at the name after `user`/`group` on the rule's line. */
@@ -92,4 +142,120 @@ function unknown(doc: PolicyDocument, rule: Rule, p: Principal & { name: string 
   const match = new RegExp(`\\b${p.kind}\\s+(${p.name.replace(/[.$]/g, '\\$&')})(?=\\s|#|$)`).exec(source);
   const column = match === null ? 1 : match.index + match[0].length - p.name.length + 1;
   return { file: doc.file, line: rule.line, column, length: p.name.length, message, source };
+}
+
+/**
+ * For an edit from the command line: the user or group it names must exist
+ * (a numeric id always does). The file may hold dead names; a new line may not.
+ */
+export function requireKnownPrincipal(p: Principal, directory: Directory = nssDirectory): void {
+  if (p.kind === 'everyone' || NUMERIC.test(p.name)) return;
+  const found = p.kind === 'user' ? directory.users([p.name]).has(p.name) : directory.groups([p.name]).has(p.name);
+  if (found) return;
+  const database = p.kind === 'user' ? 'passwd' : 'group';
+  throw new LowportError(p.kind === 'user' ? 'E_UNKNOWN_USER' : 'E_UNKNOWN_GROUP', `unknown ${p.kind} '${p.name}': no such ${p.kind} in the ${database} database (getent ${database} ${p.name})`, {
+    hint: `Nothing was changed. Check the name, create the ${p.kind} first, or give a numeric ${p.kind === 'user' ? 'uid' : 'gid'}.`,
+  });
+}
+
+/** One rule whose name no longer maps to what it was made live with. */
+export interface NameChange {
+  line: number;
+  rule: Rule;
+  message: string;
+  /** The name does not resolve now: removing the line is a fix too. */
+  gone: boolean;
+  /** False for a name that did not resolve at apply time and still does not (a dead line, not a change). */
+  changed: boolean;
+}
+
+/**
+ * Compares the bindings a policy was applied with to what the names resolve
+ * to now: a user deleted (and maybe their uid given to someone else), a
+ * user's or group's id changed, a group's members changed, or a name that did
+ * not resolve at apply time and does now. The rules are the applied text's.
+ */
+export function nameChanges(rules: readonly Rule[], recorded: NameBindings, directory: Directory = nssDirectory): NameChange[] {
+  const named = rules.filter((r): r is Rule & { principal: { kind: 'user' | 'group'; name: string } } => r.principal.kind !== 'everyone' && !NUMERIC.test(r.principal.name));
+  const userNames = named.filter((r) => r.principal.kind === 'user').map((r) => r.principal.name);
+  const groupNames = named.filter((r) => r.principal.kind === 'group').map((r) => r.principal.name);
+  const usersNow = directory.users(userNames.filter((n) => n in recorded.users));
+  const groupsNow = directory.groups(groupNames.filter((n) => n in recorded.groups));
+  // Who holds the recorded ids now, and the members' uids now.
+  const oldUids = userNames.flatMap((n) => { const id = recorded.users[n]; return id === undefined || id === null ? [] : [String(id)]; });
+  const oldGids = groupNames.flatMap((n) => { const g = recorded.groups[n]; return g === undefined || g === null ? [] : [String(g.gid)]; });
+  const memberNames = [...new Set([...groupsNow.values()].flatMap((g) => g.members))];
+  const usersById = directory.users([...new Set([...oldUids, ...memberNames])]);
+  const groupsById = directory.groups([...new Set(oldGids)]);
+  const userOf = (uid: number) => { const u = usersById.get(String(uid)); return u === undefined ? `no user` : `user ${printable(u.name)}`; };
+  const groupOf = (gid: number) => { const g = groupsById.get(String(gid)); return g === undefined ? `no group` : `group ${printable(g.name)}`; };
+
+  const out: NameChange[] = [];
+  for (const rule of named) {
+    const { kind, name } = rule.principal;
+    const what = rule.action === 'reserve' ? 'reservation' : 'grant';
+    const apply = rule.action === 'reserve' ? 'run `lowport apply` to keep its ports for root alone' : 'run `lowport apply` to drop the grant';
+    const push = (message: string, gone = false, changed = true) => out.push({ line: rule.line, rule, message, gone, changed });
+    if (kind === 'user') {
+      if (!(name in recorded.users)) continue;
+      const was = recorded.users[name];
+      const now = usersNow.get(name);
+      if (was === null || was === undefined) {
+        if (now !== undefined) push(`user ${name} did not exist when the policy was applied and does now (uid ${now.uid}): run \`lowport apply\` to make the ${what} live`);
+        else push(`user ${name} does not exist: the ${what} is not live${rule.action === 'reserve' ? ' (its ports refuse everyone but root)' : ''}`, true, false);
+      } else if (now === undefined) {
+        const holder = usersById.get(String(was));
+        push(`user ${name} (uid ${was}): ${name} no longer exists; uid ${was} is ${holder === undefined ? 'now nobody’s' : `now ${printable(holder.name)}`}, and the live ${what} still holds it: ${apply}`, true);
+      } else if (now.uid !== was) {
+        push(`user ${name} (uid ${was}): ${name} is now uid ${now.uid}; the live ${what} still holds uid ${was} (${userOf(was)} now): run \`lowport apply\` to move it`);
+      }
+    } else {
+      if (!(name in recorded.groups)) continue;
+      const was = recorded.groups[name];
+      const now = groupsNow.get(name);
+      if (was === null || was === undefined) {
+        if (now !== undefined) push(`group ${name} did not exist when the policy was applied and does now (gid ${now.gid}): run \`lowport apply\` to make the ${what} live`);
+        else push(`group ${name} does not exist: the ${what} is not live${rule.action === 'reserve' ? ' (its ports refuse everyone but root)' : ''}`, true, false);
+      } else if (now === undefined) {
+        const holder = groupsById.get(String(was.gid));
+        push(`group ${name} (gid ${was.gid}): ${name} no longer exists; gid ${was.gid} is ${holder === undefined ? 'now nobody’s' : `now ${printable(holder.name)}`}, and the live ${what} still holds it: ${apply}`, true);
+      } else if (now.gid !== was.gid) {
+        push(`group ${name} (gid ${was.gid}): ${name} is now gid ${now.gid}; the live ${what} still holds gid ${was.gid} (${groupOf(was.gid)} now): run \`lowport apply\` to move it`);
+      } else {
+        const uidsNow = new Set(now.members.flatMap((m) => { const u = usersById.get(m); return u === undefined ? [] : [u.uid]; }));
+        const gone = was.members.filter((u) => !uidsNow.has(u));
+        const added = [...uidsNow].filter((u) => !was.members.includes(u)).sort((a, b) => a - b);
+        if (gone.length > 0 || added.length > 0) {
+          const parts = [
+            ...(gone.length > 0 ? [`uid ${gone.join(', ')} left the group but the live ${what} still holds ${gone.length === 1 ? 'it' : 'them'}`] : []),
+            ...(added.length > 0 ? [`uid ${added.join(', ')} joined but ${added.length === 1 ? 'is' : 'are'} not live yet`] : []),
+          ];
+          push(`group ${name} (gid ${was.gid}): its members changed since the policy was applied: ${parts.join('; ')}: run \`lowport apply\``);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Ids of the subjects that lie in some user's subordinate range
+ * (subuid(5), subgid(5)): that user's containers (rootless podman, LXC) run
+ * processes with those ids, so a grant to one goes to the owner's containers.
+ */
+export function subordinateNotes(subjects: readonly Subject[], subuid: readonly SubordinateRange[], subgid: readonly SubordinateRange[]): string[] {
+  const notes: string[] = [];
+  const seen = new Set<string>();
+  for (const s of subjects) {
+    const [ranges, file, what] = s.kind === Kind.UID ? [subuid, '/etc/subuid', 'uid'] : s.kind === Kind.GID ? [subgid, '/etc/subgid', 'gid'] : [undefined, '', ''];
+    if (ranges === undefined) continue;
+    const id = Number(s.id);
+    for (const r of ranges) {
+      if (id < r.start || id >= r.start + r.count) continue;
+      const note = `${what} ${id} is in ${printable(r.owner)}'s subordinate range (${file}: ${r.start}-${r.start + r.count - 1}): ${printable(r.owner)}'s containers can use it`;
+      if (!seen.has(note)) notes.push(note);
+      seen.add(note);
+    }
+  }
+  return notes;
 }

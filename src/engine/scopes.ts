@@ -16,7 +16,7 @@ import { pathExists, processStartTime } from '../kernel/process.js';
 import type { PortItem } from '../policy/types.js';
 import type { Target } from './live.js';
 import { Kind } from './map-format.js';
-import type { ResolvedRule } from './resolve.js';
+import type { NameBindings, ResolvedRule } from './resolve.js';
 
 export interface Scope {
   /** The cgroup the command runs in (a child of the attach cgroup). */
@@ -49,8 +49,16 @@ function appliedFile(target: Target): string {
   return join(RUN_DIR, `applied${target.pinDir.replace(/[^A-Za-z0-9_-]/g, '_')}.json`);
 }
 
-export function saveAppliedText(target: Target, text: string): void {
-  writeJsonFile(appliedFile(target), { text });
+/** With the name -> id bindings the text was made live with (resolve.ts, NameBindings). */
+export function saveAppliedText(target: Target, text: string, bindings?: NameBindings): void {
+  writeJsonFile(appliedFile(target), bindings === undefined ? { text } : { text, bindings });
+}
+
+/** The bindings saved with the applied text; undefined when none were (an older lowport applied it). */
+export function appliedBindings(target: Target): NameBindings | undefined {
+  const saved = readJsonFile(appliedFile(target)) as { bindings?: NameBindings } | undefined | null;
+  const b = typeof saved === 'object' && saved !== null ? saved.bindings : undefined;
+  return typeof b === 'object' && b !== null && typeof b.users === 'object' && typeof b.groups === 'object' ? b : undefined;
 }
 
 export function appliedText(target: Target): string | undefined {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PolicyError } from '../../src/errors.js';
 import { addressKey, addressText, compile, protocolName, protocolNumber } from '../../src/engine/compile.js';
 import type { Entry } from '../../src/engine/live.js';
 import { encodeKey, Kind, lookupFlag, RESERVED } from '../../src/engine/map-format.js';
-import { resolvePolicy, type Directory, type ResolvedRule } from '../../src/engine/resolve.js';
+import { nameChanges, requireKnownPrincipal, resolvePolicy, subordinateNotes, type Directory, type NameBindings, type ResolvedRule } from '../../src/engine/resolve.js';
+import { LowportError } from '../../src/errors.js';
 import type { GroupEntry, PasswdEntry } from '../../src/kernel/nss.js';
 import { parsePolicy } from '../../src/policy/parse.js';
 
@@ -33,7 +33,7 @@ function fakeDirectory(): Directory & { asked: string[][] } {
 }
 
 function resolve(text: string): ResolvedRule[] {
-  return resolvePolicy(parsePolicy(text, 'policy'), fakeDirectory());
+  return resolvePolicy(parsePolicy(text, 'policy'), fakeDirectory()).rules;
 }
 
 function entries(text: string): Entry[] {
@@ -55,15 +55,11 @@ function shown(text: string): string[] {
   return entries(text).map(show).sort();
 }
 
-/** The PolicyError resolvePolicy throws, as `line:column+length message`. */
+/** The names resolvePolicy could not resolve, as `line:column+length message`. */
 function resolveProblems(text: string): string[] {
-  try {
-    resolve(text);
-  } catch (error) {
-    assert.ok(error instanceof PolicyError, `expected a PolicyError, got ${String(error)}`);
-    return error.diagnostics.map((d) => `${d.line}:${d.column}+${d.length} ${d.message}`);
-  }
-  assert.fail('the policy should have been rejected');
+  const { unresolved } = resolvePolicy(parsePolicy(text, 'policy'), fakeDirectory());
+  assert.ok(unresolved.length > 0, 'some name should not have resolved');
+  return unresolved.map((u) => `${u.diagnostic.line}:${u.diagnostic.column}+${u.diagnostic.length} ${u.diagnostic.message}`);
 }
 
 // The marker flags compile must set: which principal kind, exact address or any.
@@ -128,39 +124,148 @@ describe('resolvePolicy', () => {
 
   it('reports an unknown user at the name: its line, column and length', () => {
     assert.deepEqual(resolveProblems('# c\ngrant 80   user  mallory # x\n'), [
-      "2:18+7 unknown user 'mallory': no such user in the passwd database (getent passwd mallory); create it or fix the name",
+      "2:18+7 unknown user 'mallory': no such user in the passwd database (getent passwd mallory); this grant is not live",
     ]);
   });
 
   it('reports an unknown group at the name', () => {
     assert.deepEqual(resolveProblems('grant 53/udp\tgroup\tnobody.x addr ::1\n'), [
-      "1:20+8 unknown group 'nobody.x': no such group in the group database (getent group nobody.x); create it or fix the name",
+      "1:20+8 unknown group 'nobody.x': no such group in the group database (getent group nobody.x); this grant is not live",
     ]);
   });
 
   it('reports every unknown name at once, in file order, with the file name and source line', () => {
     const doc = parsePolicy('grant 80 user alice\ngrant 81 user zed\nreserve 82 group nogroup$\ngrant 83 user zed\n', 'pol.txt');
-    let caught: unknown;
-    try {
-      resolvePolicy(doc, fakeDirectory());
-    } catch (e) {
-      caught = e;
-    }
-    assert.ok(caught instanceof PolicyError);
+    const { unresolved } = resolvePolicy(doc, fakeDirectory());
     assert.deepEqual(
-      caught.diagnostics.map((d) => [d.file, d.line, d.column, d.length, d.source]),
+      unresolved.map((u) => [u.diagnostic.file, u.diagnostic.line, u.diagnostic.column, u.diagnostic.length, u.diagnostic.source, u.effect]),
       [
-        ['pol.txt', 2, 15, 3, 'grant 81 user zed'],
-        ['pol.txt', 3, 18, 8, 'reserve 82 group nogroup$'],
-        ['pol.txt', 4, 15, 3, 'grant 83 user zed'],
+        ['pol.txt', 2, 15, 3, 'grant 81 user zed', 'left-out'],
+        ['pol.txt', 3, 18, 8, 'reserve 82 group nogroup$', 'root-only'],
+        ['pol.txt', 4, 15, 3, 'grant 83 user zed', 'left-out'],
       ],
     );
-    assert.match(caught.message, /^pol\.txt:2:15: unknown user 'zed'.* \(and 2 more\)$/);
+    assert.match(unresolved[1]?.diagnostic.message ?? '', /the reservation of 82 still refuses everyone but root$/);
+  });
+
+  it('resolves every other rule when a name does not resolve, instead of rejecting the whole policy', () => {
+    const { rules, unresolved } = resolvePolicy(parsePolicy('grant 80 user alice\ngrant 81 user ghost\ngrant 82 group dns\n', 'policy'), fakeDirectory());
+    assert.deepEqual(rules.map((r) => [r.rule.line, r.label]), [
+      [1, 'user alice (uid 1000)'],
+      [3, 'group dns (gid 53, members uid 1000, 1001)'],
+    ]);
+    assert.deepEqual(unresolved.map((u) => u.rule.line), [2]);
+  });
+
+  it('keeps a reservation whose owner does not resolve, with no subject: its ports stay reserved for root alone', () => {
+    const { rules } = resolvePolicy(parsePolicy('reserve 5432/tcp user ghost\n', 'policy'), fakeDirectory());
+    assert.deepEqual(rules.map((r) => [r.rule.line, r.subjects]), [[1, []]]);
+    assert.deepEqual(compile(rules).map(show), [`PORT 6/5432 af0 id0 any -> line 1 flags ${RESERVED} hits 0`]);
+  });
+
+  it('records the id each name resolved to, and null for a name that did not', () => {
+    const { bindings } = resolvePolicy(parsePolicy('grant 80 user alice\ngrant 80 user 4242\nreserve 81 user ghost\ngrant 53 group dns\ngrant 54 group nogroup\n', 'policy'), fakeDirectory());
+    assert.deepEqual(bindings, { users: { alice: 1000, ghost: null }, groups: { dns: { gid: 53, members: [1000, 1001] }, nogroup: null } });
+  });
+
+  it('escapes control characters in names NSS gives back for a numeric principal', () => {
+    const dir: Directory = {
+      users: () => new Map(),
+      groups: (keys) => new Map(keys.map((k) => [k, { name: 'evil\x1b[2Jname', gid: Number(k), members: [] }] as const)),
+    };
+    const [r] = resolvePolicy(parsePolicy('grant 80 group 4000\n', 'policy'), dir).rules;
+    assert.equal(r?.label, 'group evil\\x1b[2Jname (gid 4000)');
   });
 
   it('points at the name, not at an earlier word that contains it', () => {
     // `user` in the comment-free statement appears once; the name `use` is a prefix of it.
     assert.deepEqual(resolveProblems('grant 80 user use\n').map((p) => p.split(' ')[0]), ['1:15+3']);
+  });
+});
+
+describe('requireKnownPrincipal', () => {
+  it('accepts names that exist, numbers and everyone, and refuses an unknown name with its database', () => {
+    const dir = fakeDirectory();
+    for (const p of [{ kind: 'user', name: 'alice' }, { kind: 'user', name: '4242' }, { kind: 'group', name: 'dns' }, { kind: 'everyone' }] as const) requireKnownPrincipal(p, dir);
+    assert.throws(() => requireKnownPrincipal({ kind: 'user', name: 'ghost' }, dir), (e: unknown) => e instanceof LowportError && e.code === 'E_UNKNOWN_USER' && /getent passwd ghost/.test(e.message));
+    assert.throws(() => requireKnownPrincipal({ kind: 'group', name: 'ghosts' }, dir), (e: unknown) => e instanceof LowportError && e.code === 'E_UNKNOWN_GROUP');
+  });
+});
+
+/** A directory over the given users and groups. */
+function directoryOf(users: PasswdEntry[], groups: GroupEntry[] = []): Directory {
+  return {
+    users: (keys) => new Map(keys.flatMap((k) => users.filter((u) => u.name === k || String(u.uid) === k).map((u) => [k, u] as const))),
+    groups: (keys) => new Map(keys.flatMap((k) => groups.filter((g) => g.name === k || String(g.gid) === k).map((g) => [k, g] as const))),
+  };
+}
+
+describe('nameChanges', () => {
+  const rules = parsePolicy('grant 80 user alice\nreserve 5432 user postgres\ngrant 53 group dns\ngrant 81 user 4242\ngrant 82 user ghost\n', 'policy').rules;
+  const applied: NameBindings = { users: { alice: 1001, postgres: 70, ghost: null }, groups: { dns: { gid: 53, members: [1001] } } };
+  const dns = (members: string[]): GroupEntry => ({ name: 'dns', gid: 53, members });
+
+  it('says nothing while every name maps to what was applied, except a name that was and is unknown', () => {
+    const now = directoryOf([user('alice', 1001), user('postgres', 70)], [dns(['alice'])]);
+    assert.deepEqual(nameChanges(rules, applied, now).map((c) => [c.line, c.changed, c.gone]), [[5, false, true]]);
+  });
+
+  it('flags a deleted user whose uid now belongs to someone else, naming both', () => {
+    const now = directoryOf([user('bob', 1001), user('postgres', 70)], [dns([])]);
+    const [c] = nameChanges(rules, applied, now).filter((x) => x.line === 1);
+    assert.equal(c?.message, 'user alice (uid 1001): alice no longer exists; uid 1001 is now bob, and the live grant still holds it: run `lowport apply` to drop the grant');
+    assert.equal(c?.gone, true);
+  });
+
+  it('flags a deleted reservation owner whose uid is free', () => {
+    const now = directoryOf([user('alice', 1001)], [dns(['alice'])]);
+    const [c] = nameChanges(rules, applied, now).filter((x) => x.line === 2);
+    assert.match(c?.message ?? '', /^user postgres \(uid 70\): postgres no longer exists; uid 70 is now nobody’s, and the live reservation still holds it: run `lowport apply` to keep its ports for root alone$/);
+  });
+
+  it('flags a user whose uid changed, and a group member who left or joined', () => {
+    const now = directoryOf([user('alice', 1005), user('carol', 1002), user('postgres', 70)], [dns(['carol'])]);
+    const byLine = new Map(nameChanges(rules, applied, now).map((c) => [c.line, c.message]));
+    assert.match(byLine.get(1) ?? '', /alice is now uid 1005; the live grant still holds uid 1001 \(no user now\)/);
+    assert.match(byLine.get(3) ?? '', /uid 1001 left the group but the live grant still holds it; uid 1002 joined but is not live yet/);
+  });
+
+  it('flags a name that did not exist at apply time and does now', () => {
+    const now = directoryOf([user('alice', 1001), user('postgres', 70), user('ghost', 3000)], [dns(['alice'])]);
+    const [c] = nameChanges(rules, applied, now).filter((x) => x.line === 5);
+    assert.equal(c?.message, 'user ghost did not exist when the policy was applied and does now (uid 3000): run `lowport apply` to make the grant live');
+  });
+
+  it('escapes the new holder’s name, which NSS may fill with control characters', () => {
+    const now = directoryOf([user('b\x1b]0;pwned\x07', 1001), user('postgres', 70)], [dns([])]);
+    const [c] = nameChanges(rules, applied, now).filter((x) => x.line === 1);
+    assert.match(c?.message ?? '', /uid 1001 is now b\\x1b\]0;pwned\\x07,/);
+    assert.ok(![...(c?.message ?? '')].some((ch) => ch.charCodeAt(0) < 0x20), 'no control character left');
+  });
+});
+
+describe('subordinateNotes', () => {
+  const subuid = [{ owner: 'alice', start: 100000, count: 65536 }];
+  const subgid = [{ owner: '1000', start: 200000, count: 10 }];
+
+  it('names the owner of the subordinate range a uid or gid lies in, and only those', () => {
+    assert.deepEqual(
+      subordinateNotes(
+        [
+          { kind: Kind.UID, id: 100500n },
+          { kind: Kind.UID, id: 165536n },
+          { kind: Kind.GID, id: 200009n },
+          { kind: Kind.GID, id: 100500n },
+          { kind: Kind.EVERYONE, id: 0n },
+        ],
+        subuid,
+        subgid,
+      ),
+      [
+        "uid 100500 is in alice's subordinate range (/etc/subuid: 100000-165535): alice's containers can use it",
+        "gid 200009 is in 1000's subordinate range (/etc/subgid: 200000-200009): 1000's containers can use it",
+      ],
+    );
   });
 });
 

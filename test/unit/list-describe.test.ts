@@ -42,7 +42,7 @@ function namesFrom(asked: [number, bigint[]][] = []) {
 }
 
 function compiled(text: string): Entry[] {
-  return compile(resolvePolicy(parsePolicy(text, 'policy'), directory));
+  return compile(resolvePolicy(parsePolicy(text, 'policy'), directory).rules);
 }
 
 /** Sets the hit counter of the entries that match. */
@@ -194,6 +194,19 @@ describe('describe (list)', () => {
       [
         [1, 'reserve'],
         [2, 'reserve'],
+      ],
+    );
+  });
+
+  it('lists a reservation whose owner did not resolve, with its ports and nobody as owner, and its refusals', () => {
+    const entries = compiled('grant 80 user alice\nreserve 5432/tcp,53/udp user ghost\n');
+    hit(entries, { kind: Kind.PORT, port: 5432 }, 3n);
+    const rules = describeRules(entries, namesFrom());
+    assert.deepEqual(
+      rules.map((r) => [r.line, r.action, r.who, r.ports, r.refused]),
+      [
+        [1, 'grant', ['user alice (uid 1000)'], '80', 0],
+        [2, 'reserve', [], '53/udp,5432/tcp', 3],
       ],
     );
   });

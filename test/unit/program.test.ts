@@ -459,7 +459,7 @@ const directory: Directory = {
 
 /** The live policy map for a policy text, as `apply` fills it. */
 function policyMap(text: string): PolicyMap {
-  const entries = compile(resolvePolicy(parsePolicy(text, 'policy'), directory));
+  const entries = compile(resolvePolicy(parsePolicy(text, 'policy'), directory).rules);
   return { kind: 'policy', entries: new Map(entries.map((e) => [encodeKey(e.key).toString('hex'), encodeValue(e.value)])) };
 }
 
@@ -570,6 +570,23 @@ describe('bind program: behaviour against a compiled policy', littleEndian, () =
     assert.equal(bind(map, bob, '::1', 5432, 'udp').verdict, 0);
     assert.equal(bind(map, root, '0.0.0.0', 5432).verdict, 1);
     assert.deepEqual(hits(map), ['line 3 kind 0 17/5432: 1', 'line 3 kind 0 6/5432: 1', 'line 3 kind 1 6/5432: 1']);
+  });
+
+  it('keeps a port reserved for root alone when its owner does not resolve (fail closed), with the rest of the policy live', () => {
+    const map = policyMap('reserve 5432 user ghost\ngrant 80 user alice\ngrant 5432 everyone\n');
+    for (const who of [alice, bob, postgres, { uid: 4000, gid: 4000 }]) {
+      assert.equal(bind(map, who, '0.0.0.0', 5432).verdict, 0);
+      assert.equal(bind(map, who, '::', 5432, 'udp').verdict, 0);
+    }
+    assert.equal(bind(map, root, '0.0.0.0', 5432).verdict, 1);
+    assert.equal(bind(map, alice, '0.0.0.0', 80).verdict, 3);
+    assert.equal(bind(map, bob, '0.0.0.0', 80).verdict, 1);
+  });
+
+  it('leaves out a grant whose user does not resolve, and nothing else', () => {
+    const map = policyMap('grant 80 user ghost\ngrant 81 user alice\n');
+    assert.equal(bind(map, alice, '0.0.0.0', 81).verdict, 3);
+    for (const who of [alice, bob]) assert.equal(bind(map, who, '0.0.0.0', 80).verdict, 1);
   });
 
   it('lets another rule grant a reserved port to someone else', () => {

@@ -66,7 +66,7 @@ describe('apply and off', { skip }, () => {
     assert.deepEqual(box.probe({}, binds(80, ['127.0.0.1'], ['tcp'])), ['ok']);
   });
 
-  it('rejects an unknown user at its line and column, and changes nothing live', async () => {
+  it('reports an unknown user at its line and column with exit 1, and makes the other lines live (names.test.ts has the rest)', async () => {
     box.writePolicy('grant 80 user nobody\ngrant 81 user no-such-user-xyz\n');
     const r = await box.cli('apply');
     assert.equal(r.code, 1);

@@ -87,6 +87,31 @@ describe('names that do not resolve', { skip }, () => {
   });
 });
 
+describe('ids in a subordinate range', { skip }, () => {
+  let box: Sandbox;
+  before(() => {
+    box = new Sandbox('subuid');
+  });
+  after(() => box?.dispose());
+
+  it('grant and list warn when a granted uid lies in some user’s /etc/subuid range', () => {
+    const subuid = join(box.dir, 'subuid');
+    writeFileSync(subuid, 'nobody:4000000:65536\n', { mode: 0o644 });
+    const run = (args: string[]) =>
+      spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /etc/subuid && exec "$@"', subuid, process.execPath, CLI, ...args, ...box.args], { encoding: 'utf8' });
+    const granted = run(['grant', '85', '--user', '4000500']);
+    assert.equal(granted.status, 0, granted.stderr);
+    const note = "uid 4000500 is in nobody's subordinate range (/etc/subuid: 4000000-4065535): nobody's containers can use it";
+    assert.ok(granted.stdout.includes(`warning: ${note}`), granted.stdout);
+    const listed = run(['list']);
+    const line = box.readPolicy().split('\n').indexOf('grant 85 user 4000500') + 1;
+    assert.ok(listed.stdout.includes(`warning: ${box.policy}:${line}: ${note}`), listed.stdout);
+    // Outside the range: no warning.
+    const other = run(['grant', '86', '--user', '3999999']);
+    assert.doesNotMatch(other.stdout, /subordinate/);
+  });
+});
+
 describe('a deleted user whose uid is reused', { skip }, () => {
   let box: Sandbox;
   // A uid no account on this machine has (checked below); the users holding it exist only in private mount namespaces.

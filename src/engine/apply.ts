@@ -65,7 +65,7 @@ const NEW_FILE_HEADER = [
   '',
 ];
 
-/** Parses and resolves a document's text; throws PolicyError with every problem. */
+/** Resolves and compiles a parsed document. Names that do not resolve are in `unresolved`, not thrown: they cost only their lines. */
 export function compileDocument(doc: PolicyDocument, directory?: Directory): CompiledPolicy {
   const { rules, unresolved, bindings } = resolvePolicy(doc, directory);
   return { doc, rules, unresolved, bindings, table: compileTable(rules) };

@@ -106,6 +106,7 @@ function getPin(pins: PinDir, name: (typeof PINS)[number]): number | undefined {
   if (kind !== 'dir') throw new LowportError('E_STATE', `${pins.path}/${LIVE} is not a directory`, { hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.` });
   const live = pins.dir.openDir(LIVE);
   try {
+    checkedNames(live);
     return checkedEntry(live, name) === 'pin' ? objGet(live.procPath(name)) : undefined;
   } finally {
     live.close();

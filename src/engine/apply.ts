@@ -216,7 +216,8 @@ export function refreshLive(options: LowportOptions, target: Target, { onlyIfLiv
   try {
     const live = readLivePolicy(target.pinDir);
     if (live === undefined) {
-      if (!onlyIfLive) makeLive(target, compileDocument(parsePolicy('', path)), Buffer.alloc(VALUE_SIZE));
+      // Off: only the scopes in force (never those `off` ended), and nothing when there are none.
+      if (!onlyIfLive && pruneScopes(target).scopes.length > 0) makeLive(target, compileDocument(parsePolicy('', path)), Buffer.alloc(VALUE_SIZE));
       return;
     }
     // A zero fingerprint: what is live was made by runs alone while lowport was off.
@@ -225,7 +226,7 @@ export function refreshLive(options: LowportOptions, target: Target, { onlyIfLiv
       removeAll(target);
       return;
     }
-    const text = runsOnly ? '' : (appliedText(target) ?? currentTextIfLive(path, live.fingerprint));
+    const text = runsOnly ? '' : (savedTextIfLive(target, live.fingerprint) ?? currentTextIfLive(path, live.fingerprint));
     if (text === undefined) {
       throw new LowportError('E_STATE', 'the text of the live policy is not known here, and the file has changed since', {
         hint: 'Run `lowport apply` to load the file, then try again.',
@@ -235,6 +236,12 @@ export function refreshLive(options: LowportOptions, target: Target, { onlyIfLiv
   } finally {
     lock.release();
   }
+}
+
+/** The text saved at apply, when it is what is live (a record another process left may be older, or not this instance's). */
+function savedTextIfLive(target: Target, fingerprint: Buffer | undefined): string | undefined {
+  const text = appliedText(target);
+  return text !== undefined && fingerprint !== undefined && policyFingerprint(text).equals(fingerprint) ? text : undefined;
 }
 
 function currentTextIfLive(path: string, fingerprint: Buffer | undefined): string | undefined {

@@ -13,8 +13,8 @@
 import { mkdirSync, statfsSync, type Stats } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { LowportError } from '../errors.js';
-import { DirFd, openDirNoFollow } from './dirfd.js';
-import { mount, SyscallError } from './libc.js';
+import { openDirChain, type DirFd } from './dirfd.js';
+import { mount } from './libc.js';
 import { mountOf, readMounts } from './mounts.js';
 
 export const DEFAULT_BPFFS = '/sys/fs/bpf';
@@ -59,7 +59,7 @@ export function openPinDir(pinDir: string, { create }: { create: boolean }): Pin
   const path = resolve(pinDir);
   if (path === '/') throw unsafe(`the pin directory cannot be /`, 'Give a --pin-dir of its own, e.g. /sys/fs/bpf/lowport.');
   if (create) ensureBpffs(path);
-  const parent = openAncestors(dirname(path), create);
+  const parent = openDirChain(dirname(path), { create, what: 'the pin directory' });
   if (parent === undefined) return undefined;
   try {
     const name = basename(path);
@@ -115,42 +115,6 @@ function checkPinDirStat(path: string, st: Stats): void {
       `the pin directory ${path} is writable by others (mode ${(st.mode & 0o7777).toString(8)}), so what is in it may not be root's`,
       `Remove it (lowport off --pin-dir ${path}, then rm -r ${path} if it is still there) and run the command again.`,
     );
-  }
-}
-
-/**
- * Opens `dir` by walking from / one name at a time without following
- * symlinks, checking each step: root's, and not writable by others unless
- * sticky (others then cannot move root's entries). Undefined when a step does
- * not exist and `create` is false.
- */
-function openAncestors(dir: string, create: boolean): DirFd | undefined {
-  let at = openDirNoFollow('/');
-  try {
-    for (const name of dir.split('/').filter((n) => n !== '')) {
-      const st = at.lstat(name);
-      const where = at.path === '/' ? `/${name}` : `${at.path}/${name}`;
-      if (st === undefined) {
-        if (!create) {
-          at.close();
-          return undefined;
-        }
-        at.mkdir(name, 0o755);
-      } else if (st.isSymbolicLink()) throw unsafe(`${where} is a symlink; lowport refuses a pin directory whose path goes through one`, 'Give --pin-dir as the real path.');
-      const next = at.openDir(name);
-      at.close();
-      at = new DirFd(next.fd, where);
-      const own = at.stat();
-      const othersWrite = (own.mode & 0o022) !== 0 && (own.mode & 0o1000) === 0;
-      if (own.uid !== 0 || othersWrite) {
-        throw unsafe(`${where}, above the pin directory, is not root's alone (uid ${own.uid}, mode ${(own.mode & 0o7777).toString(8)}): others could move the pin directory`, `Give a --pin-dir under a directory only root controls, e.g. ${DEFAULT_BPFFS}/lowport.`);
-      }
-    }
-    return at;
-  } catch (e) {
-    at.close();
-    if (e instanceof SyscallError && e.errnoName === 'ENOTDIR') throw unsafe(`the path of the pin directory ${dir} is not a chain of directories`, 'Give --pin-dir as the real path.');
-    throw e;
   }
 }
 

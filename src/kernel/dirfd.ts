@@ -13,7 +13,8 @@
  * bpf(BPF_OBJ_GET/BPF_OBJ_PIN), which take a path only, reach into the
  * directory: BPF_F_PATH_FD came with Linux 6.5, after Debian 12's 6.1.
  */
-import { closeSync, constants, fchmodSync, fstatSync, lstatSync, readdirSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, lstatSync, readdirSync, readFileSync, writeSync, type Stats } from 'node:fs';
+import { LowportError } from '../errors.js';
 import { nativeLibc, SyscallError } from './libc.js';
 
 // The generic Linux values (asm-generic/fcntl.h), which x86, arm, arm64,
@@ -86,6 +87,33 @@ export class DirFd {
     return new DirFd(openDirAt(this.fd, name, `${this.path}/${name}`), `${this.path}/${name}`);
   }
 
+  /**
+   * Subdirectory NAME, checked on the open directory: root's, not writable by
+   * others, not a symlink. Created (`mode`) when missing and `create`;
+   * undefined when missing otherwise.
+   */
+  openRootSubdir(name: string, { create, mode }: { create: boolean; mode: number }): DirFd | undefined {
+    const path = `${this.path === '/' ? '' : this.path}/${name}`;
+    if (create) this.mkdir(name, mode);
+    const st = this.lstat(name);
+    if (st === undefined) return undefined;
+    if (st.isSymbolicLink() || !st.isDirectory()) throw unsafe(`${path} is ${st.isSymbolicLink() ? 'a symlink' : 'not a directory'}`, `Remove it (rm ${path}) and run the command again.`);
+    const dir = new DirFd(openDirAt(this.fd, name, path), path);
+    const own = dir.stat();
+    if (own.uid !== 0 || (own.mode & 0o022) !== 0) {
+      dir.close();
+      throw unsafe(`${path} is not root's alone (uid ${own.uid}, mode ${(own.mode & 0o7777).toString(8)})`, `Remove it (rm -r ${path}) and run the command again.`);
+    }
+    return dir;
+  }
+
+  /** Removes directory NAME if it is empty; says nothing when it is not, or is gone. */
+  removeIfEmpty(name: string): void {
+    if (Number(libc().unlinkat(this.fd, name, AT_REMOVEDIR)) === 0) return;
+    const errno = libc().errno();
+    if (errno !== ENOENT && errno !== ENOTEMPTY && errno !== EEXIST) throw new SyscallError(`unlinkat(${this.path}/${name}, AT_REMOVEDIR)`, errno);
+  }
+
   /** mkdirat(2); false when NAME exists already (of whatever type: the caller checks). */
   mkdir(name: string, mode: number): boolean {
     if (Number(libc().mkdirat(this.fd, name, mode)) === 0) return true;
@@ -117,13 +145,121 @@ export class DirFd {
     }
   }
 
+  /**
+   * The text of file NAME, or undefined when there is none. Opened without
+   * following a symlink and without blocking (a FIFO cannot hang root), then
+   * checked on the open file: a regular file of root's that only root can write.
+   */
+  readText(name: string): string | undefined {
+    const fd = Number(libc().openat(this.fd, name, constants.O_RDONLY | O_NOFOLLOW | constants.O_NONBLOCK | O_CLOEXEC, 0));
+    if (fd < 0) {
+      const errno = libc().errno();
+      if (errno === ENOENT) return undefined;
+      if (errno === ELOOP) throw unsafe(`${this.path}/${name} is a symlink, which lowport never makes`, `Remove it (rm ${this.path}/${name}) and run the command again.`);
+      throw new SyscallError(`openat(${this.path}/${name}, O_NOFOLLOW)`, errno);
+    }
+    try {
+      const st = fstatSync(fd);
+      if (!st.isFile() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
+        throw unsafe(`${this.path}/${name} is not a file only root can write (uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`, `Remove it (rm ${this.path}/${name}) and run the command again.`);
+      }
+      return readFileSync(fd, 'utf8');
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Replaces file NAME with `text` in one renameat(2): a reader sees the old
+   * text or the new. The new file is created here (O_EXCL|O_NOFOLLOW, root's,
+   * `mode`), and the rename replaces whatever NAME was, a symlink included,
+   * without writing through it.
+   */
+  writeTextAtomic(name: string, text: string, mode = 0o600): void {
+    const tmp = `.${name}.${process.pid}.tmp`;
+    this.unlink(tmp);
+    const fd = Number(libc().openat(this.fd, tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+    if (fd < 0) throw new SyscallError(`openat(${this.path}/${tmp}, O_CREAT|O_EXCL)`, libc().errno());
+    try {
+      writeSync(fd, text);
+      fsyncSync(fd);
+    } catch (e) {
+      closeSync(fd);
+      this.unlink(tmp);
+      throw e;
+    }
+    closeSync(fd);
+    this.rename(tmp, name);
+  }
+
   close(): void {
     closeSync(this.fd);
   }
 }
 
+function unsafe(message: string, hint: string): LowportError {
+  return new LowportError('E_POLICY_UNSAFE', `${message}; lowport refuses to use it`, { hint });
+}
+
+/**
+ * Opens `dir` by walking from / one name at a time without following
+ * symlinks, checking each step: root's, and not writable by others unless
+ * sticky (others then cannot move root's entries). A missing step is created
+ * (root's, 0755) when `create`; otherwise the result is undefined. `what`
+ * names what lies below, for the refusal: `the pin directory`.
+ */
+export function openDirChain(dir: string, { create, what }: { create: boolean; what: string }): DirFd | undefined {
+  let at = openDirNoFollow('/');
+  try {
+    for (const name of dir.split('/').filter((n) => n !== '')) {
+      const st = at.lstat(name);
+      const where = at.path === '/' ? `/${name}` : `${at.path}/${name}`;
+      if (st === undefined) {
+        if (!create) {
+          at.close();
+          return undefined;
+        }
+        at.mkdir(name, 0o755);
+      } else if (st.isSymbolicLink()) {
+        throw unsafe(`${where} is a symlink; lowport refuses a path to ${what} that goes through one`, 'Give the real path.');
+      }
+      const next = at.openDir(name);
+      at.close();
+      at = new DirFd(next.fd, where);
+      const own = at.stat();
+      const othersWrite = (own.mode & 0o022) !== 0 && (own.mode & 0o1000) === 0;
+      if (own.uid !== 0 || othersWrite) {
+        throw unsafe(
+          `${where}, above ${what}, is not root's alone (uid ${own.uid}, mode ${(own.mode & 0o7777).toString(8)}): others could move what is in it`,
+          `Use a path under directories only root controls (chown root ${where} && chmod go-w ${where}, if it should be).`,
+        );
+      }
+    }
+    return at;
+  } catch (e) {
+    at.close();
+    if (e instanceof SyscallError && e.errnoName === 'ENOTDIR') throw unsafe(`the path of ${what} (${dir}) is not a chain of directories`, 'Give the real path.');
+    throw e;
+  }
+}
+
+/**
+ * A directory only root may write (lowport's state under /run): every step
+ * to it checked as in openDirChain, created (root's, `mode`) when missing and
+ * `create`, and refused when it is a symlink, not a directory, not root's or
+ * writable by others. Undefined when it does not exist and `create` is false.
+ */
+export function openRootDir(path: string, { create, mode, what }: { create: boolean; mode: number; what: string }): DirFd | undefined {
+  const slash = path.lastIndexOf('/');
+  const parent = openDirChain(path.slice(0, slash) || '/', { create, what });
+  if (parent === undefined) return undefined;
+  return withDir(parent, (p) => p.openRootSubdir(path.slice(slash + 1), { create, mode }));
+}
+
 const ENOENT = 2;
 const EEXIST = 17;
+const ENOTEMPTY = 39;
+const ELOOP = 40;
 
 function openDirAt(dirfd: number, name: string, what: string): number {
   const fd = Number(libc().openat(dirfd, name, O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | constants.O_RDONLY, 0));
@@ -131,7 +267,7 @@ function openDirAt(dirfd: number, name: string, what: string): number {
   return fd;
 }
 
-/** open(PATH, O_DIRECTORY|O_NOFOLLOW): a symlink at the last step of PATH is refused (ELOOP), earlier steps are followed. */
+/** open(PATH, O_DIRECTORY|O_NOFOLLOW): a symlink at the last step of PATH is refused, earlier steps are followed. */
 export function openDirNoFollow(path: string): DirFd {
   return new DirFd(openDirAt(AT_FDCWD, path, path), path);
 }

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { chownSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { refreshLive } from '../../src/engine/apply.js';
 import { readLivePolicy } from '../../src/engine/live.js';
@@ -91,9 +91,9 @@ describe('instance state under /run/lowport', { skip }, () => {
     const record = join('/run/lowport', `instance-${hash}`, 'applied.json');
     const oldRecord = join('/run/lowport', `applied${one.pinDir.replace(/[^A-Za-z0-9_-]/g, '_')}.json`);
     await applyTo(one);
+    mkdirSync(dirname(record), { recursive: true, mode: 0o700 });
     rmSync(record, { force: true });
     symlinkSync(victim, record);
-    mkdirSync('/run/lowport', { recursive: true });
     rmSync(oldRecord, { force: true });
     symlinkSync(victim, oldRecord);
     try {

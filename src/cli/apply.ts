@@ -62,12 +62,31 @@ the old policy or the new one.
   },
 };
 
+/**
+ * Control characters as visible escapes (\n, \x1b, \u2028...), so that a
+ * command line another user chose cannot move root's cursor or fake a line.
+ * Local until a shared escaping module exists (issue 9, finding 14).
+ */
+function escapeControl(text: string): string {
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\\]/g, (c) => {
+    if (c === '\\') return '\\\\';
+    if (c === '\n') return '\\n';
+    if (c === '\t') return '\\t';
+    if (c === '\r') return '\\r';
+    const code = c.charCodeAt(0);
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+}
+
 export const offCommand: Command = {
   name: 'off',
   help: `Usage: lowport off
 
 Ends every grant and reservation at once, then removes lowport's programs,
-links, map and pins. The policy file stays; \`lowport apply\` brings it back.`,
+links, map and pins. The policy file stays; \`lowport apply\` brings it back.
+Running \`lowport run\`s lose their grants too, for good (they go on without
+them); off lists them.`,
   options: {},
   needsRoot: () => true,
   prepare: (ctx) => {
@@ -77,6 +96,11 @@ links, map and pins. The policy file stays; \`lowport apply\` brings it back.`,
       if (ctx.json) printJson(ctx.io, result);
       else ctx.io.stdout(result.removed ? `lowport is off: removed everything at ${result.pinDir}\n` : `lowport was already off (nothing at ${result.pinDir})\n`);
       if (!ctx.json && result.forwards !== undefined) ctx.io.stdout(`removed ${result.forwards} persisted forward${result.forwards === 1 ? '' : 's'} (nftables); \`lowport apply\` restores them\n`);
+      if (!ctx.json && result.endedRuns.length > 0) {
+        const n = result.endedRuns.length;
+        ctx.io.stdout(`ended the grant${n === 1 ? '' : 's'} of ${n} running \`lowport run\`${n === 1 ? '' : 's'} (${n === 1 ? 'it goes' : 'they go'} on without ${n === 1 ? 'it' : 'them'}):\n`);
+        for (const r of result.endedRuns) ctx.io.stdout(`  pid ${r.pid} (${escapeControl(r.user)}): ${escapeControl(r.command.join(' '))}\n`);
+      }
       return 0;
     };
   },

@@ -268,7 +268,8 @@ export function refreshLive(options: LowportOptions, target: Target, { onlyIfLiv
   try {
     const live = readLivePolicy(target.pinDir);
     if (live === undefined) {
-      if (!onlyIfLive) makeLive(target, compileDocument(parsePolicy('', path)), Buffer.alloc(VALUE_SIZE));
+      // Off: only the scopes in force (never those `off` ended), and nothing when there are none.
+      if (!onlyIfLive && pruneScopes(target).scopes.length > 0) makeLive(target, compileDocument(parsePolicy('', path)), Buffer.alloc(VALUE_SIZE));
       return;
     }
     // A zero fingerprint: what is live was made by runs alone while lowport was off.
@@ -277,16 +278,25 @@ export function refreshLive(options: LowportOptions, target: Target, { onlyIfLiv
       removeAll(target);
       return;
     }
-    const text = runsOnly ? '' : (appliedText(target) ?? currentTextIfLive(path, live.fingerprint));
+    const text = runsOnly ? '' : (savedTextIfLive(target, live.fingerprint) ?? currentTextIfLive(path, live.fingerprint));
     if (text === undefined) {
       throw new LowportError('E_STATE', 'the text of the live policy is not known here, and the file has changed since', {
         hint: 'Run `lowport apply` to load the file, then try again.',
       });
     }
-    makeLive(target, compileDocument(parsePolicy(text, path)), runsOnly ? Buffer.alloc(VALUE_SIZE) : policyFingerprint(text));
+    const compiled = compileDocument(parsePolicy(text, path));
+    makeLive(target, compiled, runsOnly ? Buffer.alloc(VALUE_SIZE) : policyFingerprint(text));
+    // The names were resolved again: record what the kernel now holds, so list flags only what moved since.
+    if (!runsOnly) saveAppliedText(target, text, compiled.bindings);
   } finally {
     lock.release();
   }
+}
+
+/** The text saved at apply, when it is what is live (a record another process left may be older, or not this instance's). */
+function savedTextIfLive(target: Target, fingerprint: Buffer | undefined): string | undefined {
+  const text = appliedText(target);
+  return text !== undefined && fingerprint !== undefined && policyFingerprint(text).equals(fingerprint) ? text : undefined;
 }
 
 function currentTextIfLive(path: string, fingerprint: Buffer | undefined): string | undefined {

@@ -1,21 +1,32 @@
 /**
  * What lowport keeps in the kernel, and the steps that change it.
  *
- * In the pin directory (default /sys/fs/bpf/lowport):
- *   outer   ARRAY_OF_MAPS, one slot: the live policy map (or empty: no policy)
- *   bind4   cgroup link, BPF_CGROUP_INET4_BIND, running the bind program
- *   bind6   cgroup link, BPF_CGROUP_INET6_BIND, same program
+ * The pin directory (default /sys/fs/bpf/lowport) is root's, mode 0700, and
+ * holds everything of this instance (kernel/bpffs.ts checks it, and every
+ * step inside goes through its fd):
+ *   live/outer    ARRAY_OF_MAPS, one slot: the live policy map (or empty: no policy)
+ *   live/bind4    cgroup link, BPF_CGROUP_INET4_BIND, running the bind program
+ *   live/bind6    cgroup link, BPF_CGROUP_INET6_BIND, same program
+ *   stage-PID/    a first install in progress (the same three pins)
+ * lowport before 0.2 pinned outer, bind4 and bind6 in the pin directory
+ * itself and staged in the parent as lowport_stage_NAME-PID; every command
+ * that changes what is live first moves such pins into live/ (migratePins),
+ * and readers look in both places.
  *
  * Atomicity. A policy change is one update of the outer map's slot, which both
  * hooks read: before it every bind sees the old map, after it the new one. A
- * first install pins everything in a staging directory next to the pin
- * directory with the slot still empty (no policy, as before), renames the
- * directory into place, and only then fills the slot. Links die with the
+ * first install pins everything in stage-PID with the slot still empty (no
+ * policy, as before), renames it to live/ (rename(2) inside the pin
+ * directory: atomic), and only then fills the slot. Links die with the
  * process unless pinned, so a kill at any step leaves the old state or the new
- * one; a staging directory a killed install left behind (its links pass every
- * bind through) is removed by the next command.
+ * one; a stage a killed install left behind (its links pass every bind
+ * through) is removed by the next command. Moving old-layout pins is one
+ * rename(2) per pin; a pinned link stays attached and the map stays in use
+ * whatever the pin's name, so the grant holds throughout, and a move a kill
+ * interrupted is finished by the next command. Pins only ever move from the
+ * old place to live/, so a reader that looks in the old place first and then
+ * in live/ cannot miss one that moves meanwhile.
  */
-import { basename, dirname, join } from 'node:path';
 import { LowportError } from '../errors.js';
 import { BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND, BPF_F_QUERY_EFFECTIVE, BPF_MAP_TYPE, BPF_PROG_TYPE_CGROUP_SOCK_ADDR } from '../kernel/bpf-attr.js';
 import {
@@ -38,8 +49,9 @@ import {
   progQuery,
   withFd,
 } from '../kernel/bpf.js';
-import { ensurePinDir, listDir, removePinDir, renamePin } from '../kernel/bpffs.js';
-import { openDir, pathExists, pidAlive } from '../kernel/process.js';
+import { checkedEntry, checkedNames, openPinDir, removeOldStage, removePinSet, type PinDir } from '../kernel/bpffs.js';
+import { SyscallError } from '../kernel/libc.js';
+import { openDir, pidAlive } from '../kernel/process.js';
 import { EntryTable, Kind, KEY_SIZE, metaKey, VALUE_SIZE, type MapKey, type MapValue } from './map-format.js';
 import { bindProgramName, buildBindProgram } from './program.js';
 
@@ -62,27 +74,92 @@ export interface Entry {
   value: MapValue;
 }
 
-// bpffs refuses names with a dot (EPERM), so the staging name has none.
-const STAGE_PREFIX = 'lowport_stage_';
+const LIVE = 'live';
+const PINS = ['bind4', 'bind6', 'outer'] as const;
+// bpffs refuses names with a dot (EPERM), so stage names have none.
+const STAGE = /^stage-(\d+)$/;
 
-function stageDirFor(pinDir: string): string {
-  return join(dirname(pinDir), `${STAGE_PREFIX}${basename(pinDir)}-${process.pid}`);
+/** Runs `fn` on the open pin directory; undefined (without calling it) when there is none and `create` is false. */
+function withPinDir<T>(pinDir: string, create: boolean, fn: (pins: PinDir) => T): T | undefined {
+  const pins = openPinDir(pinDir, { create });
+  if (pins === undefined) return undefined;
+  try {
+    // Anything in it that root did not make (a symlink, another user's entry) is refused here.
+    checkedNames(pins.dir);
+    return fn(pins);
+  } finally {
+    pins.close();
+  }
 }
 
-/** Removes staging directories whose creator is gone (it was killed mid-install). */
-export function removeStaleStages(pinDir: string): void {
-  const parent = dirname(pinDir);
-  const prefix = `${STAGE_PREFIX}${basename(pinDir)}-`;
-  for (const name of listDir(parent)) {
-    if (!name.startsWith(prefix)) continue;
-    const pid = Number(name.slice(prefix.length));
-    if (Number.isInteger(pid) && pid !== process.pid && pidAlive(pid)) continue;
-    try {
-      removePinDir(join(parent, name));
-    } catch {
-      // Not lowport's (a directory someone else made with a matching name): leave it.
-    }
+/**
+ * An fd for a pin of the live set (outer, bind4, bind6), or undefined when
+ * there is none: the old place first, then live/ (see the header).
+ */
+function getPin(pins: PinDir, name: (typeof PINS)[number]): number | undefined {
+  if (checkedEntry(pins.dir, name) === 'pin') {
+    const fd = objGet(pins.dir.procPath(name));
+    if (fd !== undefined) return fd;
   }
+  const kind = checkedEntry(pins.dir, LIVE);
+  if (kind === undefined) return undefined;
+  if (kind !== 'dir') throw new LowportError('E_STATE', `${pins.path}/${LIVE} is not a directory`, { hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.` });
+  const live = pins.dir.openDir(LIVE);
+  try {
+    checkedNames(live);
+    return checkedEntry(live, name) === 'pin' ? objGet(live.procPath(name)) : undefined;
+  } finally {
+    live.close();
+  }
+}
+
+/**
+ * Moves pins of the old layout (in the pin directory itself) into live/, one
+ * rename each; the grant stays live throughout (see the header).
+ */
+function migratePins(pins: PinDir): void {
+  const old = PINS.filter((name) => checkedEntry(pins.dir, name) === 'pin');
+  if (old.length === 0) return;
+  pins.dir.mkdir(LIVE, 0o700);
+  if (checkedEntry(pins.dir, LIVE) !== 'dir') throw new LowportError('E_STATE', `${pins.path}/${LIVE} is not a directory`, { hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.` });
+  const live = pins.dir.openDir(LIVE);
+  try {
+    // outer last: it is what tells readers lowport is installed.
+    for (const name of old) {
+      if (checkedEntry(live, name) !== undefined) {
+        throw new LowportError('E_STATE', `${pins.path} has ${name} both in the old place and in ${LIVE}/`, { hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.` });
+      }
+      pins.dir.rename(name, name, live);
+    }
+  } finally {
+    live.close();
+  }
+}
+
+/**
+ * Removes stages whose creator is gone (it was killed mid-install): stage-PID
+ * in the pin directory, and lowport_stage_NAME-PID beside it (older lowport),
+ * matched exactly and only when it is a real directory of root's.
+ */
+function removeStaleStages(pins: PinDir): void {
+  for (const name of pins.dir.names()) {
+    const m = STAGE.exec(name);
+    if (m !== null && !runsElsewhere(Number(m[1]))) removePinSet(pins.dir, name);
+  }
+  const old = new RegExp(`^lowport_stage_${escapeRegExp(pins.path.slice(pins.path.lastIndexOf('/') + 1))}-(\\d+)$`);
+  for (const name of pins.parent.names()) {
+    const m = old.exec(name);
+    if (m !== null && !runsElsewhere(Number(m[1]))) removeOldStage(pins.parent, name);
+  }
+}
+
+/** A pid that is another process that still runs (its stage may be in use). */
+function runsElsewhere(pid: number): boolean {
+  return pid !== process.pid && pidAlive(pid);
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 function createPolicyMap(entries: number): number {
@@ -90,10 +167,6 @@ function createPolicyMap(entries: number): number {
   return mapCreate({ type: BPF_MAP_TYPE.HASH, keySize: KEY_SIZE, valueSize: VALUE_SIZE, maxEntries: Math.max(16, entries + 1), name: 'lowport_policy' });
 }
 
-/** Opens the live outer map, or undefined when lowport is not installed at this pin directory. */
-function openOuter(pinDir: string): number | undefined {
-  return objGet(join(pinDir, 'outer'));
-}
 
 /** An fd for the policy map in the outer map's slot, or undefined when the slot is empty. */
 function openPolicyMap(outerFd: number): number | undefined {
@@ -111,7 +184,7 @@ export interface LivePolicy {
 
 /** The live policy, or undefined when none is live at this pin directory. */
 export function readLivePolicy(pinDir: string): LivePolicy | undefined {
-  const outer = openOuter(pinDir);
+  const outer = withPinDir(pinDir, false, (pins) => getPin(pins, 'outer'));
   if (outer === undefined) return undefined;
   return withFd(outer, (outerFd) => {
     const policy = openPolicyMap(outerFd);
@@ -140,27 +213,31 @@ function findMeta(t: EntryTable): number | undefined {
  * are carried over from the old map.
  */
 export function swapPolicy(target: Target, table: EntryTable, fingerprint: Buffer = Buffer.alloc(VALUE_SIZE)): { installed: boolean } {
-  ensurePinDir(dirname(target.pinDir));
-  removeStaleStages(target.pinDir);
-  const policyFd = createPolicyMap(table.count);
-  try {
-    const outer = openOuter(target.pinDir);
-    if (outer !== undefined) {
-      withFd(outer, (outerFd) => {
-        const old = openPolicyMap(outerFd);
-        if (old !== undefined) withFd(old, (oldFd) => carryHits(oldFd, table));
-        fill(policyFd, table, fingerprint);
-        upgradeProgram(target, outerFd);
-        setSlot(outerFd, policyFd);
-      });
-      return { installed: false };
+  const done = withPinDir(target.pinDir, true, (pins) => {
+    migratePins(pins);
+    removeStaleStages(pins);
+    const policyFd = createPolicyMap(table.count);
+    try {
+      const outer = getPin(pins, 'outer');
+      if (outer !== undefined) {
+        withFd(outer, (outerFd) => {
+          const old = openPolicyMap(outerFd);
+          if (old !== undefined) withFd(old, (oldFd) => carryHits(oldFd, table));
+          fill(policyFd, table, fingerprint);
+          upgradeProgram(pins, outerFd);
+          setSlot(outerFd, policyFd);
+        });
+        return { installed: false };
+      }
+      fill(policyFd, table, fingerprint);
+      install(target, pins, policyFd);
+      return { installed: true };
+    } finally {
+      closeFd(policyFd);
     }
-    fill(policyFd, table, fingerprint);
-    install(target, policyFd);
-    return { installed: true };
-  } finally {
-    closeFd(policyFd);
-  }
+  });
+  // withPinDir creates the directory, so it is there.
+  return done ?? { installed: false };
 }
 
 function readAll(fd: number): EntryTable {
@@ -210,15 +287,16 @@ function loadProgram(outerFd: number, hook: (typeof HOOKS)[number]): number {
   });
 }
 
-function install(target: Target, policyFd: number): void {
-  const stage = stageDirFor(target.pinDir);
-  removePinDir(stage);
-  ensurePinDir(stage);
+function install(target: Target, pins: PinDir, policyFd: number): void {
+  const stage = `stage-${process.pid}`;
+  removePinSet(pins.dir, stage);
+  pins.dir.mkdir(stage, 0o700);
   const fds: number[] = [];
+  const stageDir = pins.dir.openDir(stage);
   try {
     const outerFd = createOuter();
     fds.push(outerFd);
-    objPin(outerFd, join(stage, 'outer'));
+    objPin(outerFd, stageDir.procPath('outer'));
     const cgroupFd = openDir(target.cgroup);
     fds.push(cgroupFd);
     for (const hook of HOOKS) {
@@ -226,28 +304,29 @@ function install(target: Target, policyFd: number): void {
       fds.push(progFd);
       const linkFd = linkCreate(progFd, cgroupFd, hook.attachType);
       fds.push(linkFd);
-      objPin(linkFd, join(stage, hook.name));
+      objPin(linkFd, stageDir.procPath(hook.name));
     }
-    // No outer map but a pin directory: what a killed `off` left (its slot was
+    // No outer map but a live set: what a killed `off` left (its slot was
     // emptied first, so these links pass every bind through). Replace it.
-    removePinDir(target.pinDir);
-    renamePin(stage, target.pinDir);
+    removePinSet(pins.dir, LIVE);
+    pins.dir.rename(stage, LIVE);
     setSlot(outerFd, policyFd);
   } catch (e) {
-    removePinDir(stage);
+    removePinSet(pins.dir, stage);
     throw e;
   } finally {
+    stageDir.close();
     for (const fd of fds) closeFd(fd);
   }
 }
 
 /** When this lowport's program differs from the one the links run (an upgrade), swap it in on both links. */
-function upgradeProgram(target: Target, outerFd: number): void {
+function upgradeProgram(pins: PinDir, outerFd: number): void {
   for (const hook of HOOKS) {
-    const linkFd = objGet(join(target.pinDir, hook.name));
+    const linkFd = getPin(pins, hook.name);
     if (linkFd === undefined) {
-      throw new LowportError('E_STATE', `the ${hook.name} link is missing from ${target.pinDir}`, {
-        hint: `Run \`lowport off --pin-dir ${target.pinDir}\`, then apply again.`,
+      throw new LowportError('E_STATE', `the ${hook.name} link is missing from ${pins.path}`, {
+        hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.`,
       });
     }
     withFd(linkFd, (fd) => {
@@ -268,12 +347,22 @@ function progInfoById(id: number): ReturnType<typeof progInfo> | undefined {
  * (detaching the program) and the map are unpinned.
  */
 export function removeAll(target: Target): { removed: boolean } {
-  removeStaleStages(target.pinDir);
-  const outer = pathExists(target.pinDir) ? openOuter(target.pinDir) : undefined;
-  if (outer !== undefined) withFd(outer, (fd) => mapDelete(fd, SLOT0));
-  const existed = pathExists(target.pinDir);
-  removePinDir(target.pinDir);
-  return { removed: existed };
+  const removed = withPinDir(target.pinDir, false, (pins) => {
+    removeStaleStages(pins);
+    const outer = getPin(pins, 'outer');
+    if (outer !== undefined) withFd(outer, (fd) => mapDelete(fd, SLOT0));
+    // The links (detaching the program) and the map, in either layout.
+    for (const name of PINS) if (checkedEntry(pins.dir, name) === 'pin') pins.dir.unlink(name);
+    removePinSet(pins.dir, LIVE);
+    try {
+      pins.parent.rmdir(pins.path.slice(pins.path.lastIndexOf('/') + 1));
+    } catch (e) {
+      // A stage of a lowport still at work, or an entry lowport does not know: the directory stays.
+      if (!(e instanceof SyscallError && e.errnoName === 'ENOTEMPTY')) throw e;
+    }
+    return true;
+  });
+  return { removed: removed === true };
 }
 
 export interface AttachedProgram {
@@ -291,10 +380,12 @@ export interface AttachedProgram {
 /** Every program that runs on the bind hooks for this cgroup (its own and inherited ones). */
 export function attachedPrograms(target: Target): AttachedProgram[] {
   const ours = new Set<number>();
-  for (const hook of HOOKS) {
-    const fd = pathExists(target.pinDir) ? objGet(join(target.pinDir, hook.name)) : undefined;
-    if (fd !== undefined) withFd(fd, (f) => ours.add(linkInfo(f).progId));
-  }
+  withPinDir(target.pinDir, false, (pins) => {
+    for (const hook of HOOKS) {
+      const fd = getPin(pins, hook.name);
+      if (fd !== undefined) withFd(fd, (f) => ours.add(linkInfo(f).progId));
+    }
+  });
   const out: AttachedProgram[] = [];
   withFd(openDir(target.cgroup), (cgroupFd) => {
     for (const hook of HOOKS) {

@@ -4,7 +4,7 @@ import { removePersisted } from '../forward/redirect.js';
 import { lockDirectory } from '../kernel/files.js';
 import { pathExists } from '../kernel/process.js';
 import { removeAll } from './live.js';
-import { forgetAppliedText, pruneScopes } from './scopes.js';
+import { endScopes, forgetAppliedText } from './scopes.js';
 import { targetIfSupported } from './apply.js';
 import { DEFAULT_PIN_DIR, policyPath, type LowportOptions } from './target.js';
 
@@ -14,6 +14,15 @@ export interface OffResult {
   removed: boolean;
   /** Persisted forwards (nftables redirects of the policy's `forward` statements) removed. */
   forwards?: number;
+  /** Running `lowport run`s whose grants this ended (they go on without them). */
+  endedRuns: EndedRun[];
+}
+
+export interface EndedRun {
+  /** The `lowport run` process. */
+  pid: number;
+  user: string;
+  command: string[];
 }
 
 export function off(options: LowportOptions = {}): OffResult {
@@ -25,15 +34,17 @@ export function off(options: LowportOptions = {}): OffResult {
   const lock = pathExists(dir) ? lockDirectory(dir) : undefined;
   try {
     const pinDir = target?.pinDir ?? resolve(options.pinDir ?? DEFAULT_PIN_DIR);
+    // Running `lowport run`s lose their grants for good: marked first (what
+    // killed runs left goes meanwhile), so that the next run, by anyone, swaps
+    // in its own grant only.
+    const ended = target === undefined ? [] : endScopes(target);
     const result = target === undefined ? { removed: false } : removeAll(target);
-    if (target !== undefined) {
-      // What killed runs left (their commands gone) goes too; the live text is no longer live.
-      pruneScopes(target);
-      forgetAppliedText(target);
-    }
+    // The live text is no longer live.
+    if (target !== undefined) forgetAppliedText(target);
     // A separate step: the policy's persisted redirects go too; `apply` brings them back.
     const forwards = removePersisted(policyPath(options));
-    return { pinDir, ...result, ...(forwards > 0 ? { forwards } : {}) };
+    const endedRuns = ended.map((s) => ({ pid: s.owner, user: s.user, command: s.command }));
+    return { pinDir, ...result, ...(forwards > 0 ? { forwards } : {}), endedRuns };
   } finally {
     lock?.release();
   }

@@ -10,9 +10,10 @@
  * goes — no empty table stays behind.
  */
 import { createHash } from 'node:crypto';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { LowportError } from '../errors.js';
-import { lockDirectory, preparePolicyDir, readJsonFile, readPolicyFile, removeEmptyDir, removeFile, writeFileAtomic, writeJsonFile } from '../kernel/files.js';
+import { openRootDir, withDir, type DirFd } from '../kernel/dirfd.js';
+import { lockDirectory, preparePolicyDir, readPolicyFile, writeFileAtomic } from '../kernel/files.js';
 import { findNft, lockNft, nftApply, nftListTable } from '../kernel/nft.js';
 import { effectiveUid, findInPidNamespace, INIT_PID_NAMESPACE, pathState, pidNamespace, processCommandLine, processStartTime } from '../kernel/process.js';
 import { addForward, removeForward, type EditResult } from '../policy/edit.js';
@@ -66,22 +67,39 @@ export function policyOwner(policyPath: string): Owner {
  * the file's forwards go live and removed with them, gone at reboot like the
  * rules themselves.
  */
-const POLICY_OWNERS = '/run/lowport/forward-owners';
+const RUN_DIR = '/run/lowport';
+const POLICY_OWNERS = 'forward-owners';
+
+/** Runs `fn` in /run/lowport/forward-owners (root's alone, checked, no symlinks followed: kernel/dirfd.ts); undefined when it is not there. */
+function inOwnersDir<T>(create: boolean, fn: (dir: DirFd) => T): T | undefined {
+  const run = openRootDir(RUN_DIR, { create, mode: 0o700, what: "lowport's state directory" });
+  if (run === undefined) return undefined;
+  return withDir(run, (r) => {
+    const owners = r.openRootSubdir(POLICY_OWNERS, { create, mode: 0o700 });
+    return owners === undefined ? undefined : withDir(owners, fn);
+  });
+}
 
 function recordPolicyOwner(policyPath: string): void {
   const owner = policyOwner(policyPath);
-  if (owner.kind === 'policy') writeJsonFile(join(POLICY_OWNERS, `${owner.id}.json`), { path: policyPath });
+  if (owner.kind === 'policy') inOwnersDir(true, (dir) => dir.writeTextAtomic(`${owner.id}.json`, `${JSON.stringify({ path: policyPath })}\n`));
 }
 
 function forgetPolicyOwner(owner: Owner): void {
   if (owner.kind !== 'policy') return;
-  removeFile(join(POLICY_OWNERS, `${owner.id}.json`));
-  removeEmptyDir(POLICY_OWNERS);
+  inOwnersDir(false, (dir) => dir.unlink(`${owner.id}.json`));
+  const run = openRootDir(RUN_DIR, { create: false, mode: 0o700, what: "lowport's state directory" });
+  if (run !== undefined) withDir(run, (r) => r.removeIfEmpty(POLICY_OWNERS));
 }
 
 function policyPathOf(owner: Owner): string | undefined {
   if (owner.kind !== 'policy') return undefined;
-  const saved = readJsonFile(join(POLICY_OWNERS, `${owner.id}.json`));
+  let saved: unknown;
+  try {
+    saved = JSON.parse(inOwnersDir(false, (dir) => dir.readText(`${owner.id}.json`)) ?? 'null');
+  } catch {
+    return undefined;
+  }
   const path = typeof saved === 'object' && saved !== null ? (saved as { path?: unknown }).path : undefined;
   return typeof path === 'string' ? path : undefined;
 }

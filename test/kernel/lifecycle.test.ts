@@ -153,7 +153,7 @@ describe('apply and off', { skip }, () => {
     assert.ok(sawOld > 0 && sawNew > 0, `old ${sawOld}, new ${sawNew}`);
     const r = await box.cli('apply');
     assert.equal(r.code, 0, r.stderr);
-    const stale = readdirSync(dirname(box.pinDir)).filter((n) => n.startsWith('lowport_stage_'));
+    const stale = [...readdirSync(dirname(box.pinDir)), ...readdirSync(box.pinDir)].filter((n) => n.startsWith('lowport_stage_') || n.startsWith('stage-'));
     assert.deepEqual(stale, [], 'a killed install left a staging directory that the next command did not remove');
   });
 

@@ -150,6 +150,48 @@ for p in (80, 81, 82):
     assert.equal(existsSync(box.pinDir), false, 'lowport was off before the run and should be off after it');
   });
 
+  it('after off, a running run stays without its grant when another run starts, cleans up normally, and off names it', () => {
+    const probe = join(box.dir, 'bind-probe.py');
+    writeFileSync(probe, `import socket, sys\ntry:\n    socket.socket().bind(("127.0.0.1", int(sys.argv[1]))); print("ok")\nexcept OSError as e: print(e.errno)\n`);
+    const { status, out } = inNetns(`
+      W=$(mktemp -d)
+      # Run A, whose command line carries an escape sequence and a newline.
+      $LOWPORT run --port 80 --user nobody $G -- sh -c 'exec sleep 300' "$(printf 'x\\033[2Jy\\nz')" 2>$W/a.err &
+      a=$!; echo "APID=$a"
+      for i in $(seq 100); do acg=$(ls -d ${box.cgroup}/lowport-run-$a-* 2>/dev/null) && [ -n "$(cat $acg/cgroup.procs)" ] && break; sleep 0.1; done
+      # A bind from inside A's cgroup, as nobody.
+      probeA() { sh -c 'echo $$ > "$1/cgroup.procs" && exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all /usr/bin/python3 ${probe} 80' sh "$acg"; }
+      echo "BEFORE=$(probeA)"
+      $LOWPORT off $G >$W/off.out; echo "OFF=$?"
+      sed 's/^/OFFOUT: /' $W/off.out
+      echo "AFTEROFF=$(probeA)"
+      $LOWPORT run --port 81 --user nobody $G -- sh -c '/usr/bin/python3 ${probe} 81; sleep 3' >$W/b.out &
+      b=$!
+      for i in $(seq 100); do [ -s $W/b.out ] && break; sleep 0.1; done
+      echo "B81=$(cat $W/b.out)"
+      echo "DURINGB=$(probeA)"
+      wait $b; echo "BSTATUS=$?"
+      kill -TERM $a; wait $a; echo "ASTATUS=$?"
+      echo "AERR=$(cat $W/a.err)"
+      rm -r $W
+    `);
+    assert.equal(value(out, 'BEFORE'), 'ok', out);
+    assert.equal(value(out, 'OFF'), '0', out);
+    assert.match(out, /^OFFOUT: ended the grant of 1 running `lowport run`/m, out);
+    assert.match(out, new RegExp(`^OFFOUT: {3}pid ${value(out, 'APID')} \\(nobody\\): sh -c exec sleep 300 x\\\\x1b\\[2Jy\\\\nz$`, 'm'), 'the run, its user and its command, control characters escaped');
+    assert.ok(!out.includes(String.fromCharCode(27)), 'no raw escape reaches the terminal');
+    assert.equal(value(out, 'AFTEROFF'), '13', 'off ended the grant of the running run');
+    assert.equal(value(out, 'B81'), 'ok', 'a new run gets its own grant');
+    assert.equal(value(out, 'DURINGB'), '13', 'and does not bring back the grant off ended');
+    assert.equal(value(out, 'BSTATUS'), '0', out);
+    assert.equal(value(out, 'ASTATUS'), '143', 'the ended run ends normally, with its command’s status');
+    assert.equal(value(out, 'AERR'), '', 'and without an error');
+    assert.equal(status, 0, out);
+    assert.deepEqual(scopeCgroups(), [], 'both runs removed their cgroups');
+    assert.equal(existsSync(box.pinDir), false, 'lowport is off again once the runs are over');
+    assert.equal(existsSync(scopeDir(box.options)), false);
+  });
+
   it('passes sockets as fds 3, 4, ... with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES, without any BPF', async () => {
     const other = new Sandbox('run-sockets');
     try {

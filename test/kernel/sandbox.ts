@@ -1,14 +1,15 @@
 /**
  * Isolation for tests that touch the kernel. Each sandbox has its own child
  * cgroup (lowport attaches there, never at the machine's root), its own bpffs
- * pin directory (never /sys/fs/bpf/lowport) and its own policy file in a
+ * mount (never /sys/fs/bpf; mounted bare, so 1777 as a hostile machine may
+ * have it) holding the pin directory, and its own policy file in a
  * private temp directory. Clients run inside the cgroup, in a private network
  * namespace (so no port can collide with the machine's), as an unprivileged
  * user with no capabilities. `dispose()` removes everything, and is meant for
  * an `after`/`finally` hook.
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
-import { chmodSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +17,7 @@ import { runMain } from '../run-main.js';
 import { removeAll } from '../../src/engine/live.js';
 import { forgetAppliedText } from '../../src/engine/scopes.js';
 import { findCgroup2Root, createNewCgroup, killAndRemoveCgroup } from '../../src/kernel/cgroup.js';
-import { ensurePinDir } from '../../src/kernel/bpffs.js';
+import { mount } from '../../src/kernel/libc.js';
 
 export const NOBODY = 65534;
 const here = dirname(fileURLToPath(import.meta.url));
@@ -100,6 +101,8 @@ export class Sandbox {
   readonly cgroup: string;
   readonly outsideCgroup: string;
   readonly pinDir: string;
+  /** The sandbox's own bpffs mount, the pin directory's parent. */
+  readonly bpffs: string;
   readonly dir: string;
   readonly policy: string;
   private readonly children = new Set<ChildProcess>();
@@ -118,15 +121,16 @@ export class Sandbox {
     const root = findCgroup2Root();
     this.cgroup = join(root, this.name);
     this.outsideCgroup = join(root, `${this.name}-outside`);
-    this.pinDir = `/sys/fs/bpf/${this.name.replace(/[^A-Za-z0-9_-]/g, '_')}`;
     this.dir = mkdtempSync(join(tmpdir(), 'lowport-test-'));
+    this.bpffs = join(this.dir, 'bpffs');
+    this.pinDir = join(this.bpffs, 'lowport');
     this.policy = join(this.dir, 'policy');
     // Root-owned and not writable by others (the policy's directory must be),
     // but readable, so the unprivileged clients can run the files placed here.
     chmodSync(this.dir, 0o755);
     writeFileSync(this.probePath, PROBE_SOURCE, { mode: 0o644 });
-    // The pin directory's parent first: if it cannot be used, nothing is left to clean up.
-    ensurePinDir(dirname(this.pinDir));
+    mkdirSync(this.bpffs);
+    mount('bpf', this.bpffs, 'bpf');
     createNewCgroup(this.cgroup);
     createNewCgroup(this.outsideCgroup);
   }
@@ -211,6 +215,8 @@ export class Sandbox {
       for (const name of readdirSync(this.cgroup)) if (name.startsWith('lowport-run-')) await killAndRemoveCgroup(join(this.cgroup, name));
       await killAndRemoveCgroup(this.cgroup);
       await killAndRemoveCgroup(this.outsideCgroup);
+      // Lazily: a process a test left may still hold an fd in it; the kernel objects go with their last reference.
+      spawnSync('umount', ['-l', this.bpffs]);
       rmSync(this.dir, { recursive: true, force: true });
     }
   }

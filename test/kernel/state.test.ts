@@ -1,0 +1,124 @@
+/**
+ * Kernel tests (root): what lowport keeps under /run/lowport for an instance
+ * (the applied text, the scopes of running runs) is that instance's alone,
+ * used only while it matches what is live, and never read or written through
+ * a symlink.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { chownSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { refreshLive } from '../../src/engine/apply.js';
+import { readLivePolicy } from '../../src/engine/live.js';
+import { appliedText, forgetAppliedText, saveAppliedText } from '../../src/engine/scopes.js';
+import { openRootDir } from '../../src/kernel/dirfd.js';
+import { binds, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
+
+const skip = kernelSkipReason();
+
+function liveRules(pinDir: string): string {
+  const t = readLivePolicy(pinDir)?.table;
+  return Array.from({ length: t?.count ?? 0 }, (_, i) => t?.keyString(i)).sort().join(',');
+}
+
+describe('instance state under /run/lowport', { skip }, () => {
+  let box: Sandbox;
+  let other: Sandbox;
+  // Two pin directories that the old naming (every character but [A-Za-z0-9_-] made '_') gave one name.
+  let one: { policy: string; cgroup: string; pinDir: string };
+  let two: { policy: string; cgroup: string; pinDir: string };
+  const TEXT_ONE = 'grant 80 user nobody\n';
+  const TEXT_TWO = 'grant 1-1023 everyone\n';
+
+  before(() => {
+    box = new Sandbox('state');
+    other = new Sandbox('state-other');
+    one = { ...box.options, pinDir: join(box.bpffs, 'a_b') };
+    two = { ...other.options, pinDir: join(box.bpffs, 'a', 'b') };
+    box.writePolicy(TEXT_ONE);
+    other.writePolicy(TEXT_TWO);
+  });
+  after(async () => {
+    for (const o of [one, two]) {
+      forgetAppliedText(o);
+      await box.cli('off', '--policy', o.policy, '--cgroup', o.cgroup, '--pin-dir', o.pinDir);
+    }
+    rmSync(join('/run/lowport', `applied${one.pinDir.replace(/[^A-Za-z0-9_-]/g, '_')}.json`), { force: true });
+    await other?.dispose();
+    await box?.dispose();
+  });
+
+  async function applyTo(o: typeof one): Promise<void> {
+    const r = await box.cli('apply', '--policy', o.policy, '--cgroup', o.cgroup, '--pin-dir', o.pinDir);
+    assert.equal(r.code, 0, r.stderr);
+  }
+
+  it('keeps the applied text of two instances whose pin directories used to share a name apart', async () => {
+    await applyTo(one);
+    await applyTo(two);
+    assert.equal(appliedText(one), TEXT_ONE);
+    assert.equal(appliedText(two), TEXT_TWO);
+    const before = liveRules(one.pinDir);
+    // What a `lowport run` starting or ending in instance one does.
+    refreshLive(one, { cgroup: one.cgroup, pinDir: one.pinDir }, { onlyIfLive: true });
+    assert.equal(liveRules(one.pinDir), before, 'instance one got instance two’s policy');
+    assert.deepEqual(box.probe({}, binds(81, ['127.0.0.1'], ['tcp'])), ['EACCES']);
+  });
+
+  it('uses a saved text only when its fingerprint is the one live', async () => {
+    await applyTo(one);
+    const before = liveRules(one.pinDir);
+    // A record that is not what is live (stale, or planted): it must not go live.
+    saveAppliedText(one, 'grant 1-1023 everyone\n');
+    refreshLive(one, { cgroup: one.cgroup, pinDir: one.pinDir }, { onlyIfLive: true });
+    assert.equal(liveRules(one.pinDir), before);
+    assert.deepEqual(box.probe({}, binds(81, ['127.0.0.1'], ['tcp'])), ['EACCES']);
+    // Nor, with a file changed since, does anything: the existing error says to apply.
+    box.writePolicy('grant 82 user nobody\n');
+    try {
+      assert.throws(() => refreshLive(one, { cgroup: one.cgroup, pinDir: one.pinDir }, { onlyIfLive: true }), /the text of the live policy is not known here/);
+      assert.equal(liveRules(one.pinDir), before);
+    } finally {
+      box.writePolicy(TEXT_ONE);
+    }
+  });
+
+  it('never writes through a symlink planted at the applied record', async () => {
+    const victim = join(box.dir, 'victim');
+    writeFileSync(victim, 'root:secret\n');
+    const hash = createHash('sha256').update(one.pinDir).digest('hex');
+    const record = join('/run/lowport', `instance-${hash}`, 'applied.json');
+    const oldRecord = join('/run/lowport', `applied${one.pinDir.replace(/[^A-Za-z0-9_-]/g, '_')}.json`);
+    await applyTo(one);
+    mkdirSync(dirname(record), { recursive: true, mode: 0o700 });
+    rmSync(record, { force: true });
+    symlinkSync(victim, record);
+    rmSync(oldRecord, { force: true });
+    symlinkSync(victim, oldRecord);
+    try {
+      await applyTo(one);
+      assert.equal(readFileSync(victim, 'utf8'), 'root:secret\n', 'root wrote through the symlink');
+      assert.ok(lstatSync(record).isFile(), 'the record replaced the symlink');
+    } finally {
+      rmSync(oldRecord, { force: true });
+    }
+    // And a symlink is not read either.
+    rmSync(record);
+    symlinkSync(victim, record);
+    assert.throws(() => appliedText(one), /is a symlink, which lowport never makes/);
+    rmSync(record);
+  });
+
+  it('refuses a state directory that is a symlink or not root’s alone', () => {
+    const base = join(box.dir, 'state');
+    mkdirSync(base, { mode: 0o755 });
+    const userDir = join(base, 'user');
+    mkdirSync(userDir, { mode: 0o700 });
+    chownSync(userDir, NOBODY, NOBODY);
+    symlinkSync('/etc', join(base, 'link'));
+    assert.throws(() => openRootDir(userDir, { create: true, mode: 0o700, what: 'the state directory' }), /is not root's alone \(uid 65534/);
+    assert.throws(() => openRootDir(join(base, 'link'), { create: true, mode: 0o700, what: 'the state directory' }), /is a symlink/);
+    assert.throws(() => openRootDir(join(base, 'link', 'x'), { create: true, mode: 0o700, what: 'the state directory' }), /is a symlink/);
+  });
+});

@@ -7,11 +7,16 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The package's directory and koffi's, which the boot unit loads as root. */
+/**
+ * What the boot unit loads as root besides node and the script: the
+ * package.json that makes dist/ ES modules, all of dist/, and koffi (its
+ * JavaScript and native module). Not the rest of a checkout (.git, dev
+ * dependencies), which nothing loads.
+ */
 function packageFiles(): string[] {
   const pkg = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   const koffi = dirname(createRequire(import.meta.url).resolve('koffi'));
-  return [pkg, koffi];
+  return [join(pkg, 'package.json'), join(pkg, 'dist'), koffi];
 }
 
 const ROOT_OPTION = { root: { type: 'string' } } as const;

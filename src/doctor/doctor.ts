@@ -19,6 +19,7 @@ import { effectiveUid, pathState, processStatus, runNodeAs, which } from '../ker
 import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion, netNamespace, readSysctl, systemdRunning } from '../kernel/system.js';
 import { parsePolicy } from '../policy/parse.js';
 import { formatPrincipal } from '../policy/print.js';
+import { shellQuote } from '../text.js';
 import { bindTest, UNAVAILABLE, type BindAttempt } from './bind-test.js';
 import { recommend, type PortVerdict, type Recommendation } from './recommend.js';
 
@@ -102,6 +103,7 @@ export function doctor(options: DoctorOptions = {}): DoctorReport {
   const program = options.program === undefined ? undefined : describeProgram(options.program);
   const { recommendation, alternatives } = recommend({
     user: user.name,
+    uid: user.uid,
     ports: verdicts,
     policyFile: path,
     bpfGrantPossible: machine.bpfMissing.length === 0,
@@ -122,7 +124,7 @@ function resolveUser(name: string | undefined, asRoot: boolean): PasswdEntry {
   if (name !== undefined && !asRoot) {
     const me = lookupUsers([String(effectiveUid())]).get(String(effectiveUid()));
     if (me === undefined || (me.name !== name && String(me.uid) !== name)) {
-      throw new LowportError('E_NOT_ROOT', `testing binds as another user (${name}) needs root`, { hint: `Run \`sudo lowport doctor --user ${name}\`, or run doctor as ${name}.` });
+      throw new LowportError('E_NOT_ROOT', `testing binds as another user (${name}) needs root`, { hint: `Run \`sudo lowport doctor --user ${shellQuote(name)}\`, or run doctor as ${name}.` });
     }
   }
   return userByNameOrUid(key, 'Give a user name or uid that `getent passwd` knows.');

@@ -70,6 +70,16 @@ function exitCodeOf(e: LowportError): number {
   return e instanceof UsageError || e.code === 'E_USAGE' ? 2 : 1;
 }
 
+/**
+ * Messages and hints quote paths, names and words a user gave, so every
+ * control character in them is escaped (text.ts); only their own line breaks
+ * (a caret under a bad argument) stay. The code that builds a message escapes
+ * the values it quotes, so those cannot add a line either.
+ */
+function terminalSafe(text: string): string {
+  return text.split('\n').map(escapeControl).join('\n');
+}
+
 export function formatError(e: unknown): string {
   if (e instanceof PolicyError) {
     const body = e.diagnostics.map(formatDiagnostic).join('\n');
@@ -77,8 +87,7 @@ export function formatError(e: unknown): string {
     return `${body}\nlowport: ${count} error${count === 1 ? '' : 's'} in the policy. ${e.hint ?? 'Nothing was changed.'}\n`;
   }
   if (e instanceof LowportError) {
-    // Messages and hints quote paths, names and words a user gave: escaped, they cannot rewrite the terminal or fake a line.
-    return `lowport: error: ${escapeControl(e.message)}\n${e.hint === undefined ? '' : `${e.hint.split('\n').map(escapeControl).join('\n')}\n`}`;
+    return `lowport: error: ${terminalSafe(e.message)}\n${e.hint === undefined ? '' : `${terminalSafe(e.hint)}\n`}`;
   }
   const err = e as Error;
   return `lowport: internal error: ${escapeControl(err.message ?? String(e))}\nThis is a bug in lowport; please report it with the output of LOWPORT_DEBUG=1 lowport ...\n${process.env.LOWPORT_DEBUG ? `${err.stack ?? ''}\n` : ''}`;
@@ -117,7 +126,7 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
   } catch (e) {
     const usage = e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
     if (usage) {
-      io.stderr(`lowport ${name}: error: ${escapeControl(e.message)}\nRun \`lowport ${name} --help\` for its usage.\n`);
+      io.stderr(`lowport ${name}: error: ${terminalSafe(e.message)}\nRun \`lowport ${name} --help\` for its usage.\n`);
       return 2;
     }
     if (json && e instanceof LowportError) {

@@ -20,6 +20,7 @@ import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion,
 import { parsePolicy } from '../policy/parse.js';
 import { formatPrincipal } from '../policy/print.js';
 import { shellQuote } from '../text.js';
+import { byportName, mayExecute, nssNames } from '../integrate/authbind.js';
 import { bindTest, UNAVAILABLE, type BindAttempt } from './bind-test.js';
 import { recommend, type PortVerdict, type Recommendation } from './recommend.js';
 
@@ -383,9 +384,10 @@ function programChecks(program: string): Check[] {
 function authbindCheck(user: PasswdEntry, ports: number[]): Check {
   if (which('authbind', `${process.env.PATH ?? ''}:/usr/bin`) === undefined) return { id: 'authbind', status: 'info', detail: 'authbind is not installed' };
   const usable = ports.filter((port) => {
-    const st = fileOwnership(`/etc/authbind/byport/${port}`);
-    // authbind checks access(X_OK) as the user: the owner's, group's or others' execute bit.
-    return st !== undefined && ((st.uid === user.uid && st.mode & 0o100) || (st.gid === user.gid && st.mode & 0o010) || st.mode & 0o001);
+    const name = byportName(port);
+    const st = name === undefined ? undefined : fileOwnership(`/etc/authbind/byport/${name}`);
+    // authbind asks access(X_OK) as the user: the owner's bit for the owner, the group's for members, else the others'.
+    return st !== undefined && mayExecute(st, user.uid, st.gid === user.gid || nssNames.inGroup(user.uid, st.gid));
   });
   return {
     id: 'authbind',

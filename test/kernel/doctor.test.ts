@@ -132,10 +132,12 @@ describe('lowport doctor on real states', { skip }, () => {
     const pid = held?.pid ?? -1;
     assert.equal(report.recommendation.method, 'free-port');
     assert.equal(report.recommendation.command, `kill ${pid}   # or stop the service that runs pid ${pid}`);
+    // eslint-disable-next-line no-control-regex -- the test is about control characters
     assert.doesNotMatch(j.stdout, /\x1b/);
 
     const h = run(false);
     assert.equal(h.status, 1, h.stderr);
+    // eslint-disable-next-line no-control-regex -- the test is about control characters
     assert.doesNotMatch(h.stdout, /[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
     // Another run, another holder: its own pid.
     const shown = /by \\x1b\[2J\\nsudo id \(pid (\d+), uid 65534\)/.exec(h.stdout);

@@ -158,6 +158,7 @@ describe('install, unit and import-authbind', { skip }, () => {
       assert.equal(r.code, 0, r.stderr);
       const text = readFileSync(join(dir, 'web.service'), 'utf8');
       assert.doesNotMatch(text, /^ExecStartPre/m);
+      // eslint-disable-next-line no-control-regex -- the test is about control characters
       assert.doesNotMatch(text, /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
       const verify = spawnSync('systemd-analyze', ['verify', join(dir, 'web.service')], { encoding: 'utf8' });
       assert.equal(verify.status, 0, `${verify.stdout}${verify.stderr}`);

@@ -35,6 +35,7 @@ describe('systemd quoting and the boot unit', () => {
     assert.equal(systemdQuote('+'), '+');
     assert.throws(() => systemdQuote('nul\0'), /NUL/);
     const hostile = ['a\nb', '\r', '\x1b', '\u2028', 'x"\n[Service]\nUser=root'];
+    // eslint-disable-next-line no-control-regex -- the test is about control characters
     for (const w of hostile) assert.doesNotMatch(systemdQuote(w), /[\n\r\x1b\u2028]/, JSON.stringify(w));
   });
 
@@ -227,6 +228,7 @@ describe('import-authbind', () => {
     const text = formatImport(r, '/etc/authbind\ngrant 1-1023 everyone');
     const live = text.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
     assert.deepEqual(live, []);
+    // eslint-disable-next-line no-control-regex -- the test is about control characters
     assert.doesNotMatch(text, /\x1b/);
   });
 

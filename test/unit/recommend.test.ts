@@ -99,6 +99,7 @@ describe('recommend', () => {
 });
 
 describe('recommend, with names and paths other users chose', () => {
+  // eslint-disable-next-line no-control-regex -- the test is about control characters
   const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/;
 
   it('names the process holding a port by its pid in the command, never by the name its owner gave it', () => {

@@ -14,7 +14,7 @@ import { findTreeFault } from '../kernel/root-tree.js';
 import { systemctl, systemctlPath } from '../kernel/systemctl.js';
 import { systemdRunning } from '../kernel/system.js';
 import { serializePolicy } from '../policy/print.js';
-import { escapeControl, hasControl } from '../text.js';
+import { escapeControl, hasControl, shellQuote } from '../text.js';
 
 export const UNIT_NAME = 'lowport.service';
 
@@ -160,7 +160,7 @@ export function install(o: InstallOptions): InstallResult {
       enabled: false,
       notes,
       instructions:
-        `systemd is not installed here. Run \`${o.lowportArgv.join(' ')} apply\` at every boot, after local filesystems are mounted and before network services start: ` +
+        `systemd is not installed here. Run \`${o.lowportArgv.map(shellQuote).join(' ')} apply\` at every boot, after local filesystems are mounted and before network services start: ` +
         'for example from /etc/rc.local, an OpenRC service (`depend() { before net; need localmount; }`), or a runit/s6 oneshot.',
     };
   }

@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runMain } from '../run-main.js';
 import { install } from '../../src/integrate/install.js';
+import { aclWriters } from '../../src/kernel/files.js';
+import { getXattr } from '../../src/kernel/libc.js';
 import { binds, kernelSkipReason, NOBODY, PackageCopy, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
@@ -116,6 +118,18 @@ describe('install, unit and import-authbind', { skip }, () => {
       } finally {
         restore();
       }
+    }
+    // An ACL that lets nobody write, hidden among 40 harmless entries (too long for a small getxattr buffer).
+    const acl = [...Array.from({ length: 40 }, (_, i) => `u:${20000 + i}:r`), `u:${NOBODY}:rw`].join(',');
+    const setfacl = spawnSync('setfacl', ['-m', acl, file], { encoding: 'utf8' });
+    // CI installs acl (setfacl); the temp file system takes ACLs.
+    assert.equal(setfacl.status, 0, setfacl.stderr);
+    try {
+      // Read whole: a 256-byte getxattr buffer got ERANGE here and saw no ACL.
+      assert.deepEqual(aclWriters(getXattr(file, 'system.posix_acl_access'), 0), ['user 65534']);
+      assert.throws(() => install(installOptions()), /the program file .*libc\.js has an ACL that lets user 65534 write it/);
+    } finally {
+      spawnSync('setfacl', ['-b', file]);
     }
     // A symlink in the tree counts for where it points.
     const outside = mkdtempSync(join(tmpdir(), 'lowport-outside-'));

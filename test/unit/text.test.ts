@@ -74,3 +74,33 @@ describe('shellQuote', () => {
     assert.deepEqual(r.stdout.split('\0').slice(0, -1), words);
   });
 });
+
+describe('CLI output of text others chose', () => {
+  // eslint-disable-next-line no-control-regex -- the test is about control characters
+  const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/;
+
+  it('list shows a run scope\'s command line and other programs\' names escaped, one line each', async () => {
+    const { formatList } = await import('../../src/cli/list.js');
+    const text = formatList({
+      policy: '/etc/lowport/policy',
+      pinDir: '/sys/fs/bpf/lowport',
+      cgroup: '/sys/fs/cgroup',
+      live: true,
+      entries: 1,
+      file: 'in-sync',
+      rules: [{ line: 0, action: 'grant', ports: '80', who: ['run of `srv \x1b[2J\nfake 1 line`'], addrs: [], hits: 0, refused: 0 }],
+      programs: [{ hook: 'bind4', id: 7, name: 'x\x1b]0;t\x07', ours: false, inherited: false, createdByUid: 1000 }],
+    } as unknown as Parameters<typeof formatList>[0]);
+    assert.doesNotMatch(text, RAW);
+    assert.match(text, /srv \\x1b\[2J\\nfake 1 line/);
+    assert.match(text, /x\\x1b\]0;t\\x07/);
+  });
+
+  it('error messages and hints quoting a path keep their own lines and escape the rest', async () => {
+    const { formatError } = await import('../../src/cli/main.js');
+    const { LowportError } = await import('../../src/errors.js');
+    const text = formatError(new LowportError('E_STATE', 'cannot read /tmp/\x1b[2Jx\u202e: ENOENT', { hint: 'Create /tmp/\x1b[2Jx, or give another path.' }));
+    assert.doesNotMatch(text, RAW);
+    assert.equal(text, 'lowport: error: cannot read /tmp/\\x1b[2Jx\\u202e: ENOENT\nCreate /tmp/\\x1b[2Jx, or give another path.\n');
+  });
+});

@@ -47,7 +47,21 @@ export interface Command {
 }
 
 export function printJson(io: CliIo, value: unknown): void {
-  io.stdout(`${JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`);
+  io.stdout(`${jsonText(value)}\n`);
+}
+
+/**
+ * JSON.stringify escapes C0 controls but writes DEL, C1 controls (U+009B is
+ * CSI to some terminals) and the bidi and line-separator characters raw; a
+ * process name or path from another user may hold them, and --json output
+ * often lands on a terminal. They only occur inside strings, where \uXXXX
+ * means the same character, so the JSON is unchanged for a parser.
+ */
+export function jsonText(value: unknown): string {
+  return JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2).replace(
+    /[\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /** For commands that take no positional arguments. */

@@ -2,14 +2,22 @@
 import { UsageError } from '../errors.js';
 import { doctor, type CheckStatus, type DoctorReport } from '../doctor/doctor.js';
 import { MAX_PORT, MIN_PORT } from '../policy/ports.js';
+import { escapeControl } from '../text.js';
 import { printJson, type Command } from './command.js';
 import { lowportForSudo } from './sudo.js';
 
 const MARK: Record<CheckStatus, string> = { ok: '✓', fail: '✗', info: '–' };
 const COMBO_NAME = { tcp4: 'TCP/IPv4', tcp6: 'TCP/IPv6', udp4: 'UDP/IPv4', udp6: 'UDP/IPv6' } as const;
 
+/**
+ * The human report. Much of it comes from other users (process names and
+ * command lines from /proc, user names from NSS, paths, a script's shebang),
+ * so every such piece is escaped (text.ts) before it reaches the terminal, and
+ * each line of a recommended command separately, so the command stays as
+ * recommend() wrote it.
+ */
 export function formatDoctor(r: DoctorReport): string {
-  const out: string[] = [`Can ${r.user.name} (uid ${r.user.uid}) bind ${r.ports.map((p) => p.port).join(', ')}?`, ''];
+  const out: string[] = [`Can ${escapeControl(r.user.name)} (uid ${r.user.uid}) bind ${r.ports.map((p) => p.port).join(', ')}?`, ''];
   for (const p of r.ports) {
     const combos = Object.entries(p.canBind) as [keyof typeof COMBO_NAME, boolean | null][];
     const failed = combos.filter(([, v]) => v === false);
@@ -20,20 +28,20 @@ export function formatDoctor(r: DoctorReport): string {
       out.push(`${MARK.fail} port ${p.port}: ${failed.map(([c]) => `${COMBO_NAME[c]} ${p.error[c] ?? ''}`).join(', ')}`);
     }
     for (const h of p.heldBy) {
-      out.push(`    in use (${h.protocol}/IPv${h.family}) by ${h.pid === undefined ? `a process of uid ${h.uid} (run as root to see which)` : `${h.command ?? '?'} (pid ${h.pid}, uid ${h.uid})`}`);
+      out.push(`    in use (${h.protocol}/IPv${h.family}) by ${h.pid === undefined ? `a process of uid ${h.uid} (run as root to see which)` : `${escapeControl(h.command ?? '?')} (pid ${h.pid}, uid ${h.uid})`}`);
     }
   }
   out.push('');
-  for (const c of r.checks) out.push(`${MARK[c.status]} ${c.detail}`);
+  for (const c of r.checks) out.push(`${MARK[c.status]} ${escapeControl(c.detail)}`);
   out.push('');
   if (r.recommendation.method === 'none') {
-    out.push(r.recommendation.why);
+    out.push(escapeControl(r.recommendation.why));
   } else {
-    out.push(`Recommended (${r.recommendation.method}): ${r.recommendation.why}`);
-    out.push(...r.recommendation.command.split('\n').map((l) => `    ${l}`));
+    out.push(`Recommended (${r.recommendation.method}): ${escapeControl(r.recommendation.why)}`);
+    out.push(...r.recommendation.command.split('\n').map((l) => `    ${escapeControl(l)}`));
     if (r.alternatives.length > 0) {
       out.push('', 'Other ways:');
-      for (const a of r.alternatives) out.push(`  - ${a.method}: ${a.why}`, `      ${a.command.split('\n')[0] ?? ''}${a.command.includes('\n') ? ' ...' : ''}`);
+      for (const a of r.alternatives) out.push(`  - ${a.method}: ${escapeControl(a.why)}`, `      ${escapeControl(a.command.split('\n')[0] ?? '')}${a.command.includes('\n') ? ' ...' : ''}`);
     }
   }
   return `${out.join('\n')}\n`;

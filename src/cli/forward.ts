@@ -11,6 +11,7 @@ import type { RedirectSpec } from '../forward/nft.js';
 import type { Protocol } from '../policy/types.js';
 import { parseAddrArgs, parsePortsArg } from './args.js';
 import { printJson, type Command, type CommandContext } from './command.js';
+import { escapeControl } from '../text.js';
 
 export type ForwardRequest =
   | { mode: 'kernel'; spec: RedirectSpec; persist: boolean }
@@ -166,7 +167,9 @@ function ownerText(f: ForwardEntry, ownPolicy: string): string {
   return `pid ${pid}${where} (${command.length > 60 ? `${command.slice(0, 57)}...` : command})`;
 }
 
-function table(rows: string[][]): string {
+/** Owners' command lines and policy paths come from other users: every cell is escaped (text.ts) before it is measured and shown. */
+function table(cells: string[][]): string {
+  const rows = cells.map((r) => r.map(escapeControl));
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
 }

@@ -2,6 +2,7 @@
 import { UsageError } from '../errors.js';
 import { grantAll } from '../engine/edits.js';
 import { convertAuthbind, formatImport, readAuthbindTree } from '../integrate/authbind.js';
+import { escapeControl } from '../text.js';
 import { printJson, type Command } from './command.js';
 import { reportEdit } from './grant.js';
 
@@ -10,10 +11,14 @@ export const importAuthbindCommand: Command = {
   help: `Usage: lowport import-authbind [--dir DIR] [--apply]
 
 Reads DIR (default /etc/authbind): byport/PORT files (whoever may execute the
-file may bind the port: owner, group or everyone), byaddr/ADDR,PORT files and
-byuid/UID lines, and prints the equivalent policy rules, with a comment for
-anything that cannot be said the same way (address ranges, networks). With
---apply, adds the rules to the policy and makes them live (root).`,
+file may bind the port, as access(2) decides: the owner by the owner's bits,
+the group's members by the group's), byaddr/ADDR,PORT files and byuid/UID
+lines, in authbind's order (the first file that exists decides; names for
+ports 512-1023 start with '!'), and prints the equivalent policy rules. What
+lowport cannot say exactly ("everyone but group G", address ranges, networks)
+is not imported but named in a comment: the result never allows more than
+authbind did. With --apply, adds the rules to the policy and makes them live
+(root).`,
   options: { dir: { type: 'string' }, apply: { type: 'boolean' } },
   needsRoot: (values) => values.apply === true,
   prepare: (ctx) => {
@@ -26,7 +31,7 @@ anything that cannot be said the same way (address ranges, networks). With
         else ctx.io.stdout(formatImport(result, dir));
         return 0;
       }
-      for (const n of result.notes) ctx.io.stderr(`note: ${n}\n`);
+      for (const n of result.notes) ctx.io.stderr(`note: ${escapeControl(n)}\n`);
       return reportEdit(ctx, grantAll(ctx.options, result.rules.map((r) => ({ ports: r.ports, principal: r.principal, addrs: r.addrs }))));
     };
   },

@@ -1,17 +1,23 @@
 /** `lowport install` and `lowport uninstall`: the policy applied at boot. */
 import { UsageError } from '../errors.js';
 import { install, uninstall } from '../integrate/install.js';
+import { escapeControl } from '../text.js';
 import { printJson, type Command } from './command.js';
 import { sudoArgv } from './sudo.js';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The package's directory and koffi's, which the boot unit loads as root. */
+/**
+ * What the boot unit loads as root besides node and the script: the
+ * package.json that makes dist/ ES modules, all of dist/, and koffi (its
+ * JavaScript and native module). Not the rest of a checkout (.git, dev
+ * dependencies), which nothing loads.
+ */
 function packageFiles(): string[] {
   const pkg = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   const koffi = dirname(createRequire(import.meta.url).resolve('koffi'));
-  return [pkg, koffi];
+  return [join(pkg, 'package.json'), join(pkg, 'dist'), koffi];
 }
 
 const ROOT_OPTION = { root: { type: 'string' } } as const;
@@ -37,10 +43,10 @@ systemd, says what to add to the boot sequence instead.
         printJson(ctx.io, r);
         return 0;
       }
-      if (r.createdPolicy) ctx.io.stdout(`created ${r.policy}\n`);
-      if (r.unitFile !== undefined) ctx.io.stdout(`wrote and enabled ${r.unitFile}\n`);
-      if (r.instructions !== undefined) ctx.io.stdout(`${r.instructions}\n`);
-      for (const n of r.notes) ctx.io.stdout(`${n}\n`);
+      if (r.createdPolicy) ctx.io.stdout(`created ${escapeControl(r.policy)}\n`);
+      if (r.unitFile !== undefined) ctx.io.stdout(`wrote and enabled ${escapeControl(r.unitFile)}\n`);
+      if (r.instructions !== undefined) ctx.io.stdout(`${escapeControl(r.instructions)}\n`);
+      for (const n of r.notes) ctx.io.stdout(`${escapeControl(n)}\n`);
       return 0;
     };
   },
@@ -62,8 +68,8 @@ Grants live now stay until reboot or \`lowport off\`.`,
         printJson(ctx.io, r);
         return 0;
       }
-      ctx.io.stdout(r.removed.length === 0 ? 'nothing was installed\n' : r.removed.map((f) => `removed ${f}\n`).join(''));
-      for (const n of r.notes) ctx.io.stdout(`${n}\n`);
+      ctx.io.stdout(r.removed.length === 0 ? 'nothing was installed\n' : r.removed.map((f) => `removed ${escapeControl(f)}\n`).join(''));
+      for (const n of r.notes) ctx.io.stdout(`${escapeControl(n)}\n`);
       return 0;
     };
   },

@@ -1,5 +1,6 @@
 /** `lowport list`: the live rules, read back from the kernel. */
 import { list, type ListResult } from '../engine/list.js';
+import { escapeControl } from '../text.js';
 import { noArguments, printJson, type Command } from './command.js';
 
 const FILE_STATE: Record<ListResult['file'], string> = {
@@ -13,11 +14,11 @@ const FILE_STATE: Record<ListResult['file'], string> = {
 export function formatList(r: ListResult): string {
   const out: string[] = [];
   if (!r.live) {
-    out.push(`lowport is off: nothing is live at ${r.pinDir}.`);
+    out.push(`lowport is off: nothing is live at ${escapeControl(r.pinDir)}.`);
   } else {
-    out.push(`lowport is on: ${r.rules.length} rule${r.rules.length === 1 ? '' : 's'} live (${r.entries} map entries), attached at ${r.cgroup}, pinned at ${r.pinDir}.`);
+    out.push(`lowport is on: ${r.rules.length} rule${r.rules.length === 1 ? '' : 's'} live (${r.entries} map entries), attached at ${escapeControl(r.cgroup)}, pinned at ${escapeControl(r.pinDir)}.`);
   }
-  out.push(`Policy ${r.policy}: ${FILE_STATE[r.file]}.`);
+  out.push(`Policy ${escapeControl(r.policy)}: ${FILE_STATE[r.file]}.`);
   if (r.rules.length > 0) {
     out.push('');
     const rows = r.rules.map((rule) => [
@@ -28,7 +29,8 @@ export function formatList(r: ListResult): string {
     const table = [['LINE', 'RULE', 'BINDS'], ...rows];
     const lineWidth = table.reduce((w, row) => Math.max(w, (row[0] ?? '').length), 0);
     const ruleWidth = table.reduce((w, row) => Math.max(w, (row[1] ?? '').length), 0);
-    for (const row of table) out.push(`${(row[0] ?? '').padStart(lineWidth)}  ${(row[1] ?? '').padEnd(ruleWidth)}  ${row[2] ?? ''}`);
+    // Rule labels of `lowport run` scopes hold the command line a user ran, and paths and names come from outside: escaped.
+    for (const row of table.map((cells) => cells.map(escapeControl))) out.push(`${(row[0] ?? '').padStart(lineWidth)}  ${(row[1] ?? '').padEnd(ruleWidth)}  ${row[2] ?? ''}`);
   }
   if (r.warnings.length > 0) {
     out.push('');
@@ -38,7 +40,7 @@ export function formatList(r: ListResult): string {
   if (others.length > 0) {
     out.push('', 'Other programs on the bind hooks (they can also allow, grant or refuse binds):');
     for (const p of others) {
-      out.push(`  ${p.hook}  prog id ${p.id}  ${p.name || '(no name)'}  ${p.inherited ? 'attached at an ancestor cgroup' : 'attached here'}  loaded by uid ${p.createdByUid}`);
+      out.push(`  ${p.hook}  prog id ${p.id}  ${escapeControl(p.name || '(no name)')}  ${p.inherited ? 'attached at an ancestor cgroup' : 'attached here'}  loaded by uid ${p.createdByUid}`);
     }
     out.push('  Inspect them with `bpftool prog show id ID`.');
   }

@@ -10,9 +10,10 @@ import { parseArgs } from 'node:util';
 import { formatDiagnostic, LowportError, PolicyError, UsageError } from '../errors.js';
 import { effectiveUid } from '../kernel/process.js';
 import { lowportOptions } from './args.js';
-import { GLOBAL_HELP, GLOBAL_OPTIONS, type Command } from './command.js';
+import { GLOBAL_HELP, GLOBAL_OPTIONS, jsonText, type Command } from './command.js';
 import { processIo, type CliIo } from './io.js';
 import { offerSudo } from './sudo.js';
+import { escapeControl } from '../text.js';
 
 /**
  * The commands, each loaded only when it runs: Node reads and compiles every
@@ -69,6 +70,16 @@ function exitCodeOf(e: LowportError): number {
   return e instanceof UsageError || e.code === 'E_USAGE' ? 2 : 1;
 }
 
+/**
+ * Messages and hints quote paths, names and words a user gave, so every
+ * control character in them is escaped (text.ts); only their own line breaks
+ * (a caret under a bad argument) stay. The code that builds a message escapes
+ * the values it quotes, so those cannot add a line either.
+ */
+function terminalSafe(text: string): string {
+  return text.split('\n').map(escapeControl).join('\n');
+}
+
 export function formatError(e: unknown): string {
   if (e instanceof PolicyError) {
     const body = e.diagnostics.map(formatDiagnostic).join('\n');
@@ -76,10 +87,10 @@ export function formatError(e: unknown): string {
     return `${body}\nlowport: ${count} error${count === 1 ? '' : 's'} in the policy. ${e.hint ?? 'Nothing was changed.'}\n`;
   }
   if (e instanceof LowportError) {
-    return `lowport: error: ${e.message}\n${e.hint === undefined ? '' : `${e.hint}\n`}`;
+    return `lowport: error: ${terminalSafe(e.message)}\n${e.hint === undefined ? '' : `${terminalSafe(e.hint)}\n`}`;
   }
   const err = e as Error;
-  return `lowport: internal error: ${err.message ?? String(e)}\nThis is a bug in lowport; please report it with the output of LOWPORT_DEBUG=1 lowport ...\n${process.env.LOWPORT_DEBUG ? `${err.stack ?? ''}\n` : ''}`;
+  return `lowport: internal error: ${escapeControl(err.message ?? String(e))}\nThis is a bug in lowport; please report it with the output of LOWPORT_DEBUG=1 lowport ...\n${process.env.LOWPORT_DEBUG ? `${err.stack ?? ''}\n` : ''}`;
 }
 
 /** Runs the CLI on `args` (without node and the script); returns the exit code. */
@@ -96,7 +107,7 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
   }
   const entry = COMMANDS.find((c) => c.name === name);
   if (entry === undefined) {
-    io.stderr(`lowport: error: unknown command '${name}'\nRun \`lowport --help\` for the list of commands.\n`);
+    io.stderr(`lowport: error: unknown command '${escapeControl(name)}'\nRun \`lowport --help\` for the list of commands.\n`);
     return 2;
   }
   const command = await entry.load();
@@ -115,11 +126,11 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
   } catch (e) {
     const usage = e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
     if (usage) {
-      io.stderr(`lowport ${name}: error: ${e.message}\nRun \`lowport ${name} --help\` for its usage.\n`);
+      io.stderr(`lowport ${name}: error: ${terminalSafe(e.message)}\nRun \`lowport ${name} --help\` for its usage.\n`);
       return 2;
     }
     if (json && e instanceof LowportError) {
-      io.stdout(`${JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint, diagnostics: e instanceof PolicyError ? e.diagnostics : undefined } }, null, 2)}\n`);
+      io.stdout(`${jsonText({ error: { code: e.code, message: e.message, hint: e.hint, diagnostics: e instanceof PolicyError ? e.diagnostics : undefined } })}\n`);
     } else {
       io.stderr(formatError(e));
     }

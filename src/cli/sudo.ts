@@ -7,11 +7,8 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { runInheriting, which } from '../kernel/process.js';
+import { shellQuote } from '../text.js';
 import type { CliIo } from './io.js';
-
-export function shellQuote(word: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
-}
 
 /** The CLI's entry script, absolute and without symlinks (an npm bin link points at it). */
 const CLI_SCRIPT = realpathSync(fileURLToPath(new URL('./main.js', import.meta.url)));

@@ -1,11 +1,46 @@
 /** `lowport unit`: print (or write) a hardened systemd service for a server that needs low ports. */
-import { join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
-import { checkUnitName, serviceUnits } from '../integrate/unit.js';
+import { checkServiceUser, checkUnitName, serviceUnits } from '../integrate/unit.js';
 import { writeUnitFile } from '../kernel/files.js';
+import { lookupUsers } from '../kernel/nss.js';
 import { which } from '../kernel/process.js';
+import { escapeControl } from '../text.js';
 import { parsePortsArg } from './args.js';
 import type { Command } from './command.js';
+
+/** systemd's ExecStart= prefixes: `+` runs the command with full privileges, whatever User= says. */
+const PREFIXES = ['+', '-', '@', ':', '!'];
+
+/**
+ * The command's first word as an absolute path: systemd needs one, and a
+ * unit should run the file the admin saw, not whatever PATH finds at boot.
+ */
+function executable(word: string, note: (text: string) => void): string {
+  if (PREFIXES.some((p) => word.startsWith(p))) {
+    throw new UsageError(`'${escapeControl(word)}' starts with '${word[0] ?? ''}', a systemd prefix ('+' would run it with full privileges): lowport unit writes no prefixes`, 'Give the program as an absolute path, e.g. /usr/bin/server.');
+  }
+  if (isAbsolute(word)) return word;
+  if (word.includes('/')) {
+    const abs = resolve(word);
+    note(`using ${escapeControl(abs)} for ${escapeControl(word)}`);
+    return abs;
+  }
+  const found = which(word);
+  if (found === undefined || !isAbsolute(found)) throw new UsageError(`'${escapeControl(word)}' is not on PATH: give the command's absolute path`);
+  note(`using ${escapeControl(found)} for ${escapeControl(word)} (from PATH)`);
+  return found;
+}
+
+/** --user as User= will hold it: an existing account (by NSS), not root, by its own name or, if that name is not plain, its uid. */
+function serviceUser(given: string): string {
+  const refusal = checkServiceUser(given);
+  if (refusal !== undefined) throw new UsageError(`--user ${escapeControl(given)}: ${refusal}`);
+  const entry = lookupUsers([given]).get(given);
+  if (entry === undefined) throw new UsageError(`--user ${escapeControl(given)}: no such user`, 'Create the account first (useradd --system), or give an existing one.');
+  if (entry.uid === 0) throw new UsageError(`--user ${escapeControl(given)}: that is root (uid 0); the service must not run as root`);
+  return checkServiceUser(entry.name) === undefined ? entry.name : String(entry.uid);
+}
 
 export const unitCommand: Command = {
   name: 'unit',
@@ -16,7 +51,12 @@ capability (ambient, and the whole bounding set), NoNewPrivileges=yes, and
 SocketBindAllow=/SocketBindDeny=any so it may bind PORTS and no other port,
 plus the usual sandboxing. With --socket: NAME.socket binds PORTS and passes
 them to NAME.service (socket activation), which then needs no capability at
-all. --output-dir writes the files there instead of printing them.`,
+all. --output-dir writes the files there instead of printing them.
+
+U must be an existing account other than root. COMMAND is written as an
+absolute path: a bare name is looked up in PATH (and lowport says which file
+it chose), a relative path is made absolute; systemd's prefixes (+ - @ : !)
+are refused. Every word is quoted for systemd, % and $ included.`,
   options: {
     user: { type: 'string', short: 'u' },
     port: { type: 'string', short: 'p', multiple: true },
@@ -30,11 +70,11 @@ all. --output-dir writes the files there instead of printing them.`,
     const bad = checkUnitName(name);
     if (bad !== undefined) throw new UsageError(bad);
     if (command.length === 0 || command[0] === undefined) throw new UsageError('lowport unit needs the command, after --');
-    const user = ctx.values.user as string | undefined;
-    if (user === undefined) throw new UsageError('lowport unit needs --user U: the service should not run as root');
+    const given = ctx.values.user as string | undefined;
+    if (given === undefined) throw new UsageError('lowport unit needs --user U: the service should not run as root');
+    const user = serviceUser(given);
     const ports = parsePortsArg(((ctx.values.port as string[] | undefined) ?? []).join(','), 'unit');
-    const exe = command[0].includes('/') ? command[0] : which(command[0]);
-    if (exe === undefined) throw new UsageError(`'${command[0]}' is not on PATH: give the command's absolute path`);
+    const exe = executable(command[0], (t) => ctx.io.stderr(`lowport unit: ${t}\n`));
     const files = serviceUnits({ name, user, ports, command: [exe, ...command.slice(1)], socket: ctx.values.socket === true });
     const dir = ctx.values['output-dir'] as string | undefined;
     return () => {

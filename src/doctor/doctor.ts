@@ -19,6 +19,8 @@ import { effectiveUid, pathState, processStatus, runNodeAs, which } from '../ker
 import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion, netNamespace, readSysctl, systemdRunning } from '../kernel/system.js';
 import { parsePolicy } from '../policy/parse.js';
 import { formatPrincipal } from '../policy/print.js';
+import { shellQuote } from '../text.js';
+import { byportName, mayExecute, nssNames } from '../integrate/authbind.js';
 import { bindTest, UNAVAILABLE, type BindAttempt } from './bind-test.js';
 import { recommend, type PortVerdict, type Recommendation } from './recommend.js';
 
@@ -102,6 +104,7 @@ export function doctor(options: DoctorOptions = {}): DoctorReport {
   const program = options.program === undefined ? undefined : describeProgram(options.program);
   const { recommendation, alternatives } = recommend({
     user: user.name,
+    uid: user.uid,
     ports: verdicts,
     policyFile: path,
     bpfGrantPossible: machine.bpfMissing.length === 0,
@@ -122,7 +125,7 @@ function resolveUser(name: string | undefined, asRoot: boolean): PasswdEntry {
   if (name !== undefined && !asRoot) {
     const me = lookupUsers([String(effectiveUid())]).get(String(effectiveUid()));
     if (me === undefined || (me.name !== name && String(me.uid) !== name)) {
-      throw new LowportError('E_NOT_ROOT', `testing binds as another user (${name}) needs root`, { hint: `Run \`sudo lowport doctor --user ${name}\`, or run doctor as ${name}.` });
+      throw new LowportError('E_NOT_ROOT', `testing binds as another user (${name}) needs root`, { hint: `Run \`sudo lowport doctor --user ${shellQuote(name)}\`, or run doctor as ${name}.` });
     }
   }
   return userByNameOrUid(key, 'Give a user name or uid that `getent passwd` knows.');
@@ -385,9 +388,10 @@ function programChecks(program: string): Check[] {
 function authbindCheck(user: PasswdEntry, ports: number[]): Check {
   if (which('authbind', `${process.env.PATH ?? ''}:/usr/bin`) === undefined) return { id: 'authbind', status: 'info', detail: 'authbind is not installed' };
   const usable = ports.filter((port) => {
-    const st = fileOwnership(`/etc/authbind/byport/${port}`);
-    // authbind checks access(X_OK) as the user: the owner's, group's or others' execute bit.
-    return st !== undefined && ((st.uid === user.uid && st.mode & 0o100) || (st.gid === user.gid && st.mode & 0o010) || st.mode & 0o001);
+    const name = byportName(port);
+    const st = name === undefined ? undefined : fileOwnership(`/etc/authbind/byport/${name}`);
+    // authbind asks access(X_OK) as the user: the owner's bit for the owner, the group's for members, else the others'.
+    return st !== undefined && mayExecute(st, user.uid, st.gid === user.gid || nssNames.inGroup(user.uid, st.gid));
   });
   return {
     id: 'authbind',

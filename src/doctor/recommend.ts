@@ -2,7 +2,13 @@
  * From what doctor found to one recommendation: the simplest safe fix that
  * works on this machine, as a command to run, and the runners-up. Pure, so
  * every verdict is unit-tested on made-up machines.
+ *
+ * The commands are for the admin to paste into a root shell, so nothing that
+ * another user could choose goes into them raw: a process holding a port is
+ * named by its pid (its name, which its owner sets, stays in the explanation,
+ * escaped when shown), and user names and paths are shell-quoted.
  */
+import { shellQuote } from '../text.js';
 
 export type Method =
   | 'none'
@@ -42,6 +48,8 @@ export interface PortVerdict {
 
 export interface Situation {
   user: string;
+  /** The user's uid, for User= when the name is not a plain one. */
+  uid?: number;
   ports: PortVerdict[];
   policyFile: string;
   /** Linux >= 5.12, cgroup v2, BPF not locked down (as far as can be told). */
@@ -57,6 +65,12 @@ export interface Situation {
   sysctlStart: number;
   /** The lowport command as the user would type it. */
   lowport: string;
+}
+
+/** The name for User= in a unit drop-in: User= takes the rest of the line unquoted, so a name that is not plain is given as its uid. */
+function unitUser(s: Situation): string {
+  if (/^[A-Za-z_][A-Za-z0-9_.-]*\$?$/.test(s.user)) return s.user;
+  return s.uid === undefined ? 'YOUR-USER' : String(s.uid);
 }
 
 function portList(ports: PortVerdict[]): string {
@@ -78,20 +92,21 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
   const refused = blocked.filter((p) => p.errors.some((e) => e === 'EACCES' || e === 'EPERM'));
   const list = portList(refused.length > 0 ? refused : blocked);
   const options: Recommendation[] = [];
+  const user = shellQuote(s.user);
 
   for (const p of inUse) {
     const holder = p.heldBy[0];
     const who = holder?.pid !== undefined ? `${holder.command ?? 'a process'} (pid ${holder.pid}, uid ${holder.uid})` : holder !== undefined ? `a process of uid ${holder.uid}` : 'another socket';
     options.push({
       method: 'free-port',
-      command: holder?.pid !== undefined ? `kill ${holder.pid}   # or stop the service that runs ${holder.command ?? 'it'}` : `sudo ss -ltnup 'sport = :${p.port}'   # shows the process that holds it`,
+      command: holder?.pid !== undefined ? `kill ${holder.pid}   # or stop the service that runs pid ${holder.pid}` : `sudo ss -ltnup 'sport = :${p.port}'   # shows the process that holds it`,
       why: `port ${p.port} is not refused but taken: ${who} has it bound. Stop it, or pick another port.`,
     });
   }
   for (const p of reserved) {
     options.push({
       method: 'unreserve',
-      command: `sudo ${s.lowport} unreserve ${p.port}   # or: sudo ${s.lowport} grant ${p.port} --user ${s.user}`,
+      command: `sudo ${s.lowport} unreserve ${p.port}   # or: sudo ${s.lowport} grant ${p.port} --user ${user}`,
       why: `port ${p.port} is reserved for ${p.reservedFor?.who ?? 'someone else'} (line ${p.reservedFor?.line ?? '?'} of ${s.policyFile}); everyone else gets EPERM, whatever privilege they have.`,
     });
   }
@@ -106,16 +121,16 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
   const grantable = refused.filter((p) => p.reservedFor === undefined);
   const grantList = portList(grantable);
   if (grantable.length > 0) {
-    const server = s.program?.path ?? 'YOUR-SERVER';
+    const server = s.program === undefined ? 'YOUR-SERVER' : shellQuote(s.program.path);
     if (s.bpfGrantPossible) {
       options.push({
         method: 'lowport-grant',
-        command: `sudo ${s.lowport} grant ${grantList} --user ${s.user}`,
+        command: `sudo ${s.lowport} grant ${grantList} --user ${user}`,
         why: `lets ${s.user}'s programs (any of them: scripts, JVMs, static binaries) bind ${grantList} and nothing else; nobody else gains anything; no wrapper, no proxy.`,
       });
       options.push({
         method: 'lowport-run',
-        command: `sudo ${s.lowport} run --port ${grantList} --user ${s.user} -- ${server}`,
+        command: `sudo ${s.lowport} run --port ${grantList} --user ${user} -- ${server}`,
         why: `grants ${grantList} to that one command and what it starts, only while it runs; nothing is written to the policy.`,
       });
     }
@@ -123,7 +138,7 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
       options.push({
         method: 'systemd-ambient',
         command:
-          `sudo systemctl edit YOUR.service   # then add:\n[Service]\nUser=${s.user}\nAmbientCapabilities=CAP_NET_BIND_SERVICE\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nNoNewPrivileges=yes\n` +
+          `sudo systemctl edit YOUR.service   # then add:\n[Service]\nUser=${unitUser(s)}\nAmbientCapabilities=CAP_NET_BIND_SERVICE\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nNoNewPrivileges=yes\n` +
           `SocketBindAllow=${grantable.map((p) => `tcp:${p.port}`).join(' ')}\nSocketBindDeny=any`,
         why: `for a server run by systemd: the service gets CAP_NET_BIND_SERVICE (which alone would allow every low port; SocketBindAllow/Deny narrow it to ${grantList}).`,
       });
@@ -131,7 +146,7 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
     if (!s.bpfGrantPossible) {
       options.push({
         method: 'lowport-run-sockets',
-        command: `sudo ${s.lowport} run --sockets --port ${grantList} --user ${s.user} -- ${server}`,
+        command: `sudo ${s.lowport} run --sockets --port ${grantList} --user ${user} -- ${server}`,
         why: `lowport binds ${grantList} and hands the sockets over as systemd does (LISTEN_FDS); for servers that accept sockets that way. Needs no BPF.`,
       });
     }
@@ -151,14 +166,14 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
     if (!s.bpfGrantPossible) {
       options.push({
         method: 'lowport-run-caps',
-        command: `sudo ${s.lowport} run --caps --user ${s.user} -- ${server}`,
+        command: `sudo ${s.lowport} run --caps --user ${user} -- ${server}`,
         why: `runs the server with CAP_NET_BIND_SERVICE in its ambient set: it and every process it starts may bind EVERY port below 1024, not just ${grantList}. Needs no BPF.`,
       });
     }
     if (s.program !== undefined && !s.program.isScript) {
       options.push({
         method: 'setcap',
-        command: `sudo setcap cap_net_bind_service=+ep ${s.program.path}`,
+        command: `sudo setcap cap_net_bind_service=+ep ${shellQuote(s.program.path)}`,
         why:
           `gives ${s.program.path} every low port, for every user who runs it; lost when the file is replaced (an upgrade)` +
           (s.program.runsScripts ? `; and ${s.program.path} runs scripts, so every script of every user would get it too.` : '.'),

@@ -8,11 +8,13 @@ import { dirname, join } from 'node:path';
 import { readPolicy } from '../engine/apply.js';
 import { policyPath, requireRoot, type LowportOptions } from '../engine/target.js';
 import { LowportError } from '../errors.js';
-import { assertRootControlled, preparePolicyDir, removeFile, removeEmptyDir, writeFileAtomic } from '../kernel/files.js';
+import { preparePolicyDir, removeFile, removeEmptyDir, writeFileAtomic } from '../kernel/files.js';
 import { pathExists } from '../kernel/process.js';
+import { findTreeFault } from '../kernel/root-tree.js';
 import { systemctl, systemctlPath } from '../kernel/systemctl.js';
 import { systemdRunning } from '../kernel/system.js';
 import { serializePolicy } from '../policy/print.js';
+import { escapeControl, hasControl, shellQuote } from '../text.js';
 
 export const UNIT_NAME = 'lowport.service';
 
@@ -21,7 +23,7 @@ export interface InstallOptions extends LowportOptions {
   root?: string;
   /** The command that runs lowport, absolute: node and the script. */
   lowportArgv: string[];
-  /** Other files the command loads (the package, koffi's native module), checked like it. */
+  /** The trees the command loads (the package's package.json and dist/, koffi), walked whole. */
   packageFiles?: string[];
 }
 
@@ -35,10 +37,61 @@ export interface InstallResult {
   notes: string[];
 }
 
-/** systemd's quoting for ExecStart= words (systemd.syntax(7)): double quotes, backslash escapes, % and $ doubled. */
+// The characters text.ts escapes for terminals; here as systemd C escapes.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+
+/**
+ * One word of an ExecStart= command line, as systemd.service(5) and
+ * systemd.syntax(7) read it back to exactly this word: specifiers (`%n`, `%h`)
+ * doubled to `%%`, variables (`$HOME`, `${X}`) to `$$`, and anything but a plain
+ * word in double quotes, with `\` and `"` escaped and control characters as C
+ * escapes (a raw newline would end the line and start a directive of the
+ * caller's choosing). A lone `;` separates commands, so it is written `\;`.
+ * The first word's prefixes (`+`, `-`, `@`, `:`, `!`) survive any quoting: the
+ * callers make sure the first word is an absolute path.
+ */
 export function systemdQuote(word: string): string {
+  if (word.includes('\0')) throw new LowportError('E_USAGE', 'a command word holds a NUL byte, which no program can receive', { hint: 'Remove it.' });
+  if (word === ';') return '\\;';
   const escaped = word.replace(/%/g, '%%').replace(/\$/g, '$$$$');
-  return /^[A-Za-z0-9_@+=:,./-]+$/.test(escaped) ? escaped : `"${escaped.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+  if (/^[A-Za-z0-9_@+=:,./-]+$/.test(escaped)) return escaped;
+  const inner = escaped
+    .replace(/\\/g, '\\\\')
+    .replace(/"/g, '\\"')
+    .replace(CONTROL, (c) => {
+      const code = c.charCodeAt(0);
+      return code < 0x80 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+    });
+  return `"${inner}"`;
+}
+
+/**
+ * A path for ConditionPathExists= and the like, which takes the rest of the
+ * line with specifiers but no quoting: `%` doubled, and refused unless it is
+ * absolute and free of control characters (a `!` or `|` first would negate
+ * or or-join the condition; a newline would add a directive).
+ */
+export function systemdPath(path: string): string {
+  if (!path.startsWith('/') || hasControl(path) || path !== path.trim()) {
+    throw new LowportError('E_USAGE', `the path '${escapeControl(path)}' cannot go into a systemd unit: it must be absolute, without control characters or leading or trailing spaces`, {
+      hint: 'Give an absolute path made of ordinary characters.',
+    });
+  }
+  return path.replace(/%/g, '%%');
+}
+
+/**
+ * A whole command line for ExecStart=: the first word must be an absolute
+ * path, so no prefix (`+` runs it with full privileges, `-` ignores its
+ * failure, `@`, `:`, `!`) can reach systemd, quoted or not.
+ */
+export function systemdCommandLine(words: string[]): string {
+  const [first] = words;
+  if (first === undefined || !first.startsWith('/')) {
+    throw new LowportError('E_USAGE', `the command '${escapeControl(first ?? '')}' is not an absolute path, which a systemd unit needs`, { hint: 'Give the program as an absolute path, e.g. /usr/bin/server.' });
+  }
+  return words.map(systemdQuote).join(' ');
 }
 
 export function bootUnit(lowportArgv: string[], options: LowportOptions): string {
@@ -47,7 +100,7 @@ export function bootUnit(lowportArgv: string[], options: LowportOptions): string
     ...(options.cgroup === undefined ? [] : ['--cgroup', options.cgroup]),
     ...(options.pinDir === undefined ? [] : ['--pin-dir', options.pinDir]),
   ];
-  const cmd = (verb: string) => [...lowportArgv, verb, ...global].map(systemdQuote).join(' ');
+  const cmd = (verb: string) => systemdCommandLine([...lowportArgv, verb, ...global]);
   return `# Installed by \`lowport install\`; \`lowport uninstall\` removes it.
 [Unit]
 Description=lowport: let non-root programs bind the ports the policy gives them
@@ -56,7 +109,7 @@ After=local-fs.target nss-user-lookup.target
 Wants=network-pre.target
 Before=network-pre.target shutdown.target
 Conflicts=shutdown.target
-ConditionPathExists=${policyPath(options)}
+ConditionPathExists=${systemdPath(policyPath(options))}
 
 [Service]
 Type=oneshot
@@ -76,23 +129,17 @@ function unitFile(root: string | undefined): string {
 
 /**
  * The unit runs these files as root at every boot: refuse any that a user
- * could change (a clone in a home directory, a Node installed with nvm).
+ * could change (a clone in a home directory, a Node installed with nvm, one
+ * group-writable directory deep in dist/). `argv` (node and the script) is
+ * checked with every directory above it; `trees` (the package's files, koffi)
+ * are walked whole, symlinks checked where they point.
  */
-export function assertRootOwnedProgram(argv: string[], extra: string[] = []): void {
-  const role = { noun: 'program', risk: 'run their own code as root at every boot' };
-  for (const path of [...argv, ...extra]) {
-    try {
-      assertRootControlled(path, role);
-    } catch (e) {
-      if (e instanceof LowportError) {
-        throw new LowportError('E_POLICY_UNSAFE', e.message, {
-          hint: 'Install lowport and Node where only root can write (e.g. `sudo npm install -g .` with the system Node), then run `lowport install` from there.',
-          cause: e,
-        });
-      }
-      throw e;
-    }
-  }
+export function assertRootOwnedProgram(argv: string[], trees: string[] = []): void {
+  const fault = findTreeFault(argv, trees);
+  if (fault === undefined) return;
+  throw new LowportError('E_POLICY_UNSAFE', `${fault.problem}, so someone other than root could run their own code as root at every boot; lowport refuses to install it`, {
+    hint: `Run: ${fault.fix} (and check the rest of the tree: lowport names the first problem). Or install lowport and Node where only root can write (e.g. \`sudo npm install -g .\` with the system Node) and run \`lowport install\` from there.`,
+  });
 }
 
 export function install(o: InstallOptions): InstallResult {
@@ -113,7 +160,7 @@ export function install(o: InstallOptions): InstallResult {
       enabled: false,
       notes,
       instructions:
-        `systemd is not installed here. Run \`${o.lowportArgv.join(' ')} apply\` at every boot, after local filesystems are mounted and before network services start: ` +
+        `systemd is not installed here. Run \`${o.lowportArgv.map(shellQuote).join(' ')} apply\` at every boot, after local filesystems are mounted and before network services start: ` +
         'for example from /etc/rc.local, an OpenRC service (`depend() { before net; need localmount; }`), or a runit/s6 oneshot.',
     };
   }

@@ -154,9 +154,13 @@ const SO_REUSEADDR = 2;
 const IPPROTO_IPV6 = 41;
 const IPV6_V6ONLY = 26;
 
-/** An extended attribute's value, or undefined when the file has none (ENODATA) or it cannot be read. */
+/**
+ * An extended attribute's value, or undefined when the file has none (ENODATA) or it cannot be read.
+ * The buffer holds the largest value Linux allows (XATTR_SIZE_MAX): with a smaller one, a long ACL
+ * (over 31 entries) fails with ERANGE and would read as no ACL at all.
+ */
 export function getXattr(path: string, name: string): Buffer | undefined {
-  const value = Buffer.alloc(256);
+  const value = Buffer.alloc(65536);
   const n = Number(libc().getxattr(path, name, value, value.length));
   return n < 0 ? undefined : value.subarray(0, n);
 }

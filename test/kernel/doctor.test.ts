@@ -107,6 +107,45 @@ describe('lowport doctor on real states', { skip }, () => {
     assert.ok(!report.alternatives.some((a) => a.method === 'setcap') && report.recommendation.method !== 'setcap');
   });
 
+  it('shows a hostile process name escaped, and keeps it out of the recommended command (human and JSON)', async () => {
+    assert.equal((await box.cli('grant', '86', '--user', 'nobody')).code, 0);
+    // The holder names itself (prctl PR_SET_NAME, as any process may) with a screen clear and a line that looks like a command.
+    const comm = '\x1b[2J\nsudo id';
+    const script = join(box.dir, 'holder.py');
+    writeFileSync(
+      script,
+      'import ctypes, socket, time\n' +
+        'ctypes.CDLL(None).prctl(15, b"\\x1b[2J\\nsudo id", 0, 0, 0)\n' +
+        's = socket.socket()\ns.bind(("0.0.0.0", 86))\ns.listen()\ntime.sleep(20)\n',
+      { mode: 0o644 },
+    );
+    const holder = `python3 ${script} & holder=$!; sleep 0.7`;
+    const run = (json: boolean) => {
+      const sh = `${holder}\n"$@"; code=$?; kill $holder; exit $code`;
+      const { command, args, env } = box.clientCommand({}, ['sh', '-c', sh, 'sh', process.execPath, pkg.cli, 'doctor', '--port', '86', ...(json ? ['--json'] : []), ...box.args]);
+      return spawnSync(command, args, { encoding: 'utf8', env, timeout: 30_000 });
+    };
+    const j = run(true);
+    const report = JSON.parse(j.stdout) as DoctorReport;
+    const held = report.ports[0]?.heldBy.find((h) => h.protocol === 'tcp');
+    assert.equal(held?.command, comm);
+    const pid = held?.pid ?? -1;
+    assert.equal(report.recommendation.method, 'free-port');
+    assert.equal(report.recommendation.command, `kill ${pid}   # or stop the service that runs pid ${pid}`);
+    // eslint-disable-next-line no-control-regex -- the test is about control characters
+    assert.doesNotMatch(j.stdout, /\x1b/);
+
+    const h = run(false);
+    assert.equal(h.status, 1, h.stderr);
+    // eslint-disable-next-line no-control-regex -- the test is about control characters
+    assert.doesNotMatch(h.stdout, /[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+    // Another run, another holder: its own pid.
+    const shown = /by \\x1b\[2J\\nsudo id \(pid (\d+), uid 65534\)/.exec(h.stdout);
+    assert.ok(shown !== null, h.stdout);
+    assert.match(h.stdout, new RegExp(`\n {4}kill ${shown[1] ?? 'x'} {3}# or stop the service that runs pid ${shown[1] ?? 'x'}\n`));
+    assert.doesNotMatch(h.stdout, /^sudo id/m);
+  });
+
   it('prints a human report with marks and the recommended command', () => {
     const { command, args, env } = box.clientCommand({}, [process.execPath, pkg.cli, 'doctor', '--port', '82', ...box.args]);
     const r = spawnSync(command, args, { encoding: 'utf8', env });

@@ -6,12 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runMain } from '../run-main.js';
 import { install } from '../../src/integrate/install.js';
+import { aclWriters } from '../../src/kernel/files.js';
+import { getXattr } from '../../src/kernel/libc.js';
 import { binds, kernelSkipReason, NOBODY, PackageCopy, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
@@ -58,7 +60,7 @@ describe('install, unit and import-authbind', { skip }, () => {
     chownSync(script, NOBODY, NOBODY);
     assert.throws(() => install({ ...installOptions(), lowportArgv: [process.execPath, script] }), (e: Error & { code?: string; hint?: string }) => {
       assert.equal(e.code, 'E_POLICY_UNSAFE');
-      assert.match(e.message, /the program file .*user-main.js is owned by uid 65534, not root, so that user could run their own code as root at every boot/);
+      assert.match(e.message, /the program file .*user-main.js is owned by uid 65534, not root, so someone other than root could run their own code as root at every boot/);
       assert.match(e.hint ?? '', /only root can write/);
       return true;
     });
@@ -93,6 +95,107 @@ describe('install, unit and import-authbind', { skip }, () => {
     }
   });
 
+  it('refuses to install when one file or directory deep in the tree is not root-controlled, naming it', () => {
+    const deep = join(pkg.dir, 'dist', 'src', 'engine');
+    const file = join(pkg.dir, 'dist', 'src', 'kernel', 'libc.js');
+    const koffiDir = join(pkg.dir, 'node_modules', 'koffi');
+    const cases: [string, () => void, () => void, RegExp][] = [
+      [deep, () => chmodSync(deep, 0o757), () => chmodSync(deep, 0o755), /the program directory .*\/dist\/src\/engine is writable by everyone/],
+      [deep, () => chmodSync(deep, 0o1777), () => chmodSync(deep, 0o755), /the program directory .*\/dist\/src\/engine is writable by everyone/],
+      [file, () => chmodSync(file, 0o664), () => chmodSync(file, 0o644), /the program file .*libc\.js is writable by group 0/],
+      [file, () => chownSync(file, NOBODY, 0), () => chownSync(file, 0, 0), /the program file .*libc\.js is owned by uid 65534/],
+      [koffiDir, () => chownSync(koffiDir, NOBODY, 0), () => chownSync(koffiDir, 0, 0), /the program directory .*node_modules\/koffi is owned by uid 65534/],
+    ];
+    for (const [, spoil, restore, message] of cases) {
+      spoil();
+      try {
+        assert.throws(() => install(installOptions()), (e: Error & { code?: string; hint?: string }) => {
+          assert.equal(e.code, 'E_POLICY_UNSAFE');
+          assert.match(e.message, message);
+          assert.match(e.hint ?? '', /^Run: (chown|chmod)/);
+          return true;
+        });
+      } finally {
+        restore();
+      }
+    }
+    // An ACL that lets nobody write, hidden among 40 harmless entries (too long for a small getxattr buffer).
+    const acl = [...Array.from({ length: 40 }, (_, i) => `u:${20000 + i}:r`), `u:${NOBODY}:rw`].join(',');
+    const setfacl = spawnSync('setfacl', ['-m', acl, file], { encoding: 'utf8' });
+    // CI installs acl (setfacl); the temp file system takes ACLs.
+    assert.equal(setfacl.status, 0, setfacl.stderr);
+    try {
+      // Read whole: a 256-byte getxattr buffer got ERANGE here and saw no ACL.
+      assert.deepEqual(aclWriters(getXattr(file, 'system.posix_acl_access'), 0), ['user 65534']);
+      assert.throws(() => install(installOptions()), /the program file .*libc\.js has an ACL that lets user 65534 write it/);
+    } finally {
+      spawnSync('setfacl', ['-b', file]);
+    }
+    // A symlink in the tree counts for where it points.
+    const outside = mkdtempSync(join(tmpdir(), 'lowport-outside-'));
+    try {
+      chmodSync(outside, 0o755);
+      chownSync(outside, NOBODY, NOBODY);
+      symlinkSync(outside, join(pkg.dir, 'dist', 'src', 'linked'));
+      assert.throws(() => install(installOptions()), /the program directory .*lowport-outside-.* is owned by uid 65534/);
+    } finally {
+      rmSync(join(pkg.dir, 'dist', 'src', 'linked'), { force: true });
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses unit commands with a systemd prefix, root or a forged --user, and names the file PATH gave', async () => {
+    const run = (...a: string[]) => runMain(['unit', 'web', '--port', '80', ...a]);
+    const plus = await run('--user', 'nobody', '--', '+/bin/sh', '-c', 'id');
+    assert.equal(plus.code, 2);
+    assert.match(plus.stderr, /'\+\/bin\/sh' starts with '\+', a systemd prefix/);
+    for (const user of ['root', '0', 'nobody\nExecStartPre=+/bin/sh -c id', 'no-such-user-lowport']) {
+      const r = await run('--user', user, '--', '/bin/true');
+      assert.equal(r.code, 2, user);
+      assert.equal(r.stdout, '');
+      assert.doesNotMatch(r.stderr, /\nExecStartPre/);
+    }
+    const bare = await run('--user', 'nobody', '--', 'true');
+    assert.equal(bare.code, 0, bare.stderr);
+    assert.match(bare.stderr, /^lowport unit: using \/\S+\/true for true \(from PATH\)$/m);
+    assert.match(bare.stdout, /^ExecStart=\/\S+\/true$/m);
+  });
+
+  it('writes hostile command words so that systemd-analyze verify reads the program and its words back', { skip: haveSystemd ? false : 'systemd tools are not installed' }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lowport-units-'));
+    try {
+      // A program whose path holds a specifier: unescaped, systemd would look for my-web.service-prog.
+      const prog = join(dir, 'my-%n-prog');
+      writeFileSync(prog, '#!/bin/sh\n', { mode: 0o755 });
+      const words = ['a\nExecStartPre=+/bin/sh -c id', '%n', '$HOME', '${PATH}', '"', "'", '\\', 'end\\', ';', '\x1b[2J', 'rtl\u202e', ' spaced '];
+      const r = await runMain(['unit', 'web', '--user', 'nobody', '--port', '80', '--output-dir', dir, '--', prog, ...words]);
+      assert.equal(r.code, 0, r.stderr);
+      const text = readFileSync(join(dir, 'web.service'), 'utf8');
+      assert.doesNotMatch(text, /^ExecStartPre/m);
+      // eslint-disable-next-line no-control-regex -- the test is about control characters
+      assert.doesNotMatch(text, /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
+      const verify = spawnSync('systemd-analyze', ['verify', join(dir, 'web.service')], { encoding: 'utf8' });
+      assert.equal(verify.status, 0, `${verify.stdout}${verify.stderr}`);
+      assert.doesNotMatch(verify.stderr.replace(/.*Special user nobody configured.*\n?/g, ''), /\S/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('escapes specifiers in the boot unit\'s ConditionPathExists=, so systemd checks the policy path itself', { skip: haveSystemd ? false : 'systemd tools are not installed' }, () => {
+    const policy = join('/etc/lowport', 'policy-%n');
+    install({ ...installOptions(), policy });
+    const unit = readFileSync(join(root, 'etc/systemd/system/lowport.service'), 'utf8');
+    const condition = /^ConditionPathExists=(.*)$/m.exec(unit)?.[1] ?? '';
+    assert.equal(condition, '/etc/lowport/policy-%%n');
+    // systemd-analyze condition checks the running system: point the same escaped condition at the policy install created in the root.
+    const created = join(root, policy);
+    assert.ok(existsSync(created));
+    const check = spawnSync('systemd-analyze', ['condition', `ConditionPathExists=${join(root, condition)}`], { encoding: 'utf8' });
+    assert.equal(check.status, 0, `${check.stdout}${check.stderr}`);
+    rmSync(created);
+  });
+
   it('imports an authbind tree with real owners and modes, and applies it', async () => {
     const dir = join(root, 'authbind');
     for (const sub of ['byport', 'byaddr', 'byuid']) mkdirSync(join(dir, sub), { recursive: true });
@@ -103,8 +206,25 @@ describe('install, unit and import-authbind', { skip }, () => {
     chownSync(join(dir, 'byaddr', '127.0.0.2,81'), NOBODY, NOBODY);
     chmodSync(join(dir, 'byaddr', '127.0.0.2,81'), 0o500);
     writeFileSync(join(dir, 'byuid', String(NOBODY)), '::1/128,82\n10.0.0.0/8,83\n');
+    // Everyone but group nogroup: access(2) refuses its members, so nothing may be imported.
+    writeFileSync(join(dir, 'byport', '84'), '');
+    chownSync(join(dir, 'byport', '84'), 0, NOBODY);
+    chmodSync(join(dir, 'byport', '84'), 0o705);
+    // A file name that would print a live grant for everyone.
+    writeFileSync(join(dir, 'byport', '85\ngrant 1-1023 everyone\n#'), '');
+    chmodSync(join(dir, 'byport', '85\ngrant 1-1023 everyone\n#'), 0o755);
+    // An IPv6 ADDR:PORT name, which authbind never reads.
+    writeFileSync(join(dir, 'byaddr', '::1:86'), '');
+    chmodSync(join(dir, 'byaddr', '::1:86'), 0o755);
     const printed = await runMain(['import-authbind', '--dir', dir]);
     assert.equal(printed.code, 0, printed.stderr);
+    assert.deepEqual(
+      printed.stdout.split('\n').filter((l) => l !== '' && !l.startsWith('#')),
+      ['grant 80 user nobody', 'grant 81 user nobody addr 127.0.0.2', 'grant 82 user nobody addr ::1'],
+    );
+    assert.match(printed.stdout, /^# {3}byport\/84: authbind lets everyone but the other members of group nogroup bind it/m);
+    assert.match(printed.stdout, /^# {3}byport\/85\\ngrant 1-1023 everyone\\n#: not a port number/m);
+    assert.match(printed.stdout, /^# {3}byaddr\/::1:86: authbind reads ADDR:PORT names for IPv4 only/m);
     assert.match(printed.stdout, /^grant 80 user nobody$/m);
     assert.match(printed.stdout, /^grant 81 user nobody addr 127\.0\.0\.2$/m);
     assert.match(printed.stdout, /^grant 82 user nobody addr ::1$/m);

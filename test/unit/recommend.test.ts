@@ -97,3 +97,32 @@ describe('recommend', () => {
     assert.equal(r.recommendation.command, 'sudo lowport apply');
   });
 });
+
+describe('recommend, with names and paths other users chose', () => {
+  // eslint-disable-next-line no-control-regex -- the test is about control characters
+  const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/;
+
+  it('names the process holding a port by its pid in the command, never by the name its owner gave it', () => {
+    const comm = 'x\nsudo rm -rf / #\x1b[2J';
+    const r = recommend(situation({ ports: [{ port: 80, canBind: false, errors: ['EADDRINUSE'], heldBy: [{ pid: 4242, command: comm, uid: 1000 }], grantedBy: [] }] }));
+    assert.equal(r.recommendation.method, 'free-port');
+    assert.equal(r.recommendation.command, 'kill 4242   # or stop the service that runs pid 4242');
+    assert.doesNotMatch(r.recommendation.command, RAW);
+  });
+
+  it('shell-quotes user names and program paths in every command, and gives User= a uid when the name is not plain', () => {
+    const user = "ev'il\nid";
+    const path = '/home/x/my server;reboot';
+    const r = recommend(situation({ user, uid: 1234, program: { path, isScript: false, runsScripts: false } }));
+    assert.equal(r.recommendation.command, `sudo lowport grant 80,443 --user $'ev\\'il\\nid'`);
+    for (const c of [r.recommendation, ...r.alternatives]) {
+      const lines = c.method === 'systemd-ambient' ? c.command.split('\n') : [c.command];
+      for (const line of lines) assert.doesNotMatch(line, RAW, `${c.method}: ${line}`);
+    }
+    assert.equal(r.alternatives.find((a) => a.method === 'lowport-run')?.command, `sudo lowport run --port 80,443 --user $'ev\\'il\\nid' -- '/home/x/my server;reboot'`);
+    assert.equal(r.alternatives.find((a) => a.method === 'setcap')?.command, `sudo setcap cap_net_bind_service=+ep '/home/x/my server;reboot'`);
+    const dropIn = r.alternatives.find((a) => a.method === 'systemd-ambient')?.command ?? '';
+    assert.match(dropIn, /^User=1234$/m);
+    assert.equal(dropIn.split('\n').length, 8);
+  });
+});

@@ -1,0 +1,111 @@
+/**
+ * Whether only root can change what a root process will load from a tree of
+ * files (the program a boot unit runs as root): every file and directory in
+ * it, every directory above it up to /, and every symlink's target, checked
+ * the same way. Nothing is followed blindly: entries are lstat'ed, and a
+ * symlink counts for its own directory entry and for what it points at.
+ */
+import { lstatSync, readdirSync, realpathSync, type Stats } from 'node:fs';
+import { join, resolve, sep } from 'node:path';
+import { LowportError } from '../errors.js';
+import { aclWriters } from './files.js';
+import { getXattr } from './libc.js';
+
+const S_IWGRP = 0o020;
+const S_IWOTH = 0o002;
+const S_ISVTX = 0o1000;
+
+/** The first path that a user other than root could change, and why; undefined when there is none. */
+export interface TreeFault {
+  path: string;
+  problem: string;
+  fix: string;
+}
+
+class Walk {
+  private readonly seen = new Set<string>();
+
+  /** The path and every directory above it; symlinks on the way are checked and followed to their (checked) targets. */
+  path(path: string): TreeFault | undefined {
+    const abs = resolve(path);
+    let fault = this.entry('/', lstatSync('/'), 'above');
+    if (fault !== undefined) return fault;
+    let cur = '/';
+    const parts = abs.split(sep).filter((p) => p !== '');
+    for (const [i, part] of parts.entries()) {
+      cur = join(cur, part);
+      const st = lstatSync(cur);
+      fault = this.entry(cur, st, i === parts.length - 1 ? 'inside' : 'above');
+      if (fault !== undefined) return fault;
+      if (st.isSymbolicLink()) {
+        const target = realpathSync(cur);
+        fault = this.path(target);
+        if (fault !== undefined) return fault;
+        cur = target;
+      }
+    }
+    return undefined;
+  }
+
+  /** A directory and everything below it. */
+  tree(dir: string): TreeFault | undefined {
+    const real = realpathSync(dir);
+    if (this.seen.has(real)) return undefined;
+    this.seen.add(real);
+    for (const name of readdirSync(dir).sort()) {
+      const p = join(dir, name);
+      const st = lstatSync(p);
+      let fault = this.entry(p, st, 'inside');
+      if (fault !== undefined) return fault;
+      if (st.isSymbolicLink()) {
+        const target = realpathSync(p);
+        fault = this.path(target);
+        if (fault === undefined && lstatSync(target).isDirectory()) fault = this.tree(target);
+      } else if (st.isDirectory()) {
+        fault = this.tree(p);
+      }
+      if (fault !== undefined) return fault;
+    }
+    return undefined;
+  }
+
+  /**
+   * One entry. Inside the tree: root's, and no write bit for group or others
+   * (a sticky directory still lets anyone add a file, such as a node_modules
+   * that Node would then load). Above it, where only the one name on the path
+   * matters: a sticky directory (/tmp) is fine, as is group root's write bit.
+   */
+  private entry(path: string, st: Stats, where: 'inside' | 'above'): TreeFault | undefined {
+    const kind = st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'file';
+    const what = `the program ${kind}`;
+    const fix = kind === 'directory' ? `chown root:root ${path} && chmod go-w ${path}` : `chown -h root:root ${path}${kind === 'file' ? ` && chmod go-w ${path}` : ''}`;
+    if (st.uid !== 0) return { path, problem: `${what} ${path} is owned by uid ${st.uid}, not root`, fix };
+    if (kind === 'symlink') return undefined;
+    const writers = aclWriters(getXattr(path, 'system.posix_acl_access'), st.gid);
+    if (writers.length > 0) return { path, problem: `${what} ${path} has an ACL that lets ${writers.join(', ')} write it`, fix: `setfacl -b ${path}` };
+    const sticky = kind === 'directory' && (st.mode & S_ISVTX) !== 0;
+    if (st.mode & S_IWOTH && (where === 'inside' || !sticky)) return { path, problem: `${what} ${path} is writable by everyone`, fix };
+    if (st.mode & S_IWGRP && (where === 'inside' || st.gid !== 0)) return { path, problem: `${what} ${path} is writable by group ${st.gid}`, fix };
+    return undefined;
+  }
+}
+
+/**
+ * The first fault in `paths` (each checked with the directories above it)
+ * and in `trees` (each walked whole): what lowport refuses to run as root.
+ */
+export function findTreeFault(paths: string[], trees: string[]): TreeFault | undefined {
+  const walk = new Walk();
+  for (const p of [...paths, ...trees]) {
+    let fault: TreeFault | undefined;
+    try {
+      fault = walk.path(p);
+      if (fault === undefined && trees.includes(p) && lstatSync(realpathSync(p)).isDirectory()) fault = walk.tree(realpathSync(p));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+      throw new LowportError('E_STATE', `cannot check ${p} (or a path in it): ${code}`, { hint: 'Check that the program files are there and readable by root.', cause: e });
+    }
+    if (fault !== undefined) return fault;
+  }
+  return undefined;
+}

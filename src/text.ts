@@ -62,3 +62,8 @@ export function shellQuote(word: string): string {
   if (!hasControl(word)) return `'${word.replace(/'/g, `'\\''`)}'`;
   return `$'${escapeControl(word).replace(/'/g, "\\'")}'`;
 }
+
+/** A command line shown to the user, from its words, each quoted as needed. */
+export function shellCommand(words: readonly string[]): string {
+  return words.map(shellQuote).join(' ');
+}

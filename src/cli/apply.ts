@@ -2,6 +2,7 @@
 import { apply, type UnresolvedReport } from '../engine/apply.js';
 import { off } from '../engine/off.js';
 import { formatDiagnostic } from '../errors.js';
+import { escapeControl } from '../text.js';
 import { noArguments, printJson, type Command } from './command.js';
 
 /**
@@ -62,22 +63,6 @@ the old policy or the new one.
   },
 };
 
-/**
- * Control characters as visible escapes (\n, \x1b, \u2028...), so that a
- * command line another user chose cannot move root's cursor or fake a line.
- * Local until a shared escaping module exists (issue 9, finding 14).
- */
-function escapeControl(text: string): string {
-  // eslint-disable-next-line no-control-regex -- matching control characters is the point
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\\]/g, (c) => {
-    if (c === '\\') return '\\\\';
-    if (c === '\n') return '\\n';
-    if (c === '\t') return '\\t';
-    if (c === '\r') return '\\r';
-    const code = c.charCodeAt(0);
-    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
-  });
-}
 
 export const offCommand: Command = {
   name: 'off',

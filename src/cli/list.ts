@@ -34,7 +34,7 @@ export function formatList(r: ListResult): string {
   }
   if (r.warnings.length > 0) {
     out.push('');
-    for (const w of r.warnings) out.push(`warning: ${r.policy}:${w.line}: ${w.message}`);
+    for (const w of r.warnings) out.push(`warning: ${escapeControl(r.policy)}:${w.line}: ${w.message}`);
   }
   const others = r.programs.filter((p) => !p.ours);
   if (others.length > 0) {

@@ -11,7 +11,7 @@ import { lockDirectory, preparePolicyDir, readPolicyFile, writeFileAtomic } from
 import { parsePolicy } from '../policy/parse.js';
 import { formatPorts } from '../policy/ports.js';
 import { serializePolicy } from '../policy/print.js';
-import { shellCommand } from '../policy/quote.js';
+import { shellCommand } from '../text.js';
 import type { PolicyDocument, Rule } from '../policy/types.js';
 import { restorePersisted } from '../forward/redirect.js';
 import { compileTable } from './compile.js';

@@ -6,7 +6,7 @@
 import { lookupGroups, lookupUsers } from '../kernel/nss.js';
 import { readSubordinateIds } from '../kernel/subids.js';
 import { formatPorts } from '../policy/ports.js';
-import { printable } from '../policy/quote.js';
+import { escapeControl } from '../text.js';
 import type { PortItem, Protocol } from '../policy/types.js';
 import { addressText, protocolName } from './compile.js';
 import { compileDocument, policyFingerprint, readPolicyText, refreshLive, removeCommand } from './apply.js';
@@ -296,13 +296,13 @@ function nssNames(kind: number, ids: bigint[]): Map<bigint, string> {
     const users = lookupUsers(ids.map(String));
     for (const id of ids) {
       const u = users.get(String(id));
-      out.set(id, u === undefined ? `uid ${id}` : `user ${printable(u.name)} (uid ${id})`);
+      out.set(id, u === undefined ? `uid ${id}` : `user ${escapeControl(u.name)} (uid ${id})`);
     }
   } else if (kind === Kind.GID) {
     const groups = lookupGroups(ids.map(String));
     for (const id of ids) {
       const g = groups.get(String(id));
-      out.set(id, g === undefined ? `gid ${id}` : `group ${printable(g.name)} (gid ${id})`);
+      out.set(id, g === undefined ? `gid ${id}` : `group ${escapeControl(g.name)} (gid ${id})`);
     }
   }
   return out;

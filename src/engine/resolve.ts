@@ -13,7 +13,7 @@ import { LowportError, type Diagnostic } from '../errors.js';
 import { lookupGroups, lookupUsers, type GroupEntry, type PasswdEntry } from '../kernel/nss.js';
 import type { SubordinateRange } from '../kernel/subids.js';
 import { formatPorts } from '../policy/ports.js';
-import { printable } from '../policy/quote.js';
+import { escapeControl } from '../text.js';
 import type { PolicyDocument, Principal, Rule } from '../policy/types.js';
 import { Kind } from './map-format.js';
 
@@ -107,7 +107,7 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
       const entry = users.get(p.name);
       if (entry !== undefined) {
         if (!NUMERIC.test(p.name)) bindings.users[p.name] = entry.uid;
-        out.push({ rule, subjects: [{ kind: Kind.UID, id: BigInt(entry.uid) }], label: `user ${printable(entry.name)} (uid ${entry.uid})` });
+        out.push({ rule, subjects: [{ kind: Kind.UID, id: BigInt(entry.uid) }], label: `user ${escapeControl(entry.name)} (uid ${entry.uid})` });
       } else if (NUMERIC.test(p.name)) {
         // A uid needs no passwd entry, as chown(1) accepts: bind() checks numbers, not names.
         out.push({ rule, subjects: [{ kind: Kind.UID, id: BigInt(p.name) }], label: `uid ${p.name}` });
@@ -123,7 +123,7 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
         out.push({
           rule,
           subjects: [{ kind: Kind.GID, id: BigInt(entry.gid) }, ...uids.map((uid): Subject => ({ kind: Kind.UID, id: BigInt(uid) }))],
-          label: `group ${printable(entry.name)} (gid ${entry.gid}${uids.length > 0 ? `, members uid ${uids.join(', ')}` : ''})`,
+          label: `group ${escapeControl(entry.name)} (gid ${entry.gid}${uids.length > 0 ? `, members uid ${uids.join(', ')}` : ''})`,
         });
       } else if (NUMERIC.test(p.name)) {
         out.push({ rule, subjects: [{ kind: Kind.GID, id: BigInt(p.name) }], label: `gid ${p.name}` });
@@ -187,8 +187,8 @@ export function nameChanges(rules: readonly Rule[], recorded: NameBindings, dire
   const memberNames = [...new Set([...groupsNow.values()].flatMap((g) => g.members))];
   const usersById = directory.users([...new Set([...oldUids, ...memberNames])]);
   const groupsById = directory.groups([...new Set(oldGids)]);
-  const userOf = (uid: number) => { const u = usersById.get(String(uid)); return u === undefined ? `no user` : `user ${printable(u.name)}`; };
-  const groupOf = (gid: number) => { const g = groupsById.get(String(gid)); return g === undefined ? `no group` : `group ${printable(g.name)}`; };
+  const userOf = (uid: number) => { const u = usersById.get(String(uid)); return u === undefined ? `no user` : `user ${escapeControl(u.name)}`; };
+  const groupOf = (gid: number) => { const g = groupsById.get(String(gid)); return g === undefined ? `no group` : `group ${escapeControl(g.name)}`; };
 
   const out: NameChange[] = [];
   for (const rule of named) {
@@ -205,7 +205,7 @@ export function nameChanges(rules: readonly Rule[], recorded: NameBindings, dire
         else push(`user ${name} does not exist: the ${what} is not live${rule.action === 'reserve' ? ' (its ports refuse everyone but root)' : ''}`, true, false);
       } else if (now === undefined) {
         const holder = usersById.get(String(was));
-        push(`user ${name} (uid ${was}): ${name} no longer exists; uid ${was} is ${holder === undefined ? 'now nobody’s' : `now ${printable(holder.name)}`}, and the live ${what} still holds it: ${apply}`, true);
+        push(`user ${name} (uid ${was}): ${name} no longer exists; uid ${was} is ${holder === undefined ? 'now nobody’s' : `now ${escapeControl(holder.name)}`}, and the live ${what} still holds it: ${apply}`, true);
       } else if (now.uid !== was) {
         push(`user ${name} (uid ${was}): ${name} is now uid ${now.uid}; the live ${what} still holds uid ${was} (${userOf(was)} now): run \`lowport apply\` to move it`);
       }
@@ -218,7 +218,7 @@ export function nameChanges(rules: readonly Rule[], recorded: NameBindings, dire
         else push(`group ${name} does not exist: the ${what} is not live${rule.action === 'reserve' ? ' (its ports refuse everyone but root)' : ''}`, true, false);
       } else if (now === undefined) {
         const holder = groupsById.get(String(was.gid));
-        push(`group ${name} (gid ${was.gid}): ${name} no longer exists; gid ${was.gid} is ${holder === undefined ? 'now nobody’s' : `now ${printable(holder.name)}`}, and the live ${what} still holds it: ${apply}`, true);
+        push(`group ${name} (gid ${was.gid}): ${name} no longer exists; gid ${was.gid} is ${holder === undefined ? 'now nobody’s' : `now ${escapeControl(holder.name)}`}, and the live ${what} still holds it: ${apply}`, true);
       } else if (now.gid !== was.gid) {
         push(`group ${name} (gid ${was.gid}): ${name} is now gid ${now.gid}; the live ${what} still holds gid ${was.gid} (${groupOf(was.gid)} now): run \`lowport apply\` to move it`);
       } else {
@@ -252,7 +252,7 @@ export function subordinateNotes(subjects: readonly Subject[], subuid: readonly 
     const id = Number(s.id);
     for (const r of ranges) {
       if (id < r.start || id >= r.start + r.count) continue;
-      const note = `${what} ${id} is in ${printable(r.owner)}'s subordinate range (${file}: ${r.start}-${r.start + r.count - 1}): ${printable(r.owner)}'s containers can use it`;
+      const note = `${what} ${id} is in ${escapeControl(r.owner)}'s subordinate range (${file}: ${r.start}-${r.start + r.count - 1}): ${escapeControl(r.owner)}'s containers can use it`;
       if (!seen.has(note)) notes.push(note);
       seen.add(note);
     }

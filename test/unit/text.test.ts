@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { escapeControl, hasControl, shellQuote } from '../../src/text.js';
+import { escapeControl, hasControl, shellCommand, shellQuote } from '../../src/text.js';
 
 /** Every character a terminal or reader must not get raw. */
 // eslint-disable-next-line no-control-regex -- the test is about control characters
@@ -75,6 +75,13 @@ describe('shellQuote', () => {
   });
 });
 
+describe('shellCommand', () => {
+  it('joins the words of a command, each quoted as needed', () => {
+    assert.equal(shellCommand(['lowport', 'revoke', '80', '--user', 'a b']), "lowport revoke 80 --user 'a b'");
+    assert.equal(shellCommand(['lowport', 'revoke', '--all', '--user', "it's"]), "lowport revoke --all --user 'it'\\''s'");
+  });
+});
+
 describe('CLI output of text others chose', () => {
   // eslint-disable-next-line no-control-regex -- the test is about control characters
   const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/;
@@ -88,6 +95,7 @@ describe('CLI output of text others chose', () => {
       live: true,
       entries: 1,
       file: 'in-sync',
+      warnings: [],
       rules: [{ line: 0, action: 'grant', ports: '80', who: ['run of `srv \x1b[2J\nfake 1 line`'], addrs: [], hits: 0, refused: 0 }],
       programs: [{ hook: 'bind4', id: 7, name: 'x\x1b]0;t\x07', ours: false, inherited: false, createdByUid: 1000 }],
     } as unknown as Parameters<typeof formatList>[0]);
@@ -102,5 +110,14 @@ describe('CLI output of text others chose', () => {
     const text = formatError(new LowportError('E_STATE', 'cannot read /tmp/\x1b[2Jx\u202e: ENOENT', { hint: 'Create /tmp/\x1b[2Jx, or give another path.' }));
     assert.doesNotMatch(text, RAW);
     assert.equal(text, 'lowport: error: cannot read /tmp/\\x1b[2Jx\\u202e: ENOENT\nCreate /tmp/\\x1b[2Jx, or give another path.\n');
+  });
+});
+
+describe('terminalText (the guard before a terminal)', () => {
+  it('keeps line breaks, tabs and ordinary text, and escapes any other control character', async () => {
+    const { terminalText } = await import('../../src/cli/io.js');
+    assert.equal(terminalText('a\tb\nc é ✓\n'), 'a\tb\nc é ✓\n');
+    assert.equal(terminalText('x\x1b[2Jy\nz\u202ew\n'), 'x\\x1b[2Jy\nz\\u202ew\n');
+    assert.equal(terminalText('pass\\x1b plain\n'), 'pass\\x1b plain\n', 'a line without controls is left alone, backslashes too');
   });
 });

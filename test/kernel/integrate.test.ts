@@ -6,13 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runMain } from '../run-main.js';
 import { install } from '../../src/integrate/install.js';
-import { binds, kernelSkipReason, NOBODY, PackageCopy, Sandbox } from './sandbox.js';
+import { binds, kernelSkipReason, NOBODY, PackageCopy, rootTempDir, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
 const haveSystemd = spawnSync('sh', ['-c', 'command -v systemctl && command -v systemd-analyze']).status === 0;
@@ -22,8 +21,7 @@ describe('install, unit and import-authbind', { skip }, () => {
   let box: Sandbox;
   let pkg: PackageCopy;
   before(() => {
-    root = mkdtempSync(join(tmpdir(), 'lowport-root-'));
-    chmodSync(root, 0o755);
+    root = rootTempDir('lowport-root');
     box = new Sandbox('integrate');
     pkg = new PackageCopy();
   });

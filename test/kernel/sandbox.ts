@@ -9,7 +9,6 @@
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import { chmodSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runMain } from '../run-main.js';
@@ -59,6 +58,17 @@ function tryUdp(addr, port, hold) {
 `;
 
 let counter = 0;
+
+/**
+ * A fresh directory (0755) in one only root can write: lowport refuses a
+ * policy, a unit or a program under a directory that others can write, as
+ * /tmp is, sticky or not. /run is root's tmpfs, emptied at reboot.
+ */
+export function rootTempDir(prefix: string): string {
+  const dir = mkdtempSync(join('/run', `${prefix}-`));
+  chmodSync(dir, 0o755);
+  return dir;
+}
 
 /** Why kernel tests cannot run here, or undefined when they can. */
 export function kernelSkipReason(): string | undefined {
@@ -119,11 +129,10 @@ export class Sandbox {
     this.cgroup = join(root, this.name);
     this.outsideCgroup = join(root, `${this.name}-outside`);
     this.pinDir = `/sys/fs/bpf/${this.name.replace(/[^A-Za-z0-9_-]/g, '_')}`;
-    this.dir = mkdtempSync(join(tmpdir(), 'lowport-test-'));
-    this.policy = join(this.dir, 'policy');
     // Root-owned and not writable by others (the policy's directory must be),
     // but readable, so the unprivileged clients can run the files placed here.
-    chmodSync(this.dir, 0o755);
+    this.dir = rootTempDir('lowport-test');
+    this.policy = join(this.dir, 'policy');
     writeFileSync(this.probePath, PROBE_SOURCE, { mode: 0o644 });
     // The pin directory's parent first: if it cannot be used, nothing is left to clean up.
     ensurePinDir(dirname(this.pinDir));
@@ -227,8 +236,7 @@ export class PackageCopy {
 
   constructor() {
     const root = fileURLToPath(new URL('../../../', import.meta.url));
-    this.dir = mkdtempSync(join(tmpdir(), 'lowport-pkg-'));
-    chmodSync(this.dir, 0o755);
+    this.dir = rootTempDir('lowport-pkg');
     cpSync(join(root, 'package.json'), join(this.dir, 'package.json'));
     cpSync(join(root, 'dist', 'src'), join(this.dir, 'dist', 'src'), { recursive: true });
     cpSync(join(root, 'node_modules', 'koffi'), join(this.dir, 'node_modules', 'koffi'), { recursive: true });

@@ -15,6 +15,7 @@ import { restorePersisted } from '../forward/redirect.js';
 import { compileTable } from './compile.js';
 import { readLivePolicy, removeAll, swapPolicy, type Target } from './live.js';
 import { VALUE_SIZE, type EntryTable } from './map-format.js';
+import { syncReservedPorts } from './reserved-ports.js';
 import { appliedText, pruneScopes, saveAppliedText, scopeRules } from './scopes.js';
 import { resolvePolicy, type Directory, type ResolvedRule } from './resolve.js';
 import { kernelTarget, policyPath, type LowportOptions } from './target.js';
@@ -35,6 +36,8 @@ export interface ApplyResult {
   checkOnly: boolean;
   /** `forward` statements of the file made live as nftables redirects (apply only). */
   forwards?: number;
+  /** What changed besides the grants, or could not (net.ipv4.ip_local_reserved_ports, reserved-ports.ts). */
+  notes?: string[];
 }
 
 const NEW_FILE_HEADER = [
@@ -80,13 +83,16 @@ export function readPolicyText(path: string): string {
 
 /**
  * Makes the file's rules, together with the scoped grants of running
- * `lowport run`s, the live policy; returns the entries made live.
+ * `lowport run`s, the live policy; returns the entries made live. Then its
+ * reserved ports inside the kernel's range for port 0 go into
+ * net.ipv4.ip_local_reserved_ports (reserved-ports.ts), whose notes it returns.
  */
-export function makeLive(target: Target, compiled: CompiledPolicy, fingerprint: Buffer): { installed: boolean; entries: number } {
+export function makeLive(target: Target, compiled: CompiledPolicy, fingerprint: Buffer): { installed: boolean; entries: number; notes: string[] } {
   const { scopes } = pruneScopes(target);
   // Without scoped grants the file's table is the whole policy: no need to compile it again.
   const table = scopes.length === 0 ? compiled.table : compileTable([...compiled.rules, ...scopeRules(scopes)]);
-  return { ...swapInto(target, table, fingerprint), entries: table.count };
+  const swapped = swapInto(target, table, fingerprint);
+  return { ...swapped, entries: table.count, notes: syncReservedPorts(target.pinDir, compiled.doc) };
 }
 
 /** Swaps entries into the kernel, turning a refusal by the kernel into a message about the machine. */
@@ -139,10 +145,10 @@ export function apply(options: LowportOptions = {}, { check = false }: { check?:
       return { policy: path, rules: 0, entries: 0, installed: false, checkOnly: false, forwards };
     }
     const target = found.target;
-    const { installed, entries } = makeLive(target, compiled, policyFingerprint(text));
+    const { installed, entries, notes } = makeLive(target, compiled, policyFingerprint(text));
     saveAppliedText(target, text);
     const forwards = applyForwards(path, doc);
-    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, forwards };
+    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, forwards, ...(notes.length > 0 ? { notes } : {}) };
   } finally {
     lock.release();
   }
@@ -185,7 +191,7 @@ export function editPolicy(
     const compiled = compileDocument(doc);
     const text = changed ? serializePolicy(doc) : before.text;
     const previous = changed ? readLivePolicy(target.pinDir) : undefined;
-    const { installed, entries } = makeLive(target, compiled, policyFingerprint(text));
+    const { installed, entries, notes: liveNotes } = makeLive(target, compiled, policyFingerprint(text));
     if (changed) {
       try {
         writeFileAtomic(path, text);
@@ -197,7 +203,7 @@ export function editPolicy(
       }
     }
     saveAppliedText(target, text);
-    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, changed, notes: [...notes, ...(explain?.(compiled) ?? [])] };
+    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, changed, notes: [...notes, ...(explain?.(compiled) ?? []), ...liveNotes] };
   } finally {
     lock.release();
   }

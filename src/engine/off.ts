@@ -4,6 +4,7 @@ import { removePersisted } from '../forward/redirect.js';
 import { lockDirectory } from '../kernel/files.js';
 import { pathExists } from '../kernel/process.js';
 import { removeAll } from './live.js';
+import { syncReservedPorts } from './reserved-ports.js';
 import { forgetAppliedText, pruneScopes } from './scopes.js';
 import { targetIfSupported } from './apply.js';
 import { DEFAULT_PIN_DIR, policyPath, type LowportOptions } from './target.js';
@@ -14,6 +15,8 @@ export interface OffResult {
   removed: boolean;
   /** Persisted forwards (nftables redirects of the policy's `forward` statements) removed. */
   forwards?: number;
+  /** The reserved ports lowport had added to net.ipv4.ip_local_reserved_ports, taken out again. */
+  notes?: string[];
 }
 
 export function off(options: LowportOptions = {}): OffResult {
@@ -31,9 +34,11 @@ export function off(options: LowportOptions = {}): OffResult {
       pruneScopes(target);
       forgetAppliedText(target);
     }
+    // No reservation is live now: what lowport added to the kernel's reserved ports goes too.
+    const notes = syncReservedPorts(pinDir, undefined);
     // A separate step: the policy's persisted redirects go too; `apply` brings them back.
     const forwards = removePersisted(policyPath(options));
-    return { pinDir, ...result, ...(forwards > 0 ? { forwards } : {}) };
+    return { pinDir, ...result, ...(forwards > 0 ? { forwards } : {}), ...(notes.length > 0 ? { notes } : {}) };
   } finally {
     lock?.release();
   }

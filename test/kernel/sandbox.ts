@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { runMain } from '../run-main.js';
 import { removeAll } from '../../src/engine/live.js';
 import { forgetAppliedText } from '../../src/engine/scopes.js';
+import { forgetReservedPorts, syncReservedPorts } from '../../src/engine/reserved-ports.js';
 import { findCgroup2Root, createNewCgroup, killAndRemoveCgroup } from '../../src/kernel/cgroup.js';
 import { ensurePinDir } from '../../src/kernel/bpffs.js';
 
@@ -215,6 +216,12 @@ export class Sandbox {
       // As `lowport off` does: the kernel state, and what lowport keeps under /run for this instance.
       removeAll({ cgroup: this.cgroup, pinDir: this.pinDir });
       forgetAppliedText({ cgroup: this.cgroup, pinDir: this.pinDir });
+      // Reserved ports lowport added to this network namespace's sysctl; the record of other (private) namespaces too.
+      try {
+        syncReservedPorts(this.pinDir, undefined);
+      } finally {
+        forgetReservedPorts(this.pinDir);
+      }
     } finally {
       // Scoped-grant cgroups a test's `lowport run` left below the sandbox's go first.
       for (const name of readdirSync(this.cgroup)) if (name.startsWith('lowport-run-')) await killAndRemoveCgroup(join(this.cgroup, name));

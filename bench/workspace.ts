@@ -38,7 +38,6 @@ import {
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -82,9 +81,10 @@ export class Workspace {
     this.plain = join(root, `${tag}-plain`);
     // bpffs refuses names with a dot; this one has none.
     this.pinDir = join(BPFFS, tag.replace(/-/g, '_'));
-    this.dir = mkdtempSync(join(tmpdir(), `${tag}-`));
-    // Root-owned and writable only by root (lowport refuses a policy others
-    // could change), but readable, so uid 65534 can run the client placed here.
+    // Root-owned and writable only by root, up to / (lowport refuses a policy
+    // under a directory others could write, such as /tmp), but readable, so
+    // uid 65534 can run the client placed here.
+    this.dir = mkdtempSync(join('/run', `${tag}-`));
     chmodSync(this.dir, 0o755);
     this.policy = join(this.dir, 'policy');
     mkdirSync(this.hooked);

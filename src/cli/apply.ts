@@ -57,6 +57,7 @@ the old policy or the new one.
       } else {
         const forwards = result.forwards === undefined || result.forwards === 0 ? '' : `; ${result.forwards} forward${result.forwards === 1 ? '' : 's'} redirected (nftables)`;
         ctx.io.stdout(`${result.policy}: ${result.rules} rule${result.rules === 1 ? '' : 's'} live (${result.entries} map entries)${result.installed ? '; bind hooks attached' : ''}${forwards}\n`);
+        for (const note of result.notes ?? []) ctx.io.stdout(`${note}\n`);
       }
       return failed;
     };
@@ -80,6 +81,7 @@ them); off lists them.`,
       const result = off(ctx.options);
       if (ctx.json) printJson(ctx.io, result);
       else ctx.io.stdout(result.removed ? `lowport is off: removed everything at ${result.pinDir}\n` : `lowport was already off (nothing at ${result.pinDir})\n`);
+      if (!ctx.json) for (const note of result.notes ?? []) ctx.io.stdout(`${note}\n`);
       if (!ctx.json && result.forwards !== undefined) ctx.io.stdout(`removed ${result.forwards} persisted forward${result.forwards === 1 ? '' : 's'} (nftables); \`lowport apply\` restores them\n`);
       if (!ctx.json && result.endedRuns.length > 0) {
         const n = result.endedRuns.length;

@@ -202,7 +202,8 @@ them, and rules left by a killed lowport are removed by the next
 Userspace forwarder (--userspace): binds PORT (default on :: for IPv4 and
 IPv6; --addr for others), then copies each connection to HOST:TO (default
 host 127.0.0.1). Started as root, it binds and then runs as --user (default
-nobody) with every privilege dropped.
+lowport, a system user of its own, created on first use) with every
+privilege dropped.
   --proxy-protocol v1|v2  send a PROXY protocol header first, so the backend
                           sees the client's address (nginx: listen ... proxy_protocol)
   --log                   one line per connection on stderr

@@ -161,7 +161,7 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
     options.push({
       method: 'userspace-forward',
       command: `sudo ${s.lowport} forward --userspace ${first} ${first + 8000}`,
-      why: `run the server on ${first + 8000} (or on another host: HOST:PORT); lowport binds ${first} and passes each connection on, as nobody. The server sees 127.0.0.1 unless it reads a PROXY protocol header (--proxy-protocol v2). Needs neither BPF nor nftables.`,
+      why: `run the server on ${first + 8000} (or on another host: HOST:PORT); lowport binds ${first} and passes each connection on, as an unprivileged user of its own. The server sees 127.0.0.1 unless it reads a PROXY protocol header (--proxy-protocol v2). Needs neither BPF nor nftables.`,
     });
     if (!s.bpfGrantPossible) {
       options.push({

@@ -17,6 +17,7 @@ import { restorePersisted } from '../forward/redirect.js';
 import { compileTable } from './compile.js';
 import { readLivePolicy, removeAll, swapPolicy, type Target } from './live.js';
 import { VALUE_SIZE, type EntryTable } from './map-format.js';
+import { syncReservedPorts } from './reserved-ports.js';
 import { appliedText, pruneScopes, saveAppliedText, scopeRules } from './scopes.js';
 import { resolvePolicy, type Directory, type NameBindings, type ResolvedRule, type UnresolvedRule } from './resolve.js';
 import { kernelTarget, policyPath, type LowportOptions } from './target.js';
@@ -54,6 +55,8 @@ export interface ApplyResult {
    * CLI exits non-zero when there are any.
    */
   unresolved: UnresolvedReport[];
+  /** What changed besides the grants, or could not (net.ipv4.ip_local_reserved_ports, reserved-ports.ts). */
+  notes?: string[];
 }
 
 const NEW_FILE_HEADER = [
@@ -120,13 +123,16 @@ export function readPolicyText(path: string): string {
 
 /**
  * Makes the file's rules, together with the scoped grants of running
- * `lowport run`s, the live policy; returns the entries made live.
+ * `lowport run`s, the live policy; returns the entries made live. Then its
+ * reserved ports inside the kernel's range for port 0 go into
+ * net.ipv4.ip_local_reserved_ports (reserved-ports.ts), whose notes it returns.
  */
-export function makeLive(target: Target, compiled: CompiledPolicy, fingerprint: Buffer): { installed: boolean; entries: number } {
+export function makeLive(target: Target, compiled: CompiledPolicy, fingerprint: Buffer): { installed: boolean; entries: number; notes: string[] } {
   const { scopes } = pruneScopes(target);
   // Without scoped grants the file's table is the whole policy: no need to compile it again.
   const table = scopes.length === 0 ? compiled.table : compileTable([...compiled.rules, ...scopeRules(scopes)]);
-  return { ...swapInto(target, table, fingerprint), entries: table.count };
+  const swapped = swapInto(target, table, fingerprint);
+  return { ...swapped, entries: table.count, notes: syncReservedPorts(target.pinDir, compiled.doc) };
 }
 
 /** Swaps entries into the kernel, turning a refusal by the kernel into a message about the machine. */
@@ -181,10 +187,10 @@ export function apply(options: LowportOptions = {}, { check = false }: { check?:
       return { policy: path, rules: 0, entries: 0, installed: false, checkOnly: false, forwards, unresolved };
     }
     const target = found.target;
-    const { installed, entries } = makeLive(target, compiled, policyFingerprint(text));
+    const { installed, entries, notes } = makeLive(target, compiled, policyFingerprint(text));
     saveAppliedText(target, text, compiled.bindings);
     const forwards = applyForwards(path, doc);
-    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, forwards, unresolved };
+    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, forwards, unresolved, ...(notes.length > 0 ? { notes } : {}) };
   } finally {
     lock.release();
   }
@@ -227,7 +233,7 @@ export function editPolicy(
     const compiled = compileDocument(doc);
     const text = changed ? serializePolicy(doc) : before.text;
     const previous = changed ? readLivePolicy(target.pinDir) : undefined;
-    const { installed, entries } = makeLive(target, compiled, policyFingerprint(text));
+    const { installed, entries, notes: liveNotes } = makeLive(target, compiled, policyFingerprint(text));
     if (changed) {
       try {
         writeFileAtomic(path, text);
@@ -246,7 +252,7 @@ export function editPolicy(
       installed,
       checkOnly: false,
       changed,
-      notes: [...notes, ...(explain?.(compiled) ?? [])],
+      notes: [...notes, ...(explain?.(compiled) ?? []), ...liveNotes],
       // Dead lines elsewhere in the file do not stop an edit; the CLI warns about each.
       unresolved: unresolvedReport(options, compiled.unresolved),
     };

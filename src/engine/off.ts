@@ -4,6 +4,7 @@ import { removePersisted } from '../forward/redirect.js';
 import { lockDirectory } from '../kernel/files.js';
 import { pathExists } from '../kernel/process.js';
 import { removeAll } from './live.js';
+import { syncReservedPorts } from './reserved-ports.js';
 import { endScopes, forgetAppliedText } from './scopes.js';
 import { targetIfSupported } from './apply.js';
 import { DEFAULT_PIN_DIR, policyPath, type LowportOptions } from './target.js';
@@ -16,6 +17,8 @@ export interface OffResult {
   forwards?: number;
   /** Running `lowport run`s whose grants this ended (they go on without them). */
   endedRuns: EndedRun[];
+  /** The reserved ports lowport had added to net.ipv4.ip_local_reserved_ports, taken out again. */
+  notes?: string[];
 }
 
 export interface EndedRun {
@@ -41,10 +44,12 @@ export function off(options: LowportOptions = {}): OffResult {
     const result = target === undefined ? { removed: false } : removeAll(target);
     // The live text is no longer live.
     if (target !== undefined) forgetAppliedText(target);
+    // No reservation is live now: what lowport added to the kernel's reserved ports goes too.
+    const notes = syncReservedPorts(pinDir, undefined);
     // A separate step: the policy's persisted redirects go too; `apply` brings them back.
     const forwards = removePersisted(policyPath(options));
     const endedRuns = ended.map((s) => ({ pid: s.owner, user: s.user, command: s.command }));
-    return { pinDir, ...result, ...(forwards > 0 ? { forwards } : {}), endedRuns };
+    return { pinDir, ...result, ...(forwards > 0 ? { forwards } : {}), endedRuns, ...(notes.length > 0 ? { notes } : {}) };
   } finally {
     lock?.release();
   }

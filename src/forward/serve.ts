@@ -2,7 +2,7 @@
  * `lowport forward --userspace`: binds the low port (as root, or as a user
  * the policy grants it to), then hands the sockets to forwarder processes
  * (worker-main.ts) and waits for them. As root, the forwarders run as --user
- * (default nobody) with every privilege dropped by setpriv, right after the
+ * (default: lowport's own system user, forwarder-user.ts) with every privilege dropped by setpriv, right after the
  * bind: uid and gid (real, effective, saved), groups, no capability,
  * no_new_privs (kernel/launch.ts) — the code that touches client bytes never
  * runs as root. This process keeps no socket; it relays signals and exits
@@ -28,6 +28,7 @@ import { effectiveUid } from '../kernel/process.js';
 import { AF_INET, AF_INET6, familyOf, SOCK_DGRAM, SOCK_STREAM, sockaddrIn, sockaddrIn6 } from '../kernel/sockaddr.js';
 import { parseIPv6 } from '../policy/address.js';
 import type { Protocol } from '../policy/types.js';
+import { forwarderIdentity } from './forwarder-user.js';
 import { CONFIG_ENV, type ForwarderConfig, type WorkerConfig, type WorkerListener } from './userspace.js';
 
 export interface UserspaceOptions extends ForwarderConfig {
@@ -35,7 +36,7 @@ export interface UserspaceOptions extends ForwarderConfig {
   protocols: Protocol[];
   /** Addresses to bind; empty: `::`, dual-stack (IPv4 and IPv6). */
   addrs: string[];
-  /** Run the forwarders as this user (root only); default nobody. */
+  /** Run the forwarders as this user (root only); default: the `lowport` system user (forwarder-user.ts). */
   user?: string;
   /** TCP forwarding threads. */
   workers: number;
@@ -49,10 +50,10 @@ function resolveIdentity(user: string): Identity {
   const entry = lookupUsers([user]).get(user);
   const identity = entry !== undefined ? { uid: entry.uid, gid: entry.gid, name: entry.name } : /^\d+$/.test(user) ? { uid: Number(user), gid: Number(user) } : undefined;
   if (identity?.uid === 0) {
-    throw new LowportError('E_USAGE', `the forwarder does not run as root (--user ${user})`, { hint: 'It binds the port as root and then drops to --user: give a normal user, or leave --user out for nobody.' });
+    throw new LowportError('E_USAGE', `the forwarder does not run as root (--user ${user})`, { hint: 'It binds the port as root and then drops to --user: give a normal user, or leave --user out for the lowport system user.' });
   }
   if (identity !== undefined) return identity;
-  throw new LowportError('E_UNKNOWN_USER', `unknown user '${user}'`, { hint: 'Give --user a name or uid that `getent passwd` knows (default: nobody).' });
+  throw new LowportError('E_UNKNOWN_USER', `unknown user '${user}'`, { hint: 'Give --user a name or uid that `getent passwd` knows (default: the lowport system user).' });
 }
 
 interface Bound {
@@ -107,7 +108,7 @@ export async function runUserspace(o: UserspaceOptions): Promise<number> {
   if (!root && o.user !== undefined) {
     throw new LowportError('E_NOT_ROOT', '--user needs root: only root can start the forwarder as another user', { hint: 'Leave out --user to forward as yourself, or run it with sudo.' });
   }
-  const identity = root ? resolveIdentity(o.user ?? 'nobody') : undefined;
+  const identity = root ? (o.user === undefined ? forwarderIdentity() : resolveIdentity(o.user)) : undefined;
   const addresses = await resolveBackend(o.backend.host);
   const threads = Math.max(1, o.workers);
   const bound = bindAll(o);

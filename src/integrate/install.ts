@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { readPolicy } from '../engine/apply.js';
 import { policyPath, requireRoot, type LowportOptions } from '../engine/target.js';
 import { LowportError } from '../errors.js';
-import { preparePolicyDir, removeFile, removeEmptyDir, writeFileAtomic } from '../kernel/files.js';
+import { assertRootControlled, ensureTrustedDir, GENERATED, preparePolicyDir, removeFile, removeEmptyDir, writeFileAtomic } from '../kernel/files.js';
 import { pathExists } from '../kernel/process.js';
 import { findTreeFault } from '../kernel/root-tree.js';
 import { systemctl, systemctlPath } from '../kernel/systemctl.js';
@@ -165,8 +165,9 @@ export function install(o: InstallOptions): InstallResult {
     };
   }
   const file = unitFile(o.root);
-  preparePolicyDir(dirname(file));
-  writeFileAtomic(file, bootUnit(o.lowportArgv, o));
+  // Root's unit, under --root IMG too: every directory from / to it root's alone, and a link at its name replaced, never followed.
+  ensureTrustedDir(dirname(file), 0o755, GENERATED);
+  writeFileAtomic(file, bootUnit(o.lowportArgv, o), { role: GENERATED, followLink: false });
   const live = o.root === undefined && systemdRunning();
   if (live) systemctl(['daemon-reload']);
   const enabled = systemctl(['enable', UNIT_NAME], o.root);
@@ -186,6 +187,9 @@ export function uninstall(o: UninstallOptions): { removed: string[]; notes: stri
   const removed: string[] = [];
   const notes: string[] = [];
   const file = unitFile(o.root);
+  // Removing names as root under --root IMG: only where no user could have
+  // swapped a directory on the way for a link to the real /etc.
+  if (pathExists(dirname(file))) assertRootControlled(dirname(file), GENERATED);
   if (systemctlPath() !== undefined && pathExists(file)) {
     const r = systemctl(['disable', UNIT_NAME], o.root);
     if (!r.ok) throw new LowportError('E_STATE', `systemctl disable ${UNIT_NAME} failed: ${r.output}`);
@@ -197,6 +201,7 @@ export function uninstall(o: UninstallOptions): { removed: string[]; notes: stri
   if (o.root === undefined && systemdRunning()) systemctl(['daemon-reload']);
   const policy = join(o.root ?? '/', policyPath(o));
   if (o.purge === true && pathExists(policy)) {
+    assertRootControlled(dirname(policy));
     removeFile(policy);
     removeFile(join(dirname(policy), '.lowport.lock'));
     removeEmptyDir(dirname(policy));

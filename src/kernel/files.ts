@@ -1,10 +1,33 @@
 /**
- * The policy file on disk: read it only when no one but root could have
- * written it (as sudo does for sudoers), write it atomically, and serialize
- * writers with a lock.
+ * Files lowport reads and writes as root: the policy, its lock, generated
+ * units, its records under /run. Read one only when no one but root could
+ * have written it (as sudo does for sudoers), write atomically, serialize
+ * writers with a lock, and never let a name that a user could plant (a
+ * symlink, a FIFO) steer root's reads or writes.
  */
-import { closeSync, constants, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, realpathSync, renameSync, rmdirSync, rmSync, statSync, writeSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  realpathSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { LowportError } from '../errors.js';
 import { flock, getXattr, LOCK_EX } from './libc.js';
 
@@ -12,19 +35,9 @@ const S_IWGRP = 0o020;
 const S_IWOTH = 0o002;
 const S_ISVTX = 0o1000;
 
-/**
- * Refuses a file, or any directory above it, that a user other than root
- * could change: owned by someone else, group-writable by a group other than
- * root, or world-writable (a sticky, root-owned directory such as /tmp is fine:
- * others cannot rename or remove root's entries in it).
- */
-export function assertRootControlled(path: string, role: Role = POLICY): void {
-  // The real path: a symlink's target and the directories above it are what a user could change.
-  const abs = realpathSync(resolve(path));
-  const st = statSync(abs);
-  checkOwnership(abs, st, st.isDirectory() ? 'directory' : 'file', role);
-  checkParents(abs, role);
-}
+// Node opens every file with O_CLOEXEC (libuv adds it), so no fd here reaches a child.
+/** A read that never follows a link at the last name and never blocks (a FIFO opens at once, then fstat refuses it). */
+const O_READ = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 /** What a file is for, in the refusal: `the policy file X ... so that user could grant themselves any port`. */
 export interface Role {
@@ -33,12 +46,84 @@ export interface Role {
 }
 
 const POLICY: Role = { noun: 'policy', risk: 'grant themselves any port' };
+const LOCK: Role = { noun: 'lock', risk: 'stall lowport or make root write where they point' };
+/** Files lowport generates for root (units): a planted link would make root overwrite the file it points at. */
+export const GENERATED: Role = { noun: 'output', risk: 'plant a link there and make root overwrite any file' };
+const RECORD: Role = { noun: 'state', risk: 'forge what lowport remembers' };
 
-function checkParents(abs: string, role: Role = POLICY): void {
-  for (let dir = dirname(abs); dir !== abs; dir = dirname(dir)) {
-    checkOwnership(dir, statSync(dir), 'directory', role);
-    if (dir === '/') break;
+/**
+ * Refuses a file, or any directory on the way to it from /, that a user other
+ * than root could change: owned by someone else, group-writable by a group
+ * other than root, world-writable (sticky or not), or with an ACL that lets
+ * another user write. A symlink is followed only when the directory it sits
+ * in passes the same check (only root could have made it), and the
+ * directories it leads through are checked too.
+ */
+export function assertRootControlled(path: string, role: Role = POLICY): void {
+  const where = trustedLocation(path, role);
+  if (where === undefined || !where.exists) throw fileError(path, Object.assign(new Error('ENOENT'), { code: 'ENOENT' }));
+  const st = lstatSync(where.path);
+  checkOwnership(where.path, st, st.isDirectory() ? 'directory' : 'file', role);
+}
+
+/**
+ * Where a name leads, walked from / one component at a time as the kernel
+ * does, checking each directory before anything in it is trusted: as sudo
+ * does for sudoers and OpenSSH's StrictModes for authorized_keys, a
+ * directory someone else can write lets them put any name in it, and a
+ * sticky bit does not help for a name that lowport has yet to create (a new
+ * policy, a temp file, a lock) or one it removes (the tmp cleaner's,
+ * `uninstall --purge`). A symlink is followed only from a checked directory
+ * (so only root could have made it), and whatever it leads through is
+ * checked in turn. The last name is followed too unless `followLast` is
+ * false. Returns the path with no link left in its directories; `exists`
+ * false when nothing is at the last name yet. Undefined: a directory on the
+ * way does not exist.
+ */
+function trustedLocation(path: string, role: Role, followLast = true): { path: string; exists: boolean } | undefined {
+  const pending = resolve(path).split('/').filter((p) => p !== '');
+  let real = '/';
+  checkOwnership('/', lstatSync('/'), 'directory', role);
+  let hops = 0;
+  while (pending.length > 0) {
+    const name = pending.shift() ?? '';
+    if (name === '.') continue;
+    if (name === '..') {
+      real = dirname(real); // checked on the way down
+      continue;
+    }
+    const next = join(real, name);
+    const last = pending.length === 0;
+    let st: Stats;
+    try {
+      st = lstatSync(next);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return last ? { path: next, exists: false } : undefined;
+      throw fileError(path, e);
+    }
+    if (st.isSymbolicLink() && (!last || followLast)) {
+      if (++hops > 40) throw fileError(path, Object.assign(new Error('ELOOP'), { code: 'ELOOP' }));
+      const target = readlinkSync(next);
+      if (target.startsWith('/')) real = '/';
+      pending.unshift(...target.split('/').filter((p) => p !== ''));
+      continue;
+    }
+    if (last) return { path: next, exists: true };
+    if (!st.isDirectory()) throw fileError(path, Object.assign(new Error('ENOTDIR'), { code: 'ENOTDIR' }));
+    checkOwnership(next, st, 'directory', role);
+    real = next;
   }
+  return { path: real, exists: true };
+}
+
+/** An existing directory, with every directory on the way to it and itself checked; returns its real path. */
+function trustedDir(dir: string, role: Role): string {
+  const where = trustedLocation(dir, role);
+  if (where === undefined || !where.exists) throw fileError(dir, Object.assign(new Error('ENOENT'), { code: 'ENOENT' }));
+  const st = lstatSync(where.path);
+  if (!st.isDirectory()) throw fileError(dir, Object.assign(new Error('ENOTDIR'), { code: 'ENOTDIR' }));
+  checkOwnership(where.path, st, 'directory', role);
+  return where.path;
 }
 
 // struct posix_acl_xattr_entry (linux/posix_acl_xattr.h): u16 tag, u16 perm, u32 id, after a u32 version.
@@ -67,54 +152,85 @@ export function aclWriters(acl: Buffer | undefined, fileGid: number): string[] {
   return out;
 }
 
-function checkOwnership(path: string, st: { uid: number; gid: number; mode: number }, what: 'file' | 'directory', role: Role = POLICY): void {
+/**
+ * Why a file or directory is not root's alone, or undefined when it is. Pure
+ * (the ACL passed in), for tests; checkOwnership turns it into the refusal.
+ */
+export function ownershipProblem(
+  path: string,
+  st: { uid: number; gid: number; mode: number },
+  what: 'file' | 'directory',
+  acl: Buffer | undefined,
+  role: Role = POLICY,
+): { message: string; fix: string } | undefined {
   const noun = `the ${role.noun} ${what}`;
   const fix = what === 'file' ? `chown root:root ${path} && chmod 644 ${path}` : `chown root:root ${path} && chmod go-w ${path}`;
-  const writers = aclWriters(getXattr(path, 'system.posix_acl_access'), st.gid);
-  if (writers.length > 0) {
-    throw unsafe(`${noun} ${path} has an ACL that lets ${writers.join(', ')} write it, so they could ${role.risk}`, `setfacl -b ${path}`);
+  const writers = aclWriters(acl, st.gid);
+  if (writers.length > 0) return { message: `${noun} ${path} has an ACL that lets ${writers.join(', ')} write it, so they could ${role.risk}`, fix: `setfacl -b ${path}` };
+  if (st.uid !== 0) return { message: `${noun} ${path} is owned by uid ${st.uid}, not root, so that user could ${role.risk}`, fix };
+  if (st.mode & S_IWOTH) {
+    if (what === 'directory' && st.mode & S_ISVTX) {
+      return {
+        message: `${noun} ${path} is writable by everyone (sticky, as /tmp is: anyone can still plant a symlink or a FIFO at a name lowport is about to use), so anyone could ${role.risk}`,
+        fix: `a directory that only root can write (for the policy, the default /etc/lowport); do not share one with every user`,
+      };
+    }
+    return { message: `${noun} ${path} is world-writable, so anyone could ${role.risk}`, fix };
   }
-  if (st.uid !== 0) {
-    throw unsafe(`${noun} ${path} is owned by uid ${st.uid}, not root, so that user could ${role.risk}`, fix);
-  }
-  if (st.mode & S_IWOTH && !(what === 'directory' && st.mode & S_ISVTX)) {
-    throw unsafe(`${noun} ${path} is world-writable, so anyone could ${role.risk}`, fix);
-  }
-  if (st.mode & S_IWGRP && st.gid !== 0) {
-    throw unsafe(`${noun} ${path} is writable by group ${st.gid}, so its members could ${role.risk}`, fix);
-  }
+  if (st.mode & S_IWGRP && st.gid !== 0) return { message: `${noun} ${path} is writable by group ${st.gid}, so its members could ${role.risk}`, fix };
+  return undefined;
 }
 
-function unsafe(message: string, fix: string): LowportError {
-  return new LowportError('E_POLICY_UNSAFE', `${message}; lowport refuses to use it`, { hint: `Run: ${fix}` });
+function checkOwnership(path: string, st: { uid: number; gid: number; mode: number }, what: 'file' | 'directory', role: Role = POLICY): void {
+  const problem = ownershipProblem(path, st, what, getXattr(path, 'system.posix_acl_access'), role);
+  if (problem !== undefined) throw unsafe(problem.message, problem.fix.startsWith('a directory') ? `Use ${problem.fix}.` : `Run: ${problem.fix}`);
+}
+
+function unsafe(message: string, hint: string): LowportError {
+  return new LowportError('E_POLICY_UNSAFE', `${message}; lowport refuses to use it`, { hint });
+}
+
+/** What a non-regular file is, for the refusal. */
+function fileKind(st: Stats): string {
+  if (st.isFIFO()) return 'a FIFO (named pipe): reading it could block lowport forever';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a regular file';
 }
 
 /**
- * The file's text, or undefined when it does not exist. Resolves symlinks
- * once, checks the directories above the real file, then opens it without
- * following links and checks and reads that very open file, so nothing can be
- * swapped in between the check and the read.
+ * The file's text, or undefined when it does not exist. Checks the
+ * directories on the way to it (trustedLocation), then opens the last name
+ * without following a link and without blocking, and checks and reads that
+ * very open file, so nothing can be swapped in between the check and the read.
  */
 export function readPolicyFile(path: string): string | undefined {
-  let real: string;
+  const where = trustedLocation(path, POLICY);
+  if (where === undefined || !where.exists) return undefined;
+  return readCheckedFile(where.path, path, POLICY, true);
+}
+
+/**
+ * Opens a file at a name that is not a link (O_NOFOLLOW), without blocking
+ * (O_NONBLOCK: a FIFO opens at once), and reads it only when fstat says it is
+ * a regular file (and, with `rootOwned`, root's alone). Undefined when it is
+ * gone.
+ */
+function readCheckedFile(real: string, given: string, role: Role, rootOwned: boolean): string | undefined {
+  let fd: number;
   try {
-    real = realpathSync(resolve(path));
+    fd = openSync(real, O_READ);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return undefined;
-    throw fileError(path, e);
-  }
-  checkParents(real);
-  let fd: number;
-  try {
-    fd = openSync(real, constants.O_RDONLY | constants.O_NOFOLLOW);
-  } catch (e) {
-    throw fileError(path, e);
+    if (code === 'ELOOP') throw unsafe(`the ${role.noun} ${real} became a symlink while lowport read it`, 'Check who else changes it, then try again.');
+    throw fileError(given, e);
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new LowportError('E_POLICY_UNSAFE', `the policy ${real} is not a regular file`, { hint: 'Point --policy at a file.' });
-    checkOwnership(real, st, 'file');
+    if (!st.isFile()) throw unsafe(`the ${role.noun} ${real} is ${fileKind(st)}, not a regular file`, `Point lowport at a regular file owned by root (rm ${real}, if it is not yours).`);
+    if (rootOwned) checkOwnership(real, st, 'file', role);
     return readFileSync(fd, 'utf8');
   } finally {
     closeSync(fd);
@@ -126,42 +242,130 @@ export function fileError(path: string, e: unknown): LowportError {
   const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
   const hint =
     code === 'EACCES' ? `Run it as root (sudo), or make ${path} readable.` : code === 'ENOENT' ? `Create it, or give another path.` : code === 'ELOOP' ? 'Replace the symlink loop with the file.' : 'Check the path.';
-  return new LowportError('E_STATE', `cannot read ${path}: ${code}`, { hint, cause: e });
+  return new LowportError('E_STATE', `cannot use ${path}: ${code}`, { hint, cause: e });
+}
+
+/**
+ * Creates a directory if needed and checks that only root controls it and
+ * every directory above it: the nearest existing ancestor is checked before
+ * anything is made in it, then each new level is made (root's, `mode`) one
+ * at a time. Returns its real path.
+ */
+export function ensureTrustedDir(dir: string, mode: number, role: Role = POLICY): string {
+  let where = trustedLocation(dir, role);
+  if (where === undefined) {
+    const parent = dirname(resolve(dir));
+    if (parent === resolve(dir)) throw fileError(dir, Object.assign(new Error('ENOENT'), { code: 'ENOENT' }));
+    ensureTrustedDir(parent, mode, role);
+    where = trustedLocation(dir, role);
+  }
+  if (where === undefined) throw fileError(dir, Object.assign(new Error('ENOENT'), { code: 'ENOENT' }));
+  if (!where.exists) {
+    try {
+      mkdirSync(where.path, { mode });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(dir, e);
+    }
+  }
+  return trustedDir(where.path, role);
 }
 
 /** Creates the policy's directory if needed (root-owned, 0755) and checks that only root controls it. */
 export function preparePolicyDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  assertRootControlled(dir);
+  ensureTrustedDir(dir, 0o755, POLICY);
+}
+
+export interface WriteOptions {
+  /** What the file is, in a refusal. */
+  role?: Role;
+  /**
+   * Whether the directories must be root's alone (the default). False only
+   * for a non-root user writing their own files, who gains nothing from a
+   * link another user plants that they could not do themselves.
+   */
+  rootOnly?: boolean;
+  /**
+   * Write through a symlink at the name to its file (as an editor would) when
+   * the link is root's own (it is in a checked directory). False: the link
+   * itself is replaced, never followed.
+   */
+  followLink?: boolean;
 }
 
 /**
  * Replaces the file in one rename: a reader sees the old text or the new,
- * never half of one. Keeps the old file's mode; new files are 0644.
+ * never half of one. The new text goes to a temp file created with
+ * O_CREAT|O_EXCL|O_NOFOLLOW in the checked directory (so nothing planted
+ * there is written through), then renamed over the name. Keeps the old
+ * file's permission bits; new files are 0644.
  */
-export function writeFileAtomic(target: string, text: string): void {
-  // Write through a symlink to its file, as an editor would, not over the link.
-  let path = target;
-  try {
-    path = realpathSync(target);
-  } catch {
-    // a new file
+export function writeFileAtomic(target: string, text: string, options: WriteOptions = {}): void {
+  const role = options.role ?? POLICY;
+  const rootOnly = options.rootOnly ?? true;
+  let path: string;
+  let exists: boolean;
+  if (options.followLink === false || !rootOnly) {
+    let dir: string;
+    try {
+      dir = rootOnly ? trustedDir(dirname(resolve(target)), role) : realpathSync(dirname(resolve(target)));
+    } catch (e) {
+      throw e instanceof LowportError ? e : fileError(target, e);
+    }
+    path = join(dir, basename(target));
+    exists = lstatOrUndefined(path) !== undefined;
+  } else {
+    const where = trustedLocation(target, role);
+    if (where === undefined) throw fileError(target, Object.assign(new Error('ENOENT'), { code: 'ENOENT' }));
+    ({ path, exists } = where);
   }
-  let mode = 0o644;
+  const old = exists ? lstatOrUndefined(path) : undefined;
+  const mode = old?.isFile() === true ? old.mode & 0o777 : 0o644;
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  let fd: number;
   try {
-    mode = statSync(path).mode & 0o7777;
-  } catch {
-    // a new file
+    fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  } catch (e) {
+    throw fileError(tmp, e);
   }
-  const tmp = join(dirname(path), `.${process.pid}.${Date.now()}.tmp`);
-  const fd = openSync(tmp, 'wx', mode);
   try {
-    writeSync(fd, text);
+    fchmodSync(fd, mode); // the umask may have taken bits off
+    const bytes = Buffer.from(text);
+    for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
     fsyncSync(fd);
-  } finally {
     closeSync(fd);
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      closeSync(fd);
+    } catch {
+      // closed already
+    }
+    rmSync(tmp, { force: true });
+    throw e instanceof LowportError ? e : fileError(path, e);
   }
-  renameSync(tmp, path);
+  syncDir(dirname(path));
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The rename reaches the disk with the directory's own fsync (rename(2) is atomic, not durable). */
+function syncDir(dir: string): void {
+  try {
+    const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // best effort: the file's own data is synced already
+  }
 }
 
 /**
@@ -176,22 +380,25 @@ export function lockDirectory(dir: string): { release: () => void } {
 }
 
 /**
- * An exclusive flock(2) on a root-only lock file, opened without following
- * links and refused unless it is root's own, mode 0600: a lock file a user
- * could create, link or open would let them stall lowport or make root write
- * where they point.
+ * An exclusive flock(2) on a root-only lock file in a directory only root
+ * controls (checked up to /), opened without following links or blocking
+ * and refused unless it is root's own regular file, mode 0600: a lock file
+ * a user could create, link or open would let them stall lowport or make
+ * root write where they point.
  */
 export function lockFile(path: string): { release: () => void } {
+  const real = join(trustedDir(dirname(resolve(path)), LOCK), basename(path));
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    fd = openSync(real, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
   } catch (e) {
-    throw fileError(path, e);
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') throw unsafe(`the lock file ${real} is a symlink`, `rm -f ${real}`);
+    throw fileError(real, e);
   }
   const st = fstatSync(fd);
-  if (st.uid !== 0 || (st.mode & 0o077) !== 0 || !st.isFile()) {
+  if (st.uid !== 0 || (st.mode & 0o077) !== 0 || !st.isFile() || st.nlink !== 1) {
     closeSync(fd);
-    throw unsafe(`the lock file ${path} is not root's own (uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)})`, `rm -f ${path}`);
+    throw unsafe(`the lock file ${real} is not root's own (uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}${st.isFile() ? '' : `, ${fileKind(st)}`})`, `rm -f ${real}`);
   }
   flock(fd, LOCK_EX);
   return { release: () => closeSync(fd) };
@@ -207,11 +414,12 @@ export function fileOwnership(path: string): { uid: number; gid: number; mode: n
   }
 }
 
-/** The first `bytes` bytes of a file, or undefined when it cannot be read. */
+/** The first `bytes` bytes of a regular file, or undefined when it cannot be read (a FIFO or device is not opened for reading, so it cannot block). */
 export function readFileHead(path: string, bytes: number): Buffer | undefined {
   try {
-    const fd = openSync(path, 'r');
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
+      if (!fstatSync(fd).isFile()) return undefined;
       const b = Buffer.alloc(bytes);
       const n = readSync(fd, b, 0, bytes, 0);
       return b.subarray(0, n);
@@ -223,7 +431,7 @@ export function readFileHead(path: string, bytes: number): Buffer | undefined {
   }
 }
 
-/** The parsed *.json files of a directory (none when it does not exist); unreadable or broken ones are skipped. */
+/** The parsed *.json files of a directory (none when it does not exist); unreadable, broken or non-regular ones are skipped. */
 export function listJsonFiles(dir: string): unknown[] {
   let names: string[];
   try {
@@ -234,19 +442,18 @@ export function listJsonFiles(dir: string): unknown[] {
   const out: unknown[] = [];
   for (const name of names) {
     if (!name.endsWith('.json')) continue;
-    try {
-      out.push(JSON.parse(readFileSync(join(dir, name), 'utf8')));
-    } catch {
-      // a half-written file of a killed process: skip it
-    }
+    const value = readJsonFile(join(dir, name));
+    // a half-written file of a killed process: skip it
+    if (value !== undefined) out.push(value);
   }
   return out;
 }
 
-/** A JSON file's value, or undefined when it is missing or broken. */
+/** A JSON file's value, or undefined when it is missing, broken, a link or not a regular file. */
 export function readJsonFile(path: string): unknown {
   try {
-    return JSON.parse(readFileSync(path, 'utf8'));
+    const text = readCheckedFile(path, path, RECORD, false);
+    return text === undefined ? undefined : JSON.parse(text);
   } catch {
     return undefined;
   }
@@ -254,8 +461,8 @@ export function readJsonFile(path: string): unknown {
 
 /** Writes JSON atomically, creating the directory (root-only, 0700) if needed. */
 export function writeJsonFile(path: string, value: unknown): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
+  ensureTrustedDir(dirname(path), 0o700, RECORD);
+  writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`, { role: RECORD, followLink: false });
 }
 
 export function removeFile(path: string): void {
@@ -297,12 +504,33 @@ export function listDirEntries(dir: string): DirEntry[] {
   });
 }
 
+/** A regular file's text (following links: authbind's own files); a FIFO or device is refused, never waited on. */
 export function readTextFile(path: string): string {
-  return readFileSync(path, 'utf8');
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    throw fileError(path, e);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new LowportError('E_STATE', `${path} is ${fileKind(st)}, not a regular file`, { hint: 'Replace it with a regular file, or remove it.' });
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
 }
 
-/** Writes a generated file (a unit) with mode 0644, creating its directory. */
+/**
+ * Writes a generated file (a unit) with mode 0644, creating its directory.
+ * A link at the file's name is replaced, never followed. As root, the
+ * directory and every one above it must be root's alone (a link or a
+ * directory planted in a shared one would steer root's write); a non-root
+ * user may write into their own directories.
+ */
 export function writeUnitFile(path: string, text: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileAtomic(path, text);
+  const root = process.geteuid?.() === 0;
+  if (root) ensureTrustedDir(dirname(path), 0o755, GENERATED);
+  else mkdirSync(dirname(path), { recursive: true });
+  writeFileAtomic(path, text, { role: GENERATED, rootOnly: root, followLink: false });
 }

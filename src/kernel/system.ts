@@ -1,5 +1,6 @@
 /** Facts about the running kernel that decide whether the BPF grant can work here. */
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { LowportError } from '../errors.js';
 import { pathExists } from './process.js';
 import { release } from 'node:os';
 
@@ -19,6 +20,20 @@ export function readSysctl(name: string): string | undefined {
     return readFileSync(`/proc/sys/${name.replace(/\./g, '/')}`, 'utf8').trim();
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Writes a /proc/sys value of this process's namespaces (network sysctls are
+ * per network namespace). A refusal (a read-only /proc/sys in a container,
+ * no root) is an E_STATE error naming the sysctl.
+ */
+export function writeSysctl(name: string, value: string): void {
+  try {
+    writeFileSync(`/proc/sys/${name.replace(/\./g, '/')}`, `${value}\n`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new LowportError('E_STATE', `cannot set ${name}: ${code}`, { hint: 'Run it as root, where /proc/sys is writable (not in a container with a read-only /proc/sys).', cause: e });
   }
 }
 

@@ -6,7 +6,10 @@
  * lo up): lowport's nft table, the other table the tests add, the low ports
  * and the servers exist only there, and vanish with it. The machine's own
  * ruleset is never read or written. lowport runs from a copy of the package
- * that uid 65534 can read, since the userspace forwarder runs as nobody.
+ * that any user can read, since the userspace forwarder drops root. Each
+ * scenario also has a private mount namespace with a tmpfs copy of /etc over
+ * /etc, so the forwarder's own system user, created on first use, never
+ * reaches the machine's /etc/passwd.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -40,7 +43,8 @@ describe('lowport forward', { skip }, () => {
   });
 
   /**
-   * Runs a bash script as root in a fresh network namespace. $LOWPORT is the
+   * Runs a bash script as root in a fresh network namespace, with a private
+   * copy of /etc (a tmpfs in a private mount namespace). $LOWPORT is the
    * CLI, $H the helper, $G the sandbox's options; `nginx_start` serves on 8080
    * (plain) and 8081 (PROXY protocol), logging to $D/access-$$.log.
    */
@@ -52,6 +56,7 @@ describe('lowport forward', { skip }, () => {
       `set -u
 ip link set lo up
 D=${d}
+mkdir $D/etc-$$ && mount -t tmpfs -o mode=755 tmpfs $D/etc-$$ && cp -a /etc/. $D/etc-$$/ && mount --bind $D/etc-$$ /etc || { echo "no private /etc"; exit 1; }
 LOWPORT="${process.execPath} ${pkg.cli}"
 H="${process.execPath} $D/helper.cjs"
 G="${box.args.join(' ')}"
@@ -78,7 +83,7 @@ get() { curl -s -g -o /dev/null -w '%{http_code}' --max-time 5 "$@"; }
 ${script}
 `,
     );
-    const r = spawnSync('unshare', ['--net', 'bash', file], { encoding: 'utf8', timeout, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    const r = spawnSync('unshare', ['--net', '--mount', '--propagation', 'private', 'bash', file], { encoding: 'utf8', timeout, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
     return { status: r.status, out: `${r.stdout}${r.stderr}` };
   }
 
@@ -264,7 +269,8 @@ ${script}
     assert.equal(box.readPolicy(), '# mine\ngrant 8000 user nobody\n', 'the file is as it was, comment included');
   });
 
-  it('userspace: binds 80 as root, serves as nobody with nothing left, and nginx gets the client address by PROXY protocol v2 and v1', () => {
+  it('userspace: binds 80 as root, serves as its own system user (made on first use) with nothing left, and nginx gets the client address by PROXY protocol v2 and v1', () => {
+    const machine = spawnSync('getent', ['passwd', 'lowport'], { encoding: 'utf8' }).stdout;
     const { out } = inNetns(`
       nginx_start
       export LOWPORT_TEST_SECRET=root-only
@@ -278,6 +284,8 @@ ${script}
       done
       w=$(pgrep -P $V2 | head -1)
       echo "USER=$(ps -o user= -p $w)"
+      echo "ACCOUNT=$(getent passwd lowport)"
+      echo "GROUP=$(getent group lowport | cut -d: -f1,3)"
       grep -E '^(Uid|Gid|Groups|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/$w/status | sed 's/:\\s*/=/; s/\\s\\+/ /g'
       echo "SECRET=$(tr '\\0' '\\n' < /proc/$w/environ | grep -c LOWPORT_TEST_SECRET)"
       echo "STDIN=$(readlink /proc/$w/fd/0)"
@@ -285,12 +293,24 @@ ${script}
       echo "ROOT_HOLDS=$(ss -Hltnp 'sport = :80' | grep -c "pid=$V2,")"
       kill -TERM $V2 $V1; wait $V2; echo "EXIT=$?"; wait $V1
       echo "LISTENING=$(ss -Hltn 'sport = :80 or sport = :81' | wc -l)"
+      # A person's account of that name is not taken over.
+      userdel lowport && useradd --uid 1500 --user-group lowport
+      $LOWPORT forward --userspace 82/tcp 8081 2>$D/err.txt; echo "HUMAN_EXIT=$?"
+      echo "HUMAN=$(head -1 $D/err.txt)"
       echo LOG; cat $LOG
     `);
+    // The machine's own /etc is as it was.
+    assert.equal(spawnSync('getent', ['passwd', 'lowport'], { encoding: 'utf8' }).stdout, machine);
     for (const key of ['A80', 'B80', 'C80', 'A81', 'B81', 'C81']) assert.equal(value(out, key), '200', `${key}\n${out}`);
-    assert.equal(value(out, 'USER'), 'nobody', out);
-    assert.equal(value(out, 'Uid'), '65534 65534 65534 65534', out);
-    assert.equal(value(out, 'Gid'), '65534 65534 65534 65534', out);
+    // Not nobody, whom other daemons share: a system account of its own, no home, no shell, its own group.
+    assert.equal(value(out, 'USER'), 'lowport', out);
+    const account = /^lowport:x:(\d+):(\d+):[^:]*:\/nonexistent:\/usr\/sbin\/nologin$/.exec(value(out, 'ACCOUNT') ?? '');
+    assert.ok(account !== null, out);
+    const [uid, gid] = [Number(account[1]), Number(account[2])];
+    assert.ok(uid > 0 && uid < 1000, `a system uid, not ${uid}`);
+    assert.equal(value(out, 'GROUP'), `lowport:${gid}`, out);
+    assert.equal(value(out, 'Uid'), `${uid} ${uid} ${uid} ${uid}`, out);
+    assert.equal(value(out, 'Gid'), `${gid} ${gid} ${gid} ${gid}`, out);
     assert.equal(value(out, 'CapPrm'), '0000000000000000', out);
     assert.equal(value(out, 'CapEff'), '0000000000000000', out);
     assert.equal(value(out, 'CapBnd'), '0000000000000000', out);
@@ -302,6 +322,8 @@ ${script}
     assert.equal(value(out, 'ROOT_HOLDS'), '0', 'the root process keeps no listening socket');
     assert.equal(value(out, 'EXIT'), '0', out);
     assert.equal(value(out, 'LISTENING'), '0', out);
+    assert.notEqual(value(out, 'HUMAN_EXIT'), '0', out);
+    assert.match(value(out, 'HUMAN') ?? '', /the user 'lowport' exists but is not a system account of its own \(uid 1500/, out);
     const log = out.slice(out.indexOf('LOG\n'));
     // The backend's connection comes from the forwarder (127.0.0.1); the PROXY header names the client.
     for (const client of ['127.0.0.1', '::1', '127.0.0.2']) {
@@ -423,7 +445,7 @@ ${script}
     assert.match(value(out, 'ROOT') ?? '', /the forwarder does not run as root \(--user root\)/);
     assert.equal(value(out, 'PRIVATE_EXIT'), '1', out);
     assert.equal(value(out, 'PRIVATE_LISTENING'), '0', out);
-    assert.match(out, /the forwarder as nobody exited with status \d+ before it started/);
+    assert.match(out, /the forwarder as lowport exited with status \d+ before it started/);
     assert.match(out, /must be readable by that user/);
   });
 

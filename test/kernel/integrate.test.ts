@@ -14,7 +14,7 @@ import { runMain } from '../run-main.js';
 import { install } from '../../src/integrate/install.js';
 import { aclWriters } from '../../src/kernel/files.js';
 import { getXattr } from '../../src/kernel/libc.js';
-import { binds, kernelSkipReason, NOBODY, PackageCopy, Sandbox } from './sandbox.js';
+import { binds, kernelSkipReason, NOBODY, PackageCopy, rootTempDir, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
 const haveSystemd = spawnSync('sh', ['-c', 'command -v systemctl && command -v systemd-analyze']).status === 0;
@@ -24,8 +24,7 @@ describe('install, unit and import-authbind', { skip }, () => {
   let box: Sandbox;
   let pkg: PackageCopy;
   before(() => {
-    root = mkdtempSync(join(tmpdir(), 'lowport-root-'));
-    chmodSync(root, 0o755);
+    root = rootTempDir('lowport-root');
     box = new Sandbox('integrate');
     pkg = new PackageCopy();
   });
@@ -162,7 +161,7 @@ describe('install, unit and import-authbind', { skip }, () => {
   });
 
   it('writes hostile command words so that systemd-analyze verify reads the program and its words back', { skip: haveSystemd ? false : 'systemd tools are not installed' }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lowport-units-'));
+    const dir = rootTempDir('lowport-units');
     try {
       // A program whose path holds a specifier: unescaped, systemd would look for my-web.service-prog.
       const prog = join(dir, 'my-%n-prog');

@@ -10,12 +10,12 @@
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runMain } from '../run-main.js';
 import { removeAll } from '../../src/engine/live.js';
 import { forgetAppliedText } from '../../src/engine/scopes.js';
+import { forgetReservedPorts, syncReservedPorts } from '../../src/engine/reserved-ports.js';
 import { findCgroup2Root, createNewCgroup, killAndRemoveCgroup } from '../../src/kernel/cgroup.js';
 import { mount } from '../../src/kernel/libc.js';
 
@@ -60,6 +60,17 @@ function tryUdp(addr, port, hold) {
 `;
 
 let counter = 0;
+
+/**
+ * A fresh directory (0755) in one only root can write: lowport refuses a
+ * policy, a unit or a program under a directory that others can write, as
+ * /tmp is, sticky or not. /run is root's tmpfs, emptied at reboot.
+ */
+export function rootTempDir(prefix: string): string {
+  const dir = mkdtempSync(join('/run', `${prefix}-`));
+  chmodSync(dir, 0o755);
+  return dir;
+}
 
 /** Why kernel tests cannot run here, or undefined when they can. */
 export function kernelSkipReason(): string | undefined {
@@ -121,13 +132,12 @@ export class Sandbox {
     const root = findCgroup2Root();
     this.cgroup = join(root, this.name);
     this.outsideCgroup = join(root, `${this.name}-outside`);
-    this.dir = mkdtempSync(join(tmpdir(), 'lowport-test-'));
-    this.bpffs = join(this.dir, 'bpffs');
-    this.pinDir = join(this.bpffs, 'lowport');
-    this.policy = join(this.dir, 'policy');
     // Root-owned and not writable by others (the policy's directory must be),
     // but readable, so the unprivileged clients can run the files placed here.
-    chmodSync(this.dir, 0o755);
+    this.dir = rootTempDir('lowport-test');
+    this.policy = join(this.dir, 'policy');
+    this.bpffs = join(this.dir, 'bpffs');
+    this.pinDir = join(this.bpffs, 'lowport');
     writeFileSync(this.probePath, PROBE_SOURCE, { mode: 0o644 });
     mkdirSync(this.bpffs);
     mount('bpf', this.bpffs, 'bpf');
@@ -210,6 +220,12 @@ export class Sandbox {
       // As `lowport off` does: the kernel state, and what lowport keeps under /run for this instance.
       removeAll({ cgroup: this.cgroup, pinDir: this.pinDir });
       forgetAppliedText({ cgroup: this.cgroup, pinDir: this.pinDir });
+      // Reserved ports lowport added to this network namespace's sysctl; the record of other (private) namespaces too.
+      try {
+        syncReservedPorts(this.pinDir, undefined);
+      } finally {
+        forgetReservedPorts(this.pinDir);
+      }
     } finally {
       // Scoped-grant cgroups a test's `lowport run` left below the sandbox's go first.
       for (const name of readdirSync(this.cgroup)) if (name.startsWith('lowport-run-')) await killAndRemoveCgroup(join(this.cgroup, name));
@@ -233,8 +249,7 @@ export class PackageCopy {
 
   constructor() {
     const root = fileURLToPath(new URL('../../../', import.meta.url));
-    this.dir = mkdtempSync(join(tmpdir(), 'lowport-pkg-'));
-    chmodSync(this.dir, 0o755);
+    this.dir = rootTempDir('lowport-pkg');
     cpSync(join(root, 'package.json'), join(this.dir, 'package.json'));
     cpSync(join(root, 'dist', 'src'), join(this.dir, 'dist', 'src'), { recursive: true });
     cpSync(join(root, 'node_modules', 'koffi'), join(this.dir, 'node_modules', 'koffi'), { recursive: true });

@@ -1,7 +1,7 @@
 /** The ACL check that keeps a policy file writable only by root. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { aclWriters } from '../../src/kernel/files.js';
+import { aclWriters, ownershipProblem } from '../../src/kernel/files.js';
 
 /** A system.posix_acl_access value: version 2, then (tag, perm, id) entries. */
 function acl(entries: [number, number, number][]): Buffer {
@@ -31,5 +31,20 @@ describe('aclWriters', () => {
   it('counts the owning group when it is not root and may write, and root entries never', () => {
     assert.deepEqual(aclWriters(acl([[GROUP_OBJ, 6, UNDEFINED_ID], [USER, 7, 0]]), 50), ['group 50']);
     assert.deepEqual(aclWriters(acl([[GROUP_OBJ, 6, UNDEFINED_ID]]), 0), []);
+  });
+});
+
+describe('ownershipProblem', () => {
+  const dir = (mode: number, uid = 0, gid = 0) => ({ uid, gid, mode: 0o40000 | mode });
+  it('refuses a directory others can write even with the sticky bit (as /tmp), and says to use a root-only one', () => {
+    const p = ownershipProblem('/tmp', dir(0o1777), 'directory', undefined);
+    assert.match(p?.message ?? '', /the policy directory \/tmp is writable by everyone \(sticky/);
+    assert.match(p?.fix ?? '', /only root can write/);
+  });
+  it("accepts root's 0755 and root-group-writable directories, refuses another owner or group", () => {
+    assert.equal(ownershipProblem('/etc', dir(0o755), 'directory', undefined), undefined);
+    assert.equal(ownershipProblem('/etc', dir(0o775), 'directory', undefined), undefined);
+    assert.match(ownershipProblem('/d', dir(0o775, 0, 100), 'directory', undefined)?.message ?? '', /writable by group 100/);
+    assert.match(ownershipProblem('/d', dir(0o755, 1000), 'directory', undefined)?.message ?? '', /owned by uid 1000/);
   });
 });

@@ -241,6 +241,8 @@ function loadIsolation() {
     tcgetattr: libc.func('int tcgetattr(int fd, void *termios)'),
     tcsetattr: libc.func('int tcsetattr(int fd, int when, const void *termios)'),
     cfmakeraw: libc.func('void cfmakeraw(void *termios)'),
+    tcgetpgrp: libc.func('int tcgetpgrp(int fd)'),
+    getpgrp: libc.func('int getpgrp(void)'),
   };
 }
 
@@ -339,4 +341,14 @@ export function makeRaw(fd: number): Buffer | undefined {
 /** Gives terminal `fd` back the settings makeRaw returned. */
 export function restoreTermios(fd: number, saved: Buffer): void {
   iso().tcsetattr(fd, TCSADRAIN, saved);
+}
+
+/**
+ * Whether this process is in the foreground process group of terminal `fd`:
+ * a background job that changes the terminal's mode or reads from it is
+ * stopped (SIGTTOU, SIGTTIN).
+ */
+export function inForeground(fd: number): boolean {
+  const c = iso();
+  return (c.tcgetpgrp(fd) as number) === (c.getpgrp() as number);
 }

@@ -18,7 +18,7 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import { isatty, ReadStream } from 'node:tty';
-import { closeRawFd, copyTermios, copyWindowSize, makeRaw, openPtyMaster, PTY_SLAVE_FLAGS, restoreTermios } from './libc.js';
+import { closeRawFd, copyTermios, copyWindowSize, inForeground, makeRaw, openPtyMaster, PTY_SLAVE_FLAGS, restoreTermios } from './libc.js';
 
 /** How long output still in flight in the pty (flush_to_ldisc runs in a work queue) may take to arrive after the command ended. */
 const DRAIN_MS = 100;
@@ -93,7 +93,8 @@ class Relay implements PtyRelay {
       stream.on('end', () => resolve());
       stream.on('close', () => resolve());
     });
-    if (this.tty[0]) {
+    // A background job (`lowport run ... &`) leaves the keyboard to the shell: the command gets no input.
+    if (this.tty[0] && inForeground(0)) {
       const stdin = process.stdin;
       // cfmakeraw rather than setRawMode: libuv's raw mode keeps output processing, and the pty already turned \n into \r\n.
       const saved = makeRaw(0);

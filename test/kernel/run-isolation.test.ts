@@ -190,6 +190,27 @@ os.execvp(sys.argv[1], sys.argv[1:])`;
     assert.equal(value(out, 'ERRS'), '7', readFileSync(join(shared, 'ids.err'), 'utf8'));
   });
 
+  it('forward --userspace: the forwarder, as nobody, gets no terminal fd even when lowport runs on one; its output still reaches it', () => {
+    const script = [
+      'ip link set lo up',
+      `${process.execPath} ${pkg.cli} forward --userspace 95/tcp 7000 --workers 1 --log & lp=$!`,
+      'for i in $(seq 100); do w=$(pgrep -P $lp) && [ -n "$w" ] && [ "$(stat -c %u /proc/$w)" = 65534 ] && break; sleep 0.1; done',
+      'sleep 0.5',
+      'for fd in 0 1 2; do echo "FD$fd=$(readlink /proc/$w/fd/$fd)"; done',
+      'sleep 0.5; kill -TERM $lp; wait $lp; echo "STATUS=$?"',
+    ].join('\n');
+    const spec = { argv: ['unshare', '--net', 'bash', '-c', script], steps: [{ wait: '^STATUS=' }, { exit: true }], timeout: 40 };
+    const r = spawnSync('/usr/bin/python3', [DRIVER, JSON.stringify(spec)], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    const d = JSON.parse(r.stdout) as Driven;
+    assert.equal(d.failed, null, d.output);
+    assert.equal(value(d.output, 'FD0'), '/dev/null', d.output);
+    // Node's 'pipe' stdio is a socketpair.
+    for (const fd of ['FD1', 'FD2']) assert.match(value(d.output, fd) ?? '', /^(pipe|socket):\[\d+\]$/, `${fd}: ${d.output}`);
+    assert.match(d.output, /forwarding tcp port 95/);
+    assert.match(d.output, /draining \(SIGTERM\)/, `the forwarder's own log should reach the terminal: ${d.output}`);
+    assert.equal(value(d.output, 'STATUS'), '0', d.output);
+  });
+
   it('doctor --user: the probe gets the user’s minimal environment, not root’s; and a uid above 2^31 works', () => {
     // Root's NODE_OPTIONS would make the probe (node, as the user) load this file, and root's variables are there to read.
     const spy = join(shared, 'spy.cjs');

@@ -190,6 +190,21 @@ os.execvp(sys.argv[1], sys.argv[1:])`;
     assert.equal(value(out, 'ERRS'), '7', readFileSync(join(shared, 'ids.err'), 'utf8'));
   });
 
+  it('refuses to start the command when the privilege drop did not give exactly the ids asked for (a setpriv that drops nothing)', () => {
+    const fake = join(box.dir, 'fake-bin');
+    spawnSync('mkdir', ['-p', fake]);
+    writeFileSync(join(fake, 'setpriv'), '#!/bin/sh\nwhile [ "$1" != "--" ]; do shift; done; shift; exec "$@"\n', { mode: 0o755 });
+    const launchJs = join(pkg.dir, 'dist', 'src', 'kernel', 'launch.js');
+    const script = `import { launch } from ${JSON.stringify(launchJs)};
+const c = launch(['sh', '-c', 'echo "RAN_AS=$(id -u)"'], { identity: { uid: 65534, gid: 65534 }, env: {}, stdio: ['ignore', 'inherit', 'inherit'] });
+c.on('exit', (code) => console.log('EXIT=' + code));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, PATH: `${fake}:/usr/sbin:/usr/bin:/sbin:/bin` } });
+    const out = `${r.stdout}${r.stderr}`;
+    assert.equal(value(out, 'RAN_AS'), undefined, `the command ran: ${out}`);
+    assert.equal(value(out, 'EXIT'), '125', out);
+    assert.match(out, /lowport: refusing to start sh: it would run with uids 0 0 0 0 and gids 0 0 0 0, not 65534 and 65534/);
+  });
+
   it('forward --userspace: the forwarder, as nobody, gets no terminal fd even when lowport runs on one; its output still reaches it', () => {
     const script = [
       'ip link set lo up',

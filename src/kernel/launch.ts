@@ -97,6 +97,9 @@ const CHECK = [
   'exec "$@"',
 ].join('\n');
 
+/** Where setpriv(1) and setsid(1) (util-linux) are looked for. */
+const SYSTEM_PATH = '/usr/bin:/bin:/usr/sbin:/sbin';
+
 /** The exit status of a launch whose privilege drop or id check failed (before the command ran). */
 export const LAUNCH_FAILED = 125;
 
@@ -155,9 +158,10 @@ export function isolateChildren(): void {
 
 function commandLine(argv: string[], o: LaunchOptions): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
   checkIdentity(o.identity);
-  const path = `${process.env.PATH ?? ''}:/usr/bin:/bin`;
-  const setpriv = which('setpriv', path);
-  const setsid = which('setsid', path);
+  // The programs that run as root and drop the privileges come from the system's directories only, never from
+  // whatever PATH lowport's caller had (sudo's secure_path does the same).
+  const setpriv = which('setpriv', SYSTEM_PATH);
+  const setsid = which('setsid', SYSTEM_PATH);
   if (setpriv === undefined || setsid === undefined) {
     throw new LowportError('E_UNSUPPORTED', 'setpriv(1) and setsid(1) are needed to drop privileges', { hint: 'Install util-linux (apt-get install util-linux).' });
   }

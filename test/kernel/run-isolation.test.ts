@@ -198,11 +198,21 @@ os.execvp(sys.argv[1], sys.argv[1:])`;
     const script = `import { launch } from ${JSON.stringify(launchJs)};
 const c = launch(['sh', '-c', 'echo "RAN_AS=$(id -u)"'], { identity: { uid: 65534, gid: 65534 }, env: {}, stdio: ['ignore', 'inherit', 'inherit'] });
 c.on('exit', (code) => console.log('EXIT=' + code));`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, PATH: `${fake}:/usr/sbin:/usr/bin:/sbin:/bin` } });
+    // In a mount namespace of the test's own, the fake is /usr/bin/setpriv (lowport looks in the system's directories only).
+    const r = spawnSync(
+      'unshare',
+      ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" /usr/bin/setpriv && exec "$2" --input-type=module -e "$3"', 'sh', join(fake, 'setpriv'), process.execPath, script],
+      { encoding: 'utf8', env: { ...process.env, PATH: `${fake}:/usr/sbin:/usr/bin:/sbin:/bin` } },
+    );
     const out = `${r.stdout}${r.stderr}`;
     assert.equal(value(out, 'RAN_AS'), undefined, `the command ran: ${out}`);
     assert.equal(value(out, 'EXIT'), '125', out);
     assert.match(out, /lowport: refusing to start sh: it would run with uids 0 0 0 0 and gids 0 0 0 0, not 65534 and 65534/);
+    // First on the caller's PATH, the same fake is not used: setpriv comes from the system's directories.
+    const viaPath = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, PATH: `${fake}:/usr/sbin:/usr/bin:/sbin:/bin` } });
+    const pathOut = `${viaPath.stdout}${viaPath.stderr}`;
+    assert.equal(value(pathOut, 'RAN_AS'), '65534', pathOut);
+    assert.equal(value(pathOut, 'EXIT'), '0', pathOut);
   });
 
   it('forward --userspace: the forwarder, as nobody, gets no terminal fd even when lowport runs on one; its output still reaches it', () => {

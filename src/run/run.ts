@@ -177,15 +177,21 @@ async function supervise(o: RunOptions, launchOptions: Omit<LaunchOptions, 'stdi
   }
   started?.();
   pty?.started();
+  const pid = child.pid;
+  const leftovers = launchOptions.cgroup !== undefined ? cgroupLeftovers(launchOptions.cgroup) : pid === undefined ? undefined : sessionLeftovers(pid);
   let status: number;
   try {
     status = await wait(child);
   } finally {
-    await pty?.finish();
+    // From the main process's end on, a signal to lowport ends what it left.
+    const stop = leftovers === undefined ? () => undefined : forwardSignals(() => leftovers.kill());
+    try {
+      await pty?.finish();
+      if (leftovers !== undefined) await waitForLeftovers(o, leftovers);
+    } finally {
+      stop();
+    }
   }
-  const pid = child.pid;
-  const leftovers = launchOptions.cgroup !== undefined ? cgroupLeftovers(launchOptions.cgroup) : pid === undefined ? undefined : sessionLeftovers(pid);
-  if (leftovers !== undefined) await waitForLeftovers(o, leftovers);
   return status;
 }
 
@@ -195,12 +201,7 @@ async function waitForLeftovers(o: RunOptions, leftovers: Leftovers): Promise<vo
   if (n === 0) return;
   const how = isatty(0) ? 'Ctrl-C ends them' : `SIGINT or SIGTERM to lowport (pid ${process.pid}) ends them`;
   o.note?.(`lowport: waiting for ${n} process${n === 1 ? '' : 'es'} the command left; ${how}`);
-  const stop = forwardSignals(() => leftovers.kill());
-  try {
-    await leftovers.empty();
-  } finally {
-    stop();
-  }
+  await leftovers.empty();
 }
 
 /**

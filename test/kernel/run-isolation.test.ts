@@ -86,8 +86,9 @@ describe('lowport run, forward and doctor start programs with nothing of root’
     const script = [
       'echo CMDTTY=$(tty)',
       'echo SIZE=$(stty size)',
-      // Left behind, deaf to SIGHUP: it reads the terminal after the command ended.
-      `(trap '' HUP; sleep 1; if read -r x; then echo "LEFT=read:$x"; else echo "LEFT=eof"; fi > ${left}) &`,
+      // Left behind, deaf to SIGHUP (ignored before the fork, so from its first instant): it reads the terminal after the command ended.
+      "trap '' HUP",
+      `(sleep 1; if read -r x; then echo "LEFT=read:$x"; else echo "LEFT=eof"; fi > ${left}) &`,
       'read -r line; echo GOT=$line',
       'echo SIZE2=$(stty size)',
       'exit 3',
@@ -117,7 +118,7 @@ describe('lowport run, forward and doctor start programs with nothing of root’
 
   it('says what the command left running, and Ctrl-C ends it (--caps, on a terminal)', () => {
     const d = onTerminal(
-      ['--caps', '--user', 'nobody', '--', 'sh', '-c', "(trap '' HUP; exec sleep 317) & echo STARTED"],
+      ['--caps', '--user', 'nobody', '--', 'sh', '-c', "trap '' HUP; sleep 317 & echo STARTED"],
       [{ wait: 'Ctrl-C ends them' }, { sleep: 0.3 }, { send: '\u0003' }, { exit: true }],
     );
     assert.match(d.output, /lowport: waiting for 1 process the command left; Ctrl-C ends them/, d.output);

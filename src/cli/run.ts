@@ -12,9 +12,12 @@ export const runCommand: Command = {
 
 Runs COMMAND as U (default: the user who ran sudo) with every privilege
 dropped: U's uid and gid (real, effective, saved) and groups, no
-capabilities, no_new_privs; HOME, USER and LOGNAME are U's. The command keeps
-the terminal; SIGINT, SIGTERM, SIGHUP and SIGQUIT reach it; lowport exits
-with its status (128+N when signal N killed it).
+capabilities, no_new_privs, a fresh session keyring, none of lowport's open
+fds; HOME, USER and LOGNAME are U's. On a terminal, it runs on a pty of its
+own that lowport relays (closed when it ends: what it leaves behind cannot
+read the terminal). ^C and SIGINT, SIGTERM, SIGHUP and SIGQUIT reach it;
+lowport exits with its status (128+N when signal N killed it). What it leaves
+running is waited for, and Ctrl-C (or SIGTERM to lowport) ends it.
 
 Default: PORTS are granted to a cgroup made for the command, so the command
 and everything it starts may bind them, and nothing else may (other programs

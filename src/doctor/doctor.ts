@@ -15,7 +15,8 @@ import { fileOwnership, readFileHead, readPolicyFile } from '../kernel/files.js'
 import { mountOf } from '../kernel/mounts.js';
 import { socketOwners, socketsOnPort } from '../kernel/netstat.js';
 import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../kernel/nss.js';
-import { effectiveUid, pathState, processStatus, runNodeAs, which } from '../kernel/process.js';
+import { effectiveUid, pathState, processStatus, which } from '../kernel/process.js';
+import { LAUNCH_FAILED, launchSync, userEnvironment } from '../kernel/launch.js';
 import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion, netNamespace, readSysctl, systemdRunning } from '../kernel/system.js';
 import { parsePolicy } from '../policy/parse.js';
 import { formatPrincipal } from '../policy/print.js';
@@ -76,7 +77,7 @@ export function doctor(options: DoctorOptions = {}): DoctorReport {
   const self = user.uid === effectiveUid();
   const tested: { port: number; attempts: BindAttempt[] }[] = self
     ? ports.map((port) => ({ port, attempts: bindTest(port) }))
-    : (JSON.parse(runNodeAs(user.uid, user.gid, PROBE, [ports.join(',')])) as { port: number; attempts: BindAttempt[] }[]);
+    : probeAs(user, ports);
   const portReports = tested.map(({ port, attempts }) => portReport(port, attempts));
 
   // The machine.
@@ -120,7 +121,28 @@ export function doctor(options: DoctorOptions = {}): DoctorReport {
   return { user: { name: user.name, uid: user.uid, gid: user.gid }, ports: portReports, checks, recommendation, alternatives, ok: verdicts.every((v) => v.canBind) };
 }
 
-function resolveUser(name: string | undefined, asRoot: boolean): PasswdEntry {
+/**
+ * The bind test as another user (doctor run by root): probe-main.js started
+ * as the user the way `lowport run` starts commands (kernel/launch.ts): every
+ * privilege dropped, the user's minimal environment (not root's, which the
+ * user could read in /proc), a fresh session keyring, no fd of root's.
+ */
+function probeAs(user: PasswdEntry & { known: boolean }, ports: number[]): { port: number; attempts: BindAttempt[] }[] {
+  const identity = { uid: user.uid, gid: user.gid, ...(user.known ? { name: user.name } : {}) };
+  const r = launchSync([process.execPath, PROBE, ports.join(',')], { identity, env: userEnvironment(user) }, 30_000);
+  if (r.status !== 0) {
+    const why = (r.stderr || r.error?.message || `exit ${r.status ?? r.signal}`).trim().split('\n')[0];
+    throw new LowportError('E_STATE', `could not run the bind test as uid ${user.uid}: ${why}`, {
+      hint:
+        r.status === LAUNCH_FAILED
+          ? 'The privilege drop did not give the expected ids; check setpriv(1) (util-linux) on this machine.'
+          : 'The user must be able to read Node and lowport (install lowport where every user can read it), or run doctor as that user.',
+    });
+  }
+  return JSON.parse(r.stdout) as { port: number; attempts: BindAttempt[] }[];
+}
+
+function resolveUser(name: string | undefined, asRoot: boolean): PasswdEntry & { known: boolean } {
   const key = name ?? String(effectiveUid());
   if (name !== undefined && !asRoot) {
     const me = lookupUsers([String(effectiveUid())]).get(String(effectiveUid()));

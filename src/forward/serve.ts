@@ -18,13 +18,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { isatty } from 'node:tty';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { LowportError } from '../errors.js';
-import { launch, userEnvironment, type Identity } from '../kernel/launch.js';
+import { checkIdentity, isolateChildren, launch, runsAs, userEnvironment, type Identity } from '../kernel/launch.js';
 import { closeRawFd, openBoundSocket, SyscallError } from '../kernel/libc.js';
-import { lookupUsers } from '../kernel/nss.js';
-import { effectiveUid } from '../kernel/process.js';
+import { userByNameOrUid } from '../kernel/nss.js';
+import { effectiveUid, processStatus } from '../kernel/process.js';
 import { AF_INET, AF_INET6, familyOf, SOCK_DGRAM, SOCK_STREAM, sockaddrIn, sockaddrIn6 } from '../kernel/sockaddr.js';
 import { parseIPv6 } from '../policy/address.js';
 import type { Protocol } from '../policy/types.js';
@@ -47,13 +48,23 @@ export interface UserspaceOptions extends ForwarderConfig {
 const WORKER = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 
 function resolveIdentity(user: string): Identity {
-  const entry = lookupUsers([user]).get(user);
-  const identity = entry !== undefined ? { uid: entry.uid, gid: entry.gid, name: entry.name } : /^\d+$/.test(user) ? { uid: Number(user), gid: Number(user) } : undefined;
-  if (identity?.uid === 0) {
+  const entry = userByNameOrUid(user, 'Give --user a name or uid that `getent passwd` knows (default: the lowport system user).');
+  if (entry.uid === 0) {
     throw new LowportError('E_USAGE', `the forwarder does not run as root (--user ${user})`, { hint: 'It binds the port as root and then drops to --user: give a normal user, or leave --user out for the lowport system user.' });
   }
-  if (identity !== undefined) return identity;
-  throw new LowportError('E_UNKNOWN_USER', `unknown user '${user}'`, { hint: 'Give --user a name or uid that `getent passwd` knows (default: the lowport system user).' });
+  const identity = { uid: entry.uid, gid: entry.gid, ...(entry.known ? { name: entry.name } : {}) };
+  // Before any port is bound: the same check launch makes.
+  checkIdentity(identity);
+  return identity;
+}
+
+/**
+ * The forwarder's stdout and stderr: this process's own, but never a
+ * terminal (it runs as another user, and a terminal fd is also one to read
+ * the admin's keys from): a pipe that this process copies to the terminal.
+ */
+function outputWithoutTerminal(): ['ignore', 'pipe' | 'inherit', 'pipe' | 'inherit'] {
+  return ['ignore', isatty(1) ? 'pipe' : 'inherit', isatty(2) ? 'pipe' : 'inherit'];
 }
 
 interface Bound {
@@ -131,13 +142,24 @@ export async function runUserspace(o: UserspaceOptions): Promise<number> {
     };
     const env = { [CONFIG_ENV]: JSON.stringify(config) };
     const fds: (number | 'pipe')[] = [...bound.map((b) => b.fd), 'pipe'];
-    child =
-      identity === undefined
-        ? // A session of its own here too: ^C on the terminal reaches lowport alone, which relays it once.
-          spawn(process.execPath, [WORKER], { stdio: ['ignore', 'inherit', 'inherit', ...fds], env: { ...process.env, ...env }, detached: true })
-        : // Root's environment and terminal stay with root: the forwarder gets a
-          // clean environment (locale, its config) and no stdin.
-          launch([process.execPath, WORKER], { identity, fds, noStdin: true, env: { ...userEnvironment({ name: identity.name ?? String(identity.uid), home: '/', shell: '/usr/sbin/nologin' }), ...env } });
+    if (identity === undefined) {
+      // Only the listening sockets and the ready pipe, not whatever fds the caller left open.
+      isolateChildren();
+      // A session of its own here too: ^C on the terminal reaches lowport alone, which relays it once.
+      child = spawn(process.execPath, [WORKER], { stdio: ['ignore', 'inherit', 'inherit', ...fds], env: { ...process.env, ...env }, detached: true });
+    } else {
+      // Root's environment, terminal, keyring and fds stay with root: the
+      // forwarder gets a clean environment (locale, its config), no stdin, and
+      // its output through pipes where lowport's is a terminal.
+      child = launch([process.execPath, WORKER], {
+        identity,
+        fds,
+        stdio: outputWithoutTerminal(),
+        env: { ...userEnvironment({ name: identity.name ?? String(identity.uid), home: '/', shell: '/usr/sbin/nologin' }), ...env },
+      });
+      child.stdout?.pipe(process.stdout);
+      child.stderr?.pipe(process.stderr);
+    }
   } finally {
     // The forwarder has its copies; this process keeps none.
     for (const b of bound) closeRawFd(b.fd);
@@ -145,6 +167,7 @@ export async function runUserspace(o: UserspaceOptions): Promise<number> {
   const stop = relaySignals(child);
   try {
     await started(child, child.stdio[3 + bound.length], identity);
+    if (identity !== undefined) checkRunsAs(child, identity);
   } catch (e) {
     stop();
     throw e;
@@ -158,6 +181,25 @@ export async function runUserspace(o: UserspaceOptions): Promise<number> {
   const status = await exited(child);
   stop();
   return status;
+}
+
+/**
+ * The forwarder serves: its privilege drop is done. Its ids in
+ * /proc/PID/status must be the expected ones (all four), or it is killed.
+ */
+function checkRunsAs(child: ChildProcess, identity: Identity): void {
+  let status = '';
+  try {
+    status = child.pid === undefined ? '' : processStatus(child.pid);
+  } catch {
+    // gone: its exit is reported as such
+  }
+  if (status !== '' && !runsAs(status, identity)) {
+    child.kill('SIGKILL');
+    throw new LowportError('E_STATE', `the forwarder runs with other ids than uid ${identity.uid} and gid ${identity.gid}; it was killed`, {
+      hint: 'The privilege drop failed: check setpriv(1) (util-linux) on this machine.',
+    });
+  }
 }
 
 /** The backend's addresses: an IP as it is, a name looked up (every address, in the resolver's order). */

@@ -47,6 +47,10 @@ function main(): void {
     process.exit(2);
   }
   delete process.env[CONFIG_ENV];
+  // Run by root, its output goes through pipes to lowport (never root's
+  // terminal): with lowport gone, a write fails with EPIPE, which must not
+  // end a drain.
+  for (const out of [process.stdout, process.stderr]) out.on('error', () => undefined);
   const config = JSON.parse(text) as WorkerConfig;
 
   const udp = new UdpForwarder(config, logLine);

@@ -1,17 +1,27 @@
 /**
  * Starting a command as another user with every privilege dropped: through
  * sh (still root: joins the cgroup, learns its own pid for LISTEN_PID),
- * setsid(1) (a new session: the command has no controlling terminal, so it
- * cannot push keystrokes into the admin's shell with TIOCSTI, the su/runuser
- * class of attack; it still reads and writes the terminal through its fds), and
+ * setsid(1) (a new session, so it cannot push keystrokes into the admin's
+ * shell with TIOCSTI, the su/runuser class of attack; with --ctty it takes the
+ * pty lowport made for it as its controlling terminal, kernel/pty.ts),
  * setpriv(1) (the uid and gid, real, effective and saved; the user's
  * supplementary groups by initgroups(3); every capability set emptied, or only
- * CAP_NET_BIND_SERVICE kept in the ambient set; no_new_privs), which then execs
- * the command. The pid stays the same from sh to the command, so the cgroup
- * and LISTEN_PID are the command's own.
+ * CAP_NET_BIND_SERVICE kept in the ambient set; no_new_privs), then a second
+ * sh, already as the user, that checks in /proc/self/status that all four
+ * uids and gids are the expected ones before it execs the command. The pid
+ * stays the same from sh to the command, so the cgroup and LISTEN_PID are the
+ * command's own.
+ *
+ * Before the fork, lowport drops what the child would otherwise inherit of
+ * root's: it joins a fresh anonymous session keyring and marks every fd from 3
+ * up close-on-exec (isolateChildren); the child gets only the fds of its
+ * stdio array. The ids are checked here, in one place (checkIdentity).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { LowportError } from '../errors.js';
+import { joinAnonymousSessionKeyring, markFdsCloseOnExec } from './libc.js';
+import { isValidId, MAX_ID } from './nss.js';
 import { which } from './process.js';
 
 export interface Identity {
@@ -33,9 +43,16 @@ export interface LaunchOptions {
   listenPid?: boolean;
   /** The whole environment of the command (see userEnvironment). */
   env: NodeJS.ProcessEnv;
-  /** Give the command no stdin (a daemon), instead of the caller's terminal. */
-  noStdin?: boolean;
+  /**
+   * The command's fds 0, 1 and 2 (default: this process's own). Never give it
+   * root's terminal: kernel/pty.ts makes a terminal of its own.
+   */
+  stdio?: [StdioFd, StdioFd, StdioFd];
+  /** fd 0 is a terminal the command should take as its controlling terminal (setsid --ctty). */
+  controllingTerminal?: boolean;
 }
+
+export type StdioFd = number | 'ignore' | 'pipe' | 'inherit';
 
 /** Variables that say nothing about the invoking user and may pass to the command. */
 const PASSED = /^(TERM|COLORTERM|LANG|LANGUAGE|LC_[A-Z_]+|TZ|NO_COLOR)$/;
@@ -66,6 +83,26 @@ const WRAPPER = [
   'exec "$@"',
 ].join('\n');
 
+/**
+ * Runs as the user, after setpriv: the ids must be exactly $1 and $2 (real,
+ * effective, saved, filesystem), or the command does not start. Only shell
+ * builtins, so nothing else runs before the check.
+ */
+const CHECK = [
+  'u=$1 g=$2; shift 2',
+  'while read -r k a b c d; do case $k in Uid:) uids="$a $b $c $d";; Gid:) gids="$a $b $c $d";; esac; done < /proc/self/status',
+  'if [ "$uids" != "$u $u $u $u" ] || [ "$gids" != "$g $g $g $g" ]; then',
+  '  echo "lowport: refusing to start $1: it would run with uids $uids and gids $gids, not $u and $g" >&2; exit 125',
+  'fi',
+  'exec "$@"',
+].join('\n');
+
+/** Where setpriv(1) and setsid(1) (util-linux) are looked for. */
+const SYSTEM_PATH = '/usr/bin:/bin:/usr/sbin:/sbin';
+
+/** The exit status of a launch whose privilege drop or id check failed (before the command ran). */
+export const LAUNCH_FAILED = 125;
+
 export function setprivArgs(o: Pick<LaunchOptions, 'identity' | 'ambientNetBindService'>): string[] {
   const keep = o.ambientNetBindService === true ? ',+net_bind_service' : '';
   return [
@@ -79,18 +116,90 @@ export function setprivArgs(o: Pick<LaunchOptions, 'identity' | 'ambientNetBindS
   ];
 }
 
-/** Starts `argv` as described; stdin, stdout and stderr (and the terminal) are shared with this process. */
-export function launch(argv: string[], o: LaunchOptions): ChildProcess {
-  if (o.identity.uid === 0) throw new LowportError('E_USAGE', 'lowport run starts commands as a user other than root; root binds any port without it', { hint: 'Give --user a normal user.' });
-  const path = `${process.env.PATH ?? ''}:/usr/bin:/bin`;
-  const setpriv = which('setpriv', path);
-  const setsid = which('setsid', path);
+/**
+ * Refuses ids that are not one real, non-root id: 0 (root), (uid_t)-1 (to
+ * setresuid(2) "leave unchanged", so the child would stay root), anything
+ * beyond 32 bits (setpriv would cut it), fractions and NaN.
+ */
+export function checkIdentity(identity: Identity): void {
+  for (const [what, id] of [
+    ['uid', identity.uid],
+    ['gid', identity.gid],
+  ] as const) {
+    if (!isValidId(id) || id === 0) {
+      throw new LowportError('E_USAGE', `refusing to start a program with ${what} ${id}: lowport starts programs as a user other than root, with ids from 1 to ${MAX_ID}`, {
+        hint: 'Give --user a normal user (a name from `getent passwd`, or its uid); a user whose primary group is root (gid 0) is refused too.',
+      });
+    }
+  }
+}
+
+/** The fds this process has open (for the fcntl fallback of close_range). */
+function openFds(): number[] {
+  try {
+    return readdirSync('/proc/self/fd').map(Number).filter((n) => Number.isInteger(n));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Keeps root's session keyring and root's inheritable fds from every child
+ * started after this call: a fresh anonymous session keyring for this thread
+ * (the one libuv forks from), and close-on-exec on every fd from 3 up
+ * (an fd a cron job or a root script left open: the child gets only the fds
+ * its stdio array names). Cheap, and idempotent enough to call before each
+ * start.
+ */
+export function isolateChildren(): void {
+  markFdsCloseOnExec(openFds);
+  joinAnonymousSessionKeyring();
+}
+
+function commandLine(argv: string[], o: LaunchOptions): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
+  checkIdentity(o.identity);
+  // The programs that run as root and drop the privileges come from the system's directories only, never from
+  // whatever PATH lowport's caller had (sudo's secure_path does the same).
+  const setpriv = which('setpriv', SYSTEM_PATH);
+  const setsid = which('setsid', SYSTEM_PATH);
   if (setpriv === undefined || setsid === undefined) {
     throw new LowportError('E_UNSUPPORTED', 'setpriv(1) and setsid(1) are needed to drop privileges', { hint: 'Install util-linux (apt-get install util-linux).' });
   }
   const env: NodeJS.ProcessEnv = { ...o.env, LOWPORT_CGROUP: o.cgroup ?? '', LOWPORT_LISTEN_PID: o.listenPid === true ? '1' : '' };
-  return spawn('/bin/sh', ['-c', WRAPPER, 'lowport-run', setsid, setpriv, ...setprivArgs(o), '--', ...argv], {
-    stdio: [o.noStdin === true ? 'ignore' : 'inherit', 'inherit', 'inherit', ...(o.fds ?? [])],
+  const ids = [String(o.identity.uid), String(o.identity.gid)];
+  return {
+    file: '/bin/sh',
+    args: ['-c', WRAPPER, 'lowport-run', setsid, ...(o.controllingTerminal === true ? ['--ctty'] : []), setpriv, ...setprivArgs(o), '--', '/bin/sh', '-c', CHECK, 'lowport-check', ...ids, ...argv],
     env,
-  });
+  };
+}
+
+/** Starts `argv` as described; stdio defaults to this process's own fds 0-2. */
+export function launch(argv: string[], o: LaunchOptions): ChildProcess {
+  const { file, args, env } = commandLine(argv, o);
+  isolateChildren();
+  return spawn(file, args, { stdio: [...(o.stdio ?? ['inherit', 'inherit', 'inherit']), ...(o.fds ?? [])], env });
+}
+
+/** Like launch, but waits for the end: stdin closed, stdout and stderr captured. For short probes (doctor's). */
+export function launchSync(argv: string[], o: Omit<LaunchOptions, 'stdio' | 'fds' | 'controllingTerminal'>, timeoutMs: number): SpawnSyncReturns<string> {
+  const { file, args, env } = commandLine(argv, o);
+  isolateChildren();
+  return spawnSync(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env, encoding: 'utf8', timeout: timeoutMs });
+}
+
+/**
+ * The ids a running process has, from /proc/PID/status: [real, effective,
+ * saved, filesystem] for Uid and Gid; undefined when it is gone.
+ */
+export function processIds(status: string): { uid: number[]; gid: number[] } | undefined {
+  const uid = /^Uid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number);
+  const gid = /^Gid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number);
+  return uid === undefined || gid === undefined ? undefined : { uid, gid };
+}
+
+/** Whether /proc/PID/status text shows exactly the identity's uid and gid in all four fields. */
+export function runsAs(status: string, identity: Identity): boolean {
+  const ids = processIds(status);
+  return ids !== undefined && ids.uid.length === 4 && ids.gid.length === 4 && ids.uid.every((u) => u === identity.uid) && ids.gid.every((g) => g === identity.gid);
 }

@@ -198,3 +198,161 @@ const SOCK_STREAM_TYPE = 1;
 export function closeRawFd(fd: number): void {
   libc().close(fd);
 }
+
+// ---------------------------------------------------------------------------
+// What a child started as another user must not inherit (kernel/launch.ts,
+// kernel/pty.ts): root's session keyring, root's open fds, root's terminal.
+
+// keyctl(2) has no libc wrapper (libkeyutils has one); syscall numbers per architecture.
+const SYS_KEYCTL: Partial<Record<string, number>> = { x64: 250, arm64: 219, arm: 311, ia32: 288, riscv64: 219, ppc64: 271, s390x: 280 };
+const KEYCTL_JOIN_SESSION_KEYRING = 1;
+/** include/uapi/linux/close_range.h */
+const CLOSE_RANGE_CLOEXEC = 1 << 2;
+const F_GETFD = 1;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
+const O_RDWR = 2;
+const O_NOCTTY = 0o400;
+const O_CLOEXEC = 0o2000000;
+const TCSANOW = 0;
+const TCSADRAIN = 1;
+// asm-generic/ioctls.h; powerpc encodes them with a size and direction.
+const TIOCGWINSZ = process.arch === 'ppc64' ? 0x40087468 : 0x5413;
+const TIOCSWINSZ = process.arch === 'ppc64' ? 0x80087467 : 0x5414;
+
+let isolation: ReturnType<typeof loadIsolation> | undefined;
+
+function loadIsolation() {
+  const { koffi, libc } = nativeLibc();
+  let closeRange: ((first: number, last: number, flags: number) => number) | undefined;
+  try {
+    // glibc 2.34 and later.
+    closeRange = libc.func('int close_range(unsigned int first, unsigned int last, int flags)') as typeof closeRange;
+  } catch {
+    closeRange = undefined;
+  }
+  return {
+    errno: () => koffi.errno(),
+    keyctl: libc.func('long syscall(long nr, long op, void *a2, long a3)'),
+    closeRange,
+    // fcntl(2) and ioctl(2) are variadic; integer and pointer arguments travel like fixed ones (see syscall above).
+    fcntl: libc.func('int fcntl(int fd, int cmd, long arg)'),
+    ioctl: libc.func('int ioctl(int fd, unsigned long request, void *arg)'),
+    posixOpenpt: libc.func('int posix_openpt(int flags)'),
+    grantpt: libc.func('int grantpt(int fd)'),
+    unlockpt: libc.func('int unlockpt(int fd)'),
+    ptsnameR: libc.func('int ptsname_r(int fd, void *buf, size_t len)'),
+    tcgetattr: libc.func('int tcgetattr(int fd, void *termios)'),
+    tcsetattr: libc.func('int tcsetattr(int fd, int when, const void *termios)'),
+    cfmakeraw: libc.func('void cfmakeraw(void *termios)'),
+    tcgetpgrp: libc.func('int tcgetpgrp(int fd)'),
+    getpgrp: libc.func('int getpgrp(void)'),
+  };
+}
+
+function iso(): ReturnType<typeof loadIsolation> {
+  isolation ??= loadIsolation();
+  return isolation;
+}
+
+/**
+ * Makes this thread's session keyring a new, empty, anonymous one
+ * (keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL), as pam_keyinit does for a new
+ * session): children forked from this thread no longer possess the keyring
+ * of root's login, and cannot read the keys in it. Credentials are per
+ * thread: call it on the thread that spawns (Node's main thread).
+ */
+export function joinAnonymousSessionKeyring(): void {
+  const nr = SYS_KEYCTL[process.arch];
+  if (nr === undefined) throw new LowportError('E_UNSUPPORTED', `lowport does not know the keyctl() syscall number on ${process.arch}`);
+  const r = Number(iso().keyctl(nr, KEYCTL_JOIN_SESSION_KEYRING, null, 0));
+  if (r < 0) {
+    const e = iso().errno();
+    // ENOSYS: a kernel without keys (CONFIG_KEYS=n) has no keyring to leak.
+    if (errnoName(e) !== 'ENOSYS') throw new SyscallError('keyctl(KEYCTL_JOIN_SESSION_KEYRING)', e);
+  }
+}
+
+/**
+ * Marks every fd from 3 up close-on-exec: close_range(3, ~0U,
+ * CLOSE_RANGE_CLOEXEC) (Linux 5.11), else fcntl(FD_CLOEXEC) on each fd
+ * /proc/self/fd lists. The fds a child is meant to get are handed over
+ * through spawn's stdio array, which dup2()s them (the copy is inheritable).
+ */
+export function markFdsCloseOnExec(listFds: () => number[]): void {
+  const c = iso();
+  if (c.closeRange !== undefined && c.closeRange(3, 0xffffffff, CLOSE_RANGE_CLOEXEC) === 0) return;
+  for (const fd of listFds()) {
+    if (fd < 3) continue;
+    const flags = c.fcntl(fd, F_GETFD, 0) as number;
+    if (flags >= 0 && (flags & FD_CLOEXEC) === 0) c.fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+}
+
+/** A new pseudo-terminal pair: the master's fd (close-on-exec) and the slave's path. */
+export function openPtyMaster(): { master: number; slavePath: string } {
+  const c = iso();
+  const master = c.posixOpenpt(O_RDWR | O_NOCTTY | O_CLOEXEC) as number;
+  if (master < 0) throw new SyscallError('posix_openpt', c.errno());
+  try {
+    if (c.grantpt(master) !== 0) throw new SyscallError('grantpt', c.errno());
+    if (c.unlockpt(master) !== 0) throw new SyscallError('unlockpt', c.errno());
+    const name = Buffer.alloc(128);
+    const r = c.ptsnameR(master, name, name.length) as number;
+    if (r !== 0) throw new SyscallError('ptsname_r', r);
+    return { master, slavePath: name.toString('latin1', 0, name.indexOf(0)) };
+  } catch (e) {
+    closeRawFd(master);
+    throw e;
+  }
+}
+
+/** Flags for opening a pty slave: never as this process's controlling terminal. */
+export const PTY_SLAVE_FLAGS = O_RDWR | O_NOCTTY;
+
+/** Copies the terminal settings of `from` to `to` (tcgetattr, tcsetattr); false when `from` is no terminal. */
+export function copyTermios(from: number, to: number): boolean {
+  const t = Buffer.alloc(256); // struct termios: 60 bytes in glibc
+  const c = iso();
+  if (c.tcgetattr(from, t) !== 0) return false;
+  if (c.tcsetattr(to, TCSANOW, t) !== 0) throw new SyscallError('tcsetattr', c.errno());
+  return true;
+}
+
+/** Copies the window size of terminal `from` to terminal `to` (TIOCGWINSZ, TIOCSWINSZ; the kernel sends SIGWINCH to `to`'s foreground group). */
+export function copyWindowSize(from: number, to: number): void {
+  const ws = Buffer.alloc(8); // struct winsize: 4 unsigned shorts
+  const c = iso();
+  if (c.ioctl(from, TIOCGWINSZ, ws) !== 0) return;
+  c.ioctl(to, TIOCSWINSZ, ws);
+}
+
+/**
+ * Puts terminal `fd` in raw mode (cfmakeraw(3): no echo, no line editing, no
+ * signals, no output processing) and returns its previous settings for
+ * restoreTermios; undefined when `fd` is no terminal.
+ */
+export function makeRaw(fd: number): Buffer | undefined {
+  const c = iso();
+  const saved = Buffer.alloc(256);
+  if (c.tcgetattr(fd, saved) !== 0) return undefined;
+  const raw = Buffer.from(saved);
+  c.cfmakeraw(raw);
+  if (c.tcsetattr(fd, TCSADRAIN, raw) !== 0) throw new SyscallError('tcsetattr', c.errno());
+  return saved;
+}
+
+/** Gives terminal `fd` back the settings makeRaw returned. */
+export function restoreTermios(fd: number, saved: Buffer): void {
+  iso().tcsetattr(fd, TCSADRAIN, saved);
+}
+
+/**
+ * Whether this process is in the foreground process group of terminal `fd`:
+ * a background job that changes the terminal's mode or reads from it is
+ * stopped (SIGTTOU, SIGTTIN).
+ */
+export function inForeground(fd: number): boolean {
+  const c = iso();
+  return (c.tcgetpgrp(fd) as number) === (c.getpgrp() as number);
+}

@@ -95,14 +95,48 @@ function matchKeys<T>(keys: string[], entries: T[], names: (e: T) => string[]): 
   return out;
 }
 
+/** The largest uid or gid: (uid_t)-1 is "no change" to setreuid(2), chown(2) and setpriv(1), never an id. */
+export const MAX_ID = 0xffff_fffe;
+
+/**
+ * A uid or gid written as a number, or undefined when the text is not one:
+ * plain decimal digits, no sign, no leading zero, at most MAX_ID. getent and
+ * setpriv parse "00", "+1" or 4294967296 their own ways (as 0, as 1, cut to
+ * 32 bits), so lowport accepts only the text that means one id everywhere.
+ */
+export function parseId(text: string): number | undefined {
+  if (!/^(0|[1-9]\d{0,9})$/.test(text)) return undefined;
+  const n = Number(text);
+  return n <= MAX_ID ? n : undefined;
+}
+
+/** Whether a number is a valid uid or gid (an integer from 0 to MAX_ID). */
+export function isValidId(n: number): boolean {
+  return Number.isInteger(n) && n >= 0 && n <= MAX_ID;
+}
+
 /**
  * A user by name or uid. A uid that no passwd entry lists stands for itself
  * (gid = uid, home /, `known` false: no name, so no supplementary groups), as
- * chown(1) and setpriv(1) accept it. An unknown name is an error.
+ * chown(1) and setpriv(1) accept it. An unknown name is an error; so is a key
+ * that looks like a number but is not a valid id (parseId), and an entry
+ * whose ids are out of range.
  */
 export function userByNameOrUid(key: string, hint: string): PasswdEntry & { known: boolean } {
+  const numeric = /^[-+\s\d]/.test(key);
+  const id = parseId(key);
+  if (numeric && id === undefined) {
+    throw new LowportError('E_USAGE', `'${key}' is not a valid uid: a uid is written in plain decimal, from 0 to ${MAX_ID}`, {
+      hint: `${hint} (no sign, spaces or leading zeros; 4294967295 is (uid_t)-1 and never a user).`,
+    });
+  }
   const entry = lookupUsers([key]).get(key);
-  if (entry !== undefined) return { ...entry, known: true };
-  if (/^\d+$/.test(key)) return { name: key, uid: Number(key), gid: Number(key), home: '/', shell: '/bin/sh', known: false };
+  if (entry !== undefined) {
+    if (!isValidId(entry.uid) || !isValidId(entry.gid)) {
+      throw new LowportError('E_USAGE', `the passwd entry of '${entry.name}' has an invalid uid or gid (${entry.uid}:${entry.gid})`, { hint: 'Fix the entry (getent passwd NAME), or give another user.' });
+    }
+    return { ...entry, known: true };
+  }
+  if (id !== undefined) return { name: key, uid: id, gid: id, home: '/', shell: '/bin/sh', known: false };
   throw new LowportError('E_UNKNOWN_USER', `unknown user '${key}'`, { hint });
 }

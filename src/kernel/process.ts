@@ -1,7 +1,5 @@
 /** Small process and filesystem facts the engine needs, kept here so that kernel/ stays the only code touching the OS. */
-import { spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
-import { LowportError } from '../errors.js';
 import { existsSync, openSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 
 /** An O_RDONLY fd on a directory (for a cgroup's target_fd, or flock). The caller closes it. */
@@ -62,21 +60,6 @@ export function which(name: string, path = process.env.PATH ?? ''): string | und
   return undefined;
 }
 
-/**
- * Runs `node script args` as another user (as root): libuv drops the
- * supplementary groups and sets gid then uid, so the child keeps no
- * capability. Returns its stdout, or throws with its stderr.
- */
-export function runNodeAs(uid: number, gid: number, script: string, args: string[]): string {
-  const r = spawnSync(process.execPath, [script, ...args], { uid, gid, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
-  if (r.status !== 0) {
-    throw new LowportError('E_STATE', `could not run the bind test as uid ${uid}: ${(r.stderr || r.error?.message || `exit ${r.status ?? r.signal}`).trim().split('\n')[0]}`, {
-      hint: 'The user must be able to read Node and lowport (install lowport where every user can read it), or run doctor as that user.',
-    });
-  }
-  return r.stdout;
-}
-
 /** A process's /proc/PID/status text. */
 export function processStatus(pid: number | 'self' = 'self'): string {
   return readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -97,6 +80,33 @@ export function processStartTime(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The processes of a session (field 6 of /proc/PID/stat): what lowport can
+ * track of a command's tree where there is no cgroup v2. Processes that start
+ * a session of their own (setsid) are not in it.
+ */
+export function sessionMembers(sid: number): number[] {
+  let names: string[];
+  try {
+    names = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // fields[0] is the state (field 3): a zombie has ended already.
+      if (Number(fields[3]) === sid && fields[0] !== 'Z') out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
 }
 
 /** The initial pid namespace's inode (PROC_PID_INIT_INO, include/linux/proc_ns.h): from there every process is visible. */

@@ -13,20 +13,29 @@
  *    low port, for the whole process tree. Needs no BPF either.
  * In every mode the command runs as the user with nothing else: uid and gid
  * (real, effective, saved), the user's groups, no other capability,
- * no_new_privs (kernel/launch.ts).
+ * no_new_privs, a fresh session keyring, no fd of lowport's but those it is
+ * given (kernel/launch.ts); and on a terminal of its own when lowport has one
+ * (kernel/pty.ts), so that nothing it leaves behind keeps the admin's.
+ *
+ * In every mode the whole process tree is tracked: in a cgroup of its own
+ * (cgroup v2), else by its session. When the main process ends and others
+ * remain, lowport says so and waits for them; Ctrl-C (SIGINT, SIGTERM,
+ * SIGHUP) ends them. lowport's exit status is the main process's.
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { isatty } from 'node:tty';
 import { refreshLive } from '../engine/apply.js';
 import { forgetScope, saveScope, type Scope } from '../engine/scopes.js';
 import { kernelTarget, requireRoot, type LowportOptions } from '../engine/target.js';
 import { LowportError } from '../errors.js';
-import { cgroupId, cgroupPopulated, createNewCgroup, killCgroup, removeCgroup } from '../kernel/cgroup.js';
-import { launch, userEnvironment, type Identity } from '../kernel/launch.js';
-import { exitStatus, processStartTime } from '../kernel/process.js';
+import { cgroupId, cgroupPids, cgroupPopulated, createNewCgroup, killCgroup, removeCgroup } from '../kernel/cgroup.js';
+import { launch, userEnvironment, type Identity, type LaunchOptions } from '../kernel/launch.js';
+import { exitStatus, processStartTime, sessionMembers } from '../kernel/process.js';
 import { closeRawFd, openBoundSocket } from '../kernel/libc.js';
 import { userByNameOrUid } from '../kernel/nss.js';
+import { openPtyRelay } from '../kernel/pty.js';
 import { waitUntilEmpty } from '../kernel/cgroup-watch.js';
 import { AF_INET, AF_INET6, familyOf, SOCK_DGRAM, SOCK_STREAM, sockaddrIn, sockaddrIn6 } from '../kernel/sockaddr.js';
 import { parseIPv6 } from '../policy/address.js';
@@ -59,12 +68,15 @@ export async function run(o: RunOptions): Promise<number> {
   const { identity, env } = resolveUser(o.user);
   // Before any cgroup or grant is made (launch refuses it too).
   if (identity.uid === 0) throw new LowportError('E_USAGE', 'lowport run starts commands as a user other than root; root binds any port without it', { hint: 'Give --user a normal user.' });
-  if (o.mode === 'caps') {
-    o.note?.(`note: ${o.command[0] ?? 'the command'} and everything it starts may bind every port below 1024 (CAP_NET_BIND_SERVICE).`);
-    return wait(launch(o.command, { identity, ambientNetBindService: true, env }));
-  }
+  if (o.mode === 'scope') return runScoped(o, identity, env);
   if (o.mode === 'sockets') return runWithSockets(o, identity, env);
-  return runScoped(o, identity, env);
+  o.note?.(`note: ${o.command[0] ?? 'the command'} and everything it starts may bind every port below 1024 (CAP_NET_BIND_SERVICE).`);
+  const cgroup = trackingCgroup(o);
+  try {
+    return await supervise(o, { identity, ambientNetBindService: true, env, ...(cgroup === undefined ? {} : { cgroup }) });
+  } finally {
+    if (cgroup !== undefined && !cgroupPopulated(cgroup)) removeCgroup(cgroup);
+  }
 }
 
 function resolveUser(user: string): { identity: Identity; env: NodeJS.ProcessEnv } {
@@ -74,8 +86,9 @@ function resolveUser(user: string): { identity: Identity; env: NodeJS.ProcessEnv
 
 /**
  * Passes SIGINT, SIGTERM, SIGHUP and SIGQUIT on to `deliver` until the
- * returned function is called. The command runs in a session of its own, so
- * ^C and ^\\ on the terminal reach lowport, which passes them on.
+ * returned function is called. The command runs in a session of its own (on
+ * a terminal of its own, where ^C and ^\\ reach it directly), so these are
+ * the signals sent to lowport itself.
  */
 function forwardSignals(deliver: (signal: NodeJS.Signals) => void): () => void {
   const offs = FORWARDED.map((signal) => {
@@ -103,6 +116,118 @@ function wait(child: ChildProcess): Promise<number> {
   });
 }
 
+/** What lowport knows of the command's process tree once its main process ended. */
+interface Leftovers {
+  pids(): number[];
+  kill(): void;
+  empty(): Promise<void>;
+}
+
+function cgroupLeftovers(cgroup: string): Leftovers {
+  return {
+    pids: () => (cgroupPopulated(cgroup) ? cgroupPids(cgroup) : []),
+    kill: () => killCgroup(cgroup),
+    empty: () => waitUntilEmpty(cgroup),
+  };
+}
+
+/** Without cgroup v2: the command leads a session of its own (setsid); what stays in it is what it left. */
+function sessionLeftovers(sid: number): Leftovers {
+  const pids = () => sessionMembers(sid);
+  return {
+    pids,
+    kill: () => {
+      for (const pid of pids()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
+    },
+    empty: () =>
+      new Promise((resolve) => {
+        const timer = setInterval(() => {
+          if (pids().length === 0) {
+            clearInterval(timer);
+            resolve();
+          }
+        }, 250);
+      }),
+  };
+}
+
+/** Processes that end of the pty's hangup (SIGHUP) go within this time; those that remain are waited for. */
+const HANGUP_GRACE_MS = 200;
+
+/**
+ * Starts the command, on a terminal of its own when lowport has one; waits
+ * for its main process, hangs its terminal up, then waits for whatever it
+ * left (saying so; a signal to lowport ends them). Resolves to the main
+ * process's exit status.
+ */
+async function supervise(o: RunOptions, launchOptions: Omit<LaunchOptions, 'stdio' | 'controllingTerminal'>, started?: () => void): Promise<number> {
+  const pty = openPtyRelay();
+  let child: ChildProcess;
+  try {
+    child = launch(o.command, { ...launchOptions, ...(pty === undefined ? {} : { stdio: pty.stdio, controllingTerminal: pty.controllingTerminal }) });
+  } catch (e) {
+    await pty?.finish();
+    throw e;
+  }
+  started?.();
+  pty?.started();
+  const pid = child.pid;
+  const leftovers = launchOptions.cgroup !== undefined ? cgroupLeftovers(launchOptions.cgroup) : pid === undefined ? undefined : sessionLeftovers(pid);
+  let status: number;
+  try {
+    status = await wait(child);
+  } finally {
+    // From the main process's end on, a signal to lowport ends what it left.
+    const stop = leftovers === undefined ? () => undefined : forwardSignals(() => leftovers.kill());
+    try {
+      await pty?.finish();
+      if (leftovers !== undefined) await waitForLeftovers(o, leftovers);
+    } finally {
+      stop();
+    }
+  }
+  return status;
+}
+
+async function waitForLeftovers(o: RunOptions, leftovers: Leftovers): Promise<void> {
+  for (let waited = 0; waited < HANGUP_GRACE_MS && leftovers.pids().length > 0; waited += 20) await new Promise((r) => setTimeout(r, 20));
+  const n = leftovers.pids().length;
+  if (n === 0) return;
+  const how = isatty(0) ? 'Ctrl-C ends them' : `SIGINT or SIGTERM to lowport (pid ${process.pid}) ends them`;
+  o.note?.(`lowport: waiting for ${n} process${n === 1 ? '' : 'es'} the command left; ${how}`);
+  await leftovers.empty();
+}
+
+/**
+ * A cgroup of its own for a command run with --sockets or --caps, to track
+ * its tree (below --cgroup, or the root of the cgroup-v2 hierarchy);
+ * undefined where there is no cgroup v2 or it cannot be written (the
+ * command's session is tracked then).
+ */
+function trackingCgroup(o: RunOptions): string | undefined {
+  let parent: string;
+  try {
+    parent = kernelTarget(o).cgroup;
+  } catch (e) {
+    if (o.cgroup !== undefined) throw e;
+    return undefined;
+  }
+  const cgroup = join(parent, `lowport-run-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    createNewCgroup(cgroup);
+  } catch (e) {
+    if (o.cgroup !== undefined) throw e;
+    return undefined;
+  }
+  return cgroup;
+}
+
 async function runScoped(o: RunOptions, identity: Identity, env: NodeJS.ProcessEnv): Promise<number> {
   if (o.ports.length === 0) throw new LowportError('E_USAGE', 'lowport run needs --port: the ports to grant to the command');
   const target = kernelTarget(o);
@@ -119,19 +244,12 @@ async function runScoped(o: RunOptions, identity: Identity, env: NodeJS.ProcessE
     user: o.user,
     command: o.command,
   };
-  let status: number | undefined;
   try {
     saveScope(target, scope);
     refreshLive(o, target, { onlyIfLive: false });
-    status = await wait(launch(o.command, { identity, cgroup, env }));
     // Whatever the command left running (a daemonized child) keeps the grant
     // until it ends too; a signal to lowport meanwhile ends all of it.
-    const stop = forwardSignals(() => killCgroup(cgroup));
-    try {
-      await waitUntilEmpty(cgroup);
-    } finally {
-      stop();
-    }
+    return await supervise(o, { identity, cgroup, env });
   } finally {
     forgetScope(target, scope);
     try {
@@ -144,13 +262,13 @@ async function runScoped(o: RunOptions, identity: Identity, env: NodeJS.ProcessE
       if (!cgroupPopulated(cgroup)) removeCgroup(cgroup);
     }
   }
-  return status;
 }
 
 async function runWithSockets(o: RunOptions, identity: Identity, env: NodeJS.ProcessEnv): Promise<number> {
   if (o.ports.length === 0) throw new LowportError('E_USAGE', 'lowport run --sockets needs --port: the ports to bind');
   const fds: number[] = [];
   const names: string[] = [];
+  let cgroup: string | undefined;
   try {
     for (const { protocol, port } of PortSet.fromItems(o.ports).entries()) {
       for (const addr of o.addrs.length === 0 ? ['::'] : o.addrs) {
@@ -166,11 +284,14 @@ async function runWithSockets(o: RunOptions, identity: Identity, env: NodeJS.Pro
         names.push(`${protocol}-${port}`);
       }
     }
-    const child = launch(o.command, { identity, fds, listenPid: true, env: { ...env, LISTEN_FDS: String(fds.length), LISTEN_FDNAMES: names.join(':') } });
-    // The command has its copies now; lowport keeps none.
-    for (const fd of fds.splice(0)) closeRawFd(fd);
-    return await wait(child);
+    cgroup = trackingCgroup(o);
+    const launchOptions = { identity, fds: [...fds], listenPid: true, env: { ...env, LISTEN_FDS: String(fds.length), LISTEN_FDNAMES: names.join(':') }, ...(cgroup === undefined ? {} : { cgroup }) };
+    // Once started, the command has its copies; lowport keeps none.
+    return await supervise(o, launchOptions, () => {
+      for (const fd of fds.splice(0)) closeRawFd(fd);
+    });
   } finally {
     for (const fd of fds) closeRawFd(fd);
+    if (cgroup !== undefined && !cgroupPopulated(cgroup)) removeCgroup(cgroup);
   }
 }

@@ -1,0 +1,256 @@
+/**
+ * Kernel tests (root): what lowport starts as another user inherits nothing
+ * of root's (issue 9, findings 2, 4, 5, 6, 7): not the admin's terminal (a pty
+ * of its own, hung up when the command ends; what it left is waited for and
+ * ended on Ctrl-C), not root's session keyring, not the fds lowport's caller
+ * left open, not root's environment (doctor's probe), and never a wrong uid.
+ * The admin's terminal is played by test/kernel/pty-driver.py.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { kernelSkipReason, PackageCopy, Sandbox } from './sandbox.js';
+
+const skip = kernelSkipReason();
+const DRIVER = fileURLToPath(new URL('../../../test/kernel/pty-driver.py', import.meta.url));
+
+interface Driven {
+  output: string;
+  status: number | null;
+  tty: string;
+  termiosRestored: boolean;
+  failed: string | null;
+}
+
+describe('lowport run, forward and doctor start programs with nothing of root’s', { skip }, () => {
+  let box: Sandbox;
+  let pkg: PackageCopy;
+  /** A directory every user may write: where the commands, as nobody, leave their findings. */
+  let shared: string;
+  before(() => {
+    box = new Sandbox('run-iso');
+    pkg = new PackageCopy();
+    shared = mkdtempSync(join(tmpdir(), 'lowport-run-iso-'));
+    chmodSync(shared, 0o777);
+  });
+  after(async () => {
+    spawnSync('pkill', ['-KILL', '-f', 'sleep 31[789]']);
+    await box?.dispose();
+    pkg?.dispose();
+    if (shared !== undefined) rmSync(shared, { recursive: true, force: true });
+  });
+
+  /** Runs a bash script as root in a fresh network namespace; $LOWPORT is the CLI, $G the sandbox's options, $D the shared directory. */
+  function inNetns(script: string, timeout = 60_000): { status: number | null; out: string } {
+    const file = join(box.dir, 'script.sh');
+    writeFileSync(file, `set -u\nip link set lo up\nLOWPORT="${process.execPath} ${pkg.cli}"\nG="${box.args.join(' ')}"\nD="${shared}"\n${script}\n`);
+    const r = spawnSync('unshare', ['--net', 'bash', file], { encoding: 'utf8', timeout, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    return { status: r.status, out: `${r.stdout}${r.stderr}` };
+  }
+
+  /** `lowport run ARGS` on a terminal: the pty driver types and resizes as `steps` say. */
+  function onTerminal(args: string[], steps: object[], size: [number, number] = [24, 80]): Driven {
+    const spec = { argv: [process.execPath, pkg.cli, 'run', ...box.args, ...args], steps, rows: size[0], cols: size[1], timeout: 40 };
+    const r = spawnSync('/usr/bin/python3', [DRIVER, JSON.stringify(spec)], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    assert.equal(r.status, 0, `the pty driver failed: ${r.stdout}${r.stderr}`);
+    const driven = JSON.parse(r.stdout) as Driven;
+    assert.equal(driven.failed, null, JSON.stringify(driven));
+    return driven;
+  }
+
+  function value(out: string, key: string): string | undefined {
+    return new RegExp(`^${key}=(.*?)\\r?$`, 'm').exec(out)?.[1];
+  }
+
+  async function waitForFile(path: string, ms: number): Promise<string | undefined> {
+    for (let t = 0; t < ms; t += 100) {
+      if (existsSync(path)) {
+        const text = readFileSync(path, 'utf8');
+        if (text.endsWith('\n')) return text.trim();
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return undefined;
+  }
+
+  function runCgroups(): string[] {
+    return readdirSync(box.cgroup).filter((n) => n.startsWith('lowport-run-'));
+  }
+
+  it('runs the command on a pty of its own: another tty, window size and its changes, exit status, the admin’s terminal mode restored, and nothing left behind reads what the admin types next', async () => {
+    const left = join(shared, 'left');
+    const script = [
+      'echo CMDTTY=$(tty)',
+      'echo SIZE=$(stty size)',
+      // Left behind, deaf to SIGHUP (ignored before the fork, so from its first instant): it reads the terminal after the command ended.
+      "trap '' HUP",
+      `(sleep 1; if read -r x; then echo "LEFT=read:$x"; else echo "LEFT=eof"; fi > ${left}) &`,
+      'read -r line; echo GOT=$line',
+      'echo SIZE2=$(stty size)',
+      'exit 3',
+    ].join('\n');
+    const d = onTerminal(
+      ['--caps', '--user', 'nobody', '--', 'sh', '-c', script],
+      [{ wait: '^SIZE=' }, { resize: [44, 122] }, { sleep: 0.3 }, { send: 'hello\r' }, { wait: '^SIZE2=' }, { sleep: 0.3 }, { send: 'secret-typed-later\r' }, { exit: true }],
+      [33, 111],
+    );
+    const cmdTty = value(d.output, 'CMDTTY');
+    assert.match(cmdTty ?? '', /^\/dev\/pts\/\d+$/, d.output);
+    assert.notEqual(cmdTty, d.tty, 'the command must not get the admin’s terminal');
+    assert.equal(value(d.output, 'SIZE'), '33 111', d.output);
+    assert.equal(value(d.output, 'GOT'), 'hello', d.output);
+    assert.equal(value(d.output, 'SIZE2'), '44 122', `a window size change must reach the command: ${d.output}`);
+    assert.equal(d.status, 3, d.output);
+    assert.equal(d.termiosRestored, true, 'lowport must give the terminal its mode back');
+    assert.equal(await waitForFile(left, 5000), 'LEFT=eof', 'a process the command left must not read what the admin typed after the command ended');
+    assert.deepEqual(runCgroups(), []);
+  });
+
+  it('passes ^C through the pty as SIGINT (exit 130) and restores the terminal', () => {
+    const d = onTerminal(['--caps', '--user', 'nobody', '--', 'sh', '-c', 'echo READY; exec sleep 30'], [{ wait: '^READY' }, { sleep: 0.3 }, { send: '\u0003' }, { exit: true }]);
+    assert.equal(d.status, 130, d.output);
+    assert.equal(d.termiosRestored, true);
+  });
+
+  it('says what the command left running, and Ctrl-C ends it (--caps, on a terminal)', () => {
+    const d = onTerminal(
+      ['--caps', '--user', 'nobody', '--', 'sh', '-c', "trap '' HUP; sleep 317 & echo STARTED"],
+      [{ wait: 'Ctrl-C ends them' }, { sleep: 0.3 }, { send: '\u0003' }, { exit: true }],
+    );
+    assert.match(d.output, /lowport: waiting for 1 process the command left; Ctrl-C ends them/, d.output);
+    assert.equal(d.status, 0, `lowport's status is the command's: ${d.output}`);
+    assert.equal(spawnSync('pgrep', ['-f', 'sleep 317']).status, 1, 'Ctrl-C should have ended what the command left');
+    assert.deepEqual(runCgroups(), []);
+  });
+
+  it('tracks --sockets commands in a cgroup too: without a terminal it waits, and SIGTERM ends what is left', () => {
+    const { out } = inNetns(`
+      $LOWPORT run --sockets --port 80/tcp --user nobody $G -- sh -c '(exec sleep 318) & (exec sleep 318) & echo STARTED' </dev/null 2>$D/sockets.err &
+      lp=$!
+      for i in $(seq 50); do grep -q waiting $D/sockets.err 2>/dev/null && break; sleep 0.1; done
+      echo "CGROUP=$(cat ${box.cgroup}/lowport-run-*/cgroup.procs | wc -l)"
+      kill -TERM $lp; wait $lp; echo "STATUS=$?"
+      echo "ERR=$(cat $D/sockets.err)"
+      sleep 0.2; echo "LEFT=$(pgrep -fc 'sleep 318')"
+    `);
+    assert.match(value(out, 'ERR') ?? '', /waiting for 2 processes the command left; SIGINT or SIGTERM to lowport \(pid \d+\) ends them/, out);
+    assert.equal(value(out, 'CGROUP'), '2', out);
+    assert.equal(value(out, 'STATUS'), '0', out);
+    assert.equal(value(out, 'LEFT'), '0', out);
+    assert.deepEqual(runCgroups(), []);
+  });
+
+  it('gives the command a fresh session keyring: a key in root’s session keyring is not the command’s', () => {
+    // Python joins a session keyring of the test's own and adds a key to it, then becomes lowport.
+    const addKey = `import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+nr = {"x86_64": (250, 248), "aarch64": (219, 217)}[os.uname().machine]
+assert libc.syscall(nr[0], 1, None) >= 0, ctypes.get_errno()
+assert libc.syscall(nr[1], b"user", b"lowport-test-key", b"root-secret", 11, ctypes.c_long(-3)) >= 0, ctypes.get_errno()
+assert b"lowport-test-key" in open("/proc/keys", "rb").read()
+os.execvp(sys.argv[1], sys.argv[1:])`;
+    writeFileSync(join(box.dir, 'add-key.py'), addKey);
+    const { out } = inNetns(`
+      /usr/bin/python3 ${box.dir}/add-key.py $LOWPORT run --caps --user nobody $G -- sh -c 'echo "KEYS=$(grep -c lowport-test-key /proc/keys)"' </dev/null
+      echo "STATUS=$?"
+    `);
+    assert.equal(value(out, 'STATUS'), '0', out);
+    assert.equal(value(out, 'KEYS'), '0', `the command saw root's key: ${out}`);
+  });
+
+  it('passes no fd lowport’s caller left open (fd 40 on a root-only file) to the command, in every mode', () => {
+    const secret = join(box.dir, 'root-only');
+    writeFileSync(secret, 'root-only\n', { mode: 0o600 });
+    const check = `sh -c 'if [ -e /proc/self/fd/40 ]; then echo "FD40=$(cat /proc/self/fd/40)"; else echo FD40=none; fi'`;
+    const { out } = inNetns(`
+      exec 40<${secret}
+      echo "CAPS_$($LOWPORT run --caps --user nobody $G -- ${check} </dev/null)"
+      echo "SOCKETS_$($LOWPORT run --sockets --port 80/tcp --user nobody $G -- ${check} </dev/null)"
+      echo "SCOPE_$($LOWPORT run --port 80 --user nobody $G -- ${check} </dev/null)"
+    `);
+    for (const mode of ['CAPS', 'SOCKETS', 'SCOPE']) assert.equal(value(out, `${mode}_FD40`), 'none', `${mode}: ${out}`);
+  });
+
+  it('refuses uids and gids that are not one real non-root id, for run and for the forwarder, before anything starts', () => {
+    const { out } = inNetns(`
+      for u in 4294967295 4294967296 00 +1 ' 0' -1 1e3; do
+        $LOWPORT run --caps --user="$u" $G -- id -u </dev/null 2>>$D/run-ids.err; echo "RUN[$u]=$?"
+        $LOWPORT forward --userspace 95/tcp 7000 --user="$u" </dev/null 2>>$D/ids.err; echo "FWD[$u]=$?"
+      done
+      echo "ERRS=$(grep -c 'is not a valid uid' $D/ids.err)"
+    `);
+    for (const u of ['4294967295', '4294967296', '00', '+1', ' 0', '-1', '1e3']) {
+      assert.equal(value(out, `RUN\\[${u.replace('+', '\\+')}\\]`), '2', `run --user '${u}': ${out}`);
+      assert.equal(value(out, `FWD\\[${u.replace('+', '\\+')}\\]`), '2', `forward --user '${u}': ${out}`);
+    }
+    assert.equal(value(out, 'ERRS'), '7', readFileSync(join(shared, 'ids.err'), 'utf8'));
+  });
+
+  it('refuses to start the command when the privilege drop did not give exactly the ids asked for (a setpriv that drops nothing)', () => {
+    const fake = join(box.dir, 'fake-bin');
+    spawnSync('mkdir', ['-p', fake]);
+    writeFileSync(join(fake, 'setpriv'), '#!/bin/sh\nwhile [ "$1" != "--" ]; do shift; done; shift; exec "$@"\n', { mode: 0o755 });
+    const launchJs = join(pkg.dir, 'dist', 'src', 'kernel', 'launch.js');
+    const script = `import { launch } from ${JSON.stringify(launchJs)};
+const c = launch(['sh', '-c', 'echo "RAN_AS=$(id -u)"'], { identity: { uid: 65534, gid: 65534 }, env: {}, stdio: ['ignore', 'inherit', 'inherit'] });
+c.on('exit', (code) => console.log('EXIT=' + code));`;
+    // In a mount namespace of the test's own, the fake is /usr/bin/setpriv (lowport looks in the system's directories only).
+    const r = spawnSync(
+      'unshare',
+      ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" /usr/bin/setpriv && exec "$2" --input-type=module -e "$3"', 'sh', join(fake, 'setpriv'), process.execPath, script],
+      { encoding: 'utf8', env: { ...process.env, PATH: `${fake}:/usr/sbin:/usr/bin:/sbin:/bin` } },
+    );
+    const out = `${r.stdout}${r.stderr}`;
+    assert.equal(value(out, 'RAN_AS'), undefined, `the command ran: ${out}`);
+    assert.equal(value(out, 'EXIT'), '125', out);
+    assert.match(out, /lowport: refusing to start sh: it would run with uids 0 0 0 0 and gids 0 0 0 0, not 65534 and 65534/);
+    // First on the caller's PATH, the same fake is not used: setpriv comes from the system's directories.
+    const viaPath = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, PATH: `${fake}:/usr/sbin:/usr/bin:/sbin:/bin` } });
+    const pathOut = `${viaPath.stdout}${viaPath.stderr}`;
+    assert.equal(value(pathOut, 'RAN_AS'), '65534', pathOut);
+    assert.equal(value(pathOut, 'EXIT'), '0', pathOut);
+  });
+
+  it('forward --userspace: the forwarder, as nobody, gets no terminal fd even when lowport runs on one; its output still reaches it', () => {
+    const script = [
+      'ip link set lo up',
+      `${process.execPath} ${pkg.cli} forward --userspace 95/tcp 7000 --workers 1 --log & lp=$!`,
+      'for i in $(seq 100); do w=$(pgrep -P $lp) && [ -n "$w" ] && [ "$(stat -c %u /proc/$w)" = 65534 ] && break; sleep 0.1; done',
+      'sleep 0.5',
+      'for fd in 0 1 2; do echo "FD$fd=$(readlink /proc/$w/fd/$fd)"; done',
+      'sleep 0.5; kill -TERM $lp; wait $lp; echo "STATUS=$?"',
+    ].join('\n');
+    const spec = { argv: ['unshare', '--net', 'bash', '-c', script], steps: [{ wait: '^STATUS=' }, { exit: true }], timeout: 40 };
+    const r = spawnSync('/usr/bin/python3', [DRIVER, JSON.stringify(spec)], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    const d = JSON.parse(r.stdout) as Driven;
+    assert.equal(d.failed, null, d.output);
+    assert.equal(value(d.output, 'FD0'), '/dev/null', d.output);
+    // Node's 'pipe' stdio is a socketpair.
+    for (const fd of ['FD1', 'FD2']) assert.match(value(d.output, fd) ?? '', /^(pipe|socket):\[\d+\]$/, `${fd}: ${d.output}`);
+    assert.match(d.output, /forwarding tcp port 95/);
+    assert.match(d.output, /draining \(SIGTERM\)/, `the forwarder's own log should reach the terminal: ${d.output}`);
+    assert.equal(value(d.output, 'STATUS'), '0', d.output);
+  });
+
+  it('doctor --user: the probe gets the user’s minimal environment, not root’s; and a uid above 2^31 works', () => {
+    // Root's NODE_OPTIONS would make the probe (node, as the user) load this file, and root's variables are there to read.
+    const spy = join(shared, 'spy.cjs');
+    writeFileSync(spy, `if (process.getuid() !== 0) require('fs').writeFileSync(${JSON.stringify(join(shared, 'spied'))}, 'SPIED=' + (process.env.LOWPORT_TEST_SECRET ?? 'none') + '\\n');\n`, { mode: 0o644 });
+    const { out } = inNetns(`
+      LOWPORT_TEST_SECRET=root-only NODE_OPTIONS="--require ${spy}" $LOWPORT doctor --user nobody --port 80 --json $G >$D/doctor.json 2>&1; echo "NOBODY=$?"
+      $LOWPORT doctor --user 3000000000 --port 80 --json $G >$D/big.json 2>&1; echo "BIG=$?"
+    `);
+    assert.match(value(out, 'NOBODY') ?? '', /^[01]$/, `${out}${readFileSync(join(shared, 'doctor.json'), 'utf8')}`);
+    assert.equal(existsSync(join(shared, 'spied')), false, `root's environment reached the probe: ${existsSync(join(shared, 'spied')) ? readFileSync(join(shared, 'spied'), 'utf8') : ''}`);
+    const big = readFileSync(join(shared, 'big.json'), 'utf8');
+    assert.match(value(out, 'BIG') ?? '', /^[01]$/, big);
+    const report = JSON.parse(big) as { user: { uid: number }; ports: { port: number }[] };
+    assert.equal(report.user.uid, 3000000000);
+    assert.equal(report.ports[0]?.port, 80);
+  });
+});

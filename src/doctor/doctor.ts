@@ -15,7 +15,8 @@ import { fileOwnership, readFileHead, readPolicyFile } from '../kernel/files.js'
 import { mountOf } from '../kernel/mounts.js';
 import { socketOwners, socketsOnPort } from '../kernel/netstat.js';
 import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../kernel/nss.js';
-import { effectiveUid, pathState, processStatus, which } from '../kernel/process.js';
+import { effectiveUid, pathState, processStatus, systemTool, which } from '../kernel/process.js';
+import { findNft } from '../kernel/nft.js';
 import { LAUNCH_FAILED, launchSync, userEnvironment } from '../kernel/launch.js';
 import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion, netNamespace, readSysctl, systemdRunning } from '../kernel/system.js';
 import { parsePolicy } from '../policy/parse.js';
@@ -113,7 +114,7 @@ export function doctor(options: DoctorOptions = {}): DoctorReport {
     // Root sees what is live; others only whether lowport's pins are there at all.
     policyNotApplied: live !== undefined ? !live.live || live.file !== 'in-sync' : pathState(options.pinDir ?? DEFAULT_PIN_DIR) === 'absent',
     systemd: systemdRunning(),
-    nft: which('nft', `${process.env.PATH ?? ''}:/usr/sbin:/sbin`) !== undefined,
+    nft: findNft() !== undefined,
     ...(program === undefined ? {} : { program }),
     sysctlStart: Number(readSysctl('net.ipv4.ip_unprivileged_port_start') ?? 1024),
     lowport: options.lowportCommand ?? 'lowport',
@@ -214,8 +215,7 @@ function machineChecks(asRoot: boolean): { checks: Check[]; bpfMissing: string[]
   });
 
   checks.push({ id: 'systemd', status: 'info', detail: systemdRunning() ? 'systemd is the init system' : 'systemd is not running as init' });
-  const sbinPath = `${process.env.PATH ?? ''}:/usr/sbin:/sbin`;
-  const tools = ['nft', 'iptables'].map((t) => `${t} ${which(t, sbinPath) === undefined ? 'absent' : 'present'}`);
+  const tools = ['nft', 'iptables'].map((t) => `${t} ${systemTool(t) === undefined ? 'absent' : 'present'}`);
   checks.push({ id: 'firewall-tools', status: 'info', detail: tools.join(', ') });
   return { checks, bpfMissing: missing };
 }

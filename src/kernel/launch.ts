@@ -22,7 +22,7 @@ import { readdirSync } from 'node:fs';
 import { LowportError } from '../errors.js';
 import { joinAnonymousSessionKeyring, markFdsCloseOnExec } from './libc.js';
 import { isValidId, MAX_ID } from './nss.js';
-import { which } from './process.js';
+import { systemTool } from './process.js';
 
 export interface Identity {
   uid: number;
@@ -97,9 +97,6 @@ const CHECK = [
   'exec "$@"',
 ].join('\n');
 
-/** Where setpriv(1) and setsid(1) (util-linux) are looked for. */
-const SYSTEM_PATH = '/usr/bin:/bin:/usr/sbin:/sbin';
-
 /** The exit status of a launch whose privilege drop or id check failed (before the command ran). */
 export const LAUNCH_FAILED = 125;
 
@@ -160,8 +157,8 @@ function commandLine(argv: string[], o: LaunchOptions): { file: string; args: st
   checkIdentity(o.identity);
   // The programs that run as root and drop the privileges come from the system's directories only, never from
   // whatever PATH lowport's caller had (sudo's secure_path does the same).
-  const setpriv = which('setpriv', SYSTEM_PATH);
-  const setsid = which('setsid', SYSTEM_PATH);
+  const setpriv = systemTool('setpriv');
+  const setsid = systemTool('setsid');
   if (setpriv === undefined || setsid === undefined) {
     throw new LowportError('E_UNSUPPORTED', 'setpriv(1) and setsid(1) are needed to drop privileges', { hint: 'Install util-linux (apt-get install util-linux).' });
   }

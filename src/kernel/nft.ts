@@ -8,13 +8,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { LowportError } from '../errors.js';
 import { lockFile } from './files.js';
-import { which } from './process.js';
-
-const SEARCH = `${process.env.PATH ?? ''}:/usr/sbin:/sbin:/usr/bin:/bin`;
+import { systemTool, systemToolEnv } from './process.js';
 
 /** The nft binary, or undefined when nftables is not installed. */
 export function findNft(): string | undefined {
-  return which('nft', SEARCH);
+  return systemTool('nft');
 }
 
 function nftPath(): string {
@@ -28,7 +26,7 @@ function nftPath(): string {
 }
 
 function run(args: string[], input: string, program: string): string {
-  const r = spawnSync(program, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'], timeout: 30_000 });
+  const r = spawnSync(program, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'], timeout: 30_000, env: systemToolEnv() });
   if (r.error !== undefined) throw new LowportError('E_NFT', `nft -j -f -: ${r.error.message}`, { cause: r.error });
   if (r.status !== 0) {
     const why = r.stderr.trim().split('\n').slice(0, 6).join('\n');
@@ -59,7 +57,7 @@ export function nftApply(batch: unknown): void {
  */
 export function nftListTable(family: string, name: string): unknown {
   const nft = nftPath();
-  const r = spawnSync(nft, ['-j', '-a', 'list', 'table', family, name], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(nft, ['-j', '-a', 'list', 'table', family, name], { encoding: 'utf8', timeout: 30_000, env: systemToolEnv() });
   if (r.status !== 0) {
     if (/No such file or directory/.test(r.stderr)) return undefined;
     if (/Operation not permitted/.test(r.stderr)) {

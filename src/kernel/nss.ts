@@ -6,6 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { LowportError } from '../errors.js';
+import { systemTool, systemToolEnv } from './process.js';
 
 export interface PasswdEntry {
   name: string;
@@ -24,10 +25,17 @@ export interface GroupEntry {
 /** Past this many keys, one enumeration of the whole database is cheaper than getent's lookup per key. */
 const ENUMERATE_ABOVE = 32;
 
+/** getent(1) from the system's directories (glibc's libc-bin), never the caller's PATH: lowport runs it as root. */
+function getentPath(): string {
+  const getent = systemTool('getent');
+  if (getent === undefined) throw new LowportError('E_UNSUPPORTED', 'getent(1) is not installed; lowport resolves users and groups with it', { hint: 'Install libc-bin (apt-get install libc-bin).' });
+  return getent;
+}
+
 function getent(database: 'passwd' | 'group', keys: string[] | 'all'): string {
   if (keys !== 'all' && keys.length === 0) return '';
   try {
-    return execFileSync('getent', [database, ...(keys === 'all' ? [] : keys)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 256 << 20 });
+    return execFileSync(getentPath(), [database, ...(keys === 'all' ? [] : keys)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 256 << 20, env: systemToolEnv() });
   } catch (e) {
     // Exit status 2: one or more keys were not found; the others are still printed.
     const err = e as { status?: number; stdout?: string };

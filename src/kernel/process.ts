@@ -50,6 +50,25 @@ export async function runInheriting(command: string, args: string[]): Promise<nu
   });
 }
 
+/**
+ * Where the programs lowport runs as root (setpriv, setsid, getent, nft,
+ * systemctl, useradd) are looked for: systemd's default PATH, never the
+ * caller's. A root shell may have kept a user's PATH (`su` without `-`,
+ * `sudo -E`, a cron job), and a program found there would run as root, as
+ * sudo's secure_path also prevents.
+ */
+export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** The environment of those programs: the system PATH (for what they start in turn, e.g. `cat` under sh), and the C locale for output lowport parses. */
+export function systemToolEnv(): NodeJS.ProcessEnv {
+  return { PATH: SYSTEM_PATH, LC_ALL: 'C' };
+}
+
+/** A program lowport runs as root, from the system's directories only; undefined when it is not installed. */
+export function systemTool(name: string): string | undefined {
+  return which(name, SYSTEM_PATH);
+}
+
 /** An executable's absolute path on PATH, or undefined. */
 export function which(name: string, path = process.env.PATH ?? ''): string | undefined {
   for (const dir of path.split(':')) {

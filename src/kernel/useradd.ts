@@ -2,6 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { LowportError } from '../errors.js';
+import { systemToolEnv } from './process.js';
 
 /** useradd's exit status when the name is taken (useradd(8), EXIT VALUES): another process made it first. */
 const NAME_IN_USE = 9;
@@ -20,7 +21,7 @@ export function createSystemUser(name: string, comment: string): void {
     });
   }
   const args = ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', shell, '--comment', comment, name];
-  const r = spawnSync(useradd, args, { encoding: 'utf8', timeout: 30_000, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } });
+  const r = spawnSync(useradd, args, { encoding: 'utf8', timeout: 30_000, env: systemToolEnv() });
   if (r.status === 0 || r.status === NAME_IN_USE) return;
   throw new LowportError('E_STATE', `cannot create the system user '${name}': useradd exited with ${r.status ?? r.signal ?? r.error?.message}: ${(r.stderr ?? '').trim()}`, {
     hint: `Create a system user '${name}' (useradd --system --user-group --no-create-home --home-dir /nonexistent --shell ${shell} ${name}), or give --user.`,

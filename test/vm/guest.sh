@@ -15,7 +15,11 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
-ln -sf /proc/self/fd /dev/fd 2>/dev/null
+# What udev or systemd would add to devtmpfs: nft -f - opens /dev/stdin.
+ln -sfn /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 ip link set lo up
 hostname lowport-vm
 
@@ -23,7 +27,7 @@ cd /opt/lowport || exit 1
 echo "lowport VM: $(uname -srm), $(. /etc/os-release && echo "$PRETTY_NAME"), node $(node --version), $(nproc) CPUs"
 echo "LOWPORT-VM-TESTS-START $(cut -d' ' -f1 /proc/uptime)"
 # shellcheck disable=SC2046
-node --test --test-concurrency=1 $(cat test/vm/tests)
+node --test --test-concurrency=1 --test-timeout=600000 $(cat test/vm/tests)
 status=$?
 echo "LOWPORT-VM-TESTS-END $(cut -d' ' -f1 /proc/uptime)"
 echo "LOWPORT-VM-EXIT=$status"

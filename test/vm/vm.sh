@@ -20,12 +20,16 @@
 #
 #   test/vm/vm.sh [TEST ...]     TEST: a kernel suite name (grants, reserve,
 #                                ...), default: the whole dist/test/kernel suite
+#   test/vm/vm.sh --image-only   build the image if it is not cached, no boot
 #
 # Environment: LOWPORT_VM_KERNEL_PACKAGE (default linux-image-cloud-amd64),
 # LOWPORT_VM_CACHE (default /var/cache/lowport-vm), LOWPORT_VM_TIMEOUT
 # (seconds, default 2400), LOWPORT_VM_MEMORY (MiB, default 3072),
 # LOWPORT_VM_CPUS (default 2), LOWPORT_VM_REBUILD=1 to rebuild the image,
-# LOWPORT_VM_IMAGE=DIR to use the image in DIR whatever its key.
+# LOWPORT_VM_IMAGE=DIR to use the image in DIR whatever its key,
+# LOWPORT_VM_NICE (qemu's niceness, default 0), LOWPORT_VM_KVM=1 to use
+# /dev/kvm (only where it really works: under nested virtualisation a guest
+# can start and then hang).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -73,6 +77,7 @@ if [ "${LOWPORT_VM_REBUILD:-}" = 1 ] || [ ! -f "$image_dir/root.img" ]; then
 else
   say "reusing the cached image $image_dir"
 fi
+[ "${1:-}" != --image-only ] || exit 0
 
 # The project layer, fresh on every run: what the tests need of the tree.
 run_dir=$(mktemp -d /tmp/lowport-vm.XXXXXX)
@@ -111,7 +116,7 @@ timeout --foreground -k 10 "$timeout_s" \
   -append 'console=ttyS0 panic=-1 loglevel=4' \
   -drive "file=$image_dir/root.img,format=raw,if=virtio,snapshot=on" \
   -drive "file=$run_dir/project.img,format=raw,if=virtio" \
-  </dev/null 2>&1 | tee "$log"
+  </dev/null 2>&1 | sed -u 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' | tee "$log"
 statuses=("${PIPESTATUS[@]}")
 set -e
 elapsed=$(since "$started")

@@ -219,7 +219,7 @@ c.on('exit', (code) => console.log('EXIT=' + code));`;
   it('forward --userspace: the forwarder, as nobody, gets no terminal fd even when lowport runs on one; its output still reaches it', () => {
     const script = [
       'ip link set lo up',
-      `${process.execPath} ${pkg.cli} forward --userspace 95/tcp 7000 --workers 1 --log & lp=$!`,
+      `${process.execPath} ${pkg.cli} forward --userspace 95/tcp 7000 --workers 1 --log --user nobody & lp=$!`,
       'for i in $(seq 100); do w=$(pgrep -P $lp) && [ -n "$w" ] && [ "$(stat -c %u /proc/$w)" = 65534 ] && break; sleep 0.1; done',
       'sleep 0.5',
       'for fd in 0 1 2; do echo "FD$fd=$(readlink /proc/$w/fd/$fd)"; done',

@@ -67,3 +67,17 @@ export function shellQuote(word: string): string {
 export function shellCommand(words: readonly string[]): string {
   return words.map(shellQuote).join(' ');
 }
+
+/**
+ * The last guard before a terminal: text from others is escaped where it is
+ * put into a message, and whatever still holds a control character other than
+ * a line break or a tab (lowport writes no escape sequences of its own) is
+ * escaped here, so no terminal sequence reaches root's screen: the CLI's
+ * output, and what the forwarder (another user) writes through lowport.
+ */
+export function terminalText(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => line.split('\t').map((part) => (/[^\x20-\x7e\u00a0-\u061b\u061d-\u200d\u2010-\u2027\u202f-\u2065\u206a-\uffff]/.test(part) ? escapeControl(part) : part)).join('\t'))
+    .join('\n');
+}

@@ -1,5 +1,5 @@
 /** Where the CLI writes and what it knows of its surroundings; tests pass their own. */
-import { escapeControl } from '../text.js';
+import { terminalText } from '../text.js';
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -11,20 +11,7 @@ export interface CliIo {
   confirm: (question: string) => Promise<boolean>;
 }
 
-/**
- * The last guard before a terminal: text from others is escaped where it is
- * put into a message, and whatever still holds a control character other than
- * a line break or a tab (lowport writes no escape sequences of its own) is
- * escaped here, so no terminal sequence reaches root's screen. Pipes and files
- * get the text as it is (`lowport unit > x.service`).
- */
-export function terminalText(text: string): string {
-  return text
-    .split('\n')
-    .map((line) => line.split('\t').map((part) => (/[^\x20-\x7e\u00a0-\u061b\u061d-\u200d\u2010-\u2027\u202f-\u2065\u206a-\uffff]/.test(part) ? escapeControl(part) : part)).join('\t'))
-    .join('\n');
-}
-
+/** See terminalText: the last guard before a terminal; pipes and files get the text as it is (`lowport unit > x.service`). */
 function writer(stream: NodeJS.WriteStream): (text: string) => void {
   return stream.isTTY === true ? (t) => stream.write(terminalText(t)) : (t) => stream.write(t);
 }

@@ -21,7 +21,7 @@ running is waited for, and Ctrl-C (or SIGTERM to lowport) ends it.
 
 Default: PORTS are granted to a cgroup made for the command, so the command
 and everything it starts may bind them, and nothing else may (other programs
-of U included). Not written to the policy file; gone when the command's
+of U included, unless they may ptrace the command: kernel.yama.ptrace_scope 0). Not written to the policy file; gone when the command's
 cgroup empties.
 
   --sockets   lowport binds PORTS itself and passes them as fds 3, 4, ... with

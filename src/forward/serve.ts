@@ -21,7 +21,9 @@ import { isIP } from 'node:net';
 import { isatty } from 'node:tty';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import type { Readable } from 'node:stream';
 import { LowportError } from '../errors.js';
+import { terminalText } from '../text.js';
 import { checkIdentity, isolateChildren, launch, runsAs, userEnvironment, type Identity } from '../kernel/launch.js';
 import { closeRawFd, openBoundSocket, SyscallError } from '../kernel/libc.js';
 import { userByNameOrUid } from '../kernel/nss.js';
@@ -65,6 +67,13 @@ function resolveIdentity(user: string): Identity {
  */
 function outputWithoutTerminal(): ['ignore', 'pipe' | 'inherit', 'pipe' | 'inherit'] {
   return ['ignore', isatty(1) ? 'pipe' : 'inherit', isatty(2) ? 'pipe' : 'inherit'];
+}
+
+/** Copies a forwarder's output pipe to this process's terminal, control characters escaped (text.ts terminalText). */
+function copyToTerminal(from: Readable | null, to: NodeJS.WriteStream): void {
+  if (from === null) return;
+  from.setEncoding('utf8');
+  from.on('data', (text: string) => to.write(terminalText(text)));
 }
 
 interface Bound {
@@ -157,8 +166,10 @@ export async function runUserspace(o: UserspaceOptions): Promise<number> {
         stdio: outputWithoutTerminal(),
         env: { ...userEnvironment({ name: identity.name ?? String(identity.uid), home: '/', shell: '/usr/sbin/nologin' }), ...env },
       });
-      child.stdout?.pipe(process.stdout);
-      child.stderr?.pipe(process.stderr);
+      // Escaped on the way: another user's process (or one that took the
+      // forwarder's fd 2 with pidfd_getfd) must not write terminal sequences to root's screen.
+      copyToTerminal(child.stdout, process.stdout);
+      copyToTerminal(child.stderr, process.stderr);
     }
   } finally {
     // The forwarder has its copies; this process keeps none.

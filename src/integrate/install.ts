@@ -4,7 +4,7 @@
  * user lookups are up and before the network (so before network services
  * bind), and `lowport off` when stopped.
  */
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { readPolicy } from '../engine/apply.js';
 import { policyPath, requireRoot, type LowportOptions } from '../engine/target.js';
 import { LowportError } from '../errors.js';
@@ -95,10 +95,11 @@ export function systemdCommandLine(words: string[]): string {
 }
 
 export function bootUnit(lowportArgv: string[], options: LowportOptions): string {
+  // Absolute, as the condition's path is: the unit runs from / at boot, where a relative path means something else.
   const global = [
-    ...(options.policy === undefined ? [] : ['--policy', options.policy]),
-    ...(options.cgroup === undefined ? [] : ['--cgroup', options.cgroup]),
-    ...(options.pinDir === undefined ? [] : ['--pin-dir', options.pinDir]),
+    ...(options.policy === undefined ? [] : ['--policy', policyPath(options)]),
+    ...(options.cgroup === undefined ? [] : ['--cgroup', resolve(options.cgroup)]),
+    ...(options.pinDir === undefined ? [] : ['--pin-dir', resolve(options.pinDir)]),
   ];
   const cmd = (verb: string) => systemdCommandLine([...lowportArgv, verb, ...global]);
   return `# Installed by \`lowport install\`; \`lowport uninstall\` removes it.

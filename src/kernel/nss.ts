@@ -126,7 +126,7 @@ export function isValidId(n: number): boolean {
 /**
  * A user by name or uid. A uid that no passwd entry lists stands for itself
  * (gid = uid, home /, `known` false: no name, so no supplementary groups), as
- * chown(1) and setpriv(1) accept it. An unknown name is an error; so is a key
+ * chown(1) and setpriv(1) accept it, unless a group holds that gid. An unknown name is an error; so is a key
  * that looks like a number but is not a valid id (parseId), and an entry
  * whose ids are out of range.
  */
@@ -145,6 +145,16 @@ export function userByNameOrUid(key: string, hint: string): PasswdEntry & { know
     }
     return { ...entry, known: true };
   }
-  if (id !== undefined) return { name: key, uid: id, gid: id, home: '/', shell: '/bin/sh', known: false };
+  if (id !== undefined) {
+    // gid = uid, as systemd's DynamicUser picks its ids: only where no group
+    // holds that number, or an unnamed uid 43 would run with gid 43, utmp.
+    const group = lookupGroups([String(id)]).get(String(id));
+    if (group !== undefined) {
+      throw new LowportError('E_USAGE', `uid ${id} has no user, and gid ${id} is the group '${group.name}': lowport would run it with that group`, {
+        hint: `${hint} (a user name, or a uid without a passwd entry whose number no group holds).`,
+      });
+    }
+    return { name: key, uid: id, gid: id, home: '/', shell: '/bin/sh', known: false };
+  }
   throw new LowportError('E_UNKNOWN_USER', `unknown user '${key}'`, { hint });
 }

@@ -30,6 +30,8 @@ import { refreshLive } from '../engine/apply.js';
 import { forgetScope, saveScope, type Scope } from '../engine/scopes.js';
 import { kernelTarget, requireRoot, type LowportOptions } from '../engine/target.js';
 import { LowportError } from '../errors.js';
+import { readSysctl } from '../kernel/system.js';
+import { escapeControl } from '../text.js';
 import { cgroupId, cgroupPids, cgroupPopulated, createNewCgroup, killCgroup, removeCgroup } from '../kernel/cgroup.js';
 import { launch, userEnvironment, type Identity, type LaunchOptions } from '../kernel/launch.js';
 import { exitStatus, processStartTime, sessionMembers } from '../kernel/process.js';
@@ -62,12 +64,30 @@ export interface RunOptions extends LowportOptions {
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
 
+/**
+ * The scoped grant belongs to the command's cgroup and the sockets of
+ * --sockets to the command, but the command runs as the user with nothing
+ * that keeps the user's other processes from ptrace(2)-ing it (and binding, or
+ * taking a socket with pidfd_getfd, from inside it) unless Yama restricts
+ * ptrace (kernel.yama.ptrace_scope 1 or more). --caps is safe from that: the
+ * kernel refuses a tracer that lacks the tracee's capabilities.
+ */
+function warnIfPeersCanTrace(o: RunOptions, identity: Identity): void {
+  const scope = readSysctl('kernel.yama.ptrace_scope');
+  if (scope !== undefined && Number(scope) >= 1) return;
+  const who = identity.name ?? `uid ${identity.uid}`;
+  o.note?.(
+    `note: other processes of ${escapeControl(who)} can ptrace the command and use its ${o.mode === 'scope' ? 'grant' : 'sockets'} (kernel.yama.ptrace_scope is ${scope ?? 'not there: no Yama'}); run it as a user of its own, or set kernel.yama.ptrace_scope=1.`,
+  );
+}
+
 /** Runs the command to its end; resolves to lowport's exit status: the command's, or 128+N when signal N killed it. */
 export async function run(o: RunOptions): Promise<number> {
   requireRoot();
   const { identity, env } = resolveUser(o.user);
   // Before any cgroup or grant is made (launch refuses it too).
   if (identity.uid === 0) throw new LowportError('E_USAGE', 'lowport run starts commands as a user other than root; root binds any port without it', { hint: 'Give --user a normal user.' });
+  if (o.mode !== 'caps') warnIfPeersCanTrace(o, identity);
   if (o.mode === 'scope') return runScoped(o, identity, env);
   if (o.mode === 'sockets') return runWithSockets(o, identity, env);
   o.note?.(`note: ${o.command[0] ?? 'the command'} and everything it starts may bind every port below 1024 (CAP_NET_BIND_SERVICE).`);

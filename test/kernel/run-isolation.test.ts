@@ -163,6 +163,29 @@ os.execvp(sys.argv[1], sys.argv[1:])`;
     assert.equal(value(out, 'KEYS'), '0', `the command saw root's key: ${out}`);
   });
 
+  it('says when other processes of the user could ptrace the command and use its grant or sockets (Yama ptrace_scope 0 or absent), and not for --caps', () => {
+    const { out } = inNetns(`
+      $LOWPORT run --port 80 --user nobody $G -- true </dev/null 2>$D/scope.err; echo "SCOPE=$?"
+      $LOWPORT run --sockets --port 80/tcp --user nobody $G -- true </dev/null 2>$D/sockets.err
+      $LOWPORT run --caps --user nobody $G -- true </dev/null 2>$D/caps.err
+      echo "SCOPE_NOTE=$(grep -c 'can ptrace the command' $D/scope.err)"
+      echo "SOCKETS_NOTE=$(grep -c 'can ptrace the command' $D/sockets.err)"
+      echo "CAPS_NOTE=$(grep -c 'can ptrace the command' $D/caps.err)"
+      rm -f $D/scope.err $D/sockets.err $D/caps.err
+    `);
+    let scope: string | undefined;
+    try {
+      scope = readFileSync('/proc/sys/kernel/yama/ptrace_scope', 'utf8').trim();
+    } catch {
+      scope = undefined;
+    }
+    const expected = scope === undefined || scope === '0' ? '1' : '0';
+    assert.equal(value(out, 'SCOPE'), '0', out);
+    assert.equal(value(out, 'SCOPE_NOTE'), expected, out);
+    assert.equal(value(out, 'SOCKETS_NOTE'), expected, out);
+    assert.equal(value(out, 'CAPS_NOTE'), '0', out);
+  });
+
   it('passes no fd lowport’s caller left open (fd 40 on a root-only file) to the command, in every mode', () => {
     const secret = join(box.dir, 'root-only');
     writeFileSync(secret, 'root-only\n', { mode: 0o600 });
@@ -223,6 +246,8 @@ c.on('exit', (code) => console.log('EXIT=' + code));`;
       'for i in $(seq 100); do w=$(pgrep -P $lp) && [ -n "$w" ] && [ "$(stat -c %u /proc/$w)" = 65534 ] && break; sleep 0.1; done',
       'sleep 0.5',
       'for fd in 0 1 2; do echo "FD$fd=$(readlink /proc/$w/fd/$fd)"; done',
+      // Another process of the forwarder's user takes its fd 2 (pidfd_getfd, as a ptrace-capable peer may) and writes terminal sequences.
+      `setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 -c "import ctypes,os; l=ctypes.CDLL(None,use_errno=True); fd=l.syscall(438, os.pidfd_open($w), 2, 0); os.write(fd, b'INJECT\\x1b]0;pwned\\x07\\x1b[2J<\\n') if fd >= 0 else print('GETFD_FAILED', ctypes.get_errno())"`,
       'sleep 0.5; kill -TERM $lp; wait $lp; echo "STATUS=$?"',
     ].join('\n');
     const spec = { argv: ['unshare', '--net', 'bash', '-c', script], steps: [{ wait: '^STATUS=' }, { exit: true }], timeout: 40 };
@@ -234,6 +259,11 @@ c.on('exit', (code) => console.log('EXIT=' + code));`;
     for (const fd of ['FD1', 'FD2']) assert.match(value(d.output, fd) ?? '', /^(pipe|socket):\[\d+\]$/, `${fd}: ${d.output}`);
     assert.match(d.output, /forwarding tcp port 95/);
     assert.match(d.output, /draining \(SIGTERM\)/, `the forwarder's own log should reach the terminal: ${d.output}`);
+    // What the forwarder's user wrote reached the terminal escaped, with no raw escape sequence.
+    assert.doesNotMatch(d.output, /GETFD_FAILED/, d.output);
+    assert.match(d.output, /INJECT\\x1b\]0;pwned\\x07\\x1b\[2J</, d.output);
+    // eslint-disable-next-line no-control-regex -- the test is about control characters
+    assert.doesNotMatch(d.output, /\x1b\]0;pwned|\x1b\[2J/, d.output);
     assert.equal(value(d.output, 'STATUS'), '0', d.output);
   });
 

@@ -72,6 +72,13 @@ describe('systemd quoting and the boot unit', () => {
     assert.match(unit, /^ExecStart=\/n \/m.js apply --policy \/srv\/policy --pin-dir \/sys\/fs\/bpf\/x$/m);
     assert.match(unit, /^ConditionPathExists=\/srv\/policy$/m);
   });
+
+  it('writes relative paths as absolute ones, as the condition does: at boot the unit runs from /', () => {
+    const unit = bootUnit(['/n', '/m.js'], { policy: 'mypolicy', cgroup: 'cg', pinDir: 'pins' });
+    const cwd = process.cwd();
+    assert.ok(unit.includes(`ExecStart=/n /m.js apply --policy ${cwd}/mypolicy --cgroup ${cwd}/cg --pin-dir ${cwd}/pins\n`), unit);
+    assert.ok(unit.includes(`ConditionPathExists=${cwd}/mypolicy\n`), unit);
+  });
 });
 
 describe('lowport unit', () => {

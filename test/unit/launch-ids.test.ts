@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LowportError } from '../../src/errors.js';
 import { checkIdentity, runsAs } from '../../src/kernel/launch.js';
-import { MAX_ID, parseId, userByNameOrUid } from '../../src/kernel/nss.js';
+import { MAX_ID, parseGroup, parseId, parsePasswd, userByNameOrUid } from '../../src/kernel/nss.js';
+import { spawnSync } from 'node:child_process';
 
 describe('uid and gid validation', () => {
   it('parseId takes only plain decimal from 0 to 2^32-2', () => {
@@ -22,6 +23,21 @@ describe('uid and gid validation', () => {
         bad,
       );
     }
+  });
+
+  it('userByNameOrUid refuses a uid without a user whose number is a group\'s gid (it would run with that group), and takes one that is not', () => {
+    const users = new Set(parsePasswd(spawnSync('getent', ['passwd'], { encoding: 'utf8' }).stdout).map((u) => u.uid));
+    const groups = parseGroup(spawnSync('getent', ['group'], { encoding: 'utf8' }).stdout);
+    // A group whose number no user has (on Debian: utmp 43, staff 50, ...): an unnamed uid of that number would get its gid.
+    const privileged = groups.find((g) => g.gid > 0 && !users.has(g.gid));
+    assert.ok(privileged !== undefined, 'this machine has no group without a user of the same number');
+    assert.throws(
+      () => userByNameOrUid(String(privileged.gid), 'Give a user.'),
+      (e: unknown) => e instanceof LowportError && e.code === 'E_USAGE' && e.message.includes(`the group '${privileged.name}'`),
+    );
+    let free = 3000000000;
+    while (users.has(free) || groups.some((g) => g.gid === free)) free++;
+    assert.deepEqual({ ...userByNameOrUid(String(free), 'Give a user.') }, { name: String(free), uid: free, gid: free, home: '/', shell: '/bin/sh', known: false });
   });
 
   it('checkIdentity refuses root, (uid_t)-1, ids past 32 bits and non-integers, for the uid and the gid', () => {

@@ -115,7 +115,7 @@ describe('CLI output of text others chose', () => {
 
 describe('terminalText (the guard before a terminal)', () => {
   it('keeps line breaks, tabs and ordinary text, and escapes any other control character', async () => {
-    const { terminalText } = await import('../../src/cli/io.js');
+    const { terminalText } = await import('../../src/text.js');
     assert.equal(terminalText('a\tb\nc é ✓\n'), 'a\tb\nc é ✓\n');
     assert.equal(terminalText('x\x1b[2Jy\nz\u202ew\n'), 'x\\x1b[2Jy\nz\\u202ew\n');
     assert.equal(terminalText('pass\\x1b plain\n'), 'pass\\x1b plain\n', 'a line without controls is left alone, backslashes too');

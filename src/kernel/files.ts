@@ -59,8 +59,9 @@ const RECORD: Role = { noun: 'state', risk: 'forge what lowport remembers' };
  * in passes the same check (only root could have made it), and the
  * directories it leads through are checked too.
  */
-export function assertRootControlled(path: string, role: Role = POLICY): void {
+export function assertRootControlled(path: string, role: Role = POLICY, missingOk = false): void {
   const where = trustedLocation(path, role);
+  if ((where === undefined || !where.exists) && missingOk) return;
   if (where === undefined || !where.exists) throw fileError(path, Object.assign(new Error('ENOENT'), { code: 'ENOENT' }));
   const st = lstatSync(where.path);
   checkOwnership(where.path, st, st.isDirectory() ? 'directory' : 'file', role);
@@ -172,7 +173,7 @@ export function ownershipProblem(
     if (what === 'directory' && st.mode & S_ISVTX) {
       return {
         message: `${noun} ${path} is writable by everyone (sticky, as /tmp is: anyone can still plant a symlink or a FIFO at a name lowport is about to use), so anyone could ${role.risk}`,
-        fix: `a directory that only root can write (for the policy, the default /etc/lowport); do not share one with every user`,
+        fix: `a directory that only root can write${role === POLICY ? ' (for the policy, the default /etc/lowport)' : ''}; do not share one with every user`,
       };
     }
     return { message: `${noun} ${path} is world-writable, so anyone could ${role.risk}`, fix };

@@ -383,6 +383,10 @@ function programChecks(program: string): Check[] {
   const facts = describeProgram(program);
   const st = fileOwnership(facts.path);
   if (st === undefined) return [{ id: 'program', status: 'fail', detail: `${program}: no such file (give a path, or a command on PATH)` }];
+  // A device, FIFO or socket (a user's symlink may point at one) is never opened: as root, opening a device acts (a tty, a watchdog, a tape).
+  if (st.kind !== undefined) {
+    return [{ id: 'program', status: 'fail', detail: `${facts.path} is ${st.kind}, not a regular file: not a program; doctor does not open it` }];
+  }
   const checks: Check[] = [];
   const setuidRoot = (st.mode & 0o4000) !== 0 && st.uid === 0;
   const caps = fileCapabilities(facts.path);

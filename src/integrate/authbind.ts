@@ -13,7 +13,7 @@
  * a note: never more than authbind allowed.
  */
 import { join } from 'node:path';
-import { listDirEntries, readTextFile, type DirEntry } from '../kernel/files.js';
+import { assertRootControlled, listDirEntries, readTextFile, type DirEntry, type Role } from '../kernel/files.js';
 import { getXattr } from '../kernel/libc.js';
 import { lookupGroups, lookupUsers } from '../kernel/nss.js';
 import { normalizeAddress, parseIPv6 } from '../policy/address.js';
@@ -35,7 +35,24 @@ export interface AuthbindEntry extends DirEntry {
 export interface AuthbindTree {
   byport: AuthbindEntry[];
   byaddr: AuthbindEntry[];
-  byuid: { name: string; text: string }[];
+  /** `skipped`: why the file was not read (a symlink), for a note. */
+  byuid: { name: string; text: string; skipped?: string }[];
+}
+
+const AUTHBIND: Role = { noun: 'authbind', risk: 'give anyone any low port through lowport import-authbind --apply' };
+const SUBDIRS = ['byport', 'byaddr', 'byuid'];
+
+/**
+ * Refuses an authbind directory that a user other than root could change:
+ * the directory, every one on the way to it from /, and its byport/,
+ * byaddr/ and byuid/ (those that exist) pass the check of the policy's
+ * directory (kernel/files.ts). authbind's own safety rests on root-owned
+ * directories; files in them owned by users are valid (`chown alice
+ * byport/80` is how authbind grants alice port 80), links are not followed.
+ */
+export function checkAuthbindTree(dir: string): void {
+  assertRootControlled(dir, AUTHBIND);
+  for (const sub of SUBDIRS) assertRootControlled(join(dir, sub), AUTHBIND, true);
 }
 
 function withAcls(dir: string): AuthbindEntry[] {
@@ -47,8 +64,9 @@ export function readAuthbindTree(dir: string): AuthbindTree {
     byport: withAcls(join(dir, 'byport')),
     byaddr: withAcls(join(dir, 'byaddr')),
     byuid: listDirEntries(join(dir, 'byuid'))
-      .filter((e) => e.isFile)
+      .filter((e) => e.isFile || e.isSymlink === true)
       .flatMap((e) => {
+        if (e.isSymlink === true) return [{ name: e.name, text: '', skipped: 'a symlink, which lowport does not follow in authbind\'s tree; skipped: replace it with the file it points at' }];
         try {
           return [{ name: e.name, text: readTextFile(join(dir, 'byuid', e.name)) }];
         } catch {
@@ -199,6 +217,9 @@ export function convertAuthbind(tree: AuthbindTree, names: Names = nssNames): Im
     if (ranges.length > 0) rules.push({ action: 'grant', ports: ranges.map((r) => ({ ...r, protocols: ALL })), principal, addrs });
   };
   const grantFile = (where: string, e: AuthbindEntry, port: number, addrs: string[]) => {
+    if (e.isSymlink === true) {
+      return notes.push(`${where}: a symlink, which lowport does not follow in authbind's tree; skipped: replace it with the file it points at (authbind still tests it first, so no other file gives port ${port}${addrs.length > 0 ? ` on ${addrs[0] ?? ''}` : ''})`);
+    }
     if (!e.isFile) return notes.push(`${where}: not a regular file; skipped (authbind still tests it first, so no other file gives port ${port}${addrs.length > 0 ? ` on ${addrs[0] ?? ''}` : ''})`);
     if (e.acl === true) return notes.push(`${where}: has an ACL, which lowport does not translate; skipped: write its grants by hand`);
     const x = executors(e, names);
@@ -276,6 +297,10 @@ export function convertAuthbind(tree: AuthbindTree, names: Names = nssNames): Im
 
   // 3. byuid/UID: read only for binds that no byport or byaddr file decided.
   for (const f of tree.byuid) {
+    if (f.skipped !== undefined) {
+      notes.push(`byuid/${f.name}: ${f.skipped}`);
+      continue;
+    }
     const bang = f.name.startsWith('!');
     const uid = decimal(bang ? f.name.slice(1) : f.name);
     if (uid === undefined) {

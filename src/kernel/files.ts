@@ -59,8 +59,9 @@ const RECORD: Role = { noun: 'state', risk: 'forge what lowport remembers' };
  * in passes the same check (only root could have made it), and the
  * directories it leads through are checked too.
  */
-export function assertRootControlled(path: string, role: Role = POLICY): void {
+export function assertRootControlled(path: string, role: Role = POLICY, missingOk = false): void {
   const where = trustedLocation(path, role);
+  if ((where === undefined || !where.exists) && missingOk) return;
   if (where === undefined || !where.exists) throw fileError(path, Object.assign(new Error('ENOENT'), { code: 'ENOENT' }));
   const st = lstatSync(where.path);
   checkOwnership(where.path, st, st.isDirectory() ? 'directory' : 'file', role);
@@ -172,7 +173,7 @@ export function ownershipProblem(
     if (what === 'directory' && st.mode & S_ISVTX) {
       return {
         message: `${noun} ${path} is writable by everyone (sticky, as /tmp is: anyone can still plant a symlink or a FIFO at a name lowport is about to use), so anyone could ${role.risk}`,
-        fix: `a directory that only root can write (for the policy, the default /etc/lowport); do not share one with every user`,
+        fix: `a directory that only root can write${role === POLICY ? ' (for the policy, the default /etc/lowport)' : ''}; do not share one with every user`,
       };
     }
     return { message: `${noun} ${path} is world-writable, so anyone could ${role.risk}`, fix };
@@ -404,22 +405,46 @@ export function lockFile(path: string): { release: () => void } {
   return { release: () => closeSync(fd) };
 }
 
-/** Owner, group and mode of a file (following links), or undefined when it does not exist. */
-export function fileOwnership(path: string): { uid: number; gid: number; mode: number } | undefined {
+/**
+ * Owner, group and mode of a file (following links), or undefined when it
+ * does not exist; `kind` says what it is when it is not a regular file.
+ */
+export function fileOwnership(path: string): { uid: number; gid: number; mode: number; kind?: string } | undefined {
   try {
     const st = statSync(path);
-    return { uid: st.uid, gid: st.gid, mode: st.mode };
+    return { uid: st.uid, gid: st.gid, mode: st.mode, ...(st.isFile() ? {} : { kind: fileKind(st) }) };
   } catch {
     return undefined;
   }
 }
 
-/** The first `bytes` bytes of a regular file, or undefined when it cannot be read (a FIFO or device is not opened for reading, so it cannot block). */
+/**
+ * Opens a regular file for reading, following links (a program, authbind's
+ * files), or returns undefined when the name leads to anything else: stat
+ * first, so a device, a FIFO or a socket a user's symlink points at is never
+ * opened (opening a device as root has effects: a tty can become the
+ * controlling terminal, a watchdog or a tape acts on open); then open with
+ * O_NONBLOCK|O_NOCTTY and check that the open file is that very regular file
+ * (same device and inode), so nothing swapped in between is read.
+ */
+function openRegularFile(path: string): number | undefined {
+  const st = statSync(path, { bigint: true });
+  if (!st.isFile()) return undefined;
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  const now = fstatSync(fd, { bigint: true });
+  if (!now.isFile() || now.dev !== st.dev || now.ino !== st.ino) {
+    closeSync(fd);
+    return undefined;
+  }
+  return fd;
+}
+
+/** The first `bytes` bytes of a regular file, or undefined when it cannot be read or is not a regular file (which is never opened). */
 export function readFileHead(path: string, bytes: number): Buffer | undefined {
   try {
-    const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const fd = openRegularFile(path);
+    if (fd === undefined) return undefined;
     try {
-      if (!fstatSync(fd).isFile()) return undefined;
       const b = Buffer.alloc(bytes);
       const n = readSync(fd, b, 0, bytes, 0);
       return b.subarray(0, n);
@@ -484,9 +509,11 @@ export interface DirEntry {
   gid: number;
   mode: number;
   isFile: boolean;
+  /** The entry is a symlink (entries are lstat'ed: owner, mode and isFile are the link's own). */
+  isSymlink?: boolean;
 }
 
-/** The entries of a directory with their owners and modes (none when it does not exist). */
+/** The entries of a directory with their owners and modes, links not followed (none when it does not exist). */
 export function listDirEntries(dir: string): DirEntry[] {
   let names: string[];
   try {
@@ -496,25 +523,32 @@ export function listDirEntries(dir: string): DirEntry[] {
   }
   return names.flatMap((name) => {
     try {
-      const st = statSync(join(dir, name));
-      return [{ name, uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, isFile: st.isFile() }];
+      const st = lstatSync(join(dir, name));
+      return [{ name, uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, isFile: st.isFile(), isSymlink: st.isSymbolicLink() }];
     } catch {
       return [];
     }
   });
 }
 
-/** A regular file's text (following links: authbind's own files); a FIFO or device is refused, never waited on. */
+/** A regular file's text (following links: authbind's own files); anything else is refused without being opened (openRegularFile). */
 export function readTextFile(path: string): string {
-  let fd: number;
+  let fd: number | undefined;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    fd = openRegularFile(path);
   } catch (e) {
     throw fileError(path, e);
   }
+  if (fd === undefined) {
+    let kind = 'not a regular file';
+    try {
+      kind = fileKind(statSync(path));
+    } catch {
+      // changed since: not a regular file either way
+    }
+    throw new LowportError('E_STATE', `${path} is ${kind}, not a regular file`, { hint: 'Replace it with a regular file, or remove it.' });
+  }
   try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new LowportError('E_STATE', `${path} is ${fileKind(st)}, not a regular file`, { hint: 'Replace it with a regular file, or remove it.' });
     return readFileSync(fd, 'utf8');
   } finally {
     closeSync(fd);

@@ -8,7 +8,10 @@
  * supplementary groups by initgroups(3); every capability set emptied, or only
  * CAP_NET_BIND_SERVICE kept in the ambient set; no_new_privs), then a second
  * sh, already as the user, that checks in /proc/self/status that all four
- * uids and gids are the expected ones before it execs the command. The pid
+ * uids and gids are the expected ones, and enters the caller's directory if
+ * the user may (as sudo does: the part that runs as root starts in /, so the
+ * command never inherits a directory it could not reach), before it execs
+ * the command. The pid
  * stays the same from sh to the command, so the cgroup and LISTEN_PID are the
  * command's own.
  *
@@ -50,6 +53,13 @@ export interface LaunchOptions {
   stdio?: [StdioFd, StdioFd, StdioFd];
   /** fd 0 is a terminal the command should take as its controlling terminal (setsid --ctty). */
   controllingTerminal?: boolean;
+  /**
+   * The directory the command starts in, entered as the user, so only when
+   * the user may enter it (as sudo does); otherwise it starts in / and a note
+   * says so on stderr. Default: this process's working directory (`run`);
+   * '/' to start there outright. The root part of the launch always runs in /.
+   */
+  cwd?: string;
 }
 
 export type StdioFd = number | 'ignore' | 'pipe' | 'inherit';
@@ -85,15 +95,18 @@ const WRAPPER = [
 
 /**
  * Runs as the user, after setpriv: the ids must be exactly $1 and $2 (real,
- * effective, saved, filesystem), or the command does not start. Only shell
- * builtins, so nothing else runs before the check.
+ * effective, saved, filesystem), or the command does not start. Then it
+ * changes to $3 (the caller's directory) if the user can enter it, else stays
+ * in / and says so once (without the path, which may hold control
+ * characters). Only shell builtins, so nothing else runs before the check.
  */
 const CHECK = [
-  'u=$1 g=$2; shift 2',
+  'u=$1 g=$2 cwd=$3; shift 3',
   'while read -r k a b c d; do case $k in Uid:) uids="$a $b $c $d";; Gid:) gids="$a $b $c $d";; esac; done < /proc/self/status',
   'if [ "$uids" != "$u $u $u $u" ] || [ "$gids" != "$g $g $g $g" ]; then',
   '  echo "lowport: refusing to start $1: it would run with uids $uids and gids $gids, not $u and $g" >&2; exit 125',
   'fi',
+  'if [ "$cwd" != / ] && ! cd -P -- "$cwd" 2>/dev/null; then echo "lowport: uid $u cannot enter the current directory; the command starts in /" >&2; fi',
   'exec "$@"',
 ].join('\n');
 
@@ -153,6 +166,15 @@ export function isolateChildren(): void {
   joinAnonymousSessionKeyring();
 }
 
+/** This process's working directory, or / when it has none any more (removed). */
+function callerDirectory(): string {
+  try {
+    return process.cwd();
+  } catch {
+    return '/';
+  }
+}
+
 function commandLine(argv: string[], o: LaunchOptions): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
   checkIdentity(o.identity);
   // The programs that run as root and drop the privileges come from the system's directories only, never from
@@ -163,7 +185,7 @@ function commandLine(argv: string[], o: LaunchOptions): { file: string; args: st
     throw new LowportError('E_UNSUPPORTED', 'setpriv(1) and setsid(1) are needed to drop privileges', { hint: 'Install util-linux (apt-get install util-linux).' });
   }
   const env: NodeJS.ProcessEnv = { ...o.env, LOWPORT_CGROUP: o.cgroup ?? '', LOWPORT_LISTEN_PID: o.listenPid === true ? '1' : '' };
-  const ids = [String(o.identity.uid), String(o.identity.gid)];
+  const ids = [String(o.identity.uid), String(o.identity.gid), o.cwd ?? callerDirectory()];
   return {
     file: '/bin/sh',
     args: ['-c', WRAPPER, 'lowport-run', setsid, ...(o.controllingTerminal === true ? ['--ctty'] : []), setpriv, ...setprivArgs(o), '--', '/bin/sh', '-c', CHECK, 'lowport-check', ...ids, ...argv],
@@ -175,14 +197,14 @@ function commandLine(argv: string[], o: LaunchOptions): { file: string; args: st
 export function launch(argv: string[], o: LaunchOptions): ChildProcess {
   const { file, args, env } = commandLine(argv, o);
   isolateChildren();
-  return spawn(file, args, { stdio: [...(o.stdio ?? ['inherit', 'inherit', 'inherit']), ...(o.fds ?? [])], env });
+  return spawn(file, args, { stdio: [...(o.stdio ?? ['inherit', 'inherit', 'inherit']), ...(o.fds ?? [])], env, cwd: '/' });
 }
 
-/** Like launch, but waits for the end: stdin closed, stdout and stderr captured. For short probes (doctor's). */
-export function launchSync(argv: string[], o: Omit<LaunchOptions, 'stdio' | 'fds' | 'controllingTerminal'>, timeoutMs: number): SpawnSyncReturns<string> {
-  const { file, args, env } = commandLine(argv, o);
+/** Like launch, but waits for the end: stdin closed, stdout and stderr captured, started in /. For short probes (doctor's). */
+export function launchSync(argv: string[], o: Omit<LaunchOptions, 'stdio' | 'fds' | 'controllingTerminal' | 'cwd'>, timeoutMs: number): SpawnSyncReturns<string> {
+  const { file, args, env } = commandLine(argv, { ...o, cwd: '/' });
   isolateChildren();
-  return spawnSync(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env, encoding: 'utf8', timeout: timeoutMs });
+  return spawnSync(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env, encoding: 'utf8', timeout: timeoutMs, cwd: '/' });
 }
 
 /**

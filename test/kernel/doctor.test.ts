@@ -4,8 +4,8 @@
  * machine, asserting what it finds and what it recommends.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chownSync, lchownSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { DoctorReport } from '../../src/doctor/doctor.js';
@@ -154,5 +154,37 @@ describe('lowport doctor on real states', { skip }, () => {
     assert.match(r.stdout, /✗ port 82: TCP\/IPv4 EACCES/);
     assert.match(r.stdout, /Recommended \(lowport-grant\)/);
     assert.match(r.stdout, /\n {4}sudo .* grant 82 --user nobody\n/);
+  });
+
+  it('run by root, never opens what a user\'s --program symlink points at when it is not a regular file (a FIFO, a device)', async () => {
+    // A FIFO with a writer blocked in open(2): any open for reading, even O_NONBLOCK, would let the writer through.
+    const fifo = join(box.dir, 'program-fifo');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    chownSync(fifo, NOBODY, NOBODY);
+    const toFifo = join(box.dir, 'program-link');
+    symlinkSync(fifo, toFifo);
+    lchownSync(toFifo, NOBODY, NOBODY);
+    const toDevice = join(box.dir, 'device-link');
+    symlinkSync('/dev/ptmx', toDevice);
+    lchownSync(toDevice, NOBODY, NOBODY);
+    const writer = spawn('sh', ['-c', 'exec 3>"$1"; echo opened', 'sh', fifo], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let wrote = '';
+    writer.stdout.on('data', (d: Buffer) => (wrote += d.toString()));
+    try {
+      for (const [link, kind] of [
+        [toFifo, /is a FIFO/],
+        [toDevice, /is a device/],
+      ] as const) {
+        const r = await box.cli('doctor', '--json', '--port', '87', '--program', link);
+        const program = (JSON.parse(r.stdout) as DoctorReport).checks.find((c) => c.id === 'program');
+        assert.equal(program?.status, 'fail', r.stdout);
+        assert.match(program?.detail ?? '', kind);
+        assert.match(program?.detail ?? '', /not a regular file: not a program; doctor does not open it/);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(wrote, '', 'doctor opened the FIFO (its writer got through open)');
+    } finally {
+      writer.kill('SIGKILL');
+    }
   });
 });

@@ -235,4 +235,57 @@ describe('install, unit and import-authbind', { skip }, () => {
       ['ok', 'ok', 'EACCES', 'ok'],
     );
   });
+
+  it('import-authbind --apply refuses a tree a user controls, and skips symlinks in a root-owned one', async () => {
+    const tree = (parent: string, owner: number): string => {
+      const dir = join(parent, 'authbind');
+      for (const sub of ['byport', 'byaddr', 'byuid']) mkdirSync(join(dir, sub), { recursive: true });
+      writeFileSync(join(dir, 'byport', '90'), '', { mode: 0o755 });
+      for (const p of [dir, join(dir, 'byport'), join(dir, 'byaddr'), join(dir, 'byuid'), join(dir, 'byport', '90')]) chownSync(p, owner, owner);
+      return dir;
+    };
+    // A nobody-owned tree in a 1777 directory: the sticky directory on the way is named.
+    const shared = join(root, 'ab-shared');
+    mkdirSync(shared);
+    chmodSync(shared, 0o1777);
+    const inShared = await box.cli('import-authbind', '--dir', tree(shared, NOBODY), '--apply');
+    assert.notEqual(inShared.code, 0);
+    assert.match(inShared.stderr, new RegExp(`the authbind directory ${shared} is writable by everyone`));
+    // A nobody-owned tree in root's directory: the tree is named, with the fix.
+    const user = join(root, 'ab-user');
+    mkdirSync(user);
+    const userTree = tree(user, NOBODY);
+    const owned = await box.cli('import-authbind', '--dir', userTree, '--apply');
+    assert.notEqual(owned.code, 0);
+    assert.match(owned.stderr, new RegExp(`the authbind directory ${userTree} is owned by uid ${NOBODY}, not root`));
+    assert.match(owned.stderr, new RegExp(`chown root:root ${userTree} && chmod go-w ${userTree}`));
+    // Only a subdirectory of a user's.
+    const sub = join(root, 'ab-sub');
+    mkdirSync(sub);
+    const subTree = tree(sub, 0);
+    chownSync(join(subTree, 'byport'), NOBODY, NOBODY);
+    const subApplied = await box.cli('import-authbind', '--dir', subTree, '--apply');
+    assert.notEqual(subApplied.code, 0);
+    assert.match(subApplied.stderr, new RegExp(`the authbind directory ${join(subTree, 'byport')} is owned by uid ${NOBODY}`));
+    // None of them went live.
+    assert.deepEqual(box.probe({}, binds(90, ['127.0.0.1'], ['tcp'])), ['EACCES']);
+    // Printing only warns.
+    const printed = await runMain(['import-authbind', '--dir', userTree]);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.match(printed.stdout, /^grant 90 everyone$/m);
+    assert.match(printed.stderr, new RegExp(`^warning: the authbind directory ${userTree} is owned by uid ${NOBODY}.*\\(with --apply\\)`, 'm'));
+    // A root-owned tree imports, the user's file in it included; a symlink in it is skipped with a note.
+    const good = join(root, 'ab-root');
+    mkdirSync(good);
+    const goodTree = tree(good, 0);
+    chownSync(join(goodTree, 'byport', '90'), NOBODY, NOBODY);
+    chmodSync(join(goodTree, 'byport', '90'), 0o500);
+    const target = join(good, 'nobody-file');
+    writeFileSync(target, '', { mode: 0o755 });
+    symlinkSync(target, join(goodTree, 'byport', '91'));
+    const applied = await box.cli('import-authbind', '--dir', goodTree, '--apply');
+    assert.equal(applied.code, 0, applied.stderr);
+    assert.match(applied.stderr, /note: byport\/91: a symlink, which lowport does not follow/);
+    assert.deepEqual(box.probe({}, [...binds(90, ['127.0.0.1'], ['tcp']), ...binds(91, ['127.0.0.1'], ['tcp'])]), ['ok', 'EACCES']);
+  });
 });

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { kernelSkipReason, PackageCopy, Sandbox } from './sandbox.js';
+import { kernelSkipReason, PackageCopy, rootTempDir, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
 const DRIVER = fileURLToPath(new URL('../../../test/kernel/pty-driver.py', import.meta.url));
@@ -197,6 +197,30 @@ os.execvp(sys.argv[1], sys.argv[1:])`;
       echo "SCOPE_$($LOWPORT run --port 80 --user nobody $G -- ${check} </dev/null)"
     `);
     for (const mode of ['CAPS', 'SOCKETS', 'SCOPE']) assert.equal(value(out, `${mode}_FD40`), 'none', `${mode}: ${out}`);
+  });
+
+  it('starts the command in the caller’s directory only when the user can enter it, else in / (a note, no path); never root’s cwd', () => {
+    const top = rootTempDir('lowport-cwd');
+    try {
+      // As root in top/x/pub, x 0700: nobody cannot reach pub, and must not start there (`cat secret` would read it).
+      const { out } = inNetns(`
+        mkdir -p ${top}/x/pub ${top}/open; chmod 700 ${top}/x; chmod 755 ${top}/x/pub ${top}/open
+        echo root-only > ${top}/x/pub/secret; chmod 644 ${top}/x/pub/secret
+        cd ${top}/x/pub && $LOWPORT run --caps --user nobody $G -- sh -c 'echo "HIDDEN_PWD=$(pwd)"; echo "HIDDEN_SECRET=$(cat secret 2>/dev/null || echo none)"' </dev/null 2>$D/cwd.err
+        echo "HIDDEN_STATUS=$?"
+        cd ${top}/open && $LOWPORT run --caps --user nobody $G -- sh -c 'echo "OPEN_PWD=$(pwd)"' </dev/null 2>>$D/cwd-open.err
+      `);
+      assert.equal(value(out, 'HIDDEN_STATUS'), '0', out);
+      assert.equal(value(out, 'HIDDEN_SECRET'), 'none', `the command read a file in root's directory: ${out}`);
+      assert.equal(value(out, 'HIDDEN_PWD'), '/', out);
+      const note = readFileSync(join(shared, 'cwd.err'), 'utf8');
+      assert.equal(note.match(/cannot enter the current directory; the command starts in \//g)?.length, 1, note);
+      assert.ok(!note.includes(top), `the note printed the path: ${note}`);
+      assert.equal(value(out, 'OPEN_PWD'), join(top, 'open'), out);
+      assert.doesNotMatch(readFileSync(join(shared, 'cwd-open.err'), 'utf8'), /cannot enter/);
+    } finally {
+      rmSync(top, { recursive: true, force: true });
+    }
   });
 
   it('refuses uids and gids that are not one real non-root id, for run and for the forwarder, before anything starts', () => {

@@ -162,6 +162,8 @@ export async function runUserspace(o: UserspaceOptions): Promise<number> {
       // its output through pipes where lowport's is a terminal.
       child = launch([process.execPath, WORKER], {
         identity,
+        // A daemon: in /, as systemd starts services, never in the admin's directory.
+        cwd: '/',
         fds,
         stdio: outputWithoutTerminal(),
         env: { ...userEnvironment({ name: identity.name ?? String(identity.uid), home: '/', shell: '/usr/sbin/nologin' }), ...env },

@@ -270,15 +270,18 @@ c.on('exit', (code) => console.log('EXIT=' + code));`;
       'for i in $(seq 100); do w=$(pgrep -P $lp) && [ -n "$w" ] && [ "$(stat -c %u /proc/$w)" = 65534 ] && break; sleep 0.1; done',
       'sleep 0.5',
       'for fd in 0 1 2; do echo "FD$fd=$(readlink /proc/$w/fd/$fd)"; done',
+      'echo "CWD=$(readlink /proc/$w/cwd)"',
       // Another process of the forwarder's user takes its fd 2 (pidfd_getfd, as a ptrace-capable peer may) and writes terminal sequences.
       `setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 -c "import ctypes,os; l=ctypes.CDLL(None,use_errno=True); fd=l.syscall(438, os.pidfd_open($w), 2, 0); os.write(fd, b'INJECT\\x1b]0;pwned\\x07\\x1b[2J<\\n') if fd >= 0 else print('GETFD_FAILED', ctypes.get_errno())"`,
       'sleep 0.5; kill -TERM $lp; wait $lp; echo "STATUS=$?"',
     ].join('\n');
     const spec = { argv: ['unshare', '--net', 'bash', '-c', script], steps: [{ wait: '^STATUS=' }, { exit: true }], timeout: 40 };
-    const r = spawnSync('/usr/bin/python3', [DRIVER, JSON.stringify(spec)], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    const r = spawnSync('/usr/bin/python3', [DRIVER, JSON.stringify(spec)], { cwd: box.dir, encoding: 'utf8', timeout: 60_000, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
     const d = JSON.parse(r.stdout) as Driven;
     assert.equal(d.failed, null, d.output);
     assert.equal(value(d.output, 'FD0'), '/dev/null', d.output);
+    // Started from a directory its user could enter (the sandbox's), the forwarder still runs in /, as a daemon does.
+    assert.equal(value(d.output, 'CWD'), '/', d.output);
     // Node's 'pipe' stdio is a socketpair.
     for (const fd of ['FD1', 'FD2']) assert.match(value(d.output, fd) ?? '', /^(pipe|socket):\[\d+\]$/, `${fd}: ${d.output}`);
     assert.match(d.output, /forwarding tcp port 95/);

@@ -128,15 +128,21 @@ if (cmd === 'send-wait') {
 }
 
 if (cmd === 'slow-session') {
-  // Opens a connection, sends a line every 200 ms for SECONDS, then ends; reports whether all came back.
+  // Opens a connection, sends a line every 200 ms for SECONDS from the connect on, then ends; reports
+  // whether all came back. It says 'echoing' on stderr when the first echo is back: from then on the
+  // forwarder serves the session, and a test may signal it. It exits as soon as the connection ends.
   const [port, seconds] = args.map(Number);
   let got = 0;
   let sent = 0;
-  const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
-  const t = setInterval(() => { s.write('line\n'); sent += 5; }, 200);
-  setTimeout(() => { clearInterval(t); s.end(); }, seconds * 1000);
-  s.on('data', (c) => { got += c.length; });
-  s.on('end', () => { out({ allEchoed: got === sent && sent > 0 }); s.destroy(); });
-  s.on('error', (e) => out({ error: e.code, echoed: got, sent }));
+  let t;
+  let u;
+  const stop = () => { clearInterval(t); clearTimeout(u); };
+  const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true }, () => {
+    t = setInterval(() => { s.write('line\n'); sent += 5; }, 200);
+    u = setTimeout(() => { clearInterval(t); s.end(); }, seconds * 1000);
+  });
+  s.on('data', (c) => { if (got === 0) process.stderr.write('echoing\n'); got += c.length; });
+  s.on('end', () => { stop(); out({ allEchoed: got === sent && sent > 0 }); s.destroy(); });
+  s.on('error', (e) => { stop(); out({ error: e.code, echoed: got, sent }); });
 }
 `;

@@ -42,7 +42,8 @@ if (cmd === 'greet-server') {
 
 if (cmd === 'read-first') {
   // read-first PORT [wait-end] [N]: N connections at once that send nothing; reports how many got the
-  // server's first line (and, with wait-end, then its FIN) within 3 s.
+  // server's first line (and, with wait-end, then its FIN) within 30 s (a deadline for a slow machine:
+  // it ends as soon as every connection is done).
   const [port, mode, n] = [Number(args[0]), args[1], Number(args[2] ?? 1)];
   let good = 0;
   let left = n;
@@ -55,7 +56,7 @@ if (cmd === 'read-first') {
     s.on('data', (c) => { got += c.toString(); if (mode !== 'wait-end' && got === 'hello\n') end(true); });
     s.on('end', () => end(mode === 'wait-end' && got === 'hello\n'));
     s.on('error', () => end(false));
-    setTimeout(() => end(false), 3000);
+    setTimeout(() => end(false), 30000);
   }
 }
 
@@ -72,7 +73,7 @@ if (cmd === 'udp-client') {
   // udp-client HOST PORT [SOURCE]: one datagram, prints the answer or 'timeout'.
   const [host, port, source] = args;
   const s = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
-  const timer = setTimeout(() => { out({ answer: 'timeout' }); process.exit(0); }, 3000);
+  const timer = setTimeout(() => { out({ answer: 'timeout' }); process.exit(0); }, 30000);
   s.on('message', (m) => { clearTimeout(timer); out({ answer: m.toString() }); s.close(); });
   s.bind({ address: source, port: 0 }, () => s.send('ping', Number(port), host));
 }
@@ -114,7 +115,7 @@ if (cmd === 'connect-close') {
   s.on('data', () => {});
   s.on('end', () => done('end'));
   s.on('error', (e) => done(e.code));
-  setTimeout(() => done('still open'), Number(args[1] ?? 3) * 1000);
+  setTimeout(() => done('still open'), Number(args[1] ?? 30) * 1000);
 }
 
 if (cmd === 'send-wait') {
@@ -124,7 +125,7 @@ if (cmd === 'send-wait') {
   s.on('data', () => {});
   s.on('end', () => done('end'));
   s.on('error', (e) => done(e.code));
-  setTimeout(() => done('still open'), 3000);
+  setTimeout(() => done('still open'), 30000);
 }
 
 if (cmd === 'slow-session') {

@@ -393,8 +393,10 @@ ${script}
       waitready 90; waitready 91; waitready 92
       echo "BIG=$($H half-close 90 100000000)"
       echo "PEAK_KB=$(awk '/VmHWM/ {print $2}' /proc/$(pgrep -P $F | head -1)/status)"
-      echo "CAP=$($H hold 90 5 1)"
-      echo "IDLE=$($H hold 90 1 3.5)"
+      # Under the 2 s idle timeout, which starts at the accept: 1.5 s lets a slow forwarder refuse the 2 over the cap.
+      echo "CAP=$($H hold 90 5 1.5)"
+      # Past it with room for a slow accept and the loop's tick.
+      echo "IDLE=$($H hold 90 1 5)"
       echo "REFUSED=$($H connect-close 91)"
       echo "SILENT=$($H connect-close 92)"
       # A session the forwarder serves (its first echo is back) when the drain starts; it ends on its own 4 s after its connect.

@@ -107,7 +107,7 @@ waitudp() { waitfor 120 "no $2 UDP sockets on $1" udpsockets $1 $2; }
 waitclosed() { waitfor 120 "port $1 still listens" closed $1; }
 waitlog() { waitfor 120 "no $1 lines '$2' in $D/fwd.log" logged "$@"; }
 table() { nft list table inet lowport >/dev/null 2>&1 && echo present || echo gone; }
-get() { curl -s -g -o /dev/null -w '%{http_code}' --max-time 5 "$@"; }
+get() { curl -s -g -o /dev/null -w '%{http_code}' --max-time 30 "$@"; }
 ${script}
 `,
     );
@@ -166,8 +166,8 @@ ${script}
       $LOWPORT forward 80/tcp 8080 & F=$!
       $LOWPORT forward --userspace 81/tcp 8081 --proxy-protocol v2 --workers 1 2>>$D/fwd.log & U=$!
       waitrule 80; waitready 81
-      echo "REMOTE=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.213.7.1/index.html)"
-      echo "REMOTE_USERSPACE=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.213.7.1:81/index.html)"
+      echo "REMOTE=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 30 http://10.213.7.1/index.html)"
+      echo "REMOTE_USERSPACE=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 30 http://10.213.7.1:81/index.html)"
       kill -TERM $F $U; wait $F $U
       echo "AFTER=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://10.213.7.1/index.html)"
       cat $D/fwd.log; rm -f $D/fwd.log

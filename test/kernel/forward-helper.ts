@@ -42,7 +42,8 @@ if (cmd === 'greet-server') {
 
 if (cmd === 'read-first') {
   // read-first PORT [wait-end] [N]: N connections at once that send nothing; reports how many got the
-  // server's first line (and, with wait-end, then its FIN) within 3 s.
+  // server's first line (and, with wait-end, then its FIN) within 30 s (a deadline for a slow machine:
+  // it ends as soon as every connection is done).
   const [port, mode, n] = [Number(args[0]), args[1], Number(args[2] ?? 1)];
   let good = 0;
   let left = n;
@@ -55,7 +56,7 @@ if (cmd === 'read-first') {
     s.on('data', (c) => { got += c.toString(); if (mode !== 'wait-end' && got === 'hello\n') end(true); });
     s.on('end', () => end(mode === 'wait-end' && got === 'hello\n'));
     s.on('error', () => end(false));
-    setTimeout(() => end(false), 3000);
+    setTimeout(() => end(false), 30000);
   }
 }
 
@@ -72,7 +73,7 @@ if (cmd === 'udp-client') {
   // udp-client HOST PORT [SOURCE]: one datagram, prints the answer or 'timeout'.
   const [host, port, source] = args;
   const s = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
-  const timer = setTimeout(() => { out({ answer: 'timeout' }); process.exit(0); }, 3000);
+  const timer = setTimeout(() => { out({ answer: 'timeout' }); process.exit(0); }, 30000);
   s.on('message', (m) => { clearTimeout(timer); out({ answer: m.toString() }); s.close(); });
   s.bind({ address: source, port: 0 }, () => s.send('ping', Number(port), host));
 }
@@ -114,7 +115,7 @@ if (cmd === 'connect-close') {
   s.on('data', () => {});
   s.on('end', () => done('end'));
   s.on('error', (e) => done(e.code));
-  setTimeout(() => done('still open'), Number(args[1] ?? 3) * 1000);
+  setTimeout(() => done('still open'), Number(args[1] ?? 30) * 1000);
 }
 
 if (cmd === 'send-wait') {
@@ -124,19 +125,25 @@ if (cmd === 'send-wait') {
   s.on('data', () => {});
   s.on('end', () => done('end'));
   s.on('error', (e) => done(e.code));
-  setTimeout(() => done('still open'), 3000);
+  setTimeout(() => done('still open'), 30000);
 }
 
 if (cmd === 'slow-session') {
-  // Opens a connection, sends a line every 200 ms for SECONDS, then ends; reports whether all came back.
+  // Opens a connection, sends a line every 200 ms for SECONDS from the connect on, then ends; reports
+  // whether all came back. It says 'echoing' on stderr when the first echo is back: from then on the
+  // forwarder serves the session, and a test may signal it. It exits as soon as the connection ends.
   const [port, seconds] = args.map(Number);
   let got = 0;
   let sent = 0;
-  const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
-  const t = setInterval(() => { s.write('line\n'); sent += 5; }, 200);
-  setTimeout(() => { clearInterval(t); s.end(); }, seconds * 1000);
-  s.on('data', (c) => { got += c.length; });
-  s.on('end', () => { out({ allEchoed: got === sent && sent > 0 }); s.destroy(); });
-  s.on('error', (e) => out({ error: e.code, echoed: got, sent }));
+  let t;
+  let u;
+  const stop = () => { clearInterval(t); clearTimeout(u); };
+  const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true }, () => {
+    t = setInterval(() => { s.write('line\n'); sent += 5; }, 200);
+    u = setTimeout(() => { clearInterval(t); s.end(); }, seconds * 1000);
+  });
+  s.on('data', (c) => { if (got === 0) process.stderr.write('echoing\n'); got += c.length; });
+  s.on('end', () => { stop(); out({ allEchoed: got === sent && sent > 0 }); s.destroy(); });
+  s.on('error', (e) => { stop(); out({ error: e.code, echoed: got, sent }); });
 }
 `;

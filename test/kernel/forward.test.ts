@@ -37,8 +37,8 @@ describe('lowport forward', { skip }, () => {
     writeFileSync(join(box.dir, 'helper.cjs'), HELPER_SOURCE, { mode: 0o644 });
     writeFileSync(join(box.dir, 'index.html'), 'hello from nginx\n', { mode: 0o644 });
   });
-  after(() => {
-    box?.dispose();
+  after(async () => {
+    await box?.dispose();
     pkg?.dispose();
   });
 
@@ -47,8 +47,18 @@ describe('lowport forward', { skip }, () => {
    * copy of /etc (a tmpfs in a private mount namespace). $LOWPORT is the
    * CLI, $H the helper, $G the sandbox's options; `nginx_start` serves on 8080
    * (plain) and 8081 (PROXY protocol), logging to $D/access-$$.log.
+   *
+   * The scripts wait for conditions, never for a fixed time, since a slow or
+   * emulated machine takes seconds to start node. `waitport N`: something
+   * listens on N (for a --userspace forward that is root's socket, whose
+   * backlog queues connections before the forwarder even runs); `waitready
+   * N`: the userspace forwarder of port N said it serves (its stderr must go
+   * to $D/fwd.log); `waitrule N`: the redirect of N is in nft; `waitudp N
+   * COUNT`: COUNT UDP sockets on N; `waitclosed N`: nothing listens on N;
+   * `waitlog COUNT REGEX`: $D/fwd.log has COUNT lines that match. Each gives
+   * up after a generous deadline and says what never came.
    */
-  function inNetns(script: string, timeout = 60_000): { status: number | null; out: string } {
+  function inNetns(script: string, timeout = 300_000): { status: number | null; out: string } {
     const file = join(box.dir, 'script.sh');
     const d = box.dir;
     writeFileSync(
@@ -61,6 +71,7 @@ LOWPORT="${process.execPath} ${pkg.cli}"
 H="${process.execPath} $D/helper.cjs"
 G="${box.args.join(' ')}"
 LOG=$D/access-$$.log
+rm -f $D/fwd.log
 cleanup() { kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf $LOG $D/nginx-$$.conf $D/tmp-$$; }
 trap cleanup EXIT
 nginx_start() {
@@ -76,10 +87,27 @@ http {
 EOF
   nginx -c $D/nginx-$$.conf & waitport 8080
 }
-waitport() { for i in $(seq 200); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened"; }
-waitrule() { for i in $(seq 200); do nft list table inet lowport 2>/dev/null | grep -q "dport $1 " && return 0; sleep 0.05; done; echo "no rule for $1"; }
+waitfor() {
+  local limit=$1 what=$2; local end=$((SECONDS + limit)); shift 2
+  until "$@"; do
+    [ $SECONDS -lt $end ] || { echo "WAITFOR: $what within $limit s"; return 1; }
+    sleep 0.05
+  done
+}
+listening() { (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null; }
+hasrule() { nft list table inet lowport 2>/dev/null | grep -q "dport $1 "; }
+ready() { grep -q "^lowport: forwarding [a-z,]* port $1 " $D/fwd.log 2>/dev/null; }
+udpsockets() { [ "$(ss -Hlun "sport = :$1" | wc -l)" -ge $2 ]; }
+closed() { ! ss -Hltn "sport = :$1" | grep -q .; }
+logged() { [ "$(grep -Ec "$2" $D/fwd.log 2>/dev/null)" -ge $1 ]; }
+waitport() { waitfor 120 "port $1 never opened" listening $1; }
+waitrule() { waitfor 120 "no rule for $1" hasrule $1; }
+waitready() { waitfor 120 "the forwarder of port $1 never said it serves (no 'lowport: forwarding ... port $1' in $D/fwd.log)" ready $1 || cat $D/fwd.log; }
+waitudp() { waitfor 120 "no $2 UDP sockets on $1" udpsockets $1 $2; }
+waitclosed() { waitfor 120 "port $1 still listens" closed $1; }
+waitlog() { waitfor 120 "no $1 lines '$2' in $D/fwd.log" logged "$@"; }
 table() { nft list table inet lowport >/dev/null 2>&1 && echo present || echo gone; }
-get() { curl -s -g -o /dev/null -w '%{http_code}' --max-time 5 "$@"; }
+get() { curl -s -g -o /dev/null -w '%{http_code}' --max-time 30 "$@"; }
 ${script}
 `,
     );
@@ -136,12 +164,13 @@ ${script}
       ip netns exec $C sh -c "ip link set lo up; ip addr add 10.213.7.2/24 dev lp-c-$$; ip link set lp-c-$$ up"
       nginx_start
       $LOWPORT forward 80/tcp 8080 & F=$!
-      $LOWPORT forward --userspace 81/tcp 8081 --proxy-protocol v2 --workers 1 & U=$!
-      waitrule 80; waitport 81
-      echo "REMOTE=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.213.7.1/index.html)"
-      echo "REMOTE_USERSPACE=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.213.7.1:81/index.html)"
+      $LOWPORT forward --userspace 81/tcp 8081 --proxy-protocol v2 --workers 1 2>>$D/fwd.log & U=$!
+      waitrule 80; waitready 81
+      echo "REMOTE=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 30 http://10.213.7.1/index.html)"
+      echo "REMOTE_USERSPACE=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 30 http://10.213.7.1:81/index.html)"
       kill -TERM $F $U; wait $F $U
       echo "AFTER=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://10.213.7.1/index.html)"
+      cat $D/fwd.log; rm -f $D/fwd.log
       echo LOG; cat $LOG
     `);
     assert.equal(value(out, 'REMOTE'), '200', out);
@@ -221,7 +250,7 @@ ${script}
       $H udp-server 5353 &
       $LOWPORT forward 53/udp 5353 & LP=$!
       waitrule 53
-      sleep 0.2
+      waitudp 5353 2
       echo "V4=$($H udp-client 127.0.0.1 53 127.0.0.2)"
       echo "V6=$($H udp-client ::1 53)"
       kill -INT $LP; wait $LP; echo "TABLE=$(table)"
@@ -274,9 +303,9 @@ ${script}
     const { out } = inNetns(`
       nginx_start
       export LOWPORT_TEST_SECRET=root-only
-      $LOWPORT forward --userspace 80/tcp 8081 --proxy-protocol v2 --workers 2 & V2=$!
-      $LOWPORT forward --userspace 81/tcp 8081 --proxy-protocol v1 --workers 1 --user daemon & V1=$!
-      waitport 80; waitport 81
+      $LOWPORT forward --userspace 80/tcp 8081 --proxy-protocol v2 --workers 2 2>>$D/fwd.log & V2=$!
+      $LOWPORT forward --userspace 81/tcp 8081 --proxy-protocol v1 --workers 1 --user daemon 2>>$D/fwd.log & V1=$!
+      waitready 80; waitready 81
       for p in 80 81; do
         echo "A$p=$(get http://127.0.0.1:$p/index.html)"
         echo "B$p=$(get "http://[::1]:$p/index.html")"
@@ -297,6 +326,7 @@ ${script}
       userdel lowport && useradd --uid 1500 --user-group lowport
       $LOWPORT forward --userspace 82/tcp 8081 2>$D/err.txt; echo "HUMAN_EXIT=$?"
       echo "HUMAN=$(head -1 $D/err.txt)"
+      cat $D/fwd.log; rm -f $D/fwd.log $D/err.txt
       echo LOG; cat $LOG
     `);
     // The machine's own /etc is as it was.
@@ -335,10 +365,11 @@ ${script}
     const { out } = inNetns(`
       $H udp-server 5353 &
       $LOWPORT forward --userspace 53/udp 5353 --udp-timeout 0.5 --log 2>$D/fwd.log & LP=$!
-      for i in $(seq 100); do ss -Hlun 'sport = :53' | grep -q . && break; sleep 0.05; done
+      waitready 53
       echo "V4=$($H udp-client 127.0.0.1 53 127.0.0.2)"
       echo "V6=$($H udp-client ::1 53)"
-      sleep 1
+      # Both sessions end by the 0.5 s UDP timeout, however long after it the forwarder gets to it.
+      waitlog 2 'datagrams up=1 down=1 [0-9]+ms timeout$'
       kill -TERM $LP; wait $LP; echo "EXIT=$?"
       cat $D/fwd.log; rm -f $D/fwd.log
     `);
@@ -359,23 +390,26 @@ ${script}
       $LOWPORT forward --userspace 90/tcp 7000 --workers 1 --log --idle-timeout 2 --max-conns 3 2>>$D/fwd.log & F=$!
       $LOWPORT forward --userspace 91/tcp 7001 --workers 1 --log 2>>$D/fwd.log & R=$!
       $LOWPORT forward --userspace 92/tcp 7002 --workers 1 --log --connect-timeout 0.5 2>>$D/fwd.log & T=$!
-      waitport 90; waitport 91; waitport 92
+      waitready 90; waitready 91; waitready 92
       echo "BIG=$($H half-close 90 100000000)"
       echo "PEAK_KB=$(awk '/VmHWM/ {print $2}' /proc/$(pgrep -P $F | head -1)/status)"
-      echo "CAP=$($H hold 90 5 1)"
-      echo "IDLE=$($H hold 90 1 3.5)"
+      # Under the 2 s idle timeout, which starts at the accept: 1.5 s lets a slow forwarder refuse the 2 over the cap.
+      echo "CAP=$($H hold 90 5 1.5)"
+      # Past it with room for a slow accept and the loop's tick.
+      echo "IDLE=$($H hold 90 1 5)"
       echo "REFUSED=$($H connect-close 91)"
       echo "SILENT=$($H connect-close 92)"
-      $H slow-session 90 2 > $D/slow.out & S=$!
-      sleep 0.5
+      # A session the forwarder serves (its first echo is back) when the drain starts; it ends on its own 4 s after its connect.
+      $H slow-session 90 4 > $D/slow.out 2>$D/slow.err & S=$!
+      waitfor 120 'no echo through 90' grep -q echoing $D/slow.err
       kill -TERM $F
-      sleep 0.2
+      waitclosed 90
       echo "DURING_DRAIN=$($H connect-close 90 1)"
       wait $S; echo "SLOW=$(cat $D/slow.out)"
       wait $F; echo "EXIT=$?"
       kill -TERM $R $T; wait $R $T
-      cat $D/fwd.log; rm -f $D/fwd.log $D/slow.out
-    `, 90_000);
+      cat $D/fwd.log; rm -f $D/fwd.log $D/slow.out $D/slow.err
+    `, 480_000);
     assert.equal(value(out, 'BIG'), '{"sent":100000000,"received":100000000,"same":true}', out);
     // 100 MB crossed while the backend did not read for a second: a forwarder without backpressure would have held it.
     assert.ok(Number(value(out, 'PEAK_KB')) < 150_000, `peak RSS ${value(out, 'PEAK_KB')} kB\n${out}`);
@@ -409,9 +443,9 @@ ${script}
       unshare --mount --propagation private sh -c "mount --bind $D/hosts /etc/hosts && exec $LOWPORT forward --userspace 93/tcp lowport-backend.test:7000 --workers 1 --log" 2>>$D/fwd.log & N=$!
       unshare --mount --propagation private sh -c "mount --bind $D/hosts /etc/hosts && exec $LOWPORT forward --userspace 98/tcp silent-backend.test:7000 --workers 1 --log --connect-timeout 0.5" 2>>$D/fwd.log & S=$!
       $LOWPORT forward --userspace 94/tcp 7003 --workers 1 --log 2>>$D/fwd.log & X=$!
-      $LOWPORT forward --userspace 99/tcp 7004 --workers 1 2>/dev/null & G=$!
-      $LOWPORT forward --userspace 100/tcp 7005 --workers 1 2>/dev/null & GC=$!
-      waitport 93; waitport 98; waitport 94; waitport 99; waitport 100
+      $LOWPORT forward --userspace 99/tcp 7004 --workers 1 2>>$D/fwd.log & G=$!
+      $LOWPORT forward --userspace 100/tcp 7005 --workers 1 2>>$D/fwd.log & GC=$!
+      waitready 93; waitready 98; waitready 94; waitready 99; waitready 100
       echo "NAMED=$($H half-close 93 1000)"
       echo "SILENT_FIRST=$($H half-close 98 1000)"
       echo "RESET=$($H send-wait 94)"
@@ -454,20 +488,23 @@ ${script}
       $H echo-server 7000 >/dev/null &
       waitport 7000
       $LOWPORT forward --userspace 90/tcp 7000 --workers 1 --log 2>>$D/fwd.log & F=$!
-      waitport 90
-      $H slow-session 90 2 > $D/slow.out & S=$!
-      sleep 0.5
+      waitready 90
+      # The session ends on its own 4 s after its connect; the signals come once the forwarder serves it.
+      $H slow-session 90 4 > $D/slow.out 2>$D/slow.err & S=$!
+      waitfor 120 'no echo through 90' grep -q echoing $D/slow.err
       kill -TERM $F $(pgrep -P $F)
       wait $S; echo "SLOW=$(cat $D/slow.out)"
       wait $F; echo "EXIT=$?"
       $LOWPORT forward --userspace 91/tcp 7000 --workers 1 --log 2>>$D/fwd.log & G=$!
-      waitport 91
-      $H slow-session 91 4 > $D/slow.out & S=$!
-      sleep 0.5
-      kill -TERM $G; sleep 1.5; kill -TERM $G
+      waitready 91
+      # A session far longer than the 1.5 s between the signals: only the second one ends it.
+      $H slow-session 91 60 > $D/slow.out 2>$D/slow.err & S=$!
+      waitfor 120 'no echo through 91' grep -q echoing $D/slow.err
+      # The second signal 1.5 s into the drain: counted from the drain's start (its log line), not from the kill.
+      kill -TERM $G; waitlog 2 'draining \\(SIGTERM\\)'; sleep 1.5; kill -TERM $G
       wait $G; echo "EXIT2=$?"
       wait $S
-      cat $D/fwd.log; rm -f $D/fwd.log $D/slow.out
+      cat $D/fwd.log; rm -f $D/fwd.log $D/slow.out $D/slow.err
     `);
     assert.equal(value(out, 'SLOW'), '{"allEchoed":true}', `the open connection finished during the one drain\n${out}`);
     assert.equal(value(out, 'EXIT'), '0', out);
@@ -484,14 +521,12 @@ ${script}
       # 64 open files: an idle forwarder has about 25 open, so 40 connections (two fds each) exhaust it.
       # (Root here lacks CAP_SYS_RESOURCE, so the limit is set before lowport starts, not on the forwarder.)
       prlimit --nofile=64 $LOWPORT forward --userspace 97/tcp 7000 --workers 1 --log 2>>$D/fwd.log & F=$!
-      waitport 97; sleep 0.5
+      waitready 97
       W=$(pgrep -P $F | head -1)
       echo "IDLE_FDS=$(ls /proc/$W/fd | wc -l)"
       $H hold 97 40 3 >/dev/null & HOLD=$!
-      sleep 1
       wait $HOLD
       echo "PAUSES=$(grep -c 'accept: EMFILE' $D/fwd.log)"
-      sleep 0.5
       echo "AFTER=$($H half-close 97 1000)"
       kill -TERM $F; wait $F; echo "EXIT=$?"
       cat $D/fwd.log; rm -f $D/fwd.log

@@ -29,10 +29,28 @@ describe('lowport run', { skip }, () => {
     pkg?.dispose();
   });
 
-  /** Runs a bash script as root in a fresh network namespace; $LOWPORT is the CLI with the sandbox's options. */
-  function inNetns(script: string, timeout = 60_000): { status: number | null; out: string } {
+  /**
+   * Runs a bash script as root in a fresh network namespace; $LOWPORT is the
+   * CLI, $G the sandbox's options. The script waits for conditions, never for
+   * a fixed time (a slow or emulated machine can take seconds to start node):
+   * `waitfor SECONDS WHAT COMMAND...` polls COMMAND until it succeeds, or says
+   * which WHAT never came; `scope PID` is true once the command of the run
+   * with lowport pid PID is in its scope cgroup, and sets $cg to that cgroup;
+   * `killed CGROUP` kills what is in CGROUP and is true once it is empty.
+   */
+  function inNetns(script: string, timeout = 300_000): { status: number | null; out: string } {
     const file = join(box.dir, 'script.sh');
-    writeFileSync(file, `set -u\nip link set lo up\nLOWPORT="${process.execPath} ${pkg.cli}"\nG="${box.args.join(' ')}"\n${script}\n`);
+    const helpers = `waitfor() {
+  local limit=$1 what=$2; local end=$((SECONDS + limit)); shift 2
+  until "$@"; do
+    [ $SECONDS -lt $end ] || { echo "WAITFOR: no $what within $limit s"; return 1; }
+    sleep 0.1
+  done
+}
+cg=
+scope() { cg=$(ls -d ${box.cgroup}/lowport-run-$1-* 2>/dev/null | head -1) && [ -n "$cg" ] && [ -n "$(cat $cg/cgroup.procs 2>/dev/null)" ]; }
+killed() { kill -KILL $(cat $1/cgroup.procs) 2>/dev/null; grep -q '^populated 0' $1/cgroup.events; }`;
+    writeFileSync(file, `set -u\nip link set lo up\nLOWPORT="${process.execPath} ${pkg.cli}"\nG="${box.args.join(' ')}"\n${helpers}\n${script}\n`);
     const r = spawnSync('unshare', ['--net', 'bash', file], { encoding: 'utf8', timeout, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
     return { status: r.status, out: `${r.stdout}${r.stderr}` };
   }
@@ -55,7 +73,9 @@ describe('lowport run', { skip }, () => {
       export LOWPORT_TEST_SECRET=root-only LANG=C.UTF-8
       $LOWPORT run --port 80 --user nobody $G -- /usr/bin/python3 -m http.server 80 --bind 127.0.0.1 --directory ${box.dir} &
       lp=$!
-      for i in $(seq 100); do code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:80/) && [ "$code" = 200 ] && break; sleep 0.1; done
+      code=
+      serving() { code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:80/) && [ "$code" = 200 ]; }
+      waitfor 120 'answer from the server on port 80' serving
       echo "HTTP=$code"
       py=$(cat ${box.cgroup}/lowport-run-*/cgroup.procs | head -1)
       grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapAmb|CapBnd|NoNewPrivs):' /proc/$py/status | sed 's/:\\s*/=/; s/\\s\\+/ /g'
@@ -109,7 +129,10 @@ except OSError as e: print(e.errno)')"
   it('forwards SIGHUP and reports death by signal as 128+N', () => {
     const { out } = inNetns(`
       $LOWPORT run --port 80 --user nobody $G -- sleep 30 &
-      lp=$!; sleep 1; kill -HUP $lp; wait $lp; echo "HUP=$?"
+      lp=$!
+      # The signal must reach lowport while its command runs, or it would test nothing.
+      waitfor 120 "command in the run's scope" scope $lp
+      kill -HUP $lp; wait $lp; echo "HUP=$?"
       $LOWPORT run --port 80 --user nobody $G -- sh -c 'kill -KILL $$'; echo "KILL=$?"
     `);
     assert.equal(value(out, 'HUP'), '129', out);
@@ -119,10 +142,12 @@ except OSError as e: print(e.errno)')"
   it('leaves nothing once a SIGKILLed run’s command ends: the next lowport command removes the scope', () => {
     const { out } = inNetns(`
       $LOWPORT run --port 80 --user nobody $G -- sleep 300 &
-      lp=$!; sleep 1
+      lp=$!
+      waitfor 120 "command in the run's scope" scope $lp
       kill -KILL $lp; wait $lp 2>/dev/null
       echo "LEFT=$(ls ${box.cgroup} | grep -c lowport-run-)"
-      pkill -KILL -f 'sleep 300'; sleep 0.3
+      # The command ends: only what is in the run's own cgroup is killed, nothing else of the machine.
+      waitfor 60 'end of the command' killed $cg
       $LOWPORT list $G >/dev/null; echo "LIST=$?"
     `);
     assert.equal(value(out, 'LEFT'), '1', `the killed run's scope should still be there until its command ends: ${out}`);
@@ -158,18 +183,21 @@ for p in (80, 81, 82):
       # Run A, whose command line carries an escape sequence and a newline.
       $LOWPORT run --port 80 --user nobody $G -- sh -c 'exec sleep 300' "$(printf 'x\\033[2Jy\\nz')" 2>$W/a.err &
       a=$!; echo "APID=$a"
-      for i in $(seq 100); do acg=$(ls -d ${box.cgroup}/lowport-run-$a-* 2>/dev/null) && [ -n "$(cat $acg/cgroup.procs)" ] && break; sleep 0.1; done
+      waitfor 120 "run A's command in its scope" scope $a; acg=$cg
       # A bind from inside A's cgroup, as nobody.
       probeA() { sh -c 'echo $$ > "$1/cgroup.procs" && exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all /usr/bin/python3 ${probe} 80' sh "$acg"; }
       echo "BEFORE=$(probeA)"
       $LOWPORT off $G >$W/off.out; echo "OFF=$?"
       sed 's/^/OFFOUT: /' $W/off.out
       echo "AFTEROFF=$(probeA)"
-      $LOWPORT run --port 81 --user nobody $G -- sh -c '/usr/bin/python3 ${probe} 81; sleep 3' >$W/b.out &
+      # Run B lasts until the probe from A is done (the file $W/b.done), however slow the machine.
+      chmod 755 $W
+      $LOWPORT run --port 81 --user nobody $G -- sh -c '/usr/bin/python3 ${probe} 81; for i in $(seq 1200); do [ -e "$1/b.done" ] && exit 0; sleep 0.1; done; exit 1' sh $W >$W/b.out &
       b=$!
-      for i in $(seq 100); do [ -s $W/b.out ] && break; sleep 0.1; done
+      waitfor 120 "run B's probe" test -s $W/b.out
       echo "B81=$(cat $W/b.out)"
       echo "DURINGB=$(probeA)"
+      touch $W/b.done
       wait $b; echo "BSTATUS=$?"
       kill -TERM $a; wait $a; echo "ASTATUS=$?"
       echo "AERR=$(grep -v "^note: other processes of .* can ptrace" $W/a.err)"
@@ -206,7 +234,9 @@ for p in (80, 81, 82):
       const { out } = inNetns(
         `$LOWPORT run --sockets --port 80/tcp,53/udp --user nobody ${other.args.join(' ')} -- ${process.execPath} ${server} &
          lp=$!
-         for i in $(seq 100); do body=$(curl -s http://127.0.0.1:80/) && [ -n "$body" ] && break; sleep 0.1; done
+         body=
+         serving() { body=$(curl -s http://127.0.0.1:80/) && [ -n "$body" ]; }
+         waitfor 120 'answer from the server on port 80' serving
          echo "BODY=$body"; echo "BODY6=$(curl -s -g 'http://[::1]:80/')"
          kill -TERM $lp; wait $lp`,
       );

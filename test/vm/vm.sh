@@ -87,6 +87,9 @@ mkdir -p "$layer/node_modules" "$layer/test/vm"
 cp -a "$project/dist" "$project/package.json" "$layer/"
 cp -a "$project/node_modules/koffi" "$layer/node_modules/"
 install -m 0755 "$here/guest.sh" "$layer/test/vm/guest.sh"
+# What the compiled tests read from the source tree (the pty driver of run-isolation).
+mkdir -p "$layer/test/kernel"
+cp -a "$project"/test/kernel/*.py "$layer/test/kernel/"
 tests=()
 for t in "$@"; do
   f=dist/test/kernel/${t%.test.js}.test.js

@@ -117,6 +117,7 @@ export class Sandbox {
   readonly dir: string;
   readonly policy: string;
   private readonly children = new Set<ChildProcess>();
+  private readonly lowportUserBefore = machineUser('lowport');
 
   /** A directory for the clients' own files (owned by them once a test chowns it). */
   get work(): string {
@@ -235,7 +236,15 @@ export class Sandbox {
       spawnSync('umount', ['-l', this.bpffs]);
       rmSync(this.dir, { recursive: true, force: true });
     }
+    // A tripwire: a forwarder started without --user outside a private /etc creates lowport's system user on the machine.
+    if (machineUser('lowport') !== this.lowportUserBefore) {
+      throw new Error('a test changed the machine\'s `lowport` user: start the forwarder with --user, or in a private copy of /etc (forward.test.ts)');
+    }
   }
+}
+
+function machineUser(name: string): string {
+  return spawnSync('getent', ['passwd', name], { encoding: 'utf8' }).stdout;
 }
 
 /**

@@ -187,8 +187,8 @@ export function nameChanges(rules: readonly Rule[], recorded: NameBindings, dire
   const memberNames = [...new Set([...groupsNow.values()].flatMap((g) => g.members))];
   const usersById = directory.users([...new Set([...oldUids, ...memberNames])]);
   const groupsById = directory.groups([...new Set(oldGids)]);
-  const userOf = (uid: number) => { const u = usersById.get(String(uid)); return u === undefined ? `no user` : `user ${escapeControl(u.name)}`; };
-  const groupOf = (gid: number) => { const g = groupsById.get(String(gid)); return g === undefined ? `no group` : `group ${escapeControl(g.name)}`; };
+  const userName = (uid: number) => usersById.get(String(uid))?.name;
+  const groupName = (gid: number) => groupsById.get(String(gid))?.name;
 
   const out: NameChange[] = [];
   for (const rule of named) {
@@ -199,29 +199,15 @@ export function nameChanges(rules: readonly Rule[], recorded: NameBindings, dire
     if (kind === 'user') {
       if (!(name in recorded.users)) continue;
       const was = recorded.users[name];
-      const now = usersNow.get(name);
-      if (was === null || was === undefined) {
-        if (now !== undefined) push(`user ${name} did not exist when the policy was applied and does now (uid ${now.uid}): run \`lowport apply\` to make the ${what} live`);
-        else push(`user ${name} does not exist: the ${what} is not live${rule.action === 'reserve' ? ' (its ports refuse everyone but root)' : ''}`, true, false);
-      } else if (now === undefined) {
-        const holder = usersById.get(String(was));
-        push(`user ${name} (uid ${was}): ${name} no longer exists; uid ${was} is ${holder === undefined ? 'now nobody’s' : `now ${escapeControl(holder.name)}`}, and the live ${what} still holds it: ${apply}`, true);
-      } else if (now.uid !== was) {
-        push(`user ${name} (uid ${was}): ${name} is now uid ${now.uid}; the live ${what} still holds uid ${was} (${userOf(was)} now): run \`lowport apply\` to move it`);
-      }
+      const message = idChange({ kind, name, what, apply, was: was ?? undefined, now: usersNow.get(name)?.uid, holderOf: userName }, rule.action);
+      if (message !== undefined) push(message.text, message.gone, message.changed);
     } else {
       if (!(name in recorded.groups)) continue;
       const was = recorded.groups[name];
       const now = groupsNow.get(name);
-      if (was === null || was === undefined) {
-        if (now !== undefined) push(`group ${name} did not exist when the policy was applied and does now (gid ${now.gid}): run \`lowport apply\` to make the ${what} live`);
-        else push(`group ${name} does not exist: the ${what} is not live${rule.action === 'reserve' ? ' (its ports refuse everyone but root)' : ''}`, true, false);
-      } else if (now === undefined) {
-        const holder = groupsById.get(String(was.gid));
-        push(`group ${name} (gid ${was.gid}): ${name} no longer exists; gid ${was.gid} is ${holder === undefined ? 'now nobody’s' : `now ${escapeControl(holder.name)}`}, and the live ${what} still holds it: ${apply}`, true);
-      } else if (now.gid !== was.gid) {
-        push(`group ${name} (gid ${was.gid}): ${name} is now gid ${now.gid}; the live ${what} still holds gid ${was.gid} (${groupOf(was.gid)} now): run \`lowport apply\` to move it`);
-      } else {
+      const message = idChange({ kind, name, what, apply, was: was?.gid, now: now?.gid, holderOf: groupName }, rule.action);
+      if (message !== undefined) push(message.text, message.gone, message.changed);
+      else if (was !== null && was !== undefined && now !== undefined) {
         const uidsNow = new Set(now.members.flatMap((m) => { const u = usersById.get(m); return u === undefined ? [] : [u.uid]; }));
         const gone = was.members.filter((u) => !uidsNow.has(u));
         const added = [...uidsNow].filter((u) => !was.members.includes(u)).sort((a, b) => a - b);
@@ -258,4 +244,33 @@ export function subordinateNotes(subjects: readonly Subject[], subuid: readonly 
     }
   }
   return notes;
+}
+
+/**
+ * What happened to a user's or group's id since apply: the name appeared,
+ * is still missing, is gone (its old id now someone else's or no one's), or
+ * moved to another id. Undefined when the name still has the recorded id.
+ */
+function idChange(
+  c: { kind: 'user' | 'group'; name: string; what: string; apply: string; was: number | undefined; now: number | undefined; holderOf: (id: number) => string | undefined },
+  action: 'grant' | 'reserve',
+): { text: string; gone: boolean; changed: boolean } | undefined {
+  const idName = c.kind === 'user' ? 'uid' : 'gid';
+  const who = `${c.kind} ${c.name}`;
+  if (c.was === undefined) {
+    if (c.now !== undefined) return { text: `${who} did not exist when the policy was applied and does now (${idName} ${c.now}): run \`lowport apply\` to make the ${c.what} live`, gone: false, changed: true };
+    return { text: `${who} does not exist: the ${c.what} is not live${action === 'reserve' ? ' (its ports refuse everyone but root)' : ''}`, gone: true, changed: false };
+  }
+  if (c.now === undefined) {
+    const holder = c.holderOf(c.was);
+    const nowHeld = holder === undefined ? 'now nobody’s' : `now ${escapeControl(holder)}`;
+    return { text: `${who} (${idName} ${c.was}): ${c.name} no longer exists; ${idName} ${c.was} is ${nowHeld}, and the live ${c.what} still holds it: ${c.apply}`, gone: true, changed: true };
+  }
+  if (c.now !== c.was)
+    return { text: `${who} (${idName} ${c.was}): ${c.name} is now ${idName} ${c.now}; the live ${c.what} still holds ${idName} ${c.was} (${heldBy(c.kind, c.holderOf(c.was))} now): run \`lowport apply\` to move it`, gone: false, changed: true };
+  return undefined;
+}
+
+function heldBy(kind: 'user' | 'group', name: string | undefined): string {
+  return name === undefined ? `no ${kind}` : `${kind} ${escapeControl(name)}`;
 }

@@ -15,12 +15,11 @@
  */
 import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, lstatSync, readdirSync, readFileSync, writeSync, type Stats } from 'node:fs';
 import { LowportError } from '../errors.js';
-import { nativeLibc, SyscallError } from './libc.js';
+import { nativeLibc, O_CLOEXEC, SyscallError } from './libc.js';
 
 // The generic Linux values (asm-generic/fcntl.h), which x86, arm, arm64,
 // riscv, ppc and s390 share. O_DIRECTORY and O_NOFOLLOW differ on arm, so
 // those come from Node.
-const O_CLOEXEC = 0o2000000;
 const O_DIRECTORY = constants.O_DIRECTORY;
 const O_NOFOLLOW = constants.O_NOFOLLOW;
 const AT_REMOVEDIR = 0x200;
@@ -268,7 +267,7 @@ function openDirAt(dirfd: number, name: string, what: string): number {
 }
 
 /** open(PATH, O_DIRECTORY|O_NOFOLLOW): a symlink at the last step of PATH is refused, earlier steps are followed. */
-export function openDirNoFollow(path: string): DirFd {
+function openDirNoFollow(path: string): DirFd {
   return new DirFd(openDirAt(AT_FDCWD, path, path), path);
 }
 

@@ -239,7 +239,7 @@ function readCheckedFile(real: string, given: string, role: Role, rootOwned: boo
 }
 
 /** A file error a user can act on (permissions, a missing directory), not a stack trace. */
-export function fileError(path: string, e: unknown): LowportError {
+function fileError(path: string, e: unknown): LowportError {
   const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
   const hint =
     code === 'EACCES' ? `Run it as root (sudo), or make ${path} readable.` : code === 'ENOENT' ? `Create it, or give another path.` : code === 'ELOOP' ? 'Replace the symlink loop with the file.' : 'Check the path.';

@@ -213,7 +213,8 @@ const F_SETFD = 2;
 const FD_CLOEXEC = 1;
 const O_RDWR = 2;
 const O_NOCTTY = 0o400;
-const O_CLOEXEC = 0o2000000;
+/** asm-generic/fcntl.h (x86, arm, arm64, riscv, ppc and s390 alike); Node does not export it. */
+export const O_CLOEXEC = 0o2000000;
 const TCSANOW = 0;
 const TCSADRAIN = 1;
 // asm-generic/ioctls.h; powerpc encodes them with a size and direction.

@@ -10,7 +10,7 @@
  * timers) as the kernel spent on both TCP connections; these calls cost a
  * koffi transition (~0.1 µs) over the syscall itself (bench/README.md).
  */
-import { nativeLibc, SyscallError } from './libc.js';
+import { nativeLibc, O_CLOEXEC, SyscallError } from './libc.js';
 
 export const EPOLLIN = 0x001;
 export const EPOLLOUT = 0x004;
@@ -34,7 +34,6 @@ export const ETIMEDOUT = 110;
 const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_DEL = 2;
 const O_NONBLOCK = 0o4000;
-const O_CLOEXEC = 0o2000000;
 const F_GETFL = 3;
 const F_SETFL = 4;
 const SOCK_STREAM = 1;

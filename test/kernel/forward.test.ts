@@ -71,7 +71,7 @@ LOWPORT="${process.execPath} ${pkg.cli}"
 H="${process.execPath} $D/helper.cjs"
 G="${box.args.join(' ')}"
 LOG=$D/access-$$.log
-rm -f $D/fwd.log
+rm -f $D/fwd.log $D/slow*.out $D/slow*.err
 cleanup() { kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf $LOG $D/nginx-$$.conf $D/tmp-$$; }
 trap cleanup EXIT
 nginx_start() {
@@ -498,13 +498,14 @@ ${script}
       $LOWPORT forward --userspace 91/tcp 7000 --workers 1 --log 2>>$D/fwd.log & G=$!
       waitready 91
       # A session far longer than the 1.5 s between the signals: only the second one ends it.
-      $H slow-session 91 60 > $D/slow.out 2>$D/slow.err & S=$!
-      waitfor 120 'no echo through 91' grep -q echoing $D/slow.err
+      # Its own files: the first session's "echoing" must not count (the redirect's truncation can come after the first grep).
+      $H slow-session 91 60 > $D/slow91.out 2>$D/slow91.err & S=$!
+      waitfor 120 'no echo through 91' grep -q echoing $D/slow91.err
       # The second signal 1.5 s into the drain: counted from the drain's start (its log line), not from the kill.
       kill -TERM $G; waitlog 2 'draining \\(SIGTERM\\)'; sleep 1.5; kill -TERM $G
       wait $G; echo "EXIT2=$?"
       wait $S
-      cat $D/fwd.log; rm -f $D/fwd.log $D/slow.out $D/slow.err
+      cat $D/fwd.log; rm -f $D/fwd.log $D/slow.out $D/slow.err $D/slow91.out $D/slow91.err
     `);
     assert.equal(value(out, 'SLOW'), '{"allEchoed":true}', `the open connection finished during the one drain\n${out}`);
     assert.equal(value(out, 'EXIT'), '0', out);

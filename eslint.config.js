@@ -1,11 +1,48 @@
-// Lint: typescript-eslint's recommended type-aware rules, plus the one-way
-// import rule of ARCHITECTURE.md: cli -> engine -> policy, kernel; kernel and
-// policy import nothing of ours but errors.ts.
+// Lint: typescript-eslint's recommended type-aware rules, plus the stack of
+// ARCHITECTURE.md as allow-lists: each layer of src/ names the layers it may
+// import, and an import of any other (an upward one, or a sideways one not
+// listed) fails lint. test/unit/lint-layers.test.ts plants such imports to
+// show that it does.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const restrict = (patterns, message) => ({
-  'no-restricted-imports': ['error', { patterns: patterns.map((group) => ({ group: [group], message })) }],
+/** src/*.ts below every layer: errors and the escaping of text. */
+const BASE = ['errors', 'text', 'diagnostic'];
+
+/**
+ * The stack, bottom up: layer -> the layers it may import (besides itself and
+ * BASE). cli, at the top, may import everything; index.ts is the library's
+ * entry and exports from any layer.
+ */
+export const STACK = {
+  os: [],
+  bpf: ['os'],
+  policy: [],
+  'policy-file': ['os', 'policy'],
+  grants: ['os', 'bpf', 'policy', 'policy-file'],
+  forward: ['os', 'policy'],
+  ops: ['os', 'bpf', 'policy', 'policy-file', 'grants', 'forward'],
+  integrate: ['os', 'bpf', 'policy', 'policy-file', 'grants', 'forward', 'ops'],
+  run: ['os', 'bpf', 'policy', 'policy-file', 'grants', 'forward', 'ops'],
+  doctor: ['os', 'bpf', 'policy', 'policy-file', 'grants', 'forward', 'ops', 'integrate'],
+};
+
+/** Only the named siblings of a layer: everything under ../ is refused but these. */
+const allowOnly = (layer, allowed) => ({
+  files: [`src/${layer}/**/*.ts`],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: [
+          {
+            group: ['../*', ...BASE.map((b) => `!../${b}.js`), ...allowed.map((l) => `!../${l}`)],
+            message: `${layer}/ may import only ${[...allowed.map((l) => `${l}/`), 'errors.ts', 'text.ts', 'diagnostic.ts'].join(', ')} (ARCHITECTURE.md, the stack)`,
+          },
+        ],
+      },
+    ],
+  },
 });
 
 export default tseslint.config(
@@ -18,12 +55,13 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
     },
   },
-  { files: ['src/kernel/**/*.ts'], rules: restrict(['../cli/*', '../engine/*', '../policy/*'], 'kernel/ is the bottom layer: it imports nothing of ours but errors.ts') },
-  { files: ['src/policy/**/*.ts'], rules: restrict(['../cli/*', '../engine/*', '../kernel/*'], 'policy/ is pure: it imports nothing of ours but errors.ts') },
-  // engine/apply.ts and off.ts restore and remove the policy's persisted forwards (forward/redirect.ts), so forward sits below engine.
-  { files: ['src/engine/**/*.ts'], rules: restrict(['../cli/*', '../doctor/*', '../run/*', '../integrate/*'], 'imports flow one way: cli -> engine') },
-  { files: ['src/{doctor,run,integrate}/**/*.ts'], rules: restrict(['../cli/*'], 'imports flow one way: cli -> doctor, run, integrate') },
-  { files: ['src/forward/**/*.ts'], rules: restrict(['../cli/*', '../engine/*', '../doctor/*', '../run/*', '../integrate/*'], 'imports flow one way: cli -> engine -> forward -> policy, kernel') },
+  ...Object.entries(STACK).map(([layer, allowed]) => allowOnly(layer, allowed)),
+  {
+    files: BASE.map((b) => `src/${b}.ts`),
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['./*/**'], message: 'errors.ts, text.ts and diagnostic.ts are below every layer: they import none' }] }],
+    },
+  },
   {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-floating-promises': 'off' },

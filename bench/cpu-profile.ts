@@ -35,7 +35,7 @@ export interface ProfileSummary {
   functions: [string, number][];
 }
 
-/** `dist/src/engine/apply.js` for lowport's files, `koffi`, `node:internal` for Node's own, or the V8 pseudo-frame. */
+/** `dist/src/ops/apply.js` for lowport's files, `koffi`, `node:internal` for Node's own, or the V8 pseudo-frame. */
 function areaOf(f: CallFrame): string {
   const url = f.url;
   if (url === '') return f.functionName.startsWith('(') ? f.functionName : '(native)';

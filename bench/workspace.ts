@@ -160,7 +160,7 @@ export class Workspace {
   }
 }
 
-/** Staging directories an install of this pin directory may have left (engine/live.ts names them so). */
+/** Staging directories an install of this pin directory may have left (grants/live.ts names them so). */
 function stageDirsOf(pinDir: string): string[] {
   const prefix = `lowport_stage_${basename(pinDir)}-`;
   return readdirSync(dirname(pinDir)).filter((n) => n.startsWith(prefix)).map((n) => join(dirname(pinDir), n));

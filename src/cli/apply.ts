@@ -1,6 +1,6 @@
 /** `lowport apply` and `lowport off`. */
-import { apply, type UnresolvedReport } from '../engine/apply.js';
-import { off } from '../engine/off.js';
+import { apply, type UnresolvedReport } from '../ops/apply.js';
+import { off } from '../ops/off.js';
 import { formatDiagnostic } from '../errors.js';
 import { escapeControl } from '../text.js';
 import { noArguments, printJson, type Command } from './command.js';

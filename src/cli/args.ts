@@ -5,7 +5,7 @@ import { parsePortSpec } from '../policy/ports.js';
 import { normalizePrincipal } from '../policy/principal.js';
 import { PolicySpecError } from '../policy/spec-error.js';
 import type { PortItem, Principal } from '../policy/types.js';
-import type { LowportOptions } from '../engine/target.js';
+import type { LowportOptions } from '../grants/target.js';
 
 /** Rethrows a PolicySpecError from command-line text as a UsageError with the text and a caret line. */
 function fromSpec<T>(what: string, fn: () => T): T {

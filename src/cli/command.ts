@@ -1,7 +1,7 @@
 /** The shape of a subcommand, and the options every command takes. */
 import type { ParseArgsConfig } from 'node:util';
 import { UsageError } from '../errors.js';
-import type { LowportOptions } from '../engine/target.js';
+import type { LowportOptions } from '../grants/target.js';
 import type { CliIo } from './io.js';
 
 export type OptionSpecs = NonNullable<ParseArgsConfig['options']>;

@@ -2,8 +2,9 @@
 import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
 import { UsageError } from '../errors.js';
-import { policyPath } from '../engine/target.js';
-import { describeSpec, gcRedirects, holdRedirect, listRedirects, persistForward, policyOwner, unpersistForward, type ForwardEntry } from '../forward/redirect.js';
+import { policyPath } from '../grants/target.js';
+import { describeSpec, gcRedirects, holdRedirect, listRedirects, policyOwner, type ForwardEntry } from '../forward/redirect.js';
+import { persistForward, unpersistForward } from '../ops/forward.js';
 import { runUserspace } from '../forward/serve.js';
 import { DEFAULTS, type Backend } from '../forward/userspace.js';
 import type { ProxyProtocolVersion } from '../forward/proxy-protocol.js';

@@ -1,7 +1,7 @@
 /** `lowport grant` and `lowport revoke`. */
 import { LowportError, UsageError } from '../errors.js';
-import type { EditOutcome } from '../engine/apply.js';
-import { grant, revoke, revokeAll } from '../engine/edits.js';
+import type { EditOutcome } from '../ops/apply.js';
+import { grant, revoke, revokeAll } from '../ops/edits.js';
 import { formatPrincipal } from '../policy/print.js';
 import type { PortItem } from '../policy/types.js';
 import { formatUnresolved } from './apply.js';

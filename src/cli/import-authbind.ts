@@ -1,6 +1,6 @@
 /** `lowport import-authbind`: authbind's byport/, byaddr/ and byuid/ as policy rules. */
 import { LowportError, UsageError } from '../errors.js';
-import { grantAll } from '../engine/edits.js';
+import { grantAll } from '../ops/edits.js';
 import { checkAuthbindTree, convertAuthbind, formatImport, readAuthbindTree } from '../integrate/authbind.js';
 import { escapeControl } from '../text.js';
 import { printJson, type Command } from './command.js';

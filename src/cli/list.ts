@@ -1,5 +1,5 @@
 /** `lowport list`: the live rules, read back from the kernel. */
-import { list, type ListResult } from '../engine/list.js';
+import { list, type ListResult } from '../ops/list.js';
 import { escapeControl } from '../text.js';
 import { noArguments, printJson, type Command } from './command.js';
 

@@ -8,7 +8,7 @@ import { userInfo } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatDiagnostic, LowportError, PolicyError, UsageError } from '../errors.js';
-import { effectiveUid } from '../kernel/process.js';
+import { effectiveUid } from '../os/process.js';
 import { lowportOptions } from './args.js';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, jsonText, type Command } from './command.js';
 import { processIo, type CliIo } from './io.js';

@@ -1,6 +1,6 @@
 /** `lowport reserve` and `lowport unreserve`. */
 import { UsageError } from '../errors.js';
-import { reserve, unreserve } from '../engine/edits.js';
+import { reserve, unreserve } from '../ops/edits.js';
 import { parsePrincipalArgs } from './args.js';
 import type { Command } from './command.js';
 import { fromArgument, portsOnly, reportEdit } from './grant.js';

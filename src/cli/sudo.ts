@@ -6,7 +6,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { runInheriting, which } from '../kernel/process.js';
+import { runInheriting, which } from '../os/process.js';
 import { shellQuote } from '../text.js';
 import type { CliIo } from './io.js';
 

@@ -2,9 +2,9 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { checkServiceUser, checkUnitName, serviceUnits } from '../integrate/unit.js';
-import { writeUnitFile } from '../kernel/files.js';
-import { lookupUsers } from '../kernel/nss.js';
-import { which } from '../kernel/process.js';
+import { writeUnitFile } from '../os/files.js';
+import { lookupUsers } from '../os/nss.js';
+import { which } from '../os/process.js';
 import { escapeControl } from '../text.js';
 import { parsePortsArg } from './args.js';
 import type { Command } from './command.js';

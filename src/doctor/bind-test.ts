@@ -5,8 +5,8 @@
  * TIME_WAIT is not "in use"); IPv6 sockets are IPv6-only so each family is
  * answered for itself.
  */
-import { errnoName, tryBind } from '../kernel/libc.js';
-import { AF_INET, AF_INET6, SOCK_DGRAM, SOCK_STREAM, sockaddrIn, sockaddrIn6 } from '../kernel/sockaddr.js';
+import { errnoName, tryBind } from '../os/libc.js';
+import { AF_INET, AF_INET6, SOCK_DGRAM, SOCK_STREAM, sockaddrIn, sockaddrIn6 } from '../os/sockaddr.js';
 import type { Protocol } from '../policy/types.js';
 
 export interface BindAttempt {

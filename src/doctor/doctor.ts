@@ -4,21 +4,21 @@
  * see is marked as such), on any Linux, in well under a second.
  */
 import { fileURLToPath } from 'node:url';
-import { compileDocument } from '../engine/apply.js';
-import { list, type ListResult } from '../engine/list.js';
-import { Kind } from '../engine/map-format.js';
-import { DEFAULT_PIN_DIR, policyPath, type LowportOptions } from '../engine/target.js';
+import { compileDocument } from '../grants/document.js';
+import { list, type ListResult } from '../ops/list.js';
+import { Kind } from '../grants/map-format.js';
+import { DEFAULT_PIN_DIR, policyPath, type LowportOptions } from '../grants/target.js';
 import { LowportError } from '../errors.js';
-import { CAP_NET_BIND_SERVICE, fileCapabilities, hasCap, parseStatusCaps } from '../kernel/capabilities.js';
-import { findCgroup2Root } from '../kernel/cgroup.js';
-import { fileOwnership, readFileHead, readPolicyFile } from '../kernel/files.js';
-import { mountOf } from '../kernel/mounts.js';
-import { socketOwners, socketsOnPort } from '../kernel/netstat.js';
-import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../kernel/nss.js';
-import { effectiveUid, pathState, processStatus, systemTool, which } from '../kernel/process.js';
-import { findNft } from '../kernel/nft.js';
-import { LAUNCH_FAILED, launchSync, userEnvironment } from '../kernel/launch.js';
-import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion, netNamespace, readSysctl, systemdRunning } from '../kernel/system.js';
+import { CAP_NET_BIND_SERVICE, fileCapabilities, hasCap, parseStatusCaps } from '../os/capabilities.js';
+import { findCgroup2Root } from '../os/cgroup.js';
+import { fileOwnership, readFileHead, readPolicyFile } from '../os/files.js';
+import { mountOf } from '../os/mounts.js';
+import { socketOwners, socketsOnPort } from '../os/netstat.js';
+import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../os/nss.js';
+import { effectiveUid, pathState, processStatus, systemTool, which } from '../os/process.js';
+import { findNft } from '../os/nft.js';
+import { LAUNCH_FAILED, launchSync, userEnvironment } from '../os/launch.js';
+import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion, netNamespace, readSysctl, systemdRunning } from '../os/system.js';
 import { parsePolicy } from '../policy/parse.js';
 import { formatPrincipal } from '../policy/print.js';
 import { shellQuote } from '../text.js';
@@ -124,7 +124,7 @@ export function doctor(options: DoctorOptions = {}): DoctorReport {
 
 /**
  * The bind test as another user (doctor run by root): probe-main.js started
- * as the user the way `lowport run` starts commands (kernel/launch.ts): every
+ * as the user the way `lowport run` starts commands (os/launch.ts): every
  * privilege dropped, the user's minimal environment (not root's, which the
  * user could read in /proc), a fresh session keyring, no fd of root's.
  */

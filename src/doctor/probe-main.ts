@@ -1,6 +1,6 @@
 /**
  * `lowport doctor --user U`, run by root, tests the binds as U: this script is
- * started as U (doctor.ts probeAs, through kernel/launch.ts) and prints the attempts as JSON.
+ * started as U (doctor.ts probeAs, through os/launch.ts) and prints the attempts as JSON.
  */
 import { bindTest } from './bind-test.js';
 

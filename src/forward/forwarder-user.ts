@@ -16,10 +16,10 @@
  */
 import { join } from 'node:path';
 import { LowportError } from '../errors.js';
-import { ensureTrustedDir, lockFile } from '../kernel/files.js';
-import type { Identity } from '../kernel/launch.js';
-import { lookupUsers } from '../kernel/nss.js';
-import { createSystemUser } from '../kernel/useradd.js';
+import { ensureTrustedDir, lockFile } from '../os/files.js';
+import type { Identity } from '../os/launch.js';
+import { lookupUsers } from '../os/nss.js';
+import { createSystemUser } from '../os/useradd.js';
 
 export const FORWARDER_USER = 'lowport';
 const STATE_DIR = '/run/lowport';

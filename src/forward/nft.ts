@@ -2,7 +2,7 @@
  * lowport's nftables table, as JSON objects (libnftables-json(5)): pure
  * builders for the batches that add and delete redirects, and a reader of the
  * table's listing. Nothing here runs nft; src/forward/redirect.ts does, through
- * kernel/nft.ts.
+ * os/nft.ts.
  *
  * The table `inet lowport` is lowport's alone: lowport never touches another
  * table, and other tools (iptables-nft, firewalld, an admin's rules) never

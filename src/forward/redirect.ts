@@ -4,22 +4,17 @@
  * removed when that process ends, and collected when it died without
  * cleaning up (SIGKILL, a crash, a power cut has no rules to leave).
  *
- * Every change to the table happens under one lock (kernel/nft.ts) and
+ * Every change to the table happens under one lock (os/nft.ts) and
  * starts from a fresh listing, so two lowport processes never delete each
  * other's rules, and the table itself is deleted only when its last rule
  * goes — no empty table stays behind.
  */
 import { createHash } from 'node:crypto';
-import { dirname } from 'node:path';
 import { LowportError } from '../errors.js';
-import { openRootDir, withDir, type DirFd } from '../kernel/dirfd.js';
-import { lockDirectory, preparePolicyDir, readPolicyFile, writeFileAtomic } from '../kernel/files.js';
-import { findNft, lockNft, nftApply, nftListTable } from '../kernel/nft.js';
-import { effectiveUid, findInPidNamespace, INIT_PID_NAMESPACE, pathState, pidNamespace, processCommandLine, processStartTime } from '../kernel/process.js';
-import { addForward, removeForward, type EditResult } from '../policy/edit.js';
-import { parsePolicy } from '../policy/parse.js';
-import { serializePolicy } from '../policy/print.js';
-import type { ForwardRule, PolicyDocument, Protocol } from '../policy/types.js';
+import { openRootDir, withDir, type DirFd } from '../os/dirfd.js';
+import { findNft, lockNft, nftApply, nftListTable } from '../os/nft.js';
+import { effectiveUid, findInPidNamespace, INIT_PID_NAMESPACE, pathState, pidNamespace, processCommandLine, processStartTime } from '../os/process.js';
+import type { ForwardRule } from '../policy/types.js';
 import {
   addBatch,
   deleteCommands,
@@ -70,7 +65,7 @@ export function policyOwner(policyPath: string): Owner {
 const RUN_DIR = '/run/lowport';
 const POLICY_OWNERS = 'forward-owners';
 
-/** Runs `fn` in /run/lowport/forward-owners (root's alone, checked, no symlinks followed: kernel/dirfd.ts); undefined when it is not there. */
+/** Runs `fn` in /run/lowport/forward-owners (root's alone, checked, no symlinks followed: os/dirfd.ts); undefined when it is not there. */
 function inOwnersDir<T>(create: boolean, fn: (dir: DirFd) => T): T | undefined {
   const run = openRootDir(RUN_DIR, { create, mode: 0o700, what: "lowport's state directory" });
   if (run === undefined) return undefined;
@@ -318,59 +313,3 @@ export function removePersisted(policyPath: string): number {
   if (findNft() === undefined || effectiveUid() !== 0) return 0;
   return removeRedirects(policyOwner(policyPath)).filter((r) => sameOwner(r.owner, policyOwner(policyPath))).length;
 }
-
-const NEW_FILE_HEADER = [
-  '# lowport policy: who may bind which ports below 1024 (and above).',
-  '#   grant   PORTS  user NAME | group NAME | everyone  [addr IP,IP...]',
-  '#   reserve PORTS  user NAME | group NAME',
-  '#   forward PORT[/tcp|/udp] to PORT  [addr IP,IP...]   (a kernel redirect)',
-  '# Edit by hand or with `lowport grant/revoke/reserve/forward --persist`; apply with `lowport apply`.',
-  '',
-];
-
-export interface PersistResult {
-  policy: string;
-  changed: boolean;
-  notes: string[];
-  /** Persisted redirects live now. */
-  live: number;
-}
-
-/**
- * Edits the policy file's `forward` statements under the policy directory's
- * lock (the lock every policy edit takes), then makes them live. The kernel
- * is changed first: if nft refuses, the file stays as it was.
- */
-function editForwards(policyPath: string, edit: (doc: PolicyDocument) => EditResult): PersistResult {
-  requireNftRoot();
-  preparePolicyDir(dirname(policyPath));
-  const lock = lockDirectory(dirname(policyPath));
-  try {
-    const text = readPolicyFile(policyPath);
-    const before = parsePolicy(text ?? NEW_FILE_HEADER.join('\n'), policyPath);
-    const { doc, changed, notes } = edit(before);
-    const live = restorePersisted(policyPath, doc.forwards ?? []);
-    if (changed) {
-      try {
-        writeFileAtomic(policyPath, serializePolicy(doc));
-      } catch (e) {
-        restorePersisted(policyPath, before.forwards ?? []);
-        throw e;
-      }
-    }
-    return { policy: policyPath, changed, notes, live };
-  } finally {
-    lock.release();
-  }
-}
-
-/** `lowport forward PORT TO --persist`: a `forward` statement in the policy file, live now and after every `lowport apply`. */
-export function persistForward(policyPath: string, spec: RedirectSpec): PersistResult {
-  return editForwards(policyPath, (doc) => addForward(doc, spec));
-}
-
-/** `lowport forward --remove PORT`: the statement leaves the file and its redirect the kernel. */
-export function unpersistForward(policyPath: string, port: number, protocols: Protocol[]): PersistResult {
-  return editForwards(policyPath, (doc) => removeForward(doc, { port, protocols }));
-}
-

@@ -4,7 +4,7 @@
  * (worker-main.ts) and waits for them. As root, the forwarders run as --user
  * (default: lowport's own system user, forwarder-user.ts) with every privilege dropped by setpriv, right after the
  * bind: uid and gid (real, effective, saved), groups, no capability,
- * no_new_privs (kernel/launch.ts) — the code that touches client bytes never
+ * no_new_privs (os/launch.ts) — the code that touches client bytes never
  * runs as root. This process keeps no socket; it relays signals and exits
  * with the forwarder.
  *
@@ -24,11 +24,11 @@ import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
 import { LowportError } from '../errors.js';
 import { terminalText } from '../text.js';
-import { checkIdentity, isolateChildren, launch, runsAs, userEnvironment, type Identity } from '../kernel/launch.js';
-import { closeRawFd, openBoundSocket, SyscallError } from '../kernel/libc.js';
-import { userByNameOrUid } from '../kernel/nss.js';
-import { effectiveUid, processStatus } from '../kernel/process.js';
-import { AF_INET, AF_INET6, familyOf, SOCK_DGRAM, SOCK_STREAM, sockaddrIn, sockaddrIn6 } from '../kernel/sockaddr.js';
+import { checkIdentity, isolateChildren, launch, runsAs, userEnvironment, type Identity } from '../os/launch.js';
+import { closeRawFd, openBoundSocket, SyscallError } from '../os/libc.js';
+import { userByNameOrUid } from '../os/nss.js';
+import { effectiveUid, processStatus } from '../os/process.js';
+import { AF_INET, AF_INET6, familyOf, SOCK_DGRAM, SOCK_STREAM, sockaddrIn, sockaddrIn6 } from '../os/sockaddr.js';
 import { parseIPv6 } from '../policy/address.js';
 import type { Protocol } from '../policy/types.js';
 import { forwarderIdentity } from './forwarder-user.js';
@@ -262,7 +262,7 @@ function started(child: ChildProcess, ready: ChildProcess['stdio'][number], iden
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /**
- * The forwarder runs in a session of its own (kernel/launch.ts): ^C on the
+ * The forwarder runs in a session of its own (os/launch.ts): ^C on the
  * terminal reaches only this process, which passes it on as a drain (a
  * second ^C: close everything). Returns the function that stops relaying.
  */

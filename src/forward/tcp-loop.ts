@@ -36,8 +36,8 @@
  */
 import { isIPv4 } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { errnoName } from '../kernel/libc.js';
-import { AF_INET, AF_INET6, decodeSockaddr, sockaddrIn, sockaddrIn6 } from '../kernel/sockaddr.js';
+import { errnoName } from '../os/libc.js';
+import { AF_INET, AF_INET6, decodeSockaddr, sockaddrIn, sockaddrIn6 } from '../os/sockaddr.js';
 import {
   accept,
   closeSocket,
@@ -72,7 +72,7 @@ import {
   setNonBlocking,
   shutdownWrite,
   socketError,
-} from '../kernel/stream.js';
+} from '../os/stream.js';
 import { formatIPv6, parseIPv6 } from '../policy/address.js';
 import { encodeHeader, type Endpoint } from './proxy-protocol.js';
 import { formatEndpoint, type ForwarderConfig } from './userspace.js';

@@ -3,7 +3,7 @@
  * listening sockets as fds 3, 4, ... (already bound by lowport, as root or as
  * a granted user) and its settings in LOWPORT_FORWARD_CONFIG. When lowport ran
  * as root, this process runs as --user with every privilege dropped
- * (kernel/launch.ts); it never binds anything itself.
+ * (os/launch.ts); it never binds anything itself.
  *
  * TCP runs in `threads` threads (tcp-thread.ts), each an epoll loop on the
  * shared listening sockets; this thread keeps Node's own event loop for UDP
@@ -22,8 +22,8 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import { closeRawFd } from '../kernel/libc.js';
-import { eventfdCreate, eventfdSignal } from '../kernel/stream.js';
+import { closeRawFd } from '../os/libc.js';
+import { eventfdCreate, eventfdSignal } from '../os/stream.js';
 import type { LoopCommand, LoopConfig } from './tcp-loop.js';
 import type { ThreadData } from './tcp-thread.js';
 import { UdpForwarder } from './udp.js';

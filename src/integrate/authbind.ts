@@ -13,9 +13,9 @@
  * a note: never more than authbind allowed.
  */
 import { join } from 'node:path';
-import { assertRootControlled, listDirEntries, readTextFile, type DirEntry, type Role } from '../kernel/files.js';
-import { getXattr } from '../kernel/libc.js';
-import { lookupGroups, lookupUsers } from '../kernel/nss.js';
+import { assertRootControlled, listDirEntries, readTextFile, type DirEntry, type Role } from '../os/files.js';
+import { getXattr } from '../os/libc.js';
+import { lookupGroups, lookupUsers } from '../os/nss.js';
 import { normalizeAddress, parseIPv6 } from '../policy/address.js';
 import { formatRule } from '../policy/print.js';
 import type { PortItem, Principal, Rule } from '../policy/types.js';
@@ -46,7 +46,7 @@ const SUBDIRS = ['byport', 'byaddr', 'byuid'];
  * Refuses an authbind directory that a user other than root could change:
  * the directory, every one on the way to it from /, and its byport/,
  * byaddr/ and byuid/ (those that exist) pass the check of the policy's
- * directory (kernel/files.ts). authbind's own safety rests on root-owned
+ * directory (os/files.ts). authbind's own safety rests on root-owned
  * directories; files in them owned by users are valid (`chown alice
  * byport/80` is how authbind grants alice port 80), links are not followed.
  */

@@ -5,14 +5,14 @@
  * bind), and `lowport off` when stopped.
  */
 import { dirname, join, resolve } from 'node:path';
-import { readPolicy } from '../engine/apply.js';
-import { policyPath, requireRoot, type LowportOptions } from '../engine/target.js';
+import { readPolicy } from '../policy-file/policy-file.js';
+import { policyPath, requireRoot, type LowportOptions } from '../grants/target.js';
 import { LowportError } from '../errors.js';
-import { assertRootControlled, ensureTrustedDir, GENERATED, preparePolicyDir, removeFile, removeEmptyDir, writeFileAtomic } from '../kernel/files.js';
-import { pathExists } from '../kernel/process.js';
-import { findTreeFault } from '../kernel/root-tree.js';
-import { systemctl, systemctlPath } from '../kernel/systemctl.js';
-import { systemdRunning } from '../kernel/system.js';
+import { assertRootControlled, ensureTrustedDir, GENERATED, preparePolicyDir, removeFile, removeEmptyDir, writeFileAtomic } from '../os/files.js';
+import { pathExists } from '../os/process.js';
+import { findTreeFault } from '../os/root-tree.js';
+import { systemctl, systemctlPath } from '../os/systemctl.js';
+import { systemdRunning } from '../os/system.js';
 import { serializePolicy } from '../policy/print.js';
 import { escapeControl, hasControl, shellQuote } from '../text.js';
 

@@ -3,7 +3,7 @@
  *
  * Three ways, for three kinds of machine:
  *  - scoped grant (default): a child cgroup of the attach cgroup, the ports
- *    granted to that cgroup's id only (engine/scopes.ts), the command started
+ *    granted to that cgroup's id only (grants/scopes.ts), the command started
  *    inside it. Everything it starts is covered, nothing else is; the grant
  *    and the cgroup go when the cgroup empties.
  *  - sockets: lowport binds the ports itself and passes them as fds 3, 4, ...
@@ -14,8 +14,8 @@
  * In every mode the command runs as the user with nothing else: uid and gid
  * (real, effective, saved), the user's groups, no other capability,
  * no_new_privs, a fresh session keyring, no fd of lowport's but those it is
- * given (kernel/launch.ts); and on a terminal of its own when lowport has one
- * (kernel/pty.ts), so that nothing it leaves behind keeps the admin's.
+ * given (os/launch.ts); and on a terminal of its own when lowport has one
+ * (os/pty.ts), so that nothing it leaves behind keeps the admin's.
  *
  * In every mode the whole process tree is tracked: in a cgroup of its own
  * (cgroup v2), else by its session. When the main process ends and others
@@ -26,20 +26,20 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { isatty } from 'node:tty';
-import { refreshLive } from '../engine/apply.js';
-import { forgetScope, saveScope, type Scope } from '../engine/scopes.js';
-import { kernelTarget, requireRoot, type LowportOptions } from '../engine/target.js';
+import { refreshLive } from '../ops/apply.js';
+import { forgetScope, saveScope, type Scope } from '../grants/scopes.js';
+import { kernelTarget, requireRoot, type LowportOptions } from '../grants/target.js';
 import { LowportError } from '../errors.js';
-import { readSysctl } from '../kernel/system.js';
+import { readSysctl } from '../os/system.js';
 import { escapeControl } from '../text.js';
-import { cgroupId, cgroupPids, cgroupPopulated, createNewCgroup, killCgroup, removeCgroup } from '../kernel/cgroup.js';
-import { launch, userEnvironment, type Identity, type LaunchOptions } from '../kernel/launch.js';
-import { exitStatus, processStartTime, sessionMembers } from '../kernel/process.js';
-import { closeRawFd, openBoundSocket } from '../kernel/libc.js';
-import { userByNameOrUid } from '../kernel/nss.js';
-import { openPtyRelay } from '../kernel/pty.js';
-import { waitUntilEmpty } from '../kernel/cgroup-watch.js';
-import { AF_INET, AF_INET6, familyOf, SOCK_DGRAM, SOCK_STREAM, sockaddrIn, sockaddrIn6 } from '../kernel/sockaddr.js';
+import { cgroupId, cgroupPids, cgroupPopulated, createNewCgroup, killCgroup, removeCgroup } from '../os/cgroup.js';
+import { launch, userEnvironment, type Identity, type LaunchOptions } from '../os/launch.js';
+import { exitStatus, processStartTime, sessionMembers } from '../os/process.js';
+import { closeRawFd, openBoundSocket } from '../os/libc.js';
+import { userByNameOrUid } from '../os/nss.js';
+import { openPtyRelay } from '../os/pty.js';
+import { waitUntilEmpty } from '../os/cgroup-watch.js';
+import { AF_INET, AF_INET6, familyOf, SOCK_DGRAM, SOCK_STREAM, sockaddrIn, sockaddrIn6 } from '../os/sockaddr.js';
 import { parseIPv6 } from '../policy/address.js';
 import { PortSet } from '../policy/ports.js';
 import type { PortItem } from '../policy/types.js';

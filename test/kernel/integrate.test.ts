@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runMain } from '../run-main.js';
 import { install } from '../../src/integrate/install.js';
-import { aclWriters } from '../../src/kernel/files.js';
-import { getXattr } from '../../src/kernel/libc.js';
+import { aclWriters } from '../../src/os/files.js';
+import { getXattr } from '../../src/os/libc.js';
 import { binds, kernelSkipReason, NOBODY, PackageCopy, rootTempDir, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
@@ -95,12 +95,12 @@ describe('install, unit and import-authbind', { skip }, () => {
   });
 
   it('refuses to install when one file or directory deep in the tree is not root-controlled, naming it', () => {
-    const deep = join(pkg.dir, 'dist', 'src', 'engine');
-    const file = join(pkg.dir, 'dist', 'src', 'kernel', 'libc.js');
+    const deep = join(pkg.dir, 'dist', 'src', 'grants');
+    const file = join(pkg.dir, 'dist', 'src', 'os', 'libc.js');
     const koffiDir = join(pkg.dir, 'node_modules', 'koffi');
     const cases: [string, () => void, () => void, RegExp][] = [
-      [deep, () => chmodSync(deep, 0o757), () => chmodSync(deep, 0o755), /the program directory .*\/dist\/src\/engine is writable by everyone/],
-      [deep, () => chmodSync(deep, 0o1777), () => chmodSync(deep, 0o755), /the program directory .*\/dist\/src\/engine is writable by everyone/],
+      [deep, () => chmodSync(deep, 0o757), () => chmodSync(deep, 0o755), /the program directory .*\/dist\/src\/grants is writable by everyone/],
+      [deep, () => chmodSync(deep, 0o1777), () => chmodSync(deep, 0o755), /the program directory .*\/dist\/src\/grants is writable by everyone/],
       [file, () => chmodSync(file, 0o664), () => chmodSync(file, 0o644), /the program file .*libc\.js is writable by group 0/],
       [file, () => chownSync(file, NOBODY, 0), () => chownSync(file, 0, 0), /the program file .*libc\.js is owned by uid 65534/],
       [koffiDir, () => chownSync(koffiDir, NOBODY, 0), () => chownSync(koffiDir, 0, 0), /the program directory .*node_modules\/koffi is owned by uid 65534/],

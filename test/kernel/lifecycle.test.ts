@@ -9,11 +9,11 @@ import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { compileDocument } from '../../src/engine/apply.js';
-import { HOOKS, readLivePolicy } from '../../src/engine/live.js';
-import type { EntryTable } from '../../src/engine/map-format.js';
-import { progQuery, withFd } from '../../src/kernel/bpf.js';
-import { openDir } from '../../src/kernel/process.js';
+import { compileDocument } from '../../src/grants/document.js';
+import { HOOKS, readLivePolicy } from '../../src/grants/live.js';
+import type { EntryTable } from '../../src/grants/map-format.js';
+import { progQuery, withFd } from '../../src/bpf/syscall.js';
+import { openDir } from '../../src/os/process.js';
 import { parsePolicy } from '../../src/policy/parse.js';
 import { binds, CLI, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
 

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { readLivePolicy } from '../../src/engine/live.js';
+import { readLivePolicy } from '../../src/grants/live.js';
 import { binds, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();

@@ -243,7 +243,7 @@ os.execvp(sys.argv[1], sys.argv[1:])`;
     const fake = join(box.dir, 'fake-bin');
     spawnSync('mkdir', ['-p', fake]);
     writeFileSync(join(fake, 'setpriv'), '#!/bin/sh\nwhile [ "$1" != "--" ]; do shift; done; shift; exec "$@"\n', { mode: 0o755 });
-    const launchJs = join(pkg.dir, 'dist', 'src', 'kernel', 'launch.js');
+    const launchJs = join(pkg.dir, 'dist', 'src', 'os', 'launch.js');
     const script = `import { launch } from ${JSON.stringify(launchJs)};
 const c = launch(['sh', '-c', 'echo "RAN_AS=$(id -u)"'], { identity: { uid: 65534, gid: 65534 }, env: {}, stdio: ['ignore', 'inherit', 'inherit'] });
 c.on('exit', (code) => console.log('EXIT=' + code));`;

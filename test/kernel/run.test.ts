@@ -10,9 +10,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { join } from 'node:path';
-import { readLivePolicy } from '../../src/engine/live.js';
-import { Kind } from '../../src/engine/map-format.js';
-import { scopeDir } from '../../src/engine/scopes.js';
+import { readLivePolicy } from '../../src/grants/live.js';
+import { Kind } from '../../src/grants/map-format.js';
+import { scopeDir } from '../../src/grants/scopes.js';
 import { kernelSkipReason, PackageCopy, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();

@@ -13,11 +13,11 @@ import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, r
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runMain } from '../run-main.js';
-import { removeAll } from '../../src/engine/live.js';
-import { forgetAppliedText } from '../../src/engine/scopes.js';
-import { forgetReservedPorts, syncReservedPorts } from '../../src/engine/reserved-ports.js';
-import { findCgroup2Root, createNewCgroup, killAndRemoveCgroup } from '../../src/kernel/cgroup.js';
-import { mount } from '../../src/kernel/libc.js';
+import { removeAll } from '../../src/grants/live.js';
+import { forgetAppliedText } from '../../src/grants/scopes.js';
+import { forgetReservedPorts, syncReservedPorts } from '../../src/grants/reserved-ports.js';
+import { findCgroup2Root, createNewCgroup, killAndRemoveCgroup } from '../../src/os/cgroup.js';
+import { mount } from '../../src/os/libc.js';
 
 export const NOBODY = 65534;
 const here = dirname(fileURLToPath(import.meta.url));
@@ -257,7 +257,7 @@ export class PackageCopy {
   readonly cli: string;
 
   constructor() {
-    const root = fileURLToPath(new URL('../../../', import.meta.url));
+    const root = fileURLToPath(new URL('../../..', import.meta.url));
     this.dir = rootTempDir('lowport-pkg');
     cpSync(join(root, 'package.json'), join(this.dir, 'package.json'));
     cpSync(join(root, 'dist', 'src'), join(this.dir, 'dist', 'src'), { recursive: true });

@@ -9,10 +9,10 @@ import { createHash } from 'node:crypto';
 import { chownSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { refreshLive } from '../../src/engine/apply.js';
-import { readLivePolicy } from '../../src/engine/live.js';
-import { appliedText, forgetAppliedText, saveAppliedText } from '../../src/engine/scopes.js';
-import { openRootDir } from '../../src/kernel/dirfd.js';
+import { refreshLive } from '../../src/ops/apply.js';
+import { readLivePolicy } from '../../src/grants/live.js';
+import { appliedText, forgetAppliedText, saveAppliedText } from '../../src/grants/scopes.js';
+import { openRootDir } from '../../src/os/dirfd.js';
 import { binds, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();

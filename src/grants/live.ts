@@ -1,0 +1,401 @@
+/**
+ * What lowport keeps in the kernel, and the steps that change it.
+ *
+ * The pin directory (default /sys/fs/bpf/lowport) is root's, mode 0700, and
+ * holds everything of this instance (bpf/bpffs.ts checks it, and every
+ * step inside goes through its fd):
+ *   live/outer    ARRAY_OF_MAPS, one slot: the live policy map (or empty: no policy)
+ *   live/bind4    cgroup link, BPF_CGROUP_INET4_BIND, running the bind program
+ *   live/bind6    cgroup link, BPF_CGROUP_INET6_BIND, same program
+ *   stage-PID/    a first install in progress (the same three pins)
+ * lowport before 0.2 pinned outer, bind4 and bind6 in the pin directory
+ * itself and staged in the parent as lowport_stage_NAME-PID; every command
+ * that changes what is live first moves such pins into live/ (migratePins),
+ * and readers look in both places.
+ *
+ * Atomicity. A policy change is one update of the outer map's slot, which both
+ * hooks read: before it every bind sees the old map, after it the new one. A
+ * first install pins everything in stage-PID with the slot still empty (no
+ * policy, as before), renames it to live/ (rename(2) inside the pin
+ * directory: atomic), and only then fills the slot. Links die with the
+ * process unless pinned, so a kill at any step leaves the old state or the new
+ * one; a stage a killed install left behind (its links pass every bind
+ * through) is removed by the next command. Moving old-layout pins is one
+ * rename(2) per pin; a pinned link stays attached and the map stays in use
+ * whatever the pin's name, so the grant holds throughout, and a move a kill
+ * interrupted is finished by the next command. Pins only ever move from the
+ * old place to live/, so a reader that looks in the old place first and then
+ * in live/ cannot miss one that moves meanwhile.
+ */
+import { LowportError } from '../errors.js';
+import { BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND, BPF_F_QUERY_EFFECTIVE, BPF_MAP_TYPE, BPF_PROG_TYPE_CGROUP_SOCK_ADDR } from '../bpf/attr.js';
+import {
+  closeFd,
+  fdById,
+  linkCreate,
+  linkInfo,
+  linkUpdate,
+  mapCreate,
+  mapDelete,
+  mapInfo,
+  mapLookup,
+  mapLookupAll,
+  mapUpdate,
+  mapUpdateBatch,
+  objGet,
+  objPin,
+  progInfo,
+  progLoad,
+  progQuery,
+  withFd,
+} from '../bpf/syscall.js';
+import { checkedEntry, checkedNames, openPinDir, removeOldStage, removePinSet, type PinDir } from '../bpf/bpffs.js';
+import { SyscallError } from '../os/libc.js';
+import { openDir, pidAlive } from '../os/process.js';
+import { EntryTable, Kind, KEY_SIZE, metaKey, VALUE_SIZE, type MapKey, type MapValue } from './map-format.js';
+import { bindProgramName, buildBindProgram } from './program.js';
+
+export const HOOKS = [
+  { name: 'bind4', attachType: BPF_CGROUP_INET4_BIND, family: 4 },
+  { name: 'bind6', attachType: BPF_CGROUP_INET6_BIND, family: 6 },
+] as const;
+
+const SLOT0 = Buffer.alloc(4);
+
+export interface Target {
+  /** cgroup-v2 directory the links attach to. */
+  cgroup: string;
+  /** bpffs directory for the pins. */
+  pinDir: string;
+}
+
+export interface Entry {
+  key: MapKey;
+  value: MapValue;
+}
+
+const LIVE = 'live';
+const PINS = ['bind4', 'bind6', 'outer'] as const;
+// bpffs refuses names with a dot (EPERM), so stage names have none.
+const STAGE = /^stage-(\d+)$/;
+
+/** Runs `fn` on the open pin directory; undefined (without calling it) when there is none and `create` is false. */
+function withPinDir<T>(pinDir: string, create: boolean, fn: (pins: PinDir) => T): T | undefined {
+  const pins = openPinDir(pinDir, { create });
+  if (pins === undefined) return undefined;
+  try {
+    // Anything in it that root did not make (a symlink, another user's entry) is refused here.
+    checkedNames(pins.dir);
+    return fn(pins);
+  } finally {
+    pins.close();
+  }
+}
+
+/**
+ * An fd for a pin of the live set (outer, bind4, bind6), or undefined when
+ * there is none: the old place first, then live/ (see the header).
+ */
+function getPin(pins: PinDir, name: (typeof PINS)[number]): number | undefined {
+  if (checkedEntry(pins.dir, name) === 'pin') {
+    const fd = objGet(pins.dir.procPath(name));
+    if (fd !== undefined) return fd;
+  }
+  const kind = checkedEntry(pins.dir, LIVE);
+  if (kind === undefined) return undefined;
+  if (kind !== 'dir') throw new LowportError('E_STATE', `${pins.path}/${LIVE} is not a directory`, { hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.` });
+  const live = pins.dir.openDir(LIVE);
+  try {
+    checkedNames(live);
+    return checkedEntry(live, name) === 'pin' ? objGet(live.procPath(name)) : undefined;
+  } finally {
+    live.close();
+  }
+}
+
+/**
+ * Moves pins of the old layout (in the pin directory itself) into live/, one
+ * rename each; the grant stays live throughout (see the header).
+ */
+function migratePins(pins: PinDir): void {
+  const old = PINS.filter((name) => checkedEntry(pins.dir, name) === 'pin');
+  if (old.length === 0) return;
+  pins.dir.mkdir(LIVE, 0o700);
+  if (checkedEntry(pins.dir, LIVE) !== 'dir') throw new LowportError('E_STATE', `${pins.path}/${LIVE} is not a directory`, { hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.` });
+  const live = pins.dir.openDir(LIVE);
+  try {
+    // outer last: it is what tells readers lowport is installed.
+    for (const name of old) {
+      if (checkedEntry(live, name) !== undefined) {
+        throw new LowportError('E_STATE', `${pins.path} has ${name} both in the old place and in ${LIVE}/`, { hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.` });
+      }
+      pins.dir.rename(name, name, live);
+    }
+  } finally {
+    live.close();
+  }
+}
+
+/**
+ * Removes stages whose creator is gone (it was killed mid-install): stage-PID
+ * in the pin directory, and lowport_stage_NAME-PID beside it (older lowport),
+ * matched exactly and only when it is a real directory of root's.
+ */
+function removeStaleStages(pins: PinDir): void {
+  for (const name of pins.dir.names()) {
+    const m = STAGE.exec(name);
+    if (m !== null && !runsElsewhere(Number(m[1]))) removePinSet(pins.dir, name);
+  }
+  const old = new RegExp(`^lowport_stage_${escapeRegExp(pins.path.slice(pins.path.lastIndexOf('/') + 1))}-(\\d+)$`);
+  for (const name of pins.parent.names()) {
+    const m = old.exec(name);
+    if (m !== null && !runsElsewhere(Number(m[1]))) removeOldStage(pins.parent, name);
+  }
+}
+
+/** A pid that is another process that still runs (its stage may be in use). */
+function runsElsewhere(pid: number): boolean {
+  return pid !== process.pid && pidAlive(pid);
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function createPolicyMap(entries: number): number {
+  // A hash map holds exactly max_entries: room for every entry and the META one.
+  return mapCreate({ type: BPF_MAP_TYPE.HASH, keySize: KEY_SIZE, valueSize: VALUE_SIZE, maxEntries: Math.max(16, entries + 1), name: 'lowport_policy' });
+}
+
+
+/** An fd for the policy map in the outer map's slot, or undefined when the slot is empty. */
+function openPolicyMap(outerFd: number): number | undefined {
+  const id = mapLookup(outerFd, SLOT0, 4);
+  if (id === undefined) return undefined;
+  return fdById('map', id.readUInt32LE(0));
+}
+
+export interface LivePolicy {
+  /** The entries, without the META one. */
+  table: EntryTable;
+  /** The META entry's value: what the policy was built from (see map-format.ts). */
+  fingerprint: Buffer | undefined;
+}
+
+/** The live policy, or undefined when none is live at this pin directory. */
+export function readLivePolicy(pinDir: string): LivePolicy | undefined {
+  const outer = withPinDir(pinDir, false, (pins) => getPin(pins, 'outer'));
+  if (outer === undefined) return undefined;
+  return withFd(outer, (outerFd) => {
+    const policy = openPolicyMap(outerFd);
+    if (policy === undefined) return undefined;
+    return withFd(policy, (fd) => {
+      const all = readAll(fd);
+      const meta = findMeta(all);
+      if (meta === undefined) return { table: all, fingerprint: undefined };
+      const fingerprint = Buffer.from(all.values.subarray(meta * VALUE_SIZE, (meta + 1) * VALUE_SIZE));
+      // Move the last entry into the META entry's place.
+      const last = all.count - 1;
+      all.keys.copy(all.keys, meta * KEY_SIZE, last * KEY_SIZE, (last + 1) * KEY_SIZE);
+      all.values.copy(all.values, meta * VALUE_SIZE, last * VALUE_SIZE, (last + 1) * VALUE_SIZE);
+      return { table: new EntryTable(all.keys, all.values, last), fingerprint };
+    });
+  });
+}
+
+function findMeta(t: EntryTable): number | undefined {
+  for (let i = 0; i < t.count; i++) if (t.kind(i) === Kind.META) return i;
+  return undefined;
+}
+
+/**
+ * Makes `table` the live policy in one step. Hit counts of entries that stay
+ * are carried over from the old map.
+ */
+export function swapPolicy(target: Target, table: EntryTable, fingerprint: Buffer = Buffer.alloc(VALUE_SIZE)): { installed: boolean } {
+  const done = withPinDir(target.pinDir, true, (pins) => {
+    migratePins(pins);
+    removeStaleStages(pins);
+    const policyFd = createPolicyMap(table.count);
+    try {
+      const outer = getPin(pins, 'outer');
+      if (outer !== undefined) {
+        withFd(outer, (outerFd) => {
+          const old = openPolicyMap(outerFd);
+          if (old !== undefined) withFd(old, (oldFd) => carryHits(oldFd, table));
+          fill(policyFd, table, fingerprint);
+          upgradeProgram(pins, outerFd);
+          setSlot(outerFd, policyFd);
+        });
+        return { installed: false };
+      }
+      fill(policyFd, table, fingerprint);
+      install(target, pins, policyFd);
+      return { installed: true };
+    } finally {
+      closeFd(policyFd);
+    }
+  });
+  // withPinDir creates the directory, so it is there.
+  return done ?? { installed: false };
+}
+
+function readAll(fd: number): EntryTable {
+  const { keys, values, count } = mapLookupAll(fd, KEY_SIZE, VALUE_SIZE, mapInfo(fd).maxEntries);
+  return new EntryTable(keys, values, count);
+}
+
+/** Gives the table's entries the hit counts their keys have in the old map. */
+function carryHits(oldFd: number, table: EntryTable): void {
+  const old = readAll(oldFd);
+  for (let i = 0; i < old.count; i++) {
+    const hits = old.hits(i);
+    if (hits === 0n || old.kind(i) === Kind.META) continue;
+    const j = table.find(old.keyString(i));
+    if (j !== undefined) table.setHits(j, hits);
+  }
+}
+
+function fill(fd: number, table: EntryTable, fingerprint: Buffer): void {
+  const keys = Buffer.concat([table.keys.subarray(0, table.count * KEY_SIZE), metaKey()]);
+  const values = Buffer.concat([table.values.subarray(0, table.count * VALUE_SIZE), fingerprint]);
+  mapUpdateBatch(fd, keys, values, table.count + 1);
+}
+
+function setSlot(outerFd: number, policyFd: number): void {
+  const value = Buffer.alloc(4);
+  value.writeUInt32LE(policyFd, 0);
+  mapUpdate(outerFd, SLOT0, value);
+}
+
+function createOuter(): number {
+  // The inner-map template only fixes the type and key/value sizes the slot accepts.
+  const template = createPolicyMap(1);
+  try {
+    return mapCreate({ type: BPF_MAP_TYPE.ARRAY_OF_MAPS, keySize: 4, valueSize: 4, maxEntries: 1, innerMapFd: template, name: 'lowport_outer' });
+  } finally {
+    closeFd(template);
+  }
+}
+
+function loadProgram(outerFd: number, hook: (typeof HOOKS)[number]): number {
+  return progLoad({
+    type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+    insns: buildBindProgram(hook.family, outerFd).assemble(),
+    expectedAttachType: hook.attachType,
+    name: bindProgramName(hook.family),
+  });
+}
+
+function install(target: Target, pins: PinDir, policyFd: number): void {
+  const stage = `stage-${process.pid}`;
+  removePinSet(pins.dir, stage);
+  pins.dir.mkdir(stage, 0o700);
+  const fds: number[] = [];
+  const stageDir = pins.dir.openDir(stage);
+  try {
+    const outerFd = createOuter();
+    fds.push(outerFd);
+    objPin(outerFd, stageDir.procPath('outer'));
+    const cgroupFd = openDir(target.cgroup);
+    fds.push(cgroupFd);
+    for (const hook of HOOKS) {
+      const progFd = loadProgram(outerFd, hook);
+      fds.push(progFd);
+      const linkFd = linkCreate(progFd, cgroupFd, hook.attachType);
+      fds.push(linkFd);
+      objPin(linkFd, stageDir.procPath(hook.name));
+    }
+    // No outer map but a live set: what a killed `off` left (its slot was
+    // emptied first, so these links pass every bind through). Replace it.
+    removePinSet(pins.dir, LIVE);
+    pins.dir.rename(stage, LIVE);
+    setSlot(outerFd, policyFd);
+  } catch (e) {
+    removePinSet(pins.dir, stage);
+    throw e;
+  } finally {
+    stageDir.close();
+    for (const fd of fds) closeFd(fd);
+  }
+}
+
+/** When this lowport's program differs from the one the links run (an upgrade), swap it in on both links. */
+function upgradeProgram(pins: PinDir, outerFd: number): void {
+  for (const hook of HOOKS) {
+    const linkFd = getPin(pins, hook.name);
+    if (linkFd === undefined) {
+      throw new LowportError('E_STATE', `the ${hook.name} link is missing from ${pins.path}`, {
+        hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.`,
+      });
+    }
+    withFd(linkFd, (fd) => {
+      if (progInfoById(linkInfo(fd).progId)?.name === bindProgramName(hook.family)) return;
+      withFd(loadProgram(outerFd, hook), (progFd) => linkUpdate(fd, progFd));
+    });
+  }
+}
+
+function progInfoById(id: number): ReturnType<typeof progInfo> | undefined {
+  const fd = fdById('prog', id);
+  return fd === undefined ? undefined : withFd(fd, progInfo);
+}
+
+/**
+ * Removes everything lowport put in the kernel at this pin directory. The
+ * slot is emptied first, so every grant ends at one instant; then the links
+ * (detaching the program) and the map are unpinned.
+ */
+export function removeAll(target: Target): { removed: boolean } {
+  const removed = withPinDir(target.pinDir, false, (pins) => {
+    removeStaleStages(pins);
+    const outer = getPin(pins, 'outer');
+    if (outer !== undefined) withFd(outer, (fd) => mapDelete(fd, SLOT0));
+    // The links (detaching the program) and the map, in either layout.
+    for (const name of PINS) if (checkedEntry(pins.dir, name) === 'pin') pins.dir.unlink(name);
+    removePinSet(pins.dir, LIVE);
+    try {
+      pins.parent.rmdir(pins.path.slice(pins.path.lastIndexOf('/') + 1));
+    } catch (e) {
+      // A stage of a lowport still at work, or an entry lowport does not know: the directory stays.
+      if (!(e instanceof SyscallError && e.errnoName === 'ENOTEMPTY')) throw e;
+    }
+    return true;
+  });
+  return { removed: removed === true };
+}
+
+export interface AttachedProgram {
+  hook: 'bind4' | 'bind6';
+  id: number;
+  name: string;
+  tag: string;
+  /** True when it is lowport's own program at this pin directory. */
+  ours: boolean;
+  /** Where it is attached: this cgroup or an ancestor (effective). */
+  inherited: boolean;
+  createdByUid: number;
+}
+
+/** Every program that runs on the bind hooks for this cgroup (its own and inherited ones). */
+export function attachedPrograms(target: Target): AttachedProgram[] {
+  const ours = new Set<number>();
+  withPinDir(target.pinDir, false, (pins) => {
+    for (const hook of HOOKS) {
+      const fd = getPin(pins, hook.name);
+      if (fd !== undefined) withFd(fd, (f) => ours.add(linkInfo(f).progId));
+    }
+  });
+  const out: AttachedProgram[] = [];
+  withFd(openDir(target.cgroup), (cgroupFd) => {
+    for (const hook of HOOKS) {
+      const own = new Set(progQuery(cgroupFd, hook.attachType).progIds);
+      for (const id of progQuery(cgroupFd, hook.attachType, BPF_F_QUERY_EFFECTIVE).progIds) {
+        const info = progInfoById(id);
+        if (info === undefined) continue;
+        out.push({ hook: hook.name, id, name: info.name, tag: info.tag, ours: ours.has(id), inherited: !own.has(id), createdByUid: info.createdByUid });
+      }
+    }
+  });
+  return out;
+}

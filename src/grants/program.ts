@@ -1,0 +1,142 @@
+/**
+ * The bind program, attached at BPF_CGROUP_INET4_BIND and BPF_CGROUP_INET6_BIND.
+ *
+ * It reads the live policy map through a one-slot ARRAY_OF_MAPS (the "outer"
+ * map): `apply` builds a whole new policy map and swaps it into the slot with
+ * one map update, so both hooks switch from the old policy to the new one at
+ * the same instant. An empty slot means no policy: every bind gets the
+ * kernel's own rules.
+ *
+ * Return values (include/linux/bpf-cgroup.h, kernel commit 772412176fb9):
+ *   3  allow, and skip the CAP_NET_BIND_SERVICE check (a grant)
+ *   1  allow under the kernel's normal rules (no rule here)
+ *   0  refuse with EPERM (a port reserved for someone else)
+ * Several programs may run on a hook: allow bits are ANDed, the bypass bit ORed.
+ *
+ * struct bpf_sock_addr offsets (include/uapi/linux/bpf.h): user_ip4 4, user_ip6 8..20, user_port 24 (network order), protocol 36.
+ */
+import { createHash } from 'node:crypto';
+import { Assembler, FP, HELPER, R0, R1, R2, R6, R7, R8, R9, type Reg } from '../bpf/asm.js';
+import { AF_INET, AF_INET6, IPPROTO, Kind, lookupFlag, PRINCIPAL_KINDS, RESERVED } from './map-format.js';
+
+// Stack frame (offsets from the frame pointer r10).
+const EXACT_KEY = -32; // 32-byte key with the bound address
+const ANY_KEY = -64; // 32-byte key with family 0 and a zero address; with kind 0 it is the port marker's key
+const SLOT = -72; // u32 index 0 of the outer map
+const UID_GID = -80; // bpf_get_current_uid_gid(): uid in the low half, gid in the high half
+const CGROUP_ID = -88; // bpf_get_current_cgroup_id()
+
+const CTX_USER_IP4 = 4;
+const CTX_USER_IP6 = 8;
+const CTX_USER_PORT = 24;
+const CTX_PROTOCOL = 36;
+
+export const GRANT = 3;
+export const PASS = 1;
+export const REFUSE = 0;
+
+export type HookFamily = 4 | 6;
+
+/** Builds the program for one hook and an outer map fd. The code does not depend on the policy. */
+export function buildBindProgram(family: HookFamily, outerMapFd: number): Assembler {
+  const a = new Assembler();
+  a.mov(R6, R1);
+
+  // Only TCP and UDP carry ports lowport manages.
+  a.ldx(4, R7, R6, CTX_PROTOCOL)
+    .jmp('jeq', R7, { imm: IPPROTO.tcp }, 'protocol_ok')
+    .jmp('jne', R7, { imm: IPPROTO.udp }, 'pass')
+    .label('protocol_ok');
+
+  // Zero both keys, then fill in protocol and port.
+  a.mov(R0, { imm: 0 });
+  for (let off = ANY_KEY; off < 0; off += 8) a.stx(8, FP, off, R0);
+  a.stx(1, FP, EXACT_KEY + 1, R7).stx(1, FP, ANY_KEY + 1, R7);
+  a.ldx(4, R8, R6, CTX_USER_PORT).be(R8, 16).stx(2, FP, EXACT_KEY + 2, R8).stx(2, FP, ANY_KEY + 2, R8);
+
+  // r7 = the live policy map, or pass when none is loaded.
+  a.st(4, FP, SLOT, 0).ldMapFd(R1, outerMapFd, 'lowport_outer').mov(R2, FP).alu64('add', R2, { imm: SLOT });
+  a.call(HELPER.map_lookup_elem).jmp('jeq', R0, { imm: 0 }, 'pass').mov(R7, R0);
+
+  // r8 = the port marker, r9 = its flags; no marker: no rule for this port.
+  lookup(a, ANY_KEY);
+  a.jmp('jeq', R0, { imm: 0 }, 'pass').mov(R8, R0).ldx(4, R9, R8, 4);
+
+  // The bound address into the exact key. The verifier lets a bind4 program
+  // read only user_ip4 and a bind6 program only user_ip6, so each hook gets its
+  // own variant. An IPv4-mapped IPv6 address (::ffff:a.b.c.d, what a JVM binds
+  // for an IPv4 literal) is keyed as IPv4.
+  if (family === 4) {
+    a.ldx(4, R2, R6, CTX_USER_IP4).stx(4, FP, EXACT_KEY + 16, R2).st(1, FP, EXACT_KEY + 4, AF_INET);
+  } else {
+    a.ldx(4, R2, R6, CTX_USER_IP6).jmp('jne', R2, { imm: 0 }, 'ipv6');
+    a.ldx(4, R2, R6, CTX_USER_IP6 + 4).jmp('jne', R2, { imm: 0 }, 'ipv6');
+    a.ldx(4, R2, R6, CTX_USER_IP6 + 8).be(R2, 32).jmp('jne', R2, { imm: 0xffff }, 'ipv6');
+    a.ldx(4, R2, R6, CTX_USER_IP6 + 12).stx(4, FP, EXACT_KEY + 16, R2).st(1, FP, EXACT_KEY + 4, AF_INET).ja('address_done');
+    a.label('ipv6');
+    for (let i = 0; i < 16; i += 4) a.ldx(4, R2, R6, CTX_USER_IP6 + i).stx(4, FP, EXACT_KEY + 16 + i, R2);
+    a.st(1, FP, EXACT_KEY + 4, AF_INET6);
+    a.label('address_done');
+  }
+
+  a.call(HELPER.get_current_uid_gid).stx(8, FP, UID_GID, R0);
+
+  for (const kind of PRINCIPAL_KINDS) {
+    const exact = lookupFlag(kind, false);
+    const any = lookupFlag(kind, true);
+    const next = `not_kind_${kind}`;
+    a.mov(R1, R9).alu64('and', R1, { imm: exact | any }).jmp('jeq', R1, { imm: 0 }, next);
+    loadPrincipalId(a, kind, R1);
+    a.st(1, FP, EXACT_KEY, kind).st(1, FP, ANY_KEY, kind).stx(8, FP, EXACT_KEY + 8, R1).stx(8, FP, ANY_KEY + 8, R1);
+    for (const [flag, key, name] of [[exact, EXACT_KEY, 'exact'], [any, ANY_KEY, 'any']] as const) {
+      const skip = `skip_${kind}_${name}`;
+      a.mov(R1, R9).alu64('and', R1, { imm: flag }).jmp('jeq', R1, { imm: 0 }, skip);
+      lookup(a, key);
+      a.jmp('jne', R0, { imm: 0 }, 'grant').label(skip);
+    }
+    a.label(next);
+  }
+
+  // Nothing granted. A reserved port refuses everyone but root.
+  a.mov(R1, R9).alu64('and', R1, { imm: RESERVED }).jmp('jeq', R1, { imm: 0 }, 'pass');
+  a.ldx(4, R1, FP, UID_GID).jmp('jeq', R1, { imm: 0 }, 'pass');
+  a.mov(R1, { imm: 1 }).atomicAdd64(R8, 8, R1).ret(REFUSE);
+
+  a.label('grant').mov(R1, { imm: 1 }).atomicAdd64(R0, 8, R1).ret(GRANT);
+  a.label('pass').ret(PASS);
+  return a;
+}
+
+/** r0 = bpf_map_lookup_elem(r7, fp + key) */
+function lookup(a: Assembler, key: number): void {
+  a.mov(R1, R7).mov(R2, FP).alu64('add', R2, { imm: key }).call(HELPER.map_lookup_elem);
+}
+
+function loadPrincipalId(a: Assembler, kind: (typeof PRINCIPAL_KINDS)[number], dst: Reg): void {
+  switch (kind) {
+    case Kind.UID:
+      a.ldx(4, dst, FP, UID_GID);
+      break;
+    case Kind.GID:
+      a.ldx(4, dst, FP, UID_GID + 4);
+      break;
+    case Kind.CGROUP:
+      // Only called when some rule is scoped to a cgroup, so the helper call is off the common path.
+      a.call(HELPER.get_current_cgroup_id).stx(8, FP, CGROUP_ID, R0).ldx(8, dst, FP, CGROUP_ID);
+      break;
+    case Kind.EVERYONE:
+      a.mov(dst, { imm: 0 });
+      break;
+  }
+}
+
+/**
+ * The program's name in the kernel: `lowport4_` or `lowport6_` and 6 hex digits of a hash of
+ * its code. `apply` compares it with the name of the program the links run to
+ * tell whether this lowport brings a different program (an upgrade), without
+ * depending on how the kernel computes its own tag.
+ */
+export function bindProgramName(family: HookFamily): string {
+  const code = buildBindProgram(family, 0).assemble();
+  return `lowport${family}_${createHash('sha256').update(code).digest('hex').slice(0, 6)}`;
+}

@@ -1,0 +1,212 @@
+/**
+ * The policy file to the kernel: read (only if root controls it), parse,
+ * resolve names, compile, and swap in one step. Every failure before the swap
+ * leaves the live policy exactly as it was.
+ */
+import { LowportError } from '../errors.js';
+import { SyscallError } from '../os/libc.js';
+import { readPolicyFile } from '../os/files.js';
+import type { EditResult } from '../policy/edit.js';
+import { parsePolicy } from '../policy/parse.js';
+import type { PolicyDocument } from '../policy/types.js';
+import { editPolicyFile, readPolicy, readPolicyText, withPolicyLock } from '../policy-file/policy-file.js';
+import { restorePersisted } from '../forward/redirect.js';
+import { compileDocument, policyFingerprint, type CompiledPolicy } from '../grants/document.js';
+import { readLivePolicy, removeAll, swapPolicy, type Target } from '../grants/live.js';
+import { VALUE_SIZE, type EntryTable } from '../grants/map-format.js';
+import { syncReservedPorts } from '../grants/reserved-ports.js';
+import { appliedText, pruneScopes, saveAppliedText, scopeRules } from '../grants/scopes.js';
+import { compileTable } from '../grants/compile.js';
+import { kernelTarget, policyPath, type LowportOptions } from '../grants/target.js';
+import { unresolvedReport, type UnresolvedReport } from './unresolved.js';
+
+export type { CompiledPolicy } from '../grants/document.js';
+export type { UnresolvedReport } from './unresolved.js';
+
+export interface ApplyResult {
+  policy: string;
+  rules: number;
+  entries: number;
+  /** True when this call attached lowport's program (it was not live before). */
+  installed: boolean;
+  /** True when only validated (`apply --check`). */
+  checkOnly: boolean;
+  /** `forward` statements of the file made live as nftables redirects (apply only). */
+  forwards?: number;
+  /**
+   * Rules whose user or group does not resolve. Everything else is live; a
+   * grant here is not, and a reservation here refuses everyone but root. The
+   * CLI exits non-zero when there are any.
+   */
+  unresolved: UnresolvedReport[];
+  /** What changed besides the grants, or could not (net.ipv4.ip_local_reserved_ports, reserved-ports.ts). */
+  notes?: string[];
+}
+
+/**
+ * Makes the file's rules, together with the scoped grants of running
+ * `lowport run`s, the live policy; returns the entries made live. Then its
+ * reserved ports inside the kernel's range for port 0 go into
+ * net.ipv4.ip_local_reserved_ports (reserved-ports.ts), whose notes it returns.
+ */
+export function makeLive(target: Target, compiled: CompiledPolicy, fingerprint: Buffer): { installed: boolean; entries: number; notes: string[] } {
+  const { scopes } = pruneScopes(target);
+  // Without scoped grants the file's table is the whole policy: no need to compile it again.
+  const table = scopes.length === 0 ? compiled.table : compileTable([...compiled.rules, ...scopeRules(scopes)]);
+  const swapped = swapInto(target, table, fingerprint);
+  return { ...swapped, entries: table.count, notes: syncReservedPorts(target.pinDir, compiled.doc) };
+}
+
+/** Swaps entries into the kernel, turning a refusal by the kernel into a message about the machine. */
+export function swapInto(target: Target, table: EntryTable, fingerprint: Buffer | undefined): { installed: boolean } {
+  try {
+    return swapPolicy(target, table, fingerprint);
+  } catch (e) {
+    if (e instanceof SyscallError && (e.errnoName === 'EPERM' || e.errnoName === 'EINVAL') && /MAP_CREATE|PROG_LOAD|LINK_CREATE/.test(e.call)) {
+      throw new LowportError('E_UNSUPPORTED', `the kernel refused to ${e.call.includes('LINK') ? 'attach' : 'load'} the bind hook: ${e.message}`, {
+        hint:
+          'BPF may be locked down here (kernel lockdown, a container without CAP_BPF/CAP_SYS_ADMIN, or a seccomp filter). ' +
+          'Run `lowport doctor` for a fallback that works on this machine.',
+        cause: e,
+      });
+    }
+    throw e;
+  }
+}
+
+/** The kernel target, or (as root, on a machine without the BPF path) why there is none. */
+export function targetIfSupported(options: LowportOptions): { target: Target; unsupported?: undefined } | { target?: undefined; unsupported: LowportError } {
+  try {
+    return { target: kernelTarget(options) };
+  } catch (e) {
+    if (e instanceof LowportError && e.code === 'E_UNSUPPORTED') return { unsupported: e };
+    throw e;
+  }
+}
+
+/** `lowport apply`: load the file into the kernel (or, with check, only validate it). */
+export function apply(options: LowportOptions = {}, { check = false }: { check?: boolean } = {}): ApplyResult {
+  const path = policyPath(options);
+  if (check) {
+    const compiled = compileDocument(readPolicy(path, false).doc);
+    return { policy: path, rules: compiled.rules.length, entries: compiled.table.count, installed: false, checkOnly: true, unresolved: unresolvedReport(options, compiled.unresolved) };
+  }
+  const found = targetIfSupported(options);
+  // A missing file is said as such, before the lock (which lives beside it).
+  readPolicyText(path);
+  // Under the lock, so that an edit finishing meanwhile is not undone.
+  return withPolicyLock(path, { create: false }, () => {
+    const { text, doc } = readPolicy(path, false);
+    // Syntax errors throw here and change nothing; unknown names only cost their own lines.
+    const compiled = compileDocument(doc);
+    const unresolved = unresolvedReport(options, compiled.unresolved);
+    if (found.target === undefined) {
+      // No BPF grant on this machine: the persisted redirects (the fallback
+      // for exactly such machines) are still restored; grants are an error.
+      const forwards = applyForwards(path, doc);
+      if (compiled.rules.length > 0) throw found.unsupported;
+      return { policy: path, rules: 0, entries: 0, installed: false, checkOnly: false, forwards, unresolved };
+    }
+    const target = found.target;
+    const { installed, entries, notes } = makeLive(target, compiled, policyFingerprint(text));
+    saveAppliedText(target, text, compiled.bindings);
+    const forwards = applyForwards(path, doc);
+    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, forwards, unresolved, ...(notes.length > 0 ? { notes } : {}) };
+  });
+}
+
+/**
+ * apply's second step, separate from the grants: the file's `forward`
+ * statements become lowport's persisted nftables redirects, replacing the
+ * ones an earlier apply made (src/forward/redirect.ts). It runs after the
+ * swap, so a failure here (no nft, a conflicting redirect) reports an error
+ * with the grants already applied.
+ */
+function applyForwards(path: string, doc: PolicyDocument): number {
+  return restorePersisted(path, doc.forwards ?? []);
+}
+
+export interface EditOutcome extends ApplyResult {
+  changed: boolean;
+  notes: string[];
+}
+
+/**
+ * A grant, revoke or reservation: the policy file's one edit transaction
+ * (policy-file.ts) with the grants as its make-live step. The old live
+ * policy, or nothing, is swapped back if the file cannot be written.
+ */
+export function editPolicy(options: LowportOptions, edit: (doc: PolicyDocument) => EditResult, explain?: (compiled: CompiledPolicy) => string[]): EditOutcome {
+  const target = kernelTarget(options);
+  const done = editPolicyFile(policyPath(options), edit, (after, before) => {
+    const compiled = compileDocument(after.doc);
+    const previous = after === before ? undefined : readLivePolicy(target.pinDir);
+    const live = makeLive(target, compiled, policyFingerprint(after.text));
+    return {
+      result: { compiled, ...live },
+      undo: () => {
+        // Back to what was live: the old policy, or nothing.
+        if (previous !== undefined) swapInto(target, previous.table, previous.fingerprint);
+        else removeAll(target);
+      },
+      commit: () => saveAppliedText(target, after.text, compiled.bindings),
+    };
+  });
+  const { compiled, installed, entries, notes: liveNotes } = done.live;
+  return {
+    policy: done.path,
+    rules: compiled.rules.length,
+    entries,
+    installed,
+    checkOnly: false,
+    changed: done.changed,
+    notes: [...done.notes, ...(explain?.(compiled) ?? []), ...liveNotes],
+    // Dead lines elsewhere in the file do not stop an edit; the CLI warns about each.
+    unresolved: unresolvedReport(options, compiled.unresolved),
+  };
+}
+
+/**
+ * Swaps in the live policy's own text (kept when it was applied, not the file
+ * as it may be by now) with the current scopes, under the policy lock. When
+ * lowport is off: only the scopes, or (onlyIfLive) nothing — a run must not
+ * turn the whole policy back on after `off`.
+ */
+export function refreshLive(options: LowportOptions, target: Target, { onlyIfLive }: { onlyIfLive: boolean }): void {
+  const path = policyPath(options);
+  withPolicyLock(path, { create: true }, () => {
+    const live = readLivePolicy(target.pinDir);
+    if (live === undefined) {
+      // Off: only the scopes in force (never those `off` ended), and nothing when there are none.
+      if (!onlyIfLive && pruneScopes(target).scopes.length > 0) makeLive(target, compileDocument(parsePolicy('', path)), Buffer.alloc(VALUE_SIZE));
+      return;
+    }
+    // A zero fingerprint: what is live was made by runs alone while lowport was off.
+    const runsOnly = live.fingerprint === undefined || live.fingerprint.equals(Buffer.alloc(VALUE_SIZE));
+    if (runsOnly && pruneScopes(target).scopes.length === 0) {
+      removeAll(target);
+      return;
+    }
+    const text = runsOnly ? '' : (savedTextIfLive(target, live.fingerprint) ?? currentTextIfLive(path, live.fingerprint));
+    if (text === undefined) {
+      throw new LowportError('E_STATE', 'the text of the live policy is not known here, and the file has changed since', {
+        hint: 'Run `lowport apply` to load the file, then try again.',
+      });
+    }
+    const compiled = compileDocument(parsePolicy(text, path));
+    makeLive(target, compiled, runsOnly ? Buffer.alloc(VALUE_SIZE) : policyFingerprint(text));
+    // The names were resolved again: record what the kernel now holds, so list flags only what moved since.
+    if (!runsOnly) saveAppliedText(target, text, compiled.bindings);
+  });
+}
+
+/** The text saved at apply, when it is what is live (a record another process left may be older, or not this instance's). */
+function savedTextIfLive(target: Target, fingerprint: Buffer | undefined): string | undefined {
+  const text = appliedText(target);
+  return text !== undefined && fingerprint !== undefined && policyFingerprint(text).equals(fingerprint) ? text : undefined;
+}
+
+function currentTextIfLive(path: string, fingerprint: Buffer | undefined): string | undefined {
+  const text = readPolicyFile(path);
+  return text !== undefined && fingerprint !== undefined && policyFingerprint(text).equals(fingerprint) ? text : undefined;
+}

@@ -1,0 +1,141 @@
+/**
+ * `lowport list`: the rules as the kernel holds them (read back from the live
+ * map, not from the file), their hit counts, whether they are what the file
+ * says, and every other program on the bind hooks (they can grant or deny too).
+ */
+import { readSubordinateIds } from '../os/subids.js';
+import { parsePolicy } from '../policy/parse.js';
+import { readPolicyText } from '../policy-file/policy-file.js';
+import { compileDocument, policyFingerprint } from '../grants/document.js';
+import { describeTable, namesWithScopes, type LiveRule } from '../grants/describe.js';
+import { attachedPrograms, readLivePolicy, type AttachedProgram, type LivePolicy, type Target } from '../grants/live.js';
+import { EntryTable, Kind, KEY_SIZE } from '../grants/map-format.js';
+import { appliedBindings, appliedText, pruneScopes, readScopes, type Scope } from '../grants/scopes.js';
+import { nameChanges, subordinateNotes, type Subject } from '../grants/resolve.js';
+import { kernelTarget, policyPath, type LowportOptions } from '../grants/target.js';
+import { refreshLive } from './apply.js';
+import { removeCommand } from './unresolved.js';
+
+export type { LiveRule } from '../grants/describe.js';
+
+export interface ListResult {
+  policy: string;
+  pinDir: string;
+  cgroup: string;
+  /** False when lowport has nothing live at this pin directory. */
+  live: boolean;
+  rules: LiveRule[];
+  /** Map entries live in the kernel. */
+  entries: number;
+  /**
+   * `in-sync`, `differs` (run apply), `missing` (no file), `invalid` (the file
+   * has errors), or `names-changed`: made from the file's text, but a user or
+   * group in it has since been deleted, renumbered or given other members.
+   */
+  file: 'in-sync' | 'differs' | 'missing' | 'invalid' | 'names-changed';
+  fileProblem?: string;
+  /**
+   * Per policy line: names that no longer map to the ids live (or to none),
+   * and ids live that lie in some user's subordinate range (/etc/subuid,
+   * /etc/subgid). Names in these texts from NSS are escaped.
+   */
+  warnings: ListWarning[];
+  programs: AttachedProgram[];
+}
+
+export interface ListWarning {
+  line: number;
+  /** `name`: a user or group changed since apply; `subordinate`: an id in someone's subuid/subgid range. */
+  kind: 'name' | 'subordinate';
+  message: string;
+}
+
+export function list(options: LowportOptions = {}, { prune = true }: { prune?: boolean } = {}): ListResult {
+  const target = kernelTarget(options);
+  const path = policyPath(options);
+  // What a killed `lowport run` left behind goes now, from the kernel too.
+  const scopes = prune ? pruneAndRefresh(options, target) : readScopes(target);
+  const live = readLivePolicy(target.pinDir);
+  const table = live?.table ?? new EntryTable();
+  const compared = compareWithFile(path, live);
+  const changes = live === undefined ? [] : boundNameChanges(options, target, path);
+  const file = compared.file === 'in-sync' && changes.some((c) => c.changed) ? 'names-changed' : compared.file;
+  const warnings = [...changes.map(({ line, message }): ListWarning => ({ line, kind: 'name', message })), ...subordinateWarnings(table)].sort((a, b) => a.line - b.line);
+  return {
+    policy: path,
+    pinDir: target.pinDir,
+    cgroup: target.cgroup,
+    live: live !== undefined,
+    rules: describeTable(table, namesWithScopes(scopes)),
+    entries: table.count,
+    file,
+    ...(compared.fileProblem === undefined ? {} : { fileProblem: compared.fileProblem }),
+    warnings,
+    programs: attachedPrograms(target),
+  };
+}
+
+/**
+ * The live policy's names against what they resolve to now, from the
+ * bindings recorded when it was applied; none when no bindings were recorded
+ * (applied by an older lowport: `lowport apply` records them).
+ */
+function boundNameChanges(options: LowportOptions, target: Target, path: string): { line: number; message: string; changed: boolean }[] {
+  const bindings = appliedBindings(target);
+  const text = appliedText(target);
+  if (bindings === undefined || text === undefined) return [];
+  let rules;
+  try {
+    rules = parsePolicy(text, path).rules;
+  } catch {
+    return [];
+  }
+  return nameChanges(rules, bindings).map((c) => ({
+    line: c.line,
+    changed: c.changed,
+    message: c.gone ? `${c.message}; or remove the line: ${removeCommand(options, c.rule)}` : c.message,
+  }));
+}
+
+/** Live uids and gids in someone's subordinate range, per policy line (finding: those ids are that user's containers'). */
+function subordinateWarnings(t: EntryTable): ListWarning[] {
+  const byLine = new Map<number, Subject[]>();
+  for (let i = 0; i < t.count; i++) {
+    const k = i * KEY_SIZE;
+    const kind = t.keys[k] ?? 0;
+    if (kind !== Kind.UID && kind !== Kind.GID) continue;
+    const line = t.rule(i);
+    let subjects = byLine.get(line);
+    if (subjects === undefined) byLine.set(line, (subjects = []));
+    subjects.push({ kind, id: t.keys.readBigUInt64LE(k + 8) });
+  }
+  if (byLine.size === 0) return [];
+  const subuid = readSubordinateIds('/etc/subuid');
+  const subgid = readSubordinateIds('/etc/subgid');
+  if (subuid.length === 0 && subgid.length === 0) return [];
+  return [...byLine].flatMap(([line, subjects]) => subordinateNotes(subjects, subuid, subgid).map((message): ListWarning => ({ line, kind: 'subordinate', message })));
+}
+
+function pruneAndRefresh(options: LowportOptions, target: Target): Scope[] {
+  const { scopes, pruned } = pruneScopes(target);
+  if (pruned) refreshLive(options, target, { onlyIfLive: true });
+  return scopes;
+}
+
+/**
+ * In sync when the live map was built from exactly the file's current text
+ * (its fingerprint, map-format.ts). Otherwise the file is checked, to tell an
+ * edit not yet applied from a file that cannot be applied.
+ */
+function compareWithFile(path: string, live: LivePolicy | undefined): { file: ListResult['file']; fileProblem?: string } {
+  try {
+    const text = readPolicyText(path);
+    if (live?.fingerprint !== undefined && policyFingerprint(text).equals(live.fingerprint)) return { file: 'in-sync' };
+    compileDocument(parsePolicy(text, path));
+    return { file: 'differs' };
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    return { file: err.code === 'E_POLICY_MISSING' ? 'missing' : 'invalid', fileProblem: err.message ?? String(e) };
+  }
+}
+

@@ -1,0 +1,72 @@
+/** The CLI in-process, on paths that need no root: help, version, usage errors and their exit codes. */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { COMMANDS } from '../../../src/cli/main.js';
+import { runMain } from '../../run-main.js';
+
+const run = (...args: string[]) => runMain(args);
+
+const pkg = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+describe('lowport CLI without root', () => {
+  it('explains usage and exits 2 when run with no arguments', async () => {
+    const r = await run();
+    assert.equal(r.code, 2);
+    for (const c of COMMANDS) assert.ok(new RegExp(`\\n  ${c.name} +`).test(r.stdout) && r.stdout.includes(c.summary), c.name);
+  });
+
+  it('prints help and exits 0 for --help, also after global options', async () => {
+    assert.equal((await run('--help')).code, 0);
+    const r = await run('--policy', '/tmp/x', '--help');
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /Usage: lowport COMMAND/);
+  });
+
+  it('prints the package version for --version', async () => {
+    const r = await run('--version');
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout, `${pkg.version}\n`);
+  });
+
+  it('gives every command its own help, with the global options', async () => {
+    for (const c of COMMANDS) {
+      const r = await run(c.name, '--help');
+      assert.equal(r.code, 0, c.name);
+      assert.match(r.stdout, new RegExp(`Usage: lowport ${c.name}`));
+      assert.match(r.stdout, /--pin-dir DIR/);
+    }
+  });
+
+  it('exits 2 on an unknown command, naming it', async () => {
+    const r = await run('frobnicate');
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown command 'frobnicate'/);
+  });
+
+  it('exits 2 on an unknown option, pointing at the command help', async () => {
+    const r = await run('grant', '80', '--usr', 'alice');
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /lowport grant: error: .*--usr/);
+    assert.match(r.stderr, /lowport grant --help/);
+  });
+
+  it('exits 2 on a bad port spec, with a caret under the culprit, before asking for root', async () => {
+    const r = await run('grant', '80,70000', '--user', 'alice');
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /port 70000 is out of range/);
+    assert.match(r.stderr, /\n {2}80,70000\n {5}\^{5}\n/);
+  });
+
+  it('exits 2 when more than one of --user, --group and --everyone is given', async () => {
+    const r = await run('grant', '80', '--user', 'alice', '--group', 'dev');
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /only one of --user, --group and --everyone/);
+  });
+
+  it('exits 2 when reserve is not told who for', async () => {
+    const r = await run('reserve', '80');
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /reserve needs --user U or --group G/);
+  });
+});

@@ -1,0 +1,427 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { PolicyError, formatDiagnostic } from '../../../src/errors.js';
+import { parsePolicy } from '../../../src/policy/parse.js';
+import { formatPrincipal, formatRule, serializePolicy } from '../../../src/policy/print.js';
+import type { PortItem, Rule } from '../../../src/policy/types.js';
+
+const both = (from: number, to = from): PortItem => ({ from, to, protocols: ['tcp', 'udp'] });
+const tcp = (from: number, to = from): PortItem => ({ from, to, protocols: ['tcp'] });
+const udp = (from: number, to = from): PortItem => ({ from, to, protocols: ['udp'] });
+
+function rulesOf(text: string): Rule[] {
+  return parsePolicy(text, 'policy').rules;
+}
+
+function onlyRule(text: string): Rule {
+  const rules = rulesOf(text);
+  assert.equal(rules.length, 1);
+  const [rule] = rules;
+  assert.ok(rule !== undefined);
+  return rule;
+}
+
+/** Every diagnostic as `line:column+length message`. */
+function problems(text: string): string[] {
+  try {
+    parsePolicy(text, 'policy');
+  } catch (error) {
+    assert.ok(error instanceof PolicyError);
+    assert.equal(error.code, 'E_POLICY_SYNTAX');
+    return error.diagnostics.map((d) => `${d.line}:${d.column}+${d.length} ${d.message}`);
+  }
+  assert.fail('the policy should have been rejected');
+}
+
+/** The single diagnostic of a one-line policy. */
+function problem(line: string): string {
+  const found = problems(`${line}\n`);
+  assert.equal(found.length, 1, `expected one problem, got ${JSON.stringify(found)}`);
+  return found[0] ?? '';
+}
+
+describe('parsePolicy: statements', () => {
+  it('reads a grant to a user on any address', () => {
+    assert.deepEqual(onlyRule('grant 80,443 user alice\n'), {
+      action: 'grant',
+      ports: [both(80), both(443)],
+      principal: { kind: 'user', name: 'alice' },
+      addrs: [],
+      line: 1,
+    });
+  });
+
+  it('reads a grant to a group on listed addresses, normalizing them', () => {
+    const rule = onlyRule('grant 53/udp group dns addr 127.0.0.1,0:0:0:0:0:0:0:1\n');
+    assert.deepEqual(rule.ports, [udp(53)]);
+    assert.deepEqual(rule.principal, { kind: 'group', name: 'dns' });
+    assert.deepEqual(rule.addrs, ['127.0.0.1', '::1']);
+  });
+
+  it('reads a grant to everyone', () => {
+    const rule = onlyRule('grant 8000-8100/tcp everyone\n');
+    assert.deepEqual(rule.ports, [tcp(8000, 8100)]);
+    assert.deepEqual(rule.principal, { kind: 'everyone' });
+  });
+
+  it('reads a reservation', () => {
+    const rule = onlyRule('reserve 5432,6379 user postgres\n');
+    assert.equal(rule.action, 'reserve');
+    assert.deepEqual(rule.ports, [both(5432), both(6379)]);
+  });
+
+  it('reads numeric ids as names', () => {
+    assert.deepEqual(onlyRule('grant 80 user 1000\n').principal, { kind: 'user', name: '1000' });
+    assert.deepEqual(onlyRule('grant 80 group 0\n').principal, { kind: 'group', name: '0' });
+    assert.deepEqual(onlyRule('grant 80 user 4294967294\n').principal, { kind: 'user', name: '4294967294' });
+  });
+
+  it('accepts names with dots, dashes, underscores and a final dollar', () => {
+    assert.deepEqual(onlyRule('grant 80 user _svc.web-1$\n').principal, { kind: 'user', name: '_svc.web-1$' });
+  });
+
+  it('takes any amount of spaces and tabs between words and around the statement', () => {
+    const rule = onlyRule(' \t grant\t\t80   user \t alice  addr\t::1 \t\n');
+    assert.deepEqual(rule.ports, [both(80)]);
+    assert.deepEqual(rule.addrs, ['::1']);
+  });
+
+  it('ignores comments, full-line and trailing, even without a space before #', () => {
+    const rules = rulesOf('# header\n  # indented\ngrant 80 user alice# no space\ngrant 443 everyone # x # y\n');
+    assert.deepEqual(
+      rules.map((r) => [r.line, formatRule(r)]),
+      [
+        [3, 'grant 80 user alice'],
+        [4, 'grant 443 everyone'],
+      ],
+    );
+  });
+
+  it('numbers rules by their line in the file, counting blank and comment lines', () => {
+    const rules = rulesOf('\n# c\n\ngrant 80 everyone\n\nreserve 5432 user pg\n');
+    assert.deepEqual(
+      rules.map((r) => r.line),
+      [4, 6],
+    );
+  });
+
+  it('gives an empty file no rules', () => {
+    assert.deepEqual(parsePolicy('', 'policy'), { file: 'policy', lines: [], rules: [] });
+  });
+
+  it('gives a file of comments and blank lines no rules', () => {
+    assert.deepEqual(rulesOf('# nothing yet\n\n   \n\t\n'), []);
+  });
+
+  it('accepts a last line without a newline', () => {
+    const doc = parsePolicy('# c\ngrant 80 everyone', 'policy');
+    assert.deepEqual(doc.lines, ['# c', 'grant 80 everyone']);
+    assert.equal(doc.rules.length, 1);
+  });
+
+  it('accepts CRLF line ends and strips the CR from the lines', () => {
+    const doc = parsePolicy('# c\r\ngrant 80 user alice\r\n', 'policy');
+    assert.deepEqual(doc.lines, ['# c', 'grant 80 user alice']);
+    assert.deepEqual(doc.rules[0]?.principal, { kind: 'user', name: 'alice' });
+  });
+
+  it('reads the example policy of the documentation', () => {
+    const text = [
+      '# lowport policy: who may bind which low ports.',
+      'grant   80,443          user alice                 # dev server',
+      'grant   53/udp          group dns   addr 127.0.0.1,::1',
+      'grant   8000-8100/tcp   everyone',
+      'reserve 5432,6379       user postgres',
+      '',
+    ].join('\n');
+    assert.deepEqual(rulesOf(text).map(formatRule), [
+      'grant 80,443 user alice',
+      'grant 53/udp group dns addr 127.0.0.1,::1',
+      'grant 8000-8100/tcp everyone',
+      'reserve 5432,6379 user postgres',
+    ]);
+  });
+});
+
+describe('parsePolicy: errors', () => {
+  it('rejects an unknown statement', () => {
+    assert.equal(problem('allow 80 user bob'), "1:1+5 unknown statement 'allow': expected 'grant' or 'reserve'");
+  });
+
+  it('says keywords are lower case when one is not', () => {
+    assert.equal(
+      problem('Grant 80 user bob'),
+      "1:1+5 unknown statement 'Grant': expected 'grant' or 'reserve' (keywords are lower case)",
+    );
+  });
+
+  it('rejects a statement without ports', () => {
+    assert.equal(problem('grant'), "1:6+1 expected ports after 'grant', e.g. 'grant 80,443 user alice'");
+  });
+
+  it('rejects a statement without a principal, pointing after the ports', () => {
+    assert.equal(problem('grant 80'), "1:9+1 expected 'user NAME', 'group NAME' or 'everyone' after the ports");
+  });
+
+  it('rejects a bare name where user or group is expected', () => {
+    assert.equal(
+      problem('grant 80 alice'),
+      "1:10+5 expected 'user NAME', 'group NAME' or 'everyone' after the ports, found 'alice'",
+    );
+  });
+
+  it('rejects an upper-case principal keyword', () => {
+    assert.equal(
+      problem('grant 80 User alice'),
+      "1:10+4 expected 'user NAME', 'group NAME' or 'everyone' after the ports, found 'User' (keywords are lower case)",
+    );
+  });
+
+  it('rejects user without a name', () => {
+    assert.equal(problem('grant 80 user'), "1:14+1 expected a user name or id after 'user'");
+  });
+
+  it('rejects group without a name, even when a comment follows', () => {
+    assert.equal(problem('grant 80 group   # dns'), "1:15+1 expected a group name or id after 'group'");
+  });
+
+  it('rejects an invalid name and says what a name looks like', () => {
+    assert.equal(
+      problem('grant 80 user 9lives'),
+      "1:15+6 '9lives' is not a valid user name: a name starts with a letter or '_', " +
+        "then letters, digits, '_', '.' or '-', and may end in '$'; an id is a number 0-4294967294",
+    );
+  });
+
+  it('rejects an id above 4294967294', () => {
+    assert.equal(problem('grant 80 group 4294967295'), '1:16+10 group id 4294967295 is out of range: ids are 0-4294967294');
+  });
+
+  it('rejects an id with a leading zero', () => {
+    assert.equal(problem('grant 80 user 01000'), "1:15+5 user id '01000' has a leading zero: write 1000");
+  });
+
+  it('rejects a port out of range, pointing at the port within the list', () => {
+    assert.equal(problem('grant 80,70000 user alice'), '1:10+5 port 70000 is out of range: ports are 1-65535');
+  });
+
+  it('rejects a reversed range', () => {
+    assert.equal(problem('grant 8100-8000 everyone'), '1:7+9 range 8100-8000 is reversed: write 8000-8100');
+  });
+
+  it('rejects an unknown protocol', () => {
+    assert.equal(
+      problem('grant 80/sctp everyone'),
+      "1:10+4 unknown protocol 'sctp': expected 'tcp' or 'udp' (no suffix means both)",
+    );
+  });
+
+  it('rejects spaces inside the port list once, without complaining about the rest of the line', () => {
+    assert.equal(
+      problem('grant 80, 443 user alice'),
+      "1:9+1 the port list ends with ',': write the list without spaces, e.g. 80,443",
+    );
+  });
+
+  it('rejects an empty port between commas', () => {
+    assert.equal(problem('grant 80,,443 everyone'), "1:10+1 empty item in the port list: remove the extra ','");
+  });
+
+  it('rejects addr without addresses', () => {
+    assert.equal(problem('grant 80 user a addr'), "1:21+1 expected addresses after 'addr', e.g. 'addr 127.0.0.1,::1'");
+  });
+
+  it('rejects a zone id and says what to write instead', () => {
+    assert.equal(
+      problem('grant 80 everyone addr fe80::1%eth0'),
+      "1:24+12 'fe80::1%eth0': zone ids are not supported; use the address without '%eth0'",
+    );
+  });
+
+  it('rejects an address range', () => {
+    assert.equal(
+      problem('grant 80 everyone addr 10.0.0.0/8'),
+      "1:24+10 '10.0.0.0/8': address ranges are not supported; list the addresses",
+    );
+  });
+
+  it('rejects an IPv4 address with leading zeros', () => {
+    assert.equal(
+      problem('grant 80 everyone addr 010.0.0.1'),
+      "1:24+9 '010.0.0.1': leading zeros are ambiguous (some tools read them as octal); write the numbers without them",
+    );
+  });
+
+  it('rejects an address listed twice, in any spelling', () => {
+    assert.equal(
+      problem('grant 80 everyone addr ::1,127.0.0.1,0::1'),
+      "1:38+4 '0::1' is listed twice (same as '::1'): list each address once",
+    );
+  });
+
+  it('rejects spaces inside the address list', () => {
+    assert.equal(
+      problem('grant 80 everyone addr ::1, 127.0.0.1'),
+      "1:27+1 the address list ends with ',': write the list without spaces, e.g. 127.0.0.1,::1",
+    );
+  });
+
+  it('rejects addr on a reservation and says why', () => {
+    assert.equal(
+      problem('reserve 5432 user postgres addr 127.0.0.1'),
+      "1:28+4 'addr' is not allowed on 'reserve': a reservation covers every address",
+    );
+  });
+
+  it('rejects a reservation for everyone and says why', () => {
+    assert.equal(
+      problem('reserve 5432 everyone'),
+      "1:14+8 a reservation for 'everyone' reserves nothing: name the user or group that alone may bind these ports",
+    );
+  });
+
+  it('rejects words after the principal', () => {
+    assert.equal(
+      problem('grant 80 user alice foo'),
+      "1:21+3 unexpected 'foo' after the statement: expected 'addr' or the end of the line",
+    );
+  });
+
+  it('rejects a second name after everyone', () => {
+    assert.equal(
+      problem('grant 80 everyone alice'),
+      "1:19+5 unexpected 'alice' after the statement: expected 'addr' or the end of the line",
+    );
+  });
+
+  it('rejects an upper-case addr keyword', () => {
+    assert.equal(
+      problem('grant 80 everyone ADDR ::1'),
+      "1:19+4 unexpected 'ADDR' after the statement: expected 'addr' or the end of the line (keywords are lower case)",
+    );
+  });
+
+  it('rejects words after the addresses', () => {
+    assert.equal(
+      problem('grant 80 everyone addr ::1 now'),
+      "1:28+3 unexpected 'now' after the statement: expected the end of the line ('#' starts a comment)",
+    );
+  });
+
+  it('rejects a second addr clause', () => {
+    assert.equal(
+      problem('grant 80 everyone addr ::1 addr 127.0.0.1'),
+      "1:28+4 'addr' is given twice: put all addresses in one list, e.g. 'addr 127.0.0.1,::1'",
+    );
+  });
+
+  it('rejects words after a reservation', () => {
+    assert.equal(
+      problem('reserve 80 user pg please'),
+      "1:20+6 unexpected 'please' after the statement: expected the end of the line ('#' starts a comment)",
+    );
+  });
+
+  it('counts a tab as one column', () => {
+    assert.equal(problem('\tgrant\t0\teveryone'), '1:8+1 port 0 is out of range: ports are 1-65535');
+  });
+
+  it('reports every bad value of one well-formed line', () => {
+    assert.deepEqual(problems('grant 0,80,70000 user 9x addr ::1,fe80::1%lo\n'), [
+      '1:7+1 port 0 is out of range: ports are 1-65535',
+      '1:12+5 port 70000 is out of range: ports are 1-65535',
+      "1:23+2 '9x' is not a valid user name: a name starts with a letter or '_', " +
+        "then letters, digits, '_', '.' or '-', and may end in '$'; an id is a number 0-4294967294",
+      "1:35+10 'fe80::1%lo': zone ids are not supported; use the address without '%lo'",
+    ]);
+  });
+
+  it('reports a problem on every bad line of the file and keeps the file and source line', () => {
+    const text = [
+      '# policy',
+      'grant 80 user alice',
+      'allow 80 user bob',
+      '',
+      'grant 70000 user carol',
+      'reserve 22 everyone',
+      'grant 443 user dave   # fine',
+      'grant 53/udp group dns addr 10.0.0.0/8',
+    ].join('\r\n');
+    let caught: unknown;
+    try {
+      parsePolicy(text, '/etc/lowport/policy');
+    } catch (error) {
+      caught = error;
+    }
+    assert.ok(caught instanceof PolicyError);
+    assert.deepEqual(
+      caught.diagnostics.map((d) => [d.file, d.line, d.column, d.source]),
+      [
+        ['/etc/lowport/policy', 3, 1, 'allow 80 user bob'],
+        ['/etc/lowport/policy', 5, 7, 'grant 70000 user carol'],
+        ['/etc/lowport/policy', 6, 12, 'reserve 22 everyone'],
+        ['/etc/lowport/policy', 8, 29, 'grant 53/udp group dns addr 10.0.0.0/8'],
+      ],
+    );
+    assert.equal(
+      caught.message,
+      "/etc/lowport/policy:3:1: unknown statement 'allow': expected 'grant' or 'reserve' (and 3 more)",
+    );
+    const [first] = caught.diagnostics;
+    assert.ok(first !== undefined);
+    assert.equal(
+      formatDiagnostic(first),
+      "/etc/lowport/policy:3:1: error: unknown statement 'allow': expected 'grant' or 'reserve'\nallow 80 user bob\n^^^^^",
+    );
+  });
+});
+
+describe('printing', () => {
+  it('formatPrincipal names each kind of principal', () => {
+    assert.equal(formatPrincipal({ kind: 'user', name: 'alice' }), 'user alice');
+    assert.equal(formatPrincipal({ kind: 'group', name: 'dns' }), 'group dns');
+    assert.equal(formatPrincipal({ kind: 'everyone' }), 'everyone');
+  });
+
+  it('formatRule writes a canonical statement with single spaces', () => {
+    const rule = onlyRule('grant\t443,80,80/udp   user  alice addr 127.0.0.1,0::1  # c\n');
+    assert.equal(formatRule(rule), 'grant 80,443 user alice addr 127.0.0.1,::1');
+  });
+
+  it('formatRule output parses back to the same rule', () => {
+    const rule = onlyRule('grant 53/udp,80,443,8000-8100/tcp group web addr ::ffff:127.0.0.1\n');
+    assert.deepEqual(onlyRule(`${formatRule(rule)}\n`), rule);
+  });
+
+  it('serializePolicy gives back a file byte for byte', () => {
+    const text = [
+      '# lowport policy',
+      '',
+      '  grant   80,443          user alice                 # dev server',
+      '\tgrant\t53/udp\tgroup dns   addr 127.0.0.1,::1   ',
+      '   ',
+      '#grant 1 everyone',
+      'reserve 5432,6379       user postgres#db',
+      '',
+      '',
+    ].join('\n');
+    assert.equal(serializePolicy(parsePolicy(text, 'policy')), text);
+  });
+
+  it('serializePolicy writes CRLF files with LF line ends', () => {
+    const doc = parsePolicy('# a\r\ngrant 80 everyone\r\n', 'policy');
+    assert.equal(serializePolicy(doc), '# a\ngrant 80 everyone\n');
+  });
+
+  it('serializePolicy ends the last line with a newline', () => {
+    assert.equal(serializePolicy(parsePolicy('grant 80 everyone', 'policy')), 'grant 80 everyone\n');
+  });
+
+  it('serializePolicy writes an empty document as an empty file', () => {
+    assert.equal(serializePolicy(parsePolicy('', 'policy')), '');
+  });
+
+  it('serializePolicy keeps a file that is one blank line', () => {
+    assert.equal(serializePolicy(parsePolicy('\n', 'policy')), '\n');
+  });
+});

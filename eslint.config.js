@@ -20,7 +20,7 @@ export const STACK = {
   policy: [],
   'policy-file': ['os', 'policy'],
   grants: ['os', 'bpf', 'policy', 'policy-file'],
-  forward: ['os', 'policy'],
+  forward: ['os', 'policy', 'policy-file'],
   ops: ['os', 'bpf', 'policy', 'policy-file', 'grants', 'forward'],
   integrate: ['os', 'bpf', 'policy', 'policy-file', 'grants', 'forward', 'ops'],
   run: ['os', 'bpf', 'policy', 'policy-file', 'grants', 'forward', 'ops'],

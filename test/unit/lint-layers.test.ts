@@ -24,7 +24,7 @@ describe('the stack in eslint', () => {
     ['src/bpf/asm.ts', "import '../grants/map-format.js';", /bpf\/ may import only os\//],
     ['src/grants/compile.ts', "import '../ops/apply.js';", /grants\/ may import only/],
     ['src/grants/live.ts', "import '../forward/redirect.js';", /grants\/ may import only/],
-    ['src/forward/redirect.ts', "import '../grants/live.js';", /forward\/ may import only os\/, policy\//],
+    ['src/forward/redirect.ts', "import '../grants/live.js';", /forward\/ may import only os\/, policy\/, policy-file\//],
     ['src/policy-file/policy-file.ts', "import '../grants/document.js';", /policy-file\/ may import only os\/, policy\//],
     ['src/ops/apply.ts', "import '../cli/io.js';", /ops\/ may import only/],
     ['src/doctor/doctor.ts', "import '../cli/main.js';", /doctor\/ may import only/],

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { compileDocument } from '../grants/document.js';
 import { list, type ListResult } from '../ops/list.js';
 import { Kind } from '../grants/map-format.js';
-import { DEFAULT_PIN_DIR, policyPath, type LowportOptions } from '../grants/target.js';
+import { bindHookByVersion, DEFAULT_PIN_DIR, policyPath, unsupportedMessage, type LowportOptions } from '../grants/target.js';
 import { LowportError } from '../errors.js';
 import { CAP_NET_BIND_SERVICE, fileCapabilities, hasCap, parseStatusCaps } from '../os/capabilities.js';
 import { findCgroup2Root } from '../os/cgroup.js';
@@ -18,6 +18,7 @@ import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../os/nss.js';
 import { effectiveUid, pathState, processStatus, systemTool, which } from '../os/process.js';
 import { findNft } from '../os/nft.js';
 import { LAUNCH_FAILED, launchSync, userEnvironment } from '../os/launch.js';
+import { probeFeatures } from '../bpf/probes.js';
 import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion, netNamespace, readSysctl, systemdRunning } from '../os/system.js';
 import { parsePolicy } from '../policy/parse.js';
 import { formatPrincipal } from '../policy/print.js';
@@ -176,17 +177,48 @@ function portReport(port: number, attempts: BindAttempt[]): PortReport {
   return { port, canBind, error, attempts, heldBy };
 }
 
+/**
+ * As root, the kernel is asked (bpf/probes.ts: a bind hook returning 3, a
+ * cgroup link, the map types), so a backported kernel passes and a locked-down
+ * one fails whatever its version. Without root the probes cannot run, and the
+ * version stands in for them, said as such.
+ */
+function kernelChecks(asRoot: boolean, missing: string[]): Check[] {
+  if (!asRoot) {
+    const newEnough = bindHookByVersion(kernelVersion());
+    if (!newEnough) missing.push('Linux 5.12 or later');
+    const by = 'by version alone: run doctor as root to probe the kernel itself';
+    return [
+      {
+        id: 'kernel',
+        status: newEnough ? 'ok' : 'fail',
+        detail: newEnough ? `Linux ${kernelRelease()}: bind hooks may grant ports (5.12+; ${by})` : `Linux ${kernelRelease()}: bind hooks cannot grant ports before 5.12 (${by}; backported kernels may)`,
+      },
+    ];
+  }
+  const results = probeFeatures();
+  const failed = results.find((r) => !r.ok);
+  if (failed !== undefined) missing.push(failed.errno === 'EPERM' || failed.errno === 'EACCES' ? 'BPF, which this kernel refuses to this process' : `a kernel that passes the ${failed.name} probe`);
+  return [
+    {
+      id: 'kernel',
+      status: failed === undefined ? 'ok' : 'fail',
+      detail: failed === undefined ? `Linux ${kernelRelease()}: loads and links lowport's bind hook (probed)` : unsupportedMessage(failed, kernelRelease()),
+    },
+    ...results.map(
+      (r): Check => ({
+        id: `probe:${r.name}`,
+        status: r.ok ? 'ok' : 'fail',
+        detail: `${r.tried}: ${r.ok ? 'works' : (r.errno ?? `not tried, ${r.skipped ?? 'refused'}`)}${r.verifier === undefined ? '' : ` (verifier: ${r.verifier})`}`,
+      }),
+    ),
+  ];
+}
+
 function machineChecks(asRoot: boolean): { checks: Check[]; bpfMissing: string[] } {
   const checks: Check[] = [];
   const missing: string[] = [];
-  const [major, minor] = kernelVersion();
-  const newEnough = major > 5 || (major === 5 && minor >= 12);
-  checks.push({
-    id: 'kernel',
-    status: newEnough ? 'ok' : 'fail',
-    detail: newEnough ? `Linux ${kernelRelease()}: bind hooks may grant ports (5.12+)` : `Linux ${kernelRelease()}: bind hooks cannot grant ports before 5.12`,
-  });
-  if (!newEnough) missing.push('Linux 5.12 or later');
+  checks.push(...kernelChecks(asRoot, missing));
 
   let cgroupRoot: string | undefined;
   try {

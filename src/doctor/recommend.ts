@@ -110,7 +110,8 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
       why: `port ${p.port} is reserved for ${p.reservedFor?.who ?? 'someone else'} (line ${p.reservedFor?.line ?? '?'} of ${s.policyFile}); everyone else gets EPERM, whatever privilege they have.`,
     });
   }
-  if (refused.length > 0 && refused.every((p) => p.grantedBy.length > 0) && s.policyNotApplied) {
+  // apply only helps where the kernel takes the grant: elsewhere the fallbacks below.
+  if (refused.length > 0 && refused.every((p) => p.grantedBy.length > 0) && s.policyNotApplied && s.bpfGrantPossible) {
     options.push({
       method: 'lowport-apply',
       command: `sudo ${s.lowport} apply`,

@@ -8,7 +8,8 @@ import { isAbsolute, resolve } from 'node:path';
 import { LowportError } from '../errors.js';
 import { findCgroup2Root, isCgroup2Dir } from '../os/cgroup.js';
 import { effectiveUid } from '../os/process.js';
-import { kernelRelease, kernelVersion } from '../os/system.js';
+import { missingFeature, type FeatureResult } from '../bpf/probes.js';
+import { kernelRelease } from '../os/system.js';
 import type { Target } from './live.js';
 import { HOST_IS_LITTLE_ENDIAN } from './map-format.js';
 
@@ -31,21 +32,25 @@ export function policyPath(options: LowportOptions): string {
 /** The kernel-side target, after checking that this machine and user can use the BPF grant. */
 export function kernelTarget(options: LowportOptions): Target {
   requireRoot();
-  requireKernel();
+  requireBpfFeatures();
   if (!HOST_IS_LITTLE_ENDIAN) {
     throw new LowportError('E_UNSUPPORTED', 'lowport builds its BPF program for little-endian CPUs, and this one is big-endian', {
       hint: 'Use a fallback: `lowport run --sockets`, an nftables redirect, or the ip_unprivileged_port_start sysctl.',
     });
   }
-  const pinDir = resolve(options.pinDir ?? DEFAULT_PIN_DIR);
-  if (options.cgroup === undefined) return { cgroup: findCgroup2Root(), pinDir };
+  return { cgroup: attachCgroup(options), pinDir: resolve(options.pinDir ?? DEFAULT_PIN_DIR) };
+}
+
+/** The cgroup-v2 directory this instance works on (--cgroup, else the hierarchy's root); needs no BPF. */
+export function attachCgroup(options: LowportOptions): string {
+  if (options.cgroup === undefined) return findCgroup2Root();
   const cgroup = resolve(options.cgroup);
   if (!isAbsolute(cgroup) || !isCgroup2Dir(cgroup)) {
     throw new LowportError('E_USAGE', `--cgroup ${options.cgroup} is not a cgroup-v2 directory`, {
       hint: `Create it under the cgroup-v2 mount (${safeCgroupRoot() ?? 'see /proc/self/mountinfo'}), e.g. mkdir ${safeCgroupRoot() ?? '/sys/fs/cgroup'}/mytest`,
     });
   }
-  return { cgroup, pinDir };
+  return cgroup;
 }
 
 function safeCgroupRoot(): string | undefined {
@@ -64,12 +69,41 @@ export function requireRoot(): void {
   }
 }
 
-/** BPF_CGROUP_INET{4,6}_BIND may return 3 (bypass CAP_NET_BIND_SERVICE) since Linux 5.12 (commit 772412176fb9). */
-export function requireKernel(version: [number, number] = kernelVersion(), release: string = kernelRelease()): void {
-  const [major, minor] = version;
-  if (major < 5 || (major === 5 && minor < 12)) {
-    throw new LowportError('E_UNSUPPORTED', `Linux ${release} cannot grant ports from a bind hook: that needs Linux 5.12 or later`, {
-      hint: 'Upgrade the kernel, or use a fallback: `lowport run --sockets`, an nftables redirect, or the ip_unprivileged_port_start sysctl (`lowport doctor` picks one).',
-    });
+const FALLBACKS = 'use a fallback: `lowport run --sockets`, an nftables redirect (`lowport forward add`), or the ip_unprivileged_port_start sysctl (`lowport doctor` picks one)';
+
+/**
+ * Whether this kernel, here, lets lowport load and attach its bind hook: found
+ * out by trying (bpf/probes.ts), not from the version, which says little on
+ * distributions that backport (RHEL 8) and nothing about lockdown or a
+ * container without CAP_BPF. Root only (kernelTarget checks that first).
+ */
+export function requireBpfFeatures(missing: FeatureResult | undefined = missingFeature(), release: string = kernelRelease()): void {
+  if (missing === undefined) return;
+  throw new LowportError('E_UNSUPPORTED', unsupportedMessage(missing, release), {
+    hint: missing.errno === 'EPERM' || missing.errno === 'EACCES' ? `Run \`lowport doctor\` to see what is refused, then ${FALLBACKS}.` : `Upgrade the kernel, or ${FALLBACKS}.`,
+  });
+}
+
+/** What a failed probe means, in a sentence. */
+export function unsupportedMessage(r: FeatureResult, release: string): string {
+  const how = `${r.tried}: ${r.errno ?? r.skipped ?? 'refused'}${r.verifier === undefined ? '' : ` (verifier: ${r.verifier})`}`;
+  if (r.errno === 'EPERM' || r.errno === 'EACCES') {
+    return `the kernel does not let this process use BPF (${how}): kernel lockdown, a container without CAP_BPF and CAP_SYS_ADMIN, or a seccomp filter`;
   }
+  const feature: Record<FeatureResult['name'], string> = {
+    'bind-return-3': 'cannot grant ports from a bind hook (a return value of 3, Linux 5.12)',
+    'cgroup-link': 'has no BPF links for cgroups (Linux 5.7)',
+    'hash-map': 'cannot create the BPF hash map lowport keeps its rules in',
+    'array-of-maps': 'cannot create the BPF array of maps lowport swaps its rules through',
+  };
+  return `Linux ${release} ${feature[r.name]}: ${how}`;
+}
+
+/**
+ * The version, for where the probes cannot run (doctor without root): bind
+ * hooks may return 3 (bypass CAP_NET_BIND_SERVICE) since Linux 5.12 (commit
+ * 772412176fb9). Backported kernels may have it earlier; only the probes know.
+ */
+export function bindHookByVersion([major, minor]: [number, number]): boolean {
+  return major > 5 || (major === 5 && minor >= 12);
 }

@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import { isatty } from 'node:tty';
 import { refreshLive } from '../ops/apply.js';
 import { forgetScope, saveScope, type Scope } from '../grants/scopes.js';
-import { kernelTarget, requireRoot, type LowportOptions } from '../grants/target.js';
+import { attachCgroup, kernelTarget, requireRoot, type LowportOptions } from '../grants/target.js';
 import { LowportError } from '../errors.js';
 import { readSysctl } from '../os/system.js';
 import { escapeControl } from '../text.js';
@@ -233,7 +233,8 @@ async function waitForLeftovers(o: RunOptions, leftovers: Leftovers): Promise<vo
 function trackingCgroup(o: RunOptions): string | undefined {
   let parent: string;
   try {
-    parent = kernelTarget(o).cgroup;
+    // Only the cgroup: --sockets and --caps need no BPF (and work where it is refused).
+    parent = attachCgroup(o);
   } catch (e) {
     if (o.cgroup !== undefined) throw e;
     return undefined;

@@ -125,4 +125,10 @@ describe('recommend, with names and paths other users chose', () => {
     assert.match(dropIn, /^User=1234$/m);
     assert.equal(dropIn.split('\n').length, 8);
   });
+
+  it('does not say to apply where the kernel refuses BPF: the grant in the file cannot go live there', () => {
+    const r = recommend(situation({ ports: [{ ...refused(80), grantedBy: [2] }], policyNotApplied: true, bpfGrantPossible: false, bpfMissing: ['BPF, which this kernel refuses to this process'], systemd: false }));
+    assert.ok(![r.recommendation, ...r.alternatives].some((o) => o.method === 'lowport-apply'), JSON.stringify(r));
+    assert.equal(r.recommendation.method, 'lowport-run-sockets');
+  });
 });

@@ -1,0 +1,133 @@
+/**
+ * What this kernel can do for lowport, found out by trying (as systemd's
+ * bpf-socket-bind.c and cilium/ebpf's feature tests do), not by its version:
+ * distributions backport (RHEL 8's 4.18 has what 5.x has), and a new kernel
+ * may still refuse (lockdown, a container without CAP_BPF/CAP_SYS_ADMIN, a
+ * seccomp filter). Each probe runs once per process; the results are cached.
+ * Needs root (or CAP_BPF with CAP_NET_ADMIN): without it every probe reports
+ * EPERM, and callers fall back to the version (grants/target.ts, doctor).
+ */
+import { Assembler, R0 } from './asm.js';
+import { BPF_CGROUP_INET4_BIND, BPF_MAP_TYPE, BPF_PROG_TYPE_CGROUP_SOCK_ADDR } from './attr.js';
+import { closeFd, linkCreate, mapCreate, progLoad } from './syscall.js';
+import { SyscallError } from '../os/libc.js';
+
+export type FeatureName = 'bind-return-3' | 'cgroup-link' | 'hash-map' | 'array-of-maps';
+
+export interface FeatureResult {
+  name: FeatureName;
+  /** What was tried, in a few words (for doctor). */
+  tried: string;
+  ok: boolean;
+  /** The errno name when the kernel refused (EINVAL: unknown to this kernel; EPERM: not allowed here). */
+  errno?: string;
+  /** Why the probe was not tried (an earlier one it needs failed). */
+  skipped?: string;
+  /** The verifier's last log line, when it refused a program. */
+  verifier?: string;
+}
+
+/**
+ * A bind hook may return 3: "allow, and skip the CAP_NET_BIND_SERVICE check"
+ * (Linux 5.12, commit 772412176fb9). A verifier without it allows only 0 and
+ * 1, and refuses `r0 = 3; exit` with EINVAL.
+ */
+function probeBindReturn3(): { result: FeatureResult; fd?: number } {
+  return probeBindReturn(3);
+}
+
+/** Loads `r0 = VALUE; exit` for the IPv4 bind hook (exported for the tests: 4 is refused by every kernel). */
+export function probeBindReturn(value: number): { result: FeatureResult; fd?: number } {
+  const tried = `load \`r0 = ${value}; exit\` for BPF_CGROUP_INET4_BIND`;
+  try {
+    const fd = progLoad({
+      type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+      expectedAttachType: BPF_CGROUP_INET4_BIND,
+      insns: new Assembler().mov(R0, { imm: value }).exit().assemble(),
+      name: 'lowport_probe',
+    });
+    return { result: { name: 'bind-return-3', tried, ok: true }, fd };
+  } catch (e) {
+    return { result: { name: 'bind-return-3', tried, ok: false, ...refusal(e) } };
+  }
+}
+
+/**
+ * bpf_link for cgroups (Linux 5.7): LINK_CREATE with the probe program and a
+ * target fd that is no fd. A kernel with cgroup links looks the cgroup up and
+ * answers EBADF; one without the command answers EINVAL. Nothing is attached.
+ */
+function probeCgroupLink(progFd: number | undefined): FeatureResult {
+  const tried = 'BPF_LINK_CREATE of a bind hook on a bad cgroup fd (expects EBADF)';
+  if (progFd === undefined) return { name: 'cgroup-link', tried, ok: false, skipped: 'no program could be loaded' };
+  try {
+    // target_fd is a u32; all ones is fd -1 to the kernel.
+    closeFd(linkCreate(progFd, 0xffffffff, BPF_CGROUP_INET4_BIND));
+    // Cannot happen (there is no cgroup -1); if it does, the link was made and is closed again.
+    return { name: 'cgroup-link', tried, ok: true };
+  } catch (e) {
+    if (e instanceof SyscallError && e.errnoName === 'EBADF') return { name: 'cgroup-link', tried, ok: true };
+    return { name: 'cgroup-link', tried, ok: false, ...refusal(e) };
+  }
+}
+
+/** The map types the program uses (grants/live.ts): the policy hash inside the one-slot outer array of maps. */
+function probeMaps(): FeatureResult[] {
+  const results: FeatureResult[] = [];
+  let inner: number | undefined;
+  const attempt = (name: FeatureName, tried: string, create: () => number, keep = false): void => {
+    try {
+      const fd = create();
+      if (keep) inner = fd;
+      else closeFd(fd);
+      results.push({ name, tried, ok: true });
+    } catch (e) {
+      results.push({ name, tried, ok: false, ...refusal(e) });
+    }
+  };
+  try {
+    attempt('hash-map', 'create a BPF_MAP_TYPE_HASH', () => mapCreate({ type: BPF_MAP_TYPE.HASH, keySize: 8, valueSize: 8, maxEntries: 1, name: 'lowport_probe' }), true);
+    const template = inner;
+    if (template === undefined) {
+      results.push({ name: 'array-of-maps', tried: 'create a BPF_MAP_TYPE_ARRAY_OF_MAPS', ok: false, skipped: 'no inner map could be created' });
+    } else {
+      attempt('array-of-maps', 'create a BPF_MAP_TYPE_ARRAY_OF_MAPS of hashes', () =>
+        mapCreate({ type: BPF_MAP_TYPE.ARRAY_OF_MAPS, keySize: 4, valueSize: 4, maxEntries: 1, innerMapFd: template, name: 'lowport_probe' }),
+      );
+    }
+  } finally {
+    if (inner !== undefined) closeFd(inner);
+  }
+  return results;
+}
+
+/** The errno and the verifier's last line (not its statistics) of a refusal. */
+export function refusal(e: unknown): { errno: string; verifier?: string } {
+  if (!(e instanceof SyscallError)) throw e;
+  const log = /verifier log:\n([\s\S]*)$/.exec(e.message)?.[1];
+  const last = log
+    ?.split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !/^(processed|verification time)/.test(l))
+    .pop();
+  return { errno: e.errnoName, ...(last === undefined ? {} : { verifier: last }) };
+}
+
+let cached: readonly FeatureResult[] | undefined;
+
+/** Every probe, once per process. */
+export function probeFeatures(): readonly FeatureResult[] {
+  if (cached !== undefined) return cached;
+  const bind = probeBindReturn3();
+  try {
+    cached = [bind.result, probeCgroupLink(bind.fd), ...probeMaps()];
+  } finally {
+    if (bind.fd !== undefined) closeFd(bind.fd);
+  }
+  return cached;
+}
+
+/** The first probe that failed, if any. */
+export function missingFeature(): FeatureResult | undefined {
+  return probeFeatures().find((r) => !r.ok);
+}

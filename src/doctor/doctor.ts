@@ -11,7 +11,7 @@ import { DEFAULT_PIN_DIR, policyPath, type LowportOptions } from '../grants/targ
 import { LowportError } from '../errors.js';
 import { CAP_NET_BIND_SERVICE, fileCapabilities, hasCap, parseStatusCaps } from '../os/capabilities.js';
 import { findCgroup2Root } from '../os/cgroup.js';
-import { fileOwnership, readFileHead, readPolicyFile } from '../os/files.js';
+import { fileOwnership, readFileHead } from '../os/files.js';
 import { mountOf } from '../os/mounts.js';
 import { socketOwners, socketsOnPort } from '../os/netstat.js';
 import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../os/nss.js';
@@ -20,6 +20,7 @@ import { findNft } from '../os/nft.js';
 import { LAUNCH_FAILED, launchSync, userEnvironment } from '../os/launch.js';
 import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion, netNamespace, readSysctl, systemdRunning } from '../os/system.js';
 import { parsePolicy } from '../policy/parse.js';
+import { fileKind, readPolicyFile } from '../policy-file/trust.js';
 import { formatPrincipal } from '../policy/print.js';
 import { shellQuote } from '../text.js';
 import { byportName, mayExecute, nssNames } from '../integrate/authbind.js';
@@ -384,8 +385,8 @@ function programChecks(program: string): Check[] {
   const st = fileOwnership(facts.path);
   if (st === undefined) return [{ id: 'program', status: 'fail', detail: `${program}: no such file (give a path, or a command on PATH)` }];
   // A device, FIFO or socket (a user's symlink may point at one) is never opened: as root, opening a device acts (a tty, a watchdog, a tape).
-  if (st.kind !== undefined) {
-    return [{ id: 'program', status: 'fail', detail: `${facts.path} is ${st.kind}, not a regular file: not a program; doctor does not open it` }];
+  if (st.type !== 'file') {
+    return [{ id: 'program', status: 'fail', detail: `${facts.path} is ${fileKind(st.type)}, not a regular file: not a program; doctor does not open it` }];
   }
   const checks: Check[] = [];
   const setuidRoot = (st.mode & 0o4000) !== 0 && st.uid === 0;

@@ -2,12 +2,9 @@
  * The nft(8) runner: nftables JSON in, JSON out, through `nft -j -f -` so that
  * a batch of commands is one transaction (all of it applies, or none). Rules
  * are built as objects in src/forward/nft.ts; nothing here writes rule text.
- * Also the lock that serializes lowport's own changes to its table.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import { LowportError } from '../errors.js';
-import { lockFile } from './files.js';
 import { systemTool, systemToolEnv } from './process.js';
 
 /** The nft binary, or undefined when nftables is not installed. */
@@ -66,18 +63,4 @@ export function nftListTable(family: string, name: string): unknown {
     throw new LowportError('E_NFT', `nft list table ${family} ${name} failed: ${r.stderr.trim()}`);
   }
   return JSON.parse(r.stdout) as unknown;
-}
-
-/** lowport's runtime directory: root's only (/run is not writable by others). */
-const LOCK_DIR = '/run/lowport';
-
-/**
- * Serializes lowport's changes to its nftables table between processes
- * (flock(2) on a root-only lock file, which stays: removing a lock file races
- * with its next user). Without it, one process could delete the table, found
- * empty, just as another adds its rules to it.
- */
-export function lockNft(): { release: () => void } {
-  mkdirSync(LOCK_DIR, { recursive: true, mode: 0o700 });
-  return lockFile(`${LOCK_DIR}/nft.lock`);
 }

@@ -17,7 +17,7 @@ import { socketOwners, socketsOnPort } from '../os/netstat.js';
 import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../os/nss.js';
 import { effectiveUid, pathState, processStatus, systemTool, which } from '../os/process.js';
 import { findNft } from '../os/nft.js';
-import { LAUNCH_FAILED, launchSync, userEnvironment } from '../os/launch.js';
+import { checkIdentity, LAUNCH_FAILED, launchSync, userEnvironment } from '../os/launch.js';
 import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion, netNamespace, readSysctl, systemdRunning } from '../os/system.js';
 import { parsePolicy } from '../policy/parse.js';
 import { fileKind, readPolicyFile } from '../policy-file/trust.js';
@@ -131,6 +131,7 @@ export function doctor(options: DoctorOptions = {}): DoctorReport {
  */
 function probeAs(user: PasswdEntry & { known: boolean }, ports: number[]): { port: number; attempts: BindAttempt[] }[] {
   const identity = { uid: user.uid, gid: user.gid, ...(user.known ? { name: user.name } : {}) };
+  checkIdentity(identity, 'Give --user a normal user (a name from `getent passwd`, or its uid); a user whose primary group is root (gid 0) is refused too.');
   const r = launchSync([process.execPath, PROBE, ports.join(',')], { identity, env: userEnvironment(user) }, 30_000);
   if (r.status !== 0) {
     const why = (r.stderr || r.error?.message || `exit ${r.status ?? r.signal}`).trim().split('\n')[0];

@@ -22,6 +22,7 @@ import {
   deleteTableCommand,
   FAMILY,
   groupRedirects,
+  explainNft,
   listedRules,
   overlaps,
   sameOwner,
@@ -132,7 +133,7 @@ export function requireNftRoot(): void {
 }
 
 function readTable(): { redirects: ListedRedirect[]; foreign: ListedRule[]; total: number } {
-  const listing = nftListTable(FAMILY, TABLE);
+  const listing = explainNft(() => nftListTable(FAMILY, TABLE));
   if (listing === undefined) return { redirects: [], foreign: [], total: 0 };
   const rules = listedRules(listing);
   return { ...groupRedirects(rules), total: rules.length };
@@ -174,9 +175,9 @@ function change(
     check(staying);
     const handles = dropped.flatMap((r) => r.handles);
     if (add.length > 0) {
-      nftApply(addBatch(add, handles));
+      explainNft(() => nftApply(addBatch(add, handles)));
     } else if (handles.length > 0) {
-      nftApply({ nftables: handles.length === total ? [deleteTableCommand()] : deleteCommands(handles) });
+      explainNft(() => nftApply({ nftables: handles.length === total ? [deleteTableCommand()] : deleteCommands(handles) }));
     }
     // A policy owner with nothing left in the table needs no record of its path.
     for (const r of dropped) {

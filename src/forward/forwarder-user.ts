@@ -17,7 +17,7 @@
 import { LowportError } from '../errors.js';
 import type { Identity } from '../os/launch.js';
 import { lookupUsers } from '../os/nss.js';
-import { createSystemUser } from '../os/useradd.js';
+import { createSystemUser, UseraddError } from '../os/useradd.js';
 import { stateLock } from '../policy-file/state.js';
 
 export const FORWARDER_USER = 'lowport';
@@ -40,7 +40,13 @@ export function forwarderIdentity(): Identity {
     try {
       entry = lookupUsers([FORWARDER_USER]).get(FORWARDER_USER);
       if (entry === undefined) {
-        createSystemUser(FORWARDER_USER, 'lowport userspace forwarder');
+        try {
+          createSystemUser(FORWARDER_USER, 'lowport userspace forwarder');
+        } catch (e) {
+          if (!(e instanceof UseraddError)) throw e;
+          const how = e.command === undefined ? "(no home, no login shell) with your system's tool" : `(${e.command})`;
+          throw new LowportError('E_STATE', e.message, { hint: `Create a system user '${e.user}' ${how}, or give --user.`, cause: e });
+        }
         entry = lookupUsers([FORWARDER_USER]).get(FORWARDER_USER);
       }
     } finally {

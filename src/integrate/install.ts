@@ -8,8 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { readPolicy } from '../policy-file/policy-file.js';
 import { policyPath, requireRoot, type LowportOptions } from '../grants/target.js';
 import { LowportError } from '../errors.js';
-import { removeFile, removeEmptyDir } from '../os/files.js';
-import { assertRootControlled, ensureTrustedDir, GENERATED, preparePolicyDir, writeFileAtomic } from '../policy-file/trust.js';
+import { assertRootControlled, ensureTrustedDir, GENERATED, POLICY, preparePolicyDir, removeTrustedFile, writeFileAtomic } from '../policy-file/trust.js';
 import { pathExists } from '../os/process.js';
 import { findTreeFault, TreeCheckError, type TreeFault } from '../os/root-tree.js';
 import { systemctl, systemctlPath } from '../os/systemctl.js';
@@ -222,16 +221,15 @@ export function uninstall(o: UninstallOptions): { removed: string[]; notes: stri
     if (!r.ok) throw new LowportError('E_STATE', `systemctl disable ${UNIT_NAME} failed: ${r.output}`);
   }
   if (pathExists(file)) {
-    removeFile(file);
+    removeTrustedFile(file, GENERATED);
     removed.push(file);
   }
   if (o.root === undefined && systemdRunning()) systemctl(['daemon-reload']);
   const policy = join(o.root ?? '/', policyPath(o));
   if (o.purge === true && pathExists(policy)) {
     assertRootControlled(dirname(policy));
-    removeFile(policy);
-    removeFile(join(dirname(policy), '.lowport.lock'));
-    removeEmptyDir(dirname(policy));
+    removeTrustedFile(policy, POLICY);
+    removeTrustedFile(join(dirname(policy), '.lowport.lock'), POLICY, { emptyDir: true });
     removed.push(policy);
   } else if (pathExists(policy)) {
     notes.push(`kept ${policy} (--purge removes it)`);

@@ -150,6 +150,32 @@ export function errnoCode(e: unknown): string | undefined {
   return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) && !(e instanceof LowportError) ? code : undefined;
 }
 
+// struct posix_acl_xattr_entry (linux/posix_acl_xattr.h): u16 tag, u16 perm, u32 id, after a u32 version.
+const ACL_USER = 0x02;
+const ACL_GROUP_OBJ = 0x04;
+const ACL_GROUP = 0x08;
+const ACL_WRITE = 0x02;
+
+/**
+ * Who, besides the owner, a POSIX ACL lets write: with an ACL the mode's group
+ * bits are only the mask, so they alone do not tell. Named entries for ids
+ * other than root, and the owning group when it is not root, count.
+ */
+export function aclWriters(acl: Buffer | undefined, fileGid: number): string[] {
+  if (acl === undefined || acl.length < 4) return [];
+  const out: string[] = [];
+  for (let at = 4; at + 8 <= acl.length; at += 8) {
+    const tag = acl.readUInt16LE(at);
+    const perm = acl.readUInt16LE(at + 2);
+    const id = acl.readUInt32LE(at + 4);
+    if ((perm & ACL_WRITE) === 0) continue;
+    if (tag === ACL_USER && id !== 0) out.push(`user ${id}`);
+    if (tag === ACL_GROUP && id !== 0) out.push(`group ${id}`);
+    if (tag === ACL_GROUP_OBJ && fileGid !== 0) out.push(`group ${fileGid}`);
+  }
+  return out;
+}
+
 /** Checks a directory on its fd; throws an UnsafeFileError (with the place given) when it may not be trusted. */
 export type DirCheck = (dir: DirFd, place: 'path' | 'directory') => void;
 
@@ -161,6 +187,18 @@ export type DirCheck = (dir: DirFd, place: 'path' | 'directory') => void;
 export const rootAlone: DirCheck = (dir, place) => {
   const st = dir.stat();
   const finding = rootAloneFinding(st, place === 'path');
+  if (finding !== undefined) throw new UnsafeFileError(dir.path, place, finding, factsOf(st));
+};
+
+/**
+ * The check of lowport's own state (/run/lowport, each directory on the way
+ * to it and in it): root's, no write bit for group or others, sticky or not,
+ * and no ACL that lets anyone else write.
+ */
+export const stateDir: DirCheck = (dir, place) => {
+  const st = dir.stat();
+  const writers = aclWriters(dir.acl(), st.gid);
+  const finding = rootAloneFinding(st, false) ?? (writers.length > 0 ? { problem: 'acl' as const, writers } : undefined);
   if (finding !== undefined) throw new UnsafeFileError(dir.path, place, finding, factsOf(st));
 };
 
@@ -230,11 +268,11 @@ export class DirFd {
 
   /**
    * Subdirectory NAME, checked on the open directory: not a symlink, and root's
-   * alone (rootAlone). Created (`mode`) when missing and `create`; undefined
+   * alone (stateDir). Created (`mode`) when missing and `create`; undefined
    * when missing otherwise.
    */
   openRootSubdir(name: string, { create, mode }: { create: boolean; mode: number }): DirFd | undefined {
-    return this.openSubdir(name, { create: create ? mode : undefined, check: rootAlone });
+    return this.openSubdir(name, { create: create ? mode : undefined, check: stateDir });
   }
 
   /** Subdirectory NAME, made (`create`: its mode) when missing, refused when it is a symlink or not a directory, then `check`ed on its fd. */
@@ -544,13 +582,14 @@ export function openDirChain(dir: string, { create }: { create: boolean }): DirF
 }
 
 /**
- * A directory only root may write (lowport's state under /run): every step
- * to it checked as in openDirChain, made (root's, `mode`) when missing and
- * `create`, and refused when it is a symlink, not a directory, not root's or
- * writable by others. Undefined when it does not exist and `create` is false.
+ * A directory only root may write (lowport's state under /run): reached from
+ * / without a symlink, every directory on the way and itself checked
+ * (stateDir: root's, no write for anyone else, sticky or not), made (root's,
+ * `mode`; missing ones on the way 0755) when missing and `create`. Undefined
+ * when it does not exist and `create` is false.
  */
 export function openRootDir(path: string, { create, mode }: { create: boolean; mode: number }): DirFd | undefined {
-  const at = openPath(path, { check: rootAlone, follow: false, ...(create ? { create: 0o755 } : {}) });
+  const at = openPath(path, { check: stateDir, follow: false, ...(create ? { create: 0o755 } : {}) });
   if (at === undefined) return undefined;
   if (at.name === '') {
     at.dir.close();

@@ -11,41 +11,17 @@
  * Facts only: an UnsafeFileError (what was found) or a SyscallError (what
  * failed). policy-file/trust.ts words them for the file's role.
  */
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, realpathSync, rmdirSync, rmSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { factsOf, fileType, openDirFollowing, openDirPath, openPath, UnsafeFileError, withDir, type DirCheck, type DirFd, type FileCheck, type FileType, type Finding } from './dirfd.js';
+import { aclWriters, factsOf, fileType, openDirFollowing, openDirPath, openPath, UnsafeFileError, withDir, type DirCheck, type DirFd, type FileCheck, type FileType, type Finding } from './dirfd.js';
 import { getXattr, SyscallError } from './libc.js';
+
+export { aclWriters };
 
 const S_IWGRP = 0o020;
 const S_IWOTH = 0o002;
 const S_ISVTX = 0o1000;
 const ENOENT = 2;
-
-// struct posix_acl_xattr_entry (linux/posix_acl_xattr.h): u16 tag, u16 perm, u32 id, after a u32 version.
-const ACL_USER = 0x02;
-const ACL_GROUP_OBJ = 0x04;
-const ACL_GROUP = 0x08;
-const ACL_WRITE = 0x02;
-
-/**
- * Who, besides the owner, a POSIX ACL lets write: with an ACL the mode's group
- * bits are only the mask, so they alone do not tell. Named entries for ids
- * other than root, and the owning group when it is not root, count.
- */
-export function aclWriters(acl: Buffer | undefined, fileGid: number): string[] {
-  if (acl === undefined || acl.length < 4) return [];
-  const out: string[] = [];
-  for (let at = 4; at + 8 <= acl.length; at += 8) {
-    const tag = acl.readUInt16LE(at);
-    const perm = acl.readUInt16LE(at + 2);
-    const id = acl.readUInt32LE(at + 4);
-    if ((perm & ACL_WRITE) === 0) continue;
-    if (tag === ACL_USER && id !== 0) out.push(`user ${id}`);
-    if (tag === ACL_GROUP && id !== 0) out.push(`group ${id}`);
-    if (tag === ACL_GROUP_OBJ && fileGid !== 0) out.push(`group ${fileGid}`);
-  }
-  return out;
-}
 
 /**
  * Why a file or directory is not root's alone, or undefined when it is:
@@ -257,17 +233,31 @@ export function readRegularFile(path: string): string {
   }
 }
 
-export function removeFile(path: string): void {
-  rmSync(path, { force: true });
+/**
+ * Removes file `path` (unlinkat: a symlink itself, never what it points at)
+ * from its directory, reached as walkTo does, so that no directory on the way
+ * is one a user could have swapped for a link. A missing one is fine.
+ */
+export function removeRootControlledFile(path: string): void {
+  const at = walkTo(path, false);
+  if (at === undefined) return;
+  withDir(at.dir, (dir) => {
+    if (at.name !== '') dir.unlink(at.name);
+  });
 }
 
-/** Removes a directory if it is empty; leaves it (and says nothing) otherwise. */
-export function removeEmptyDir(dir: string): void {
-  try {
-    rmdirSync(dir);
-  } catch {
-    // not empty, or gone
-  }
+/** Removes directory `dir` if it is empty (reached as removeRootControlledFile does); leaves it, and says nothing, otherwise. */
+export function removeRootControlledDirIfEmpty(dir: string): void {
+  const at = walkTo(dir, false);
+  if (at === undefined) return;
+  withDir(at.dir, (d) => {
+    try {
+      if (at.name !== '') d.removeIfEmpty(at.name);
+    } catch (e) {
+      // a symlink, a mount point: not a directory lowport may remove
+      if (!(e instanceof SyscallError)) throw e;
+    }
+  });
 }
 
 export interface DirEntry {

@@ -25,7 +25,7 @@ function octal(mode: number | undefined): string {
 function stateRefusal(e: unknown, root: string): unknown {
   if (e instanceof UnsafeFileError) {
     const { path, finding, facts } = e;
-    const ids = `uid ${facts?.uid ?? '?'}, mode ${octal(facts?.mode)}`;
+    const ids = finding.problem === 'acl' ? `an ACL lets ${finding.writers.join(', ')} write it` : `uid ${facts?.uid ?? '?'}, mode ${octal(facts?.mode)}`;
     switch (e.place) {
       case 'lock':
         return lockRefusal(e);

@@ -17,6 +17,8 @@ import {
   ownershipFinding,
   readRegularFile,
   readRootControlledFile,
+  removeRootControlledDirIfEmpty,
+  removeRootControlledFile,
   writeFileAtomic as writeAtomic,
   type WriteOptions as FileWriteOptions,
 } from '../os/files.js';
@@ -232,3 +234,17 @@ export function readTextFile(path: string): string {
     throw code === undefined ? e : fileError(path, code, e);
   }
 }
+
+/**
+ * Removes a file root made (a unit, the policy, its lock) through directories
+ * only root controls, checked from / (a symlink at the name itself goes, not
+ * what it points at); a missing one is fine. With `emptyDir`, its directory
+ * goes too when nothing else is left in it.
+ */
+export function removeTrustedFile(path: string, role: Role, { emptyDir = false }: { emptyDir?: boolean } = {}): void {
+  worded(path, role, () => {
+    removeRootControlledFile(path);
+    if (emptyDir) removeRootControlledDirIfEmpty(dirname(path));
+  });
+}
+

@@ -13,7 +13,7 @@
 import { mkdirSync, statfsSync, type Stats } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { LowportError } from '../errors.js';
-import { openDirChain, type DirFd } from '../os/dirfd.js';
+import { errnoCode, openDirChain, UnsafeFileError, type DirFd } from '../os/dirfd.js';
 import { mount } from '../os/libc.js';
 import { mountOf, readMounts } from '../os/mounts.js';
 
@@ -59,7 +59,7 @@ export function openPinDir(pinDir: string, { create }: { create: boolean }): Pin
   const path = resolve(pinDir);
   if (path === '/') throw unsafe(`the pin directory cannot be /`, 'Give a --pin-dir of its own, e.g. /sys/fs/bpf/lowport.');
   if (create) ensureBpffs(path);
-  const parent = openDirChain(dirname(path), { create, what: 'the pin directory' });
+  const parent = openPinDirParent(dirname(path), create);
   if (parent === undefined) return undefined;
   try {
     const name = basename(path);
@@ -96,6 +96,28 @@ export function openPinDir(pinDir: string, { create }: { create: boolean }): Pin
     };
   } catch (e) {
     parent.close();
+    throw e;
+  }
+}
+
+/**
+ * The directory the pin directory is in, open: every directory from / to it
+ * root's and not writable by others unless sticky (os/dirfd.ts,
+ * openDirChain), none a symlink; made (root's, 0755) when missing and
+ * `create`.
+ */
+function openPinDirParent(dir: string, create: boolean): DirFd | undefined {
+  try {
+    return openDirChain(dir, { create });
+  } catch (e) {
+    if (e instanceof UnsafeFileError && e.finding.problem === 'symlink') throw unsafe(`${e.path} is a symlink; lowport refuses a path to the pin directory that goes through one`, 'Give the real path.');
+    if (e instanceof UnsafeFileError && e.finding.problem !== 'type') {
+      throw unsafe(
+        `${e.path}, above the pin directory, is not root's alone (uid ${e.facts?.uid ?? '?'}, mode ${(e.facts?.mode ?? 0).toString(8)}): others could move what is in it`,
+        `Use a path under directories only root controls (chown root ${e.path} && chmod go-w ${e.path}, if it should be).`,
+      );
+    }
+    if (e instanceof UnsafeFileError || errnoCode(e) === 'ENOTDIR') throw unsafe(`the path of the pin directory (${dir}) is not a chain of directories`, 'Give the real path.');
     throw e;
   }
 }

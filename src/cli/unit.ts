@@ -2,7 +2,7 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { checkServiceUser, checkUnitName, serviceUnits } from '../integrate/unit.js';
-import { writeUnitFile } from '../os/files.js';
+import { writeUnitFile } from '../policy-file/trust.js';
 import { lookupUsers } from '../os/nss.js';
 import { which } from '../os/process.js';
 import { escapeControl } from '../text.js';

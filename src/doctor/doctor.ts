@@ -11,16 +11,17 @@ import { bindHookByVersion, DEFAULT_PIN_DIR, policyPath, unsupportedMessage, typ
 import { LowportError } from '../errors.js';
 import { CAP_NET_BIND_SERVICE, fileCapabilities, hasCap, parseStatusCaps } from '../os/capabilities.js';
 import { findCgroup2Root } from '../os/cgroup.js';
-import { fileOwnership, readFileHead, readPolicyFile } from '../os/files.js';
+import { fileOwnership, readFileHead } from '../os/files.js';
 import { mountOf } from '../os/mounts.js';
 import { socketOwners, socketsOnPort } from '../os/netstat.js';
 import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../os/nss.js';
 import { effectiveUid, pathState, processStatus, systemTool, which } from '../os/process.js';
 import { findNft } from '../os/nft.js';
-import { LAUNCH_FAILED, launchSync, userEnvironment } from '../os/launch.js';
+import { checkIdentity, LAUNCH_FAILED, launchSync, userEnvironment } from '../os/launch.js';
 import { probeFeatures } from '../bpf/probes.js';
 import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion, netNamespace, readSysctl, systemdRunning } from '../os/system.js';
 import { parsePolicy } from '../policy/parse.js';
+import { fileKind, readPolicyFile } from '../policy-file/trust.js';
 import { formatPrincipal } from '../policy/print.js';
 import { shellQuote } from '../text.js';
 import { byportName, mayExecute, nssNames } from '../integrate/authbind.js';
@@ -131,6 +132,7 @@ export function doctor(options: DoctorOptions = {}): DoctorReport {
  */
 function probeAs(user: PasswdEntry & { known: boolean }, ports: number[]): { port: number; attempts: BindAttempt[] }[] {
   const identity = { uid: user.uid, gid: user.gid, ...(user.known ? { name: user.name } : {}) };
+  checkIdentity(identity, 'Give --user a normal user (a name from `getent passwd`, or its uid); a user whose primary group is root (gid 0) is refused too.');
   const r = launchSync([process.execPath, PROBE, ports.join(',')], { identity, env: userEnvironment(user) }, 30_000);
   if (r.status !== 0) {
     const why = (r.stderr || r.error?.message || `exit ${r.status ?? r.signal}`).trim().split('\n')[0];
@@ -416,8 +418,8 @@ function programChecks(program: string): Check[] {
   const st = fileOwnership(facts.path);
   if (st === undefined) return [{ id: 'program', status: 'fail', detail: `${program}: no such file (give a path, or a command on PATH)` }];
   // A device, FIFO or socket (a user's symlink may point at one) is never opened: as root, opening a device acts (a tty, a watchdog, a tape).
-  if (st.kind !== undefined) {
-    return [{ id: 'program', status: 'fail', detail: `${facts.path} is ${st.kind}, not a regular file: not a program; doctor does not open it` }];
+  if (st.type !== 'file') {
+    return [{ id: 'program', status: 'fail', detail: `${facts.path} is ${fileKind(st.type)}, not a regular file: not a program; doctor does not open it` }];
   }
   const checks: Check[] = [];
   const setuidRoot = (st.mode & 0o4000) !== 0 && st.uid === 0;

@@ -14,15 +14,13 @@
  * tell apart. A named system account is what sshd, chrony and every other
  * Debian daemon use, and is visible in `ps` and `getent`.
  */
-import { join } from 'node:path';
 import { LowportError } from '../errors.js';
-import { ensureTrustedDir, lockFile } from '../os/files.js';
 import type { Identity } from '../os/launch.js';
 import { lookupUsers } from '../os/nss.js';
-import { createSystemUser } from '../os/useradd.js';
+import { createSystemUser, UseraddError } from '../os/useradd.js';
+import { stateLock } from '../policy-file/state.js';
 
 export const FORWARDER_USER = 'lowport';
-const STATE_DIR = '/run/lowport';
 
 /**
  * The first uid of a person's account on Debian, Fedora and Arch
@@ -38,12 +36,17 @@ export function forwarderIdentity(): Identity {
   let entry = lookupUsers([FORWARDER_USER]).get(FORWARDER_USER);
   if (entry === undefined) {
     // Several forwarders starting at once (a boot, a test) make it once: useradd itself fails on a busy /etc/passwd lock.
-    ensureTrustedDir(STATE_DIR, 0o700);
-    const lock = lockFile(join(STATE_DIR, 'useradd.lock'));
+    const lock = stateLock('useradd.lock');
     try {
       entry = lookupUsers([FORWARDER_USER]).get(FORWARDER_USER);
       if (entry === undefined) {
-        createSystemUser(FORWARDER_USER, 'lowport userspace forwarder');
+        try {
+          createSystemUser(FORWARDER_USER, 'lowport userspace forwarder');
+        } catch (e) {
+          if (!(e instanceof UseraddError)) throw e;
+          const how = e.command === undefined ? "(no home, no login shell) with your system's tool" : `(${e.command})`;
+          throw new LowportError('E_STATE', e.message, { hint: `Create a system user '${e.user}' ${how}, or give --user.`, cause: e });
+        }
         entry = lookupUsers([FORWARDER_USER]).get(FORWARDER_USER);
       }
     } finally {

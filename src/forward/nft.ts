@@ -28,6 +28,8 @@
  * what `--gc` checks.
  */
 import { isIPv4 } from 'node:net';
+import { LowportError } from '../errors.js';
+import { NftError } from '../os/nft.js';
 import type { Protocol } from '../policy/types.js';
 
 export const TABLE = 'lowport';
@@ -213,4 +215,34 @@ export function groupRedirects(rules: ListedRule[]): { redirects: ListedRedirect
 export function overlaps(a: RedirectSpec, b: RedirectSpec): boolean {
   if (a.port !== b.port || !a.protocols.some((p) => b.protocols.includes(p))) return false;
   return a.addrs.length === 0 || b.addrs.length === 0 || a.addrs.some((x) => b.addrs.includes(x));
+}
+
+/**
+ * Runs `fn` (a call of os/nft.ts), and words an nft failure for the user of
+ * `lowport forward`: what it means here, and what to do (install nftables,
+ * sudo, the NAT modules, or the userspace forwarder). Other errors pass.
+ */
+export function explainNft<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (!(e instanceof NftError)) throw e;
+    if (e.reason === 'missing') {
+      throw new LowportError('E_UNSUPPORTED', 'nft(8) is not installed; lowport forward installs its redirects with it', {
+        hint: 'Install nftables (apt-get install nftables), or use `lowport forward --userspace`, which needs no kernel rules.',
+        cause: e,
+      });
+    }
+    const hint =
+      e.reason === 'not-permitted'
+        ? 'Run it with sudo.'
+        : e.reason !== 'rejected'
+          ? undefined
+          : /Operation not permitted/.test(e.stderr)
+          ? 'nftables needs root (CAP_NET_ADMIN): run it with sudo.'
+          : /No such file|does not exist|Could not process rule/.test(e.stderr) && /nat|redirect|fib/.test(e.stderr)
+            ? 'The kernel may lack nftables NAT support (modules nft_nat, nft_redir, nft_fib_inet); `modprobe nft_redir nft_fib_inet` or use --userspace.'
+            : 'See the message from nft above; `nft list ruleset` shows what is loaded.';
+    throw new LowportError(e.code, e.message, { ...(hint === undefined ? {} : { hint }), cause: e });
+  }
 }

@@ -4,23 +4,25 @@
  * removed when that process ends, and collected when it died without
  * cleaning up (SIGKILL, a crash, a power cut has no rules to leave).
  *
- * Every change to the table happens under one lock (os/nft.ts) and
+ * Every change to the table happens under one lock (nft.lock, policy-file/state.ts) and
  * starts from a fresh listing, so two lowport processes never delete each
  * other's rules, and the table itself is deleted only when its last rule
  * goes — no empty table stays behind.
  */
 import { createHash } from 'node:crypto';
 import { LowportError } from '../errors.js';
-import { openRootDir, withDir, type DirFd } from '../os/dirfd.js';
-import { findNft, lockNft, nftApply, nftListTable } from '../os/nft.js';
+import type { DirFd } from '../os/dirfd.js';
+import { findNft, nftApply, nftListTable } from '../os/nft.js';
 import { effectiveUid, findInPidNamespace, INIT_PID_NAMESPACE, pathState, pidNamespace, processCommandLine, processStartTime } from '../os/process.js';
 import type { ForwardRule } from '../policy/types.js';
+import { stateLock, withStateDir } from '../policy-file/state.js';
 import {
   addBatch,
   deleteCommands,
   deleteTableCommand,
   FAMILY,
   groupRedirects,
+  explainNft,
   listedRules,
   overlaps,
   sameOwner,
@@ -62,36 +64,29 @@ export function policyOwner(policyPath: string): Owner {
  * the file's forwards go live and removed with them, gone at reboot like the
  * rules themselves.
  */
-const RUN_DIR = '/run/lowport';
 const POLICY_OWNERS = 'forward-owners';
 
-/** Runs `fn` in /run/lowport/forward-owners (root's alone, checked, no symlinks followed: os/dirfd.ts); undefined when it is not there. */
+/** Runs `fn` in /run/lowport/forward-owners (root's alone, checked, no symlinks followed: policy-file/state.ts); undefined when it is not there. */
 function inOwnersDir<T>(create: boolean, fn: (dir: DirFd) => T): T | undefined {
-  const run = openRootDir(RUN_DIR, { create, mode: 0o700, what: "lowport's state directory" });
-  if (run === undefined) return undefined;
-  return withDir(run, (r) => {
-    const owners = r.openRootSubdir(POLICY_OWNERS, { create, mode: 0o700 });
-    return owners === undefined ? undefined : withDir(owners, fn);
-  });
+  return withStateDir([POLICY_OWNERS], { create }, fn);
 }
 
 function recordPolicyOwner(policyPath: string): void {
   const owner = policyOwner(policyPath);
-  if (owner.kind === 'policy') inOwnersDir(true, (dir) => dir.writeTextAtomic(`${owner.id}.json`, `${JSON.stringify({ path: policyPath })}\n`));
+  if (owner.kind === 'policy') inOwnersDir(true, (dir) => dir.writeJson(`${owner.id}.json`, { path: policyPath }));
 }
 
 function forgetPolicyOwner(owner: Owner): void {
   if (owner.kind !== 'policy') return;
   inOwnersDir(false, (dir) => dir.unlink(`${owner.id}.json`));
-  const run = openRootDir(RUN_DIR, { create: false, mode: 0o700, what: "lowport's state directory" });
-  if (run !== undefined) withDir(run, (r) => r.removeIfEmpty(POLICY_OWNERS));
+  withStateDir([], { create: false }, (r) => r.removeIfEmpty(POLICY_OWNERS));
 }
 
 function policyPathOf(owner: Owner): string | undefined {
   if (owner.kind !== 'policy') return undefined;
   let saved: unknown;
   try {
-    saved = JSON.parse(inOwnersDir(false, (dir) => dir.readText(`${owner.id}.json`)) ?? 'null');
+    saved = inOwnersDir(false, (dir) => dir.readJson(`${owner.id}.json`));
   } catch {
     return undefined;
   }
@@ -138,7 +133,7 @@ export function requireNftRoot(): void {
 }
 
 function readTable(): { redirects: ListedRedirect[]; foreign: ListedRule[]; total: number } {
-  const listing = nftListTable(FAMILY, TABLE);
+  const listing = explainNft(() => nftListTable(FAMILY, TABLE));
   if (listing === undefined) return { redirects: [], foreign: [], total: 0 };
   const rules = listedRules(listing);
   return { ...groupRedirects(rules), total: rules.length };
@@ -172,7 +167,7 @@ function change(
   check: (staying: ListedRedirect[]) => void = () => {},
   committed: () => void = () => {},
 ): ListedRedirect[] {
-  const lock = lockNft();
+  const lock = stateLock('nft.lock');
   try {
     const { redirects, total } = readTable();
     const dropped = redirects.filter((r) => drop(r) || deadProcess(r));
@@ -180,9 +175,9 @@ function change(
     check(staying);
     const handles = dropped.flatMap((r) => r.handles);
     if (add.length > 0) {
-      nftApply(addBatch(add, handles));
+      explainNft(() => nftApply(addBatch(add, handles)));
     } else if (handles.length > 0) {
-      nftApply({ nftables: handles.length === total ? [deleteTableCommand()] : deleteCommands(handles) });
+      explainNft(() => nftApply({ nftables: handles.length === total ? [deleteTableCommand()] : deleteCommands(handles) }));
     }
     // A policy owner with nothing left in the table needs no record of its path.
     for (const r of dropped) {

@@ -49,6 +49,8 @@ export interface UserspaceOptions extends ForwarderConfig {
 
 const WORKER = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 
+const USER_HINT = 'Give --user a normal user (a name from `getent passwd`, or its uid); a user whose primary group is root (gid 0) is refused too.';
+
 function resolveIdentity(user: string): Identity {
   const entry = userByNameOrUid(user, 'Give --user a name or uid that `getent passwd` knows (default: the lowport system user).');
   if (entry.uid === 0) {
@@ -56,7 +58,7 @@ function resolveIdentity(user: string): Identity {
   }
   const identity = { uid: entry.uid, gid: entry.gid, ...(entry.known ? { name: entry.name } : {}) };
   // Before any port is bound: the same check launch makes.
-  checkIdentity(identity);
+  checkIdentity(identity, USER_HINT);
   return identity;
 }
 

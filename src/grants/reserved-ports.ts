@@ -16,16 +16,16 @@
  * another instance still wants it. Ports the admin listed stay as they are.
  */
 import { createHash } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { LowportError } from '../errors.js';
-import { ensureTrustedDir, listJsonFiles, lockFile, readJsonFile, removeFile, writeJsonFile } from '../os/files.js';
 import { netNamespace, readSysctl, writeSysctl } from '../os/system.js';
 import type { PolicyDocument } from '../policy/types.js';
+import { stateLock, withStateDir } from '../policy-file/state.js';
 
 const RANGE = 'net.ipv4.ip_local_port_range';
 const RESERVED = 'net.ipv4.ip_local_reserved_ports';
-const STATE_DIR = '/run/lowport';
-const RECORD_DIR = join(STATE_DIR, 'reserved-ports');
+/** Where the records are, in /run/lowport (policy-file/state.ts). */
+const RECORDS = 'reserved-ports';
 
 /** What lowport added to the sysctl for one instance, per network namespace (`net:[4026531840]`). */
 interface ReservedRecord {
@@ -105,7 +105,7 @@ export function reservedPortsOf(doc: PolicyDocument | undefined): number[] {
 }
 
 function recordFile(pinDir: string): string {
-  return join(RECORD_DIR, `${createHash('sha256').update(resolve(pinDir)).digest('hex').slice(0, 32)}.json`);
+  return `${createHash('sha256').update(resolve(pinDir)).digest('hex').slice(0, 32)}.json`;
 }
 
 function isRecord(v: unknown): v is ReservedRecord {
@@ -127,7 +127,7 @@ function parseRange(text: string | undefined): [number, number] | undefined {
 export function syncReservedPorts(pinDir: string, doc: PolicyDocument | undefined): string[] {
   const wanted = reservedPortsOf(doc);
   const file = recordFile(pinDir);
-  const saved = readJsonFile(file);
+  const saved = withStateDir([RECORDS], { create: false }, (dir) => dir.readJson(file));
   const record: ReservedRecord = isRecord(saved) ? saved : { pinDir: resolve(pinDir), added: {} };
   const ns = netNamespace() ?? 'unknown';
   const mine = record.added[ns] ?? [];
@@ -138,11 +138,10 @@ export function syncReservedPorts(pinDir: string, doc: PolicyDocument | undefine
   if (range === undefined || currentText === undefined) {
     return wanted.length === 0 ? [] : [`warning: cannot read ${RANGE} and ${RESERVED} here: reserved ports inside the kernel's range for port 0 may still be handed out by the kernel`];
   }
-  ensureTrustedDir(RECORD_DIR, 0o700);
-  const lock = lockFile(join(STATE_DIR, 'reserved-ports.lock'));
+  const lock = stateLock('reserved-ports.lock');
   try {
     const others = new Set<number>();
-    for (const r of listJsonFiles(RECORD_DIR)) {
+    for (const { value: r } of withStateDir([RECORDS], { create: true }, (dir) => dir.listJson()) ?? []) {
       if (isRecord(r) && r.pinDir !== record.pinDir) for (const p of r.added[ns] ?? []) others.add(p);
     }
     const current = parsePortList(readSysctl(RESERVED) ?? currentText);
@@ -164,8 +163,10 @@ export function syncReservedPorts(pinDir: string, doc: PolicyDocument | undefine
     }
     if (plan.mine.length > 0) record.added[ns] = plan.mine;
     else delete record.added[ns];
-    if (Object.keys(record.added).length > 0) writeJsonFile(file, record);
-    else removeFile(file);
+    withStateDir([RECORDS], { create: true }, (dir) => {
+      if (Object.keys(record.added).length > 0) dir.writeJson(file, record);
+      else dir.unlink(file);
+    });
     return notes;
   } finally {
     lock.release();
@@ -174,5 +175,5 @@ export function syncReservedPorts(pinDir: string, doc: PolicyDocument | undefine
 
 /** Forgets what lowport added for an instance, without touching the sysctl (tests, after their network namespace is gone). */
 export function forgetReservedPorts(pinDir: string): void {
-  removeFile(recordFile(pinDir));
+  withStateDir([RECORDS], { create: false }, (dir) => dir.unlink(recordFile(pinDir)));
 }

@@ -13,14 +13,15 @@
  * made of the path lost the difference between /x/a_b and /x/a/b), and each
  * record holds the pin directory too, which a read compares. /run/lowport and
  * everything in it is root's alone, and is read and written through directory
- * fds without following a symlink (os/dirfd.ts).
+ * fds without following a symlink (policy-file/state.ts, os/dirfd.ts).
  */
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { cgroupId, cgroupPopulated, removeCgroup } from '../os/cgroup.js';
-import { openDirChain, openRootDir, withDir, type DirFd } from '../os/dirfd.js';
+import type { DirFd } from '../os/dirfd.js';
 import { pathExists, processStartTime } from '../os/process.js';
 import type { PortItem } from '../policy/types.js';
+import { removeEmptyStateDirs, STATE_DIR, withStateDir } from '../policy-file/state.js';
 import type { Target } from './live.js';
 import { Kind } from './map-format.js';
 import type { NameBindings, ResolvedRule } from './resolve.js';
@@ -42,7 +43,6 @@ export interface Scope {
   ended?: true;
 }
 
-const RUN_DIR = '/run/lowport';
 const SCOPES = 'scopes';
 const APPLIED = 'applied.json';
 
@@ -58,7 +58,7 @@ function canonicalPinDir(target: Target): string {
 
 /** Where this instance keeps its state. */
 export function instanceDir(target: Target): string {
-  return join(RUN_DIR, instanceName(target));
+  return join(STATE_DIR, instanceName(target));
 }
 
 /** Where this instance keeps its scopes. */
@@ -68,36 +68,15 @@ export function scopeDir(target: Target): string {
 
 /** Runs `fn` in the instance's directory (or its scopes/), created when `create`; undefined when it is not there. */
 function inStateDir<T>(target: Target, sub: 'instance' | 'scopes', create: boolean, fn: (dir: DirFd) => T): T | undefined {
-  const run = openRootDir(RUN_DIR, { create, mode: 0o700, what: "lowport's state directory" });
-  if (run === undefined) return undefined;
-  return withDir(run, (r) => {
-    const instance = r.openRootSubdir(instanceName(target), { create, mode: 0o700 });
-    if (instance === undefined) return undefined;
-    return withDir(instance, (i) => {
-      if (sub === 'instance') return fn(i);
-      const scopes = i.openRootSubdir(SCOPES, { create, mode: 0o700 });
-      return scopes === undefined ? undefined : withDir(scopes, fn);
-    });
-  });
+  return withStateDir(sub === 'instance' ? [instanceName(target)] : [instanceName(target), SCOPES], { create }, fn);
 }
 
 /** Removes the instance's directories and /run/lowport when they are empty. */
-function removeEmptyStateDirs(target: Target): void {
-  inStateDir(target, 'instance', false, (i) => i.removeIfEmpty(SCOPES));
-  const run = openRootDir(RUN_DIR, { create: false, mode: 0o700, what: "lowport's state directory" });
-  if (run !== undefined) withDir(run, (r) => r.removeIfEmpty(instanceName(target)));
-  const parent = openDirChain('/run', { create: false, what: "lowport's state directory" });
-  if (parent !== undefined) withDir(parent, (p) => p.removeIfEmpty('lowport'));
+function removeEmptyInstanceDirs(target: Target): void {
+  removeEmptyStateDirs([instanceName(target), SCOPES]);
 }
 
-function parseRecord(text: string | undefined, target: Target): Record<string, unknown> | undefined {
-  if (text === undefined) return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
+function parseRecord(value: unknown, target: Target): Record<string, unknown> | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const record = value as Record<string, unknown>;
   // Another instance's record (or one from before the pin directory was stored) is not this one's.
@@ -121,12 +100,12 @@ export interface AppliedState {
 /** With the name -> id bindings the text was made live with (resolve.ts, NameBindings). */
 export function saveAppliedText(target: Target, text: string, bindings?: NameBindings): void {
   const state: AppliedState = { ...(bindings === undefined ? {} : { bindings }), pinDir: canonicalPinDir(target), text };
-  inStateDir(target, 'instance', true, (dir) => dir.writeTextAtomic(APPLIED, `${JSON.stringify(state, null, 2)}\n`));
+  inStateDir(target, 'instance', true, (dir) => dir.writeJson(APPLIED, state));
 }
 
 export function appliedState(target: Target): AppliedState | undefined {
   const record = parseRecord(
-    inStateDir(target, 'instance', false, (dir) => dir.readText(APPLIED)),
+    inStateDir(target, 'instance', false, (dir) => dir.readJson(APPLIED)),
     target,
   );
   return record !== undefined && typeof record.text === 'string' ? (record as AppliedState) : undefined;
@@ -144,7 +123,7 @@ export function appliedText(target: Target): string | undefined {
 
 export function forgetAppliedText(target: Target): void {
   inStateDir(target, 'instance', false, (dir) => dir.unlink(APPLIED));
-  removeEmptyStateDirs(target);
+  removeEmptyInstanceDirs(target);
 }
 
 function scopeFile(scope: Pick<Scope, 'cgroupId'>): string {
@@ -157,10 +136,9 @@ export function readScopes(target: Target): Scope[] {
   return (
     inStateDir(target, 'scopes', false, (dir) =>
       dir
-        .names()
-        .filter((name) => /^\d+\.json$/.test(name))
-        .flatMap((name) => {
-          const record = parseRecord(dir.readText(name), target);
+        .listJson((name) => /^\d+\.json$/.test(name))
+        .flatMap(({ value }) => {
+          const record = parseRecord(value, target);
           return record === undefined || typeof record.cgroupId !== 'string' ? [] : [record as unknown as Scope];
         }),
     ) ?? []
@@ -168,12 +146,12 @@ export function readScopes(target: Target): Scope[] {
 }
 
 export function saveScope(target: Target, scope: Scope): void {
-  inStateDir(target, 'scopes', true, (dir) => dir.writeTextAtomic(scopeFile(scope), `${JSON.stringify({ ...scope, pinDir: canonicalPinDir(target) }, null, 2)}\n`));
+  inStateDir(target, 'scopes', true, (dir) => dir.writeJson(scopeFile(scope), { ...scope, pinDir: canonicalPinDir(target) }));
 }
 
 export function forgetScope(target: Target, scope: Scope): void {
   inStateDir(target, 'scopes', false, (dir) => dir.unlink(scopeFile(scope)));
-  removeEmptyStateDirs(target);
+  removeEmptyInstanceDirs(target);
 }
 
 /**

@@ -13,7 +13,8 @@
  * a note: never more than authbind allowed.
  */
 import { join } from 'node:path';
-import { assertRootControlled, listDirEntries, readTextFile, type DirEntry, type Role } from '../os/files.js';
+import { listDirEntries, type DirEntry } from '../os/files.js';
+import { assertRootControlled, readTextFile, type Role } from '../policy-file/trust.js';
 import { getXattr } from '../os/libc.js';
 import { lookupGroups, lookupUsers } from '../os/nss.js';
 import { normalizeAddress, parseIPv6 } from '../policy/address.js';

@@ -8,9 +8,9 @@ import { dirname, join, resolve } from 'node:path';
 import { readPolicy } from '../policy-file/policy-file.js';
 import { policyPath, requireRoot, type LowportOptions } from '../grants/target.js';
 import { LowportError } from '../errors.js';
-import { assertRootControlled, ensureTrustedDir, GENERATED, preparePolicyDir, removeFile, removeEmptyDir, writeFileAtomic } from '../os/files.js';
+import { assertRootControlled, ensureTrustedDir, GENERATED, POLICY, preparePolicyDir, removeTrustedFile, writeFileAtomic } from '../policy-file/trust.js';
 import { pathExists } from '../os/process.js';
-import { findTreeFault } from '../os/root-tree.js';
+import { findTreeFault, TreeCheckError, type TreeFault } from '../os/root-tree.js';
 import { systemctl, systemctlPath } from '../os/systemctl.js';
 import { systemdRunning } from '../os/system.js';
 import { serializePolicy } from '../policy/print.js';
@@ -136,11 +136,36 @@ function unitFile(root: string | undefined): string {
  * are walked whole, symlinks checked where they point.
  */
 export function assertRootOwnedProgram(argv: string[], trees: string[] = []): void {
-  const fault = findTreeFault(argv, trees);
+  let fault: TreeFault | undefined;
+  try {
+    fault = findTreeFault(argv, trees);
+  } catch (e) {
+    if (!(e instanceof TreeCheckError)) throw e;
+    throw new LowportError('E_STATE', e.message, { hint: 'Check that the program files are there and readable by root.', cause: e });
+  }
   if (fault === undefined) return;
-  throw new LowportError('E_POLICY_UNSAFE', `${fault.problem}, so someone other than root could run their own code as root at every boot; lowport refuses to install it`, {
-    hint: `Run: ${fault.fix} (and check the rest of the tree: lowport names the first problem). Or install lowport and Node where only root can write (e.g. \`sudo npm install -g .\` with the system Node) and run \`lowport install\` from there.`,
+  const { problem, fix } = treeFaultWording(fault);
+  throw new LowportError('E_POLICY_UNSAFE', `${problem}, so someone other than root could run their own code as root at every boot; lowport refuses to install it`, {
+    hint: `Run: ${fix} (and check the rest of the tree: lowport names the first problem). Or install lowport and Node where only root can write (e.g. \`sudo npm install -g .\` with the system Node) and run \`lowport install\` from there.`,
   });
+}
+
+/** What a fault of the program's tree (os/root-tree.ts) is, and the command that fixes it. */
+function treeFaultWording({ path, kind, finding }: TreeFault): { problem: string; fix: string } {
+  const what = `the program ${kind} ${path}`;
+  const fix = kind === 'directory' ? `chown root:root ${path} && chmod go-w ${path}` : `chown -h root:root ${path}${kind === 'file' ? ` && chmod go-w ${path}` : ''}`;
+  switch (finding.problem) {
+    case 'owner':
+      return { problem: `${what} is owned by uid ${finding.uid}, not root`, fix };
+    case 'acl':
+      return { problem: `${what} has an ACL that lets ${finding.writers.join(', ')} write it`, fix: `setfacl -b ${path}` };
+    case 'world-writable':
+      return { problem: `${what} is writable by everyone`, fix };
+    case 'group-writable':
+      return { problem: `${what} is writable by group ${finding.gid}`, fix };
+    default:
+      return { problem: `${what} is not root's alone`, fix };
+  }
 }
 
 export function install(o: InstallOptions): InstallResult {
@@ -196,16 +221,15 @@ export function uninstall(o: UninstallOptions): { removed: string[]; notes: stri
     if (!r.ok) throw new LowportError('E_STATE', `systemctl disable ${UNIT_NAME} failed: ${r.output}`);
   }
   if (pathExists(file)) {
-    removeFile(file);
+    removeTrustedFile(file, GENERATED);
     removed.push(file);
   }
   if (o.root === undefined && systemdRunning()) systemctl(['daemon-reload']);
   const policy = join(o.root ?? '/', policyPath(o));
   if (o.purge === true && pathExists(policy)) {
     assertRootControlled(dirname(policy));
-    removeFile(policy);
-    removeFile(join(dirname(policy), '.lowport.lock'));
-    removeEmptyDir(dirname(policy));
+    removeTrustedFile(policy, POLICY);
+    removeTrustedFile(join(dirname(policy), '.lowport.lock'), POLICY, { emptyDir: true });
     removed.push(policy);
   } else if (pathExists(policy)) {
     notes.push(`kept ${policy} (--purge removes it)`);

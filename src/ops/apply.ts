@@ -5,11 +5,11 @@
  */
 import { LowportError } from '../errors.js';
 import { SyscallError } from '../os/libc.js';
-import { readPolicyFile } from '../os/files.js';
 import type { EditResult } from '../policy/edit.js';
 import { parsePolicy } from '../policy/parse.js';
 import type { PolicyDocument } from '../policy/types.js';
 import { editPolicyFile, readPolicy, readPolicyText, withPolicyLock } from '../policy-file/policy-file.js';
+import { readPolicyFile } from '../policy-file/trust.js';
 import { restorePersisted } from '../forward/redirect.js';
 import { compileDocument, policyFingerprint, type CompiledPolicy } from '../grants/document.js';
 import { readLivePolicy, removeAll, swapPolicy, type Target } from '../grants/live.js';

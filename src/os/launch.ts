@@ -129,17 +129,16 @@ export function setprivArgs(o: Pick<LaunchOptions, 'identity' | 'ambientNetBindS
 /**
  * Refuses ids that are not one real, non-root id: 0 (root), (uid_t)-1 (to
  * setresuid(2) "leave unchanged", so the child would stay root), anything
- * beyond 32 bits (setpriv would cut it), fractions and NaN.
+ * beyond 32 bits (setpriv would cut it), fractions and NaN. `hint`: what the
+ * caller's user should do about it (launch itself, the last guard, has none).
  */
-export function checkIdentity(identity: Identity): void {
+export function checkIdentity(identity: Identity, hint?: string): void {
   for (const [what, id] of [
     ['uid', identity.uid],
     ['gid', identity.gid],
   ] as const) {
     if (!isValidId(id) || id === 0) {
-      throw new LowportError('E_USAGE', `refusing to start a program with ${what} ${id}: lowport starts programs as a user other than root, with ids from 1 to ${MAX_ID}`, {
-        hint: 'Give --user a normal user (a name from `getent passwd`, or its uid); a user whose primary group is root (gid 0) is refused too.',
-      });
+      throw new LowportError('E_USAGE', `refusing to start a program with ${what} ${id}: lowport starts programs as a user other than root, with ids from 1 to ${MAX_ID}`, hint === undefined ? {} : { hint });
     }
   }
 }

@@ -2,12 +2,9 @@
  * The nft(8) runner: nftables JSON in, JSON out, through `nft -j -f -` so that
  * a batch of commands is one transaction (all of it applies, or none). Rules
  * are built as objects in src/forward/nft.ts; nothing here writes rule text.
- * Also the lock that serializes lowport's own changes to its table.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import { LowportError } from '../errors.js';
-import { lockFile } from './files.js';
 import { systemTool, systemToolEnv } from './process.js';
 
 /** The nft binary, or undefined when nftables is not installed. */
@@ -15,28 +12,36 @@ export function findNft(): string | undefined {
   return systemTool('nft');
 }
 
+/**
+ * A failure of nft(8), as facts: not installed (`missing`, E_UNSUPPORTED),
+ * a listing refused for want of CAP_NET_ADMIN (`not-permitted`, E_NOT_ROOT),
+ * a batch nft rejected (`rejected`, E_NFT, with the first lines nft wrote on
+ * stderr), or another failure (`failed`, E_NFT).
+ * forward/nft.ts (explainNft) says what to do about each.
+ */
+export class NftError extends LowportError {
+  constructor(
+    readonly reason: 'missing' | 'not-permitted' | 'rejected' | 'failed',
+    message: string,
+    readonly stderr = '',
+    options: { cause?: unknown } = {},
+  ) {
+    super(reason === 'missing' ? 'E_UNSUPPORTED' : reason === 'not-permitted' ? 'E_NOT_ROOT' : 'E_NFT', message, options);
+  }
+}
+
 function nftPath(): string {
   const nft = findNft();
-  if (nft === undefined) {
-    throw new LowportError('E_UNSUPPORTED', 'nft(8) is not installed; lowport forward installs its redirects with it', {
-      hint: 'Install nftables (apt-get install nftables), or use `lowport forward --userspace`, which needs no kernel rules.',
-    });
-  }
+  if (nft === undefined) throw new NftError('missing', 'nft(8) is not installed');
   return nft;
 }
 
 function run(args: string[], input: string, program: string): string {
   const r = spawnSync(program, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'], timeout: 30_000, env: systemToolEnv() });
-  if (r.error !== undefined) throw new LowportError('E_NFT', `nft -j -f -: ${r.error.message}`, { cause: r.error });
+  if (r.error !== undefined) throw new NftError('failed', `nft -j -f -: ${r.error.message}`, '', { cause: r.error });
   if (r.status !== 0) {
     const why = r.stderr.trim().split('\n').slice(0, 6).join('\n');
-    throw new LowportError('E_NFT', `nft -j -f - failed (exit ${r.status ?? r.signal}): ${why}`, {
-      hint: /Operation not permitted/.test(why)
-        ? 'nftables needs root (CAP_NET_ADMIN): run it with sudo.'
-        : /No such file|does not exist|Could not process rule/.test(why) && /nat|redirect|fib/.test(why)
-          ? 'The kernel may lack nftables NAT support (modules nft_nat, nft_redir, nft_fib_inet); `modprobe nft_redir nft_fib_inet` or use --userspace.'
-          : 'See the message from nft above; `nft list ruleset` shows what is loaded.',
-    });
+    throw new NftError('rejected', `nft -j -f - failed (exit ${r.status ?? r.signal}): ${why}`, why);
   }
   return r.stdout;
 }
@@ -60,24 +65,8 @@ export function nftListTable(family: string, name: string): unknown {
   const r = spawnSync(nft, ['-j', '-a', 'list', 'table', family, name], { encoding: 'utf8', timeout: 30_000, env: systemToolEnv() });
   if (r.status !== 0) {
     if (/No such file or directory/.test(r.stderr)) return undefined;
-    if (/Operation not permitted/.test(r.stderr)) {
-      throw new LowportError('E_NOT_ROOT', 'reading the nftables ruleset needs root (CAP_NET_ADMIN)', { hint: 'Run it with sudo.' });
-    }
-    throw new LowportError('E_NFT', `nft list table ${family} ${name} failed: ${r.stderr.trim()}`);
+    if (/Operation not permitted/.test(r.stderr)) throw new NftError('not-permitted', 'reading the nftables ruleset needs root (CAP_NET_ADMIN)', r.stderr.trim());
+    throw new NftError('failed', `nft list table ${family} ${name} failed: ${r.stderr.trim()}`, r.stderr.trim());
   }
   return JSON.parse(r.stdout) as unknown;
-}
-
-/** lowport's runtime directory: root's only (/run is not writable by others). */
-const LOCK_DIR = '/run/lowport';
-
-/**
- * Serializes lowport's changes to its nftables table between processes
- * (flock(2) on a root-only lock file, which stays: removing a lock file races
- * with its next user). Without it, one process could delete the table, found
- * empty, just as another adds its rules to it.
- */
-export function lockNft(): { release: () => void } {
-  mkdirSync(LOCK_DIR, { recursive: true, mode: 0o700 });
-  return lockFile(`${LOCK_DIR}/nft.lock`);
 }

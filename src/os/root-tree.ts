@@ -7,7 +7,7 @@
  */
 import { lstatSync, readdirSync, realpathSync, type Stats } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
-import { LowportError } from '../errors.js';
+import type { Finding } from './dirfd.js';
 import { aclWriters } from './files.js';
 import { getXattr } from './libc.js';
 
@@ -15,11 +15,22 @@ const S_IWGRP = 0o020;
 const S_IWOTH = 0o002;
 const S_ISVTX = 0o1000;
 
-/** The first path that a user other than root could change, and why; undefined when there is none. */
+/** The first path that a user other than root could change, what it is and what was found; undefined when there is none. */
 export interface TreeFault {
   path: string;
-  problem: string;
-  fix: string;
+  kind: 'file' | 'directory' | 'symlink';
+  finding: Finding;
+}
+
+/** A path of the tree could not be read (lstat, readdir, realpath failed): the error, and the path given. */
+export class TreeCheckError extends Error {
+  constructor(
+    readonly path: string,
+    readonly errno: string,
+    options: { cause: unknown },
+  ) {
+    super(`cannot check ${path} (or a path in it): ${errno}`, options);
+  }
 }
 
 class Walk {
@@ -77,15 +88,13 @@ class Walk {
    */
   private entry(path: string, st: Stats, where: 'inside' | 'above'): TreeFault | undefined {
     const kind = st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'file';
-    const what = `the program ${kind}`;
-    const fix = kind === 'directory' ? `chown root:root ${path} && chmod go-w ${path}` : `chown -h root:root ${path}${kind === 'file' ? ` && chmod go-w ${path}` : ''}`;
-    if (st.uid !== 0) return { path, problem: `${what} ${path} is owned by uid ${st.uid}, not root`, fix };
+    if (st.uid !== 0) return { path, kind, finding: { problem: 'owner', uid: st.uid } };
     if (kind === 'symlink') return undefined;
     const writers = aclWriters(getXattr(path, 'system.posix_acl_access'), st.gid);
-    if (writers.length > 0) return { path, problem: `${what} ${path} has an ACL that lets ${writers.join(', ')} write it`, fix: `setfacl -b ${path}` };
+    if (writers.length > 0) return { path, kind, finding: { problem: 'acl', writers } };
     const sticky = kind === 'directory' && (st.mode & S_ISVTX) !== 0;
-    if (st.mode & S_IWOTH && (where === 'inside' || !sticky)) return { path, problem: `${what} ${path} is writable by everyone`, fix };
-    if (st.mode & S_IWGRP && (where === 'inside' || st.gid !== 0)) return { path, problem: `${what} ${path} is writable by group ${st.gid}`, fix };
+    if (st.mode & S_IWOTH && (where === 'inside' || !sticky)) return { path, kind, finding: { problem: 'world-writable', sticky } };
+    if (st.mode & S_IWGRP && (where === 'inside' || st.gid !== 0)) return { path, kind, finding: { problem: 'group-writable', gid: st.gid } };
     return undefined;
   }
 }
@@ -102,8 +111,7 @@ export function findTreeFault(paths: string[], trees: string[]): TreeFault | und
       fault = walk.path(p);
       if (fault === undefined && trees.includes(p) && lstatSync(realpathSync(p)).isDirectory()) fault = walk.tree(realpathSync(p));
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
-      throw new LowportError('E_STATE', `cannot check ${p} (or a path in it): ${code}`, { hint: 'Check that the program files are there and readable by root.', cause: e });
+      throw new TreeCheckError(p, (e as NodeJS.ErrnoException).code ?? 'EIO', { cause: e });
     }
     if (fault !== undefined) return fault;
   }

@@ -1,18 +1,18 @@
 /**
  * The policy file as one owner sees it: the trusted read (only a file root
- * alone controls, os/files.ts), the header of a new file, the lock beside it,
+ * alone controls, trust.ts), the header of a new file, the lock beside it,
  * and the one edit transaction every change goes through. What "making live"
  * means is the caller's (grants swap BPF maps, forwards change nftables): it
  * comes in as a step that can be undone.
  */
 import { dirname } from 'node:path';
 import { LowportError } from '../errors.js';
-import { lockDirectory, preparePolicyDir, readPolicyFile, writeFileAtomic } from '../os/files.js';
 import { pathExists } from '../os/process.js';
 import { parsePolicy } from '../policy/parse.js';
 import { serializePolicy } from '../policy/print.js';
 import type { EditResult } from '../policy/edit.js';
 import type { PolicyDocument } from '../policy/types.js';
+import { lockDirectory, preparePolicyDir, readPolicyFile, writeFileAtomic } from './trust.js';
 
 /** What a file lowport creates starts with: the statements, in short. */
 export const NEW_FILE_HEADER = [

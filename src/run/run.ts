@@ -33,7 +33,7 @@ import { LowportError } from '../errors.js';
 import { readSysctl } from '../os/system.js';
 import { escapeControl } from '../text.js';
 import { cgroupId, cgroupPids, cgroupPopulated, createNewCgroup, killCgroup, removeCgroup } from '../os/cgroup.js';
-import { launch, userEnvironment, type Identity, type LaunchOptions } from '../os/launch.js';
+import { checkIdentity, launch, userEnvironment, type Identity, type LaunchOptions } from '../os/launch.js';
 import { exitStatus, processStartTime, sessionMembers } from '../os/process.js';
 import { closeRawFd, openBoundSocket } from '../os/libc.js';
 import { userByNameOrUid } from '../os/nss.js';
@@ -87,6 +87,7 @@ export async function run(o: RunOptions): Promise<number> {
   const { identity, env } = resolveUser(o.user);
   // Before any cgroup or grant is made (launch refuses it too).
   if (identity.uid === 0) throw new LowportError('E_USAGE', 'lowport run starts commands as a user other than root; root binds any port without it', { hint: 'Give --user a normal user.' });
+  checkIdentity(identity, 'Give --user a normal user (a name from `getent passwd`, or its uid); a user whose primary group is root (gid 0) is refused too.');
   if (o.mode !== 'caps') warnIfPeersCanTrace(o, identity);
   if (o.mode === 'scope') return runScoped(o, identity, env);
   if (o.mode === 'sockets') return runWithSockets(o, identity, env);

@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { refreshLive } from '../../src/ops/apply.js';
 import { readLivePolicy } from '../../src/grants/live.js';
 import { appliedText, forgetAppliedText, saveAppliedText } from '../../src/grants/scopes.js';
-import { openRootDir } from '../../src/os/dirfd.js';
+import { withStateDir } from '../../src/policy-file/state.js';
 import { binds, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
@@ -119,8 +119,9 @@ describe('instance state under /run/lowport', { skip }, () => {
     mkdirSync(userDir, { mode: 0o700 });
     chownSync(userDir, NOBODY, NOBODY);
     symlinkSync('/etc', join(base, 'link'));
-    assert.throws(() => openRootDir(userDir, { create: true, mode: 0o700, what: 'the state directory' }), /is not root's alone \(uid 65534/);
-    assert.throws(() => openRootDir(join(base, 'link'), { create: true, mode: 0o700, what: 'the state directory' }), /is a symlink/);
-    assert.throws(() => openRootDir(join(base, 'link', 'x'), { create: true, mode: 0o700, what: 'the state directory' }), /is a symlink/);
+    const open = (root: string) => withStateDir([], { create: true, root }, () => true);
+    assert.throws(() => open(userDir), /is not root's alone \(uid 65534/);
+    assert.throws(() => open(join(base, 'link')), /is a symlink/);
+    assert.throws(() => open(join(base, 'link', 'x')), /is a symlink/);
   });
 });

@@ -1,7 +1,9 @@
 /** The nftables JSON lowport sends and reads back: shape of the batch, comments, and the listing parser. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { addBatch, deleteCommands, groupRedirects, listedRules, overlaps, parseComment, ruleComment, ruleCommands, sameOwner, tableCommands, type Owner } from '../../../src/forward/nft.js';
+import { LowportError } from '../../../src/errors.js';
+import { NftError } from '../../../src/os/nft.js';
+import { addBatch, deleteCommands, explainNft, groupRedirects, listedRules, overlaps, parseComment, ruleComment, ruleCommands, sameOwner, tableCommands, type Owner } from '../../../src/forward/nft.js';
 
 const me: Owner = { kind: 'pid', pid: 4242, start: 98765 };
 const spec = { port: 80, protocols: ['tcp', 'udp'] as ('tcp' | 'udp')[], toPort: 8080, addrs: [] as string[] };
@@ -151,3 +153,39 @@ describe('overlaps', () => {
     assert.equal(overlaps(spec, { ...spec, port: 81 }), false);
   });
 });
+
+describe('explainNft: what an nft failure means for lowport forward', () => {
+  const cases: [string, NftError, string, RegExp, RegExp | undefined][] = [
+    ['not installed', new NftError('missing', 'nft(8) is not installed'), 'E_UNSUPPORTED', /^nft\(8\) is not installed; lowport forward installs its redirects with it$/, /apt-get install nftables.*--userspace/],
+    ['listing as a user', new NftError('not-permitted', 'reading the nftables ruleset needs root (CAP_NET_ADMIN)'), 'E_NOT_ROOT', /needs root/, /^Run it with sudo\.$/],
+    ['batch refused for want of root', new NftError('rejected', 'nft -j -f - failed (exit 1): Operation not permitted', 'Operation not permitted'), 'E_NFT', /exit 1/, /CAP_NET_ADMIN/],
+    ['no NAT support', new NftError('rejected', 'nft -j -f - failed (exit 1): x', 'Error: Could not process rule: No such file or directory\nredirect to :8080'), 'E_NFT', /exit 1/, /nft_redir/],
+    ['anything else nft says', new NftError('rejected', 'nft -j -f - failed (exit 1): syntax', 'syntax error'), 'E_NFT', /syntax/, /nft list ruleset/],
+    ['a listing that failed', new NftError('failed', 'nft list table inet lowport failed: boom', 'boom'), 'E_NFT', /boom/, undefined],
+  ];
+  for (const [name, error, code, message, hint] of cases) {
+    it(name, () => {
+      assert.throws(
+        () => explainNft(() => {
+          throw error;
+        }),
+        (e: unknown) => {
+          assert.ok(e instanceof LowportError);
+          assert.equal(e.code, code);
+          assert.match(e.message, message);
+          if (hint === undefined) assert.equal(e.hint, undefined);
+          else assert.match(e.hint ?? '', hint);
+          return true;
+        },
+      );
+    });
+  }
+  it('passes other errors and results through', () => {
+    assert.equal(explainNft(() => 7), 7);
+    const other = new Error('x');
+    assert.throws(() => explainNft(() => {
+      throw other;
+    }), (e) => e === other);
+  });
+});
+

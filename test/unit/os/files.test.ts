@@ -1,7 +1,7 @@
-/** The ACL check that keeps a policy file writable only by root. */
+/** The ACL and ownership checks (facts) that keep a policy file writable only by root. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { aclWriters, ownershipProblem } from '../../../src/os/files.js';
+import { aclWriters, ownershipFinding } from '../../../src/os/files.js';
 
 /** A system.posix_acl_access value: version 2, then (tag, perm, id) entries. */
 function acl(entries: [number, number, number][]): Buffer {
@@ -34,17 +34,15 @@ describe('aclWriters', () => {
   });
 });
 
-describe('ownershipProblem', () => {
-  const dir = (mode: number, uid = 0, gid = 0) => ({ uid, gid, mode: 0o40000 | mode });
-  it('refuses a directory others can write even with the sticky bit (as /tmp), and says to use a root-only one', () => {
-    const p = ownershipProblem('/tmp', dir(0o1777), 'directory', undefined);
-    assert.match(p?.message ?? '', /the policy directory \/tmp is writable by everyone \(sticky/);
-    assert.match(p?.fix ?? '', /only root can write/);
-  });
-  it("accepts root's 0755 and root-group-writable directories, refuses another owner or group", () => {
-    assert.equal(ownershipProblem('/etc', dir(0o755), 'directory', undefined), undefined);
-    assert.equal(ownershipProblem('/etc', dir(0o775), 'directory', undefined), undefined);
-    assert.match(ownershipProblem('/d', dir(0o775, 0, 100), 'directory', undefined)?.message ?? '', /writable by group 100/);
-    assert.match(ownershipProblem('/d', dir(0o755, 1000), 'directory', undefined)?.message ?? '', /owned by uid 1000/);
+describe('ownershipFinding', () => {
+  const st = (mode: number, uid = 0, gid = 0) => ({ uid, gid, mode: 0o40000 | mode });
+  it('names what it found, ACL writers first, then the owner, then write bits', () => {
+    assert.equal(ownershipFinding(st(0o755), undefined), undefined);
+    assert.equal(ownershipFinding(st(0o775), undefined), undefined, 'group root may write');
+    assert.deepEqual(ownershipFinding(st(0o1777), undefined), { problem: 'world-writable', sticky: true });
+    assert.deepEqual(ownershipFinding(st(0o757), undefined), { problem: 'world-writable', sticky: false });
+    assert.deepEqual(ownershipFinding(st(0o775, 0, 100), undefined), { problem: 'group-writable', gid: 100 });
+    assert.deepEqual(ownershipFinding(st(0o755, 1000), undefined), { problem: 'owner', uid: 1000 });
+    assert.deepEqual(ownershipFinding(st(0o755, 1000), acl([[USER, 6, 65534]])), { problem: 'acl', writers: ['user 65534'] });
   });
 });

@@ -32,10 +32,9 @@ import {
   type MapInfo,
   type ProgInfo,
 } from './attr.js';
+import { EAGAIN, EIO, ENOENT, ENOSPC } from '../os/errno.js';
 import { addressOf, bpfSyscall, bpfSyscallRaw, SyscallError } from '../os/libc.js';
 
-const ENOENT = 2;
-const EAGAIN = 11;
 
 function cstr(s: string): Buffer {
   return Buffer.from(`${s}\0`, 'utf8');
@@ -93,7 +92,7 @@ export function mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: 
     const r = bpfSyscallRaw(BPF_CMD.MAP_UPDATE_BATCH, attr);
     const n = decodeBatchCount(attr);
     if (r < 0) throw new SyscallError('bpf(BPF_MAP_UPDATE_BATCH)', -r);
-    if (n === 0) throw new SyscallError('bpf(BPF_MAP_UPDATE_BATCH)', 5 /* EIO: no progress */);
+    if (n === 0) throw new SyscallError('bpf(BPF_MAP_UPDATE_BATCH)', EIO); // no progress
     done += n;
   }
 }
@@ -225,7 +224,7 @@ export function progQuery(cgroupFd: number, attachType: number, queryFlags = 0):
     const b = encodeProgQuery(cgroupFd, attachType, queryFlags, addressOf(ids), room);
     const r = bpfSyscallRaw(BPF_CMD.PROG_QUERY, b);
     const { attachFlags, progCount } = decodeProgQuery(b);
-    if (r === -28 /* ENOSPC: more programs than room */ && room < 65536) continue;
+    if (r === -ENOSPC && room < 65536) continue; // more programs than room
     if (r < 0) throw new SyscallError('bpf(BPF_PROG_QUERY)', -r);
     return { progIds: Array.from({ length: progCount }, (_, i) => ids.readUInt32LE(i * 4)), attachFlags };
   }

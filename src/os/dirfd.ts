@@ -15,6 +15,7 @@
  */
 import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, lstatSync, readdirSync, readFileSync, writeSync, type Stats } from 'node:fs';
 import { LowportError } from '../errors.js';
+import { EEXIST, ELOOP, ENOENT, ENOTEMPTY } from './errno.js';
 import { nativeLibc, O_CLOEXEC, SyscallError } from './libc.js';
 
 // The generic Linux values (asm-generic/fcntl.h), which x86, arm, arm64,
@@ -254,11 +255,6 @@ export function openRootDir(path: string, { create, mode, what }: { create: bool
   if (parent === undefined) return undefined;
   return withDir(parent, (p) => p.openRootSubdir(path.slice(slash + 1), { create, mode }));
 }
-
-const ENOENT = 2;
-const EEXIST = 17;
-const ENOTEMPTY = 39;
-const ELOOP = 40;
 
 function openDirAt(dirfd: number, name: string, what: string): number {
   const fd = Number(libc().openat(dirfd, name, O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | constants.O_RDONLY, 0));

@@ -1,7 +1,9 @@
 /**
  * The bpf(2) commands lowport uses, as checked calls: each returns the result
  * or throws SyscallError (`bpf(BPF_PROG_LOAD): EACCES (13)`), with the
- * verifier's log attached when a program is refused.
+ * verifier's log attached when a program is refused. These take and return
+ * fd numbers; code above bpf/ holds handles.ts's typed handles, which own
+ * them, instead.
  */
 import { closeSync } from 'node:fs';
 import {
@@ -42,15 +44,6 @@ function cstr(s: string): Buffer {
 
 export function closeFd(fd: number): void {
   closeSync(fd);
-}
-
-/** Runs `fn` with `fd`, closing it afterwards whatever happens. */
-export function withFd<T>(fd: number, fn: (fd: number) => T): T {
-  try {
-    return fn(fd);
-  } finally {
-    closeFd(fd);
-  }
 }
 
 export function mapCreate(m: MapCreate): number {

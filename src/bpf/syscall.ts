@@ -1,7 +1,9 @@
 /**
  * The bpf(2) commands lowport uses, as checked calls: each returns the result
  * or throws SyscallError (`bpf(BPF_PROG_LOAD): EACCES (13)`), with the
- * verifier's log attached when a program is refused.
+ * verifier's log attached when a program is refused. These take and return
+ * fd numbers; code above bpf/ holds handles.ts's typed handles, which own
+ * them, instead.
  */
 import { closeSync } from 'node:fs';
 import {
@@ -32,10 +34,9 @@ import {
   type MapInfo,
   type ProgInfo,
 } from './attr.js';
+import { EAGAIN, EIO, ENOENT, ENOSPC } from '../os/errno.js';
 import { addressOf, bpfSyscall, bpfSyscallRaw, SyscallError } from '../os/libc.js';
 
-const ENOENT = 2;
-const EAGAIN = 11;
 
 function cstr(s: string): Buffer {
   return Buffer.from(`${s}\0`, 'utf8');
@@ -43,15 +44,6 @@ function cstr(s: string): Buffer {
 
 export function closeFd(fd: number): void {
   closeSync(fd);
-}
-
-/** Runs `fn` with `fd`, closing it afterwards whatever happens. */
-export function withFd<T>(fd: number, fn: (fd: number) => T): T {
-  try {
-    return fn(fd);
-  } finally {
-    closeFd(fd);
-  }
 }
 
 export function mapCreate(m: MapCreate): number {
@@ -93,7 +85,7 @@ export function mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: 
     const r = bpfSyscallRaw(BPF_CMD.MAP_UPDATE_BATCH, attr);
     const n = decodeBatchCount(attr);
     if (r < 0) throw new SyscallError('bpf(BPF_MAP_UPDATE_BATCH)', -r);
-    if (n === 0) throw new SyscallError('bpf(BPF_MAP_UPDATE_BATCH)', 5 /* EIO: no progress */);
+    if (n === 0) throw new SyscallError('bpf(BPF_MAP_UPDATE_BATCH)', EIO); // no progress
     done += n;
   }
 }
@@ -225,7 +217,7 @@ export function progQuery(cgroupFd: number, attachType: number, queryFlags = 0):
     const b = encodeProgQuery(cgroupFd, attachType, queryFlags, addressOf(ids), room);
     const r = bpfSyscallRaw(BPF_CMD.PROG_QUERY, b);
     const { attachFlags, progCount } = decodeProgQuery(b);
-    if (r === -28 /* ENOSPC: more programs than room */ && room < 65536) continue;
+    if (r === -ENOSPC && room < 65536) continue; // more programs than room
     if (r < 0) throw new SyscallError('bpf(BPF_PROG_QUERY)', -r);
     return { progIds: Array.from({ length: progCount }, (_, i) => ids.readUInt32LE(i * 4)), attachFlags };
   }

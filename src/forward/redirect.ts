@@ -14,6 +14,7 @@ import { LowportError } from '../errors.js';
 import type { DirFd } from '../os/dirfd.js';
 import { findNft, nftApply, nftListTable } from '../os/nft.js';
 import { effectiveUid, findInPidNamespace, INIT_PID_NAMESPACE, pathState, pidNamespace, processCommandLine, processStartTime } from '../os/process.js';
+import { relaySignals } from '../os/signals.js';
 import type { ForwardRule } from '../policy/types.js';
 import { stateLock, withStateDir } from '../policy-file/state.js';
 import {
@@ -249,21 +250,17 @@ export function holdRedirect(spec: RedirectSpec, note: (text: string) => void = 
   return new Promise((resolve, reject) => {
     // Nothing else keeps the event loop alive while the kernel does the work.
     const keepAlive = setInterval(() => {}, 1 << 30);
-    const handlers = SIGNALS.map((signal) => {
-      const handler = (): void => {
-        clearInterval(keepAlive);
-        for (const off of handlers) off();
-        try {
-          cleanup();
-          process.off('exit', cleanup);
-          note(`stopped (${signal}): redirect of ${spec.port} removed`);
-          resolve(0);
-        } catch (e) {
-          reject(e instanceof Error ? e : new Error(String(e)));
-        }
-      };
-      process.on(signal, handler);
-      return () => process.off(signal, handler);
+    const stop = relaySignals(SIGNALS, (signal) => {
+      clearInterval(keepAlive);
+      stop();
+      try {
+        cleanup();
+        process.off('exit', cleanup);
+        note(`stopped (${signal}): redirect of ${spec.port} removed`);
+        resolve(0);
+      } catch (e) {
+        reject(e instanceof Error ? e : new Error(String(e)));
+      }
     });
   });
 }

@@ -19,17 +19,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { isatty } from 'node:tty';
-import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
 import { LowportError } from '../errors.js';
 import { terminalText } from '../text.js';
 import { checkIdentity, isolateChildren, launch, runsAs, userEnvironment, type Identity } from '../os/launch.js';
-import { closeRawFd, openBoundSocket, SyscallError } from '../os/libc.js';
+import { SyscallError } from '../os/libc.js';
+import { closeListeners, listenerName, openListener, type Listener } from '../os/listen.js';
 import { userByNameOrUid } from '../os/nss.js';
-import { effectiveUid, processStatus } from '../os/process.js';
-import { AF_INET, AF_INET6, familyOf, SOCK_DGRAM, SOCK_STREAM, sockaddrIn, sockaddrIn6 } from '../os/sockaddr.js';
-import { parseIPv6 } from '../policy/address.js';
+import { effectiveUid, exitStatus, processStatus } from '../os/process.js';
+import { relaySignals } from '../os/signals.js';
 import type { Protocol } from '../policy/types.js';
 import { forwarderIdentity } from './forwarder-user.js';
 import { CONFIG_ENV, type ForwarderConfig, type WorkerConfig, type WorkerListener } from './userspace.js';
@@ -50,6 +49,9 @@ export interface UserspaceOptions extends ForwarderConfig {
 const WORKER = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 
 const USER_HINT = 'Give --user a normal user (a name from `getent passwd`, or its uid); a user whose primary group is root (gid 0) is refused too.';
+
+/** The signals relayed to the forwarder as a drain. */
+const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 function resolveIdentity(user: string): Identity {
   const entry = userByNameOrUid(user, 'Give --user a name or uid that `getent passwd` knows (default: the lowport system user).');
@@ -78,34 +80,21 @@ function copyToTerminal(from: Readable | null, to: NodeJS.WriteStream): void {
   from.on('data', (text: string) => to.write(terminalText(text)));
 }
 
-interface Bound {
-  fd: number;
-  protocol: Protocol;
-  family: 4 | 6;
-}
-
-function bindAll(o: UserspaceOptions): Bound[] {
-  const out: Bound[] = [];
+function bindAll(o: UserspaceOptions): Listener[] {
+  const out: Listener[] = [];
   try {
     for (const protocol of o.protocols) {
       for (const addr of o.addrs.length === 0 ? ['::'] : o.addrs) {
-        const family = familyOf(addr);
-        const what = `${protocol} ${family === 4 ? addr : `[${addr}]`}:${o.port}`;
         try {
-          const fd = openBoundSocket(family === 4 ? AF_INET : AF_INET6, protocol === 'tcp' ? SOCK_STREAM : SOCK_DGRAM, family === 4 ? sockaddrIn(addr, o.port) : sockaddrIn6(parseIPv6(addr), o.port), {
-            backlog: o.backlog ?? 4096,
-            v6Only: false,
-            what,
-          });
-          out.push({ fd, protocol, family });
+          out.push(openListener(protocol, addr, o.port, { backlog: o.backlog ?? 4096, v6Only: false }));
         } catch (e) {
-          throw bindError(e, what, o.port);
+          throw bindError(e, listenerName(protocol, addr, o.port), o.port);
         }
       }
     }
     return out;
   } catch (e) {
-    for (const b of out) closeRawFd(b.fd);
+    closeListeners(out);
     throw e;
   }
 }
@@ -177,9 +166,12 @@ export async function runUserspace(o: UserspaceOptions): Promise<number> {
     }
   } finally {
     // The forwarder has its copies; this process keeps none.
-    for (const b of bound) closeRawFd(b.fd);
+    closeListeners(bound);
   }
-  const stop = relaySignals(child);
+  // ^C on the terminal reaches only this process (the forwarder runs in a
+  // session of its own, os/launch.ts), which passes it on as a drain (a
+  // second ^C: close everything).
+  const stop = relaySignals(FORWARDED, () => child.kill('SIGTERM'));
   try {
     await started(child, child.stdio[3 + bound.length], identity);
     if (identity !== undefined) checkRunsAs(child, identity);
@@ -261,31 +253,7 @@ function started(child: ChildProcess, ready: ChildProcess['stdio'][number], iden
   });
 }
 
-const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-
-/**
- * The forwarder runs in a session of its own (os/launch.ts): ^C on the
- * terminal reaches only this process, which passes it on as a drain (a
- * second ^C: close everything). Returns the function that stops relaying.
- */
-function relaySignals(child: ChildProcess): () => void {
-  const handlers = FORWARDED.map((signal) => {
-    const handler = (): void => {
-      child.kill('SIGTERM');
-    };
-    process.on(signal, handler);
-    return () => process.off(signal, handler);
-  });
-  return () => {
-    for (const off of handlers) off();
-  };
-}
-
 function exited(child: ChildProcess): Promise<number> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(statusOf(child.exitCode, child.signalCode));
-  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(statusOf(code, signal))));
-}
-
-function statusOf(code: number | null, signal: NodeJS.Signals | null): number {
-  return code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0));
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(exitStatus(child.exitCode, child.signalCode));
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(exitStatus(code, signal))));
 }

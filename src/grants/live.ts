@@ -29,27 +29,10 @@
  */
 import { LowportError } from '../errors.js';
 import { BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND, BPF_F_QUERY_EFFECTIVE, BPF_MAP_TYPE, BPF_PROG_TYPE_CGROUP_SOCK_ADDR } from '../bpf/attr.js';
-import {
-  closeFd,
-  fdById,
-  linkCreate,
-  linkInfo,
-  linkUpdate,
-  mapCreate,
-  mapDelete,
-  mapInfo,
-  mapLookup,
-  mapLookupAll,
-  mapUpdate,
-  mapUpdateBatch,
-  objGet,
-  objPin,
-  progInfo,
-  progLoad,
-  progQuery,
-  withFd,
-} from '../bpf/syscall.js';
+import { LinkHandle, MapHandle, OwnedFd, ProgramHandle, withHandle, withHandles } from '../bpf/handles.js';
+import { progQuery } from '../bpf/syscall.js';
 import { checkedEntry, checkedNames, openPinDir, removeOldStage, removePinSet, type PinDir } from '../bpf/bpffs.js';
+import type { DirFd } from '../os/dirfd.js';
 import { SyscallError } from '../os/libc.js';
 import { openDir, pidAlive } from '../os/process.js';
 import { EntryTable, Kind, KEY_SIZE, metaKey, VALUE_SIZE, type MapKey, type MapValue } from './map-format.js';
@@ -93,13 +76,13 @@ function withPinDir<T>(pinDir: string, create: boolean, fn: (pins: PinDir) => T)
 }
 
 /**
- * An fd for a pin of the live set (outer, bind4, bind6), or undefined when
- * there is none: the old place first, then live/ (see the header).
+ * A pin of the live set (outer, bind4, bind6), opened by `open`, or undefined
+ * when there is none: the old place first, then live/ (see the header).
  */
-function getPin(pins: PinDir, name: (typeof PINS)[number]): number | undefined {
+function openPin<H>(pins: PinDir, name: (typeof PINS)[number], open: (dir: DirFd, name: string) => H | undefined): H | undefined {
   if (checkedEntry(pins.dir, name) === 'pin') {
-    const fd = objGet(pins.dir.procPath(name));
-    if (fd !== undefined) return fd;
+    const pinned = open(pins.dir, name);
+    if (pinned !== undefined) return pinned;
   }
   const kind = checkedEntry(pins.dir, LIVE);
   if (kind === undefined) return undefined;
@@ -107,7 +90,7 @@ function getPin(pins: PinDir, name: (typeof PINS)[number]): number | undefined {
   const live = pins.dir.openDir(LIVE);
   try {
     checkedNames(live);
-    return checkedEntry(live, name) === 'pin' ? objGet(live.procPath(name)) : undefined;
+    return checkedEntry(live, name) === 'pin' ? open(live, name) : undefined;
   } finally {
     live.close();
   }
@@ -162,17 +145,28 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-function createPolicyMap(entries: number): number {
-  // A hash map holds exactly max_entries: room for every entry and the META one.
-  return mapCreate({ type: BPF_MAP_TYPE.HASH, keySize: KEY_SIZE, valueSize: VALUE_SIZE, maxEntries: Math.max(16, entries + 1), name: 'lowport_policy' });
+function openOuter(pins: PinDir): MapHandle | undefined {
+  return openPin(pins, 'outer', (dir, name) => MapHandle.openPinned(dir, name));
 }
 
+function openLink(pins: PinDir, hook: (typeof HOOKS)[number]): LinkHandle | undefined {
+  return openPin(pins, hook.name, (dir, name) => LinkHandle.openPinned(dir, name));
+}
 
-/** An fd for the policy map in the outer map's slot, or undefined when the slot is empty. */
-function openPolicyMap(outerFd: number): number | undefined {
-  const id = mapLookup(outerFd, SLOT0, 4);
+function openCgroup(cgroup: string): OwnedFd {
+  return new OwnedFd(openDir(cgroup), `cgroup ${cgroup}`);
+}
+
+function createPolicyMap(entries: number): MapHandle {
+  // A hash map holds exactly max_entries: room for every entry and the META one.
+  return MapHandle.create({ type: BPF_MAP_TYPE.HASH, keySize: KEY_SIZE, valueSize: VALUE_SIZE, maxEntries: Math.max(16, entries + 1), name: 'lowport_policy' });
+}
+
+/** The policy map in the outer map's slot, or undefined when the slot is empty. */
+function openPolicyMap(outer: MapHandle): MapHandle | undefined {
+  const id = outer.lookup(SLOT0);
   if (id === undefined) return undefined;
-  return fdById('map', id.readUInt32LE(0));
+  return MapHandle.fromId(id.readUInt32LE(0));
 }
 
 export interface LivePolicy {
@@ -184,13 +178,13 @@ export interface LivePolicy {
 
 /** The live policy, or undefined when none is live at this pin directory. */
 export function readLivePolicy(pinDir: string): LivePolicy | undefined {
-  const outer = withPinDir(pinDir, false, (pins) => getPin(pins, 'outer'));
+  const outer = withPinDir(pinDir, false, openOuter);
   if (outer === undefined) return undefined;
-  return withFd(outer, (outerFd) => {
-    const policy = openPolicyMap(outerFd);
+  return withHandle(outer, (outerMap) => {
+    const policy = openPolicyMap(outerMap);
     if (policy === undefined) return undefined;
-    return withFd(policy, (fd) => {
-      const all = readAll(fd);
+    return withHandle(policy, (policyMap) => {
+      const all = readAll(policyMap);
       const meta = findMeta(all);
       if (meta === undefined) return { table: all, fingerprint: undefined };
       const fingerprint = Buffer.from(all.values.subarray(meta * VALUE_SIZE, (meta + 1) * VALUE_SIZE));
@@ -216,38 +210,35 @@ export function swapPolicy(target: Target, table: EntryTable, fingerprint: Buffe
   const done = withPinDir(target.pinDir, true, (pins) => {
     migratePins(pins);
     removeStaleStages(pins);
-    const policyFd = createPolicyMap(table.count);
-    try {
-      const outer = getPin(pins, 'outer');
+    return withHandle(createPolicyMap(table.count), (policy) => {
+      const outer = openOuter(pins);
       if (outer !== undefined) {
-        withFd(outer, (outerFd) => {
-          const old = openPolicyMap(outerFd);
-          if (old !== undefined) withFd(old, (oldFd) => carryHits(oldFd, table));
-          fill(policyFd, table, fingerprint);
-          upgradeProgram(pins, outerFd);
-          setSlot(outerFd, policyFd);
+        withHandle(outer, (outerMap) => {
+          const old = openPolicyMap(outerMap);
+          if (old !== undefined) withHandle(old, (oldMap) => carryHits(oldMap, table));
+          fill(policy, table, fingerprint);
+          upgradeProgram(pins, outerMap);
+          setSlot(outerMap, policy);
         });
         return { installed: false };
       }
-      fill(policyFd, table, fingerprint);
-      install(target, pins, policyFd);
+      fill(policy, table, fingerprint);
+      install(target, pins, policy);
       return { installed: true };
-    } finally {
-      closeFd(policyFd);
-    }
+    });
   });
   // withPinDir creates the directory, so it is there.
   return done ?? { installed: false };
 }
 
-function readAll(fd: number): EntryTable {
-  const { keys, values, count } = mapLookupAll(fd, KEY_SIZE, VALUE_SIZE, mapInfo(fd).maxEntries);
+function readAll(map: MapHandle): EntryTable {
+  const { keys, values, count } = map.lookupAll();
   return new EntryTable(keys, values, count);
 }
 
 /** Gives the table's entries the hit counts their keys have in the old map. */
-function carryHits(oldFd: number, table: EntryTable): void {
-  const old = readAll(oldFd);
+function carryHits(oldMap: MapHandle, table: EntryTable): void {
+  const old = readAll(oldMap);
   for (let i = 0; i < old.count; i++) {
     const hits = old.hits(i);
     if (hits === 0n || old.kind(i) === Kind.META) continue;
@@ -256,89 +247,84 @@ function carryHits(oldFd: number, table: EntryTable): void {
   }
 }
 
-function fill(fd: number, table: EntryTable, fingerprint: Buffer): void {
+function fill(map: MapHandle, table: EntryTable, fingerprint: Buffer): void {
   const keys = Buffer.concat([table.keys.subarray(0, table.count * KEY_SIZE), metaKey()]);
   const values = Buffer.concat([table.values.subarray(0, table.count * VALUE_SIZE), fingerprint]);
-  mapUpdateBatch(fd, keys, values, table.count + 1);
+  map.updateBatch(keys, values, table.count + 1);
 }
 
-function setSlot(outerFd: number, policyFd: number): void {
+/** Puts `policy` in the outer map's slot (userspace writes an inner map by its fd). */
+function setSlot(outer: MapHandle, policy: MapHandle): void {
   const value = Buffer.alloc(4);
-  value.writeUInt32LE(policyFd, 0);
-  mapUpdate(outerFd, SLOT0, value);
+  value.writeUInt32LE(policy.fd, 0);
+  outer.update(SLOT0, value);
 }
 
-function createOuter(): number {
+function createOuter(): MapHandle {
   // The inner-map template only fixes the type and key/value sizes the slot accepts.
-  const template = createPolicyMap(1);
-  try {
-    return mapCreate({ type: BPF_MAP_TYPE.ARRAY_OF_MAPS, keySize: 4, valueSize: 4, maxEntries: 1, innerMapFd: template, name: 'lowport_outer' });
-  } finally {
-    closeFd(template);
-  }
+  return withHandle(createPolicyMap(1), (template) =>
+    MapHandle.create({ type: BPF_MAP_TYPE.ARRAY_OF_MAPS, keySize: 4, valueSize: 4, maxEntries: 1, innerMapFd: template.fd, name: 'lowport_outer' }),
+  );
 }
 
-function loadProgram(outerFd: number, hook: (typeof HOOKS)[number]): number {
-  return progLoad({
+function loadProgram(outer: MapHandle, hook: (typeof HOOKS)[number]): ProgramHandle {
+  return ProgramHandle.load({
     type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
-    insns: buildBindProgram(hook.family, outerFd).assemble(),
+    insns: buildBindProgram(hook.family, outer.fd).assemble(),
     expectedAttachType: hook.attachType,
     name: bindProgramName(hook.family),
   });
 }
 
-function install(target: Target, pins: PinDir, policyFd: number): void {
+function install(target: Target, pins: PinDir, policy: MapHandle): void {
   const stage = `stage-${process.pid}`;
   removePinSet(pins.dir, stage);
   pins.dir.mkdir(stage, 0o700);
-  const fds: number[] = [];
-  const stageDir = pins.dir.openDir(stage);
-  try {
-    const outerFd = createOuter();
-    fds.push(outerFd);
-    objPin(outerFd, stageDir.procPath('outer'));
-    const cgroupFd = openDir(target.cgroup);
-    fds.push(cgroupFd);
-    for (const hook of HOOKS) {
-      const progFd = loadProgram(outerFd, hook);
-      fds.push(progFd);
-      const linkFd = linkCreate(progFd, cgroupFd, hook.attachType);
-      fds.push(linkFd);
-      objPin(linkFd, stageDir.procPath(hook.name));
+  // Every fd taken here (the stage directory, the outer map, the cgroup, the
+  // programs and links) is closed when the install ends, however it ends:
+  // what stays is what is pinned.
+  withHandles((own) => {
+    const stageDir = own(pins.dir.openDir(stage));
+    try {
+      const outer = own(createOuter());
+      outer.pin(stageDir, 'outer');
+      const cgroup = own(openCgroup(target.cgroup));
+      for (const hook of HOOKS) {
+        const program = own(loadProgram(outer, hook));
+        const link = own(LinkHandle.attachCgroup(program, cgroup, hook.attachType, hook.name));
+        link.pin(stageDir, hook.name);
+      }
+      // No outer map but a live set: what a killed `off` left (its slot was
+      // emptied first, so these links pass every bind through). Replace it.
+      removePinSet(pins.dir, LIVE);
+      pins.dir.rename(stage, LIVE);
+      setSlot(outer, policy);
+    } catch (e) {
+      removePinSet(pins.dir, stage);
+      throw e;
     }
-    // No outer map but a live set: what a killed `off` left (its slot was
-    // emptied first, so these links pass every bind through). Replace it.
-    removePinSet(pins.dir, LIVE);
-    pins.dir.rename(stage, LIVE);
-    setSlot(outerFd, policyFd);
-  } catch (e) {
-    removePinSet(pins.dir, stage);
-    throw e;
-  } finally {
-    stageDir.close();
-    for (const fd of fds) closeFd(fd);
-  }
+  });
 }
 
 /** When this lowport's program differs from the one the links run (an upgrade), swap it in on both links. */
-function upgradeProgram(pins: PinDir, outerFd: number): void {
+function upgradeProgram(pins: PinDir, outer: MapHandle): void {
   for (const hook of HOOKS) {
-    const linkFd = getPin(pins, hook.name);
-    if (linkFd === undefined) {
+    const link = openLink(pins, hook);
+    if (link === undefined) {
       throw new LowportError('E_STATE', `the ${hook.name} link is missing from ${pins.path}`, {
         hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.`,
       });
     }
-    withFd(linkFd, (fd) => {
-      if (progInfoById(linkInfo(fd).progId)?.name === bindProgramName(hook.family)) return;
-      withFd(loadProgram(outerFd, hook), (progFd) => linkUpdate(fd, progFd));
+    withHandle(link, (l) => {
+      if (programInfoById(l.info().progId)?.name === bindProgramName(hook.family)) return;
+      withHandle(loadProgram(outer, hook), (program) => l.update(program));
     });
   }
 }
 
-function progInfoById(id: number): ReturnType<typeof progInfo> | undefined {
-  const fd = fdById('prog', id);
-  return fd === undefined ? undefined : withFd(fd, progInfo);
+function programInfoById(id: number): ReturnType<ProgramHandle['info']> | undefined {
+  const program = ProgramHandle.fromId(id);
+  return program === undefined ? undefined : withHandle(program, (p) => p.info());
 }
 
 /**
@@ -349,8 +335,8 @@ function progInfoById(id: number): ReturnType<typeof progInfo> | undefined {
 export function removeAll(target: Target): { removed: boolean } {
   const removed = withPinDir(target.pinDir, false, (pins) => {
     removeStaleStages(pins);
-    const outer = getPin(pins, 'outer');
-    if (outer !== undefined) withFd(outer, (fd) => mapDelete(fd, SLOT0));
+    const outer = openOuter(pins);
+    if (outer !== undefined) withHandle(outer, (outerMap) => outerMap.delete(SLOT0));
     // The links (detaching the program) and the map, in either layout.
     for (const name of PINS) if (checkedEntry(pins.dir, name) === 'pin') pins.dir.unlink(name);
     removePinSet(pins.dir, LIVE);
@@ -382,16 +368,16 @@ export function attachedPrograms(target: Target): AttachedProgram[] {
   const ours = new Set<number>();
   withPinDir(target.pinDir, false, (pins) => {
     for (const hook of HOOKS) {
-      const fd = getPin(pins, hook.name);
-      if (fd !== undefined) withFd(fd, (f) => ours.add(linkInfo(f).progId));
+      const link = openLink(pins, hook);
+      if (link !== undefined) withHandle(link, (l) => ours.add(l.info().progId));
     }
   });
   const out: AttachedProgram[] = [];
-  withFd(openDir(target.cgroup), (cgroupFd) => {
+  withHandle(openCgroup(target.cgroup), (cgroup) => {
     for (const hook of HOOKS) {
-      const own = new Set(progQuery(cgroupFd, hook.attachType).progIds);
-      for (const id of progQuery(cgroupFd, hook.attachType, BPF_F_QUERY_EFFECTIVE).progIds) {
-        const info = progInfoById(id);
+      const own = new Set(progQuery(cgroup.fd, hook.attachType).progIds);
+      for (const id of progQuery(cgroup.fd, hook.attachType, BPF_F_QUERY_EFFECTIVE).progIds) {
+        const info = programInfoById(id);
         if (info === undefined) continue;
         out.push({ hook: hook.name, id, name: info.name, tag: info.tag, ours: ours.has(id), inherited: !own.has(id), createdByUid: info.createdByUid });
       }

@@ -27,6 +27,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, lstatSync, readdirSync, readFileSync, readlinkSync, writeSync, type Stats } from 'node:fs';
 import { LowportError } from '../errors.js';
+import { EEXIST, ELOOP, ENOENT, ENOTDIR, ENOTEMPTY } from './errno.js';
 import { flock, getXattr, LOCK_EX, nativeLibc, O_CLOEXEC, SyscallError } from './libc.js';
 
 // The generic Linux values (asm-generic/fcntl.h), which x86, arm, arm64,
@@ -37,11 +38,6 @@ const O_NOFOLLOW = constants.O_NOFOLLOW;
 const AT_REMOVEDIR = 0x200;
 const AT_FDCWD = -100;
 
-const ENOENT = 2;
-const EEXIST = 17;
-const ENOTDIR = 20;
-const ENOTEMPTY = 39;
-const ELOOP = 40;
 
 let calls: ReturnType<typeof bind> | undefined;
 

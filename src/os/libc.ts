@@ -5,9 +5,11 @@
  * errno read right after the call (koffi.errno() is the thread's errno as the
  * call left it).
  */
-import { getSystemErrorName } from 'node:util';
 import { createRequire } from 'node:module';
 import { LowportError } from '../errors.js';
+import { EINVAL, ENOSYS, errnoName } from './errno.js';
+
+export { errnoName };
 
 /** A failed system call: `bpf(BPF_PROG_LOAD): EPERM (1)`. */
 export class SyscallError extends LowportError {
@@ -22,14 +24,6 @@ export class SyscallError extends LowportError {
     this.call = call;
     this.errno = errno;
     this.errnoName = name;
-  }
-}
-
-export function errnoName(errno: number): string {
-  try {
-    return getSystemErrorName(-errno);
-  } catch {
-    return `errno ${errno}`;
   }
 }
 
@@ -73,6 +67,7 @@ function load() {
     close: libc.func('int close(int fd)'),
     listen: libc.func('int listen(int fd, int backlog)'),
     getxattr: libc.func('long getxattr(const char *path, const char *name, void *value, size_t size)'),
+    inetPton: libc.func('int inet_pton(int af, const char *src, void *dst)'),
   };
 }
 
@@ -101,7 +96,7 @@ export function bpfSyscall(cmd: number, attr: Buffer, callName: string): number 
 /** Like bpfSyscall but returns -errno instead of throwing, for calls where failure is an answer (ENOENT at the end of an iteration). */
 export function bpfSyscallRaw(cmd: number, attr: Buffer): number {
   const nr = SYS_BPF[process.arch];
-  if (nr === undefined) return -38; // ENOSYS
+  if (nr === undefined) return -ENOSYS;
   const r = Number(libc().syscall(nr, cmd, attr, attr.length));
   return r < 0 ? -errno() : r;
 }
@@ -192,6 +187,13 @@ export function openBoundSocket(domain: number, type: number, sockaddr: Buffer, 
 }
 
 const AF_INET6_DOMAIN = 10;
+
+/** inet_pton(AF_INET6): an IPv6 address's 16 bytes (network order); SyscallError EINVAL when it is none. */
+export function inetPton6(text: string, what: string): Buffer {
+  const bytes = Buffer.alloc(16);
+  if (libc().inetPton(AF_INET6_DOMAIN, text, bytes) !== 1) throw new SyscallError(`inet_pton(${what})`, EINVAL);
+  return bytes;
+}
 const SOCK_STREAM_TYPE = 1;
 
 /** close(2) for an fd that did not come from node:fs. */
@@ -270,7 +272,7 @@ export function joinAnonymousSessionKeyring(): void {
   if (r < 0) {
     const e = iso().errno();
     // ENOSYS: a kernel without keys (CONFIG_KEYS=n) has no keyring to leak.
-    if (errnoName(e) !== 'ENOSYS') throw new SyscallError('keyctl(KEYCTL_JOIN_SESSION_KEYRING)', e);
+    if (e !== ENOSYS) throw new SyscallError('keyctl(KEYCTL_JOIN_SESSION_KEYRING)', e);
   }
 }
 

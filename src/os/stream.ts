@@ -23,13 +23,8 @@ export const EPOLLET = 1 << 31;
 /** Wake one of the epoll instances that wait on a shared listening socket, not all (Linux 4.5). */
 export const EPOLLEXCLUSIVE = 1 << 28;
 
-export const EAGAIN = 11;
-export const EINPROGRESS = 115;
-export const EMFILE = 24;
-export const ENFILE = 23;
-export const ENOBUFS = 105;
-export const ENOMEM = 12;
-export const ETIMEDOUT = 110;
+// The errno values the forwarder's loop tells apart (errno.ts, the one table).
+export { EAGAIN, EINPROGRESS, EMFILE, ENFILE, ENOBUFS, ENOMEM, ETIMEDOUT } from './errno.js';
 
 const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_DEL = 2;

@@ -35,12 +35,12 @@ import { escapeControl } from '../text.js';
 import { cgroupId, cgroupPids, cgroupPopulated, createNewCgroup, killCgroup, removeCgroup } from '../os/cgroup.js';
 import { checkIdentity, launch, userEnvironment, type Identity, type LaunchOptions } from '../os/launch.js';
 import { exitStatus, processStartTime, sessionMembers } from '../os/process.js';
-import { closeRawFd, openBoundSocket } from '../os/libc.js';
+import { closeRawFd } from '../os/libc.js';
+import { openListener } from '../os/listen.js';
+import { relaySignals } from '../os/signals.js';
 import { userByNameOrUid } from '../os/nss.js';
 import { openPtyRelay } from '../os/pty.js';
 import { waitUntilEmpty } from '../os/cgroup-watch.js';
-import { AF_INET, AF_INET6, familyOf, SOCK_DGRAM, SOCK_STREAM, sockaddrIn, sockaddrIn6 } from '../os/sockaddr.js';
-import { parseIPv6 } from '../policy/address.js';
 import { PortSet } from '../policy/ports.js';
 import type { PortItem } from '../policy/types.js';
 
@@ -62,6 +62,11 @@ export interface RunOptions extends LowportOptions {
   note?: (text: string) => void;
 }
 
+/**
+ * The signals passed on to the command (then to what it left). It runs in a
+ * session of its own (on a terminal of its own, where ^C and ^\\ reach it
+ * directly), so these are the signals sent to lowport itself.
+ */
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
 
 /**
@@ -105,26 +110,9 @@ function resolveUser(user: string): { identity: Identity; env: NodeJS.ProcessEnv
   return { identity: { uid: u.uid, gid: u.gid, ...(u.known ? { name: u.name } : {}) }, env: userEnvironment(u) };
 }
 
-/**
- * Passes SIGINT, SIGTERM, SIGHUP and SIGQUIT on to `deliver` until the
- * returned function is called. The command runs in a session of its own (on
- * a terminal of its own, where ^C and ^\\ reach it directly), so these are
- * the signals sent to lowport itself.
- */
-function forwardSignals(deliver: (signal: NodeJS.Signals) => void): () => void {
-  const offs = FORWARDED.map((signal) => {
-    const handler = () => deliver(signal);
-    process.on(signal, handler);
-    return () => process.off(signal, handler);
-  });
-  return () => {
-    for (const off of offs) off();
-  };
-}
-
 /** Resolves to the child's exit status when it exits; forwards signals meanwhile. */
 function wait(child: ChildProcess): Promise<number> {
-  const stop = forwardSignals((signal) => child.kill(signal));
+  const stop = relaySignals(FORWARDED, (signal) => child.kill(signal));
   return new Promise((resolve, reject) => {
     child.once('error', (e) => {
       stop();
@@ -205,7 +193,7 @@ async function supervise(o: RunOptions, launchOptions: Omit<LaunchOptions, 'stdi
     status = await wait(child);
   } finally {
     // From the main process's end on, a signal to lowport ends what it left.
-    const stop = leftovers === undefined ? () => undefined : forwardSignals(() => leftovers.kill());
+    const stop = leftovers === undefined ? () => undefined : relaySignals(FORWARDED, () => leftovers.kill());
     try {
       await pty?.finish();
       if (leftovers !== undefined) await waitForLeftovers(o, leftovers);
@@ -294,15 +282,7 @@ async function runWithSockets(o: RunOptions, identity: Identity, env: NodeJS.Pro
   try {
     for (const { protocol, port } of PortSet.fromItems(o.ports).entries()) {
       for (const addr of o.addrs.length === 0 ? ['::'] : o.addrs) {
-        const v4 = familyOf(addr) === 4;
-        const what = `${protocol} ${v4 ? addr : `[${addr}]`}:${port}`;
-        fds.push(
-          openBoundSocket(v4 ? AF_INET : AF_INET6, protocol === 'tcp' ? SOCK_STREAM : SOCK_DGRAM, v4 ? sockaddrIn(addr, port) : sockaddrIn6(parseIPv6(addr), port), {
-            backlog: o.backlog ?? 4096,
-            v6Only: o.v6Only === true,
-            what,
-          }),
-        );
+        fds.push(openListener(protocol, addr, port, { backlog: o.backlog ?? 4096, v6Only: o.v6Only === true }).fd);
         names.push(`${protocol}-${port}`);
       }
     }

@@ -12,7 +12,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { compileDocument } from '../../src/grants/document.js';
 import { HOOKS, readLivePolicy } from '../../src/grants/live.js';
 import type { EntryTable } from '../../src/grants/map-format.js';
-import { progQuery, withFd } from '../../src/bpf/syscall.js';
+import { OwnedFd, withHandle } from '../../src/bpf/handles.js';
+import { progQuery } from '../../src/bpf/syscall.js';
 import { openDir } from '../../src/os/process.js';
 import { parsePolicy } from '../../src/policy/parse.js';
 import { binds, CLI, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
@@ -20,7 +21,7 @@ import { binds, CLI, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
 const skip = kernelSkipReason();
 
 function attachedCount(cgroup: string): number {
-  return withFd(openDir(cgroup), (fd) => HOOKS.reduce((n, h) => n + progQuery(fd, h.attachType).progIds.length, 0));
+  return withHandle(new OwnedFd(openDir(cgroup), `cgroup ${cgroup}`), (c) => HOOKS.reduce((n, h) => n + progQuery(c.fd, h.attachType).progIds.length, 0));
 }
 
 /** The entries of a table as sorted text: key bytes and rule line, not hits. */

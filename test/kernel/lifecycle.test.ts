@@ -59,9 +59,9 @@ describe('apply and off', { skip }, () => {
     box.writePolicy('grant 80 user nobody\ngrant 70000 user nobody\nallow 22 user nobody\ngrant 81 user no-such-user-xyz\n');
     const r = await box.cli('apply');
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /policy:2:7: error: port 70000 is out of range/);
-    assert.match(r.stderr, /policy:3:1: error: unknown statement 'allow'/);
-    assert.match(r.stderr, /\n {6}\^{5}\n/); // carets under 70000
+    assert.match(r.stderr, /policy:2:7-11: error: port 70000 is out of range/);
+    assert.match(r.stderr, /policy:3:1-5: error: unknown statement 'allow'/);
+    assert.match(r.stderr, /\ngrant 70000 user nobody\n {6}\^~{4}\n/); // a caret and tildes under 70000
     assert.equal(signature(readLivePolicy(box.pinDir)?.table), before);
     assert.deepEqual(box.probe({}, binds(80, ['127.0.0.1'], ['tcp'])), ['ok']);
   });
@@ -70,7 +70,7 @@ describe('apply and off', { skip }, () => {
     box.writePolicy('grant 80 user nobody\ngrant 81 user no-such-user-xyz\n');
     const r = await box.cli('apply');
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /policy:2:15: error: unknown user 'no-such-user-xyz'/);
+    assert.match(r.stderr, /policy:2:15-30: error: unknown user 'no-such-user-xyz'/);
     assert.deepEqual(box.probe({}, binds(80, ['127.0.0.1'], ['tcp'])), ['ok']);
   });
 

@@ -134,6 +134,23 @@ describe('address helpers', () => {
     );
   });
 
+  /** Extra commas in an address list, each run reported once, as `offset+length: message`. */
+  const commaErrors: [list: string, errors: string[]][] = [
+    ['::1,', ["3+1: the address list ends with ',': write the list without spaces, e.g. 127.0.0.1,::1"]],
+    ['::1,,', ["3+2: the address list ends with ',': write the list without spaces, e.g. 127.0.0.1,::1"]],
+    [',::1', ["0+1: the address list starts with ',': remove it"]],
+    ['::1,,,1.2.3.4', ["4+2: empty address in the list: remove the extra ','"]],
+    [',', ['0+1: empty address: expected an IPv4 address such as 127.0.0.1 or an IPv6 address such as ::1']],
+  ];
+  for (const [list, expected] of commaErrors) {
+    it(`scanAddressList reports '${list}' once: ${expected.join('; ')}`, () => {
+      assert.deepEqual(
+        scanAddressList(list).errors.map((e) => `${e.offset}+${e.length}: ${e.message}`),
+        expected,
+      );
+    });
+  }
+
   it('parseIPv6 gives the eight groups, mixed notation included', () => {
     assert.deepEqual(parseIPv6('2001:db8::1'), [0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]);
     assert.deepEqual(parseIPv6('::ffff:127.0.0.1'), [0, 0, 0, 0, 0, 0xffff, 0x7f00, 1]);

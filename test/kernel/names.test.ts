@@ -105,7 +105,7 @@ describe('ids in a subordinate range', { skip }, () => {
     assert.ok(granted.stdout.includes(`warning: ${note}`), granted.stdout);
     const listed = run(['list']);
     const line = box.readPolicy().split('\n').indexOf('grant 85 user 4000500') + 1;
-    assert.ok(listed.stdout.includes(`${box.policy}:${line}:15-21: warning: ${note}\ngrant 85 user 4000500\n              ^~~~~~\n`), listed.stdout);
+    assert.ok(listed.stdout.includes(`${box.policy}:${line}:15-21: warning: ${note}\ngrant 85 user 4000500\n              ^~~~~~~\n`), listed.stdout);
     // Outside the range: no warning.
     const other = run(['grant', '86', '--user', '3999999']);
     assert.doesNotMatch(other.stdout, /subordinate/);
@@ -149,8 +149,8 @@ describe('a deleted user whose uid is reused', { skip }, () => {
     assert.equal(listed.code, 0, listed.stderr);
     assert.doesNotMatch(listed.stdout, /the live rules are what the file says/);
     assert.match(listed.stdout, /users or groups it names have changed since/);
-    assert.match(listed.stdout, new RegExp(`:1: user ${alice} \\(uid ${uid}\\): ${alice} no longer exists; uid ${uid} is now ${bob}, and the live grant still holds it: run \`lowport apply\` to drop the grant; or remove the line: lowport revoke 85 --user ${alice}`));
-    assert.match(listed.stdout, new RegExp(`:2: user ${alice} \\(uid ${uid}\\): .* run \`lowport apply\` to keep its ports for root alone`));
+    assert.match(listed.stdout, new RegExp(`:1:15-\\d+: warning: user ${alice} \\(uid ${uid}\\): ${alice} no longer exists; uid ${uid} is now ${bob}, and the live grant still holds it: run \`lowport apply\` to drop the grant; or remove the line: lowport revoke 85 --user ${alice}`));
+    assert.match(listed.stdout, new RegExp(`:2:17-\\d+: warning: user ${alice} \\(uid ${uid}\\): .* run \`lowport apply\` to keep its ports for root alone`));
 
     const doctor = cliWith(withBob, ['doctor', '--json', '--port', '85', '--user', 'nobody']);
     const report = JSON.parse(doctor.stdout) as DoctorReport;

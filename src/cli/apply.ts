@@ -37,6 +37,7 @@ the old policy or the new one.
         printJson(ctx.io, result);
         return failed;
       }
+      ctx.io.stderr(formatDiagnostics(result.warnings ?? []));
       if (failed) {
         const n = result.unresolved.length;
         const live = result.checkOnly ? 'would be live' : 'is live';

@@ -266,15 +266,22 @@ function checkForwardOverlaps(forwards: ForwardRule[], lines: string[], file: st
  * line is not the rule's.
  */
 export function principalSpan(doc: Pick<PolicyDocument, 'file' | 'lines'>, rule: Rule): Span {
-  const source = doc.lines[rule.line - 1] ?? '';
-  const tokens = tokenize(statementPart(source));
-  const token = tokens[rule.principal.kind === 'everyone' ? 2 : 3];
-  return token === undefined ? span(doc.file, rule.line, source, 0, source.length) : span(doc.file, rule.line, source, token.start, token.text.length);
+  return tokenSpan(doc, rule.line, rule.principal.kind === 'everyone' ? 2 : 3);
+}
+
+/** Where a statement's ports are on its line. */
+export function portsSpan(doc: Pick<PolicyDocument, 'file' | 'lines'>, rule: Rule): Span {
+  return tokenSpan(doc, rule.line, 1);
+}
+
+/** The span of the `index`th word of a statement's line, or the whole line without it. */
+function tokenSpan(doc: Pick<PolicyDocument, 'file' | 'lines'>, line: number, index: number): Span {
+  const source = doc.lines[line - 1] ?? '';
+  const token = tokenize(statementPart(source))[index];
+  return token === undefined ? span(doc.file, line, source, 0, source.length) : span(doc.file, line, source, token.start, token.text.length);
 }
 
 /** The port of a `forward` statement, with its protocol suffix. */
-function forwardPortSpan(f: ForwardRule, lines: readonly string[], file: string): Span {
-  const source = lines[f.line - 1] ?? '';
-  const token = tokenize(statementPart(source))[1];
-  return token === undefined ? span(file, f.line, source, 0, source.length) : span(file, f.line, source, token.start, token.text.length);
+function forwardPortSpan(f: ForwardRule, lines: string[], file: string): Span {
+  return tokenSpan({ file, lines }, f.line, 1);
 }

@@ -140,7 +140,8 @@ function displayed(source: string): { text: string; starts: number[] } {
 function marker(starts: readonly number[], column: number, end: number): string {
   const lineEnd = starts[starts.length - 1] ?? 0;
   const cell = (index: number): number => starts[index] ?? lineEnd + index - (starts.length - 1);
-  const from = cell(column - 1);
+  // A column below 1 (a diagnostic built by hand) marks the line's start rather than throw.
+  const from = cell(Math.max(0, column - 1));
   const to = Math.max(from + 1, cell(end));
   return ' '.repeat(from) + '^' + '~'.repeat(to - from - 1);
 }

@@ -108,6 +108,13 @@ describe('formatDiagnostic', () => {
   });
 });
 
+describe('formatDiagnostic of a hand-built diagnostic', () => {
+  it('marks the start of the line for a column below 1', () => {
+    const d: Diagnostic = { ...at('abc', 0, 1), column: 0, endColumn: 0, severity: 'error', message: 'm' };
+    assert.equal(formatDiagnostic(d), 'policy:1:0: error: m\nabc\n^');
+  });
+});
+
 describe('formatDiagnostics', () => {
   it('ends each diagnostic with a newline, and is empty for none', () => {
     const d = diagnostic('error', at('x', 0), 'm');

@@ -4,6 +4,7 @@
  * that says what to do next. Only cli/main.ts prints errors and picks exit
  * codes; everything else throws.
  */
+import type { Diagnostic } from './diagnostic.js';
 
 export type ErrorCode =
   | 'E_USAGE'
@@ -22,38 +23,27 @@ export class LowportError extends Error {
   readonly code: ErrorCode;
   /** What the user can do about it, one or two sentences. */
   readonly hint: string | undefined;
+  /** Where in a source (a policy file, a command-line word) the problem is, for the caret display; often none. */
+  readonly diagnostics: readonly Diagnostic[];
 
-  constructor(code: ErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, message: string, options: { hint?: string; cause?: unknown; diagnostics?: readonly Diagnostic[] } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     this.hint = options.hint;
+    this.diagnostics = options.diagnostics ?? [];
   }
 }
 
-/** Bad command line: exit code 2. */
+/** Bad command line: exit code 2. `diagnostics` point at the culprit in the word given. */
 export class UsageError extends LowportError {
-  constructor(message: string, hint?: string) {
-    super('E_USAGE', message, hint === undefined ? {} : { hint });
+  constructor(message: string, hint?: string, diagnostics?: readonly Diagnostic[]) {
+    super('E_USAGE', message, { ...(hint === undefined ? {} : { hint }), ...(diagnostics === undefined ? {} : { diagnostics }) });
   }
-}
-
-/** One problem in a policy file, located by 1-based line and column. */
-export interface Diagnostic {
-  file: string;
-  line: number;
-  column: number;
-  /** How many characters to underline. */
-  length: number;
-  message: string;
-  /** The whole source line, for the caret display. */
-  source: string;
 }
 
 /** A policy file was rejected; `diagnostics` holds every problem found, not just the first. */
 export class PolicyError extends LowportError {
-  readonly diagnostics: readonly Diagnostic[];
-
   constructor(diagnostics: readonly Diagnostic[], hint = 'Fix the lines above; nothing was changed.', code: 'E_POLICY_SYNTAX' | 'E_UNKNOWN_USER' | 'E_UNKNOWN_GROUP' = 'E_POLICY_SYNTAX') {
     const first = diagnostics[0];
     const summary =
@@ -61,13 +51,6 @@ export class PolicyError extends LowportError {
         ? 'invalid policy'
         : `${first.file}:${first.line}:${first.column}: ${first.message}` +
           (diagnostics.length > 1 ? ` (and ${diagnostics.length - 1} more)` : '');
-    super(code, summary, { hint });
-    this.diagnostics = diagnostics;
+    super(code, summary, { hint, diagnostics });
   }
-}
-
-/** nftables-style rendering: `file:line:col: error: msg`, the line, and carets under the culprit. */
-export function formatDiagnostic(d: Diagnostic): string {
-  const caretLine = ' '.repeat(Math.max(0, d.column - 1)) + '^'.repeat(Math.max(1, d.length));
-  return `${d.file}:${d.line}:${d.column}: error: ${d.message}\n${d.source}\n${caretLine}`;
 }

@@ -1,7 +1,7 @@
 /** `lowport apply` and `lowport off`. */
 import { apply, type UnresolvedReport } from '../ops/apply.js';
 import { off } from '../ops/off.js';
-import { formatDiagnostic } from '../errors.js';
+import { formatDiagnostics } from '../diagnostic.js';
 import { escapeControl } from '../text.js';
 import { noArguments, printJson, type Command } from './command.js';
 
@@ -10,14 +10,7 @@ import { noArguments, printJson, type Command } from './command.js';
  * its place and the command that removes it.
  */
 export function formatUnresolved(unresolved: readonly UnresolvedReport[], severity: 'error' | 'warning'): string {
-  return unresolved
-    .map((u) => {
-      const text = formatDiagnostic(u.diagnostic);
-      return `${severity === 'error' ? text : text.replace(': error: ', ': warning: ')}
-  remove the line with: ${u.fix}
-`;
-    })
-    .join('');
+  return formatDiagnostics(unresolved.map((u) => ({ ...u.diagnostic, severity, hint: `remove the line with: ${u.fix}` })));
 }
 
 export const applyCommand: Command = {
@@ -44,6 +37,7 @@ the old policy or the new one.
         printJson(ctx.io, result);
         return failed;
       }
+      ctx.io.stderr(formatDiagnostics(result.warnings ?? []));
       if (failed) {
         const n = result.unresolved.length;
         const live = result.checkOnly ? 'would be live' : 'is live';

@@ -1,4 +1,5 @@
 /** Turning command-line words into the engine's types, with usage errors that point at the culprit. */
+import { COMMAND_LINE, diagnostic, span } from '../diagnostic.js';
 import { UsageError } from '../errors.js';
 import { parseAddressList } from '../policy/address.js';
 import { parsePortSpec } from '../policy/ports.js';
@@ -7,14 +8,14 @@ import { PolicySpecError } from '../policy/spec-error.js';
 import type { PortItem, Principal } from '../policy/types.js';
 import type { LowportOptions } from '../grants/target.js';
 
-/** Rethrows a PolicySpecError from command-line text as a UsageError with the text and a caret line. */
+/** Rethrows a PolicySpecError from command-line text as a UsageError whose diagnostic marks the culprit in the word. */
 function fromSpec<T>(what: string, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
     if (e instanceof PolicySpecError) {
-      const caret = ' '.repeat(e.offset) + '^'.repeat(e.length);
-      throw new UsageError(`bad ${what}: ${e.message}\n  ${e.spec}\n  ${caret}`);
+      const message = `bad ${what}: ${e.message}`;
+      throw new UsageError(message, undefined, [diagnostic('error', span(COMMAND_LINE, 1, e.spec, e.offset, e.length), message)]);
     }
     throw e;
   }

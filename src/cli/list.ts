@@ -1,4 +1,5 @@
 /** `lowport list`: the live rules, read back from the kernel. */
+import { formatDiagnostic } from '../diagnostic.js';
 import { list, type ListResult } from '../ops/list.js';
 import { escapeControl } from '../text.js';
 import { noArguments, printJson, type Command } from './command.js';
@@ -34,7 +35,7 @@ export function formatList(r: ListResult): string {
   }
   if (r.warnings.length > 0) {
     out.push('');
-    for (const w of r.warnings) out.push(`warning: ${escapeControl(r.policy)}:${w.line}: ${w.message}`);
+    for (const w of r.warnings) out.push(w.diagnostic === undefined ? `warning: ${escapeControl(r.policy)}:${w.line}: ${w.message}` : formatDiagnostic(w.diagnostic));
   }
   const others = r.programs.filter((p) => !p.ours);
   if (others.length > 0) {

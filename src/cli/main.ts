@@ -7,7 +7,8 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { formatDiagnostic, LowportError, PolicyError, UsageError } from '../errors.js';
+import { formatDiagnostics } from '../diagnostic.js';
+import { LowportError, PolicyError, UsageError } from '../errors.js';
 import { effectiveUid } from '../os/process.js';
 import { lowportOptions } from './args.js';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, jsonText, type Command } from './command.js';
@@ -82,12 +83,14 @@ function terminalSafe(text: string): string {
 
 export function formatError(e: unknown): string {
   if (e instanceof PolicyError) {
-    const body = e.diagnostics.map(formatDiagnostic).join('\n');
-    const count = e.diagnostics.length;
-    return `${body}\nlowport: ${count} error${count === 1 ? '' : 's'} in the policy. ${e.hint ?? 'Nothing was changed.'}\n`;
+    const count = e.diagnostics.filter((d) => d.severity === 'error').length;
+    return `${formatDiagnostics(e.diagnostics)}lowport: ${count} error${count === 1 ? '' : 's'} in the policy. ${e.hint ?? 'Nothing was changed.'}\n`;
   }
   if (e instanceof LowportError) {
-    return `lowport: error: ${terminalSafe(e.message)}\n${e.hint === undefined ? '' : `${terminalSafe(e.hint)}\n`}`;
+    const hint = e.hint === undefined ? '' : `${terminalSafe(e.hint)}\n`;
+    // The diagnostics say the message, with the culprit marked.
+    if (e.diagnostics.length > 0) return `${formatDiagnostics(e.diagnostics)}${hint}`;
+    return `lowport: error: ${terminalSafe(e.message)}\n${hint}`;
   }
   const err = e as Error;
   return `lowport: internal error: ${escapeControl(err.message ?? String(e))}\nThis is a bug in lowport; please report it with the output of LOWPORT_DEBUG=1 lowport ...\n${process.env.LOWPORT_DEBUG ? `${err.stack ?? ''}\n` : ''}`;

@@ -21,7 +21,7 @@ import { isIP } from 'node:net';
 import { isatty } from 'node:tty';
 import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
-import { LowportError } from '../errors.js';
+import { LowportError, UsageError } from '../errors.js';
 import { terminalText } from '../text.js';
 import { checkIdentity, isolateChildren, launch, runsAs, userEnvironment, type Identity } from '../os/launch.js';
 import { SyscallError } from '../os/libc.js';
@@ -56,7 +56,7 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 function resolveIdentity(user: string): Identity {
   const entry = userByNameOrUid(user, 'Give --user a name or uid that `getent passwd` knows (default: the lowport system user).');
   if (entry.uid === 0) {
-    throw new LowportError('E_USAGE', `the forwarder does not run as root (--user ${user})`, { hint: 'It binds the port as root and then drops to --user: give a normal user, or leave --user out for the lowport system user.' });
+    throw new UsageError(`the forwarder does not run as root (--user ${user})`, 'It binds the port as root and then drops to --user: give a normal user, or leave --user out for the lowport system user.');
   }
   const identity = { uid: entry.uid, gid: entry.gid, ...(entry.known ? { name: entry.name } : {}) };
   // Before any port is bound: the same check launch makes.
@@ -216,11 +216,9 @@ async function resolveBackend(host: string): Promise<string[]> {
     const found = await lookup(host, { all: true });
     if (found.length > 0) return found.map((a) => a.address);
   } catch (e) {
-    throw new LowportError('E_USAGE', `cannot resolve the backend host '${host}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
-      hint: 'Check the name (getent ahosts NAME), or give the backend as an IP address: lowport forward --userspace 80 10.0.0.5:8080.',
-    });
+    throw new UsageError(`cannot resolve the backend host '${host}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`, 'Check the name (getent ahosts NAME), or give the backend as an IP address: lowport forward --userspace 80 10.0.0.5:8080.');
   }
-  throw new LowportError('E_USAGE', `the backend host '${host}' has no address`, { hint: 'Give the backend as an IP address.' });
+  throw new UsageError(`the backend host '${host}' has no address`, 'Give the backend as an IP address.');
 }
 
 /**

@@ -9,9 +9,11 @@
  * for it keeps its ports for root alone (fail closed: nobody else gets them
  * because the owner's name is gone). The rest of the policy goes live.
  */
-import { LowportError, type Diagnostic } from '../errors.js';
+import { diagnostic, type Diagnostic } from '../diagnostic.js';
+import { LowportError } from '../errors.js';
 import { lookupGroups, lookupUsers, type GroupEntry, type PasswdEntry } from '../os/nss.js';
 import type { SubordinateRange } from '../os/subids.js';
+import { principalSpan } from '../policy/parse.js';
 import { formatPorts } from '../policy/ports.js';
 import { escapeControl } from '../text.js';
 import type { PolicyDocument, Principal, Rule } from '../policy/types.js';
@@ -93,7 +95,7 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
       : `this grant is not live`;
     unresolved.push({
       rule,
-      diagnostic: unknown(doc, rule, p, `unknown ${p.kind} '${p.name}': no such ${p.kind} in the ${database} database (getent ${database} ${p.name}); ${effect}`),
+      diagnostic: unknown(doc, rule, `unknown ${p.kind} '${p.name}': no such ${p.kind} in the ${database} database (getent ${database} ${p.name}); ${effect}`),
       effect: reserve ? 'root-only' : 'left-out',
     });
     // Fail closed: the marker stays reserved, with no owner to let through.
@@ -137,11 +139,8 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
 }
 
 /** A diagnostic pointing at the name after `user`/`group` on the rule's line. */
-function unknown(doc: PolicyDocument, rule: Rule, p: Principal & { name: string }, message: string): Diagnostic {
-  const source = doc.lines[rule.line - 1] ?? '';
-  const match = new RegExp(`\\b${p.kind}\\s+(${p.name.replace(/[.$]/g, '\\$&')})(?=\\s|#|$)`).exec(source);
-  const column = match === null ? 1 : match.index + match[0].length - p.name.length + 1;
-  return { file: doc.file, line: rule.line, column, length: p.name.length, message, source };
+function unknown(doc: PolicyDocument, rule: Rule, message: string): Diagnostic {
+  return diagnostic('error', principalSpan(doc, rule), message);
 }
 
 /**

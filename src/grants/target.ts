@@ -5,7 +5,7 @@
  * isolated setups pass their own.
  */
 import { isAbsolute, resolve } from 'node:path';
-import { LowportError } from '../errors.js';
+import { LowportError, UsageError } from '../errors.js';
 import { findCgroup2Root, isCgroup2Dir } from '../os/cgroup.js';
 import { effectiveUid } from '../os/process.js';
 import { missingFeature, type FeatureResult } from '../bpf/probes.js';
@@ -46,9 +46,7 @@ export function attachCgroup(options: LowportOptions): string {
   if (options.cgroup === undefined) return findCgroup2Root();
   const cgroup = resolve(options.cgroup);
   if (!isAbsolute(cgroup) || !isCgroup2Dir(cgroup)) {
-    throw new LowportError('E_USAGE', `--cgroup ${options.cgroup} is not a cgroup-v2 directory`, {
-      hint: `Create it under the cgroup-v2 mount (${safeCgroupRoot() ?? 'see /proc/self/mountinfo'}), e.g. mkdir ${safeCgroupRoot() ?? '/sys/fs/cgroup'}/mytest`,
-    });
+    throw new UsageError(`--cgroup ${options.cgroup} is not a cgroup-v2 directory`, `Create it under the cgroup-v2 mount (${safeCgroupRoot() ?? 'see /proc/self/mountinfo'}), e.g. mkdir ${safeCgroupRoot() ?? '/sys/fs/cgroup'}/mytest`);
   }
   return cgroup;
 }

@@ -7,7 +7,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { readPolicy } from '../policy-file/policy-file.js';
 import { policyPath, requireRoot, type LowportOptions } from '../grants/target.js';
-import { LowportError } from '../errors.js';
+import { LowportError, UsageError } from '../errors.js';
 import { assertRootControlled, ensureTrustedDir, GENERATED, POLICY, preparePolicyDir, removeTrustedFile, writeFileAtomic } from '../policy-file/trust.js';
 import { pathExists } from '../os/process.js';
 import { findTreeFault, TreeCheckError, type TreeFault } from '../os/root-tree.js';
@@ -52,7 +52,7 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u206
  * callers make sure the first word is an absolute path.
  */
 export function systemdQuote(word: string): string {
-  if (word.includes('\0')) throw new LowportError('E_USAGE', 'a command word holds a NUL byte, which no program can receive', { hint: 'Remove it.' });
+  if (word.includes('\0')) throw new UsageError('a command word holds a NUL byte, which no program can receive', 'Remove it.');
   if (word === ';') return '\\;';
   const escaped = word.replace(/%/g, '%%').replace(/\$/g, '$$$$');
   if (/^[A-Za-z0-9_@+=:,./-]+$/.test(escaped)) return escaped;
@@ -74,9 +74,7 @@ export function systemdQuote(word: string): string {
  */
 export function systemdPath(path: string): string {
   if (!path.startsWith('/') || hasControl(path) || path !== path.trim()) {
-    throw new LowportError('E_USAGE', `the path '${escapeControl(path)}' cannot go into a systemd unit: it must be absolute, without control characters or leading or trailing spaces`, {
-      hint: 'Give an absolute path made of ordinary characters.',
-    });
+    throw new UsageError(`the path '${escapeControl(path)}' cannot go into a systemd unit: it must be absolute, without control characters or leading or trailing spaces`, 'Give an absolute path made of ordinary characters.');
   }
   return path.replace(/%/g, '%%');
 }
@@ -89,7 +87,7 @@ export function systemdPath(path: string): string {
 export function systemdCommandLine(words: string[]): string {
   const [first] = words;
   if (first === undefined || !first.startsWith('/')) {
-    throw new LowportError('E_USAGE', `the command '${escapeControl(first ?? '')}' is not an absolute path, which a systemd unit needs`, { hint: 'Give the program as an absolute path, e.g. /usr/bin/server.' });
+    throw new UsageError(`the command '${escapeControl(first ?? '')}' is not an absolute path, which a systemd unit needs`, 'Give the program as an absolute path, e.g. /usr/bin/server.');
   }
   return words.map(systemdQuote).join(' ');
 }

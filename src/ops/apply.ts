@@ -3,9 +3,11 @@
  * resolve names, compile, and swap in one step. Every failure before the swap
  * leaves the live policy exactly as it was.
  */
+import type { Diagnostic } from '../diagnostic.js';
 import { LowportError } from '../errors.js';
 import { SyscallError } from '../os/libc.js';
 import type { EditResult } from '../policy/edit.js';
+import { policyWarnings } from '../policy/clash.js';
 import { parsePolicy } from '../policy/parse.js';
 import type { PolicyDocument } from '../policy/types.js';
 import { editPolicyFile, readPolicy, readPolicyText, withPolicyLock } from '../policy-file/policy-file.js';
@@ -41,6 +43,8 @@ export interface ApplyResult {
   unresolved: UnresolvedReport[];
   /** What changed besides the grants, or could not (net.ipv4.ip_local_reserved_ports, reserved-ports.ts). */
   notes?: string[];
+  /** Statements that clash with or repeat another (policy/clash.ts); they are live as written. Absent when none. */
+  warnings?: Diagnostic[];
 }
 
 /**
@@ -88,8 +92,9 @@ export function targetIfSupported(options: LowportOptions): { target: Target; un
 export function apply(options: LowportOptions = {}, { check = false }: { check?: boolean } = {}): ApplyResult {
   const path = policyPath(options);
   if (check) {
-    const compiled = compileDocument(readPolicy(path, false).doc);
-    return { policy: path, rules: compiled.rules.length, entries: compiled.table.count, installed: false, checkOnly: true, unresolved: unresolvedReport(options, compiled.unresolved) };
+    const { doc } = readPolicy(path, false);
+    const compiled = compileDocument(doc);
+    return { policy: path, rules: compiled.rules.length, entries: compiled.table.count, installed: false, checkOnly: true, unresolved: unresolvedReport(options, compiled.unresolved), ...warningsOf(doc) };
   }
   const found = targetIfSupported(options);
   // A missing file is said as such, before the lock (which lives beside it).
@@ -105,14 +110,19 @@ export function apply(options: LowportOptions = {}, { check = false }: { check?:
       // for exactly such machines) are still restored; grants are an error.
       const forwards = applyForwards(path, doc);
       if (compiled.rules.length > 0) throw found.unsupported;
-      return { policy: path, rules: 0, entries: 0, installed: false, checkOnly: false, forwards, unresolved };
+      return { policy: path, rules: 0, entries: 0, installed: false, checkOnly: false, forwards, unresolved, ...warningsOf(doc) };
     }
     const target = found.target;
     const { installed, entries, notes } = makeLive(target, compiled, policyFingerprint(text));
     saveAppliedText(target, text, compiled.bindings);
     const forwards = applyForwards(path, doc);
-    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, forwards, unresolved, ...(notes.length > 0 ? { notes } : {}) };
+    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, forwards, unresolved, ...(notes.length > 0 ? { notes } : {}), ...warningsOf(doc) };
   });
+}
+
+function warningsOf(doc: PolicyDocument): { warnings?: Diagnostic[] } {
+  const warnings = policyWarnings(doc);
+  return warnings.length > 0 ? { warnings } : {};
 }
 
 /**

@@ -3,8 +3,10 @@
  * map, not from the file), their hit counts, whether they are what the file
  * says, and every other program on the bind hooks (they can grant or deny too).
  */
+import { diagnostic, type Diagnostic } from '../diagnostic.js';
 import { readSubordinateIds } from '../os/subids.js';
-import { parsePolicy } from '../policy/parse.js';
+import { parsePolicy, principalSpan } from '../policy/parse.js';
+import type { PolicyDocument } from '../policy/types.js';
 import { readPolicyText } from '../policy-file/policy-file.js';
 import { compileDocument, policyFingerprint } from '../grants/document.js';
 import { describeTable, namesWithScopes, type LiveRule } from '../grants/describe.js';
@@ -48,6 +50,12 @@ export interface ListWarning {
   /** `name`: a user or group changed since apply; `subordinate`: an id in someone's subuid/subgid range. */
   kind: 'name' | 'subordinate';
   message: string;
+  /**
+   * The warning at the rule's user or group name in the applied text, for the
+   * caret display; absent when that text is not at hand (applied by an older
+   * lowport) or the line is not a statement of it (a `lowport run` scope).
+   */
+  diagnostic?: Diagnostic;
 }
 
 export function list(options: LowportOptions = {}, { prune = true }: { prune?: boolean } = {}): ListResult {
@@ -58,9 +66,12 @@ export function list(options: LowportOptions = {}, { prune = true }: { prune?: b
   const live = readLivePolicy(target.pinDir);
   const table = live?.table ?? new EntryTable();
   const compared = compareWithFile(path, live);
-  const changes = live === undefined ? [] : boundNameChanges(options, target, path);
+  const applied = live === undefined ? undefined : appliedDocument(target, path);
+  const changes = applied === undefined ? [] : boundNameChanges(options, target, applied);
   const file = compared.file === 'in-sync' && changes.some((c) => c.changed) ? 'names-changed' : compared.file;
-  const warnings = [...changes.map(({ line, message }): ListWarning => ({ line, kind: 'name', message })), ...subordinateWarnings(table)].sort((a, b) => a.line - b.line);
+  const warnings = [...changes.map(({ line, message }): ListWarning => ({ line, kind: 'name', message })), ...subordinateWarnings(table)]
+    .sort((a, b) => a.line - b.line)
+    .map((w) => located(w, applied));
   return {
     policy: path,
     pinDir: target.pinDir,
@@ -75,22 +86,33 @@ export function list(options: LowportOptions = {}, { prune = true }: { prune?: b
   };
 }
 
+/** The policy text the live rules were made from, parsed; undefined when not recorded (applied by an older lowport). */
+function appliedDocument(target: Target, path: string): PolicyDocument | undefined {
+  const text = appliedText(target);
+  if (text === undefined) return undefined;
+  try {
+    return parsePolicy(text, path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A warning about a statement of the applied text, with a diagnostic at its user or group name. */
+function located(w: ListWarning, applied: PolicyDocument | undefined): ListWarning {
+  const rule = applied?.rules.find((r) => r.line === w.line);
+  if (applied === undefined || rule === undefined) return w;
+  return { ...w, diagnostic: diagnostic('warning', principalSpan(applied, rule), w.message) };
+}
+
 /**
  * The live policy's names against what they resolve to now, from the
  * bindings recorded when it was applied; none when no bindings were recorded
  * (applied by an older lowport: `lowport apply` records them).
  */
-function boundNameChanges(options: LowportOptions, target: Target, path: string): { line: number; message: string; changed: boolean }[] {
+function boundNameChanges(options: LowportOptions, target: Target, applied: PolicyDocument): { line: number; message: string; changed: boolean }[] {
   const bindings = appliedBindings(target);
-  const text = appliedText(target);
-  if (bindings === undefined || text === undefined) return [];
-  let rules;
-  try {
-    rules = parsePolicy(text, path).rules;
-  } catch {
-    return [];
-  }
-  return nameChanges(rules, bindings).map((c) => ({
+  if (bindings === undefined) return [];
+  return nameChanges(applied.rules, bindings).map((c) => ({
     line: c.line,
     changed: c.changed,
     message: c.gone ? `${c.message}; or remove the line: ${removeCommand(options, c.rule)}` : c.message,

@@ -22,7 +22,7 @@
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { LowportError } from '../errors.js';
+import { LowportError, UsageError } from '../errors.js';
 import { joinAnonymousSessionKeyring, markFdsCloseOnExec } from './libc.js';
 import { isValidId, MAX_ID } from './nss.js';
 import { systemTool } from './process.js';
@@ -138,7 +138,7 @@ export function checkIdentity(identity: Identity, hint?: string): void {
     ['gid', identity.gid],
   ] as const) {
     if (!isValidId(id) || id === 0) {
-      throw new LowportError('E_USAGE', `refusing to start a program with ${what} ${id}: lowport starts programs as a user other than root, with ids from 1 to ${MAX_ID}`, hint === undefined ? {} : { hint });
+      throw new UsageError(`refusing to start a program with ${what} ${id}: lowport starts programs as a user other than root, with ids from 1 to ${MAX_ID}`, hint);
     }
   }
 }

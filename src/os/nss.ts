@@ -5,7 +5,7 @@
  * not one per name.
  */
 import { execFileSync } from 'node:child_process';
-import { LowportError } from '../errors.js';
+import { LowportError, UsageError } from '../errors.js';
 import { systemTool, systemToolEnv } from './process.js';
 
 export interface PasswdEntry {
@@ -134,14 +134,12 @@ export function userByNameOrUid(key: string, hint: string): PasswdEntry & { know
   const numeric = /^[-+\s\d]/.test(key);
   const id = parseId(key);
   if (numeric && id === undefined) {
-    throw new LowportError('E_USAGE', `'${key}' is not a valid uid: a uid is written in plain decimal, from 0 to ${MAX_ID}`, {
-      hint: `${hint} (no sign, spaces or leading zeros; 4294967295 is (uid_t)-1 and never a user).`,
-    });
+    throw new UsageError(`'${key}' is not a valid uid: a uid is written in plain decimal, from 0 to ${MAX_ID}`, `${hint} (no sign, spaces or leading zeros; 4294967295 is (uid_t)-1 and never a user).`);
   }
   const entry = lookupUsers([key]).get(key);
   if (entry !== undefined) {
     if (!isValidId(entry.uid) || !isValidId(entry.gid)) {
-      throw new LowportError('E_USAGE', `the passwd entry of '${entry.name}' has an invalid uid or gid (${entry.uid}:${entry.gid})`, { hint: 'Fix the entry (getent passwd NAME), or give another user.' });
+      throw new UsageError(`the passwd entry of '${entry.name}' has an invalid uid or gid (${entry.uid}:${entry.gid})`, 'Fix the entry (getent passwd NAME), or give another user.');
     }
     return { ...entry, known: true };
   }
@@ -150,9 +148,7 @@ export function userByNameOrUid(key: string, hint: string): PasswdEntry & { know
     // holds that number, or an unnamed uid 43 would run with gid 43, utmp.
     const group = lookupGroups([String(id)]).get(String(id));
     if (group !== undefined) {
-      throw new LowportError('E_USAGE', `uid ${id} has no user, and gid ${id} is the group '${group.name}': lowport would run it with that group`, {
-        hint: `${hint} (a user name, or a uid without a passwd entry whose number no group holds).`,
-      });
+      throw new UsageError(`uid ${id} has no user, and gid ${id} is the group '${group.name}': lowport would run it with that group`, `${hint} (a user name, or a uid without a passwd entry whose number no group holds).`);
     }
     return { name: key, uid: id, gid: id, home: '/', shell: '/bin/sh', known: false };
   }

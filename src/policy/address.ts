@@ -4,7 +4,7 @@
  * RFC 5952 text (compressed, lower case, v4-mapped in mixed notation).
  */
 import { isIP } from 'node:net';
-import { PolicySpecError } from './spec-error.js';
+import { PolicySpecError, splitList } from './spec-error.js';
 
 export { PolicySpecError } from './spec-error.js';
 
@@ -69,38 +69,33 @@ export function scanAddressList(text: string): { addrs: string[]; errors: Policy
   const addrs: string[] = [];
   const errors: PolicySpecError[] = [];
   const seen = new Map<string, string>();
-  const parts = text.split(',');
-  let offset = 0;
-  parts.forEach((part, index) => {
-    if (part === '') {
-      const last = index === parts.length - 1 && index > 0;
-      // Point at the comma that is one too many: the last one of a list cut short, else the second.
-      const at = last ? offset - 1 : offset;
-      const why =
-        last
-          ? "the address list ends with ',': write the list without spaces, e.g. 127.0.0.1,::1"
-          : "empty address in the list: remove the extra ','";
-      errors.push(new PolicySpecError(text, at, 1, why));
-    } else {
-      try {
-        const addr = normalizeAddress(part);
-        const earlier = seen.get(addr);
-        if (earlier === undefined) {
-          seen.set(addr, part);
-          addrs.push(addr);
-        } else {
-          const same = earlier === part ? '' : ` (same as '${earlier}')`;
-          errors.push(
-            new PolicySpecError(text, offset, part.length, `'${part}' is listed twice${same}: list each address once`),
-          );
-        }
-      } catch (error) {
-        if (!(error instanceof PolicySpecError)) throw error;
-        errors.push(new PolicySpecError(text, offset + error.offset, error.length, error.message));
-      }
+  for (const part of splitList(text)) {
+    if (part.kind === 'extra') {
+      const why = {
+        // `::1, 127.0.0.1` in a file: the list was cut short.
+        end: "the address list ends with ',': write the list without spaces, e.g. 127.0.0.1,::1",
+        start: "the address list starts with ',': remove it",
+        middle: "empty address in the list: remove the extra ','",
+        all: `empty address: ${EXPECTED}`,
+      }[part.where];
+      errors.push(new PolicySpecError(text, part.offset, part.length, why));
+      continue;
     }
-    offset += part.length + 1;
-  });
+    try {
+      const addr = normalizeAddress(part.text);
+      const earlier = seen.get(addr);
+      if (earlier === undefined) {
+        seen.set(addr, part.text);
+        addrs.push(addr);
+      } else {
+        const same = earlier === part.text ? '' : ` (same as '${earlier}')`;
+        errors.push(new PolicySpecError(text, part.offset, part.text.length, `'${part.text}' is listed twice${same}: list each address once`));
+      }
+    } catch (error) {
+      if (!(error instanceof PolicySpecError)) throw error;
+      errors.push(new PolicySpecError(text, part.offset + error.offset, error.length, error.message));
+    }
+  }
   return { addrs, errors };
 }
 

@@ -11,7 +11,8 @@
  * diagnostic and parsing resumes on the next line; bad values within a
  * well-formed line (each port, the name, each address) are all reported.
  */
-import { PolicyError, type Diagnostic } from '../errors.js';
+import { diagnostic, related, span, type Diagnostic, type Span } from '../diagnostic.js';
+import { PolicyError } from '../errors.js';
 import { scanAddressList } from './address.js';
 import { scanPortSpec } from './ports.js';
 import { parsePrincipalName } from './principal.js';
@@ -70,7 +71,7 @@ function parseLine(source: string, line: number, file: string, diagnostics: Diag
   const tokens = tokenize(content);
   const reported = diagnostics.length;
   const report = (start: number, length: number, message: string): void => {
-    diagnostics.push({ file, line, column: start + 1, length: Math.max(1, length), message, source });
+    diagnostics.push(diagnostic('error', span(file, line, source, start, length), message));
   };
   const reportAt = (token: Token, message: string): void => {
     report(token.start, token.text.length, message);
@@ -245,21 +246,42 @@ function parseForward(tokens: Token[], line: number, r: Reporter): ForwardRule |
   return { port: item.from, protocols: [...item.protocols], toPort, addrs, line };
 }
 
-/** A port and protocol forwarded twice would leave nftables to pick one by rule order: refuse it. */
+/** A port and protocol forwarded twice would leave nftables to pick one by rule order: refuse it, pointing at both. */
 function checkForwardOverlaps(forwards: ForwardRule[], lines: string[], file: string, diagnostics: Diagnostic[]): void {
   forwards.forEach((f, i) => {
     const earlier = forwards.slice(0, i).find((e) => e.port === f.port && e.protocols.some((p) => f.protocols.includes(p)));
     if (earlier === undefined) return;
-    const source = lines[f.line - 1] ?? '';
-    const start = source.indexOf(String(f.port), source.indexOf('forward') + 7);
     const both = f.protocols.filter((p) => earlier.protocols.includes(p)).join(' and ');
-    diagnostics.push({
-      file,
-      line: f.line,
-      column: Math.max(0, start) + 1,
-      length: String(f.port).length,
-      message: `port ${f.port} (${both}) is already forwarded on line ${earlier.line}: keep one statement per port and protocol`,
-      source,
-    });
+    diagnostics.push(
+      diagnostic('error', forwardPortSpan(f, lines, file), `port ${f.port} (${both}) is already forwarded on line ${earlier.line}: keep one statement per port and protocol`, {
+        related: [related(forwardPortSpan(earlier, lines, file), 'first forwarded here')],
+      }),
+    );
   });
+}
+
+/**
+ * Where a statement's user or group name is on its line (`everyone` for
+ * everyone), for diagnostics about the name; the whole line if the document's
+ * line is not the rule's.
+ */
+export function principalSpan(doc: Pick<PolicyDocument, 'file' | 'lines'>, rule: Rule): Span {
+  return tokenSpan(doc, rule.line, rule.principal.kind === 'everyone' ? 2 : 3);
+}
+
+/** Where a statement's ports are on its line. */
+export function portsSpan(doc: Pick<PolicyDocument, 'file' | 'lines'>, rule: Rule): Span {
+  return tokenSpan(doc, rule.line, 1);
+}
+
+/** The span of the `index`th word of a statement's line, or the whole line without it. */
+function tokenSpan(doc: Pick<PolicyDocument, 'file' | 'lines'>, line: number, index: number): Span {
+  const source = doc.lines[line - 1] ?? '';
+  const token = tokenize(statementPart(source))[index];
+  return token === undefined ? span(doc.file, line, source, 0, source.length) : span(doc.file, line, source, token.start, token.text.length);
+}
+
+/** The port of a `forward` statement, with its protocol suffix. */
+function forwardPortSpan(f: ForwardRule, lines: string[], file: string): Span {
+  return tokenSpan({ file, lines }, f.line, 1);
 }

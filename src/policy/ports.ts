@@ -2,7 +2,7 @@
  * Port specs (`80,443`, `8000-8100/tcp`, `53/udp`): parsing, the canonical
  * compact text, and PortSet, the set algebra that edits are made of.
  */
-import { PolicySpecError } from './spec-error.js';
+import { PolicySpecError, splitList, type ListPart } from './spec-error.js';
 import { PROTOCOLS, type PortItem, type Protocol } from './types.js';
 
 export { PolicySpecError } from './spec-error.js';
@@ -25,18 +25,15 @@ export function scanPortSpec(text: string): { items: PortItem[]; errors: PolicyS
     errors.push(new PolicySpecError(text, 0, 1, `expected a port list, ${EXAMPLE}`));
     return { items, errors };
   }
-  const parts = text.split(',');
-  let offset = 0;
-  parts.forEach((part, index) => {
-    if (part === '') {
-      errors.push(emptyItemError(text, offset, index, parts.length));
+  for (const part of splitList(text)) {
+    if (part.kind === 'extra') {
+      errors.push(extraCommaError(text, part));
     } else {
-      const result = parseItem(text, part, offset);
+      const result = parseItem(text, part.text, part.offset);
       if (result instanceof PolicySpecError) errors.push(result);
       else items.push(result);
     }
-    offset += part.length + 1;
-  });
+  }
   return { items, errors };
 }
 
@@ -48,20 +45,15 @@ export function parsePortSpec(text: string): PortItem[] {
   return items;
 }
 
-function emptyItemError(text: string, offset: number, index: number, count: number): PolicySpecError {
-  if (index === count - 1) {
+function extraCommaError(text: string, extra: ListPart & { kind: 'extra' }): PolicySpecError {
+  const message = {
     // `80, 443` in a file or `80,` on the command line: the list was cut short.
-    return new PolicySpecError(
-      text,
-      offset - 1,
-      1,
-      "the port list ends with ',': write the list without spaces, e.g. 80,443",
-    );
-  }
-  if (index === 0) {
-    return new PolicySpecError(text, 0, 1, "the port list starts with ',': remove it");
-  }
-  return new PolicySpecError(text, offset, 1, "empty item in the port list: remove the extra ','");
+    end: "the port list ends with ',': write the list without spaces, e.g. 80,443",
+    start: "the port list starts with ',': remove it",
+    middle: "empty item in the port list: remove the extra ','",
+    all: `expected a port list, ${EXAMPLE}`,
+  }[extra.where];
+  return new PolicySpecError(text, extra.offset, extra.length, message);
 }
 
 function parseItem(text: string, item: string, offset: number): PortItem | PolicySpecError {

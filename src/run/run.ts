@@ -29,7 +29,7 @@ import { isatty } from 'node:tty';
 import { refreshLive } from '../ops/apply.js';
 import { forgetScope, saveScope, type Scope } from '../grants/scopes.js';
 import { attachCgroup, kernelTarget, requireRoot, type LowportOptions } from '../grants/target.js';
-import { LowportError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { readSysctl } from '../os/system.js';
 import { escapeControl } from '../text.js';
 import { cgroupId, cgroupPids, cgroupPopulated, createNewCgroup, killCgroup, removeCgroup } from '../os/cgroup.js';
@@ -91,7 +91,7 @@ export async function run(o: RunOptions): Promise<number> {
   requireRoot();
   const { identity, env } = resolveUser(o.user);
   // Before any cgroup or grant is made (launch refuses it too).
-  if (identity.uid === 0) throw new LowportError('E_USAGE', 'lowport run starts commands as a user other than root; root binds any port without it', { hint: 'Give --user a normal user.' });
+  if (identity.uid === 0) throw new UsageError('lowport run starts commands as a user other than root; root binds any port without it', 'Give --user a normal user.');
   checkIdentity(identity, 'Give --user a normal user (a name from `getent passwd`, or its uid); a user whose primary group is root (gid 0) is refused too.');
   if (o.mode !== 'caps') warnIfPeersCanTrace(o, identity);
   if (o.mode === 'scope') return runScoped(o, identity, env);
@@ -239,7 +239,7 @@ function trackingCgroup(o: RunOptions): string | undefined {
 }
 
 async function runScoped(o: RunOptions, identity: Identity, env: NodeJS.ProcessEnv): Promise<number> {
-  if (o.ports.length === 0) throw new LowportError('E_USAGE', 'lowport run needs --port: the ports to grant to the command');
+  if (o.ports.length === 0) throw new UsageError('lowport run needs --port: the ports to grant to the command');
   const target = kernelTarget(o);
   // A new cgroup, never one a killed run left (its processes would get this run's ports).
   const cgroup = join(target.cgroup, `lowport-run-${process.pid}-${randomBytes(4).toString('hex')}`);
@@ -275,7 +275,7 @@ async function runScoped(o: RunOptions, identity: Identity, env: NodeJS.ProcessE
 }
 
 async function runWithSockets(o: RunOptions, identity: Identity, env: NodeJS.ProcessEnv): Promise<number> {
-  if (o.ports.length === 0) throw new LowportError('E_USAGE', 'lowport run --sockets needs --port: the ports to bind');
+  if (o.ports.length === 0) throw new UsageError('lowport run --sockets needs --port: the ports to bind');
   const fds: number[] = [];
   const names: string[] = [];
   let cgroup: string | undefined;

@@ -60,18 +60,27 @@ describe('apply and off', { skip }, () => {
     box.writePolicy('grant 80 user nobody\ngrant 70000 user nobody\nallow 22 user nobody\ngrant 81 user no-such-user-xyz\n');
     const r = await box.cli('apply');
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /policy:2:7: error: port 70000 is out of range/);
-    assert.match(r.stderr, /policy:3:1: error: unknown statement 'allow'/);
-    assert.match(r.stderr, /\n {6}\^{5}\n/); // carets under 70000
+    assert.match(r.stderr, /policy:2:7-11: error: port 70000 is out of range/);
+    assert.match(r.stderr, /policy:3:1-5: error: unknown statement 'allow'/);
+    assert.match(r.stderr, /\ngrant 70000 user nobody\n {6}\^~{4}\n/); // a caret and tildes under 70000
     assert.equal(signature(readLivePolicy(box.pinDir)?.table), before);
     assert.deepEqual(box.probe({}, binds(80, ['127.0.0.1'], ['tcp'])), ['ok']);
+  });
+
+  it('warns about a port reserved for two owners, marking the first reservation, and makes both live', async () => {
+    box.writePolicy('grant 80 user nobody\nreserve 5432 user nobody\nreserve 5432 user daemon\n');
+    const r = await box.cli('apply');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /policy:3:9-12: warning: 5432 is also reserved for user nobody on line 2: both user daemon and user nobody may bind it[^\n]*\nreserve 5432 user daemon\n {8}\^~{3}\n/);
+    assert.match(r.stderr, /policy:2:9-12: note: first reserved here\nreserve 5432 user nobody\n {8}\^~{3}\n/);
+    assert.match(r.stdout, /3 rules live/);
   });
 
   it('reports an unknown user at its line and column with exit 1, and makes the other lines live (names.test.ts has the rest)', async () => {
     box.writePolicy('grant 80 user nobody\ngrant 81 user no-such-user-xyz\n');
     const r = await box.cli('apply');
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /policy:2:15: error: unknown user 'no-such-user-xyz'/);
+    assert.match(r.stderr, /policy:2:15-30: error: unknown user 'no-such-user-xyz'/);
     assert.deepEqual(box.probe({}, binds(80, ['127.0.0.1'], ['tcp'])), ['ok']);
   });
 

@@ -31,8 +31,8 @@ describe('names that do not resolve', { skip }, () => {
     box.writePolicy(`grant 80 user nobody\ngrant 81 user ${GHOST}\nreserve 90 user ${GHOST}\n`);
     const r = await box.cli('apply');
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, new RegExp(`policy:2:15: error: unknown user '${GHOST}'.*this grant is not live`));
-    assert.match(r.stderr, new RegExp(`policy:3:17: error: unknown user '${GHOST}'.*reservation of 90 still refuses everyone but root`));
+    assert.match(r.stderr, new RegExp(`policy:2:15-30: error: unknown user '${GHOST}'.*this grant is not live`));
+    assert.match(r.stderr, new RegExp(`policy:3:17-32: error: unknown user '${GHOST}'.*reservation of 90 still refuses everyone but root`));
     assert.match(r.stderr, new RegExp(`remove the line with: lowport revoke 81 --user ${GHOST} --policy ${box.policy} `));
     assert.match(r.stdout, /2 rules live/);
     // The grant that resolves is live; the dead one is not.
@@ -58,13 +58,13 @@ describe('names that do not resolve', { skip }, () => {
     const r = await box.cli('list');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /3 +reserve 90 nobody but root \(its owner does not exist\)/);
-    assert.match(r.stdout, new RegExp(`warning: ${box.policy}:2: user ${GHOST} does not exist: the grant is not live; or remove the line: lowport revoke 81`));
+    assert.match(r.stdout, new RegExp(`${box.policy}:2:15-30: warning: user ${GHOST} does not exist: the grant is not live; or remove the line: lowport revoke 81.*\ngrant 81 user ${GHOST}\n {14}\\^~{15}\n`));
   });
 
   it('still edits other lines, warning about each dead line with the command that removes it, and that command works', async () => {
     const r = await box.cli('grant', '82', '--user', 'nobody');
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, new RegExp(`policy:2:15: warning: unknown user '${GHOST}'`));
+    assert.match(r.stderr, new RegExp(`policy:2:15-30: warning: unknown user '${GHOST}'`));
     const fix = /remove the line with: lowport (revoke --all [^\n]*)/.exec(r.stderr)?.[1];
     assert.ok(fix !== undefined, r.stderr);
     assert.deepEqual(box.probe({}, binds(82, ['127.0.0.1'], ['tcp'])), ['ok']);
@@ -105,7 +105,7 @@ describe('ids in a subordinate range', { skip }, () => {
     assert.ok(granted.stdout.includes(`warning: ${note}`), granted.stdout);
     const listed = run(['list']);
     const line = box.readPolicy().split('\n').indexOf('grant 85 user 4000500') + 1;
-    assert.ok(listed.stdout.includes(`warning: ${box.policy}:${line}: ${note}`), listed.stdout);
+    assert.ok(listed.stdout.includes(`${box.policy}:${line}:15-21: warning: ${note}\ngrant 85 user 4000500\n              ^~~~~~~\n`), listed.stdout);
     // Outside the range: no warning.
     const other = run(['grant', '86', '--user', '3999999']);
     assert.doesNotMatch(other.stdout, /subordinate/);
@@ -149,8 +149,8 @@ describe('a deleted user whose uid is reused', { skip }, () => {
     assert.equal(listed.code, 0, listed.stderr);
     assert.doesNotMatch(listed.stdout, /the live rules are what the file says/);
     assert.match(listed.stdout, /users or groups it names have changed since/);
-    assert.match(listed.stdout, new RegExp(`:1: user ${alice} \\(uid ${uid}\\): ${alice} no longer exists; uid ${uid} is now ${bob}, and the live grant still holds it: run \`lowport apply\` to drop the grant; or remove the line: lowport revoke 85 --user ${alice}`));
-    assert.match(listed.stdout, new RegExp(`:2: user ${alice} \\(uid ${uid}\\): .* run \`lowport apply\` to keep its ports for root alone`));
+    assert.match(listed.stdout, new RegExp(`:1:15-\\d+: warning: user ${alice} \\(uid ${uid}\\): ${alice} no longer exists; uid ${uid} is now ${bob}, and the live grant still holds it: run \`lowport apply\` to drop the grant; or remove the line: lowport revoke 85 --user ${alice}`));
+    assert.match(listed.stdout, new RegExp(`:2:17-\\d+: warning: user ${alice} \\(uid ${uid}\\): .* run \`lowport apply\` to keep its ports for root alone`));
 
     const doctor = cliWith(withBob, ['doctor', '--json', '--port', '85', '--user', 'nobody']);
     const report = JSON.parse(doctor.stdout) as DoctorReport;

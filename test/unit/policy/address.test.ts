@@ -48,49 +48,23 @@ describe('normalizeAddress', () => {
     });
   }
 
-  it('rejects leading zeros in IPv4 as ambiguous', () => {
-    assert.equal(
-      addressError('010.0.0.1'),
-      "'010.0.0.1': leading zeros are ambiguous (some tools read them as octal); write the numbers without them",
-    );
-  });
-
-  it('rejects an IPv4 number above 255', () => {
-    assert.equal(addressError('10.0.0.256'), "'10.0.0.256': 256 is out of range: IPv4 numbers are 0-255");
-  });
-
-  it('rejects shortened IPv4 forms', () => {
-    assert.equal(addressError('127.1'), "'127.1': not a valid IPv4 address: write all four numbers, e.g. 127.0.0.1");
-  });
-
-  it('rejects a zone id and says what to write', () => {
-    assert.equal(
-      addressError('fe80::1%eth0'),
-      "'fe80::1%eth0': zone ids are not supported; use the address without '%eth0'",
-    );
-  });
-
-  it('rejects CIDR ranges', () => {
-    assert.equal(addressError('10.0.0.0/8'), "'10.0.0.0/8': address ranges are not supported; list the addresses");
-  });
-
-  it('rejects brackets and shows the address without them', () => {
-    assert.equal(addressError('[::1]'), "'[::1]': write IPv6 addresses without brackets: '::1'");
-  });
-
-  it('rejects a malformed IPv6 address', () => {
-    assert.equal(
-      addressError('1::2::3'),
-      "'1::2::3': not a valid IPv6 address: expected an IPv4 address such as 127.0.0.1 or an IPv6 address such as ::1",
-    );
-  });
-
-  it('rejects host names', () => {
-    assert.equal(
-      addressError('localhost'),
-      "'localhost': not an IP address: expected an IPv4 address such as 127.0.0.1 or an IPv6 address such as ::1 (host names are not supported)",
-    );
-  });
+  /** Each bad address and its error, which always covers the whole address. */
+  const errors: [address: string, message: string][] = [
+    // inet_aton reads 010 as 8, inet_pton refuses it.
+    ['010.0.0.1', "'010.0.0.1': leading zeros are ambiguous (some tools read them as octal); write the numbers without them"],
+    ['10.0.0.256', "'10.0.0.256': 256 is out of range: IPv4 numbers are 0-255"],
+    ['127.1', "'127.1': not a valid IPv4 address: write all four numbers, e.g. 127.0.0.1"],
+    ['fe80::1%eth0', "'fe80::1%eth0': zone ids are not supported; use the address without '%eth0'"],
+    ['10.0.0.0/8', "'10.0.0.0/8': address ranges are not supported; list the addresses"],
+    ['[::1]', "'[::1]': write IPv6 addresses without brackets: '::1'"],
+    ['1::2::3', "'1::2::3': not a valid IPv6 address: expected an IPv4 address such as 127.0.0.1 or an IPv6 address such as ::1"],
+    ['localhost', "'localhost': not an IP address: expected an IPv4 address such as 127.0.0.1 or an IPv6 address such as ::1 (host names are not supported)"],
+  ];
+  for (const [address, message] of errors) {
+    it(`rejects ${address}: ${message}`, () => {
+      assert.equal(addressError(address), message);
+    });
+  }
 });
 
 describe('address helpers', () => {
@@ -133,6 +107,23 @@ describe('address helpers', () => {
       ],
     );
   });
+
+  /** Extra commas in an address list, each run reported once, as `offset+length: message`. */
+  const commaErrors: [list: string, errors: string[]][] = [
+    ['::1,', ["3+1: the address list ends with ',': write the list without spaces, e.g. 127.0.0.1,::1"]],
+    ['::1,,', ["3+2: the address list ends with ',': write the list without spaces, e.g. 127.0.0.1,::1"]],
+    [',::1', ["0+1: the address list starts with ',': remove it"]],
+    ['::1,,,1.2.3.4', ["4+2: empty address in the list: remove the extra ','"]],
+    [',', ['0+1: empty address: expected an IPv4 address such as 127.0.0.1 or an IPv6 address such as ::1']],
+  ];
+  for (const [list, expected] of commaErrors) {
+    it(`scanAddressList reports '${list}' once: ${expected.join('; ')}`, () => {
+      assert.deepEqual(
+        scanAddressList(list).errors.map((e) => `${e.offset}+${e.length}: ${e.message}`),
+        expected,
+      );
+    });
+  }
 
   it('parseIPv6 gives the eight groups, mixed notation included', () => {
     assert.deepEqual(parseIPv6('2001:db8::1'), [0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]);

@@ -46,7 +46,7 @@ describe('forward statements', () => {
   });
 
   it('refuse one port and protocol forwarded twice', () => {
-    assert.deepEqual(problems('forward 80 to 8080\nforward 80/udp to 9090\n'), ['2:9+2 port 80 (udp) is already forwarded on line 1: keep one statement per port and protocol']);
+    assert.deepEqual(problems('forward 80 to 8080\nforward 80/udp to 9090\n'), ['2:9+6 port 80 (udp) is already forwarded on line 1: keep one statement per port and protocol']);
   });
 });
 

@@ -1,0 +1,82 @@
+/** clash.ts: statements that clash with or repeat another, as warnings that mark both. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { formatDiagnostics } from '../../../src/diagnostic.js';
+import { policyWarnings } from '../../../src/policy/clash.js';
+import { parsePolicy } from '../../../src/policy/parse.js';
+
+const warnings = (text: string): string => formatDiagnostics(policyWarnings(parsePolicy(text, 'policy')));
+
+describe('policyWarnings', () => {
+  /** Each policy and its warnings as the CLI shows them. */
+  const rows: [what: string, policy: string[], rendering: string[]][] = [
+    [
+      'a port reserved for two owners, marking the first reservation',
+      ['reserve 5432     user postgres', '# and later', 'reserve 80,5432 user alice'],
+      [
+        "policy:3:9-15: warning: 5432 is also reserved for user postgres on line 1: both user alice and user postgres may bind it, and nobody else; reserve each port for one owner (a group, if several users share it)",
+        'reserve 80,5432 user alice',
+        '        ^~~~~~~',
+        'policy:1:9-12: note: first reserved here',
+        'reserve 5432     user postgres',
+        '        ^~~~',
+      ],
+    ],
+    [
+      'a grant to everyone over a reserved port, even one reserved further down',
+      ['grant 5000-5999/tcp everyone', 'reserve 5432 user postgres'],
+      [
+        'policy:1:7-19: warning: the grant to everyone does not open 5432/tcp: line 2 reserves it for user postgres, and a reservation refuses everyone it does not name; grant it by name, or remove it from this list',
+        'grant 5000-5999/tcp everyone',
+        '      ^~~~~~~~~~~~~',
+        'policy:2:9-12: note: reserved here',
+        'reserve 5432 user postgres',
+        '        ^~~~',
+      ],
+    ],
+    [
+      'a statement said twice',
+      ['grant 80,443 user alice', 'grant 443,80 user alice  # again'],
+      [
+        'policy:2:7-12: warning: this statement repeats line 1: 80,443 is already granted to user alice there; remove one of them',
+        'grant 443,80 user alice  # again',
+        '      ^~~~~~',
+        'policy:1:7-12: note: first here',
+        'grant 80,443 user alice',
+        '      ^~~~~~',
+      ],
+    ],
+    [
+      'a statement that repeats part of another',
+      ['reserve 5432 user pg', 'reserve 5432,6379 user pg'],
+      [
+        'policy:2:9-17: warning: 5432 is already reserved for user pg on line 1: remove 5432 from one of them',
+        'reserve 5432,6379 user pg',
+        '        ^~~~~~~~~',
+        'policy:1:9-12: note: first here',
+        'reserve 5432 user pg',
+        '        ^~~~',
+      ],
+    ],
+  ];
+  for (const [what, policy, rendering] of rows) {
+    it(`warns about ${what}`, () => {
+      assert.equal(warnings(`${policy.join('\n')}\n`), `${rendering.join('\n')}\n`);
+    });
+  }
+
+  /** Policies that say what they mean: no warning. */
+  const quiet: [what: string, policy: string[]][] = [
+    ['a grant and a reservation of one port for the same owner', ['grant 5432 user pg', 'reserve 5432 user pg']],
+    ['one port granted to two users', ['grant 80 user alice', 'grant 80 user bob']],
+    ['one port granted to one user on different addresses', ['grant 80 user alice addr 127.0.0.1', 'grant 80 user alice addr ::1']],
+    ['a grant to everyone next to a reservation of another port', ['grant 80 everyone', 'reserve 5432 user pg']],
+    ['a grant to everyone of a reserved port but another protocol', ['grant 53/udp everyone', 'reserve 53/tcp user dns']],
+    ['two reservations of one port for different protocols', ['reserve 53/tcp user a', 'reserve 53/udp user b']],
+  ];
+  for (const [what, policy] of quiet) {
+    it(`is quiet about ${what}`, () => {
+      assert.equal(warnings(`${policy.join('\n')}\n`), '');
+    });
+  }
+});

@@ -156,7 +156,7 @@ describe('install, unit and import-authbind', { skip }, () => {
     }
     const bare = await run('--user', 'nobody', '--', 'true');
     assert.equal(bare.code, 0, bare.stderr);
-    assert.match(bare.stderr, /^lowport unit: using \/\S+\/true for true \(from PATH\)$/m);
+    assert.match(bare.stderr, /^lowport: using \/\S+\/true for true \(from PATH\)$/m);
     assert.match(bare.stdout, /^ExecStart=\/\S+\/true$/m);
   });
 

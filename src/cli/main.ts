@@ -94,6 +94,7 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
       command = entry;
     }
     const implementation = await command.load();
+    if (implementation.command !== command) throw new Error(`lowport ${shown}: its module implements 'lowport ${commandName(implementation.command)}'`);
     const started = implementation.start(words, { io, callerName: callerName(), note });
     json = started.json;
     if (started.help) {

@@ -165,7 +165,7 @@ of U included, unless they may ptrace the command: kernel.yama.ptrace_scope
 0). Not written to the policy file; gone when the command's cgroup empties.`,
   positionals: [{ name: 'COMMAND', description: 'the program to run, and its arguments, after --', complete: 'command' }],
   options: {
-    port: { type: 'string', short: 'p', multiple: true, value: 'PORTS', description: `the ports (repeat or comma-separate): ${PORTS.description}` },
+    port: { type: 'string', short: 'p', multiple: true, value: 'PORTS', description: `the ports (repeat or comma-separate):\n${PORTS.description}` },
     user: { type: 'string', short: 'u', value: 'U', description: 'run COMMAND as this user (default: the user who ran sudo)', complete: 'user' },
     addr: { type: 'string', multiple: true, value: 'IP', description: 'only on this address (repeat or comma-separate)' },
     sockets: {

@@ -75,7 +75,7 @@ describe('install, unit and import-authbind', { skip }, () => {
     assert.equal(existsSync(join(root, 'etc/systemd/system/lowport.service')), false);
     assert.equal(existsSync(join(root, 'etc/systemd/system/sysinit.target.wants/lowport.service')), false);
     assert.ok(existsSync(join(root, 'etc/lowport/policy')));
-    assert.match(un.stdout, /kept .*policy \(--purge removes it\)/);
+    assert.match(un.stderr, /^lowport: kept .*policy \(--purge removes it\)/m);
     install(installOptions());
     assert.equal((await runMain(['uninstall', '--purge', '--root', root])).code, 0);
     assert.equal(existsSync(join(root, 'etc/lowport')), false);

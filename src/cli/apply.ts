@@ -1,9 +1,10 @@
 /** `lowport apply` and `lowport off`. */
-import { apply, type UnresolvedReport } from '../ops/apply.js';
-import { off } from '../ops/off.js';
+import { apply as applyPolicy, type UnresolvedReport } from '../ops/apply.js';
+import { off as turnOff } from '../ops/off.js';
 import { formatDiagnostics } from '../diagnostic.js';
 import { escapeControl } from '../text.js';
-import { noArguments, printJson, type Command } from './command.js';
+import { implement, noArguments, printJson, type Implementation } from './command.js';
+import * as commands from './commands.js';
 
 /**
  * Rules whose names do not resolve, nftables-style, each with what is live in
@@ -13,76 +14,48 @@ export function formatUnresolved(unresolved: readonly UnresolvedReport[], severi
   return formatDiagnostics(unresolved.map((u) => ({ ...u.diagnostic, severity, hint: `remove the line with: ${u.fix}` })));
 }
 
-export const applyCommand: Command = {
-  name: 'apply',
-  help: `Usage: lowport apply [--check]
-
-Loads the policy file. The whole file is checked first (syntax, ownership);
-on such an error nothing changes and every problem is shown with its line and
-column. A user or group that does not exist costs only its own lines: they
-are reported as errors (exit status 1) and everything else goes live; a
-grant to it is left out, and a reservation for it refuses everyone but root.
-The switch from the old rules to the new is one step: every bind sees either
-the old policy or the new one.
-
-  --check   only check the file; needs no root`,
-  options: { check: { type: 'boolean' } },
-  needsRoot: (values) => values.check !== true,
-  prepare: (ctx) => {
-    noArguments(ctx, 'apply');
-    return () => {
-      const result = apply(ctx.options, { check: ctx.values.check === true });
-      const failed = result.unresolved.length > 0 ? 1 : 0;
-      if (ctx.json) {
-        printJson(ctx.io, result);
-        return failed;
-      }
-      ctx.io.stderr(formatDiagnostics(result.warnings ?? []));
-      if (failed) {
-        const n = result.unresolved.length;
-        const live = result.checkOnly ? 'would be live' : 'is live';
-        ctx.io.stderr(
-          `${formatUnresolved(result.unresolved, 'error')}lowport: ${n} rule${n === 1 ? '' : 's'} name${n === 1 ? 's' : ''} a user or group that does not exist; ` +
-            `everything else ${live}. Create the user or group and run \`lowport apply\` again, or remove the line.\n`,
-        );
-      }
-      if (result.checkOnly) {
-        ctx.io.stdout(`${result.policy}: OK, ${result.rules} rule${result.rules === 1 ? '' : 's'} (${result.entries} map entries)\n`);
-      } else {
-        const forwards = result.forwards === undefined || result.forwards === 0 ? '' : `; ${result.forwards} forward${result.forwards === 1 ? '' : 's'} redirected (nftables)`;
-        ctx.io.stdout(`${result.policy}: ${result.rules} rule${result.rules === 1 ? '' : 's'} live (${result.entries} map entries)${result.installed ? '; bind hooks attached' : ''}${forwards}\n`);
-        for (const note of result.notes ?? []) ctx.io.stdout(`${note}\n`);
-      }
+export const apply: Implementation = implement(commands.apply, (ctx) => {
+  noArguments(ctx, 'apply');
+  return () => {
+    const result = applyPolicy(ctx.options, { check: ctx.values.check === true });
+    const failed = result.unresolved.length > 0 ? 1 : 0;
+    if (ctx.json) {
+      printJson(ctx.io, result);
       return failed;
-    };
-  },
-};
+    }
+    ctx.io.stderr(formatDiagnostics(result.warnings ?? []));
+    if (failed) {
+      const n = result.unresolved.length;
+      const live = result.checkOnly ? 'would be live' : 'is live';
+      ctx.io.stderr(
+        `${formatUnresolved(result.unresolved, 'error')}lowport: ${n} rule${n === 1 ? '' : 's'} name${n === 1 ? 's' : ''} a user or group that does not exist; ` +
+          `everything else ${live}. Create the user or group and run \`lowport apply\` again, or remove the line.\n`,
+      );
+    }
+    if (result.checkOnly) {
+      ctx.io.stdout(`${result.policy}: OK, ${result.rules} rule${result.rules === 1 ? '' : 's'} (${result.entries} map entries)\n`);
+    } else {
+      const forwards = result.forwards === undefined || result.forwards === 0 ? '' : `; ${result.forwards} forward${result.forwards === 1 ? '' : 's'} redirected (nftables)`;
+      ctx.io.stdout(`${result.policy}: ${result.rules} rule${result.rules === 1 ? '' : 's'} live (${result.entries} map entries)${result.installed ? '; bind hooks attached' : ''}${forwards}\n`);
+      for (const note of result.notes ?? []) ctx.note(note);
+    }
+    return failed;
+  };
+});
 
-
-export const offCommand: Command = {
-  name: 'off',
-  help: `Usage: lowport off
-
-Ends every grant and reservation at once, then removes lowport's programs,
-links, map and pins. The policy file stays; \`lowport apply\` brings it back.
-Running \`lowport run\`s lose their grants too, for good (they go on without
-them); off lists them.`,
-  options: {},
-  needsRoot: () => true,
-  prepare: (ctx) => {
-    noArguments(ctx, 'off');
-    return () => {
-      const result = off(ctx.options);
-      if (ctx.json) printJson(ctx.io, result);
-      else ctx.io.stdout(result.removed ? `lowport is off: removed everything at ${result.pinDir}\n` : `lowport was already off (nothing at ${result.pinDir})\n`);
-      if (!ctx.json) for (const note of result.notes ?? []) ctx.io.stdout(`${note}\n`);
-      if (!ctx.json && result.forwards !== undefined) ctx.io.stdout(`removed ${result.forwards} persisted forward${result.forwards === 1 ? '' : 's'} (nftables); \`lowport apply\` restores them\n`);
-      if (!ctx.json && result.endedRuns.length > 0) {
-        const n = result.endedRuns.length;
-        ctx.io.stdout(`ended the grant${n === 1 ? '' : 's'} of ${n} running \`lowport run\`${n === 1 ? '' : 's'} (${n === 1 ? 'it goes' : 'they go'} on without ${n === 1 ? 'it' : 'them'}):\n`);
-        for (const r of result.endedRuns) ctx.io.stdout(`  pid ${r.pid} (${escapeControl(r.user)}): ${escapeControl(r.command.join(' '))}\n`);
-      }
-      return 0;
-    };
-  },
-};
+export const off: Implementation = implement(commands.off, (ctx) => {
+  noArguments(ctx, 'off');
+  return () => {
+    const result = turnOff(ctx.options);
+    if (ctx.json) printJson(ctx.io, result);
+    else ctx.io.stdout(result.removed ? `lowport is off: removed everything at ${result.pinDir}\n` : `lowport was already off (nothing at ${result.pinDir})\n`);
+    if (!ctx.json) for (const note of result.notes ?? []) ctx.note(note);
+    if (!ctx.json && result.forwards !== undefined) ctx.io.stdout(`removed ${result.forwards} persisted forward${result.forwards === 1 ? '' : 's'} (nftables); \`lowport apply\` restores them\n`);
+    if (!ctx.json && result.endedRuns.length > 0) {
+      const n = result.endedRuns.length;
+      ctx.io.stdout(`ended the grant${n === 1 ? '' : 's'} of ${n} running \`lowport run\`${n === 1 ? '' : 's'} (${n === 1 ? 'it goes' : 'they go'} on without ${n === 1 ? 'it' : 'them'}):\n`);
+      for (const r of result.endedRuns) ctx.io.stdout(`  pid ${r.pid} (${escapeControl(r.user)}): ${escapeControl(r.command.join(' '))}\n`);
+    }
+    return 0;
+  };
+});

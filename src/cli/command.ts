@@ -1,49 +1,207 @@
-/** The shape of a subcommand, and the options every command takes. */
-import type { ParseArgsConfig } from 'node:util';
+/**
+ * One declaration per command (in the manner of citty's defineCommand): its
+ * name, summary, synopsis, description, examples, positional arguments and
+ * options, each option with its type, short name, value name, description and
+ * what a shell completes for it. --help, the man page and the completion
+ * scripts are generated from these declarations (help.ts, manpage.ts,
+ * completion.ts), and the values a command gets are typed from its options:
+ * a string option is `string | undefined`, a boolean `boolean | undefined`, a
+ * repeatable string `string[] | undefined`.
+ *
+ * The declarations (commands.ts) load nothing heavy; each command's work is
+ * in its own module, loaded only when it runs (`load`), which binds it to its
+ * declaration with `implement` so that its values are typed.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from '../errors.js';
 import type { LowportOptions } from '../grants/target.js';
+import { lowportOptions } from './args.js';
 import type { CliIo } from './io.js';
 
-export type OptionSpecs = NonNullable<ParseArgsConfig['options']>;
+/** What a shell offers for an option's value or a positional argument. */
+export type Completion = 'none' | 'user' | 'group' | 'file' | 'directory' | 'command';
+
+export interface OptionDef {
+  readonly type: 'string' | 'boolean';
+  /** A string option that may be repeated: its values come as an array. */
+  readonly multiple?: boolean;
+  readonly short?: string;
+  /** The value's name in help and the man page (`--user U`); string options only. */
+  readonly value?: string;
+  /** For help: may hold line breaks, which continue under the first line. */
+  readonly description: string;
+  /** What a shell completes for the value (default: nothing). */
+  readonly complete?: Completion;
+  /** The values a shell offers (`--proxy-protocol v1|v2`). */
+  readonly choices?: readonly string[];
+}
+
+export type OptionDefs = Readonly<Record<string, OptionDef>>;
+
+export interface PositionalDef {
+  /** As in the synopsis: `PORTS`, `NAME`, `COMMAND`. */
+  readonly name: string;
+  readonly description: string;
+  readonly complete?: Completion;
+  /** The words a shell offers (`bash`, `zsh`). */
+  readonly choices?: readonly string[];
+}
+
+type ValueOf<D extends OptionDef> = D extends { type: 'boolean' } ? boolean : D extends { multiple: true } ? string[] : string;
+
+/** The parsed values of options `O`, typed from their declaration. */
+export type Values<O extends OptionDefs> = { [K in keyof O]?: ValueOf<O[K]> | undefined };
 
 export const GLOBAL_OPTIONS = {
-  policy: { type: 'string' },
-  cgroup: { type: 'string' },
-  'pin-dir': { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const satisfies OptionSpecs;
+  policy: { type: 'string', value: 'FILE', description: 'policy file (default /etc/lowport/policy)', complete: 'file' },
+  cgroup: { type: 'string', value: 'DIR', description: "attach to this cgroup-v2 directory instead of the hierarchy's root", complete: 'directory' },
+  'pin-dir': { type: 'string', value: 'DIR', description: "bpffs directory for lowport's pins (default /sys/fs/bpf/lowport)", complete: 'directory' },
+  json: { type: 'boolean', description: 'machine-readable output' },
+  help: { type: 'boolean', short: 'h', description: 'this help' },
+} as const satisfies OptionDefs;
 
-export const GLOBAL_HELP = `Options for every command:
-  --policy FILE    policy file (default /etc/lowport/policy)
-  --cgroup DIR     attach to this cgroup-v2 directory instead of the hierarchy's root
-  --pin-dir DIR    bpffs directory for lowport's pins (default /sys/fs/bpf/lowport)
-  --json           machine-readable output
-  -h, --help       this help`;
+export type GlobalValues = Values<typeof GLOBAL_OPTIONS>;
 
-export interface CommandContext {
-  values: Record<string, string | boolean | string[] | undefined>;
+/** Only `lowport --version`, before any command. */
+export const VERSION_OPTION = { version: { type: 'boolean', description: 'print the version' } } as const satisfies OptionDefs;
+
+export interface CommandContext<O extends OptionDefs = OptionDefs> {
+  values: Values<O> & GlobalValues;
   positionals: string[];
   options: LowportOptions;
   json: boolean;
   io: CliIo;
   /** The calling user's name, for the default principal. */
   callerName: string;
+  /** Every note of every command: on stderr, after `lowport: `. */
+  note: (text: string) => void;
 }
 
-export interface Command {
-  name: string;
+/**
+ * Checks the arguments (throwing UsageError) and returns the step that does
+ * the work: a typo is reported at once, before any offer to re-run as root.
+ */
+export type Prepare<O extends OptionDefs> = (ctx: CommandContext<O>) => () => number | Promise<number>;
 
-  /** Full help: usage line, description, options, examples. */
-  help: string;
-  options: OptionSpecs;
+/** A command's work bound to its declaration (see `implement`). */
+export interface Implementation {
+  readonly command: AnyCommand;
+  readonly start: (args: string[], ctx: Omit<CommandContext, 'values' | 'positionals' | 'options' | 'json'>) => Started;
+}
+
+/** The outcome of parsing a command line: the values, and the step that runs the command. */
+export interface Started {
+  values: Values<OptionDefs> & GlobalValues;
+  json: boolean;
+  /** --help was given: print the help, run nothing. */
+  help: boolean;
+  needsRoot: boolean;
+  run: () => number | Promise<number>;
+}
+
+export interface Command<O extends OptionDefs> {
+  /** The words after `lowport`: ['grant'], ['forward', 'add']. */
+  readonly path: readonly string[];
+  /** One line, for the command list, the man page and the completions. */
+  readonly summary: string;
+  /** Synopsis lines, each after `lowport PATH `: ['PORTS [--user U | --group G | --everyone] [--addr IP]...']. */
+  readonly usage: readonly string[];
+  /** Paragraphs, separated by an empty line; lines are kept as written. */
+  readonly description: string;
+  readonly positionals?: readonly PositionalDef[];
+  readonly options: O;
+  readonly examples?: readonly string[];
   /** Whether this invocation needs root (apply --check does not). */
-  needsRoot: (values: CommandContext['values']) => boolean;
+  readonly needsRoot: (values: Values<O>) => boolean;
+  /** The module that does the work, loaded only when the command runs. */
+  readonly load: () => Promise<Implementation>;
+}
+
+/** A command with subcommands (`lowport forward add|remove|...`); it does nothing itself. */
+export interface CommandGroup {
+  readonly path: readonly string[];
+  readonly summary: string;
+  readonly description: string;
+  readonly subcommands: readonly AnyCommand[];
+  readonly examples?: readonly string[];
   /**
-   * Checks the arguments (throwing UsageError) and returns the step that does
-   * the work: a typo is reported at once, before any offer to re-run as root.
+   * The spellings of an earlier release, kept for one more: turns such
+   * arguments into the new ones, with a note naming the new spelling; or
+   * undefined when `args` are not an old spelling. `first` is the first word
+   * that is not an option, which named no subcommand.
    */
-  prepare: (ctx: CommandContext) => () => number | Promise<number>;
+  readonly legacy?: (args: string[], first: string | undefined) => { args: string[]; note: string } | undefined;
+}
+
+/** Any command, its option types forgotten: what help, man page and completions read. */
+export interface AnyCommand extends Omit<Command<OptionDefs>, 'needsRoot'> {
+  readonly needsRoot: (values: never) => boolean;
+}
+
+export type Entry = AnyCommand | CommandGroup;
+
+export function isGroup(e: Entry): e is CommandGroup {
+  return 'subcommands' in e;
+}
+
+/** Every command that runs, subcommands in their group's place. */
+export function leaves(entries: readonly Entry[]): AnyCommand[] {
+  return entries.flatMap((e) => (isGroup(e) ? e.subcommands : [e]));
+}
+
+/** Declares a command; `const` keeps the options' literal types, from which its values are typed. */
+export function defineCommand<const O extends OptionDefs>(command: Command<O>): Command<O> {
+  return command;
+}
+
+export function defineGroup(group: CommandGroup): CommandGroup {
+  return group;
+}
+
+/** The name of a command as typed: `forward add`. */
+export function commandName(c: Entry): string {
+  return c.path.join(' ');
+}
+
+/**
+ * The one place parsed values meet their types: node:util's parseArgs, told
+ * the same options, returns a string where the declaration says string, a
+ * boolean where it says boolean, and an array where it says multiple. This
+ * checks it, so the type a command sees is true of its values without a cast.
+ */
+function matchDeclaration<O extends OptionDefs>(options: O, parsed: Record<string, unknown>): parsed is Values<O> & GlobalValues {
+  const all: OptionDefs = { ...GLOBAL_OPTIONS, ...options };
+  return Object.entries(parsed).every(([key, value]) => {
+    const def = all[key];
+    if (def === undefined) return false;
+    if (def.type === 'boolean') return typeof value === 'boolean';
+    return def.multiple === true ? Array.isArray(value) && value.every((v) => typeof v === 'string') : typeof value === 'string';
+  });
+}
+
+function parseConfig(options: OptionDefs): NonNullable<ParseArgsConfig['options']> {
+  const config: NonNullable<ParseArgsConfig['options']> = {};
+  const all: OptionDefs = { ...GLOBAL_OPTIONS, ...options };
+  for (const [key, o] of Object.entries(all)) {
+    config[key] = { type: o.type, ...(o.short === undefined ? {} : { short: o.short }), ...(o.multiple === true ? { multiple: true } : {}) };
+  }
+  return config;
+}
+
+/** Binds a command's work to its declaration: `prepare` gets values typed from `command.options`. */
+export function implement<const O extends OptionDefs>(command: Command<O>, prepare: Prepare<O>): Implementation {
+  return {
+    command,
+    start: (args, base) => {
+      const parsed = parseArgs({ args, options: parseConfig(command.options), allowPositionals: true, strict: true });
+      const values = parsed.values;
+      if (!matchDeclaration(command.options, values)) throw new Error(`lowport ${commandName(command)}: parseArgs returned values its declaration does not describe`);
+      const json = values.json === true;
+      const ctx: CommandContext<O> = { ...base, values, positionals: parsed.positionals, options: lowportOptions(values), json };
+      const help = values.help === true;
+      return { values, json, help, needsRoot: !help && command.needsRoot(values), run: help ? () => 0 : prepare(ctx) };
+    },
+  };
 }
 
 export function printJson(io: CliIo, value: unknown): void {
@@ -65,6 +223,6 @@ export function jsonText(value: unknown): string {
 }
 
 /** For commands that take no positional arguments. */
-export function noArguments(ctx: CommandContext, command: string): void {
+export function noArguments(ctx: { positionals: string[] }, command: string): void {
   if (ctx.positionals.length > 0) throw new UsageError(`lowport ${command} takes no arguments, but got '${ctx.positionals.join(' ')}'`, `See \`lowport ${command} --help\`.`);
 }

@@ -1,9 +1,10 @@
 /** `lowport doctor`: why a port cannot be bound, and the simplest safe fix here. */
 import { UsageError } from '../errors.js';
-import { doctor, type CheckStatus, type DoctorReport } from '../doctor/doctor.js';
+import { doctor as diagnose, type CheckStatus, type DoctorReport } from '../doctor/doctor.js';
 import { MAX_PORT, MIN_PORT } from '../policy/ports.js';
 import { escapeControl } from '../text.js';
-import { printJson, type Command } from './command.js';
+import { implement, printJson, type Implementation } from './command.js';
+import * as commands from './commands.js';
 import { lowportForSudo } from './sudo.js';
 
 const MARK: Record<CheckStatus, string> = { ok: '✓', fail: '✗', info: '–' };
@@ -53,38 +54,19 @@ function parsePort(text: string): number {
   return n;
 }
 
-export const doctorCommand: Command = {
-  name: 'doctor',
-  help: `Usage: lowport doctor [--port N]... [--user U] [--program PATH] [--json]
-
-Tries real binds of each port (TCP and UDP, IPv4 and IPv6, wildcard and
-loopback; nothing stays bound) as you, or as U when run as root; shows what
-grants or blocks them (lowport's rules and reservations, the
-ip_unprivileged_port_start sysctl, capabilities, setcap and setuid on
-PROGRAM, authbind, other BPF programs) and what this machine supports; and
-recommends one command to run next, with the alternatives. Needs no root.
-
-  -p, --port N       a port to check (repeat; default 80 and 443)
-  -u, --user U       test as this user (root only; default: you)
-      --program P    the program you want to run: checks its file
-                     capabilities, setuid bit and whether it is a script
-Exit status: 0 when every port can be bound now, 1 when not, 2 on usage errors.`,
-  options: { port: { type: 'string', short: 'p', multiple: true }, user: { type: 'string', short: 'u' }, program: { type: 'string' } },
-  needsRoot: () => false,
-  prepare: (ctx) => {
-    if (ctx.positionals.length > 0) throw new UsageError(`unexpected '${ctx.positionals[0]}': give ports with --port N`);
-    const ports = [...new Set(((ctx.values.port as string[] | undefined) ?? ['80', '443']).flatMap((v) => v.split(',')).map(parsePort))];
-    return () => {
-      const report = doctor({
-        ...ctx.options,
-        ports,
-        ...(ctx.values.user === undefined ? {} : { user: ctx.values.user as string }),
-        ...(ctx.values.program === undefined ? {} : { program: ctx.values.program as string }),
-        lowportCommand: lowportForSudo(),
-      });
-      if (ctx.json) printJson(ctx.io, report);
-      else ctx.io.stdout(formatDoctor(report));
-      return report.ok ? 0 : 1;
-    };
-  },
-};
+export const doctor: Implementation = implement(commands.doctor, (ctx) => {
+  if (ctx.positionals.length > 0) throw new UsageError(`unexpected '${ctx.positionals[0]}': give ports with --port N`);
+  const ports = [...new Set((ctx.values.port ?? ['80', '443']).flatMap((v) => v.split(',')).map(parsePort))];
+  return () => {
+    const report = diagnose({
+      ...ctx.options,
+      ports,
+      ...(ctx.values.user === undefined ? {} : { user: ctx.values.user }),
+      ...(ctx.values.program === undefined ? {} : { program: ctx.values.program }),
+      lowportCommand: lowportForSudo(),
+    });
+    if (ctx.json) printJson(ctx.io, report);
+    else ctx.io.stdout(formatDoctor(report));
+    return report.ok ? 0 : 1;
+  };
+});

@@ -1,4 +1,4 @@
-/** `lowport forward`: kernel redirects that clean up after themselves, and the userspace forwarder. */
+/** `lowport forward add|remove|list|gc|serve`: kernel redirects that clean up after themselves, and the userspace forwarder. */
 import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
 import { UsageError } from '../errors.js';
@@ -11,7 +11,8 @@ import type { ProxyProtocolVersion } from '../forward/proxy-protocol.js';
 import type { RedirectSpec } from '../forward/nft.js';
 import type { Protocol } from '../policy/types.js';
 import { parseAddrArgs, parsePortsArg } from './args.js';
-import { printJson, type Command, type CommandContext } from './command.js';
+import { implement, noArguments, printJson, type CommandContext, type Implementation, type Values } from './command.js';
+import * as commands from './commands.js';
 import { escapeControl } from '../text.js';
 
 export type ForwardRequest =
@@ -36,9 +37,7 @@ export type ForwardRequest =
       log: boolean;
     };
 
-type Values = CommandContext['values'];
-
-const USERSPACE_ONLY = ['user', 'proxy-protocol', 'workers', 'max-conns', 'connect-timeout', 'idle-timeout', 'drain-timeout', 'udp-timeout', 'log'] as const;
+type ServeValues = Values<typeof commands.forwardServe.options>;
 
 /** One port with an optional /tcp or /udp: `80`, `53/udp`. */
 export function parseOnePort(text: string | undefined, what: string): { port: number; protocols: Protocol[] } {
@@ -74,65 +73,68 @@ export function parseBackend(text: string): Backend {
 const MAX_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 /** Seconds as ms; `zero` says what 0 means where it is allowed ('never', 'close at once'). */
-function seconds(v: Values, key: string, fallbackMs: number, zero?: string): number {
+function seconds(v: ServeValues, key: 'connect-timeout' | 'idle-timeout' | 'drain-timeout' | 'udp-timeout', fallbackMs: number, zero?: string): number {
   const text = v[key];
   if (text === undefined) return fallbackMs;
-  const n = typeof text === 'string' && /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : NaN;
+  const n = /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : NaN;
   // Node's timers take at most 2^31-1 ms (a larger delay fires at once).
-  if (!((n > 0 || (zero !== undefined && n === 0)) && n <= MAX_SECONDS)) throw new UsageError(`--${key} takes seconds, up to ${MAX_SECONDS}${zero === undefined ? '' : ` (0: ${zero})`}, not '${String(text)}'`);
+  if (!((n > 0 || (zero !== undefined && n === 0)) && n <= MAX_SECONDS)) throw new UsageError(`--${key} takes seconds, up to ${MAX_SECONDS}${zero === undefined ? '' : ` (0: ${zero})`}, not '${text}'`);
   return Math.round(n * 1000);
 }
 
-function count(v: Values, key: string, fallback: number): number {
+function count(v: ServeValues, key: 'workers' | 'max-conns', fallback: number): number {
   const text = v[key];
   if (text === undefined) return fallback;
-  const n = typeof text === 'string' && /^[0-9]+$/.test(text) ? Number(text) : NaN;
-  if (!(n >= 1)) throw new UsageError(`--${key} takes a whole number of at least 1, not '${String(text)}'`);
+  const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1)) throw new UsageError(`--${key} takes a whole number of at least 1, not '${text}'`);
   return n;
 }
 
-/** The command line to a request; every mistake is a UsageError before anything runs. */
-export function parseForwardArgs(v: Values, positionals: string[]): ForwardRequest {
-  const modes = (['list', 'gc', 'remove', 'userspace'] as const).filter((m) => v[m] !== undefined && v[m] !== false);
-  if (modes.length > 1) throw new UsageError(`give only one of ${modes.map((m) => `--${m}`).join(', ')}`);
-  const mode = modes[0];
-  const userspaceOnly = USERSPACE_ONLY.filter((k) => v[k] !== undefined);
-  if (mode !== 'userspace' && userspaceOnly.length > 0) throw new UsageError(`--${userspaceOnly[0] ?? ''} goes with --userspace`);
-  if (mode !== undefined && mode !== 'userspace' && v.addr !== undefined) throw new UsageError(`--addr does not go with --${mode}`);
-  if (v.persist === true && mode !== undefined) throw new UsageError(mode === 'userspace' ? '--persist is for kernel redirects: a userspace forwarder is a process, run it as a service instead' : `--persist does not go with --${mode}`);
-
-  if (mode === 'list' || mode === 'gc') {
-    if (positionals.length > 0) throw new UsageError(`lowport forward --${mode} takes no arguments, but got '${positionals.join(' ')}'`);
-    return { mode };
-  }
-  if (mode === 'remove') {
-    const text = typeof v.remove === 'string' ? v.remove : undefined;
-    if (positionals.length > 0) throw new UsageError(`lowport forward --remove PORT takes nothing else, but got '${positionals.join(' ')}'`);
-    return { mode, ...parseOnePort(text, 'the port to remove') };
-  }
+/** PORT and TO, and nothing after them. */
+function portAndTarget(positionals: string[], command: 'add' | 'serve'): { portText: string; toText: string } {
   const [portText, toText, ...extra] = positionals;
   if (portText === undefined || toText === undefined) {
-    throw new UsageError(`lowport forward needs a port and where it goes, e.g. \`lowport forward 80 8080\`${mode === 'userspace' ? ' or `lowport forward --userspace 80 10.0.0.5:8080`' : ''}`, 'See `lowport forward --help`.');
+    const example = command === 'add' ? '`lowport forward add 80 8080`' : '`lowport forward serve 80 10.0.0.5:8080`';
+    throw new UsageError(`lowport forward ${command} needs a port and where it goes, e.g. ${example}`, `See \`lowport forward ${command} --help\`.`);
   }
   if (extra.length > 0) throw new UsageError(`unexpected '${extra.join(' ')}' after '${portText} ${toText}'`);
+  return { portText, toText };
+}
+
+/** `lowport forward add PORT TO`: every mistake is a UsageError before anything runs. */
+export function parseAddArgs(v: Values<typeof commands.forwardAdd.options>, positionals: string[]): Extract<ForwardRequest, { mode: 'kernel' }> {
+  const { portText, toText } = portAndTarget(positionals, 'add');
   const { port, protocols } = parseOnePort(portText, 'the port to forward');
-  const addrs = parseAddrArgs(v.addr as string[] | undefined);
-  if (mode === undefined) {
-    if (!/^[0-9]+$/.test(toText)) {
-      throw new UsageError(`a kernel redirect goes to a port of this host, not '${toText}'`, 'Forward to another host with --userspace: lowport forward --userspace 80 HOST:PORT.');
-    }
-    const mapped = addrs.find((a) => /^::ffff:/i.test(a));
-    if (mapped !== undefined) throw new UsageError(`--addr ${mapped}: write the IPv4 address (${mapped.slice(7)}); nftables sees IPv4 packets as IPv4`);
-    const toPort = plainPort(toText, 'the target port');
-    if (toPort === port) throw new UsageError(`forwarding ${port} to itself does nothing`);
-    return { mode: 'kernel', spec: { port, protocols, toPort, addrs }, persist: v.persist === true };
+  const addrs = parseAddrArgs(v.addr);
+  if (!/^[0-9]+$/.test(toText)) {
+    throw new UsageError(`a kernel redirect goes to a port of this host, not '${toText}'`, 'Forward to another host in userspace: lowport forward serve 80 HOST:PORT.');
   }
+  const mapped = addrs.find((a) => /^::ffff:/i.test(a));
+  if (mapped !== undefined) throw new UsageError(`--addr ${mapped}: write the IPv4 address (${mapped.slice(7)}); nftables sees IPv4 packets as IPv4`);
+  const toPort = plainPort(toText, 'the target port');
+  if (toPort === port) throw new UsageError(`forwarding ${port} to itself does nothing`);
+  return { mode: 'kernel', spec: { port, protocols, toPort, addrs }, persist: v.persist === true };
+}
+
+/** `lowport forward remove PORT`. */
+export function parseRemoveArgs(positionals: string[]): Extract<ForwardRequest, { mode: 'remove' }> {
+  const [text, ...extra] = positionals;
+  if (text === undefined) throw new UsageError('lowport forward remove needs the port, e.g. `lowport forward remove 443/tcp`', 'See `lowport forward remove --help`.');
+  if (extra.length > 0) throw new UsageError(`lowport forward remove PORT takes nothing else, but got '${extra.join(' ')}'`);
+  return { mode: 'remove', ...parseOnePort(text, 'the port to remove') };
+}
+
+/** `lowport forward serve PORT [HOST:]TO`: the userspace forwarder's request. */
+export function parseServeArgs(v: ServeValues, positionals: string[]): Extract<ForwardRequest, { mode: 'userspace' }> {
+  const { portText, toText } = portAndTarget(positionals, 'serve');
+  const { port, protocols } = parseOnePort(portText, 'the port to forward');
+  const addrs = parseAddrArgs(v.addr);
   const pp = v['proxy-protocol'];
-  if (pp !== undefined && pp !== 'v1' && pp !== 'v2' && pp !== '1' && pp !== '2') throw new UsageError(`--proxy-protocol is v1 or v2, not '${String(pp)}'`);
+  if (pp !== undefined && pp !== 'v1' && pp !== 'v2' && pp !== '1' && pp !== '2') throw new UsageError(`--proxy-protocol is v1 or v2, not '${pp}'`);
   if (pp !== undefined && protocols.includes('udp')) {
     throw new UsageError('--proxy-protocol is for TCP: give the port as PORT/tcp (the UDP forwarder sends no PROXY header)');
   }
-  const req: ForwardRequest = {
+  const req: Extract<ForwardRequest, { mode: 'userspace' }> = {
     mode: 'userspace',
     port,
     protocols,
@@ -148,7 +150,7 @@ export function parseForwardArgs(v: Values, positionals: string[]): ForwardReque
     udpTimeoutMs: seconds(v, 'udp-timeout', DEFAULTS.udpTimeoutMs),
     log: v.log === true,
   };
-  if (typeof v.user === 'string') req.user = v.user;
+  if (v.user !== undefined) req.user = v.user;
   if (pp !== undefined) req.proxyProtocol = pp === 'v1' || pp === '1' ? 'v1' : 'v2';
   return req;
 }
@@ -156,11 +158,11 @@ export function parseForwardArgs(v: Values, positionals: string[]): ForwardReque
 function ownerText(f: ForwardEntry, ownPolicy: string): string {
   if (f.owner.kind === 'policy') {
     const which = f.owner.id === ownPolicy ? 'policy file' : `another policy file (${f.policy ?? f.owner.id})`;
-    return f.alive ? `${which} (--persist)` : `${which}, deleted: \`lowport forward --gc\` removes it`;
+    return f.alive ? `${which} (--persist)` : `${which}, deleted: \`lowport forward gc\` removes it`;
   }
   const pid = f.pid ?? f.owner.pid;
   const where = f.pid !== undefined && f.pid !== f.owner.pid ? ` (pid ${f.owner.pid} in its container)` : '';
-  if (!f.alive) return `pid ${f.owner.pid}, gone: \`lowport forward --gc\` removes it`;
+  if (!f.alive) return `pid ${f.owner.pid}, gone: \`lowport forward gc\` removes it`;
   if (f.pid === undefined && f.owner.ns !== undefined) return `pid ${f.owner.pid} in pid namespace ${f.owner.ns}, not visible from here (kept)`;
   if (f.command === undefined) return `pid ${pid}${where}`;
   // `node /path/to/dist/src/cli/main.js forward 80 8080` reads better as `lowport forward 80 8080`.
@@ -175,113 +177,64 @@ function table(cells: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
 }
 
-export const forwardCommand: Command = {
-  name: 'forward',
-  help: `Usage: lowport forward PORT[/tcp|/udp] TO [--addr IP]... [--persist]
-       lowport forward --userspace PORT[/tcp|/udp] [HOST:]TO [--addr IP]... [--user U]
-                       [--proxy-protocol v1|v2] [--log] [--workers N] [--max-conns N]
-                       [--connect-timeout S] [--idle-timeout S] [--drain-timeout S] [--udp-timeout S]
-       lowport forward --list | --gc | --remove PORT[/tcp|/udp]
+type Ctx = Pick<CommandContext, 'io' | 'json' | 'note' | 'options'>;
 
-For servers that cannot bind the low port themselves. Without /tcp or /udp,
-both are forwarded.
+/** A kernel redirect held until a signal, or persisted; or a persisted one removed. */
+function kernelOrRemove(ctx: Ctx, req: Extract<ForwardRequest, { mode: 'kernel' | 'remove' }>): () => Promise<number> {
+  const policy = policyPath(ctx.options);
+  return async () => {
+    if (req.mode === 'kernel' && req.spec.toPort >= 1024) {
+      // The redirect sends every client of the low port to whoever holds the high one.
+      ctx.note(`any local user may bind ${req.spec.toPort} while your server is not running there; \`lowport reserve ${req.spec.toPort} --user SERVER-USER\` keeps it for the server`);
+    }
+    if (req.mode === 'kernel' && !req.persist) return holdRedirect(req.spec, ctx.note);
+    const result = req.mode === 'remove' ? unpersistForward(policy, req.port, req.protocols) : persistForward(policy, req.spec);
+    if (ctx.json) {
+      printJson(ctx.io, result);
+      return 0;
+    }
+    for (const n of result.notes) ctx.note(n);
+    ctx.io.stdout(`${result.policy}: ${result.changed ? 'written; ' : ''}${result.live} persisted redirect${result.live === 1 ? '' : 's'} live\n`);
+    return 0;
+  };
+}
 
-Kernel redirect (default): nftables rules in lowport's own table (inet
-lowport: IPv4 and IPv6, never anyone else's table) send packets for PORT that
-are addressed to this host, from other hosts and from this one, to port TO.
-The server sees the client's real address; nothing is copied in userspace.
-The rules last as long as this command: Ctrl-C, SIGTERM or SIGHUP removes
-them, and rules left by a killed lowport are removed by the next
-\`lowport forward\` (or --gc).
-  --addr IP    only packets to this address of the host (repeat, or a comma list)
-  --persist    write 'forward PORT to TO' to the policy file and return: the
-               redirect stays, and \`lowport apply\` restores it (after a reboot)
-  --remove P   take a persisted forward out of the policy file and the kernel
-  --list       every redirect of lowport's, with its owner
-  --gc         remove the redirects whose lowport process died
+export const add: Implementation = implement(commands.forwardAdd, (ctx) => kernelOrRemove(ctx, parseAddArgs(ctx.values, ctx.positionals)));
 
-Userspace forwarder (--userspace): binds PORT (default on :: for IPv4 and
-IPv6; --addr for others), then copies each connection to HOST:TO (default
-host 127.0.0.1). Started as root, it binds and then runs as --user (default
-lowport, a system user of its own, created on first use) with every
-privilege dropped.
-  --proxy-protocol v1|v2  send a PROXY protocol header first, so the backend
-                          sees the client's address (nginx: listen ... proxy_protocol)
-  --log                   one line per connection on stderr
-  --workers N             threads sharing the TCP port (default: half the CPUs, 1 to 4)
-  --max-conns N           TCP connections (and UDP sessions) at once (${DEFAULTS.maxConnections})
-  --connect-timeout S     to the backend (${DEFAULTS.connectTimeoutMs / 1000})
-  --idle-timeout S        close a connection silent both ways this long (${DEFAULTS.idleTimeoutMs / 1000}; 0: never)
-  --drain-timeout S       on SIGTERM, open connections get this long to finish (${DEFAULTS.drainTimeoutMs / 1000}; 0: close them at once)
-  --udp-timeout S         a UDP client's session ends after this long without traffic (${DEFAULTS.udpTimeoutMs / 1000})
+export const remove: Implementation = implement(commands.forwardRemove, (ctx) => kernelOrRemove(ctx, parseRemoveArgs(ctx.positionals)));
 
-Examples:
-  sudo lowport forward 80/tcp 8080
-  sudo lowport forward 443/tcp 8443 --persist
-  sudo lowport forward --userspace 80/tcp 8080 --proxy-protocol v2 --log`,
-  options: {
-    addr: { type: 'string', multiple: true },
-    persist: { type: 'boolean' },
-    remove: { type: 'string' },
-    list: { type: 'boolean' },
-    gc: { type: 'boolean' },
-    userspace: { type: 'boolean' },
-    user: { type: 'string', short: 'u' },
-    'proxy-protocol': { type: 'string' },
-    log: { type: 'boolean' },
-    workers: { type: 'string' },
-    'max-conns': { type: 'string' },
-    'connect-timeout': { type: 'string' },
-    'idle-timeout': { type: 'string' },
-    'drain-timeout': { type: 'string' },
-    'udp-timeout': { type: 'string' },
-  },
-  // A user granted the port may run the userspace forwarder without root.
-  needsRoot: (values) => values.userspace !== true || values.user !== undefined,
-  prepare: (ctx) => {
-    const req = parseForwardArgs(ctx.values, ctx.positionals);
-    const note = (t: string): void => ctx.io.stderr(`lowport: ${t}\n`);
-    const policy = policyPath(ctx.options);
-    return async () => {
-      switch (req.mode) {
-        case 'list': {
-          const entries = listRedirects();
-          if (ctx.json) {
-            printJson(ctx.io, { redirects: entries });
-            return 0;
-          }
-          if (entries.length === 0) {
-            ctx.io.stdout('no redirects: lowport has no nftables rules here\n');
-            return 0;
-          }
-          const own = policyOwner(policy);
-          const id = own.kind === 'policy' ? own.id : '';
-          const rows = [['PORT', 'PROTO', 'TO', 'ADDRESSES', 'OWNER'], ...entries.map((f) => [String(f.port), f.protocols.join(','), String(f.toPort), f.addrs.length === 0 ? 'every local address' : f.addrs.join(','), ownerText(f, id)])];
-          ctx.io.stdout(`${table(rows)}\n`);
-          return 0;
-        }
-        case 'gc': {
-          const removed = gcRedirects();
-          if (ctx.json) printJson(ctx.io, { removed });
-          else ctx.io.stdout(removed.length === 0 ? 'nothing to remove: every redirect has a live owner\n' : removed.map((r) => `removed ${describeSpec(r)} (${r.owner.kind === 'pid' ? `its lowport, pid ${r.owner.pid}, is gone` : 'its policy file is gone'})\n`).join(''));
-          return 0;
-        }
-        case 'remove':
-        case 'kernel': {
-          if (req.mode === 'kernel' && req.spec.toPort >= 1024) {
-            // The redirect sends every client of the low port to whoever holds the high one.
-            note(`any local user may bind ${req.spec.toPort} while your server is not running there; \`lowport reserve ${req.spec.toPort} --user SERVER-USER\` keeps it for the server`);
-          }
-          if (req.mode === 'kernel' && !req.persist) return holdRedirect(req.spec, note);
-          const result = req.mode === 'remove' ? unpersistForward(policy, req.port, req.protocols) : persistForward(policy, req.spec);
-          if (ctx.json) printJson(ctx.io, result);
-          else ctx.io.stdout(`${result.notes.join('\n')}\n${result.policy}: ${result.changed ? 'written; ' : ''}${result.live} persisted redirect${result.live === 1 ? '' : 's'} live\n`);
-          return 0;
-        }
-        case 'userspace': {
-          return runUserspace({ ...req, note });
-        }
-      }
-    };
-  },
-};
+export const list: Implementation = implement(commands.forwardList, (ctx) => {
+  noArguments(ctx, 'forward list');
+  const policy = policyPath(ctx.options);
+  return () => {
+    const entries = listRedirects();
+    if (ctx.json) {
+      printJson(ctx.io, { redirects: entries });
+      return 0;
+    }
+    if (entries.length === 0) {
+      ctx.io.stdout('no redirects: lowport has no nftables rules here\n');
+      return 0;
+    }
+    const own = policyOwner(policy);
+    const id = own.kind === 'policy' ? own.id : '';
+    const rows = [['PORT', 'PROTO', 'TO', 'ADDRESSES', 'OWNER'], ...entries.map((f) => [String(f.port), f.protocols.join(','), String(f.toPort), f.addrs.length === 0 ? 'every local address' : f.addrs.join(','), ownerText(f, id)])];
+    ctx.io.stdout(`${table(rows)}\n`);
+    return 0;
+  };
+});
+
+export const gc: Implementation = implement(commands.forwardGc, (ctx) => {
+  noArguments(ctx, 'forward gc');
+  return () => {
+    const removed = gcRedirects();
+    if (ctx.json) printJson(ctx.io, { removed });
+    else ctx.io.stdout(removed.length === 0 ? 'nothing to remove: every redirect has a live owner\n' : removed.map((r) => `removed ${describeSpec(r)} (${r.owner.kind === 'pid' ? `its lowport, pid ${r.owner.pid}, is gone` : 'its policy file is gone'})\n`).join(''));
+    return 0;
+  };
+});
+
+export const serve: Implementation = implement(commands.forwardServe, (ctx) => {
+  const req = parseServeArgs(ctx.values, ctx.positionals);
+  return () => runUserspace({ ...req, note: ctx.note });
+});

@@ -1,8 +1,9 @@
 /** `lowport list`: the live rules, read back from the kernel. */
 import { formatDiagnostic } from '../diagnostic.js';
-import { list, type ListResult } from '../ops/list.js';
+import { list as listLive, type ListResult } from '../ops/list.js';
 import { escapeControl } from '../text.js';
-import { noArguments, printJson, type Command } from './command.js';
+import { implement, noArguments, printJson, type Implementation } from './command.js';
+import * as commands from './commands.js';
 
 const FILE_STATE: Record<ListResult['file'], string> = {
   'in-sync': 'the live rules are what the file says',
@@ -48,23 +49,12 @@ export function formatList(r: ListResult): string {
   return `${out.join('\n')}\n`;
 }
 
-export const listCommand: Command = {
-  name: 'list',
-  help: `Usage: lowport list [--json]
-
-Shows the rules as they are live in the kernel (read back from lowport's map,
-not from the file), how many binds each has granted (a reservation: also how
-many it refused), whether they match the policy file, and any other BPF
-programs on the bind hooks.`,
-  options: {},
-  needsRoot: () => true,
-  prepare: (ctx) => {
-    noArguments(ctx, 'list');
-    return () => {
-      const result = list(ctx.options);
-      if (ctx.json) printJson(ctx.io, result);
-      else ctx.io.stdout(formatList(result));
-      return 0;
-    };
-  },
-};
+export const list: Implementation = implement(commands.list, (ctx) => {
+  noArguments(ctx, 'list');
+  return () => {
+    const result = listLive(ctx.options);
+    if (ctx.json) printJson(ctx.io, result);
+    else ctx.io.stdout(formatList(result));
+    return 0;
+  };
+});

@@ -6,57 +6,22 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { formatDiagnostics } from '../diagnostic.js';
 import { LowportError, PolicyError, UsageError } from '../errors.js';
 import { effectiveUid } from '../os/process.js';
-import { lowportOptions } from './args.js';
-import { GLOBAL_HELP, GLOBAL_OPTIONS, jsonText, type Command } from './command.js';
+import { commandName, GLOBAL_OPTIONS, isGroup, jsonText, type AnyCommand, type CommandGroup } from './command.js';
+import { COMMANDS } from './commands.js';
+import { entryHelp, mainHelp } from './help.js';
 import { processIo, type CliIo } from './io.js';
 import { offerSudo } from './sudo.js';
 import { escapeControl } from '../text.js';
 
-/**
- * The commands, each loaded only when it runs: Node reads and compiles every
- * module it imports, and a command should not pay for the others.
- */
-export const COMMANDS: readonly { name: string; summary: string; load: () => Promise<Command> }[] = [
-  { name: 'doctor', summary: 'why a port cannot be bound, and the best fix here', load: async () => (await import('./doctor.js')).doctorCommand },
-  { name: 'grant', summary: 'let a user or group bind ports', load: async () => (await import('./grant.js')).grantCommand },
-  { name: 'revoke', summary: 'take back a grant', load: async () => (await import('./grant.js')).revokeCommand },
-  { name: 'reserve', summary: 'keep ports for one user or group', load: async () => (await import('./reserve.js')).reserveCommand },
-  { name: 'unreserve', summary: 'end a reservation', load: async () => (await import('./reserve.js')).unreserveCommand },
-  { name: 'list', summary: 'show the rules live in the kernel', load: async () => (await import('./list.js')).listCommand },
-  { name: 'apply', summary: 'load the policy file into the kernel', load: async () => (await import('./apply.js')).applyCommand },
-  { name: 'off', summary: 'remove everything lowport put in the kernel', load: async () => (await import('./apply.js')).offCommand },
-  { name: 'run', summary: 'run one command with low ports, for it alone', load: async () => (await import('./run.js')).runCommand },
-  { name: 'forward', summary: 'redirect a low port to a high one (nftables), or forward it in userspace', load: async () => (await import('./forward.js')).forwardCommand },
-  { name: 'install', summary: 'apply the policy at every boot (systemd unit)', load: async () => (await import('./install.js')).installCommand },
-  { name: 'uninstall', summary: 'undo install', load: async () => (await import('./install.js')).uninstallCommand },
-  { name: 'unit', summary: 'print a hardened systemd service for a server on low ports', load: async () => (await import('./unit.js')).unitCommand },
-  { name: 'import-authbind', summary: 'turn authbind configuration into policy rules', load: async () => (await import('./import-authbind.js')).importAuthbindCommand },
-];
+/** The declarations (commands.ts); each command's work is loaded only when it runs. */
+export { COMMANDS };
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
-}
-
-function mainHelp(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.name.length));
-  return `lowport ${version()}: let non-root programs bind ports below 1024, per user, group, port and address.
-
-Usage: lowport COMMAND [ARGS] [OPTIONS]
-
-Commands:
-${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
-
-${GLOBAL_HELP}
-  --version        print the version
-
-Run \`lowport COMMAND --help\` for a command's arguments.
-Example: sudo lowport grant 80,443 --user alice   (then alice's programs bind 80 and 443)
-`;
 }
 
 function callerName(): string {
@@ -103,33 +68,48 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
     io.stdout(`${version()}\n`);
     return 0;
   }
+  const asksHelp = rest.includes('--help') || rest.includes('-h');
   if (name === undefined || name === 'help') {
-    io.stdout(mainHelp());
+    io.stdout(mainHelp(version()));
     // Bare `lowport` is a usage error; asking for help is not.
-    return name === 'help' || rest.includes('--help') || rest.includes('-h') ? 0 : 2;
+    return name === 'help' || asksHelp ? 0 : 2;
   }
-  const entry = COMMANDS.find((c) => c.name === name);
+  const entry = COMMANDS.find((c) => commandName(c) === name);
   if (entry === undefined) {
     io.stderr(`lowport: error: unknown command '${escapeControl(name)}'\nRun \`lowport --help\` for the list of commands.\n`);
     return 2;
   }
-  const command = await entry.load();
+  const note = (text: string): void => io.stderr(`lowport: ${text}\n`);
+  let shown = name;
   let json = false;
   try {
-    const parsed = parseArgs({ args: rest, options: { ...GLOBAL_OPTIONS, ...command.options }, allowPositionals: true, strict: true });
-    const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
-    json = values.json === true;
-    if (values.help === true) {
-      io.stdout(`${command.help}\n\n${GLOBAL_HELP}\n`);
+    let command: AnyCommand;
+    let words = rest;
+    if (isGroup(entry)) {
+      const found = subcommand(entry, rest, note);
+      if (found === undefined) {
+        io.stdout(entryHelp(entry));
+        return asksHelp ? 0 : 2;
+      }
+      ({ command, words } = found);
+      shown = commandName(command);
+    } else {
+      command = entry;
+    }
+    const implementation = await command.load();
+    if (implementation.command !== command) throw new Error(`lowport ${shown}: its module implements 'lowport ${commandName(implementation.command)}'`);
+    const started = implementation.start(words, { io, callerName: callerName(), note });
+    json = started.json;
+    if (started.help) {
+      io.stdout(entryHelp(command));
       return 0;
     }
-    const execute = command.prepare({ values, positionals: parsed.positionals, options: lowportOptions(values), json, io, callerName: callerName() });
-    if (command.needsRoot(values) && effectiveUid() !== 0) return await offerSudo(io, command.name, withDefaultUser(command, rest, values));
-    return await execute();
+    if (started.needsRoot && effectiveUid() !== 0) return await offerSudo(io, shown, withDefaultUser(command, words, started.values));
+    return await started.run();
   } catch (e) {
     const usage = e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
     if (usage) {
-      io.stderr(`lowport ${name}: error: ${terminalSafe(e.message)}\nRun \`lowport ${name} --help\` for its usage.\n`);
+      io.stderr(`lowport ${shown}: error: ${terminalSafe(e.message)}\nRun \`lowport ${shown} --help\` for its usage.\n`);
       return 2;
     }
     if (json && e instanceof LowportError) {
@@ -139,6 +119,24 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
     }
     return e instanceof LowportError ? exitCodeOf(e) : 1;
   }
+}
+
+/**
+ * `lowport forward add ...`: the subcommand and the words after it; the old
+ * spellings (`lowport forward --list`) turned into the new ones, with a note.
+ * Undefined when the words name no subcommand: the group's help is shown.
+ */
+function subcommand(group: CommandGroup, words: string[], note: (text: string) => void): { command: AnyCommand; words: string[] } | undefined {
+  const { name, rest } = splitCommand(words);
+  const sub = group.subcommands.find((s) => s.path[s.path.length - 1] === name);
+  if (sub !== undefined) return { command: sub, words: rest };
+  const old = group.legacy?.(words, name);
+  if (old === undefined) {
+    if (name !== undefined) throw new UsageError(`unknown command 'lowport ${commandName(group)} ${escapeControl(name)}'`, `Run \`lowport ${commandName(group)} --help\` for its commands.`);
+    return undefined;
+  }
+  note(old.note);
+  return subcommand(group, old.args, () => undefined);
 }
 
 /** Global options may come before the command (`lowport --policy F list`): the command is the first word that is not an option or its value. */
@@ -160,14 +158,14 @@ function splitCommand(args: string[]): { name: string | undefined; rest: string[
  * Under sudo, the default principal would still be found (SUDO_USER), but
  * naming it makes the printed command say exactly what it will do.
  */
-function withDefaultUser(command: Command, args: string[], values: Record<string, unknown>): string[] {
-  // forward's --user is who the forwarder runs as (default nobody), not whom a grant is for.
-  const takesWho = 'user' in command.options && command.name !== 'reserve' && command.name !== 'forward';
+function withDefaultUser(command: AnyCommand, args: string[], values: Record<string, unknown>): string[] {
+  // forward's --user is who the forwarder runs as (default lowport), not whom a grant is for.
+  const takesWho = 'user' in command.options && command.path[0] !== 'reserve' && command.path[0] !== 'forward';
   const named = values.user !== undefined || values.group !== undefined || values.everyone === true || values.all === true;
-  if (!takesWho || named) return [command.name, ...args];
+  if (!takesWho || named) return [...command.path, ...args];
   // Before a `--` (lowport run ... -- COMMAND): what follows it is the command's.
   const end = args.indexOf('--');
-  return end < 0 ? [command.name, ...args, '--user', callerName()] : [command.name, ...args.slice(0, end), '--user', callerName(), ...args.slice(end)];
+  return end < 0 ? [...command.path, ...args, '--user', callerName()] : [...command.path, ...args.slice(0, end), '--user', callerName(), ...args.slice(end)];
 }
 
 function isEntryPoint(): boolean {

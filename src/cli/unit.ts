@@ -7,7 +7,8 @@ import { lookupUsers } from '../os/nss.js';
 import { which } from '../os/process.js';
 import { escapeControl } from '../text.js';
 import { parsePortsArg } from './args.js';
-import type { Command } from './command.js';
+import { implement, type Implementation } from './command.js';
+import * as commands from './commands.js';
 
 /** systemd's ExecStart= prefixes: `+` runs the command with full privileges, whatever User= says. */
 const PREFIXES = ['+', '-', '@', ':', '!'];
@@ -42,51 +43,28 @@ function serviceUser(given: string): string {
   return checkServiceUser(entry.name) === undefined ? entry.name : String(entry.uid);
 }
 
-export const unitCommand: Command = {
-  name: 'unit',
-  help: `Usage: lowport unit NAME --user U --port PORTS [--socket] [--output-dir DIR] -- COMMAND [ARGS...]
-
-Prints NAME.service: COMMAND runs as U with CAP_NET_BIND_SERVICE as its only
-capability (ambient, and the whole bounding set), NoNewPrivileges=yes, and
-SocketBindAllow=/SocketBindDeny=any so it may bind PORTS and no other port,
-plus the usual sandboxing. With --socket: NAME.socket binds PORTS and passes
-them to NAME.service (socket activation), which then needs no capability at
-all. --output-dir writes the files there instead of printing them.
-
-U must be an existing account other than root. COMMAND is written as an
-absolute path: a bare name is looked up in PATH (and lowport says which file
-it chose), a relative path is made absolute; systemd's prefixes (+ - @ : !)
-are refused. Every word is quoted for systemd, % and $ included.`,
-  options: {
-    user: { type: 'string', short: 'u' },
-    port: { type: 'string', short: 'p', multiple: true },
-    socket: { type: 'boolean' },
-    'output-dir': { type: 'string' },
-  },
-  needsRoot: () => false,
-  prepare: (ctx) => {
-    const [name, ...command] = ctx.positionals;
-    if (name === undefined) throw new UsageError('lowport unit needs a NAME: lowport unit web --user www --port 80 -- /usr/bin/server');
-    const bad = checkUnitName(name);
-    if (bad !== undefined) throw new UsageError(bad);
-    if (command.length === 0 || command[0] === undefined) throw new UsageError('lowport unit needs the command, after --');
-    const given = ctx.values.user as string | undefined;
-    if (given === undefined) throw new UsageError('lowport unit needs --user U: the service should not run as root');
-    const user = serviceUser(given);
-    const ports = parsePortsArg(((ctx.values.port as string[] | undefined) ?? []).join(','), 'unit');
-    const exe = executable(command[0], (t) => ctx.io.stderr(`lowport unit: ${t}\n`));
-    const files = serviceUnits({ name, user, ports, command: [exe, ...command.slice(1)], socket: ctx.values.socket === true });
-    const dir = ctx.values['output-dir'] as string | undefined;
-    return () => {
-      if (dir !== undefined) {
-        for (const f of files) {
-          writeUnitFile(join(dir, f.file), f.text);
-          ctx.io.stdout(`wrote ${join(dir, f.file)}\n`);
-        }
-      } else {
-        ctx.io.stdout(files.map((f) => `# ---- ${f.file} ----\n${f.text}`).join('\n'));
+export const unit: Implementation = implement(commands.unit, (ctx) => {
+  const [name, ...command] = ctx.positionals;
+  if (name === undefined) throw new UsageError('lowport unit needs a NAME: lowport unit web --user www --port 80 -- /usr/bin/server');
+  const bad = checkUnitName(name);
+  if (bad !== undefined) throw new UsageError(bad);
+  if (command.length === 0 || command[0] === undefined) throw new UsageError('lowport unit needs the command, after --');
+  const given = ctx.values.user;
+  if (given === undefined) throw new UsageError('lowport unit needs --user U: the service should not run as root');
+  const user = serviceUser(given);
+  const ports = parsePortsArg((ctx.values.port ?? []).join(','), 'unit');
+  const exe = executable(command[0], ctx.note);
+  const files = serviceUnits({ name, user, ports, command: [exe, ...command.slice(1)], socket: ctx.values.socket === true });
+  const dir = ctx.values['output-dir'];
+  return () => {
+    if (dir !== undefined) {
+      for (const f of files) {
+        writeUnitFile(join(dir, f.file), f.text);
+        ctx.io.stdout(`wrote ${join(dir, f.file)}\n`);
       }
-      return 0;
-    };
-  },
-};
+    } else {
+      ctx.io.stdout(files.map((f) => `# ---- ${f.file} ----\n${f.text}`).join('\n'));
+    }
+    return 0;
+  };
+});

@@ -155,13 +155,13 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
     if (s.nft) {
       options.push({
         method: 'nft-redirect',
-        command: `sudo ${s.lowport} forward ${first} ${first + 8000}`,
+        command: `sudo ${s.lowport} forward add ${first} ${first + 8000}`,
         why: `run the server on ${first + 8000} and let the kernel redirect ${first} to it (IPv4 and IPv6, local clients too, client addresses kept); the redirect ends with the command (--persist keeps it in the policy).`,
       });
     }
     options.push({
       method: 'userspace-forward',
-      command: `sudo ${s.lowport} forward --userspace ${first} ${first + 8000}`,
+      command: `sudo ${s.lowport} forward serve ${first} ${first + 8000}`,
       why: `run the server on ${first + 8000} (or on another host: HOST:PORT); lowport binds ${first} and passes each connection on, as an unprivileged user of its own. The server sees 127.0.0.1 unless it reads a PROXY protocol header (--proxy-protocol v2). Needs neither BPF nor nftables.`,
     });
     if (!s.bpfGrantPossible) {

@@ -209,7 +209,7 @@ async function waitForLeftovers(o: RunOptions, leftovers: Leftovers): Promise<vo
   const n = leftovers.pids().length;
   if (n === 0) return;
   const how = isatty(0) ? 'Ctrl-C ends them' : `SIGINT or SIGTERM to lowport (pid ${process.pid}) ends them`;
-  o.note?.(`lowport: waiting for ${n} process${n === 1 ? '' : 'es'} the command left; ${how}`);
+  o.note?.(`waiting for ${n} process${n === 1 ? '' : 'es'} the command left; ${how}`);
   await leftovers.empty();
 }
 
@@ -267,7 +267,7 @@ async function runScoped(o: RunOptions, identity: Identity, env: NodeJS.ProcessE
       refreshLive(o, target, { onlyIfLive: true });
     } catch (e) {
       // The command's status stays lowport's; the next lowport command removes the grant.
-      o.note?.(`lowport: could not remove the grant of this run from the kernel: ${e instanceof Error ? e.message : String(e)}`);
+      o.note?.(`could not remove the grant of this run from the kernel: ${e instanceof Error ? e.message : String(e)}`);
     } finally {
       if (!cgroupPopulated(cgroup)) removeCgroup(cgroup);
     }

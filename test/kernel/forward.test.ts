@@ -126,12 +126,12 @@ ${script}
       nft add rule inet other out tcp dport 9999 counter comment '"not lowport"'
       before=$(nft list table inet other)
       nginx_start
-      $LOWPORT forward 80/tcp 8080 & LP=$!
+      $LOWPORT forward add 80/tcp 8080 & LP=$!
       waitrule 80
       echo "V4=$(get http://127.0.0.1/index.html)"
       echo "V6=$(get 'http://[::1]/index.html')"
       echo "SECOND=$(get --interface 127.0.0.2 http://127.0.0.2/index.html)"
-      echo "LIST=$($LOWPORT forward --list | tail -1)"
+      echo "LIST=$($LOWPORT forward list | tail -1)"
       echo "CHAINS=$(nft list table inet lowport | grep -c 'type nat hook')"
       kill -TERM $LP; wait $LP; echo "EXIT=$?"
       echo "TABLE=$(table)"
@@ -142,7 +142,7 @@ ${script}
     assert.equal(value(out, 'V4'), '200', out);
     assert.equal(value(out, 'V6'), '200', out);
     assert.equal(value(out, 'SECOND'), '200', out);
-    assert.match(value(out, 'LIST') ?? '', /^80 +tcp +8080 +every local address +pid \d+ \(lowport forward 80\/tcp 8080\)$/, out);
+    assert.match(value(out, 'LIST') ?? '', /^80 +tcp +8080 +every local address +pid \d+ \(lowport forward add 80\/tcp 8080\)$/, out);
     assert.equal(value(out, 'CHAINS'), '2', out);
     assert.equal(value(out, 'EXIT'), '0', out);
     assert.equal(value(out, 'TABLE'), 'gone', out);
@@ -163,8 +163,8 @@ ${script}
       ip addr add 10.213.7.1/24 dev lp-s-$$; ip link set lp-s-$$ up
       ip netns exec $C sh -c "ip link set lo up; ip addr add 10.213.7.2/24 dev lp-c-$$; ip link set lp-c-$$ up"
       nginx_start
-      $LOWPORT forward 80/tcp 8080 & F=$!
-      $LOWPORT forward --userspace 81/tcp 8081 --proxy-protocol v2 --workers 1 2>>$D/fwd.log & U=$!
+      $LOWPORT forward add 80/tcp 8080 & F=$!
+      $LOWPORT forward serve 81/tcp 8081 --proxy-protocol v2 --workers 1 2>>$D/fwd.log & U=$!
       waitrule 80; waitready 81
       echo "REMOTE=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 30 http://10.213.7.1/index.html)"
       echo "REMOTE_USERSPACE=$(ip netns exec $C curl -s -o /dev/null -w '%{http_code}' --max-time 30 http://10.213.7.1:81/index.html)"
@@ -181,13 +181,15 @@ ${script}
     assert.ok(log.split('\n').includes('8081 127.0.0.1 10.213.7.2 200'), `the PROXY header names the remote client\n${out}`);
   });
 
-  it('leaves rules behind when SIGKILLed; --list marks them, --gc removes them, and so does the next forward', () => {
+  // The spellings of 0.1 (`forward PORT TO`, --list, --gc), kept as aliases for one release: this test keeps them.
+  it('leaves rules behind when SIGKILLed; list marks them, gc removes them, and so does the next forward (old spellings)', () => {
     const { out } = inNetns(`
       $LOWPORT forward 81/tcp 8080 & A=$!
       waitrule 81
       kill -KILL $A; wait $A 2>/dev/null
       echo "AFTER_KILL=$(nft list table inet lowport | grep -c 'dport 81 ')"
-      echo "LIST=$($LOWPORT forward --list | tail -1)"
+      echo "LIST=$($LOWPORT forward --list 2>$D/note.txt | tail -1)"
+      echo "NOTE=$(cat $D/note.txt)"
       echo "GC=$($LOWPORT forward --gc)"
       echo "TABLE_AFTER_GC=$(table)"
       $LOWPORT forward 82 8080 & B=$!
@@ -200,7 +202,8 @@ ${script}
       echo "TABLE_END=$(table)"
     `);
     assert.equal(value(out, 'AFTER_KILL'), '2', out);
-    assert.match(value(out, 'LIST') ?? '', /pid \d+, gone: `lowport forward --gc` removes it/, out);
+    assert.match(value(out, 'LIST') ?? '', /pid \d+, gone: `lowport forward gc` removes it/, out);
+    assert.equal(value(out, 'NOTE'), 'lowport: note: `lowport forward --list` is now `lowport forward list`; the old spelling goes away in the next release', out);
     assert.match(value(out, 'GC') ?? '', /^removed 81\/tcp -> 8080/, out);
     assert.equal(value(out, 'TABLE_AFTER_GC'), 'gone', out);
     assert.equal(value(out, 'DEAD_82'), '0', `a new forward collects the killed one's rules\n${out}`);
@@ -208,37 +211,37 @@ ${script}
     assert.equal(value(out, 'TABLE_END'), 'gone', out);
   });
 
-  it('--gc collects the persisted forwards of a deleted policy file, and the redirects of a lowport in a pid namespace only once it is gone', () => {
+  it('gc collects the persisted forwards of a deleted policy file, and the redirects of a lowport in a pid namespace only once it is gone', () => {
     const { out } = inNetns(`
       mkdir -m 700 $D/scratch
-      $LOWPORT forward 86/tcp 8080 --persist --policy $D/scratch/policy >/dev/null; echo "PERSIST=$?"
+      $LOWPORT forward add 86/tcp 8080 --persist --policy $D/scratch/policy >/dev/null; echo "PERSIST=$?"
       echo "RECORDED=$(grep -l "$D/scratch/policy" /run/lowport/forward-owners/*.json 2>/dev/null | wc -l)"
-      echo "LIST_BEFORE=$($LOWPORT forward --list | grep '^86 ')"
+      echo "LIST_BEFORE=$($LOWPORT forward list | grep '^86 ')"
       rm -rf $D/scratch
-      echo "LIST=$($LOWPORT forward --list | grep '^86 ')"
-      echo "GC=$($LOWPORT forward --gc)"
+      echo "LIST=$($LOWPORT forward list | grep '^86 ')"
+      echo "GC=$($LOWPORT forward gc)"
       echo "RECORD_AFTER=$(grep -l "$D/scratch/policy" /run/lowport/forward-owners/*.json 2>/dev/null | wc -l)"
       echo "TABLE_AFTER_GC=$(table)"
       # A lowport in a pid namespace of its own (as in a container with the host's network): pid 1 there.
-      unshare --pid --fork --mount-proc $LOWPORT forward 87/tcp 8080 & U=$!
+      unshare --pid --fork --mount-proc $LOWPORT forward add 87/tcp 8080 & U=$!
       waitrule 87
       echo "NS_OWNER=$(nft list table inet lowport | grep -o 'lowport pid=[0-9]*' | head -1)"
-      echo "NS_LIST=$($LOWPORT forward --list | grep '^87 ')"
-      echo "NS_GC=$($LOWPORT forward --gc)"
+      echo "NS_LIST=$($LOWPORT forward list | grep '^87 ')"
+      echo "NS_GC=$($LOWPORT forward gc)"
       echo "NS_KEPT=$(nft list table inet lowport | grep -c 'dport 87 ')"
       kill -KILL $(pgrep -P $U); wait $U 2>/dev/null
-      echo "NS_GC_AFTER=$($LOWPORT forward --gc)"
+      echo "NS_GC_AFTER=$($LOWPORT forward gc)"
       echo "TABLE_END=$(table)"
     `);
     assert.equal(value(out, 'PERSIST'), '0', out);
     assert.equal(value(out, 'RECORDED'), '1', out);
     assert.match(value(out, 'LIST_BEFORE') ?? '', /another policy file \(.*\/scratch\/policy\) \(--persist\)/, out);
-    assert.match(value(out, 'LIST') ?? '', /deleted: `lowport forward --gc` removes it/, out);
+    assert.match(value(out, 'LIST') ?? '', /deleted: `lowport forward gc` removes it/, out);
     assert.match(value(out, 'GC') ?? '', /^removed 86\/tcp -> 8080 on every local address \(its policy file is gone\)/, out);
     assert.equal(value(out, 'RECORD_AFTER'), '0', out);
     assert.equal(value(out, 'TABLE_AFTER_GC'), 'gone', out);
     assert.equal(value(out, 'NS_OWNER'), 'lowport pid=1', out);
-    assert.match(value(out, 'NS_LIST') ?? '', /pid \d+ \(pid 1 in its container\) \(lowport forward 87\/tcp 8080\)/, out);
+    assert.match(value(out, 'NS_LIST') ?? '', /pid \d+ \(pid 1 in its container\) \(lowport forward add 87\/tcp 8080\)/, out);
     assert.equal(value(out, 'NS_GC'), 'nothing to remove: every redirect has a live owner', out);
     assert.equal(value(out, 'NS_KEPT'), '2', 'both chains keep the rule of the live lowport in its pid namespace');
     assert.match(value(out, 'NS_GC_AFTER') ?? '', /^removed 87\/tcp -> 8080/, out);
@@ -248,7 +251,7 @@ ${script}
   it('redirects UDP too, keeping the client address', () => {
     const { out } = inNetns(`
       $H udp-server 5353 &
-      $LOWPORT forward 53/udp 5353 & LP=$!
+      $LOWPORT forward add 53/udp 5353 & LP=$!
       waitrule 53
       waitudp 5353 2
       echo "V4=$($H udp-client 127.0.0.1 53 127.0.0.2)"
@@ -262,19 +265,19 @@ ${script}
 
   it('refuses a second redirect of the same port while the first runs', () => {
     const { out } = inNetns(`
-      $LOWPORT forward 80 8080 & A=$!
+      $LOWPORT forward add 80 8080 & A=$!
       waitrule 80
-      $LOWPORT forward 80/tcp 9090; echo "EXIT=$?"
+      $LOWPORT forward add 80/tcp 9090; echo "EXIT=$?"
       kill $A; wait $A
     `);
     assert.equal(value(out, 'EXIT'), '1', out);
     assert.match(out, /port 80\/tcp is already redirected to 8080 by lowport pid \d+/);
   });
 
-  it('--persist writes the policy, apply restores the redirect (as after a reboot), off and --remove take it away', () => {
+  it('add --persist writes the policy, apply restores the redirect (as after a reboot), off and remove (old spelling: --remove) take it away', () => {
     box.writePolicy('# mine\ngrant 8000 user nobody\n');
     const { out } = inNetns(`
-      $LOWPORT forward 80/tcp 8080 --addr 127.0.0.1 --persist $G; echo "EXIT=$?"
+      $LOWPORT forward add 80/tcp 8080 --addr 127.0.0.1 --persist $G; echo "EXIT=$?"
       echo "OWNER=$(nft list table inet lowport | grep -c 'lowport policy=')"
       nft delete table inet lowport
       $LOWPORT apply $G
@@ -303,8 +306,8 @@ ${script}
     const { out } = inNetns(`
       nginx_start
       export LOWPORT_TEST_SECRET=root-only
-      $LOWPORT forward --userspace 80/tcp 8081 --proxy-protocol v2 --workers 2 2>>$D/fwd.log & V2=$!
-      $LOWPORT forward --userspace 81/tcp 8081 --proxy-protocol v1 --workers 1 --user daemon 2>>$D/fwd.log & V1=$!
+      $LOWPORT forward serve 80/tcp 8081 --proxy-protocol v2 --workers 2 2>>$D/fwd.log & V2=$!
+      $LOWPORT forward serve 81/tcp 8081 --proxy-protocol v1 --workers 1 --user daemon 2>>$D/fwd.log & V1=$!
       waitready 80; waitready 81
       for p in 80 81; do
         echo "A$p=$(get http://127.0.0.1:$p/index.html)"
@@ -324,7 +327,7 @@ ${script}
       echo "LISTENING=$(ss -Hltn 'sport = :80 or sport = :81' | wc -l)"
       # A person's account of that name is not taken over.
       userdel lowport && useradd --uid 1500 --user-group lowport
-      $LOWPORT forward --userspace 82/tcp 8081 2>$D/err.txt; echo "HUMAN_EXIT=$?"
+      $LOWPORT forward serve 82/tcp 8081 2>$D/err.txt; echo "HUMAN_EXIT=$?"
       echo "HUMAN=$(head -1 $D/err.txt)"
       cat $D/fwd.log; rm -f $D/fwd.log $D/err.txt
       echo LOG; cat $LOG
@@ -364,7 +367,7 @@ ${script}
   it('userspace: UDP sessions per client, ended by the UDP timeout and logged', () => {
     const { out } = inNetns(`
       $H udp-server 5353 &
-      $LOWPORT forward --userspace 53/udp 5353 --udp-timeout 0.5 --log 2>$D/fwd.log & LP=$!
+      $LOWPORT forward serve 53/udp 5353 --udp-timeout 0.5 --log 2>$D/fwd.log & LP=$!
       waitready 53
       echo "V4=$($H udp-client 127.0.0.1 53 127.0.0.2)"
       echo "V6=$($H udp-client ::1 53)"
@@ -387,9 +390,9 @@ ${script}
       nft add table inet blackhole
       nft add chain inet blackhole out '{ type filter hook output priority 0; }'
       nft add rule inet blackhole out tcp dport 7002 drop
-      $LOWPORT forward --userspace 90/tcp 7000 --workers 1 --log --idle-timeout 2 --max-conns 3 2>>$D/fwd.log & F=$!
-      $LOWPORT forward --userspace 91/tcp 7001 --workers 1 --log 2>>$D/fwd.log & R=$!
-      $LOWPORT forward --userspace 92/tcp 7002 --workers 1 --log --connect-timeout 0.5 2>>$D/fwd.log & T=$!
+      $LOWPORT forward serve 90/tcp 7000 --workers 1 --log --idle-timeout 2 --max-conns 3 2>>$D/fwd.log & F=$!
+      $LOWPORT forward serve 91/tcp 7001 --workers 1 --log 2>>$D/fwd.log & R=$!
+      $LOWPORT forward serve 92/tcp 7002 --workers 1 --log --connect-timeout 0.5 2>>$D/fwd.log & T=$!
       waitready 90; waitready 91; waitready 92
       echo "BIG=$($H half-close 90 100000000)"
       echo "PEAK_KB=$(awk '/VmHWM/ {print $2}' /proc/$(pgrep -P $F | head -1)/status)"
@@ -440,11 +443,11 @@ ${script}
       nft add table inet blackhole
       nft add chain inet blackhole out '{ type filter hook output priority 0; }'
       nft add rule inet blackhole out ip daddr 127.0.0.9 tcp dport 7000 drop
-      unshare --mount --propagation private sh -c "mount --bind $D/hosts /etc/hosts && exec $LOWPORT forward --userspace 93/tcp lowport-backend.test:7000 --workers 1 --log" 2>>$D/fwd.log & N=$!
-      unshare --mount --propagation private sh -c "mount --bind $D/hosts /etc/hosts && exec $LOWPORT forward --userspace 98/tcp silent-backend.test:7000 --workers 1 --log --connect-timeout 0.5" 2>>$D/fwd.log & S=$!
-      $LOWPORT forward --userspace 94/tcp 7003 --workers 1 --log 2>>$D/fwd.log & X=$!
-      $LOWPORT forward --userspace 99/tcp 7004 --workers 1 2>>$D/fwd.log & G=$!
-      $LOWPORT forward --userspace 100/tcp 7005 --workers 1 2>>$D/fwd.log & GC=$!
+      unshare --mount --propagation private sh -c "mount --bind $D/hosts /etc/hosts && exec $LOWPORT forward serve 93/tcp lowport-backend.test:7000 --workers 1 --log" 2>>$D/fwd.log & N=$!
+      unshare --mount --propagation private sh -c "mount --bind $D/hosts /etc/hosts && exec $LOWPORT forward serve 98/tcp silent-backend.test:7000 --workers 1 --log --connect-timeout 0.5" 2>>$D/fwd.log & S=$!
+      $LOWPORT forward serve 94/tcp 7003 --workers 1 --log 2>>$D/fwd.log & X=$!
+      $LOWPORT forward serve 99/tcp 7004 --workers 1 2>>$D/fwd.log & G=$!
+      $LOWPORT forward serve 100/tcp 7005 --workers 1 2>>$D/fwd.log & GC=$!
       waitready 93; waitready 98; waitready 94; waitready 99; waitready 100
       echo "NAMED=$($H half-close 93 1000)"
       echo "SILENT_FIRST=$($H half-close 98 1000)"
@@ -453,13 +456,13 @@ ${script}
       echo "GREETING=$($H read-first 99 - 200)"
       echo "GREETING_CLOSE=$($H read-first 100 wait-end 200)"
       kill -TERM $N $S $X $G $GC; wait $N $S $X $G $GC
-      $LOWPORT forward --userspace 95/tcp no-such-host.invalid:80 2>$D/err.txt; echo "UNKNOWN_EXIT=$?"
+      $LOWPORT forward serve 95/tcp no-such-host.invalid:80 2>$D/err.txt; echo "UNKNOWN_EXIT=$?"
       echo "UNKNOWN=$(head -1 $D/err.txt)"
-      $LOWPORT forward --userspace 95/tcp 7000 --user root 2>$D/err.txt; echo "ROOT_EXIT=$?"
+      $LOWPORT forward serve 95/tcp 7000 --user root 2>$D/err.txt; echo "ROOT_EXIT=$?"
       echo "ROOT=$(head -1 $D/err.txt)"
       # lowport in a directory only root may enter: nobody cannot start it.
       mkdir -m 700 $D/private && cp -r $(dirname $(dirname $(dirname $(dirname ${pkg.cli})))) $D/private/pkg
-      ${process.execPath} $D/private/pkg/dist/src/cli/main.js forward --userspace 96/tcp 7000 2>$D/err.txt; echo "PRIVATE_EXIT=$?"
+      ${process.execPath} $D/private/pkg/dist/src/cli/main.js forward serve 96/tcp 7000 2>$D/err.txt; echo "PRIVATE_EXIT=$?"
       echo "PRIVATE_LISTENING=$(ss -Hltn 'sport = :96' | wc -l)"
       cat $D/err.txt
       cat $D/fwd.log; rm -rf $D/fwd.log $D/err.txt $D/hosts $D/private
@@ -487,7 +490,7 @@ ${script}
     const { out } = inNetns(`
       $H echo-server 7000 >/dev/null &
       waitport 7000
-      $LOWPORT forward --userspace 90/tcp 7000 --workers 1 --log 2>>$D/fwd.log & F=$!
+      $LOWPORT forward serve 90/tcp 7000 --workers 1 --log 2>>$D/fwd.log & F=$!
       waitready 90
       # The session ends on its own 4 s after its connect; the signals come once the forwarder serves it.
       $H slow-session 90 4 > $D/slow.out 2>$D/slow.err & S=$!
@@ -495,7 +498,7 @@ ${script}
       kill -TERM $F $(pgrep -P $F)
       wait $S; echo "SLOW=$(cat $D/slow.out)"
       wait $F; echo "EXIT=$?"
-      $LOWPORT forward --userspace 91/tcp 7000 --workers 1 --log 2>>$D/fwd.log & G=$!
+      $LOWPORT forward serve 91/tcp 7000 --workers 1 --log 2>>$D/fwd.log & G=$!
       waitready 91
       # A session far longer than the 1.5 s between the signals: only the second one ends it.
       # Its own files: the first session's "echoing" must not count (the redirect's truncation can come after the first grep).
@@ -521,7 +524,7 @@ ${script}
       waitport 7000
       # 64 open files: an idle forwarder has about 25 open, so 40 connections (two fds each) exhaust it.
       # (Root here lacks CAP_SYS_RESOURCE, so the limit is set before lowport starts, not on the forwarder.)
-      prlimit --nofile=64 $LOWPORT forward --userspace 97/tcp 7000 --workers 1 --log 2>>$D/fwd.log & F=$!
+      prlimit --nofile=64 $LOWPORT forward serve 97/tcp 7000 --workers 1 --log 2>>$D/fwd.log & F=$!
       waitready 97
       W=$(pgrep -P $F | head -1)
       echo "IDLE_FDS=$(ls /proc/$W/fd | wc -l)"

@@ -75,7 +75,7 @@ describe('install, unit and import-authbind', { skip }, () => {
     assert.equal(existsSync(join(root, 'etc/systemd/system/lowport.service')), false);
     assert.equal(existsSync(join(root, 'etc/systemd/system/sysinit.target.wants/lowport.service')), false);
     assert.ok(existsSync(join(root, 'etc/lowport/policy')));
-    assert.match(un.stdout, /kept .*policy \(--purge removes it\)/);
+    assert.match(un.stderr, /^lowport: kept .*policy \(--purge removes it\)/m);
     install(installOptions());
     assert.equal((await runMain(['uninstall', '--purge', '--root', root])).code, 0);
     assert.equal(existsSync(join(root, 'etc/lowport')), false);
@@ -156,7 +156,7 @@ describe('install, unit and import-authbind', { skip }, () => {
     }
     const bare = await run('--user', 'nobody', '--', 'true');
     assert.equal(bare.code, 0, bare.stderr);
-    assert.match(bare.stderr, /^lowport unit: using \/\S+\/true for true \(from PATH\)$/m);
+    assert.match(bare.stderr, /^lowport: using \/\S+\/true for true \(from PATH\)$/m);
     assert.match(bare.stdout, /^ExecStart=\/\S+\/true$/m);
   });
 

@@ -135,7 +135,7 @@ describe('lowport run, forward and doctor start programs with nothing of root’
       end=$((SECONDS + 120)); until grep -q waiting $D/sockets.err 2>/dev/null; do [ $SECONDS -lt $end ] || { echo "WAITFOR: no 'waiting' from lowport within 120 s"; break; }; sleep 0.1; done
       echo "CGROUP=$(cat ${box.cgroup}/lowport-run-*/cgroup.procs | wc -l)"
       kill -TERM $lp; wait $lp; echo "STATUS=$?"
-      echo "ERR=$(grep -v "^note: other processes of .* can ptrace" $D/sockets.err)"
+      echo "ERR=$(grep -v "^lowport: note: other processes of .* can ptrace" $D/sockets.err)"
       sleep 0.2; echo "LEFT=$(pgrep -fc 'sleep 318')"
     `);
     assert.match(value(out, 'ERR') ?? '', /waiting for 2 processes the command left; SIGINT or SIGTERM to lowport \(pid \d+\) ends them/, out);
@@ -228,7 +228,7 @@ os.execvp(sys.argv[1], sys.argv[1:])`;
     const { out } = inNetns(`
       for u in 4294967295 4294967296 00 +1 ' 0' -1 1e3; do
         $LOWPORT run --caps --user="$u" $G -- id -u </dev/null 2>>$D/run-ids.err; echo "RUN[$u]=$?"
-        $LOWPORT forward --userspace 95/tcp 7000 --user="$u" </dev/null 2>>$D/ids.err; echo "FWD[$u]=$?"
+        $LOWPORT forward serve 95/tcp 7000 --user="$u" </dev/null 2>>$D/ids.err; echo "FWD[$u]=$?"
       done
       echo "ERRS=$(grep -c 'is not a valid uid' $D/ids.err)"
     `);
@@ -264,10 +264,10 @@ c.on('exit', (code) => console.log('EXIT=' + code));`;
     assert.equal(value(pathOut, 'EXIT'), '0', pathOut);
   });
 
-  it('forward --userspace: the forwarder, as nobody, gets no terminal fd even when lowport runs on one; its output still reaches it', () => {
+  it('forward serve: the forwarder, as nobody, gets no terminal fd even when lowport runs on one; its output still reaches it', () => {
     const script = [
       'ip link set lo up',
-      `${process.execPath} ${pkg.cli} forward --userspace 95/tcp 7000 --workers 1 --log --user nobody & lp=$!`,
+      `${process.execPath} ${pkg.cli} forward serve 95/tcp 7000 --workers 1 --log --user nobody & lp=$!`,
       // The driver types a line once lowport says the forwarder serves: from then on the forwarder has its final fds.
       'read -r go',
       'w=$(pgrep -P $lp)',

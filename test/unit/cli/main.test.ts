@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { commandName, leaves } from '../../../src/cli/command.js';
 import { COMMANDS } from '../../../src/cli/main.js';
 import { runMain } from '../../run-main.js';
 
@@ -13,7 +14,7 @@ describe('lowport CLI without root', () => {
   it('explains usage and exits 2 when run with no arguments', async () => {
     const r = await run();
     assert.equal(r.code, 2);
-    for (const c of COMMANDS) assert.ok(new RegExp(`\\n  ${c.name} +`).test(r.stdout) && r.stdout.includes(c.summary), c.name);
+    for (const c of COMMANDS) assert.ok(new RegExp(`\\n  ${commandName(c)} +`).test(r.stdout) && r.stdout.includes(c.summary), commandName(c));
   });
 
   it('prints help and exits 0 for --help, also after global options', async () => {
@@ -30,10 +31,10 @@ describe('lowport CLI without root', () => {
   });
 
   it('gives every command its own help, with the global options', async () => {
-    for (const c of COMMANDS) {
-      const r = await run(c.name, '--help');
-      assert.equal(r.code, 0, c.name);
-      assert.match(r.stdout, new RegExp(`Usage: lowport ${c.name}`));
+    for (const c of leaves(COMMANDS)) {
+      const r = await run(...c.path, '--help');
+      assert.equal(r.code, 0, commandName(c));
+      assert.match(r.stdout, new RegExp(`Usage: lowport ${commandName(c)}`));
       assert.match(r.stdout, /--pin-dir DIR/);
     }
   });

@@ -48,7 +48,7 @@ describe('recommend', () => {
     const methods = r.alternatives.map((a) => a.method);
     assert.ok(!methods.includes('nft-redirect'));
     const forward = r.alternatives.find((a) => a.method === 'userspace-forward');
-    assert.equal(forward?.command, 'sudo lowport forward --userspace 80 8080');
+    assert.equal(forward?.command, 'sudo lowport forward serve 80 8080');
     assert.match(forward?.why ?? '', /127\.0\.0\.1 unless it reads a PROXY protocol header/);
   });
 
@@ -58,10 +58,10 @@ describe('recommend', () => {
     assert.equal(r.recommendation.command, 'sudo lowport run --sockets --port 80,443 --user alice -- YOUR-SERVER');
     assert.deepEqual(r.alternatives.map((a) => a.method), ['nft-redirect', 'userspace-forward', 'lowport-run-caps', 'sysctl']);
     assert.match(r.alternatives[2]?.why ?? '', /EVERY port below 1024/);
-    assert.equal(r.alternatives[1]?.command, 'sudo lowport forward --userspace 80 8080');
+    assert.equal(r.alternatives[1]?.command, 'sudo lowport forward serve 80 8080');
     const nft = r.alternatives[0];
     assert.ok(nft !== undefined);
-    assert.equal(nft.command, 'sudo lowport forward 80 8080');
+    assert.equal(nft.command, 'sudo lowport forward add 80 8080');
     assert.equal(r.alternatives.at(-1)?.method, 'sysctl');
     assert.equal(r.alternatives.at(-1)?.command, 'sudo sysctl -w net.ipv4.ip_unprivileged_port_start=80');
   });

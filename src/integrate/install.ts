@@ -92,7 +92,8 @@ export function systemdCommandLine(words: string[]): string {
   return words.map(systemdQuote).join(' ');
 }
 
-export function bootUnit(lowportArgv: string[], options: LowportOptions): string {
+/** The boot unit: `apply` at boot, `off` at stop. `header` says who installed it (`lowport install`, or the Debian package). */
+export function bootUnit(lowportArgv: string[], options: LowportOptions, header = '# Installed by `lowport install`; `lowport uninstall` removes it.'): string {
   // Absolute, as the condition's path is: the unit runs from / at boot, where a relative path means something else.
   const global = [
     ...(options.policy === undefined ? [] : ['--policy', policyPath(options)]),
@@ -100,7 +101,7 @@ export function bootUnit(lowportArgv: string[], options: LowportOptions): string
     ...(options.pinDir === undefined ? [] : ['--pin-dir', resolve(options.pinDir)]),
   ];
   const cmd = (verb: string) => systemdCommandLine([...lowportArgv, verb, ...global]);
-  return `# Installed by \`lowport install\`; \`lowport uninstall\` removes it.
+  return `${header}
 [Unit]
 Description=lowport: let non-root programs bind the ports the policy gives them
 DefaultDependencies=no

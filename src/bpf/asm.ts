@@ -224,3 +224,133 @@ function writeSlot(buf: Buffer, slot: number, code: number, dst: number, src: nu
   buf.writeInt16LE(off, at + 2);
   buf.writeInt32LE(imm, at + 4);
 }
+
+// ---------------------------------------------------------------------------
+// The decoder: bytes back into instructions, the inverse of assemble(), so
+// that tests (and a reader of a loaded program) can assert on what an
+// instruction is rather than on its opcode bits (as cilium/ebpf's asm does).
+
+export type InsnClass = 'ld' | 'ldx' | 'st' | 'stx' | 'alu' | 'jmp' | 'alu64';
+
+/** What an instruction does, as the assembler's method names say it. */
+export type Operation = AluOp | JmpOp | 'be' | 'ldx' | 'stx' | 'st' | 'atomic_add' | 'ld64' | 'ld_map_fd' | 'ja' | 'call' | 'exit';
+
+/** One decoded instruction; a two-slot load is one instruction of two slots. */
+export interface Instruction {
+  /** Slot index of its first (or only) slot. */
+  slot: number;
+  /** 1, or 2 for a 64-bit load. */
+  width: 1 | 2;
+  code: number;
+  class: InsnClass;
+  op: Operation;
+  /** Operand source of ALU and conditional jumps: the immediate (BPF_K) or src (BPF_X). */
+  source?: 'imm' | 'reg';
+  /** Access size in bytes of loads and stores. */
+  size?: Size;
+  dst: Reg;
+  src: number;
+  off: number;
+  imm: number;
+  /** Two-slot loads: the upper 32 bits (the second slot's imm). */
+  imm64High?: number;
+  /** Jumps: the slot it goes to (slot + 1 + off). */
+  target?: number;
+  /** In the verifier's notation, jumps as `goto pc+N` (no labels here). */
+  text: string;
+}
+
+const CLASS_NAME: Record<number, InsnClass> = { [LD]: 'ld', [LDX]: 'ldx', [ST]: 'st', [STX]: 'stx', [ALU]: 'alu', [JMP]: 'jmp', [ALU64]: 'alu64' };
+const SIZE_OF: Record<number, Size> = { [B]: 1, [H]: 2, [W]: 4, [DW]: 8 };
+const ALU_BY_CODE = new Map<number, AluOp>(Object.entries(ALU_OPS).map(([k, v]) => [v, k as AluOp]));
+const JMP_BY_CODE = new Map<number, JmpOp>(Object.entries(JMP_OPS).map(([k, v]) => [v, k as JmpOp]));
+
+function reg(n: number, slot: number): Reg {
+  if (n > 10) throw new RangeError(`slot ${slot}: register r${n} does not exist`);
+  return n as Reg;
+}
+
+/**
+ * Decodes a program (8 bytes a slot, host byte order) into instructions.
+ * Only what this assembler emits is decoded; anything else throws a
+ * RangeError naming the slot, as does a cut-short or malformed two-slot load.
+ */
+export function decode(code: Buffer): Instruction[] {
+  if (code.length % 8 !== 0) throw new RangeError(`${code.length} bytes is not a whole number of 8-byte slots`);
+  const out: Instruction[] = [];
+  for (let slot = 0; slot < code.length / 8; slot++) {
+    const insn = decodeAt(code, slot);
+    out.push(insn);
+    slot += insn.width - 1;
+  }
+  return out;
+}
+
+function decodeAt(code: Buffer, slot: number): Instruction {
+  const at = slot * 8;
+  const c = code.readUInt8(at);
+  const regs = code.readUInt8(at + 1);
+  const raw = { slot, width: 1 as 1 | 2, code: c, dst: reg(regs & 0xf, slot), src: regs >> 4, off: code.readInt16LE(at + 2), imm: code.readInt32LE(at + 4) };
+  const { dst, src, off, imm } = raw;
+  const cls = CLASS_NAME[c & 0x07];
+  const bad = (): never => {
+    throw new RangeError(`slot ${slot}: opcode 0x${c.toString(16).padStart(2, '0')} is not one this assembler emits`);
+  };
+  if (cls === undefined) return bad();
+  const size = SIZE_OF[c & 0x18] ?? 8;
+  const mode = c & 0xe0;
+  // ALU and JMP only: there the 0x08 bit picks the operand (in loads and stores it is part of the size).
+  const source = (c & X) !== 0 ? ('reg' as const) : ('imm' as const);
+  const operand = (): string => (source === 'reg' ? `r${reg(src, slot)}` : String(imm));
+  switch (cls) {
+    case 'alu64': {
+      const op = ALU_BY_CODE.get(c & 0xf0) ?? bad();
+      return { ...raw, class: cls, op, source, text: `r${dst} ${ALU_SYMBOL[op]} ${operand()}` };
+    }
+    case 'alu': {
+      if (c !== (ALU | END | TO_BE) || ![16, 32, 64].includes(imm)) return bad();
+      return { ...raw, class: cls, op: 'be', text: `r${dst} = be${imm} r${dst}` };
+    }
+    case 'ldx':
+      if (mode !== MEM) return bad();
+      return { ...raw, class: cls, op: 'ldx', size, text: `r${dst} = *(${SIZE_NAME[size]} *)${mem(reg(src, slot), off)}` };
+    case 'st':
+      if (mode !== MEM) return bad();
+      return { ...raw, class: cls, op: 'st', size, text: `*(${SIZE_NAME[size]} *)${mem(dst, off)} = ${imm}` };
+    case 'stx':
+      if (mode === MEM) return { ...raw, class: cls, op: 'stx', size, text: `*(${SIZE_NAME[size]} *)${mem(dst, off)} = r${reg(src, slot)}` };
+      if (mode !== ATOMIC || size !== 8 || imm !== 0) return bad();
+      return { ...raw, class: cls, op: 'atomic_add', size, text: `lock *(u64 *)${mem(dst, off)} += r${reg(src, slot)}` };
+    case 'ld': {
+      if (c !== (LD | IMM | DW) || (src !== 0 && src !== PSEUDO_MAP_FD)) return bad();
+      if (at + 16 > code.length) throw new RangeError(`slot ${slot}: the two-slot load is cut short`);
+      if (code.readUInt32LE(at + 8) !== 0) throw new RangeError(`slot ${slot + 1}: the second slot of a two-slot load must have a zero opcode, registers and offset`);
+      const imm64High = code.readInt32LE(at + 12);
+      const insn = { ...raw, width: 2 as const, class: cls, imm64High };
+      if (src === PSEUDO_MAP_FD) return { ...insn, op: 'ld_map_fd', text: `r${dst} = map[fd ${imm}] ll` };
+      const value = (BigInt(imm64High >>> 0) << 32n) | BigInt(imm >>> 0);
+      return { ...insn, op: 'ld64', text: `r${dst} = 0x${value.toString(16)} ll` };
+    }
+    case 'jmp': {
+      const target = slot + 1 + off;
+      if (c === (JMP | EXIT)) return { ...raw, class: cls, op: 'exit', text: 'exit' };
+      if (c === (JMP | CALL)) return { ...raw, class: cls, op: 'call', text: `call ${HELPER_NAME.get(imm) ?? `#${imm}`}` };
+      const goto = `goto pc${off < 0 ? '-' : '+'}${Math.abs(off)}`;
+      if (c === (JMP | JA)) return { ...raw, class: cls, op: 'ja', target, text: goto };
+      const op = JMP_BY_CODE.get(c & 0xf0) ?? bad();
+      return { ...raw, class: cls, op, source, target, text: `if r${dst} ${JMP_SYMBOL[op]} ${operand()} ${goto}` };
+    }
+  }
+}
+
+/** Encodes decoded instructions again: encode(decode(code)) gives back `code`. */
+export function encode(insns: readonly Instruction[]): Buffer {
+  const buf = Buffer.alloc(insns.reduce((n, i) => n + i.width, 0) * 8);
+  let slot = 0;
+  for (const i of insns) {
+    writeSlot(buf, slot, i.code, i.dst, i.src, i.off, i.imm);
+    if (i.width === 2) writeSlot(buf, slot + 1, 0, 0, 0, 0, i.imm64High ?? 0);
+    slot += i.width;
+  }
+  return buf;
+}

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { LowportError } from '../errors.js';
 import type { DirFd } from '../os/dirfd.js';
-import { findNft, nftApply, nftListTable } from '../os/nft.js';
+import { systemNft, type NftRunner } from '../os/nft.js';
 import { effectiveUid, findInPidNamespace, INIT_PID_NAMESPACE, pathState, pidNamespace, processCommandLine, processStartTime } from '../os/process.js';
 import { relaySignals } from '../os/signals.js';
 import type { ForwardRule } from '../policy/types.js';
@@ -72,27 +72,80 @@ function inOwnersDir<T>(create: boolean, fn: (dir: DirFd) => T): T | undefined {
   return withStateDir([POLICY_OWNERS], { create }, fn);
 }
 
+/** The records of which policy file each policy owner stands for. */
+export interface PolicyOwnerRecords {
+  /** The recorded file's path, or undefined (no record, or one that cannot be read). */
+  read(id: string): string | undefined;
+  write(id: string, policyPath: string): void;
+  remove(id: string): void;
+}
+
+const runDirRecords: PolicyOwnerRecords = {
+  read(id) {
+    let saved: unknown;
+    try {
+      saved = inOwnersDir(false, (dir) => dir.readJson(`${id}.json`));
+    } catch {
+      return undefined;
+    }
+    const path = typeof saved === 'object' && saved !== null ? (saved as { path?: unknown }).path : undefined;
+    return typeof path === 'string' ? path : undefined;
+  },
+  write(id, policyPath) {
+    inOwnersDir(true, (dir) => dir.writeJson(`${id}.json`, { path: policyPath }));
+  },
+  remove(id) {
+    inOwnersDir(false, (dir) => dir.unlink(`${id}.json`));
+    withStateDir([], { create: false }, (r) => r.removeIfEmpty(POLICY_OWNERS));
+  },
+};
+
+/**
+ * What the lifecycle runs on: nftables, whether this process is root, and
+ * the policy owner records. The system's by default; the unit tests put an
+ * in-memory table and records in its place (setRedirectHost).
+ */
+export interface RedirectHost {
+  nft: NftRunner;
+  isRoot(): boolean;
+  owners: PolicyOwnerRecords;
+  /**
+   * Serializes lowport's changes to its table between processes (a root-only
+   * lock file under /run/lowport, which stays: removing a lock file races with
+   * its next user). Without it, one process could delete the table, found
+   * empty, just as another adds its rules to it.
+   */
+  lock(): { release: () => void };
+}
+
+/** The system's nft, its failures explained (forward/nft.ts explainNft). */
+const explainedNft: NftRunner = {
+  available: () => systemNft.available(),
+  apply: (batch) => explainNft(() => systemNft.apply(batch)),
+  listTable: (family, name) => explainNft(() => systemNft.listTable(family, name)),
+};
+
+const systemHost: RedirectHost = { nft: explainedNft, isRoot: () => effectiveUid() === 0, owners: runDirRecords, lock: () => stateLock('nft.lock') };
+let host = systemHost;
+
+/** Runs the lifecycle on `next` (undefined: the system again); returns the host it replaces. For tests. */
+export function setRedirectHost(next: RedirectHost | undefined): RedirectHost {
+  const previous = host;
+  host = next ?? systemHost;
+  return previous;
+}
+
 function recordPolicyOwner(policyPath: string): void {
   const owner = policyOwner(policyPath);
-  if (owner.kind === 'policy') inOwnersDir(true, (dir) => dir.writeJson(`${owner.id}.json`, { path: policyPath }));
+  if (owner.kind === 'policy') host.owners.write(owner.id, policyPath);
 }
 
 function forgetPolicyOwner(owner: Owner): void {
-  if (owner.kind !== 'policy') return;
-  inOwnersDir(false, (dir) => dir.unlink(`${owner.id}.json`));
-  withStateDir([], { create: false }, (r) => r.removeIfEmpty(POLICY_OWNERS));
+  if (owner.kind === 'policy') host.owners.remove(owner.id);
 }
 
 function policyPathOf(owner: Owner): string | undefined {
-  if (owner.kind !== 'policy') return undefined;
-  let saved: unknown;
-  try {
-    saved = inOwnersDir(false, (dir) => dir.readJson(`${owner.id}.json`));
-  } catch {
-    return undefined;
-  }
-  const path = typeof saved === 'object' && saved !== null ? (saved as { path?: unknown }).path : undefined;
-  return typeof path === 'string' ? path : undefined;
+  return owner.kind === 'policy' ? host.owners.read(owner.id) : undefined;
 }
 
 /** The owner's pid as seen from here: its own, or found by its pid in its namespace; undefined when not visible. */
@@ -126,7 +179,7 @@ function deadProcess(r: ListedRedirect): boolean {
 }
 
 export function requireNftRoot(): void {
-  if (effectiveUid() !== 0) {
+  if (!host.isRoot()) {
     throw new LowportError('E_NOT_ROOT', 'kernel redirects need root: nftables rules are reserved to root (CAP_NET_ADMIN)', {
       hint: 'Run it with sudo, or use `lowport forward --userspace` as a user granted the port.',
     });
@@ -134,7 +187,7 @@ export function requireNftRoot(): void {
 }
 
 function readTable(): { redirects: ListedRedirect[]; foreign: ListedRule[]; total: number } {
-  const listing = explainNft(() => nftListTable(FAMILY, TABLE));
+  const listing = host.nft.listTable(FAMILY, TABLE);
   if (listing === undefined) return { redirects: [], foreign: [], total: 0 };
   const rules = listedRules(listing);
   return { ...groupRedirects(rules), total: rules.length };
@@ -143,7 +196,7 @@ function readTable(): { redirects: ListedRedirect[]; foreign: ListedRule[]; tota
 /** Every redirect in lowport's table, with whether its owner still runs. No table (or no nft): none. */
 export function listRedirects(): ForwardEntry[] {
   requireNftRoot();
-  if (findNft() === undefined) return [];
+  if (!host.nft.available()) return [];
   return readTable().redirects.map((r) => {
     const alive = ownerAlive(r.owner);
     const entry: ForwardEntry = { owner: r.owner, port: r.port, protocols: r.protocols, toPort: r.toPort, addrs: r.addrs, alive };
@@ -168,7 +221,7 @@ function change(
   check: (staying: ListedRedirect[]) => void = () => {},
   committed: () => void = () => {},
 ): ListedRedirect[] {
-  const lock = stateLock('nft.lock');
+  const lock = host.lock();
   try {
     const { redirects, total } = readTable();
     const dropped = redirects.filter((r) => drop(r) || deadProcess(r));
@@ -176,9 +229,9 @@ function change(
     check(staying);
     const handles = dropped.flatMap((r) => r.handles);
     if (add.length > 0) {
-      explainNft(() => nftApply(addBatch(add, handles)));
+      host.nft.apply(addBatch(add, handles));
     } else if (handles.length > 0) {
-      explainNft(() => nftApply({ nftables: handles.length === total ? [deleteTableCommand()] : deleteCommands(handles) }));
+      host.nft.apply({ nftables: handles.length === total ? [deleteTableCommand()] : deleteCommands(handles) });
     }
     // A policy owner with nothing left in the table needs no record of its path.
     for (const r of dropped) {
@@ -194,7 +247,7 @@ function change(
 /** `lowport forward --gc`: removes the redirects whose owner died, or whose policy file is gone; returns them. */
 export function gcRedirects(): ListedRedirect[] {
   requireNftRoot();
-  if (findNft() === undefined) return [];
+  if (!host.nft.available()) return [];
   return change((r) => !ownerAlive(r.owner), []);
 }
 
@@ -282,7 +335,7 @@ export function forwardToSpec(f: Pick<ForwardRule, 'port' | 'protocols' | 'toPor
  */
 export function restorePersisted(policyPath: string, forwards: readonly ForwardRule[]): number {
   const owner = policyOwner(policyPath);
-  if (forwards.length === 0 && findNft() === undefined) return 0;
+  if (forwards.length === 0 && !host.nft.available()) return 0;
   requireNftRoot();
   const specs = forwards.map(forwardToSpec);
   const mine = (r: ListedRedirect): boolean => sameOwner(r.owner, owner);
@@ -302,6 +355,6 @@ export function restorePersisted(policyPath: string, forwards: readonly ForwardR
 
 /** Removes a policy file's persisted redirects from the kernel (the file stays): for `lowport off`. */
 export function removePersisted(policyPath: string): number {
-  if (findNft() === undefined || effectiveUid() !== 0) return 0;
+  if (!host.nft.available() || !host.isRoot()) return 0;
   return removeRedirects(policyOwner(policyPath)).filter((r) => sameOwner(r.owner, policyOwner(policyPath))).length;
 }

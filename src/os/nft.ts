@@ -70,3 +70,23 @@ export function nftListTable(family: string, name: string): unknown {
   }
   return JSON.parse(r.stdout) as unknown;
 }
+
+/**
+ * What the redirect lifecycle (forward/redirect.ts) asks of nftables, as one
+ * interface, so that the lifecycle can run against an in-memory table in the
+ * unit tests (no root, no nft). `systemNft` is the real one.
+ */
+export interface NftRunner {
+  /** Whether nft(8) is installed. */
+  available(): boolean;
+  /** Runs one JSON batch (`{ nftables: [...] }`) as a single transaction. */
+  apply(batch: unknown): void;
+  /** `nft -j -a list table FAMILY NAME` parsed, or undefined when there is no such table. */
+  listTable(family: string, name: string): unknown;
+}
+
+export const systemNft: NftRunner = {
+  available: () => findNft() !== undefined,
+  apply: nftApply,
+  listTable: nftListTable,
+};

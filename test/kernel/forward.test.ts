@@ -16,8 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { HELPER_SOURCE } from './forward-helper.js';
-import { kernelSkipReason, PackageCopy, Sandbox } from './sandbox.js';
+import { copyFixture, kernelSkipReason, PackageCopy, Sandbox } from './sandbox.js';
 
 function missing(): string | undefined {
   for (const tool of ['nft', 'nginx', 'curl', 'unshare', 'setpriv']) {
@@ -34,7 +33,7 @@ describe('lowport forward', { skip }, () => {
   before(() => {
     box = new Sandbox('forward');
     pkg = new PackageCopy();
-    writeFileSync(join(box.dir, 'helper.cjs'), HELPER_SOURCE, { mode: 0o644 });
+    copyFixture('forward-helper', box.dir);
     writeFileSync(join(box.dir, 'index.html'), 'hello from nginx\n', { mode: 0o644 });
   });
   after(async () => {
@@ -68,7 +67,7 @@ ip link set lo up
 D=${d}
 mkdir $D/etc-$$ && mount -t tmpfs -o mode=755 tmpfs $D/etc-$$ && cp -a /etc/. $D/etc-$$/ && mount --bind $D/etc-$$ /etc || { echo "no private /etc"; exit 1; }
 LOWPORT="${process.execPath} ${pkg.cli}"
-H="${process.execPath} $D/helper.cjs"
+H="${process.execPath} $D/forward-helper.mjs"
 G="${box.args.join(' ')}"
 LOG=$D/access-$$.log
 rm -f $D/fwd.log $D/slow*.out $D/slow*.err

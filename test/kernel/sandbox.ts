@@ -9,7 +9,7 @@
  * an `after`/`finally` hook.
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runMain } from '../run-main.js';
@@ -25,39 +25,17 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const CLI = join(here, '..', '..', 'src', 'cli', 'main.js');
 
 /**
- * The bind probe, run as the unprivileged client: tries each bind in turn and
- * prints 'ok' or the error code for each. Written into the sandbox's own
- * directory, since the client may not be able to read the checkout (CI may
- * clone under /root).
+ * A helper program of test/fixtures/ (compiled next to this directory), to
+ * copy into a sandbox's directory: the clients run as another user, who may
+ * not be able to read the checkout (CI may clone under /root). Copied as
+ * .mjs, since no package.json there says the file is an ES module.
  */
-const PROBE_SOURCE = `
-const net = require('node:net');
-const dgram = require('node:dgram');
-const held = [];
-function done(s, hold, resolve) {
-  if (hold) { held.push(s); resolve('ok'); } else s.close(() => resolve('ok'));
+export function copyFixture(name: string, toDir: string): string {
+  const to = join(toDir, `${name}.mjs`);
+  copyFileSync(join(here, '..', 'fixtures', `${name}.js`), to);
+  chmodSync(to, 0o644);
+  return to;
 }
-function tryTcp(addr, port, hold) {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', (e) => resolve(e.code));
-    s.listen({ host: addr, port, exclusive: true }, () => done(s, hold, resolve));
-  });
-}
-function tryUdp(addr, port, hold) {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket(net.isIPv6(addr) ? 'udp6' : 'udp4');
-    s.once('error', (e) => { try { s.close(); } catch {} resolve(e.code); });
-    s.bind({ address: addr, port, exclusive: true }, () => done(s, hold, resolve));
-  });
-}
-(async () => {
-  const out = [];
-  for (const b of JSON.parse(process.argv[2])) out.push(await (b.proto === 'tcp' ? tryTcp : tryUdp)(b.addr, b.port, b.hold === true));
-  process.stdout.write(JSON.stringify(out));
-  for (const s of held) s.close();
-})();
-`;
 
 let counter = 0;
 
@@ -124,8 +102,9 @@ export class Sandbox {
     return join(this.dir, 'work');
   }
 
+  /** The bind probe (test/fixtures/bind-probe.ts), in the sandbox's directory. */
   get probePath(): string {
-    return join(this.dir, 'probe.cjs');
+    return join(this.dir, 'bind-probe.mjs');
   }
 
   constructor(label: string) {
@@ -139,7 +118,7 @@ export class Sandbox {
     this.policy = join(this.dir, 'policy');
     this.bpffs = join(this.dir, 'bpffs');
     this.pinDir = join(this.bpffs, 'lowport');
-    writeFileSync(this.probePath, PROBE_SOURCE, { mode: 0o644 });
+    copyFixture('bind-probe', this.dir);
     mkdirSync(this.bpffs);
     mount('bpf', this.bpffs, 'bpf');
     createNewCgroup(this.cgroup);

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Assembler, FP, HELPER, R0, R1, R2, R3, R6, R7, R8, R9 } from '../../../src/bpf/asm.js';
+import { Assembler, decode, encode, FP, HELPER, R0, R1, R2, R3, R6, R7, R8, R9, type Instruction } from '../../../src/bpf/asm.js';
 
 /** Bytes from spaced hex, e.g. `b7 00 00 00 01 00 00 00`. */
 function hex(text: string): Buffer {
@@ -334,5 +334,97 @@ describe('Assembler: listing', () => {
   it('prints a label at the end of the program, and several labels of one slot in order', () => {
     const a = new Assembler().label('a').label('b').exit().label('end');
     assert.equal(a.listing(), ['a:', 'b:', '   0: (95) exit', 'end:'].join('\n'));
+  });
+});
+
+describe('decode', () => {
+  /** The fields a test states about one decoded instruction. */
+  const fields = (i: Instruction | undefined): Partial<Instruction> => {
+    assert.ok(i !== undefined);
+    const { slot, width, class: cls, op, source, size, dst, src, off, imm, imm64High, target, text } = i;
+    const all: Partial<Instruction> = { slot, width, class: cls, op, source, size, dst, src, off, imm, imm64High, target, text };
+    return Object.fromEntries(Object.entries(all).filter(([, v]) => v !== undefined));
+  };
+  const one = (build: (a: Assembler) => void): Partial<Instruction> => {
+    const a = new Assembler();
+    build(a);
+    return fields(decode(a.assemble())[0]);
+  };
+
+  it('decodes each kind of instruction the assembler emits into its class, operation and operands', () => {
+    const table: [string, (a: Assembler) => void, Partial<Instruction>][] = [
+      ['mov reg', (a) => a.mov(R6, R1), { class: 'alu64', op: 'mov', source: 'reg', dst: 6, src: 1, off: 0, imm: 0, text: 'r6 = r1' }],
+      ['and imm', (a) => a.alu64('and', R1, { imm: -3 }), { class: 'alu64', op: 'and', source: 'imm', dst: 1, src: 0, off: 0, imm: -3, text: 'r1 &= -3' }],
+      ['be16', (a) => a.be(R8, 16), { class: 'alu', op: 'be', dst: 8, src: 0, off: 0, imm: 16, text: 'r8 = be16 r8' }],
+      ['ldx u16', (a) => a.ldx(2, R1, R8, 4), { class: 'ldx', op: 'ldx', size: 2, dst: 1, src: 8, off: 4, imm: 0, text: 'r1 = *(u16 *)(r8 + 4)' }],
+      ['stx u64', (a) => a.stx(8, FP, -8, R0), { class: 'stx', op: 'stx', size: 8, dst: 10, src: 0, off: -8, imm: 0, text: '*(u64 *)(r10 - 8) = r0' }],
+      ['st u8', (a) => a.st(1, FP, -28, 10), { class: 'st', op: 'st', size: 1, dst: 10, src: 0, off: -28, imm: 10, text: '*(u8 *)(r10 - 28) = 10' }],
+      ['atomic add', (a) => a.atomicAdd64(R8, 8, R1), { class: 'stx', op: 'atomic_add', size: 8, dst: 8, src: 1, off: 8, imm: 0, text: 'lock *(u64 *)(r8 + 8) += r1' }],
+      ['call', (a) => a.call(HELPER.get_current_uid_gid), { class: 'jmp', op: 'call', dst: 0, src: 0, off: 0, imm: 15, text: 'call get_current_uid_gid' }],
+      ['exit', (a) => a.exit(), { class: 'jmp', op: 'exit', dst: 0, src: 0, off: 0, imm: 0, text: 'exit' }],
+    ];
+    for (const [name, build, want] of table) assert.deepEqual(one(build), { slot: 0, width: 1, ...want }, name);
+  });
+
+  it('decodes a 64-bit constant and a map fd load as one two-slot instruction', () => {
+    assert.deepEqual(one((a) => a.ld64(R3, 0x1122334455667788n)), {
+      slot: 0, width: 2, class: 'ld', op: 'ld64', dst: 3, src: 0, off: 0, imm: 0x55667788, imm64High: 0x11223344, text: 'r3 = 0x1122334455667788 ll',
+    });
+    assert.deepEqual(one((a) => a.ld64(R1, -1n)).text, 'r1 = 0xffffffffffffffff ll');
+    assert.deepEqual(one((a) => a.ldMapFd(R1, 42, 'lowport_outer')), {
+      slot: 0, width: 2, class: 'ld', op: 'ld_map_fd', dst: 1, src: 1, off: 0, imm: 42, imm64High: 0, text: 'r1 = map[fd 42] ll',
+    });
+  });
+
+  it('gives jumps their target slot, counting two-slot loads twice, forward and backward', () => {
+    const a = new Assembler().label('top').jmp('jne', R1, { imm: 0 }, 'out').ld64(R2, 5n).jmp('jeq', R1, R2, 'top').label('out').exit();
+    const insns = decode(a.assemble());
+    assert.deepEqual(insns.map((i) => [i.slot, i.op, i.source, i.target]), [
+      [0, 'jne', 'imm', 4],
+      [1, 'ld64', undefined, undefined],
+      [3, 'jeq', 'reg', 0],
+      [4, 'exit', undefined, undefined],
+    ]);
+    assert.deepEqual(insns.map((i) => i.text), ['if r1 != 0 goto pc+3', 'r2 = 0x5 ll', 'if r1 == r2 goto pc-4', 'exit']);
+  });
+
+  it('is the inverse of the assembler: every instruction decodes to what was written, and encodes back to the same bytes', () => {
+    const a = new Assembler()
+      .mov(R6, R1)
+      .ldx(4, R7, R6, 36)
+      .jmp('jeq', R7, { imm: 6 }, 'ok')
+      .jmp('jset', R7, R8, 'ok')
+      .label('ok')
+      .mov(R0, { imm: 0 });
+    for (const op of ['add', 'sub', 'mul', 'or', 'and', 'lsh', 'rsh', 'xor', 'mov'] as const) a.alu64(op, R1, { imm: 7 }).alu64(op, R2, R3);
+    for (const op of ['jeq', 'jgt', 'jge', 'jset', 'jne', 'jlt', 'jle'] as const) a.jmp(op, R1, { imm: -1 }, 'end').jmp(op, R1, R9, 'end');
+    for (const size of [1, 2, 4, 8] as const) a.ldx(size, R1, FP, -8).stx(size, FP, -16, R2).st(size, FP, -24, 3);
+    a.be(R2, 32).be(R2, 64).atomicAdd64(R0, -16, R9).ld64(R1, 1n << 63n).ldMapFd(R2, 7).call(HELPER.map_lookup_elem).call(99).ja('end').label('end').ret(1);
+    const code = a.assemble();
+    const insns = decode(code);
+    assert.ok(encode(insns).equals(code));
+    // The listing says the same as the decoded text, but for jump targets (labels there, pc offsets here) and map names.
+    const listed = a.listing().split('\n').filter((l) => !l.endsWith(':'));
+    assert.equal(listed.length, insns.length);
+    insns.forEach((i, n) => {
+      const line = listed[n] ?? '';
+      assert.ok(line.startsWith(`${String(i.slot).padStart(4)}: (${i.code.toString(16).padStart(2, '0')})`), line);
+      if (i.target === undefined) assert.ok(line.endsWith(` ${i.text}`), `${line} vs ${i.text}`);
+    });
+    assert.equal(decode(Buffer.alloc(0)).length, 0);
+  });
+
+  it('refuses what the assembler never emits, naming the slot', () => {
+    assert.throws(() => decode(hex('b7 00 00 00 01 00 00')), { name: 'RangeError', message: /7 bytes is not a whole number/ });
+    // BPF_JMP32 (class 0x06) and BPF_ALU | BPF_ADD: valid eBPF, not lowport's.
+    assert.throws(() => decode(hex('95 00 00 00 00 00 00 00 16 01 00 00 00 00 00 00')), { message: /slot 1: opcode 0x16 is not one/ });
+    assert.throws(() => decode(hex('04 01 00 00 01 00 00 00')), { message: /slot 0: opcode 0x04/ });
+    // BPF_ATOMIC with BPF_FETCH, and a 32-bit atomic.
+    assert.throws(() => decode(hex('db 18 08 00 01 00 00 00')), { message: /opcode 0xdb/ });
+    assert.throws(() => decode(hex('c3 18 08 00 00 00 00 00')), { message: /opcode 0xc3/ });
+    assert.throws(() => decode(hex('bf b1 00 00 00 00 00 00')), { message: /slot 0: register r11 does not exist/ });
+    assert.throws(() => decode(hex('18 01 00 00 01 00 00 00')), { message: /slot 0: the two-slot load is cut short/ });
+    assert.throws(() => decode(hex('18 01 00 00 01 00 00 00 18 00 00 00 00 00 00 00')), { message: /slot 1: the second slot/ });
+    assert.throws(() => decode(hex('18 21 00 00 01 00 00 00 00 00 00 00 00 00 00 00')), { message: /opcode 0x18/ });
   });
 });

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { addressKey, addressText, compile, protocolName, protocolNumber } from '../../../src/grants/compile.js';
+import { addressKey, addressText, compile, compileTable, protocolName, protocolNumber } from '../../../src/grants/compile.js';
 import type { Entry } from '../../../src/grants/live.js';
-import { encodeKey, Kind, lookupFlag, RESERVED } from '../../../src/grants/map-format.js';
-import { nameChanges, requireKnownPrincipal, resolvePolicy, subordinateNotes, type Directory, type NameBindings, type ResolvedRule } from '../../../src/grants/resolve.js';
+import { encodeKey, HOST_IS_LITTLE_ENDIAN as HOST_LE, Kind, lookupFlag, RESERVED } from '../../../src/grants/map-format.js';
+import { GRANT, PASS, REFUSE } from '../../../src/grants/program.js';
+import { nameChanges, requireKnownPrincipal, resolvePolicy, subordinateNotes, type Directory, type NameBindings, type ResolvedRule, type Subject } from '../../../src/grants/resolve.js';
 import { LowportError } from '../../../src/errors.js';
 import type { GroupEntry, PasswdEntry } from '../../../src/os/nss.js';
 import { parsePolicy } from '../../../src/policy/parse.js';
+import { bind, policyMap, type BindProtocol, type Caller } from './bind-interpreter.js';
 
 const user = (name: string, uid: number, gid = uid): PasswdEntry => ({ name, uid, gid, home: `/home/${name}`, shell: '/bin/sh' });
 
@@ -408,5 +410,210 @@ describe('protocol numbers', () => {
     assert.equal(protocolName(17), 'udp');
     assert.equal(protocolName(132), undefined);
     assert.equal(protocolName(0), undefined);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The compiler's security rules, shown by running binds through the real bind
+// program (bind-interpreter.ts) against the compiled table. Rules are given
+// already resolved (no NSS): each statement with the subjects it resolved to.
+
+const asUser = (uid: number): Subject[] => [{ kind: Kind.UID, id: BigInt(uid) }];
+const asGroup = (gid: number, ...memberUids: number[]): Subject[] => [{ kind: Kind.GID, id: BigInt(gid) }, ...memberUids.flatMap(asUser)];
+const asEveryone: Subject[] = [{ kind: Kind.EVERYONE, id: 0n }];
+/** A reservation whose owner did not resolve: its ports are for root alone. */
+const unresolved: Subject[] = [];
+
+const callers = {
+  root: { uid: 0, gid: 0 },
+  postgres: { uid: 70, gid: 70 },
+  alice: { uid: 1000, gid: 1000 },
+  bob: { uid: 1001, gid: 1001 },
+  /** A member of web (gid 2000) by a supplementary group. */
+  carol: { uid: 1002, gid: 100 },
+  /** In web by primary group. */
+  dave: { uid: 1005, gid: 2000 },
+} satisfies Record<string, Caller>;
+
+const VERDICT = { grant: GRANT, pass: PASS, refuse: REFUSE } as const;
+type Verdict = keyof typeof VERDICT;
+type BindCase = [who: keyof typeof callers, at: string, port: number, protocol: BindProtocol, expect: Verdict];
+
+interface SecurityCase {
+  rule: string;
+  policy: string;
+  /** Per statement, what it resolved to. */
+  subjects: Subject[][];
+  binds: BindCase[];
+}
+
+function resolvedRules(policy: string, subjects: Subject[][]): ResolvedRule[] {
+  const rules = parsePolicy(policy, 'policy').rules;
+  assert.equal(rules.length, subjects.length, 'one subject list per statement');
+  return rules.map((rule, i) => ({ rule, subjects: subjects[i] ?? [], label: `line ${rule.line}` }));
+}
+
+const SECURITY: SecurityCase[] = [
+  {
+    rule: 'a grant to everyone over a range does not open a port reserved inside it (31cce13)',
+    policy: 'grant 85-95 everyone\nreserve 90 user postgres\n',
+    subjects: [asEveryone, asUser(70)],
+    binds: [
+      ['bob', '0.0.0.0', 90, 'tcp', 'refuse'],
+      ['bob', '127.0.0.1', 90, 'udp', 'refuse'],
+      ['alice', '::1', 90, 'tcp', 'refuse'],
+      ['bob', '0.0.0.0', 89, 'tcp', 'grant'],
+      ['bob', '::', 91, 'udp', 'grant'],
+      ['postgres', '0.0.0.0', 90, 'tcp', 'grant'],
+      ['root', '0.0.0.0', 90, 'tcp', 'pass'],
+    ],
+  },
+  {
+    rule: 'the reservation wins whichever comes first in the file',
+    policy: 'reserve 90 user postgres\ngrant 85-95 everyone\n',
+    subjects: [asUser(70), asEveryone],
+    binds: [
+      ['bob', '0.0.0.0', 90, 'tcp', 'refuse'],
+      ['bob', '0.0.0.0', 91, 'tcp', 'grant'],
+      ['postgres', '::', 90, 'udp', 'grant'],
+    ],
+  },
+  {
+    rule: 'an address-specific grant to everyone does not open a reserved port either, and a reservation covers only its protocol',
+    policy: 'grant 90 everyone addr 127.0.0.1\nreserve 90/tcp user postgres\n',
+    subjects: [asEveryone, asUser(70)],
+    binds: [
+      ['bob', '127.0.0.1', 90, 'tcp', 'refuse'],
+      ['bob', '0.0.0.0', 90, 'tcp', 'refuse'],
+      ['bob', '127.0.0.1', 90, 'udp', 'grant'],
+      ['bob', '0.0.0.0', 90, 'udp', 'pass'],
+      ['postgres', '0.0.0.0', 90, 'tcp', 'grant'],
+    ],
+  },
+  {
+    rule: 'a reservation refuses everyone the policy does not name, and a named grant still opens it where it says',
+    policy: 'reserve 5432 user postgres\ngrant 5432 user alice addr 127.0.0.1\n',
+    subjects: [asUser(70), asUser(1000)],
+    binds: [
+      ['alice', '127.0.0.1', 5432, 'tcp', 'grant'],
+      ['alice', '0.0.0.0', 5432, 'tcp', 'refuse'],
+      ['bob', '127.0.0.1', 5432, 'tcp', 'refuse'],
+      ['postgres', '0.0.0.0', 5432, 'udp', 'grant'],
+      ['root', '127.0.0.1', 5432, 'tcp', 'pass'],
+    ],
+  },
+  {
+    rule: 'a reservation whose owner did not resolve keeps its port for root alone, even against a grant to everyone',
+    policy: 'reserve 5432 user ghost\ngrant 5432 everyone\n',
+    subjects: [unresolved, asEveryone],
+    binds: [
+      ['alice', '0.0.0.0', 5432, 'tcp', 'refuse'],
+      ['postgres', '::', 5432, 'udp', 'refuse'],
+      ['root', '0.0.0.0', 5432, 'tcp', 'pass'],
+    ],
+  },
+  {
+    rule: 'user, group and everyone rules on one port each add their own lookups to its marker',
+    policy: 'grant 80 user alice\ngrant 80 group web\ngrant 80/udp everyone\n',
+    subjects: [asUser(1000), asGroup(2000, 1002), asEveryone],
+    binds: [
+      ['alice', '0.0.0.0', 80, 'tcp', 'grant'],
+      ['carol', '0.0.0.0', 80, 'tcp', 'grant'],
+      ['dave', '::', 80, 'tcp', 'grant'],
+      ['bob', '0.0.0.0', 80, 'tcp', 'pass'],
+      ['bob', '0.0.0.0', 80, 'udp', 'grant'],
+      ['root', '0.0.0.0', 80, 'tcp', 'pass'],
+    ],
+  },
+  {
+    rule: 'a grant with addresses holds on those addresses only, in either family',
+    policy: 'grant 53 user alice addr 127.0.0.1,2001:db8::1\n',
+    subjects: [asUser(1000)],
+    binds: [
+      ['alice', '127.0.0.1', 53, 'udp', 'grant'],
+      ['alice', '2001:db8::1', 53, 'tcp', 'grant'],
+      ['alice', '0.0.0.0', 53, 'udp', 'pass'],
+      ['alice', '::', 53, 'udp', 'pass'],
+      ['alice', '2001:db8::2', 53, 'tcp', 'pass'],
+      ['bob', '127.0.0.1', 53, 'udp', 'pass'],
+    ],
+  },
+  {
+    rule: 'an any-address grant and an address-specific one on the same port both hold',
+    policy: 'grant 53 user alice addr 127.0.0.1\ngrant 53 user bob\n',
+    subjects: [asUser(1000), asUser(1001)],
+    binds: [
+      ['bob', '2001:db8::1', 53, 'tcp', 'grant'],
+      ['bob', '127.0.0.1', 53, 'tcp', 'grant'],
+      ['alice', '127.0.0.1', 53, 'tcp', 'grant'],
+      ['alice', '0.0.0.0', 53, 'tcp', 'pass'],
+    ],
+  },
+  {
+    rule: 'an IPv4-mapped IPv6 address is the IPv4 address, in the policy and in the bind',
+    policy: 'grant 80 user alice addr ::ffff:127.0.0.1\ngrant 81 user alice addr 127.0.0.1\n',
+    subjects: [asUser(1000), asUser(1000)],
+    binds: [
+      ['alice', '127.0.0.1', 80, 'tcp', 'grant'],
+      ['alice', '::ffff:127.0.0.1', 80, 'tcp', 'grant'],
+      ['alice', '::ffff:127.0.0.1', 81, 'tcp', 'grant'],
+      // ::127.0.0.1 (IPv4-compatible, deprecated) is an IPv6 address.
+      ['alice', '::127.0.0.1', 80, 'tcp', 'pass'],
+      ['alice', '::ffff:10.0.0.1', 81, 'tcp', 'pass'],
+      ['alice', '::1', 80, 'tcp', 'pass'],
+    ],
+  },
+  {
+    rule: 'root is never refused, and is granted only when named',
+    policy: 'grant 80 user root\nreserve 81 user alice\ngrant 82 user alice\n',
+    subjects: [asUser(0), asUser(1000), asUser(1000)],
+    binds: [
+      ['root', '0.0.0.0', 80, 'tcp', 'grant'],
+      ['root', '0.0.0.0', 81, 'tcp', 'pass'],
+      ['root', '0.0.0.0', 82, 'udp', 'pass'],
+      ['alice', '0.0.0.0', 81, 'tcp', 'grant'],
+      ['bob', '0.0.0.0', 81, 'tcp', 'refuse'],
+    ],
+  },
+  {
+    rule: 'only the ports and protocols a rule covers get a marker: the rest pass untouched',
+    policy: 'grant 1000-1002/tcp user alice\n',
+    subjects: [asUser(1000)],
+    binds: [
+      ['alice', '0.0.0.0', 999, 'tcp', 'pass'],
+      ['alice', '0.0.0.0', 1000, 'tcp', 'grant'],
+      ['alice', '0.0.0.0', 1002, 'tcp', 'grant'],
+      ['alice', '0.0.0.0', 1003, 'tcp', 'pass'],
+      ['alice', '0.0.0.0', 1001, 'udp', 'pass'],
+    ],
+  },
+];
+
+describe('compileTable: the security rules, through the bind program', { skip: HOST_LE ? false : 'the interpreter reads uid and gid as on little-endian CPUs' }, () => {
+  for (const c of SECURITY) {
+    it(c.rule, () => {
+      const map = policyMap(compileTable(resolvedRules(c.policy, c.subjects)));
+      const got = c.binds.map(([who, at, port, protocol]) => bind(map, callers[who], at, port, protocol).verdict);
+      const want = c.binds.map(([, , , , expect]) => VERDICT[expect]);
+      // One line per bind, so a failure shows which binds changed.
+      const line = (v: number, [who, at, port, protocol]: BindCase): string => `${who} ${at} ${port}/${protocol}: ${Object.entries(VERDICT).find(([, n]) => n === v)?.[0] ?? v}`;
+      assert.deepEqual(
+        got.map((v, i) => line(v, c.binds[i] as BindCase)),
+        want.map((v, i) => line(v, c.binds[i] as BindCase)),
+      );
+    });
+  }
+
+  it('flags on a marker only the lookups its port’s rules can match, so a bind costs one lookup per kind named', () => {
+    const lookups = (policy: string, subjects: Subject[][], at: string, port: number): number =>
+      bind(policyMap(compileTable(resolvedRules(policy, subjects))), callers.bob, at, port).lookups;
+    // The outer map and the marker; then one per flagged lookup.
+    assert.equal(lookups('grant 80 user alice\n', [asUser(1000)], '0.0.0.0', 81), 2);
+    assert.equal(lookups('grant 80 user alice\n', [asUser(1000)], '0.0.0.0', 80), 3);
+    assert.equal(lookups('grant 80 user alice addr 127.0.0.1\n', [asUser(1000)], '127.0.0.1', 80), 3);
+    assert.equal(lookups('grant 80 user alice addr 127.0.0.1\ngrant 80 user carol\n', [asUser(1000), asUser(1002)], '127.0.0.1', 80), 4);
+    assert.equal(lookups('grant 80 group web\n', [asGroup(2000, 1002)], '0.0.0.0', 80), 4);
+    // A reserved port never looks up EVERYONE, whatever grant covers it.
+    assert.equal(lookups('grant 80 everyone\nreserve 80 user postgres\n', [asEveryone, asUser(70)], '0.0.0.0', 80), 3);
   });
 });

@@ -8,7 +8,7 @@ import { userInfo } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { formatDiagnostics } from '../diagnostic.js';
 import { LowportError, PolicyError, UsageError } from '../errors.js';
-import { effectiveUid } from '../os/process.js';
+import { effectiveUid, MissingToolError } from '../os/process.js';
 import { commandName, GLOBAL_OPTIONS, isGroup, jsonText, type AnyCommand, type CommandGroup } from './command.js';
 import { COMMANDS } from './commands.js';
 import { entryHelp, mainHelp } from './help.js';
@@ -46,13 +46,20 @@ function terminalSafe(text: string): string {
   return text.split('\n').map(escapeControl).join('\n');
 }
 
+/** What to do about an error: its own hint, or, for facts os/ reports bare, the advice said here. */
+function hintOf(e: LowportError): string | undefined {
+  if (e instanceof MissingToolError) return `Install ${e.debianPackage} (apt-get install ${e.debianPackage}).`;
+  return e.hint;
+}
+
 export function formatError(e: unknown): string {
   if (e instanceof PolicyError) {
     const count = e.diagnostics.filter((d) => d.severity === 'error').length;
     return `${formatDiagnostics(e.diagnostics)}lowport: ${count} error${count === 1 ? '' : 's'} in the policy. ${e.hint ?? 'Nothing was changed.'}\n`;
   }
   if (e instanceof LowportError) {
-    const hint = e.hint === undefined ? '' : `${terminalSafe(e.hint)}\n`;
+    const advice = hintOf(e);
+    const hint = advice === undefined ? '' : `${terminalSafe(advice)}\n`;
     // The diagnostics say the message, with the culprit marked.
     if (e.diagnostics.length > 0) return `${formatDiagnostics(e.diagnostics)}${hint}`;
     return `lowport: error: ${terminalSafe(e.message)}\n${hint}`;
@@ -113,7 +120,7 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
       return 2;
     }
     if (json && e instanceof LowportError) {
-      io.stdout(`${jsonText({ error: { code: e.code, message: e.message, hint: e.hint, diagnostics: e instanceof PolicyError ? e.diagnostics : undefined } })}\n`);
+      io.stdout(`${jsonText({ error: { code: e.code, message: e.message, hint: hintOf(e), diagnostics: e.diagnostics.length > 0 ? e.diagnostics : undefined } })}\n`);
     } else {
       io.stderr(formatError(e));
     }

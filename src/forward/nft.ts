@@ -24,7 +24,7 @@
  * `lowport pid=4242@98765 80/tcp,udp>8080`: the process that holds it (pid
  * and start time, so a reused pid is not mistaken for it), or
  * `lowport policy=1a2b3c4d 80/tcp>8080` for a forward persisted in a policy
- * file (a hash of the file's path). That is what `forward --list` shows and
+ * file (a hash of the file's path). That is what `forward list` shows and
  * what `--gc` checks.
  */
 import { isIPv4 } from 'node:net';
@@ -229,7 +229,7 @@ export function explainNft<T>(fn: () => T): T {
     if (!(e instanceof NftError)) throw e;
     if (e.reason === 'missing') {
       throw new LowportError('E_UNSUPPORTED', 'nft(8) is not installed; lowport forward installs its redirects with it', {
-        hint: 'Install nftables (apt-get install nftables), or use `lowport forward --userspace`, which needs no kernel rules.',
+        hint: 'Install nftables (apt-get install nftables), or use `lowport forward serve`, which needs no kernel rules.',
         cause: e,
       });
     }

@@ -181,7 +181,7 @@ function deadProcess(r: ListedRedirect): boolean {
 export function requireNftRoot(): void {
   if (!host.isRoot()) {
     throw new LowportError('E_NOT_ROOT', 'kernel redirects need root: nftables rules are reserved to root (CAP_NET_ADMIN)', {
-      hint: 'Run it with sudo, or use `lowport forward --userspace` as a user granted the port.',
+      hint: 'Run it with sudo, or use `lowport forward serve` as a user granted the port.',
     });
   }
 }
@@ -244,7 +244,7 @@ function change(
   }
 }
 
-/** `lowport forward --gc`: removes the redirects whose owner died, or whose policy file is gone; returns them. */
+/** `lowport forward gc`: removes the redirects whose owner died, or whose policy file is gone; returns them. */
 export function gcRedirects(): ListedRedirect[] {
   requireNftRoot();
   if (!host.nft.available()) return [];
@@ -259,8 +259,8 @@ function conflictCheck(spec: RedirectSpec, except: (r: ListedRedirect) => boolea
     throw new LowportError('E_STATE', `port ${spec.port}/${spec.protocols.join(',')} is already redirected to ${clash.toPort} ${by}`, {
       hint:
         clash.owner.kind === 'pid'
-          ? `Stop that forward first (kill ${clash.owner.pid}), or pick another port. \`lowport forward --list\` shows every redirect.`
-          : `Remove it with \`lowport forward --remove ${spec.port}\`, or edit the policy file and run \`lowport apply\`.`,
+          ? `Stop that forward first (kill ${clash.owner.pid}), or pick another port. \`lowport forward list\` shows every redirect.`
+          : `Remove it with \`lowport forward remove ${spec.port}\`, or edit the policy file and run \`lowport apply\`.`,
     });
   };
 }

@@ -1,5 +1,5 @@
 /**
- * `lowport forward --userspace`: binds the low port (as root, or as a user
+ * `lowport forward serve`: binds the low port (as root, or as a user
  * the policy grants it to), then hands the sockets to forwarder processes
  * (worker-main.ts) and waits for them. As root, the forwarders run as --user
  * (default: lowport's own system user, forwarder-user.ts) with every privilege dropped by setpriv, right after the
@@ -216,7 +216,7 @@ async function resolveBackend(host: string): Promise<string[]> {
     const found = await lookup(host, { all: true });
     if (found.length > 0) return found.map((a) => a.address);
   } catch (e) {
-    throw new UsageError(`cannot resolve the backend host '${host}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`, 'Check the name (getent ahosts NAME), or give the backend as an IP address: lowport forward --userspace 80 10.0.0.5:8080.');
+    throw new UsageError(`cannot resolve the backend host '${host}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`, 'Check the name (getent ahosts NAME), or give the backend as an IP address: lowport forward serve 80 10.0.0.5:8080.');
   }
   throw new UsageError(`the backend host '${host}' has no address`, 'Give the backend as an IP address.');
 }

@@ -1,6 +1,6 @@
 /**
  * What the userspace forwarder's parts share: its settings, the
- * configuration a forwarder process gets from `lowport forward --userspace`
+ * configuration a forwarder process gets from `lowport forward serve`
  * (serve.ts), its defaults, and how it writes endpoints and log lines. The
  * TCP path is tcp-loop.ts (in threads, tcp-thread.ts), UDP is udp.ts, the
  * process around them worker-main.ts.

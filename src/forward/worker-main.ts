@@ -1,5 +1,5 @@
 /**
- * The forwarder process: started by `lowport forward --userspace` with its
+ * The forwarder process: started by `lowport forward serve` with its
  * listening sockets as fds 3, 4, ... (already bound by lowport, as root or as
  * a granted user) and its settings in LOWPORT_FORWARD_CONFIG. When lowport ran
  * as root, this process runs as --user with every privilege dropped
@@ -43,7 +43,7 @@ interface Thread {
 function main(): void {
   const text = process.env[CONFIG_ENV];
   if (text === undefined) {
-    process.stderr.write('lowport forward worker: started without its configuration; it is run by `lowport forward --userspace`\n');
+    process.stderr.write('lowport forward worker: started without its configuration; it is run by `lowport forward serve`\n');
     process.exit(2);
   }
   delete process.env[CONFIG_ENV];

@@ -6,7 +6,8 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { LowportError, UsageError } from '../errors.js';
-import { findCgroup2Root, isCgroup2Dir } from '../os/cgroup.js';
+import { findCgroup2Root, isCgroup2Dir, NoCgroup2Error } from '../os/cgroup.js';
+import type { MountEntry } from '../os/mounts.js';
 import { effectiveUid } from '../os/process.js';
 import { missingFeature, type FeatureResult } from '../bpf/probes.js';
 import { kernelRelease } from '../os/system.js';
@@ -43,12 +44,27 @@ export function kernelTarget(options: LowportOptions): Target {
 
 /** The cgroup-v2 directory this instance works on (--cgroup, else the hierarchy's root); needs no BPF. */
 export function attachCgroup(options: LowportOptions): string {
-  if (options.cgroup === undefined) return findCgroup2Root();
+  if (options.cgroup === undefined) return cgroup2Root();
   const cgroup = resolve(options.cgroup);
   if (!isAbsolute(cgroup) || !isCgroup2Dir(cgroup)) {
     throw new UsageError(`--cgroup ${options.cgroup} is not a cgroup-v2 directory`, `Create it under the cgroup-v2 mount (${safeCgroupRoot() ?? 'see /proc/self/mountinfo'}), e.g. mkdir ${safeCgroupRoot() ?? '/sys/fs/cgroup'}/mytest`);
   }
   return cgroup;
+}
+
+/** The cgroup-v2 mount, or an error that says how to get one and what works without it. */
+export function cgroup2Root(mounts?: MountEntry[]): string {
+  try {
+    return findCgroup2Root(mounts);
+  } catch (e) {
+    if (!(e instanceof NoCgroup2Error)) throw e;
+    throw new LowportError('E_UNSUPPORTED', 'no cgroup v2 hierarchy is mounted, and the bind hook attaches to one', {
+      hint:
+        'Mount it (`mount -t cgroup2 none /sys/fs/cgroup/unified`) or boot with systemd.unified_cgroup_hierarchy=1; ' +
+        'without it, use `lowport run --sockets` or an nftables redirect (`lowport forward add`).',
+      cause: e,
+    });
+  }
 }
 
 function safeCgroupRoot(): string | undefined {

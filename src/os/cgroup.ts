@@ -8,13 +8,17 @@ import { join } from 'node:path';
 import { LowportError } from '../errors.js';
 import { readMounts, type MountEntry } from './mounts.js';
 
+/** No cgroup v2 hierarchy in /proc/self/mountinfo (grants/target.ts says what to do). */
+export class NoCgroup2Error extends LowportError {
+  constructor() {
+    super('E_UNSUPPORTED', 'no cgroup v2 hierarchy is mounted');
+  }
+}
+
 export function findCgroup2Root(mounts: MountEntry[] = readMounts()): string {
   const m = mounts.find((e) => e.fsType === 'cgroup2');
   if (m === undefined) {
-    throw new LowportError('E_UNSUPPORTED', 'no cgroup v2 hierarchy is mounted, and the bind hook attaches to one', {
-      hint: 'Mount it (`mount -t cgroup2 none /sys/fs/cgroup/unified`) or boot with systemd.unified_cgroup_hierarchy=1; ' +
-        'without it, use `lowport run --sockets` or an nftables redirect.',
-    });
+    throw new NoCgroup2Error();
   }
   return m.mountPoint;
 }

@@ -22,10 +22,10 @@
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { LowportError, UsageError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { joinAnonymousSessionKeyring, markFdsCloseOnExec } from './libc.js';
 import { isValidId, MAX_ID } from './nss.js';
-import { systemTool } from './process.js';
+import { MissingToolError, systemTool } from './process.js';
 
 export interface Identity {
   uid: number;
@@ -181,7 +181,7 @@ function commandLine(argv: string[], o: LaunchOptions): { file: string; args: st
   const setpriv = systemTool('setpriv');
   const setsid = systemTool('setsid');
   if (setpriv === undefined || setsid === undefined) {
-    throw new LowportError('E_UNSUPPORTED', 'setpriv(1) and setsid(1) are needed to drop privileges', { hint: 'Install util-linux (apt-get install util-linux).' });
+    throw new MissingToolError(['setpriv', 'setsid'], 'util-linux', 'they drop the privileges of what lowport starts');
   }
   const env: NodeJS.ProcessEnv = { ...o.env, LOWPORT_CGROUP: o.cgroup ?? '', LOWPORT_LISTEN_PID: o.listenPid === true ? '1' : '' };
   const ids = [String(o.identity.uid), String(o.identity.gid), o.cwd ?? callerDirectory()];

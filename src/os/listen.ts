@@ -1,6 +1,6 @@
 /**
  * Listening sockets that lowport binds for a command and hands over
- * (`run --sockets`, `forward --userspace`): bound here, as root or as a user
+ * (`run --sockets`, `forward serve`): bound here, as root or as a user
  * granted the port, before anything drops privileges; the caller passes the
  * fd to its child and closes its own copy.
  */

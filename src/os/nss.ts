@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { LowportError, UsageError } from '../errors.js';
-import { systemTool, systemToolEnv } from './process.js';
+import { MissingToolError, systemTool, systemToolEnv } from './process.js';
 
 export interface PasswdEntry {
   name: string;
@@ -28,7 +28,7 @@ const ENUMERATE_ABOVE = 32;
 /** getent(1) from the system's directories (glibc's libc-bin), never the caller's PATH: lowport runs it as root. */
 function getentPath(): string {
   const getent = systemTool('getent');
-  if (getent === undefined) throw new LowportError('E_UNSUPPORTED', 'getent(1) is not installed; lowport resolves users and groups with it', { hint: 'Install libc-bin (apt-get install libc-bin).' });
+  if (getent === undefined) throw new MissingToolError(['getent'], 'libc-bin', 'lowport resolves users and groups with it');
   return getent;
 }
 

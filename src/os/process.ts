@@ -1,6 +1,7 @@
 /** Small process and filesystem facts the engine needs, kept here so that os/ stays the only code touching the OS. */
 import { constants } from 'node:os';
 import { existsSync, openSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { LowportError } from '../errors.js';
 
 /** An O_RDONLY fd on a directory (for a cgroup's target_fd, or flock). The caller closes it. */
 export function openDir(dir: string): number {
@@ -62,6 +63,21 @@ export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /** The environment of those programs: the system PATH (for what they start in turn, e.g. `cat` under sh), and the C locale for output lowport parses. */
 export function systemToolEnv(): NodeJS.ProcessEnv {
   return { PATH: SYSTEM_PATH, LC_ALL: 'C' };
+}
+
+/**
+ * A program lowport needs is not installed, as a fact: the tool and the
+ * Debian package that has it. What to do about it is said above os/
+ * (cli/main.ts turns it into an install hint).
+ */
+export class MissingToolError extends LowportError {
+  constructor(
+    readonly tools: string[],
+    readonly debianPackage: string,
+    why: string,
+  ) {
+    super('E_UNSUPPORTED', `${tools.map((t) => `${t}(1)`).join(' and ')} ${tools.length === 1 ? 'is' : 'are'} not installed: ${why}`);
+  }
 }
 
 /** A program lowport runs as root, from the system's directories only; undefined when it is not installed. */

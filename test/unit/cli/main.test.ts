@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { commandName, leaves } from '../../../src/cli/command.js';
-import { COMMANDS } from '../../../src/cli/main.js';
+import { COMMANDS, formatError } from '../../../src/cli/main.js';
+import { NoCgroup2Error } from '../../../src/os/cgroup.js';
+import { MissingToolError } from '../../../src/os/process.js';
 import { runMain } from '../../run-main.js';
 
 const run = (...args: string[]) => runMain(args);
@@ -69,5 +71,13 @@ describe('lowport CLI without root', () => {
     const r = await run('reserve', '80');
     assert.equal(r.code, 2);
     assert.match(r.stderr, /reserve needs --user U or --group G/);
+  });
+
+  it('words the facts os/ reports bare: a missing tool gets its install command, here and nowhere below', () => {
+    const text = formatError(new MissingToolError(['setpriv', 'setsid'], 'util-linux', 'they drop the privileges of what lowport starts'));
+    assert.equal(text, 'lowport: error: setpriv(1) and setsid(1) are not installed: they drop the privileges of what lowport starts\nInstall util-linux (apt-get install util-linux).\n');
+    // os/ itself carries no advice.
+    assert.equal(new MissingToolError(['getent'], 'libc-bin', 'x').hint, undefined);
+    assert.equal(new NoCgroup2Error().hint, undefined);
   });
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SyscallError } from '../../../src/os/libc.js';
 import { refusal } from '../../../src/bpf/probes.js';
-import { bindHookByVersion, requireBpfFeatures } from '../../../src/grants/target.js';
+import { bindHookByVersion, cgroup2Root, requireBpfFeatures } from '../../../src/grants/target.js';
 import { findCgroup2Root } from '../../../src/os/cgroup.js';
 import { parseMountInfo } from '../../../src/os/mounts.js';
 
@@ -18,7 +18,7 @@ describe('support checks', () => {
 
   it('says when no cgroup v2 hierarchy is mounted, and how to mount one', () => {
     const v1only = parseMountInfo('31 30 0:28 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n');
-    assert.throws(() => findCgroup2Root(v1only), (e: Error & { code?: string; hint?: string }) => {
+    assert.throws(() => cgroup2Root(v1only), (e: Error & { code?: string; hint?: string }) => {
       assert.equal(e.code, 'E_UNSUPPORTED');
       assert.match(e.message, /no cgroup v2 hierarchy is mounted/);
       assert.match(e.hint ?? '', /mount -t cgroup2/);

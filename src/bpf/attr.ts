@@ -32,8 +32,6 @@ export const BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18;
 /** enum bpf_attach_type */
 export const BPF_CGROUP_INET4_BIND = 8;
 export const BPF_CGROUP_INET6_BIND = 9;
-/** enum bpf_link_type */
-export const BPF_LINK_TYPE_CGROUP = 3;
 /** BPF_MAP_UPDATE_ELEM flags */
 export const BPF_ANY = 0;
 /** BPF_PROG_QUERY query_flags: programs that run for the cgroup, its ancestors' included. */
@@ -42,9 +40,6 @@ export const BPF_F_QUERY_EFFECTIVE = 1;
 export const BPF_F_RDONLY = 1 << 3;
 /** BPF_LINK_UPDATE flags: fail unless the link still runs old_prog_fd. */
 export const BPF_F_REPLACE = 1 << 2;
-/** Attach flags reported by PROG_QUERY. */
-export const BPF_F_ALLOW_OVERRIDE = 1;
-export const BPF_F_ALLOW_MULTI = 2;
 
 /** Size we pass for every command: large enough for all fields we set, zero-filled beyond. */
 const ATTR_SIZE = 128;

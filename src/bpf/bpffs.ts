@@ -17,13 +17,13 @@ import { errnoCode, openDirChain, UnsafeFileError, type DirFd } from '../os/dirf
 import { mount } from '../os/libc.js';
 import { mountOf, readMounts } from '../os/mounts.js';
 
-export const DEFAULT_BPFFS = '/sys/fs/bpf';
+const DEFAULT_BPFFS = '/sys/fs/bpf';
 
 // linux/magic.h
 const BPF_FS_MAGIC = 0xcafe4a11;
 
 /** Makes sure `pinDir` is on a bpf filesystem, mounting /sys/fs/bpf if it is the standard place and nothing is mounted there. */
-export function ensureBpffs(pinDir: string): void {
+function ensureBpffs(pinDir: string): void {
   if (mountOf(pinDir)?.fsType === 'bpf') return;
   const standard = pinDir === DEFAULT_BPFFS || pinDir.startsWith(`${DEFAULT_BPFFS}/`);
   if (standard && mountOf(DEFAULT_BPFFS)?.fsType !== 'bpf') {

@@ -17,7 +17,7 @@ const COMBO_NAME = { tcp4: 'TCP/IPv4', tcp6: 'TCP/IPv6', udp4: 'UDP/IPv4', udp6:
  * each line of a recommended command separately, so the command stays as
  * recommend() wrote it.
  */
-export function formatDoctor(r: DoctorReport): string {
+function formatDoctor(r: DoctorReport): string {
   const out: string[] = [`Can ${escapeControl(r.user.name)} (uid ${r.user.uid}) bind ${r.ports.map((p) => p.port).join(', ')}?`, ''];
   for (const p of r.ports) {
     const combos = Object.entries(p.canBind) as [keyof typeof COMBO_NAME, boolean | null][];

@@ -40,7 +40,7 @@ export type ForwardRequest =
 type ServeValues = Values<typeof commands.forwardServe.options>;
 
 /** One port with an optional /tcp or /udp: `80`, `53/udp`. */
-export function parseOnePort(text: string | undefined, what: string): { port: number; protocols: Protocol[] } {
+function parseOnePort(text: string | undefined, what: string): { port: number; protocols: Protocol[] } {
   const items = parsePortsArg(text, 'forward');
   const [item] = items;
   if (items.length !== 1 || item === undefined || item.from !== item.to) throw new UsageError(`${what} is one port (with /tcp or /udp, or neither for both), not '${text ?? ''}'`);

@@ -3,7 +3,7 @@ import { GLOBAL_OPTIONS, VERSION_OPTION, commandName, isGroup, type AnyCommand, 
 import { COMMANDS } from './commands.js';
 
 /** `-u, --user U` */
-export function optionLabel(name: string, o: OptionDefs[string]): string {
+function optionLabel(name: string, o: OptionDefs[string]): string {
   return `${o.short === undefined ? '' : `-${o.short}, `}--${name}${o.type === 'string' && o.value !== undefined ? ` ${o.value}` : ''}`;
 }
 
@@ -19,18 +19,18 @@ function rows(items: readonly (readonly [string, string])[]): string {
     .join('\n');
 }
 
-export function optionRows(options: OptionDefs): string {
+function optionRows(options: OptionDefs): string {
   const entries = Object.entries(options);
   const anyShort = entries.some(([, o]) => o.short !== undefined);
   return rows(entries.map(([name, o]) => [`${anyShort && o.short === undefined ? '    ' : ''}${optionLabel(name, o)}`, o.description]));
 }
 
-export function globalHelp(): string {
+function globalHelp(): string {
   return `Options for every command:\n${optionRows(GLOBAL_OPTIONS)}`;
 }
 
 /** `lowport grant PORTS ...`, one per synopsis line, continuation lines aligned under the arguments. */
-export function usageLines(c: AnyCommand): string[] {
+function usageLines(c: AnyCommand): string[] {
   const head = `lowport ${commandName(c)}`;
   return c.usage.map((u) => {
     const [first = '', ...more] = u.split('\n');
@@ -46,14 +46,14 @@ function examples(list: readonly string[] | undefined): string {
   return list === undefined || list.length === 0 ? '' : `\n\nExamples:\n${list.map((e) => `  ${e}`).join('\n')}`;
 }
 
-export function commandHelp(c: AnyCommand): string {
+function commandHelp(c: AnyCommand): string {
   const parts = [usageBlock(usageLines(c)), c.description];
   if (c.positionals !== undefined && c.positionals.length > 0) parts.push(`Arguments:\n${rows(c.positionals.map((p) => [p.name, p.description]))}`);
   if (Object.keys(c.options).length > 0) parts.push(`Options:\n${optionRows(c.options)}`);
   return `${parts.join('\n\n')}${examples(c.examples)}\n\n${globalHelp()}\n`;
 }
 
-export function groupHelp(g: CommandGroup): string {
+function groupHelp(g: CommandGroup): string {
   const subs = rows(g.subcommands.map((s) => [s.path[s.path.length - 1] ?? '', s.summary]));
   return `${usageBlock(g.subcommands.flatMap(usageLines))}
 

@@ -14,7 +14,7 @@ import { version } from './main.js';
 import { manPage } from './manpage.js';
 
 /** The files, by path under share/. */
-export function shareFiles(): Record<string, string> {
+function shareFiles(): Record<string, string> {
   return {
     'man/man8/lowport.8': manPage(version()),
     'bash-completion/completions/lowport': bashCompletion(),
@@ -22,7 +22,7 @@ export function shareFiles(): Record<string, string> {
   };
 }
 
-export function writeShare(dir: string): string[] {
+function writeShare(dir: string): string[] {
   return Object.entries(shareFiles()).map(([path, text]) => {
     const file = join(dir, path);
     mkdirSync(dirname(file), { recursive: true });

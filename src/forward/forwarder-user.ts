@@ -20,7 +20,7 @@ import { lookupUsers } from '../os/nss.js';
 import { createSystemUser, UseraddError } from '../os/useradd.js';
 import { stateLock } from '../policy-file/state.js';
 
-export const FORWARDER_USER = 'lowport';
+const FORWARDER_USER = 'lowport';
 
 /**
  * The first uid of a person's account on Debian, Fedora and Arch

@@ -37,7 +37,7 @@ export const FAMILY = 'inet';
 export const CHAINS = ['prerouting', 'output'] as const;
 export type ChainName = (typeof CHAINS)[number];
 /** NF_IP_PRI_NAT_DST: where `priority dstnat` puts a nat chain. */
-export const DSTNAT_PRIORITY = -100;
+const DSTNAT_PRIORITY = -100;
 
 export interface RedirectSpec {
   port: number;
@@ -91,7 +91,7 @@ export function sameOwner(a: Owner, b: Owner): boolean {
 const match = (left: unknown, right: unknown): NftCommand => ({ match: { op: '==', left, right } });
 
 /** The expressions of one rule: local destination, [address family and addresses], protocol, port, redirect. */
-export function ruleExpressions(spec: RedirectSpec, family: 4 | 6 | undefined, addrs: string[]): NftCommand[] {
+function ruleExpressions(spec: RedirectSpec, family: 4 | 6 | undefined, addrs: string[]): NftCommand[] {
   const expr: NftCommand[] = [match({ fib: { result: 'type', flags: ['daddr'] } }, 'local')];
   if (family !== undefined) expr.push(match({ payload: { protocol: family === 4 ? 'ip' : 'ip6', field: 'daddr' } }, { set: addrs }));
   expr.push(match({ meta: { key: 'l4proto' } }, spec.protocols.length === 1 ? spec.protocols[0] : { set: [...spec.protocols] }));
@@ -172,7 +172,7 @@ export function listedRules(listing: unknown): ListedRule[] {
 }
 
 /** The `ip daddr` / `ip6 daddr` values of a rule's expressions (nft lists a one-element set as a plain value). */
-export function destinationAddresses(expr: unknown[]): string[] {
+function destinationAddresses(expr: unknown[]): string[] {
   const out: string[] = [];
   for (const e of expr) {
     const m = (e as { match?: { left?: { payload?: { protocol?: string; field?: string } }; right?: unknown } }).match;

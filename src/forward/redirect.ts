@@ -323,7 +323,7 @@ export function describeSpec(spec: RedirectSpec): string {
   return `${spec.port}/${spec.protocols.join(',')} -> ${spec.toPort} on ${on}`;
 }
 
-export function forwardToSpec(f: Pick<ForwardRule, 'port' | 'protocols' | 'toPort' | 'addrs'>): RedirectSpec {
+function forwardToSpec(f: Pick<ForwardRule, 'port' | 'protocols' | 'toPort' | 'addrs'>): RedirectSpec {
   return { port: f.port, protocols: [...f.protocols], toPort: f.toPort, addrs: [...f.addrs] };
 }
 

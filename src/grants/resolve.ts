@@ -67,7 +67,7 @@ export interface Directory {
   groups(keys: string[]): Map<string, GroupEntry>;
 }
 
-export const nssDirectory: Directory = { users: lookupUsers, groups: lookupGroups };
+const nssDirectory: Directory = { users: lookupUsers, groups: lookupGroups };
 
 const NUMERIC = /^\d+$/;
 

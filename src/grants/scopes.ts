@@ -57,7 +57,7 @@ function canonicalPinDir(target: Target): string {
 }
 
 /** Where this instance keeps its state. */
-export function instanceDir(target: Target): string {
+function instanceDir(target: Target): string {
   return join(STATE_DIR, instanceName(target));
 }
 
@@ -103,7 +103,7 @@ export function saveAppliedText(target: Target, text: string, bindings?: NameBin
   inStateDir(target, 'instance', true, (dir) => dir.writeJson(APPLIED, state));
 }
 
-export function appliedState(target: Target): AppliedState | undefined {
+function appliedState(target: Target): AppliedState | undefined {
   const record = parseRecord(
     inStateDir(target, 'instance', false, (dir) => dir.readJson(APPLIED)),
     target,

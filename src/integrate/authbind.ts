@@ -159,7 +159,7 @@ export type Executors = { kind: 'some'; principals: Principal[] } | { kind: 'non
  * be said with grants (everyone but someone), nobody is imported: never more
  * than authbind allowed.
  */
-export function executors(e: { uid: number; gid: number; mode: number }, names: Names): Executors {
+function executors(e: { uid: number; gid: number; mode: number }, names: Names): Executors {
   const ownerX = e.uid === 0 || (e.mode & 0o100) !== 0;
   const groupX = (e.mode & 0o010) !== 0;
   const otherX = (e.mode & 0o001) !== 0;

@@ -16,7 +16,7 @@ import { systemdRunning } from '../os/system.js';
 import { serializePolicy } from '../policy/print.js';
 import { escapeControl, hasControl, shellQuote } from '../text.js';
 
-export const UNIT_NAME = 'lowport.service';
+const UNIT_NAME = 'lowport.service';
 
 export interface InstallOptions extends LowportOptions {
   /** Install into this root directory (systemctl --root), not the running system. */
@@ -134,7 +134,7 @@ function unitFile(root: string | undefined): string {
  * checked with every directory above it; `trees` (the package's files, koffi)
  * are walked whole, symlinks checked where they point.
  */
-export function assertRootOwnedProgram(argv: string[], trees: string[] = []): void {
+function assertRootOwnedProgram(argv: string[], trees: string[] = []): void {
   let fault: TreeFault | undefined;
   try {
     fault = findTreeFault(argv, trees);

@@ -62,7 +62,7 @@ export function makeLive(target: Target, compiled: CompiledPolicy, fingerprint: 
 }
 
 /** Swaps entries into the kernel, turning a refusal by the kernel into a message about the machine. */
-export function swapInto(target: Target, table: EntryTable, fingerprint: Buffer | undefined): { installed: boolean } {
+function swapInto(target: Target, table: EntryTable, fingerprint: Buffer | undefined): { installed: boolean } {
   try {
     return swapPolicy(target, table, fingerprint);
   } catch (e) {

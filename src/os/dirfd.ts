@@ -180,7 +180,7 @@ export type DirCheck = (dir: DirFd, place: 'path' | 'directory') => void;
  * write bit for group or others. On the way to them (`path`) a sticky
  * directory is fine: others cannot move root's entries out of it.
  */
-export const rootAlone: DirCheck = (dir, place) => {
+const rootAlone: DirCheck = (dir, place) => {
   const st = dir.stat();
   const finding = rootAloneFinding(st, place === 'path');
   if (finding !== undefined) throw new UnsafeFileError(dir.path, place, finding, factsOf(st));
@@ -191,7 +191,7 @@ export const rootAlone: DirCheck = (dir, place) => {
  * to it and in it): root's, no write bit for group or others, sticky or not,
  * and no ACL that lets anyone else write.
  */
-export const stateDir: DirCheck = (dir, place) => {
+const stateDir: DirCheck = (dir, place) => {
   const st = dir.stat();
   const writers = aclWriters(dir.acl(), st.gid);
   const finding = rootAloneFinding(st, false) ?? (writers.length > 0 ? { problem: 'acl' as const, writers } : undefined);
@@ -469,7 +469,7 @@ export class DirFd {
 export type FileCheck = (fd: number, st: Stats, path: string) => void;
 
 /** A file only root can write: root's, no write bit for group or others. */
-export const rootOnlyFile: FileCheck = (_fd, st, path) => {
+const rootOnlyFile: FileCheck = (_fd, st, path) => {
   const finding = rootAloneFinding(st, false);
   if (finding !== undefined) throw new UnsafeFileError(path, 'file', finding, factsOf(st));
 };

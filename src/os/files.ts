@@ -41,7 +41,7 @@ export function ownershipFinding(st: { uid: number; gid: number; mode: number },
 }
 
 /** The check of every directory on the way to a root-controlled file, and of such a directory itself (ownershipFinding, on the fd). */
-export const rootControlled: DirCheck = (dir, place) => {
+const rootControlled: DirCheck = (dir, place) => {
   const st = dir.stat();
   const finding = ownershipFinding(st, dir.acl());
   if (finding !== undefined) throw new UnsafeFileError(dir.path, place, finding, factsOf(st));
@@ -105,7 +105,7 @@ export function readRootControlledFile(path: string): string | undefined {
  * checked, open. With `create`, missing directories (it and those above it)
  * are made, root's, with that mode, each checked before anything is made in it.
  */
-export function openRootControlledDir(dir: string, create?: number): DirFd {
+function openRootControlledDir(dir: string, create?: number): DirFd {
   const d = openDirPath(resolve(dir), { check: rootControlled, follow: true, ...(create === undefined ? {} : { create }) });
   if (d === undefined) throw enoent(dir);
   return d;

@@ -113,7 +113,7 @@ const CHECK = [
 /** The exit status of a launch whose privilege drop or id check failed (before the command ran). */
 export const LAUNCH_FAILED = 125;
 
-export function setprivArgs(o: Pick<LaunchOptions, 'identity' | 'ambientNetBindService'>): string[] {
+function setprivArgs(o: Pick<LaunchOptions, 'identity' | 'ambientNetBindService'>): string[] {
   const keep = o.ambientNetBindService === true ? ',+net_bind_service' : '';
   return [
     `--reuid=${o.identity.uid}`,
@@ -210,7 +210,7 @@ export function launchSync(argv: string[], o: Omit<LaunchOptions, 'stdio' | 'fds
  * The ids a running process has, from /proc/PID/status: [real, effective,
  * saved, filesystem] for Uid and Gid; undefined when it is gone.
  */
-export function processIds(status: string): { uid: number[]; gid: number[] } | undefined {
+function processIds(status: string): { uid: number[]; gid: number[] } | undefined {
   const uid = /^Uid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number);
   const gid = /^Gid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number);
   return uid === undefined || gid === undefined ? undefined : { uid, gid };

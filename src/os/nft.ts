@@ -52,7 +52,7 @@ function run(args: string[], input: string, program: string): string {
  * on the socketpair Node gives a child as stdin, so the JSON goes through
  * cat and a real pipe.
  */
-export function nftApply(batch: unknown): void {
+function nftApply(batch: unknown): void {
   run(['-c', 'cat | exec "$0" -j -f -', nftPath()], JSON.stringify(batch), '/bin/sh');
 }
 
@@ -60,7 +60,7 @@ export function nftApply(batch: unknown): void {
  * `nft -j list table FAMILY NAME` parsed, or undefined when there is no such
  * table (in this network namespace).
  */
-export function nftListTable(family: string, name: string): unknown {
+function nftListTable(family: string, name: string): unknown {
   const nft = nftPath();
   const r = spawnSync(nft, ['-j', '-a', 'list', 'table', family, name], { encoding: 'utf8', timeout: 30_000, env: systemToolEnv() });
   if (r.status !== 0) {

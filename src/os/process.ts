@@ -58,7 +58,7 @@ export async function runInheriting(command: string, args: string[]): Promise<nu
  * `sudo -E`, a cron job), and a program found there would run as root, as
  * sudo's secure_path also prevents.
  */
-export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** The environment of those programs: the system PATH (for what they start in turn, e.g. `cat` under sh), and the C locale for output lowport parses. */
 export function systemToolEnv(): NodeJS.ProcessEnv {

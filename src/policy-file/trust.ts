@@ -59,7 +59,7 @@ export function unsafe(message: string, hint: string, cause?: unknown): LowportE
 }
 
 /** A file error a user can act on (permissions, a missing directory), not a stack trace. */
-export function fileError(path: string, code: string, cause?: unknown): LowportError {
+function fileError(path: string, code: string, cause?: unknown): LowportError {
   const hint =
     code === 'EACCES' ? `Run it as root (sudo), or make ${path} readable.` : code === 'ENOENT' ? `Create it, or give another path.` : code === 'ELOOP' ? 'Replace the symlink loop with the file.' : 'Check the path.';
   return new LowportError('E_STATE', `cannot use ${path}: ${code}`, { hint, ...(cause === undefined ? {} : { cause }) });

@@ -45,14 +45,14 @@ export function parsePolicy(text: string, file: string): PolicyDocument {
 }
 
 /** The text's lines without their terminators; a final line end does not start another line. */
-export function splitLines(text: string): string[] {
+function splitLines(text: string): string[] {
   const lines = text.split('\n');
   if (lines[lines.length - 1] === '') lines.pop();
   return lines.map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
 }
 
 /** The part of a line before its comment: names, ports and addresses never contain '#'. */
-export function statementPart(line: string): string {
+function statementPart(line: string): string {
   const hash = line.indexOf('#');
   return hash < 0 ? line : line.slice(0, hash);
 }

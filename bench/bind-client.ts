@@ -61,7 +61,15 @@ function callerCommand(ws: Workspace, v: Variant, argv: string[]): { command: st
     // no_new_privs, or it could not bind for us. That is how authbind works.
     identity = ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', 'authbind', '--deep'];
   } else if (v.uid === NOBODY) {
-    identity = ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs'];
+    identity = [
+      'setpriv',
+      `--reuid=${NOBODY}`,
+      `--regid=${NOBODY}`,
+      '--clear-groups',
+      '--inh-caps=-all',
+      '--bounding-set=-all',
+      '--no-new-privs',
+    ];
   }
   return {
     command: 'nsenter',

@@ -52,8 +52,16 @@ const VARIANTS: Variant[] = [
 
 /** Binds that must fail, or the numbers above would mean nothing. */
 const CONTROLS: { variant: Variant; port: number; why: string }[] = [
-  { variant: { key: 'ctl-plain', label: 'uid 65534, no grant', uid: NOBODY, cgroup: 'plain' }, port: PORT, why: 'uid 65534 binds port 80 without lowport, sysctl or authbind' },
-  { variant: { key: 'ctl-81', label: 'uid 65534, port 81', uid: NOBODY, cgroup: 'hooked' }, port: 81, why: 'uid 65534 binds port 81, which the loaded policy does not grant it' },
+  {
+    variant: { key: 'ctl-plain', label: 'uid 65534, no grant', uid: NOBODY, cgroup: 'plain' },
+    port: PORT,
+    why: 'uid 65534 binds port 80 without lowport, sysctl or authbind',
+  },
+  {
+    variant: { key: 'ctl-81', label: 'uid 65534, port 81', uid: NOBODY, cgroup: 'hooked' },
+    port: 81,
+    why: 'uid 65534 binds port 81, which the loaded policy does not grant it',
+  },
 ];
 
 const CLI_STEPS = ['apply (install)', 'apply (re-apply: swap)', 'list', 'list --json', 'node -e 0', 'lowport --version'] as const;
@@ -145,7 +153,8 @@ async function benchCli(ws: Workspace, rounds: number): Promise<{ times: Record<
     entries = Number(m[2]);
     times['apply (install)'].push(install.ms);
     const swap = lowport(ws, ['apply'], true);
-    if (swap.result.stdout.includes('attached')) throw new Error(`re-apply installed again instead of swapping: ${swap.result.stdout.trim()}`);
+    if (swap.result.stdout.includes('attached'))
+      throw new Error(`re-apply installed again instead of swapping: ${swap.result.stdout.trim()}`);
     times['apply (re-apply: swap)'].push(swap.ms);
     times.list.push(lowport(ws, ['list']).ms);
     times['list --json'].push(lowport(ws, ['list', '--json']).ms);
@@ -155,7 +164,9 @@ async function benchCli(ws: Workspace, rounds: number): Promise<{ times: Record<
   }
   const state = listJson(ws);
   if (!state.live || state.rules.length !== RULES || state.file !== 'in-sync') {
-    throw new Error(`after apply, list shows live=${state.live}, ${state.rules.length} rules, file ${state.file}; expected ${RULES} rules in sync`);
+    throw new Error(
+      `after apply, list shows live=${state.live}, ${state.rules.length} rules, file ${state.file}; expected ${RULES} rules in sync`,
+    );
   }
   return { times, entries };
 }
@@ -286,7 +297,15 @@ function bindTable(b: BindResults, rounds: number): { table: string; grantedRati
     ]);
   }
   const table = markdownTable(
-    ['caller binding 127.0.0.1:80/tcp', 'bind() µs', `range of ${rounds}`, 'ratio to root', 'socket+bind+close µs', 'ratio to root', 'binds'],
+    [
+      'caller binding 127.0.0.1:80/tcp',
+      'bind() µs',
+      `range of ${rounds}`,
+      'ratio to root',
+      'socket+bind+close µs',
+      'ratio to root',
+      'binds',
+    ],
     rows,
     [false, true, true, true, true, true, true],
   );
@@ -298,7 +317,11 @@ function cliTable(times: Record<CliStep, number[]>): string {
     const [lo, hi] = range(times[step]);
     return [step, fmt(median(times[step])), `${fmt(lo)}–${fmt(hi)}`];
   });
-  return markdownTable(['command (10,000 rules live)', 'wall ms, median', `range of ${times['node -e 0'].length}`], rows, [false, true, true]);
+  return markdownTable(['command (10,000 rules live)', 'wall ms, median', `range of ${times['node -e 0'].length}`], rows, [
+    false,
+    true,
+    true,
+  ]);
 }
 
 function verdict(met: boolean, what: string): string {
@@ -323,11 +346,16 @@ function profileReport(p: Profiles): string {
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { rounds: { type: 'string', default: '11' }, 'cli-rounds': { type: 'string', default: '5' }, 'no-profile': { type: 'boolean' } },
+    options: {
+      rounds: { type: 'string', default: '11' },
+      'cli-rounds': { type: 'string', default: '5' },
+      'no-profile': { type: 'boolean' },
+    },
   });
   const rounds = Number(values.rounds);
   const cliRounds = Number(values['cli-rounds']);
-  if (![rounds, cliRounds].every((n) => Number.isInteger(n) && n >= 1)) throw new Error('--rounds and --cli-rounds take a positive integer');
+  if (![rounds, cliRounds].every((n) => Number.isInteger(n) && n >= 1))
+    throw new Error('--rounds and --cli-rounds take a positive integer');
   if (process.geteuid?.() !== 0) {
     process.stderr.write('bench: needs root (cgroups, BPF, network namespaces): sudo npm run bench\n');
     return 1;
@@ -368,7 +396,12 @@ async function main(): Promise<number> {
       binds.ruleHits === undefined
         ? 'lowport did not report hits for the grant rule.'
         : `lowport counted ${binds.ruleHits.toLocaleString('en')} grants on \`grant 80 user nobody\` during the rounds; the granted client made ${binds.grantedBinds.toLocaleString('en')} binds.`,
-      ...(binds.repeated.length > 0 ? ['', `Runs repeated after a spurious EADDRINUSE (a kernel quirk, also without lowport; see bench/README.md): ${binds.repeated.join('; ')}.`] : []),
+      ...(binds.repeated.length > 0
+        ? [
+            '',
+            `Runs repeated after a spurious EADDRINUSE (a kernel quirk, also without lowport; see bench/README.md): ${binds.repeated.join('; ')}.`,
+          ]
+        : []),
       '',
       '## CLI',
       '',
@@ -378,8 +411,14 @@ async function main(): Promise<number> {
       '',
       '```',
       verdict(grantedRatio <= TARGET.bindRatio, `granted bind() ${fmt(grantedRatio)}× root's (target ≤ ${TARGET.bindRatio}×)`),
-      verdict(applyInstall < TARGET.applyMs, `apply of ${RULES.toLocaleString('en')} rules, install ${fmt(applyInstall)} ms (target < ${TARGET.applyMs} ms)`),
-      verdict(applySwap < TARGET.applyMs, `apply of ${RULES.toLocaleString('en')} rules, re-apply ${fmt(applySwap)} ms (target < ${TARGET.applyMs} ms)`),
+      verdict(
+        applyInstall < TARGET.applyMs,
+        `apply of ${RULES.toLocaleString('en')} rules, install ${fmt(applyInstall)} ms (target < ${TARGET.applyMs} ms)`,
+      ),
+      verdict(
+        applySwap < TARGET.applyMs,
+        `apply of ${RULES.toLocaleString('en')} rules, re-apply ${fmt(applySwap)} ms (target < ${TARGET.applyMs} ms)`,
+      ),
       verdict(list < TARGET.listMs, `list ${fmt(list)} ms (target < ${TARGET.listMs} ms; node -e 0 alone: ${fmt(floor)} ms)`),
       verdict(listJsonMs < TARGET.listMs, `list --json ${fmt(listJsonMs)} ms (target < ${TARGET.listMs} ms)`),
       '```',

@@ -79,6 +79,7 @@ export function summarizeProfile(path: string): ProfileSummary {
       functions.set(name, (functions.get(name) ?? 0) + us);
     }
   }
-  const ms = (m: Map<string, number>): [string, number][] => [...m].map(([k, v]): [string, number] => [k, v / 1000]).sort((a, b) => b[1] - a[1]);
+  const ms = (m: Map<string, number>): [string, number][] =>
+    [...m].map(([k, v]): [string, number] => [k, v / 1000]).sort((a, b) => b[1] - a[1]);
   return { totalMs: (p.endTime - p.startTime) / 1000, areas: ms(areas), functions: ms(functions) };
 }

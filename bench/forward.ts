@@ -30,7 +30,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { duration: { type: 'string', default: '4' }, rounds: { type: 'string', default: '3' }, idle: { type: 'string', default: '2000' } } });
+const { values } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '4' },
+    rounds: { type: 'string', default: '3' },
+    idle: { type: 'string', default: '2000' },
+  },
+});
 const DURATION = Number(values.duration);
 const ROUNDS = Number(values.rounds);
 const IDLE_CONNECTIONS = Number(values.idle);
@@ -119,11 +125,15 @@ async function idleMemory(forwarder: ChildProcess): Promise<{ perConnectionKb: n
   const before = rssKb(workers);
   const sockets: net.Socket[] = [];
   await Promise.all(
-    Array.from({ length: IDLE_CONNECTIONS }, () => new Promise<void>((resolve, reject) => {
-      const s = net.connect(84, '127.0.0.1', () => resolve());
-      s.on('error', reject);
-      sockets.push(s);
-    })),
+    Array.from(
+      { length: IDLE_CONNECTIONS },
+      () =>
+        new Promise<void>((resolve, reject) => {
+          const s = net.connect(84, '127.0.0.1', () => resolve());
+          s.on('error', reject);
+          sockets.push(s);
+        }),
+    ),
   );
   await new Promise((r) => setTimeout(r, 2000));
   const after = rssKb(workers);
@@ -156,7 +166,11 @@ async function main(): Promise<void> {
     return c;
   };
   try {
-    writeFileSync(join(dir, 'index.html'), `<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head><body>${'x'.repeat(520)}</body></html>\n`.padEnd(612, ' '), { mode: 0o644 });
+    writeFileSync(
+      join(dir, 'index.html'),
+      `<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head><body>${'x'.repeat(520)}</body></html>\n`.padEnd(612, ' '),
+      { mode: 0o644 },
+    );
     writeFileSync(
       join(dir, 'nginx.conf'),
       `daemon off; worker_processes 1; pid ${dir}/nginx.pid; error_log stderr;
@@ -171,11 +185,15 @@ http {
     start('nginx', ['-c', join(dir, 'nginx.conf')]);
     await waitPort(8080);
     const redirect = start(process.execPath, [CLI, 'forward', '80/tcp', '8080']);
-    sh('nft', ['-f', '-'], `table inet handmade {
+    sh(
+      'nft',
+      ['-f', '-'],
+      `table inet handmade {
   chain prerouting { type nat hook prerouting priority -100; fib daddr type local tcp dport 81 redirect to :8080; }
   chain output { type nat hook output priority -100; fib daddr type local tcp dport 81 redirect to :8080; }
 }
-`);
+`,
+    );
     start('socat', ['TCP-LISTEN:82,fork,reuseaddr,backlog=4096', 'TCP:127.0.0.1:8080']);
     const userspace = start(process.execPath, [CLI, 'forward', '--userspace', '83/tcp', '8080']);
     start(process.execPath, ['-e', NAIVE_PROXY]);
@@ -196,7 +214,9 @@ http {
         variants.forEach((v, i) => {
           const rate = wrk(v.port, close);
           results[i]?.[close ? 'close' : 'keep'].push(rate);
-          process.stderr.write(`round ${round + 1}/${ROUNDS} ${close ? 'new connection' : 'keep-alive'} ${v.name}: ${rate.toFixed(0)} req/s\n`);
+          process.stderr.write(
+            `round ${round + 1}/${ROUNDS} ${close ? 'new connection' : 'keep-alive'} ${v.name}: ${rate.toFixed(0)} req/s\n`,
+          );
         });
       }
     }
@@ -241,7 +261,10 @@ if (process.env.LOWPORT_BENCH_NETNS === undefined) {
     process.exit(1);
   }
   ensureTools();
-  const r = spawnSync('unshare', ['--net', '--', process.execPath, SELF, ...process.argv.slice(2)], { stdio: 'inherit', env: { ...process.env, PATH, LOWPORT_BENCH_NETNS: '1' } });
+  const r = spawnSync('unshare', ['--net', '--', process.execPath, SELF, ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    env: { ...process.env, PATH, LOWPORT_BENCH_NETNS: '1' },
+  });
   process.exit(r.status ?? 1);
 } else {
   await main();

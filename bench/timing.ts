@@ -13,7 +13,11 @@ export interface Timed {
  */
 export function timeCommand(command: string, args: string[], capture = false): Timed {
   const start = process.hrtime.bigint();
-  const result = spawnSync(command, args, { encoding: 'utf8', stdio: ['ignore', capture ? 'pipe' : 'ignore', 'pipe'], maxBuffer: 256 * 1024 * 1024 });
+  const result = spawnSync(command, args, {
+    encoding: 'utf8',
+    stdio: ['ignore', capture ? 'pipe' : 'ignore', 'pipe'],
+    maxBuffer: 256 * 1024 * 1024,
+  });
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
   if (result.error !== undefined) throw result.error;
   if (result.status !== 0) throw new Error(`${command} ${args.join(' ')}: exit ${result.status ?? result.signal}: ${result.stderr.trim()}`);

@@ -94,12 +94,16 @@ export class Workspace {
   /** Creates the two network namespaces; call once, before any client runs. */
   async openNetworkNamespaces(unprivilegedPortStart: number): Promise<void> {
     this.netns.main = await this.holdNetworkNamespace('ip link set lo up');
-    this.netns.sysctl = await this.holdNetworkNamespace(`ip link set lo up && sysctl -qw net.ipv4.ip_unprivileged_port_start=${unprivilegedPortStart}`);
+    this.netns.sysctl = await this.holdNetworkNamespace(
+      `ip link set lo up && sysctl -qw net.ipv4.ip_unprivileged_port_start=${unprivilegedPortStart}`,
+    );
   }
 
   private holdNetworkNamespace(setup: string): Promise<number> {
     // unshare execs sh, which execs sleep: the child's pid is the holder's.
-    const child = spawn('unshare', ['--net', '--', 'sh', '-c', `${setup} && echo ready && exec sleep infinity`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('unshare', ['--net', '--', 'sh', '-c', `${setup} && echo ready && exec sleep infinity`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.holders.push(child);
     return new Promise((resolve, reject) => {
       let err = '';
@@ -156,21 +160,27 @@ export class Workspace {
     // links: a cgroup link is detached when its last reference goes.
     const leftovers = [this.pinDir, ...stageDirsOf(this.pinDir)].filter((d) => existsSync(d));
     for (const d of leftovers) rmSync(d, { recursive: true, force: true });
-    if (r.status !== 0) throw new Error(`exit ${r.status}: ${r.stderr.trim()}${leftovers.length > 0 ? `; unpinned ${leftovers.join(', ')} by hand` : ''}`);
+    if (r.status !== 0)
+      throw new Error(`exit ${r.status}: ${r.stderr.trim()}${leftovers.length > 0 ? `; unpinned ${leftovers.join(', ')} by hand` : ''}`);
   }
 }
 
 /** Staging directories an install of this pin directory may have left (grants/live.ts names them so). */
 function stageDirsOf(pinDir: string): string[] {
   const prefix = `lowport_stage_${basename(pinDir)}-`;
-  return readdirSync(dirname(pinDir)).filter((n) => n.startsWith(prefix)).map((n) => join(dirname(pinDir), n));
+  return readdirSync(dirname(pinDir))
+    .filter((n) => n.startsWith(prefix))
+    .map((n) => join(dirname(pinDir), n));
 }
 
 function removeCgroup(dir: string): void {
   if (!existsSync(dir)) return;
   // Clients are run to their end, so the cgroup is empty unless a run was interrupted.
   for (let i = 0; i < 50; i++) {
-    const pids = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter((l) => l !== '').map(Number);
+    const pids = readFileSync(join(dir, 'cgroup.procs'), 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+      .map(Number);
     if (pids.length === 0) break;
     for (const pid of pids) {
       try {

@@ -67,7 +67,12 @@ export function span(file: string, line: number, source: string, offset: number,
 }
 
 /** A diagnostic at `at`. */
-export function diagnostic(severity: Severity, at: Span, message: string, more: { related?: RelatedMark[]; hint?: string } = {}): Diagnostic {
+export function diagnostic(
+  severity: Severity,
+  at: Span,
+  message: string,
+  more: { related?: RelatedMark[]; hint?: string } = {},
+): Diagnostic {
   return {
     ...at,
     severity,

@@ -44,7 +44,11 @@ export class UsageError extends LowportError {
 
 /** A policy file was rejected; `diagnostics` holds every problem found, not just the first. */
 export class PolicyError extends LowportError {
-  constructor(diagnostics: readonly Diagnostic[], hint = 'Fix the lines above; nothing was changed.', code: 'E_POLICY_SYNTAX' | 'E_UNKNOWN_USER' | 'E_UNKNOWN_GROUP' = 'E_POLICY_SYNTAX') {
+  constructor(
+    diagnostics: readonly Diagnostic[],
+    hint = 'Fix the lines above; nothing was changed.',
+    code: 'E_POLICY_SYNTAX' | 'E_UNKNOWN_USER' | 'E_UNKNOWN_GROUP' = 'E_POLICY_SYNTAX',
+  ) {
     const first = diagnostics[0];
     const summary =
       first === undefined

@@ -78,6 +78,13 @@ export function shellCommand(words: readonly string[]): string {
 export function terminalText(text: string): string {
   return text
     .split('\n')
-    .map((line) => line.split('\t').map((part) => (/[^\x20-\x7e\u00a0-\u061b\u061d-\u200d\u2010-\u2027\u202f-\u2065\u206a-\uffff]/.test(part) ? escapeControl(part) : part)).join('\t'))
+    .map((line) =>
+      line
+        .split('\t')
+        .map((part) =>
+          /[^\x20-\x7e\u00a0-\u061b\u061d-\u200d\u2010-\u2027\u202f-\u2065\u206a-\uffff]/.test(part) ? escapeControl(part) : part,
+        )
+        .join('\t'),
+    )
     .join('\n');
 }

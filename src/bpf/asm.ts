@@ -9,18 +9,43 @@
  */
 
 export type Reg = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10;
-export const R0 = 0, R1 = 1, R2 = 2, R3 = 3, R4 = 4, R5 = 5, R6 = 6, R7 = 7, R8 = 8, R9 = 9, R10 = 10;
+export const R0 = 0,
+  R1 = 1,
+  R2 = 2,
+  R3 = 3,
+  R4 = 4,
+  R5 = 5,
+  R6 = 6,
+  R7 = 7,
+  R8 = 8,
+  R9 = 9,
+  R10 = 10;
 /** The read-only frame pointer. */
 export const FP: Reg = 10;
 
 // Instruction classes, sizes, modes, sources and operations (linux/bpf_common.h, linux/bpf.h).
-const LD = 0x00, LDX = 0x01, ST = 0x02, STX = 0x03, ALU = 0x04, JMP = 0x05, ALU64 = 0x07;
-const W = 0x00, H = 0x08, B = 0x10, DW = 0x18;
-const IMM = 0x00, MEM = 0x60, ATOMIC = 0xc0;
-const K = 0x00, X = 0x08;
+const LD = 0x00,
+  LDX = 0x01,
+  ST = 0x02,
+  STX = 0x03,
+  ALU = 0x04,
+  JMP = 0x05,
+  ALU64 = 0x07;
+const W = 0x00,
+  H = 0x08,
+  B = 0x10,
+  DW = 0x18;
+const IMM = 0x00,
+  MEM = 0x60,
+  ATOMIC = 0xc0;
+const K = 0x00,
+  X = 0x08;
 const ALU_OPS = { add: 0x00, sub: 0x10, mul: 0x20, or: 0x40, and: 0x50, lsh: 0x60, rsh: 0x70, xor: 0xa0, mov: 0xb0 } as const;
 const JMP_OPS = { jeq: 0x10, jgt: 0x20, jge: 0x30, jset: 0x40, jne: 0x50, jlt: 0xa0, jle: 0xb0 } as const;
-const JA = 0x00, CALL = 0x80, EXIT = 0x90, END = 0xd0;
+const JA = 0x00,
+  CALL = 0x80,
+  EXIT = 0x90,
+  END = 0xd0;
 const TO_BE = 0x08;
 /** `src_reg` of a two-slot load whose imm is a map fd (BPF_PSEUDO_MAP_FD). */
 const PSEUDO_MAP_FD = 1;
@@ -31,7 +56,17 @@ export type Size = 1 | 2 | 4 | 8;
 
 const SIZE_CODE: Record<Size, number> = { 1: B, 2: H, 4: W, 8: DW };
 const SIZE_NAME: Record<Size, string> = { 1: 'u8', 2: 'u16', 4: 'u32', 8: 'u64' };
-const ALU_SYMBOL: Record<AluOp, string> = { add: '+=', sub: '-=', mul: '*=', or: '|=', and: '&=', lsh: '<<=', rsh: '>>=', xor: '^=', mov: '=' };
+const ALU_SYMBOL: Record<AluOp, string> = {
+  add: '+=',
+  sub: '-=',
+  mul: '*=',
+  or: '|=',
+  and: '&=',
+  lsh: '<<=',
+  rsh: '>>=',
+  xor: '^=',
+  mov: '=',
+};
 const JMP_SYMBOL: Record<JmpOp, string> = { jeq: '==', jgt: '>', jge: '>=', jset: '&', jne: '!=', jlt: '<', jle: '<=' };
 
 /** Helper function ids (enum bpf_func_id in linux/bpf.h). */
@@ -68,7 +103,9 @@ function checkImm32(imm: number): number {
  */
 function checkSignedImm32(imm: number): number {
   if (!Number.isInteger(imm) || imm < -0x80000000 || imm > 0x7fffffff) {
-    throw new RangeError(`immediate ${imm} is outside -2^31..2^31-1, and 64-bit ALU and JMP instructions sign-extend it; load it with ld64`);
+    throw new RangeError(
+      `immediate ${imm} is outside -2^31..2^31-1, and 64-bit ALU and JMP instructions sign-extend it; load it with ld64`,
+    );
   }
   return imm;
 }
@@ -117,17 +154,38 @@ export class Assembler {
 
   /** dst = *(size *)(src + off) */
   ldx(size: Size, dst: Reg, src: Reg, off: number): this {
-    return this.push({ code: LDX | MEM | SIZE_CODE[size], dst, src, off: checkOff(off), imm: 0, text: `r${dst} = *(${SIZE_NAME[size]} *)${mem(src, off)}` });
+    return this.push({
+      code: LDX | MEM | SIZE_CODE[size],
+      dst,
+      src,
+      off: checkOff(off),
+      imm: 0,
+      text: `r${dst} = *(${SIZE_NAME[size]} *)${mem(src, off)}`,
+    });
   }
 
   /** *(size *)(dst + off) = src */
   stx(size: Size, dst: Reg, off: number, src: Reg): this {
-    return this.push({ code: STX | MEM | SIZE_CODE[size], dst, src, off: checkOff(off), imm: 0, text: `*(${SIZE_NAME[size]} *)${mem(dst, off)} = r${src}` });
+    return this.push({
+      code: STX | MEM | SIZE_CODE[size],
+      dst,
+      src,
+      off: checkOff(off),
+      imm: 0,
+      text: `*(${SIZE_NAME[size]} *)${mem(dst, off)} = r${src}`,
+    });
   }
 
   /** *(size *)(dst + off) = imm */
   st(size: Size, dst: Reg, off: number, imm: number): this {
-    return this.push({ code: ST | MEM | SIZE_CODE[size], dst, src: 0, off: checkOff(off), imm: checkImm32(imm), text: `*(${SIZE_NAME[size]} *)${mem(dst, off)} = ${imm}` });
+    return this.push({
+      code: ST | MEM | SIZE_CODE[size],
+      dst,
+      src: 0,
+      off: checkOff(off),
+      imm: checkImm32(imm),
+      text: `*(${SIZE_NAME[size]} *)${mem(dst, off)} = ${imm}`,
+    });
   }
 
   /** lock *(u64 *)(dst + off) += src (BPF_ATOMIC | BPF_ADD, the old BPF_XADD). */
@@ -146,16 +204,40 @@ export class Assembler {
 
   /** dst = the map behind `fd`; the kernel rewrites the fd into a map pointer at load time. */
   ldMapFd(dst: Reg, fd: number, name = `fd ${fd}`): this {
-    return this.push({ code: LD | IMM | DW, dst, src: PSEUDO_MAP_FD, off: 0, imm: checkImm32(fd), imm64High: 0, text: `r${dst} = map[${name}] ll` });
+    return this.push({
+      code: LD | IMM | DW,
+      dst,
+      src: PSEUDO_MAP_FD,
+      off: 0,
+      imm: checkImm32(fd),
+      imm64High: 0,
+      text: `r${dst} = map[${name}] ll`,
+    });
   }
 
   /** if dst op src goto label (64-bit compare). */
   jmp(op: JmpOp, dst: Reg, src: Reg | { imm: number }, label: string): this {
     if (typeof src === 'number') {
-      return this.push({ code: JMP | JMP_OPS[op] | X, dst, src, off: 0, imm: 0, label, text: `if r${dst} ${JMP_SYMBOL[op]} r${src} goto ${label}` });
+      return this.push({
+        code: JMP | JMP_OPS[op] | X,
+        dst,
+        src,
+        off: 0,
+        imm: 0,
+        label,
+        text: `if r${dst} ${JMP_SYMBOL[op]} r${src} goto ${label}`,
+      });
     }
     const imm = checkSignedImm32(src.imm);
-    return this.push({ code: JMP | JMP_OPS[op] | K, dst, src: 0, off: 0, imm, label, text: `if r${dst} ${JMP_SYMBOL[op]} ${src.imm} goto ${label}` });
+    return this.push({
+      code: JMP | JMP_OPS[op] | K,
+      dst,
+      src: 0,
+      off: 0,
+      imm,
+      label,
+      text: `if r${dst} ${JMP_SYMBOL[op]} ${src.imm} goto ${label}`,
+    });
   }
 
   ja(label: string): this {
@@ -260,7 +342,15 @@ export interface Instruction {
   text: string;
 }
 
-const CLASS_NAME: Record<number, InsnClass> = { [LD]: 'ld', [LDX]: 'ldx', [ST]: 'st', [STX]: 'stx', [ALU]: 'alu', [JMP]: 'jmp', [ALU64]: 'alu64' };
+const CLASS_NAME: Record<number, InsnClass> = {
+  [LD]: 'ld',
+  [LDX]: 'ldx',
+  [ST]: 'st',
+  [STX]: 'stx',
+  [ALU]: 'alu',
+  [JMP]: 'jmp',
+  [ALU64]: 'alu64',
+};
 const SIZE_OF: Record<number, Size> = { [B]: 1, [H]: 2, [W]: 4, [DW]: 8 };
 const ALU_BY_CODE = new Map<number, AluOp>(Object.entries(ALU_OPS).map(([k, v]) => [v, k as AluOp]));
 const JMP_BY_CODE = new Map<number, JmpOp>(Object.entries(JMP_OPS).map(([k, v]) => [v, k as JmpOp]));
@@ -290,7 +380,15 @@ function decodeAt(code: Buffer, slot: number): Instruction {
   const at = slot * 8;
   const c = code.readUInt8(at);
   const regs = code.readUInt8(at + 1);
-  const raw = { slot, width: 1 as 1 | 2, code: c, dst: reg(regs & 0xf, slot), src: regs >> 4, off: code.readInt16LE(at + 2), imm: code.readInt32LE(at + 4) };
+  const raw = {
+    slot,
+    width: 1 as 1 | 2,
+    code: c,
+    dst: reg(regs & 0xf, slot),
+    src: regs >> 4,
+    off: code.readInt16LE(at + 2),
+    imm: code.readInt32LE(at + 4),
+  };
   const { dst, src, off, imm } = raw;
   const cls = CLASS_NAME[c & 0x07];
   const bad = (): never => {
@@ -318,13 +416,15 @@ function decodeAt(code: Buffer, slot: number): Instruction {
       if (mode !== MEM) return bad();
       return { ...raw, class: cls, op: 'st', size, text: `*(${SIZE_NAME[size]} *)${mem(dst, off)} = ${imm}` };
     case 'stx':
-      if (mode === MEM) return { ...raw, class: cls, op: 'stx', size, text: `*(${SIZE_NAME[size]} *)${mem(dst, off)} = r${reg(src, slot)}` };
+      if (mode === MEM)
+        return { ...raw, class: cls, op: 'stx', size, text: `*(${SIZE_NAME[size]} *)${mem(dst, off)} = r${reg(src, slot)}` };
       if (mode !== ATOMIC || size !== 8 || imm !== 0) return bad();
       return { ...raw, class: cls, op: 'atomic_add', size, text: `lock *(u64 *)${mem(dst, off)} += r${reg(src, slot)}` };
     case 'ld': {
       if (c !== (LD | IMM | DW) || (src !== 0 && src !== PSEUDO_MAP_FD)) return bad();
       if (at + 16 > code.length) throw new RangeError(`slot ${slot}: the two-slot load is cut short`);
-      if (code.readUInt32LE(at + 8) !== 0) throw new RangeError(`slot ${slot + 1}: the second slot of a two-slot load must have a zero opcode, registers and offset`);
+      if (code.readUInt32LE(at + 8) !== 0)
+        throw new RangeError(`slot ${slot + 1}: the second slot of a two-slot load must have a zero opcode, registers and offset`);
       const imm64High = code.readInt32LE(at + 12);
       const insn = { ...raw, width: 2 as const, class: cls, imm64High };
       if (src === PSEUDO_MAP_FD) return { ...insn, op: 'ld_map_fd', text: `r${dst} = map[fd ${imm}] ll` };

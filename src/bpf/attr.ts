@@ -90,7 +90,15 @@ export function encodeMapElem(fd: number, key: bigint, value: bigint, flags = 0)
  * BPF_MAP_*_BATCH (Linux 5.6): in_batch 0, out_batch 8, keys 16, values 24,
  * count 32 (in: room, out: elements done), map_fd 36, elem_flags 40, flags 48.
  */
-export function encodeBatch(b: { fd: number; inBatch: bigint; outBatch: bigint; keys: bigint; values: bigint; count: number; elemFlags?: number }): Buffer {
+export function encodeBatch(b: {
+  fd: number;
+  inBatch: bigint;
+  outBatch: bigint;
+  keys: bigint;
+  values: bigint;
+  count: number;
+  elemFlags?: number;
+}): Buffer {
   const a = attr();
   a.writeBigUInt64LE(b.inBatch, 0);
   a.writeBigUInt64LE(b.outBatch, 8);
@@ -147,7 +155,6 @@ export function encodeId(id: number): Buffer {
   b.writeUInt32LE(id, 0);
   return b;
 }
-
 
 export function encodeInfo(fd: number, info: bigint, infoLen: number): Buffer {
   const b = attr();

@@ -110,27 +110,35 @@ function openPinDirParent(dir: string, create: boolean): DirFd | undefined {
   try {
     return openDirChain(dir, { create });
   } catch (e) {
-    if (e instanceof UnsafeFileError && e.finding.problem === 'symlink') throw unsafe(`${e.path} is a symlink; lowport refuses a path to the pin directory that goes through one`, 'Give the real path.');
+    if (e instanceof UnsafeFileError && e.finding.problem === 'symlink')
+      throw unsafe(`${e.path} is a symlink; lowport refuses a path to the pin directory that goes through one`, 'Give the real path.');
     if (e instanceof UnsafeFileError && e.finding.problem !== 'type') {
       throw unsafe(
         `${e.path}, above the pin directory, is not root's alone (uid ${e.facts?.uid ?? '?'}, mode ${(e.facts?.mode ?? 0).toString(8)}): others could move what is in it`,
         `Use a path under directories only root controls (chown root ${e.path} && chmod go-w ${e.path}, if it should be).`,
       );
     }
-    if (e instanceof UnsafeFileError || errnoCode(e) === 'ENOTDIR') throw unsafe(`the path of the pin directory (${dir}) is not a chain of directories`, 'Give the real path.');
+    if (e instanceof UnsafeFileError || errnoCode(e) === 'ENOTDIR')
+      throw unsafe(`the path of the pin directory (${dir}) is not a chain of directories`, 'Give the real path.');
     throw e;
   }
 }
 
 function checkPinDirStat(path: string, st: Stats): void {
   if (st.isSymbolicLink()) {
-    throw unsafe(`the pin directory ${path} is a symlink, not a directory of root's`, `Remove it (rm ${path}; someone else made it) and run the command again.`);
+    throw unsafe(
+      `the pin directory ${path} is a symlink, not a directory of root's`,
+      `Remove it (rm ${path}; someone else made it) and run the command again.`,
+    );
   }
   if (!st.isDirectory()) {
     throw unsafe(`the pin directory ${path} is not a directory`, `Remove it (rm ${path}; someone else made it) and run the command again.`);
   }
   if (st.uid !== 0) {
-    throw unsafe(`the pin directory ${path} is owned by uid ${st.uid}, not root: that user could remove lowport's pins or plant their own`, `Remove it (rm -r ${path}) and run the command again.`);
+    throw unsafe(
+      `the pin directory ${path} is owned by uid ${st.uid}, not root: that user could remove lowport's pins or plant their own`,
+      `Remove it (rm -r ${path}) and run the command again.`,
+    );
   }
   if ((st.mode & 0o022) !== 0) {
     throw unsafe(
@@ -156,7 +164,8 @@ export function checkedEntry(dir: DirFd, name: string): EntryKind {
   const st = dir.lstat(name);
   if (st === undefined) return undefined;
   const path = `${dir.path}/${name}`;
-  if (st.isSymbolicLink()) throw unsafe(`${path} is a symlink, which lowport never makes`, `Remove it (rm ${path}) and run the command again.`);
+  if (st.isSymbolicLink())
+    throw unsafe(`${path} is a symlink, which lowport never makes`, `Remove it (rm ${path}) and run the command again.`);
   if (st.uid !== 0) throw unsafe(`${path} is owned by uid ${st.uid}, not root`, `Remove it (rm -r ${path}) and run the command again.`);
   if (st.isDirectory()) return 'dir';
   if (st.isFile()) return 'pin';

@@ -47,7 +47,10 @@ export interface Closable {
   close(): void;
 }
 
-/** An fd this handle owns: the number while open, closed once. Also the handle of a cgroup directory's fd (for BPF_LINK_CREATE, BPF_PROG_QUERY). */
+/**
+ * An fd this handle owns: the number while open, closed once. Also the handle of a cgroup
+ * directory's fd (for BPF_LINK_CREATE, BPF_PROG_QUERY).
+ */
 export class OwnedFd implements Closable {
   #fd: number;
 
@@ -61,7 +64,10 @@ export class OwnedFd implements Closable {
 
   /** The fd, for a bpf_attr; throws once the handle is closed. */
   get fd(): number {
-    if (this.#fd < 0) throw new SyscallError(`${this.what}: used after close()`, EBADF, { hint: 'This is a bug in lowport: please report it with the command that failed.' });
+    if (this.#fd < 0)
+      throw new SyscallError(`${this.what}: used after close()`, EBADF, {
+        hint: 'This is a bug in lowport: please report it with the command that failed.',
+      });
     return this.#fd;
   }
 

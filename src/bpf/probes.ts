@@ -86,13 +86,30 @@ function probeMaps(): FeatureResult[] {
     }
   };
   try {
-    attempt('hash-map', 'create a BPF_MAP_TYPE_HASH', () => mapCreate({ type: BPF_MAP_TYPE.HASH, keySize: 8, valueSize: 8, maxEntries: 1, name: 'lowport_probe' }), true);
+    attempt(
+      'hash-map',
+      'create a BPF_MAP_TYPE_HASH',
+      () => mapCreate({ type: BPF_MAP_TYPE.HASH, keySize: 8, valueSize: 8, maxEntries: 1, name: 'lowport_probe' }),
+      true,
+    );
     const template = inner;
     if (template === undefined) {
-      results.push({ name: 'array-of-maps', tried: 'create a BPF_MAP_TYPE_ARRAY_OF_MAPS', ok: false, skipped: 'no inner map could be created' });
+      results.push({
+        name: 'array-of-maps',
+        tried: 'create a BPF_MAP_TYPE_ARRAY_OF_MAPS',
+        ok: false,
+        skipped: 'no inner map could be created',
+      });
     } else {
       attempt('array-of-maps', 'create a BPF_MAP_TYPE_ARRAY_OF_MAPS of hashes', () =>
-        mapCreate({ type: BPF_MAP_TYPE.ARRAY_OF_MAPS, keySize: 4, valueSize: 4, maxEntries: 1, innerMapFd: template, name: 'lowport_probe' }),
+        mapCreate({
+          type: BPF_MAP_TYPE.ARRAY_OF_MAPS,
+          keySize: 4,
+          valueSize: 4,
+          maxEntries: 1,
+          innerMapFd: template,
+          name: 'lowport_probe',
+        }),
       );
     }
   } finally {

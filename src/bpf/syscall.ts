@@ -37,7 +37,6 @@ import {
 import { EAGAIN, EIO, ENOENT, ENOSPC } from '../os/errno.js';
 import { addressOf, bpfSyscall, bpfSyscallRaw, SyscallError } from '../os/libc.js';
 
-
 function cstr(s: string): Buffer {
   return Buffer.from(`${s}\0`, 'utf8');
 }
@@ -78,7 +77,7 @@ export function mapDelete(fd: number, key: Buffer): boolean {
 export function mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number): void {
   const keySize = count === 0 ? 0 : keys.length / count;
   const valueSize = count === 0 ? 0 : values.length / count;
-  for (let done = 0; done < count; ) {
+  for (let done = 0; done < count;) {
     const k = keys.subarray(done * keySize);
     const v = values.subarray(done * valueSize);
     const attr = encodeBatch({ fd, inBatch: 0n, outBatch: 0n, keys: addressOf(k), values: addressOf(v), count: count - done });
@@ -94,7 +93,12 @@ export function mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: 
  * Every (key, value) of a hash map in a few calls (BPF_MAP_LOOKUP_BATCH). The
  * result packs keys and values back to back, `count` of each.
  */
-export function mapLookupAll(fd: number, keySize: number, valueSize: number, maxEntries: number): { keys: Buffer; values: Buffer; count: number } {
+export function mapLookupAll(
+  fd: number,
+  keySize: number,
+  valueSize: number,
+  maxEntries: number,
+): { keys: Buffer; values: Buffer; count: number } {
   const room = Math.max(1, maxEntries);
   const keys = Buffer.alloc(room * keySize);
   const values = Buffer.alloc(room * valueSize);
@@ -136,14 +140,26 @@ export interface ProgLoadOptions {
  */
 export function progLoad(p: ProgLoadOptions): number {
   const license = cstr(p.license ?? 'GPL');
-  const base = { type: p.type, insns: addressOf(p.insns), insnCount: p.insns.length / 8, license: addressOf(license), expectedAttachType: p.expectedAttachType, name: p.name };
+  const base = {
+    type: p.type,
+    insns: addressOf(p.insns),
+    insnCount: p.insns.length / 8,
+    license: addressOf(license),
+    expectedAttachType: p.expectedAttachType,
+    name: p.name,
+  };
   const r = retryOnEagain(() => bpfSyscallRaw(BPF_CMD.PROG_LOAD, encodeProgLoad(base)));
   if (r >= 0) return r;
   const log = Buffer.alloc(1 << 20);
-  const again = retryOnEagain(() => bpfSyscallRaw(BPF_CMD.PROG_LOAD, encodeProgLoad({ ...base, logLevel: 1, logBuf: addressOf(log), logSize: log.length })));
+  const again = retryOnEagain(() =>
+    bpfSyscallRaw(BPF_CMD.PROG_LOAD, encodeProgLoad({ ...base, logLevel: 1, logBuf: addressOf(log), logSize: log.length })),
+  );
   if (again >= 0) return again;
   const end = log.indexOf(0);
-  const text = log.subarray(0, end < 0 ? log.length : end).toString('utf8').trim();
+  const text = log
+    .subarray(0, end < 0 ? log.length : end)
+    .toString('utf8')
+    .trim();
   throw new SyscallError('bpf(BPF_PROG_LOAD)', -r, text === '' ? {} : { detail: `verifier log:\n${text}` });
 }
 

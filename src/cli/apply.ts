@@ -35,8 +35,13 @@ export const apply: Implementation = implement(commands.apply, (ctx) => {
     if (result.checkOnly) {
       ctx.io.stdout(`${result.policy}: OK, ${result.rules} rule${result.rules === 1 ? '' : 's'} (${result.entries} map entries)\n`);
     } else {
-      const forwards = result.forwards === undefined || result.forwards === 0 ? '' : `; ${result.forwards} forward${result.forwards === 1 ? '' : 's'} redirected (nftables)`;
-      ctx.io.stdout(`${result.policy}: ${result.rules} rule${result.rules === 1 ? '' : 's'} live (${result.entries} map entries)${result.installed ? '; bind hooks attached' : ''}${forwards}\n`);
+      const forwards =
+        result.forwards === undefined || result.forwards === 0
+          ? ''
+          : `; ${result.forwards} forward${result.forwards === 1 ? '' : 's'} redirected (nftables)`;
+      ctx.io.stdout(
+        `${result.policy}: ${result.rules} rule${result.rules === 1 ? '' : 's'} live (${result.entries} map entries)${result.installed ? '; bind hooks attached' : ''}${forwards}\n`,
+      );
       for (const note of result.notes ?? []) ctx.note(note);
     }
     return failed;
@@ -48,12 +53,22 @@ export const off: Implementation = implement(commands.off, (ctx) => {
   return () => {
     const result = turnOff(ctx.options);
     if (ctx.json) printJson(ctx.io, result);
-    else ctx.io.stdout(result.removed ? `lowport is off: removed everything at ${result.pinDir}\n` : `lowport was already off (nothing at ${result.pinDir})\n`);
+    else
+      ctx.io.stdout(
+        result.removed
+          ? `lowport is off: removed everything at ${result.pinDir}\n`
+          : `lowport was already off (nothing at ${result.pinDir})\n`,
+      );
     if (!ctx.json) for (const note of result.notes ?? []) ctx.note(note);
-    if (!ctx.json && result.forwards !== undefined) ctx.io.stdout(`removed ${result.forwards} persisted forward${result.forwards === 1 ? '' : 's'} (nftables); \`lowport apply\` restores them\n`);
+    if (!ctx.json && result.forwards !== undefined)
+      ctx.io.stdout(
+        `removed ${result.forwards} persisted forward${result.forwards === 1 ? '' : 's'} (nftables); \`lowport apply\` restores them\n`,
+      );
     if (!ctx.json && result.endedRuns.length > 0) {
       const n = result.endedRuns.length;
-      ctx.io.stdout(`ended the grant${n === 1 ? '' : 's'} of ${n} running \`lowport run\`${n === 1 ? '' : 's'} (${n === 1 ? 'it goes' : 'they go'} on without ${n === 1 ? 'it' : 'them'}):\n`);
+      ctx.io.stdout(
+        `ended the grant${n === 1 ? '' : 's'} of ${n} running \`lowport run\`${n === 1 ? '' : 's'} (${n === 1 ? 'it goes' : 'they go'} on without ${n === 1 ? 'it' : 'them'}):\n`,
+      );
       for (const r of result.endedRuns) ctx.io.stdout(`  pid ${r.pid} (${escapeControl(r.user)}): ${escapeControl(r.command.join(' '))}\n`);
     }
     return 0;

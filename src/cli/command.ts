@@ -54,8 +54,18 @@ export type Values<O extends OptionDefs> = { [K in keyof O]?: ValueOf<O[K]> | un
 
 export const GLOBAL_OPTIONS = {
   policy: { type: 'string', value: 'FILE', description: 'policy file (default /etc/lowport/policy)', complete: 'file' },
-  cgroup: { type: 'string', value: 'DIR', description: "attach to this cgroup-v2 directory instead of the hierarchy's root", complete: 'directory' },
-  'pin-dir': { type: 'string', value: 'DIR', description: "bpffs directory for lowport's pins (default /sys/fs/bpf/lowport)", complete: 'directory' },
+  cgroup: {
+    type: 'string',
+    value: 'DIR',
+    description: "attach to this cgroup-v2 directory instead of the hierarchy's root",
+    complete: 'directory',
+  },
+  'pin-dir': {
+    type: 'string',
+    value: 'DIR',
+    description: "bpffs directory for lowport's pins (default /sys/fs/bpf/lowport)",
+    complete: 'directory',
+  },
   json: { type: 'boolean', description: 'machine-readable output' },
   help: { type: 'boolean', short: 'h', description: 'this help' },
 } as const satisfies OptionDefs;
@@ -183,7 +193,11 @@ function parseConfig(options: OptionDefs): NonNullable<ParseArgsConfig['options'
   const config: NonNullable<ParseArgsConfig['options']> = {};
   const all: OptionDefs = { ...GLOBAL_OPTIONS, ...options };
   for (const [key, o] of Object.entries(all)) {
-    config[key] = { type: o.type, ...(o.short === undefined ? {} : { short: o.short }), ...(o.multiple === true ? { multiple: true } : {}) };
+    config[key] = {
+      type: o.type,
+      ...(o.short === undefined ? {} : { short: o.short }),
+      ...(o.multiple === true ? { multiple: true } : {}),
+    };
   }
   return config;
 }
@@ -195,7 +209,8 @@ export function implement<const O extends OptionDefs>(command: Command<O>, prepa
     start: (args, base) => {
       const parsed = parseArgs({ args, options: parseConfig(command.options), allowPositionals: true, strict: true });
       const values = parsed.values;
-      if (!matchDeclaration(command.options, values)) throw new Error(`lowport ${commandName(command)}: parseArgs returned values its declaration does not describe`);
+      if (!matchDeclaration(command.options, values))
+        throw new Error(`lowport ${commandName(command)}: parseArgs returned values its declaration does not describe`);
       const json = values.json === true;
       const ctx: CommandContext<O> = { ...base, values, positionals: parsed.positionals, options: lowportOptions(values), json };
       const help = values.help === true;
@@ -224,5 +239,9 @@ export function jsonText(value: unknown): string {
 
 /** For commands that take no positional arguments. */
 export function noArguments(ctx: { positionals: string[] }, command: string): void {
-  if (ctx.positionals.length > 0) throw new UsageError(`lowport ${command} takes no arguments, but got '${ctx.positionals.join(' ')}'`, `See \`lowport ${command} --help\`.`);
+  if (ctx.positionals.length > 0)
+    throw new UsageError(
+      `lowport ${command} takes no arguments, but got '${ctx.positionals.join(' ')}'`,
+      `See \`lowport ${command} --help\`.`,
+    );
 }

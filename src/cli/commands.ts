@@ -12,9 +12,20 @@ const PORTS = { name: 'PORTS', description: '80  80,443  8000-8100  53/udp  443/
 
 const WHO_OPTIONS = {
   user: { type: 'string', short: 'u', value: 'U', description: 'a user name or uid', complete: 'user' },
-  group: { type: 'string', short: 'g', value: 'G', description: 'a group name or gid (members by primary or supplementary group)', complete: 'group' },
+  group: {
+    type: 'string',
+    short: 'g',
+    value: 'G',
+    description: 'a group name or gid (members by primary or supplementary group)',
+    complete: 'group',
+  },
   everyone: { type: 'boolean', description: 'every user' },
-  addr: { type: 'string', multiple: true, value: 'IP', description: 'only on this address (IPv4 or IPv6; repeat or comma-separate);\ndefault: any address' },
+  addr: {
+    type: 'string',
+    multiple: true,
+    value: 'IP',
+    description: 'only on this address (IPv4 or IPv6; repeat or comma-separate);\ndefault: any address',
+  },
 } as const;
 
 export const doctor = defineCommand({
@@ -32,7 +43,12 @@ Exit status: 0 when every port can be bound now, 1 when not, 2 on usage errors.`
   options: {
     port: { type: 'string', short: 'p', multiple: true, value: 'N', description: 'a port to check (repeat; default 80 and 443)' },
     user: { type: 'string', short: 'u', value: 'U', description: 'test as this user (root only; default: you)', complete: 'user' },
-    program: { type: 'string', value: 'PATH', description: 'the program you want to run: checks its file\ncapabilities, setuid bit and whether it is a script', complete: 'file' },
+    program: {
+      type: 'string',
+      value: 'PATH',
+      description: 'the program you want to run: checks its file\ncapabilities, setuid bit and whether it is a script',
+      complete: 'file',
+    },
   },
   examples: ['lowport doctor', 'lowport doctor --port 443 --program /usr/sbin/nginx'],
   needsRoot: () => false,
@@ -165,8 +181,20 @@ of U included, unless they may ptrace the command: kernel.yama.ptrace_scope
 0). Not written to the policy file; gone when the command's cgroup empties.`,
   positionals: [{ name: 'COMMAND', description: 'the program to run, and its arguments, after --', complete: 'command' }],
   options: {
-    port: { type: 'string', short: 'p', multiple: true, value: 'PORTS', description: `the ports (repeat or comma-separate):\n${PORTS.description}` },
-    user: { type: 'string', short: 'u', value: 'U', description: 'run COMMAND as this user (default: the user who ran sudo)', complete: 'user' },
+    port: {
+      type: 'string',
+      short: 'p',
+      multiple: true,
+      value: 'PORTS',
+      description: `the ports (repeat or comma-separate):\n${PORTS.description}`,
+    },
+    user: {
+      type: 'string',
+      short: 'u',
+      value: 'U',
+      description: 'run COMMAND as this user (default: the user who ran sudo)',
+      complete: 'user',
+    },
     addr: { type: 'string', multiple: true, value: 'IP', description: 'only on this address (repeat or comma-separate)' },
     sockets: {
       type: 'boolean',
@@ -185,12 +213,20 @@ process it starts may bind EVERY port below 1024. Needs no BPF;
 prefer the default where the kernel allows it.`,
     },
   },
-  examples: ['sudo lowport run --port 80 --user www -- python3 -m http.server 80', 'sudo lowport run --sockets --port 80/tcp -- node server.js'],
+  examples: [
+    'sudo lowport run --port 80 --user www -- python3 -m http.server 80',
+    'sudo lowport run --sockets --port 80/tcp -- node server.js',
+  ],
   needsRoot: () => true,
   load: async () => (await import('./run.js')).run,
 });
 
-const ADDR_REDIRECT = { type: 'string', multiple: true, value: 'IP', description: 'only packets to this address of the host (repeat, or a comma list)' } as const;
+const ADDR_REDIRECT = {
+  type: 'string',
+  multiple: true,
+  value: 'IP',
+  description: 'only packets to this address of the host (repeat, or a comma list)',
+} as const;
 
 export const forwardAdd = defineCommand({
   path: ['forward', 'add'],
@@ -237,7 +273,8 @@ export const forwardList = defineCommand({
   path: ['forward', 'list'],
   summary: "every redirect of lowport's, with its owner",
   usage: ['[--json]'],
-  description: "Shows every redirect of lowport's, with its owner: the lowport process that holds it, or the policy file it was persisted to.",
+  description:
+    "Shows every redirect of lowport's, with its owner: the lowport process that holds it, or the policy file it was persisted to.",
   options: {},
   needsRoot: () => true,
   load: async () => (await import('./forward.js')).list,
@@ -284,11 +321,26 @@ sees the client's address (nginx: listen ... proxy_protocol)`,
     workers: { type: 'string', value: 'N', description: 'threads sharing the TCP port (default: half the CPUs, 1 to 4)' },
     'max-conns': { type: 'string', value: 'N', description: `TCP connections (and UDP sessions) at once (${DEFAULTS.maxConnections})` },
     'connect-timeout': { type: 'string', value: 'S', description: `to the backend (${DEFAULTS.connectTimeoutMs / 1000})` },
-    'idle-timeout': { type: 'string', value: 'S', description: `close a connection silent both ways this long (${DEFAULTS.idleTimeoutMs / 1000}; 0: never)` },
-    'drain-timeout': { type: 'string', value: 'S', description: `on SIGTERM, open connections get this long to finish (${DEFAULTS.drainTimeoutMs / 1000}; 0: close them at once)` },
-    'udp-timeout': { type: 'string', value: 'S', description: `a UDP client's session ends after this long without traffic (${DEFAULTS.udpTimeoutMs / 1000})` },
+    'idle-timeout': {
+      type: 'string',
+      value: 'S',
+      description: `close a connection silent both ways this long (${DEFAULTS.idleTimeoutMs / 1000}; 0: never)`,
+    },
+    'drain-timeout': {
+      type: 'string',
+      value: 'S',
+      description: `on SIGTERM, open connections get this long to finish (${DEFAULTS.drainTimeoutMs / 1000}; 0: close them at once)`,
+    },
+    'udp-timeout': {
+      type: 'string',
+      value: 'S',
+      description: `a UDP client's session ends after this long without traffic (${DEFAULTS.udpTimeoutMs / 1000})`,
+    },
   },
-  examples: ['sudo lowport forward serve 80/tcp 8080 --proxy-protocol v2 --log', 'sudo lowport forward serve 443/tcp 10.0.0.5:8443 --user www-data'],
+  examples: [
+    'sudo lowport forward serve 80/tcp 8080 --proxy-protocol v2 --log',
+    'sudo lowport forward serve 443/tcp 10.0.0.5:8443 --user www-data',
+  ],
   // A user granted the port may run the userspace forwarder without root.
   needsRoot: (values) => values.user !== undefined,
   load: async () => (await import('./forward.js')).serve,
@@ -316,7 +368,10 @@ The spellings of lowport 0.1 still work until the next release, with a note:
     const mode = modes[0];
     if (mode === undefined) {
       if (first === undefined || !/^[0-9]/.test(first)) return undefined;
-      return { args: ['add', ...args], note: 'note: `lowport forward PORT TO` is now `lowport forward add PORT TO`; the old spelling goes away in the next release' };
+      return {
+        args: ['add', ...args],
+        note: 'note: `lowport forward PORT TO` is now `lowport forward add PORT TO`; the old spelling goes away in the next release',
+      };
     }
     const flag = flags[0] ?? '';
     const sub = LEGACY_MODES[flag] ?? '';
@@ -353,7 +408,9 @@ root's alone, as for the policy (files in them may be users'). Without
   load: async () => (await import('./import-authbind.js')).importAuthbind,
 });
 
-const ROOT_OPTION = { root: { type: 'string', value: 'DIR', description: 'install into an image or another root (systemctl --root)', complete: 'directory' } } as const;
+const ROOT_OPTION = {
+  root: { type: 'string', value: 'DIR', description: 'install into an image or another root (systemctl --root)', complete: 'directory' },
+} as const;
 
 export const install = defineCommand({
   path: ['install'],

@@ -45,22 +45,49 @@ function bashCase(pattern: string, body: string): string {
 export function bashCompletion(entries: readonly Entry[] = commands.COMMANDS): string {
   const specs: string[] = [];
   const values: string[] = [];
-  const optionWords = (options: OptionDefs): string => Object.entries(options).flatMap(([n, o]) => spellings(n, o)).join(' ');
+  const optionWords = (options: OptionDefs): string =>
+    Object.entries(options)
+      .flatMap(([n, o]) => spellings(n, o))
+      .join(' ');
   specs.push(bashCase("''", `subs=${bashQuote(entries.map(commandName).join(' '))}; opts=${bashQuote(optionWords(VERSION_OPTION))}`));
   for (const e of entries) {
-    if (isGroup(e)) specs.push(bashCase(bashQuote(commandName(e)), `subs=${bashQuote(e.subcommands.map((s) => s.path[s.path.length - 1] ?? '').join(' '))}`));
+    if (isGroup(e))
+      specs.push(
+        bashCase(bashQuote(commandName(e)), `subs=${bashQuote(e.subcommands.map((s) => s.path[s.path.length - 1] ?? '').join(' '))}`),
+      );
   }
   for (const c of leaves(entries)) {
     const path = commandName(c);
     const arg = c.positionals?.find((p) => p.complete !== undefined || p.choices !== undefined);
-    specs.push(bashCase(bashQuote(path), `opts=${bashQuote(optionWords(c.options))}; args=${bashQuote(arg === undefined ? '' : bashKind(arg.complete, arg.choices))}`));
+    specs.push(
+      bashCase(
+        bashQuote(path),
+        `opts=${bashQuote(optionWords(c.options))}; args=${bashQuote(arg === undefined ? '' : bashKind(arg.complete, arg.choices))}`,
+      ),
+    );
     for (const [name, o] of Object.entries(c.options)) {
-      if (o.type === 'string') values.push(bashCase(spellings(name, o).map((s) => bashQuote(`${path} ${s}`)).join('|'), `kind=${bashQuote(bashKind(o.complete, o.choices))}`));
+      if (o.type === 'string')
+        values.push(
+          bashCase(
+            spellings(name, o)
+              .map((s) => bashQuote(`${path} ${s}`))
+              .join('|'),
+            `kind=${bashQuote(bashKind(o.complete, o.choices))}`,
+          ),
+        );
     }
   }
   // Global options, whatever the command (and before it).
   for (const [name, o] of Object.entries(GLOBAL_OPTIONS)) {
-    if (o.type === 'string') values.push(bashCase(spellings(name, o).map((s) => `*${bashQuote(` ${s}`)}`).join('|'), `kind=${bashQuote(bashKind(o.complete, undefined))}`));
+    if (o.type === 'string')
+      values.push(
+        bashCase(
+          spellings(name, o)
+            .map((s) => `*${bashQuote(` ${s}`)}`)
+            .join('|'),
+          `kind=${bashQuote(bashKind(o.complete, undefined))}`,
+        ),
+      );
   }
   return `# bash completion for lowport(8), ${HEADER}.
 
@@ -204,14 +231,22 @@ function zshDescribe(what: string, items: readonly (readonly [string, string])[]
 }
 
 /** A function that completes the subcommands of `words` (after the group's name), then dispatches to theirs. */
-function zshDispatcher(name: string, what: string, items: readonly { word: string; summary: string; fn: string }[], extra: string[]): string {
+function zshDispatcher(
+  name: string,
+  what: string,
+  items: readonly { word: string; summary: string; fn: string }[],
+  extra: string[],
+): string {
   return `${name}() {
     local curcontext=$curcontext state line
     typeset -A opt_args
     _arguments -C ${extra.join(' ')} '1:command:->command' '*::argument:->argument' && return
     case $state in
     command)
-    ${zshDescribe(what, items.map((i) => [i.word, i.summary]))}
+    ${zshDescribe(
+      what,
+      items.map((i) => [i.word, i.summary]),
+    )}
         ;;
     argument)
         case $words[1] in
@@ -265,7 +300,8 @@ _lowport "$@"
 export const completionCommand: Implementation = implement(commands.completion, (ctx) => {
   const [shell, ...extra] = ctx.positionals;
   if (extra.length > 0) throw new UsageError(`unexpected '${extra.join(' ')}': give one shell, bash or zsh`);
-  if (shell !== 'bash' && shell !== 'zsh') throw new UsageError(`lowport completion takes bash or zsh, not '${shell ?? ''}'`, 'See `lowport completion --help`.');
+  if (shell !== 'bash' && shell !== 'zsh')
+    throw new UsageError(`lowport completion takes bash or zsh, not '${shell ?? ''}'`, 'See `lowport completion --help`.');
   return () => {
     ctx.io.stdout(shell === 'bash' ? bashCompletion() : zshCompletion());
     return 0;

@@ -24,12 +24,16 @@ function formatDoctor(r: DoctorReport): string {
     const failed = combos.filter(([, v]) => v === false);
     if (failed.length === 0) {
       const skipped = combos.filter(([, v]) => v === null).map(([c]) => COMBO_NAME[c]);
-      out.push(`${MARK.ok} port ${p.port}: binds on TCP and UDP, IPv4 and IPv6, wildcard and loopback${skipped.length > 0 ? ` (not available here: ${skipped.join(', ')})` : ''}`);
+      out.push(
+        `${MARK.ok} port ${p.port}: binds on TCP and UDP, IPv4 and IPv6, wildcard and loopback${skipped.length > 0 ? ` (not available here: ${skipped.join(', ')})` : ''}`,
+      );
     } else {
       out.push(`${MARK.fail} port ${p.port}: ${failed.map(([c]) => `${COMBO_NAME[c]} ${p.error[c] ?? ''}`).join(', ')}`);
     }
     for (const h of p.heldBy) {
-      out.push(`    in use (${h.protocol}/IPv${h.family}) by ${h.pid === undefined ? `a process of uid ${h.uid} (run as root to see which)` : `${escapeControl(h.command ?? '?')} (pid ${h.pid}, uid ${h.uid})`}`);
+      out.push(
+        `    in use (${h.protocol}/IPv${h.family}) by ${h.pid === undefined ? `a process of uid ${h.uid} (run as root to see which)` : `${escapeControl(h.command ?? '?')} (pid ${h.pid}, uid ${h.uid})`}`,
+      );
     }
   }
   out.push('');
@@ -42,7 +46,11 @@ function formatDoctor(r: DoctorReport): string {
     out.push(...r.recommendation.command.split('\n').map((l) => `    ${escapeControl(l)}`));
     if (r.alternatives.length > 0) {
       out.push('', 'Other ways:');
-      for (const a of r.alternatives) out.push(`  - ${a.method}: ${escapeControl(a.why)}`, `      ${escapeControl(a.command.split('\n')[0] ?? '')}${a.command.includes('\n') ? ' ...' : ''}`);
+      for (const a of r.alternatives)
+        out.push(
+          `  - ${a.method}: ${escapeControl(a.why)}`,
+          `      ${escapeControl(a.command.split('\n')[0] ?? '')}${a.command.includes('\n') ? ' ...' : ''}`,
+        );
     }
   }
   return `${out.join('\n')}\n`;
@@ -50,7 +58,8 @@ function formatDoctor(r: DoctorReport): string {
 
 function parsePort(text: string): number {
   const n = Number(text);
-  if (!/^\d+$/.test(text) || n < MIN_PORT || n > MAX_PORT) throw new UsageError(`--port ${text}: a port is a number from ${MIN_PORT} to ${MAX_PORT}`);
+  if (!/^\d+$/.test(text) || n < MIN_PORT || n > MAX_PORT)
+    throw new UsageError(`--port ${text}: a port is a number from ${MIN_PORT} to ${MAX_PORT}`);
   return n;
 }
 

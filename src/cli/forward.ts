@@ -43,7 +43,8 @@ type ServeValues = Values<typeof commands.forwardServe.options>;
 function parseOnePort(text: string | undefined, what: string): { port: number; protocols: Protocol[] } {
   const items = parsePortsArg(text, 'forward');
   const [item] = items;
-  if (items.length !== 1 || item === undefined || item.from !== item.to) throw new UsageError(`${what} is one port (with /tcp or /udp, or neither for both), not '${text ?? ''}'`);
+  if (items.length !== 1 || item === undefined || item.from !== item.to)
+    throw new UsageError(`${what} is one port (with /tcp or /udp, or neither for both), not '${text ?? ''}'`);
   return { port: item.from, protocols: [...item.protocols] };
 }
 
@@ -58,7 +59,10 @@ export function parseBackend(text: string): Backend {
   const v6 = /^\[([^\]]+)\]:([^:]+)$/.exec(text);
   if (v6 !== null) {
     if ((v6[1] ?? '').includes('%')) {
-      throw new UsageError(`the backend '${text}' has a zone (%): lowport does not forward to link-local addresses`, 'Give the backend a global or unique-local address, or a name.');
+      throw new UsageError(
+        `the backend '${text}' has a zone (%): lowport does not forward to link-local addresses`,
+        'Give the backend a global or unique-local address, or a name.',
+      );
     }
     if (isIP(v6[1] ?? '') !== 6) throw new UsageError(`'${v6[1] ?? ''}' in '${text}' is not an IPv6 address`);
     return { host: v6[1] ?? '', port: plainPort(v6[2] ?? '', 'the backend') };
@@ -66,19 +70,26 @@ export function parseBackend(text: string): Backend {
   const colon = text.lastIndexOf(':');
   if (colon < 0) return { host: '127.0.0.1', port: plainPort(text, 'the backend') };
   const host = text.slice(0, colon);
-  if (host === '' || host.includes(':')) throw new UsageError(`the backend '${text}' is not HOST:PORT (write an IPv6 address in brackets: [::1]:8080)`);
+  if (host === '' || host.includes(':'))
+    throw new UsageError(`the backend '${text}' is not HOST:PORT (write an IPv6 address in brackets: [::1]:8080)`);
   return { host, port: plainPort(text.slice(colon + 1), 'the backend') };
 }
 
 const MAX_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 /** Seconds as ms; `zero` says what 0 means where it is allowed ('never', 'close at once'). */
-function seconds(v: ServeValues, key: 'connect-timeout' | 'idle-timeout' | 'drain-timeout' | 'udp-timeout', fallbackMs: number, zero?: string): number {
+function seconds(
+  v: ServeValues,
+  key: 'connect-timeout' | 'idle-timeout' | 'drain-timeout' | 'udp-timeout',
+  fallbackMs: number,
+  zero?: string,
+): number {
   const text = v[key];
   if (text === undefined) return fallbackMs;
   const n = /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : NaN;
   // Node's timers take at most 2^31-1 ms (a larger delay fires at once).
-  if (!((n > 0 || (zero !== undefined && n === 0)) && n <= MAX_SECONDS)) throw new UsageError(`--${key} takes seconds, up to ${MAX_SECONDS}${zero === undefined ? '' : ` (0: ${zero})`}, not '${text}'`);
+  if (!((n > 0 || (zero !== undefined && n === 0)) && n <= MAX_SECONDS))
+    throw new UsageError(`--${key} takes seconds, up to ${MAX_SECONDS}${zero === undefined ? '' : ` (0: ${zero})`}, not '${text}'`);
   return Math.round(n * 1000);
 }
 
@@ -95,22 +106,32 @@ function portAndTarget(positionals: string[], command: 'add' | 'serve'): { portT
   const [portText, toText, ...extra] = positionals;
   if (portText === undefined || toText === undefined) {
     const example = command === 'add' ? '`lowport forward add 80 8080`' : '`lowport forward serve 80 10.0.0.5:8080`';
-    throw new UsageError(`lowport forward ${command} needs a port and where it goes, e.g. ${example}`, `See \`lowport forward ${command} --help\`.`);
+    throw new UsageError(
+      `lowport forward ${command} needs a port and where it goes, e.g. ${example}`,
+      `See \`lowport forward ${command} --help\`.`,
+    );
   }
   if (extra.length > 0) throw new UsageError(`unexpected '${extra.join(' ')}' after '${portText} ${toText}'`);
   return { portText, toText };
 }
 
 /** `lowport forward add PORT TO`: every mistake is a UsageError before anything runs. */
-export function parseAddArgs(v: Values<typeof commands.forwardAdd.options>, positionals: string[]): Extract<ForwardRequest, { mode: 'kernel' }> {
+export function parseAddArgs(
+  v: Values<typeof commands.forwardAdd.options>,
+  positionals: string[],
+): Extract<ForwardRequest, { mode: 'kernel' }> {
   const { portText, toText } = portAndTarget(positionals, 'add');
   const { port, protocols } = parseOnePort(portText, 'the port to forward');
   const addrs = parseAddrArgs(v.addr);
   if (!/^[0-9]+$/.test(toText)) {
-    throw new UsageError(`a kernel redirect goes to a port of this host, not '${toText}'`, 'Forward to another host in userspace: lowport forward serve 80 HOST:PORT.');
+    throw new UsageError(
+      `a kernel redirect goes to a port of this host, not '${toText}'`,
+      'Forward to another host in userspace: lowport forward serve 80 HOST:PORT.',
+    );
   }
   const mapped = addrs.find((a) => /^::ffff:/i.test(a));
-  if (mapped !== undefined) throw new UsageError(`--addr ${mapped}: write the IPv4 address (${mapped.slice(7)}); nftables sees IPv4 packets as IPv4`);
+  if (mapped !== undefined)
+    throw new UsageError(`--addr ${mapped}: write the IPv4 address (${mapped.slice(7)}); nftables sees IPv4 packets as IPv4`);
   const toPort = plainPort(toText, 'the target port');
   if (toPort === port) throw new UsageError(`forwarding ${port} to itself does nothing`);
   return { mode: 'kernel', spec: { port, protocols, toPort, addrs }, persist: v.persist === true };
@@ -119,7 +140,11 @@ export function parseAddArgs(v: Values<typeof commands.forwardAdd.options>, posi
 /** `lowport forward remove PORT`. */
 export function parseRemoveArgs(positionals: string[]): Extract<ForwardRequest, { mode: 'remove' }> {
   const [text, ...extra] = positionals;
-  if (text === undefined) throw new UsageError('lowport forward remove needs the port, e.g. `lowport forward remove 443/tcp`', 'See `lowport forward remove --help`.');
+  if (text === undefined)
+    throw new UsageError(
+      'lowport forward remove needs the port, e.g. `lowport forward remove 443/tcp`',
+      'See `lowport forward remove --help`.',
+    );
   if (extra.length > 0) throw new UsageError(`lowport forward remove PORT takes nothing else, but got '${extra.join(' ')}'`);
   return { mode: 'remove', ...parseOnePort(text, 'the port to remove') };
 }
@@ -130,7 +155,8 @@ export function parseServeArgs(v: ServeValues, positionals: string[]): Extract<F
   const { port, protocols } = parseOnePort(portText, 'the port to forward');
   const addrs = parseAddrArgs(v.addr);
   const pp = v['proxy-protocol'];
-  if (pp !== undefined && pp !== 'v1' && pp !== 'v2' && pp !== '1' && pp !== '2') throw new UsageError(`--proxy-protocol is v1 or v2, not '${pp}'`);
+  if (pp !== undefined && pp !== 'v1' && pp !== 'v2' && pp !== '1' && pp !== '2')
+    throw new UsageError(`--proxy-protocol is v1 or v2, not '${pp}'`);
   if (pp !== undefined && protocols.includes('udp')) {
     throw new UsageError('--proxy-protocol is for TCP: give the port as PORT/tcp (the UDP forwarder sends no PROXY header)');
   }
@@ -163,7 +189,8 @@ function ownerText(f: ForwardEntry, ownPolicy: string): string {
   const pid = f.pid ?? f.owner.pid;
   const where = f.pid !== undefined && f.pid !== f.owner.pid ? ` (pid ${f.owner.pid} in its container)` : '';
   if (!f.alive) return `pid ${f.owner.pid}, gone: \`lowport forward gc\` removes it`;
-  if (f.pid === undefined && f.owner.ns !== undefined) return `pid ${f.owner.pid} in pid namespace ${f.owner.ns}, not visible from here (kept)`;
+  if (f.pid === undefined && f.owner.ns !== undefined)
+    return `pid ${f.owner.pid} in pid namespace ${f.owner.ns}, not visible from here (kept)`;
   if (f.command === undefined) return `pid ${pid}${where}`;
   // `node /path/to/dist/src/cli/main.js forward 80 8080` reads better as `lowport forward 80 8080`.
   const command = f.command.replace(/^\S*node\S* \S*(?:main\.js|lowport) /, 'lowport ');
@@ -185,7 +212,9 @@ function kernelOrRemove(ctx: Ctx, req: Extract<ForwardRequest, { mode: 'kernel' 
   return async () => {
     if (req.mode === 'kernel' && req.spec.toPort >= 1024) {
       // The redirect sends every client of the low port to whoever holds the high one.
-      ctx.note(`any local user may bind ${req.spec.toPort} while your server is not running there; \`lowport reserve ${req.spec.toPort} --user SERVER-USER\` keeps it for the server`);
+      ctx.note(
+        `any local user may bind ${req.spec.toPort} while your server is not running there; \`lowport reserve ${req.spec.toPort} --user SERVER-USER\` keeps it for the server`,
+      );
     }
     if (req.mode === 'kernel' && !req.persist) return holdRedirect(req.spec, ctx.note);
     const result = req.mode === 'remove' ? unpersistForward(policy, req.port, req.protocols) : persistForward(policy, req.spec);
@@ -194,7 +223,9 @@ function kernelOrRemove(ctx: Ctx, req: Extract<ForwardRequest, { mode: 'kernel' 
       return 0;
     }
     for (const n of result.notes) ctx.note(n);
-    ctx.io.stdout(`${result.policy}: ${result.changed ? 'written; ' : ''}${result.live} persisted redirect${result.live === 1 ? '' : 's'} live\n`);
+    ctx.io.stdout(
+      `${result.policy}: ${result.changed ? 'written; ' : ''}${result.live} persisted redirect${result.live === 1 ? '' : 's'} live\n`,
+    );
     return 0;
   };
 }
@@ -218,7 +249,16 @@ export const list: Implementation = implement(commands.forwardList, (ctx) => {
     }
     const own = policyOwner(policy);
     const id = own.kind === 'policy' ? own.id : '';
-    const rows = [['PORT', 'PROTO', 'TO', 'ADDRESSES', 'OWNER'], ...entries.map((f) => [String(f.port), f.protocols.join(','), String(f.toPort), f.addrs.length === 0 ? 'every local address' : f.addrs.join(','), ownerText(f, id)])];
+    const rows = [
+      ['PORT', 'PROTO', 'TO', 'ADDRESSES', 'OWNER'],
+      ...entries.map((f) => [
+        String(f.port),
+        f.protocols.join(','),
+        String(f.toPort),
+        f.addrs.length === 0 ? 'every local address' : f.addrs.join(','),
+        ownerText(f, id),
+      ]),
+    ];
     ctx.io.stdout(`${table(rows)}\n`);
     return 0;
   };
@@ -229,7 +269,17 @@ export const gc: Implementation = implement(commands.forwardGc, (ctx) => {
   return () => {
     const removed = gcRedirects();
     if (ctx.json) printJson(ctx.io, { removed });
-    else ctx.io.stdout(removed.length === 0 ? 'nothing to remove: every redirect has a live owner\n' : removed.map((r) => `removed ${describeSpec(r)} (${r.owner.kind === 'pid' ? `its lowport, pid ${r.owner.pid}, is gone` : 'its policy file is gone'})\n`).join(''));
+    else
+      ctx.io.stdout(
+        removed.length === 0
+          ? 'nothing to remove: every redirect has a live owner\n'
+          : removed
+              .map(
+                (r) =>
+                  `removed ${describeSpec(r)} (${r.owner.kind === 'pid' ? `its lowport, pid ${r.owner.pid}, is gone` : 'its policy file is gone'})\n`,
+              )
+              .join(''),
+      );
     return 0;
   };
 });

@@ -52,7 +52,11 @@ export function fromArgument<T>(edit: () => T): T {
 
 export const grant: Implementation = implement(commands.grant, (ctx) => {
   const spec = { ports: portsOnly(ctx, 'grant'), principal: who(ctx), addrs: parseAddrArgs(ctx.values.addr) };
-  return () => reportEdit(ctx, fromArgument(() => grantRules(ctx.options, spec)));
+  return () =>
+    reportEdit(
+      ctx,
+      fromArgument(() => grantRules(ctx.options, spec)),
+    );
 });
 
 export const revoke: Implementation = implement(commands.revoke, (ctx) => {

@@ -1,5 +1,14 @@
 /** --help, generated from the declarations (commands.ts): the command list, and each command's usage, options and examples. */
-import { GLOBAL_OPTIONS, VERSION_OPTION, commandName, isGroup, type AnyCommand, type CommandGroup, type Entry, type OptionDefs } from './command.js';
+import {
+  GLOBAL_OPTIONS,
+  VERSION_OPTION,
+  commandName,
+  isGroup,
+  type AnyCommand,
+  type CommandGroup,
+  type Entry,
+  type OptionDefs,
+} from './command.js';
 import { COMMANDS } from './commands.js';
 
 /** `-u, --user U` */
@@ -48,7 +57,8 @@ function examples(list: readonly string[] | undefined): string {
 
 function commandHelp(c: AnyCommand): string {
   const parts = [usageBlock(usageLines(c)), c.description];
-  if (c.positionals !== undefined && c.positionals.length > 0) parts.push(`Arguments:\n${rows(c.positionals.map((p) => [p.name, p.description]))}`);
+  if (c.positionals !== undefined && c.positionals.length > 0)
+    parts.push(`Arguments:\n${rows(c.positionals.map((p) => [p.name, p.description]))}`);
   if (Object.keys(c.options).length > 0) parts.push(`Options:\n${optionRows(c.options)}`);
   return `${parts.join('\n\n')}${examples(c.examples)}\n\n${globalHelp()}\n`;
 }

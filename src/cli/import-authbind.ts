@@ -18,7 +18,8 @@ export const importAuthbind: Implementation = implement(commands.importAuthbind,
       } catch (e) {
         // Printing grants nothing: say that --apply would refuse it, so no one pastes the rules unawares. Other
         // errors (a missing directory, one a non-root user cannot search) show up as before, in the reading.
-        if (e instanceof LowportError && e.code === 'E_POLICY_UNSAFE') ctx.io.stderr(`warning: ${escapeControl(e.message)} (with --apply). ${escapeControl(e.hint ?? '')}\n`);
+        if (e instanceof LowportError && e.code === 'E_POLICY_UNSAFE')
+          ctx.io.stderr(`warning: ${escapeControl(e.message)} (with --apply). ${escapeControl(e.hint ?? '')}\n`);
       }
     }
     const result = convertAuthbind(readAuthbindTree(dir));
@@ -28,6 +29,12 @@ export const importAuthbind: Implementation = implement(commands.importAuthbind,
       return 0;
     }
     for (const n of result.notes) ctx.note(`note: ${escapeControl(n)}`);
-    return reportEdit(ctx, grantAll(ctx.options, result.rules.map((r) => ({ ports: r.ports, principal: r.principal, addrs: r.addrs }))));
+    return reportEdit(
+      ctx,
+      grantAll(
+        ctx.options,
+        result.rules.map((r) => ({ ports: r.ports, principal: r.principal, addrs: r.addrs })),
+      ),
+    );
   };
 });

@@ -24,7 +24,12 @@ function packageFiles(): string[] {
 export const install: Implementation = implement(commands.install, (ctx) => {
   if (ctx.positionals.length > 0) throw new UsageError('lowport install takes no arguments');
   return () => {
-    const r = installUnit({ ...ctx.options, ...(ctx.values.root === undefined ? {} : { root: ctx.values.root }), lowportArgv: sudoArgv([]), packageFiles: packageFiles() });
+    const r = installUnit({
+      ...ctx.options,
+      ...(ctx.values.root === undefined ? {} : { root: ctx.values.root }),
+      lowportArgv: sudoArgv([]),
+      packageFiles: packageFiles(),
+    });
     if (ctx.json) {
       printJson(ctx.io, r);
       return 0;
@@ -40,7 +45,11 @@ export const install: Implementation = implement(commands.install, (ctx) => {
 export const uninstall: Implementation = implement(commands.uninstall, (ctx) => {
   if (ctx.positionals.length > 0) throw new UsageError('lowport uninstall takes no arguments');
   return () => {
-    const r = uninstallUnit({ ...ctx.options, ...(ctx.values.root === undefined ? {} : { root: ctx.values.root }), purge: ctx.values.purge === true });
+    const r = uninstallUnit({
+      ...ctx.options,
+      ...(ctx.values.root === undefined ? {} : { root: ctx.values.root }),
+      purge: ctx.values.purge === true,
+    });
     if (ctx.json) {
       printJson(ctx.io, r);
       return 0;

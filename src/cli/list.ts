@@ -10,7 +10,8 @@ const FILE_STATE: Record<ListResult['file'], string> = {
   differs: 'the file differs from the live rules: run `lowport apply` to load it',
   missing: 'the policy file does not exist',
   invalid: 'the policy file has errors (run `lowport apply --check`); the live rules stay as they were',
-  'names-changed': 'the live rules were made from the file, but users or groups it names have changed since (see the warnings): run `lowport apply`',
+  'names-changed':
+    'the live rules were made from the file, but users or groups it names have changed since (see the warnings): run `lowport apply`',
 };
 
 export function formatList(r: ListResult): string {
@@ -18,7 +19,9 @@ export function formatList(r: ListResult): string {
   if (!r.live) {
     out.push(`lowport is off: nothing is live at ${escapeControl(r.pinDir)}.`);
   } else {
-    out.push(`lowport is on: ${r.rules.length} rule${r.rules.length === 1 ? '' : 's'} live (${r.entries} map entries), attached at ${escapeControl(r.cgroup)}, pinned at ${escapeControl(r.pinDir)}.`);
+    out.push(
+      `lowport is on: ${r.rules.length} rule${r.rules.length === 1 ? '' : 's'} live (${r.entries} map entries), attached at ${escapeControl(r.cgroup)}, pinned at ${escapeControl(r.pinDir)}.`,
+    );
   }
   out.push(`Policy ${escapeControl(r.policy)}: ${FILE_STATE[r.file]}.`);
   if (r.rules.length > 0) {
@@ -32,17 +35,21 @@ export function formatList(r: ListResult): string {
     const lineWidth = table.reduce((w, row) => Math.max(w, (row[0] ?? '').length), 0);
     const ruleWidth = table.reduce((w, row) => Math.max(w, (row[1] ?? '').length), 0);
     // Rule labels of `lowport run` scopes hold the command line a user ran, and paths and names come from outside: escaped.
-    for (const row of table.map((cells) => cells.map(escapeControl))) out.push(`${(row[0] ?? '').padStart(lineWidth)}  ${(row[1] ?? '').padEnd(ruleWidth)}  ${row[2] ?? ''}`);
+    for (const row of table.map((cells) => cells.map(escapeControl)))
+      out.push(`${(row[0] ?? '').padStart(lineWidth)}  ${(row[1] ?? '').padEnd(ruleWidth)}  ${row[2] ?? ''}`);
   }
   if (r.warnings.length > 0) {
     out.push('');
-    for (const w of r.warnings) out.push(w.diagnostic === undefined ? `warning: ${escapeControl(r.policy)}:${w.line}: ${w.message}` : formatDiagnostic(w.diagnostic));
+    for (const w of r.warnings)
+      out.push(w.diagnostic === undefined ? `warning: ${escapeControl(r.policy)}:${w.line}: ${w.message}` : formatDiagnostic(w.diagnostic));
   }
   const others = r.programs.filter((p) => !p.ours);
   if (others.length > 0) {
     out.push('', 'Other programs on the bind hooks (they can also allow, grant or refuse binds):');
     for (const p of others) {
-      out.push(`  ${p.hook}  prog id ${p.id}  ${escapeControl(p.name || '(no name)')}  ${p.inherited ? 'attached at an ancestor cgroup' : 'attached here'}  loaded by uid ${p.createdByUid}`);
+      out.push(
+        `  ${p.hook}  prog id ${p.id}  ${escapeControl(p.name || '(no name)')}  ${p.inherited ? 'attached at an ancestor cgroup' : 'attached here'}  loaded by uid ${p.createdByUid}`,
+      );
     }
     out.push('  Inspect them with `bpftool prog show id ID`.');
   }

@@ -104,7 +104,8 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
       command = entry;
     }
     const implementation = await command.load();
-    if (implementation.command !== command) throw new Error(`lowport ${shown}: its module implements 'lowport ${commandName(implementation.command)}'`);
+    if (implementation.command !== command)
+      throw new Error(`lowport ${shown}: its module implements 'lowport ${commandName(implementation.command)}'`);
     const started = implementation.start(words, { io, callerName: callerName(), note });
     json = started.json;
     if (started.help) {
@@ -120,7 +121,9 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
       return 2;
     }
     if (json && e instanceof LowportError) {
-      io.stdout(`${jsonText({ error: { code: e.code, message: e.message, hint: hintOf(e), diagnostics: e.diagnostics.length > 0 ? e.diagnostics : undefined } })}\n`);
+      io.stdout(
+        `${jsonText({ error: { code: e.code, message: e.message, hint: hintOf(e), diagnostics: e.diagnostics.length > 0 ? e.diagnostics : undefined } })}\n`,
+      );
     } else {
       io.stderr(formatError(e));
     }
@@ -133,22 +136,37 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
  * spellings (`lowport forward --list`) turned into the new ones, with a note.
  * Undefined when the words name no subcommand: the group's help is shown.
  */
-function subcommand(group: CommandGroup, words: string[], note: (text: string) => void): { command: AnyCommand; words: string[] } | undefined {
+function subcommand(
+  group: CommandGroup,
+  words: string[],
+  note: (text: string) => void,
+): { command: AnyCommand; words: string[] } | undefined {
   const { name, rest } = splitCommand(words);
   const sub = group.subcommands.find((s) => s.path[s.path.length - 1] === name);
   if (sub !== undefined) return { command: sub, words: rest };
   const old = group.legacy?.(words, name);
   if (old === undefined) {
-    if (name !== undefined) throw new UsageError(`unknown command 'lowport ${commandName(group)} ${escapeControl(name)}'`, `Run \`lowport ${commandName(group)} --help\` for its commands.`);
+    if (name !== undefined)
+      throw new UsageError(
+        `unknown command 'lowport ${commandName(group)} ${escapeControl(name)}'`,
+        `Run \`lowport ${commandName(group)} --help\` for its commands.`,
+      );
     return undefined;
   }
   note(old.note);
   return subcommand(group, old.args, () => undefined);
 }
 
-/** Global options may come before the command (`lowport --policy F list`): the command is the first word that is not an option or its value. */
+/**
+ * Global options may come before the command (`lowport --policy F list`): the command is the first
+ * word that is not an option or its value.
+ */
 function splitCommand(args: string[]): { name: string | undefined; rest: string[] } {
-  const takesValue = new Set(Object.entries(GLOBAL_OPTIONS).filter(([, o]) => o.type === 'string').map(([k]) => `--${k}`));
+  const takesValue = new Set(
+    Object.entries(GLOBAL_OPTIONS)
+      .filter(([, o]) => o.type === 'string')
+      .map(([k]) => `--${k}`),
+  );
   for (let i = 0; i < args.length; i++) {
     const a = args[i] ?? '';
     if (takesValue.has(a)) {
@@ -172,7 +190,9 @@ function withDefaultUser(command: AnyCommand, args: string[], values: Record<str
   if (!takesWho || named) return [...command.path, ...args];
   // Before a `--` (lowport run ... -- COMMAND): what follows it is the command's.
   const end = args.indexOf('--');
-  return end < 0 ? [...command.path, ...args, '--user', callerName()] : [...command.path, ...args.slice(0, end), '--user', callerName(), ...args.slice(end)];
+  return end < 0
+    ? [...command.path, ...args, '--user', callerName()]
+    : [...command.path, ...args.slice(0, end), '--user', callerName(), ...args.slice(end)];
 }
 
 function isEntryPoint(): boolean {

@@ -41,7 +41,9 @@ function examples(list: readonly string[] | undefined): string {
 
 function commandSection(c: AnyCommand): string {
   const head = `lowport ${commandName(c)}`;
-  const synopsis = c.usage.map((u) => `\\fB${roffText(head)}\\fR${u === '' ? '' : ` ${roffText(u.replace(/\n\s*/g, ' '))}`}`).join('\n.br\n');
+  const synopsis = c.usage
+    .map((u) => `\\fB${roffText(head)}\\fR${u === '' ? '' : ` ${roffText(u.replace(/\n\s*/g, ' '))}`}`)
+    .join('\n.br\n');
   const parts = [`.SS "${head}"`, synopsis, paragraphs(c.description)];
   if (c.positionals !== undefined && c.positionals.length > 0) {
     parts.push(c.positionals.map((p) => `.TP\n\\fI${roffText(p.name)}\\fR\n${roffText(p.description)}`).join('\n'));
@@ -51,7 +53,11 @@ function commandSection(c: AnyCommand): string {
 }
 
 export function manPage(version: string, entries: readonly Entry[] = COMMANDS): string {
-  const sections = entries.flatMap((e) => (isGroup(e) ? [`.SS "lowport ${commandName(e)}"\n${paragraphs(e.description)}${examples(e.examples)}`, ...e.subcommands.map(commandSection)] : [commandSection(e)]));
+  const sections = entries.flatMap((e) =>
+    isGroup(e)
+      ? [`.SS "lowport ${commandName(e)}"\n${paragraphs(e.description)}${examples(e.examples)}`, ...e.subcommands.map(commandSection)]
+      : [commandSection(e)],
+  );
   return `.\\" lowport(8), generated from its command declarations (src/cli/commands.ts) by src/cli/share.ts; do not edit.
 .TH LOWPORT 8 "" "lowport ${roffText(version)}" "System Administration"
 .SH NAME

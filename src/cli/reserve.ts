@@ -12,7 +12,11 @@ export const reserve: Implementation = implement(commands.reserve, (ctx) => {
     throw new UsageError('reserve needs --user U or --group G: who the ports are kept for');
   }
   const principal = parsePrincipalArgs(ctx.values, ctx.io.env, ctx.callerName, false);
-  return () => reportEdit(ctx, fromArgument(() => reservePorts(ctx.options, { ports, principal })));
+  return () =>
+    reportEdit(
+      ctx,
+      fromArgument(() => reservePorts(ctx.options, { ports, principal })),
+    );
 });
 
 export const unreserve: Implementation = implement(commands.unreserve, (ctx) => {

@@ -11,13 +11,15 @@ export const run: Implementation = implement(commands.run, (ctx) => {
   if (ctx.values.sockets === true && ctx.values.caps === true) throw new UsageError('give --sockets or --caps, not both');
   const mode: RunMode = ctx.values.sockets === true ? 'sockets' : ctx.values.caps === true ? 'caps' : 'scope';
   const portTexts = ctx.values.port ?? [];
-  if (mode !== 'caps' && portTexts.length === 0) throw new UsageError(`lowport run${mode === 'sockets' ? ' --sockets' : ''} needs --port PORTS`);
+  if (mode !== 'caps' && portTexts.length === 0)
+    throw new UsageError(`lowport run${mode === 'sockets' ? ' --sockets' : ''} needs --port PORTS`);
   if (mode === 'caps' && (portTexts.length > 0 || ctx.values.addr !== undefined)) {
     throw new UsageError('--caps gives every low port: it takes no --port or --addr (use the default mode to give only some)');
   }
   const ports = portTexts.length === 0 ? [] : parsePortsArg(portTexts.join(','), 'run');
   const backlogText = ctx.values.backlog;
-  if (backlogText !== undefined && (mode !== 'sockets' || !/^\d+$/.test(backlogText))) throw new UsageError('--backlog N goes with --sockets, N a number');
+  if (backlogText !== undefined && (mode !== 'sockets' || !/^\d+$/.test(backlogText)))
+    throw new UsageError('--backlog N goes with --sockets, N a number');
   const principal = parsePrincipalArgs({ user: ctx.values.user }, ctx.io.env, ctx.callerName);
   if (principal.kind !== 'user') throw new UsageError('lowport run needs --user U');
   const addrs = parseAddrArgs(ctx.values.addr);

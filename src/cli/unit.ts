@@ -19,7 +19,10 @@ const PREFIXES = ['+', '-', '@', ':', '!'];
  */
 function executable(word: string, note: (text: string) => void): string {
   if (PREFIXES.some((p) => word.startsWith(p))) {
-    throw new UsageError(`'${escapeControl(word)}' starts with '${word[0] ?? ''}', a systemd prefix ('+' would run it with full privileges): lowport unit writes no prefixes`, 'Give the program as an absolute path, e.g. /usr/bin/server.');
+    throw new UsageError(
+      `'${escapeControl(word)}' starts with '${word[0] ?? ''}', a systemd prefix ('+' would run it with full privileges): lowport unit writes no prefixes`,
+      'Give the program as an absolute path, e.g. /usr/bin/server.',
+    );
   }
   if (isAbsolute(word)) return word;
   if (word.includes('/')) {
@@ -28,7 +31,8 @@ function executable(word: string, note: (text: string) => void): string {
     return abs;
   }
   const found = which(word);
-  if (found === undefined || !isAbsolute(found)) throw new UsageError(`'${escapeControl(word)}' is not on PATH: give the command's absolute path`);
+  if (found === undefined || !isAbsolute(found))
+    throw new UsageError(`'${escapeControl(word)}' is not on PATH: give the command's absolute path`);
   note(`using ${escapeControl(found)} for ${escapeControl(word)} (from PATH)`);
   return found;
 }
@@ -38,7 +42,11 @@ function serviceUser(given: string): string {
   const refusal = checkServiceUser(given);
   if (refusal !== undefined) throw new UsageError(`--user ${escapeControl(given)}: ${refusal}`);
   const entry = lookupUsers([given]).get(given);
-  if (entry === undefined) throw new UsageError(`--user ${escapeControl(given)}: no such user`, 'Create the account first (useradd --system), or give an existing one.');
+  if (entry === undefined)
+    throw new UsageError(
+      `--user ${escapeControl(given)}: no such user`,
+      'Create the account first (useradd --system), or give an existing one.',
+    );
   if (entry.uid === 0) throw new UsageError(`--user ${escapeControl(given)}: that is root (uid 0); the service must not run as root`);
   return checkServiceUser(entry.name) === undefined ? entry.name : String(entry.uid);
 }

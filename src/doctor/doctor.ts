@@ -19,7 +19,16 @@ import { effectiveUid, pathState, processStatus, systemTool, which } from '../os
 import { findNft } from '../os/nft.js';
 import { checkIdentity, LAUNCH_FAILED, launchSync, userEnvironment } from '../os/launch.js';
 import { probeFeatures } from '../bpf/probes.js';
-import { detectContainer, initNetNamespace, isWsl, kernelRelease, kernelVersion, netNamespace, readSysctl, systemdRunning } from '../os/system.js';
+import {
+  detectContainer,
+  initNetNamespace,
+  isWsl,
+  kernelRelease,
+  kernelVersion,
+  netNamespace,
+  readSysctl,
+  systemdRunning,
+} from '../os/system.js';
 import { parsePolicy } from '../policy/parse.js';
 import { fileKind, readPolicyFile } from '../policy-file/trust.js';
 import { formatPrincipal } from '../policy/print.js';
@@ -114,14 +123,22 @@ export function doctor(options: DoctorOptions = {}): DoctorReport {
     bpfGrantPossible: machine.bpfMissing.length === 0,
     bpfMissing: machine.bpfMissing,
     // Root sees what is live; others only whether lowport's pins are there at all.
-    policyNotApplied: live !== undefined ? !live.live || live.file !== 'in-sync' : pathState(options.pinDir ?? DEFAULT_PIN_DIR) === 'absent',
+    policyNotApplied:
+      live !== undefined ? !live.live || live.file !== 'in-sync' : pathState(options.pinDir ?? DEFAULT_PIN_DIR) === 'absent',
     systemd: systemdRunning(),
     nft: findNft() !== undefined,
     ...(program === undefined ? {} : { program }),
     sysctlStart: Number(readSysctl('net.ipv4.ip_unprivileged_port_start') ?? 1024),
     lowport: options.lowportCommand ?? 'lowport',
   });
-  return { user: { name: user.name, uid: user.uid, gid: user.gid }, ports: portReports, checks, recommendation, alternatives, ok: verdicts.every((v) => v.canBind) };
+  return {
+    user: { name: user.name, uid: user.uid, gid: user.gid },
+    ports: portReports,
+    checks,
+    recommendation,
+    alternatives,
+    ok: verdicts.every((v) => v.canBind),
+  };
 }
 
 /**
@@ -132,7 +149,10 @@ export function doctor(options: DoctorOptions = {}): DoctorReport {
  */
 function probeAs(user: PasswdEntry & { known: boolean }, ports: number[]): { port: number; attempts: BindAttempt[] }[] {
   const identity = { uid: user.uid, gid: user.gid, ...(user.known ? { name: user.name } : {}) };
-  checkIdentity(identity, 'Give --user a normal user (a name from `getent passwd`, or its uid); a user whose primary group is root (gid 0) is refused too.');
+  checkIdentity(
+    identity,
+    'Give --user a normal user (a name from `getent passwd`, or its uid); a user whose primary group is root (gid 0) is refused too.',
+  );
   const r = launchSync([process.execPath, PROBE, ports.join(',')], { identity, env: userEnvironment(user) }, 30_000);
   if (r.status !== 0) {
     const why = (r.stderr || r.error?.message || `exit ${r.status ?? r.signal}`).trim().split('\n')[0];
@@ -151,7 +171,9 @@ function resolveUser(name: string | undefined, asRoot: boolean): PasswdEntry & {
   if (name !== undefined && !asRoot) {
     const me = lookupUsers([String(effectiveUid())]).get(String(effectiveUid()));
     if (me === undefined || (me.name !== name && String(me.uid) !== name)) {
-      throw new LowportError('E_NOT_ROOT', `testing binds as another user (${name}) needs root`, { hint: `Run \`sudo lowport doctor --user ${shellQuote(name)}\`, or run doctor as ${name}.` });
+      throw new LowportError('E_NOT_ROOT', `testing binds as another user (${name}) needs root`, {
+        hint: `Run \`sudo lowport doctor --user ${shellQuote(name)}\`, or run doctor as ${name}.`,
+      });
     }
   }
   return userByNameOrUid(key, 'Give a user name or uid that `getent passwd` knows.');
@@ -173,7 +195,12 @@ function portReport(port: number, attempts: BindAttempt[]): PortReport {
     const owners = socketOwners(sockets.map((s) => s.inode));
     for (const s of sockets) {
       const owner = owners.get(s.inode);
-      heldBy.push({ protocol: s.protocol, family: s.family, uid: s.uid, ...(owner === undefined ? {} : { pid: owner.pid, command: owner.command }) });
+      heldBy.push({
+        protocol: s.protocol,
+        family: s.family,
+        uid: s.uid,
+        ...(owner === undefined ? {} : { pid: owner.pid, command: owner.command }),
+      });
     }
   }
   return { port, canBind, error, attempts, heldBy };
@@ -194,26 +221,34 @@ function kernelChecks(asRoot: boolean, missing: string[]): Check[] {
       {
         id: 'kernel',
         status: newEnough ? 'ok' : 'fail',
-        detail: newEnough ? `Linux ${kernelRelease()}: bind hooks may grant ports (5.12+; ${by})` : `Linux ${kernelRelease()}: bind hooks cannot grant ports before 5.12 (${by}; backported kernels may)`,
+        detail: newEnough
+          ? `Linux ${kernelRelease()}: bind hooks may grant ports (5.12+; ${by})`
+          : `Linux ${kernelRelease()}: bind hooks cannot grant ports before 5.12 (${by}; backported kernels may)`,
       },
     ];
   }
   const results = probeFeatures();
   const failed = results.find((r) => !r.ok);
-  if (failed !== undefined) missing.push(failed.errno === 'EPERM' || failed.errno === 'EACCES' ? 'BPF, which this kernel refuses to this process' : `a kernel that passes the ${failed.name} probe`);
+  if (failed !== undefined)
+    missing.push(
+      failed.errno === 'EPERM' || failed.errno === 'EACCES'
+        ? 'BPF, which this kernel refuses to this process'
+        : `a kernel that passes the ${failed.name} probe`,
+    );
   return [
     {
       id: 'kernel',
       status: failed === undefined ? 'ok' : 'fail',
-      detail: failed === undefined ? `Linux ${kernelRelease()}: loads and links lowport's bind hook (probed)` : unsupportedMessage(failed, kernelRelease()),
+      detail:
+        failed === undefined
+          ? `Linux ${kernelRelease()}: loads and links lowport's bind hook (probed)`
+          : unsupportedMessage(failed, kernelRelease()),
     },
-    ...results.map(
-      (r): Check => ({
-        id: `probe:${r.name}`,
-        status: r.ok ? 'ok' : 'fail',
-        detail: `${r.tried}: ${r.ok ? 'works' : (r.errno ?? `not tried, ${r.skipped ?? 'refused'}`)}${r.verifier === undefined ? '' : ` (verifier: ${r.verifier})`}`,
-      }),
-    ),
+    ...results.map((r): Check => ({
+      id: `probe:${r.name}`,
+      status: r.ok ? 'ok' : 'fail',
+      detail: `${r.tried}: ${r.ok ? 'works' : (r.errno ?? `not tried, ${r.skipped ?? 'refused'}`)}${r.verifier === undefined ? '' : ` (verifier: ${r.verifier})`}`,
+    })),
   ];
 }
 
@@ -228,10 +263,18 @@ function machineChecks(asRoot: boolean): { checks: Check[]; bpfMissing: string[]
   } catch {
     missing.push('a cgroup v2 hierarchy');
   }
-  checks.push({ id: 'cgroup2', status: cgroupRoot === undefined ? 'fail' : 'ok', detail: cgroupRoot === undefined ? 'no cgroup v2 hierarchy is mounted' : `cgroup v2 mounted at ${cgroupRoot}` });
+  checks.push({
+    id: 'cgroup2',
+    status: cgroupRoot === undefined ? 'fail' : 'ok',
+    detail: cgroupRoot === undefined ? 'no cgroup v2 hierarchy is mounted' : `cgroup v2 mounted at ${cgroupRoot}`,
+  });
 
   const bpffs = mountOf('/sys/fs/bpf')?.fsType === 'bpf';
-  checks.push({ id: 'bpffs', status: bpffs ? 'ok' : 'info', detail: bpffs ? 'bpffs mounted at /sys/fs/bpf' : 'bpffs is not mounted at /sys/fs/bpf (lowport mounts it when it needs it)' });
+  checks.push({
+    id: 'bpffs',
+    status: bpffs ? 'ok' : 'info',
+    detail: bpffs ? 'bpffs mounted at /sys/fs/bpf' : 'bpffs is not mounted at /sys/fs/bpf (lowport mounts it when it needs it)',
+  });
 
   const unpriv = readSysctl('kernel.unprivileged_bpf_disabled');
   checks.push({
@@ -245,10 +288,18 @@ function machineChecks(asRoot: boolean): { checks: Check[]; bpfMissing: string[]
   checks.push({
     id: 'environment',
     status: 'info',
-    detail: wsl ? 'running under WSL' : container !== undefined ? `running in a container (${container}): BPF may be refused to it` : 'not in a container or WSL',
+    detail: wsl
+      ? 'running under WSL'
+      : container !== undefined
+        ? `running in a container (${container}): BPF may be refused to it`
+        : 'not in a container or WSL',
   });
 
-  checks.push({ id: 'systemd', status: 'info', detail: systemdRunning() ? 'systemd is the init system' : 'systemd is not running as init' });
+  checks.push({
+    id: 'systemd',
+    status: 'info',
+    detail: systemdRunning() ? 'systemd is the init system' : 'systemd is not running as init',
+  });
   const tools = ['nft', 'iptables'].map((t) => `${t} ${systemTool(t) === undefined ? 'absent' : 'present'}`);
   checks.push({ id: 'firewall-tools', status: 'info', detail: tools.join(', ') });
   return { checks, bpfMissing: missing };
@@ -269,28 +320,51 @@ interface PolicyFindings {
   reservations: Map<number, { who: string; line: number }>;
 }
 
-function policyChecks(path: string, user: PasswdEntry, ports: number[], live: ListResult | undefined, options: LowportOptions): PolicyFindings {
+function policyChecks(
+  path: string,
+  user: PasswdEntry,
+  ports: number[],
+  live: ListResult | undefined,
+  options: LowportOptions,
+): PolicyFindings {
   const grants = new Map<number, number[]>();
   const reservations = new Map<number, { who: string; line: number }>();
   const checks: Check[] = [];
   const pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
   if (live !== undefined) {
-    checks.push({ id: 'lowport-live', status: live.live ? 'ok' : 'info', detail: live.live ? `lowport is on: ${live.rules.length} rules live at ${live.pinDir}` : `lowport is off (nothing at ${live.pinDir})` });
+    checks.push({
+      id: 'lowport-live',
+      status: live.live ? 'ok' : 'info',
+      detail: live.live ? `lowport is on: ${live.rules.length} rules live at ${live.pinDir}` : `lowport is off (nothing at ${live.pinDir})`,
+    });
     const others = live.programs.filter((p) => !p.ours);
     checks.push({
       id: 'other-bpf',
       status: others.length === 0 ? 'ok' : 'info',
-      detail: others.length === 0 ? 'no other BPF programs on the bind hooks' : `other BPF programs on the bind hooks (they can grant or refuse too): ${others.map((p) => `${p.hook} id ${p.id} ${p.name}`).join(', ')}`,
+      detail:
+        others.length === 0
+          ? 'no other BPF programs on the bind hooks'
+          : `other BPF programs on the bind hooks (they can grant or refuse too): ${others.map((p) => `${p.hook} id ${p.id} ${p.name}`).join(', ')}`,
     });
-    // Live rules whose user or group has since gone or moved (a deleted user's uid given to another), and ids in someone's subordinate range.
-    for (const w of live.warnings) checks.push({ id: w.kind === 'name' ? 'live-names' : 'live-subordinate', status: w.kind === 'name' ? 'fail' : 'info', detail: `line ${w.line} of ${live.policy}: ${w.message}` });
+    // Live rules whose user or group has since gone or moved (a deleted user's uid given to
+    // another), and ids in someone's subordinate range.
+    for (const w of live.warnings)
+      checks.push({
+        id: w.kind === 'name' ? 'live-names' : 'live-subordinate',
+        status: w.kind === 'name' ? 'fail' : 'info',
+        detail: `line ${w.line} of ${live.policy}: ${w.message}`,
+      });
   } else {
     const state = pathState(pinDir);
     checks.push({
       id: 'lowport-live',
       status: 'info',
       detail:
-        state === 'exists' ? `lowport is installed at ${pinDir} (root can show its live rules)` : state === 'absent' ? `lowport is off (nothing at ${pinDir})` : `only root can tell whether lowport is on (${pinDir} is not visible to you)`,
+        state === 'exists'
+          ? `lowport is installed at ${pinDir} (root can show its live rules)`
+          : state === 'absent'
+            ? `lowport is off (nothing at ${pinDir})`
+            : `only root can tell whether lowport is on (${pinDir} is not visible to you)`,
     });
     checks.push({ id: 'other-bpf', status: 'info', detail: 'other BPF programs on the bind hooks: only root can see them' });
   }
@@ -310,12 +384,18 @@ function policyChecks(path: string, user: PasswdEntry, ports: number[], live: Li
   try {
     const compiled = compileDocument(parsePolicy(text, path));
     rules = compiled.rules;
-    for (const u of compiled.unresolved) checks.push({ id: 'policy-names', status: 'fail', detail: `${u.diagnostic.file}:${u.diagnostic.line}: ${u.diagnostic.message}` });
+    for (const u of compiled.unresolved)
+      checks.push({ id: 'policy-names', status: 'fail', detail: `${u.diagnostic.file}:${u.diagnostic.line}: ${u.diagnostic.message}` });
   } catch (e) {
-    checks.push({ id: 'policy', status: 'fail', detail: `${path} has errors (lowport apply --check shows them): ${e instanceof Error ? e.message : String(e)}` });
+    checks.push({
+      id: 'policy',
+      status: 'fail',
+      detail: `${path} has errors (lowport apply --check shows them): ${e instanceof Error ? e.message : String(e)}`,
+    });
     return { checks, grants, reservations };
   }
-  const byName = (s: { kind: number; id: bigint }) => (s.kind === Kind.UID && s.id === BigInt(user.uid)) || (s.kind === Kind.GID && s.id === BigInt(user.gid));
+  const byName = (s: { kind: number; id: bigint }) =>
+    (s.kind === Kind.UID && s.id === BigInt(user.uid)) || (s.kind === Kind.GID && s.id === BigInt(user.gid));
   for (const port of ports) {
     const lines: { line: number; full: boolean; what: string; named: boolean }[] = [];
     for (const r of rules) {
@@ -357,7 +437,14 @@ function sysctlCheck(): Check {
   const start = readSysctl('net.ipv4.ip_unprivileged_port_start');
   const ns = netNamespace();
   const init = initNetNamespace();
-  const where = ns === undefined ? '' : ns === init ? ` (the host's network namespace, ${ns})` : init === undefined ? ` (network namespace ${ns})` : ` (a private network namespace, ${ns}; the host's may differ)`;
+  const where =
+    ns === undefined
+      ? ''
+      : ns === init
+        ? ` (the host's network namespace, ${ns})`
+        : init === undefined
+          ? ` (network namespace ${ns})`
+          : ` (a private network namespace, ${ns}; the host's may differ)`;
   return {
     id: 'sysctl',
     status: 'info',
@@ -366,7 +453,8 @@ function sysctlCheck(): Check {
 }
 
 function capabilityCheck(self: boolean, user: PasswdEntry): Check {
-  if (!self) return { id: 'capabilities', status: 'info', detail: `the bind test ran as ${user.name} with no capabilities, as a login would` };
+  if (!self)
+    return { id: 'capabilities', status: 'info', detail: `the bind test ran as ${user.name} with no capabilities, as a login would` };
   const caps = parseStatusCaps(processStatus());
   const eff = hasCap(caps.effective, CAP_NET_BIND_SERVICE);
   const amb = hasCap(caps.ambient, CAP_NET_BIND_SERVICE);
@@ -417,9 +505,16 @@ function programChecks(program: string): Check[] {
   const facts = describeProgram(program);
   const st = fileOwnership(facts.path);
   if (st === undefined) return [{ id: 'program', status: 'fail', detail: `${program}: no such file (give a path, or a command on PATH)` }];
-  // A device, FIFO or socket (a user's symlink may point at one) is never opened: as root, opening a device acts (a tty, a watchdog, a tape).
+  // A device, FIFO or socket (a user's symlink may point at one) is never opened: as root, opening
+  // a device acts (a tty, a watchdog, a tape).
   if (st.type !== 'file') {
-    return [{ id: 'program', status: 'fail', detail: `${facts.path} is ${fileKind(st.type)}, not a regular file: not a program; doctor does not open it` }];
+    return [
+      {
+        id: 'program',
+        status: 'fail',
+        detail: `${facts.path} is ${fileKind(st.type)}, not a regular file: not a program; doctor does not open it`,
+      },
+    ];
   }
   const checks: Check[] = [];
   const setuidRoot = (st.mode & 0o4000) !== 0 && st.uid === 0;
@@ -446,7 +541,8 @@ function programChecks(program: string): Check[] {
 }
 
 function authbindCheck(user: PasswdEntry, ports: number[]): Check {
-  if (which('authbind', `${process.env.PATH ?? ''}:/usr/bin`) === undefined) return { id: 'authbind', status: 'info', detail: 'authbind is not installed' };
+  if (which('authbind', `${process.env.PATH ?? ''}:/usr/bin`) === undefined)
+    return { id: 'authbind', status: 'info', detail: 'authbind is not installed' };
   const usable = ports.filter((port) => {
     const name = byportName(port);
     const st = name === undefined ? undefined : fileOwnership(`/etc/authbind/byport/${name}`);

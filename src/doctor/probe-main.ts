@@ -4,5 +4,8 @@
  */
 import { bindTest } from './bind-test.js';
 
-const ports = (process.argv[2] ?? '').split(',').filter((p) => p !== '').map(Number);
+const ports = (process.argv[2] ?? '')
+  .split(',')
+  .filter((p) => p !== '')
+  .map(Number);
 process.stdout.write(JSON.stringify(ports.map((port) => ({ port, attempts: bindTest(port) }))));

@@ -96,10 +96,18 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
 
   for (const p of inUse) {
     const holder = p.heldBy[0];
-    const who = holder?.pid !== undefined ? `${holder.command ?? 'a process'} (pid ${holder.pid}, uid ${holder.uid})` : holder !== undefined ? `a process of uid ${holder.uid}` : 'another socket';
+    const who =
+      holder?.pid !== undefined
+        ? `${holder.command ?? 'a process'} (pid ${holder.pid}, uid ${holder.uid})`
+        : holder !== undefined
+          ? `a process of uid ${holder.uid}`
+          : 'another socket';
     options.push({
       method: 'free-port',
-      command: holder?.pid !== undefined ? `kill ${holder.pid}   # or stop the service that runs pid ${holder.pid}` : `sudo ss -ltnup 'sport = :${p.port}'   # shows the process that holds it`,
+      command:
+        holder?.pid !== undefined
+          ? `kill ${holder.pid}   # or stop the service that runs pid ${holder.pid}`
+          : `sudo ss -ltnup 'sport = :${p.port}'   # shows the process that holds it`,
       why: `port ${p.port} is not refused but taken: ${who} has it bound. Stop it, or pick another port.`,
     });
   }

@@ -53,13 +53,19 @@ export function forwarderIdentity(): Identity {
       lock.release();
     }
     if (entry === undefined) {
-      throw new LowportError('E_STATE', `useradd created the user '${FORWARDER_USER}', but it cannot be looked up`, { hint: 'Check /etc/nsswitch.conf, or give --user.' });
+      throw new LowportError('E_STATE', `useradd created the user '${FORWARDER_USER}', but it cannot be looked up`, {
+        hint: 'Check /etc/nsswitch.conf, or give --user.',
+      });
     }
   }
   if (entry.uid === 0 || entry.gid === 0 || entry.uid >= UID_MIN || entry.uid === NOBODY) {
-    throw new LowportError('E_STATE', `the user '${FORWARDER_USER}' exists but is not a system account of its own (uid ${entry.uid}, gid ${entry.gid}): the forwarder will not share its uid`, {
-      hint: `Give --user a dedicated system user, or rename that account so that lowport can create its own '${FORWARDER_USER}'.`,
-    });
+    throw new LowportError(
+      'E_STATE',
+      `the user '${FORWARDER_USER}' exists but is not a system account of its own (uid ${entry.uid}, gid ${entry.gid}): the forwarder will not share its uid`,
+      {
+        hint: `Give --user a dedicated system user, or rename that account so that lowport can create its own '${FORWARDER_USER}'.`,
+      },
+    );
   }
   return { uid: entry.uid, gid: entry.gid, name: entry.name };
 }

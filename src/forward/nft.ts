@@ -64,7 +64,8 @@ export interface NftBatch {
 
 /** The comment that marks a rule as lowport's: owner and spec, short enough for nft's 128-byte limit. */
 export function ruleComment(owner: Owner, spec: RedirectSpec): string {
-  const who = owner.kind === 'pid' ? `pid=${owner.pid}@${owner.start}${owner.ns === undefined ? '' : `~${owner.ns}`}` : `policy=${owner.id}`;
+  const who =
+    owner.kind === 'pid' ? `pid=${owner.pid}@${owner.start}${owner.ns === undefined ? '' : `~${owner.ns}`}` : `policy=${owner.id}`;
   return `lowport ${who} ${spec.port}/${spec.protocols.join(',')}>${spec.toPort}`;
 }
 
@@ -80,12 +81,16 @@ export function parseComment(comment: string): CommentInfo | undefined {
   const m = /^lowport (?:pid=(\d+)@(\d+)(?:~(\d+))?|policy=([0-9a-f]+)) (\d+)\/((?:tcp|udp)(?:,(?:tcp|udp))?)>(\d+)$/.exec(comment);
   if (m === null) return undefined;
   const owner: Owner =
-    m[4] !== undefined ? { kind: 'policy', id: m[4] } : { kind: 'pid', pid: Number(m[1]), start: Number(m[2]), ...(m[3] === undefined ? {} : { ns: Number(m[3]) }) };
+    m[4] !== undefined
+      ? { kind: 'policy', id: m[4] }
+      : { kind: 'pid', pid: Number(m[1]), start: Number(m[2]), ...(m[3] === undefined ? {} : { ns: Number(m[3]) }) };
   return { owner, port: Number(m[5]), protocols: (m[6] ?? '').split(',') as Protocol[], toPort: Number(m[7]) };
 }
 
 export function sameOwner(a: Owner, b: Owner): boolean {
-  return a.kind === 'pid' ? b.kind === 'pid' && a.pid === b.pid && a.start === b.start && a.ns === b.ns : b.kind === 'policy' && a.id === b.id;
+  return a.kind === 'pid'
+    ? b.kind === 'pid' && a.pid === b.pid && a.start === b.start && a.ns === b.ns
+    : b.kind === 'policy' && a.id === b.id;
 }
 
 const match = (left: unknown, right: unknown): NftCommand => ({ match: { op: '==', left, right } });
@@ -115,7 +120,10 @@ export function ruleCommands(spec: RedirectSpec, owner: Owner): NftCommand[] {
   const comment = ruleComment(owner, spec);
   const v4 = spec.addrs.filter((a) => isIPv4(a));
   const v6 = spec.addrs.filter((a) => !isIPv4(a));
-  const variants: [4 | 6 | undefined, string[]][] = spec.addrs.length === 0 ? [[undefined, []]] : [...(v4.length > 0 ? [[4, v4] as [4, string[]]] : []), ...(v6.length > 0 ? [[6, v6] as [6, string[]]] : [])];
+  const variants: [4 | 6 | undefined, string[]][] =
+    spec.addrs.length === 0
+      ? [[undefined, []]]
+      : [...(v4.length > 0 ? [[4, v4] as [4, string[]]] : []), ...(v6.length > 0 ? [[6, v6] as [6, string[]]] : [])];
   return CHAINS.flatMap((chain) =>
     variants.map(([family, addrs]) => ({
       add: { rule: { family: FAMILY, table: TABLE, chain, comment, expr: ruleExpressions(spec, family, addrs) } },
@@ -180,7 +188,8 @@ function destinationAddresses(expr: unknown[]): string[] {
     if (p === undefined || p.field !== 'daddr' || (p.protocol !== 'ip' && p.protocol !== 'ip6')) continue;
     const right = m?.right;
     if (typeof right === 'string') out.push(right);
-    else if (Array.isArray((right as { set?: unknown[] } | undefined)?.set)) for (const v of (right as { set: unknown[] }).set) if (typeof v === 'string') out.push(v);
+    else if (Array.isArray((right as { set?: unknown[] } | undefined)?.set))
+      for (const v of (right as { set: unknown[] }).set) if (typeof v === 'string') out.push(v);
   }
   return out;
 }
@@ -239,10 +248,10 @@ export function explainNft<T>(fn: () => T): T {
         : e.reason !== 'rejected'
           ? undefined
           : /Operation not permitted/.test(e.stderr)
-          ? 'nftables needs root (CAP_NET_ADMIN): run it with sudo.'
-          : /No such file|does not exist|Could not process rule/.test(e.stderr) && /nat|redirect|fib/.test(e.stderr)
-            ? 'The kernel may lack nftables NAT support (modules nft_nat, nft_redir, nft_fib_inet); `modprobe nft_redir nft_fib_inet` or use --userspace.'
-            : 'See the message from nft above; `nft list ruleset` shows what is loaded.';
+            ? 'nftables needs root (CAP_NET_ADMIN): run it with sudo.'
+            : /No such file|does not exist|Could not process rule/.test(e.stderr) && /nat|redirect|fib/.test(e.stderr)
+              ? 'The kernel may lack nftables NAT support (modules nft_nat, nft_redir, nft_fib_inet); `modprobe nft_redir nft_fib_inet` or use --userspace.'
+              : 'See the message from nft above; `nft list ruleset` shows what is loaded.';
     throw new LowportError(e.code, e.message, { ...(hint === undefined ? {} : { hint }), cause: e });
   }
 }

@@ -13,7 +13,15 @@ import { createHash } from 'node:crypto';
 import { LowportError } from '../errors.js';
 import type { DirFd } from '../os/dirfd.js';
 import { systemNft, type NftRunner } from '../os/nft.js';
-import { effectiveUid, findInPidNamespace, INIT_PID_NAMESPACE, pathState, pidNamespace, processCommandLine, processStartTime } from '../os/process.js';
+import {
+  effectiveUid,
+  findInPidNamespace,
+  INIT_PID_NAMESPACE,
+  pathState,
+  pidNamespace,
+  processCommandLine,
+  processStartTime,
+} from '../os/process.js';
 import { relaySignals } from '../os/signals.js';
 import type { ForwardRule } from '../policy/types.js';
 import { stateLock, withStateDir } from '../policy-file/state.js';
@@ -67,7 +75,10 @@ export function policyOwner(policyPath: string): Owner {
  */
 const POLICY_OWNERS = 'forward-owners';
 
-/** Runs `fn` in /run/lowport/forward-owners (root's alone, checked, no symlinks followed: policy-file/state.ts); undefined when it is not there. */
+/**
+ * Runs `fn` in /run/lowport/forward-owners (root's alone, checked, no symlinks followed:
+ * policy-file/state.ts); undefined when it is not there.
+ */
 function inOwnersDir<T>(create: boolean, fn: (dir: DirFd) => T): T | undefined {
   return withStateDir([POLICY_OWNERS], { create }, fn);
 }
@@ -125,7 +136,12 @@ const explainedNft: NftRunner = {
   listTable: (family, name) => explainNft(() => systemNft.listTable(family, name)),
 };
 
-const systemHost: RedirectHost = { nft: explainedNft, isRoot: () => effectiveUid() === 0, owners: runDirRecords, lock: () => stateLock('nft.lock') };
+const systemHost: RedirectHost = {
+  nft: explainedNft,
+  isRoot: () => effectiveUid() === 0,
+  owners: runDirRecords,
+  lock: () => stateLock('nft.lock'),
+};
 let host = systemHost;
 
 /** Runs the lifecycle on `next` (undefined: the system again); returns the host it replaces. For tests. */
@@ -235,7 +251,8 @@ function change(
     }
     // A policy owner with nothing left in the table needs no record of its path.
     for (const r of dropped) {
-      if (r.owner.kind === 'policy' && !staying.some((s) => sameOwner(s.owner, r.owner)) && !add.some((a) => sameOwner(a.owner, r.owner))) forgetPolicyOwner(r.owner);
+      if (r.owner.kind === 'policy' && !staying.some((s) => sameOwner(s.owner, r.owner)) && !add.some((a) => sameOwner(a.owner, r.owner)))
+        forgetPolicyOwner(r.owner);
     }
     committed();
     return dropped;
@@ -255,7 +272,8 @@ function conflictCheck(spec: RedirectSpec, except: (r: ListedRedirect) => boolea
   return (staying) => {
     const clash = staying.find((r) => !except(r) && overlaps(r, spec));
     if (clash === undefined) return;
-    const by = clash.owner.kind === 'pid' ? `by lowport pid ${clash.owner.pid}${describeCommand(clash.owner.pid)}` : 'by a policy file (--persist)';
+    const by =
+      clash.owner.kind === 'pid' ? `by lowport pid ${clash.owner.pid}${describeCommand(clash.owner.pid)}` : 'by a policy file (--persist)';
     throw new LowportError('E_STATE', `port ${spec.port}/${spec.protocols.join(',')} is already redirected to ${clash.toPort} ${by}`, {
       hint:
         clash.owner.kind === 'pid'
@@ -273,7 +291,11 @@ function describeCommand(pid: number): string {
 /** Adds a redirect owned by `owner`, after collecting dead owners' rules; refuses one that overlaps a live redirect. */
 export function addRedirect(spec: RedirectSpec, owner: Owner): void {
   requireNftRoot();
-  change(() => false, [{ spec, owner }], conflictCheck(spec, () => false));
+  change(
+    () => false,
+    [{ spec, owner }],
+    conflictCheck(spec, () => false),
+  );
 }
 
 /** Removes every redirect of `owner` (and dead owners'). Synchronous, so it can run in an exit handler. */
@@ -299,7 +321,9 @@ export function holdRedirect(spec: RedirectSpec, note: (text: string) => void = 
   };
   // An exception thrown anywhere later still ends in 'exit': the rules go with the process.
   process.on('exit', cleanup);
-  note(`forwarding ${describeSpec(spec)} (nftables table ${FAMILY} ${TABLE}, pid ${owner.kind === 'pid' ? owner.pid : ''}); stop with Ctrl-C or SIGTERM`);
+  note(
+    `forwarding ${describeSpec(spec)} (nftables table ${FAMILY} ${TABLE}, pid ${owner.kind === 'pid' ? owner.pid : ''}); stop with Ctrl-C or SIGTERM`,
+  );
   return new Promise((resolve, reject) => {
     // Nothing else keeps the event loop alive while the kernel does the work.
     const keepAlive = setInterval(() => {}, 1 << 30);

@@ -48,7 +48,8 @@ export interface UserspaceOptions extends ForwarderConfig {
 
 const WORKER = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 
-const USER_HINT = 'Give --user a normal user (a name from `getent passwd`, or its uid); a user whose primary group is root (gid 0) is refused too.';
+const USER_HINT =
+  'Give --user a normal user (a name from `getent passwd`, or its uid); a user whose primary group is root (gid 0) is refused too.';
 
 /** The signals relayed to the forwarder as a drain. */
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -56,7 +57,10 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 function resolveIdentity(user: string): Identity {
   const entry = userByNameOrUid(user, 'Give --user a name or uid that `getent passwd` knows (default: the lowport system user).');
   if (entry.uid === 0) {
-    throw new UsageError(`the forwarder does not run as root (--user ${user})`, 'It binds the port as root and then drops to --user: give a normal user, or leave --user out for the lowport system user.');
+    throw new UsageError(
+      `the forwarder does not run as root (--user ${user})`,
+      'It binds the port as root and then drops to --user: give a normal user, or leave --user out for the lowport system user.',
+    );
   }
   const identity = { uid: entry.uid, gid: entry.gid, ...(entry.known ? { name: entry.name } : {}) };
   // Before any port is bound: the same check launch makes.
@@ -108,7 +112,10 @@ function bindError(e: unknown, what: string, port: number): unknown {
     });
   }
   if (e.errnoName === 'EADDRINUSE') {
-    return new LowportError('E_STATE', `cannot bind ${what}: something already listens there`, { hint: `\`lowport doctor --port ${port}\` shows which process holds it.`, cause: e });
+    return new LowportError('E_STATE', `cannot bind ${what}: something already listens there`, {
+      hint: `\`lowport doctor --port ${port}\` shows which process holds it.`,
+      cause: e,
+    });
   }
   return e;
 }
@@ -117,7 +124,9 @@ function bindError(e: unknown, what: string, port: number): unknown {
 export async function runUserspace(o: UserspaceOptions): Promise<number> {
   const root = effectiveUid() === 0;
   if (!root && o.user !== undefined) {
-    throw new LowportError('E_NOT_ROOT', '--user needs root: only root can start the forwarder as another user', { hint: 'Leave out --user to forward as yourself, or run it with sudo.' });
+    throw new LowportError('E_NOT_ROOT', '--user needs root: only root can start the forwarder as another user', {
+      hint: 'Leave out --user to forward as yourself, or run it with sudo.',
+    });
   }
   const identity = root ? (o.user === undefined ? forwarderIdentity() : resolveIdentity(o.user)) : undefined;
   const addresses = await resolveBackend(o.backend.host);
@@ -146,7 +155,11 @@ export async function runUserspace(o: UserspaceOptions): Promise<number> {
       // Only the listening sockets and the ready pipe, not whatever fds the caller left open.
       isolateChildren();
       // A session of its own here too: ^C on the terminal reaches lowport alone, which relays it once.
-      child = spawn(process.execPath, [WORKER], { stdio: ['ignore', 'inherit', 'inherit', ...fds], env: { ...process.env, ...env }, detached: true });
+      child = spawn(process.execPath, [WORKER], {
+        stdio: ['ignore', 'inherit', 'inherit', ...fds],
+        env: { ...process.env, ...env },
+        detached: true,
+      });
     } else {
       // Root's environment, terminal, keyring and fds stay with root: the
       // forwarder gets a clean environment (locale, its config), no stdin, and
@@ -216,7 +229,10 @@ async function resolveBackend(host: string): Promise<string[]> {
     const found = await lookup(host, { all: true });
     if (found.length > 0) return found.map((a) => a.address);
   } catch (e) {
-    throw new UsageError(`cannot resolve the backend host '${host}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`, 'Check the name (getent ahosts NAME), or give the backend as an IP address: lowport forward serve 80 10.0.0.5:8080.');
+    throw new UsageError(
+      `cannot resolve the backend host '${host}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+      'Check the name (getent ahosts NAME), or give the backend as an IP address: lowport forward serve 80 10.0.0.5:8080.',
+    );
   }
   throw new UsageError(`the backend host '${host}' has no address`, 'Give the backend as an IP address.');
 }

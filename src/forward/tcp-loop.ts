@@ -185,7 +185,11 @@ export class TcpLoop {
   }
 
   private setAddresses(addresses: string[]): void {
-    this.backends = addresses.map((a) => (isIPv4(a) ? { family: AF_INET, sockaddr: sockaddrIn(a, this.config.backend.port) } : { family: AF_INET6, sockaddr: sockaddrIn6(parseIPv6(a), this.config.backend.port) }));
+    this.backends = addresses.map((a) =>
+      isIPv4(a)
+        ? { family: AF_INET, sockaddr: sockaddrIn(a, this.config.backend.port) }
+        : { family: AF_INET6, sockaddr: sockaddrIn6(parseIPv6(a), this.config.backend.port) },
+    );
     this.preferred = 0;
   }
 
@@ -260,7 +264,9 @@ export class TcpLoop {
       if (fd < 0) {
         if (fd === -EAGAIN) return;
         if (fd === -EMFILE || fd === -ENFILE || fd === -ENOBUFS || fd === -ENOMEM) {
-          this.logLine(`tcp accept: ${errnoName(-fd)}; not accepting for ${ACCEPT_PAUSE_MS} ms (raise the open-files limit, or lower --max-conns)`);
+          this.logLine(
+            `tcp accept: ${errnoName(-fd)}; not accepting for ${ACCEPT_PAUSE_MS} ms (raise the open-files limit, or lower --max-conns)`,
+          );
           for (const l of this.listeners) epollDelete(this.ep, l);
           this.acceptPausedUntil = this.now + ACCEPT_PAUSE_MS;
           this.nextSweep = Math.min(this.nextSweep, this.acceptPausedUntil);
@@ -285,7 +291,20 @@ export class TcpLoop {
   }
 
   private newSide(fd: number, role: Side['role'], flow: Flow): Side {
-    return { fd, tag: this.nextTag(), role, flow, peer: undefined as unknown as Side, readable: false, finQueued: false, eof: false, shut: false, closed: false, pending: null, bytesRead: 0 };
+    return {
+      fd,
+      tag: this.nextTag(),
+      role,
+      flow,
+      peer: undefined as unknown as Side,
+      readable: false,
+      finQueued: false,
+      eof: false,
+      shut: false,
+      closed: false,
+      pending: null,
+      bytesRead: 0,
+    };
   }
 
   private open(fd: number): void {
@@ -315,7 +334,8 @@ export class TcpLoop {
     if (config.log || config.proxyProtocol !== undefined) {
       const source = endpointOf(peerName(fd));
       const destination = endpointOf(localName(fd));
-      if (config.log) flow.ends = `${formatEndpoint(source?.address, source?.port)} -> ${formatEndpoint(destination?.address, destination?.port)}`;
+      if (config.log)
+        flow.ends = `${formatEndpoint(source?.address, source?.port)} -> ${formatEndpoint(destination?.address, destination?.port)}`;
       if (config.proxyProtocol !== undefined) {
         backend.pending = encodeHeader(config.proxyProtocol, {
           transport: 'tcp',
@@ -574,7 +594,9 @@ export class TcpLoop {
     Atomics.sub(this.config.counter, 0, 1);
     if (this.config.log) {
       const { host, port } = this.config.backend;
-      this.logLine(`tcp ${f.ends} => ${formatEndpoint(host, port)} up=${f.client.bytesRead} down=${f.backend.bytesRead} ${Math.round(this.now - f.started)}ms ${f.reason ?? 'closed'}`);
+      this.logLine(
+        `tcp ${f.ends} => ${formatEndpoint(host, port)} up=${f.client.bytesRead} down=${f.backend.bytesRead} ${Math.round(this.now - f.started)}ms ${f.reason ?? 'closed'}`,
+      );
     }
     if (this.draining && this.flows.size === 0) this.stopped = true;
   }

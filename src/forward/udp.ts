@@ -55,7 +55,8 @@ export class UdpForwarder {
     let s = this.sessions.get(key);
     if (s === undefined) {
       if (this.sessions.size >= this.config.maxConnections) {
-        if (!this.capLogged && this.config.log) this.logLine(`udp ${formatEndpoint(rinfo.address, rinfo.port)} dropped: session cap (${this.config.maxConnections}) reached`);
+        if (!this.capLogged && this.config.log)
+          this.logLine(`udp ${formatEndpoint(rinfo.address, rinfo.port)} dropped: session cap (${this.config.maxConnections}) reached`);
         this.capLogged = true;
         return;
       }
@@ -109,7 +110,9 @@ export class UdpForwarder {
     }
     if (this.config.log) {
       const { host, port } = this.config.backend;
-      this.logLine(`udp ${formatEndpoint(s.client.address, s.client.port)} => ${formatEndpoint(host, port)} datagrams up=${s.up} down=${s.down} ${Date.now() - s.started}ms ${reason}`);
+      this.logLine(
+        `udp ${formatEndpoint(s.client.address, s.client.port)} => ${formatEndpoint(host, port)} datagrams up=${s.up} down=${s.down} ${Date.now() - s.started}ms ${reason}`,
+      );
     }
   }
 

@@ -52,7 +52,8 @@ export function compileTable(rules: readonly ResolvedRule[]): EntryTable {
   const table = new EntryTable();
   // Markers whose rule already credits a reservation's line.
   const reservationCredited = new Set<number>();
-  const addresses = (addrs: readonly string[]) => (addrs.length === 0 ? [{ family: 0 as const, bytes: ANY_ADDRESS }] : addrs.map(addressKey));
+  const addresses = (addrs: readonly string[]) =>
+    addrs.length === 0 ? [{ family: 0 as const, bytes: ANY_ADDRESS }] : addrs.map(addressKey);
 
   for (const { rule, subjects } of rules) {
     const addrKeys = addresses(rule.addrs);

@@ -111,7 +111,9 @@ export function describeTable(t: EntryTable, names: NameLookup = nssNames): Live
       action: g.reserve ? 'reserve' : 'grant',
       who: [...g.subjects]
         .sort(([a], [b]) => a - b)
-        .flatMap(([kind, ids]) => [...ids].sort((a, b) => a - b).map((id) => labels.get(kind)?.get(BigInt(id)) ?? `${KIND_NAME[kind] ?? 'id'} ${id}`)),
+        .flatMap(([kind, ids]) =>
+          [...ids].sort((a, b) => a - b).map((id) => labels.get(kind)?.get(BigInt(id)) ?? `${KIND_NAME[kind] ?? 'id'} ${id}`),
+        ),
       ports: portsText(toRanges(g.tcp, 'tcp'), toRanges(g.udp, 'udp')),
       addrs: [...g.addrs].sort(),
       hits: g.hits,

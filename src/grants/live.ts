@@ -28,7 +28,13 @@
  * in live/ cannot miss one that moves meanwhile.
  */
 import { LowportError } from '../errors.js';
-import { BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND, BPF_F_QUERY_EFFECTIVE, BPF_MAP_TYPE, BPF_PROG_TYPE_CGROUP_SOCK_ADDR } from '../bpf/attr.js';
+import {
+  BPF_CGROUP_INET4_BIND,
+  BPF_CGROUP_INET6_BIND,
+  BPF_F_QUERY_EFFECTIVE,
+  BPF_MAP_TYPE,
+  BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+} from '../bpf/attr.js';
 import { LinkHandle, MapHandle, OwnedFd, ProgramHandle, withHandle, withHandles } from '../bpf/handles.js';
 import { progQuery } from '../bpf/syscall.js';
 import { checkedEntry, checkedNames, openPinDir, removeOldStage, removePinSet, type PinDir } from '../bpf/bpffs.js';
@@ -86,7 +92,10 @@ function openPin<H>(pins: PinDir, name: (typeof PINS)[number], open: (dir: DirFd
   }
   const kind = checkedEntry(pins.dir, LIVE);
   if (kind === undefined) return undefined;
-  if (kind !== 'dir') throw new LowportError('E_STATE', `${pins.path}/${LIVE} is not a directory`, { hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.` });
+  if (kind !== 'dir')
+    throw new LowportError('E_STATE', `${pins.path}/${LIVE} is not a directory`, {
+      hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.`,
+    });
   const live = pins.dir.openDir(LIVE);
   try {
     checkedNames(live);
@@ -104,13 +113,18 @@ function migratePins(pins: PinDir): void {
   const old = PINS.filter((name) => checkedEntry(pins.dir, name) === 'pin');
   if (old.length === 0) return;
   pins.dir.mkdir(LIVE, 0o700);
-  if (checkedEntry(pins.dir, LIVE) !== 'dir') throw new LowportError('E_STATE', `${pins.path}/${LIVE} is not a directory`, { hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.` });
+  if (checkedEntry(pins.dir, LIVE) !== 'dir')
+    throw new LowportError('E_STATE', `${pins.path}/${LIVE} is not a directory`, {
+      hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.`,
+    });
   const live = pins.dir.openDir(LIVE);
   try {
     // outer last: it is what tells readers lowport is installed.
     for (const name of old) {
       if (checkedEntry(live, name) !== undefined) {
-        throw new LowportError('E_STATE', `${pins.path} has ${name} both in the old place and in ${LIVE}/`, { hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.` });
+        throw new LowportError('E_STATE', `${pins.path} has ${name} both in the old place and in ${LIVE}/`, {
+          hint: `Run \`lowport off --pin-dir ${pins.path}\`, then apply again.`,
+        });
       }
       pins.dir.rename(name, name, live);
     }
@@ -159,7 +173,13 @@ function openCgroup(cgroup: string): OwnedFd {
 
 function createPolicyMap(entries: number): MapHandle {
   // A hash map holds exactly max_entries: room for every entry and the META one.
-  return MapHandle.create({ type: BPF_MAP_TYPE.HASH, keySize: KEY_SIZE, valueSize: VALUE_SIZE, maxEntries: Math.max(16, entries + 1), name: 'lowport_policy' });
+  return MapHandle.create({
+    type: BPF_MAP_TYPE.HASH,
+    keySize: KEY_SIZE,
+    valueSize: VALUE_SIZE,
+    maxEntries: Math.max(16, entries + 1),
+    name: 'lowport_policy',
+  });
 }
 
 /** The policy map in the outer map's slot, or undefined when the slot is empty. */
@@ -263,7 +283,14 @@ function setSlot(outer: MapHandle, policy: MapHandle): void {
 function createOuter(): MapHandle {
   // The inner-map template only fixes the type and key/value sizes the slot accepts.
   return withHandle(createPolicyMap(1), (template) =>
-    MapHandle.create({ type: BPF_MAP_TYPE.ARRAY_OF_MAPS, keySize: 4, valueSize: 4, maxEntries: 1, innerMapFd: template.fd, name: 'lowport_outer' }),
+    MapHandle.create({
+      type: BPF_MAP_TYPE.ARRAY_OF_MAPS,
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 1,
+      innerMapFd: template.fd,
+      name: 'lowport_outer',
+    }),
   );
 }
 
@@ -379,7 +406,15 @@ export function attachedPrograms(target: Target): AttachedProgram[] {
       for (const id of progQuery(cgroup.fd, hook.attachType, BPF_F_QUERY_EFFECTIVE).progIds) {
         const info = programInfoById(id);
         if (info === undefined) continue;
-        out.push({ hook: hook.name, id, name: info.name, tag: info.tag, ours: ours.has(id), inherited: !own.has(id), createdByUid: info.createdByUid });
+        out.push({
+          hook: hook.name,
+          id,
+          name: info.name,
+          tag: info.tag,
+          ours: ours.has(id),
+          inherited: !own.has(id),
+          createdByUid: info.createdByUid,
+        });
       }
     }
   });

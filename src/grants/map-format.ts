@@ -76,7 +76,16 @@ export function encodeKey(k: MapKey): Buffer {
 }
 
 /** `id` as a bigint, or as its 8 key bytes (callers writing many keys for one id encode it once). */
-function writeKey(b: Buffer, at: number, kind: number, protocol: number, port: number, family: number, id: bigint | Buffer, addr: Buffer): void {
+function writeKey(
+  b: Buffer,
+  at: number,
+  kind: number,
+  protocol: number,
+  port: number,
+  family: number,
+  id: bigint | Buffer,
+  addr: Buffer,
+): void {
   b[at] = kind;
   b[at + 1] = protocol;
   b[at + 2] = port & 0xff;
@@ -172,7 +181,16 @@ export class EntryTable {
    * Adds an entry unless its key is already there; either way returns its
    * index. A new entry gets `rule` and `flags` and zero hits.
    */
-  put(kind: number, protocol: number, port: number, family: number, id: bigint | Buffer, addr: Buffer, rule: number, flags: number): { index: number; added: boolean } {
+  put(
+    kind: number,
+    protocol: number,
+    port: number,
+    family: number,
+    id: bigint | Buffer,
+    addr: Buffer,
+    rule: number,
+    flags: number,
+  ): { index: number; added: boolean } {
     this.grow();
     writeKey(this.keys, this.count * KEY_SIZE, kind, protocol, port, family, id, addr);
     const ks = this.keyString(this.count);

@@ -52,7 +52,10 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number): Assemb
   a.mov(R0, { imm: 0 });
   for (let off = ANY_KEY; off < 0; off += 8) a.stx(8, FP, off, R0);
   a.stx(1, FP, EXACT_KEY + 1, R7).stx(1, FP, ANY_KEY + 1, R7);
-  a.ldx(4, R8, R6, CTX_USER_PORT).be(R8, 16).stx(2, FP, EXACT_KEY + 2, R8).stx(2, FP, ANY_KEY + 2, R8);
+  a.ldx(4, R8, R6, CTX_USER_PORT)
+    .be(R8, 16)
+    .stx(2, FP, EXACT_KEY + 2, R8)
+    .stx(2, FP, ANY_KEY + 2, R8);
 
   // r7 = the live policy map, or pass when none is loaded.
   a.st(4, FP, SLOT, 0).ldMapFd(R1, outerMapFd, 'lowport_outer').mov(R2, FP).alu64('add', R2, { imm: SLOT });
@@ -67,12 +70,19 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number): Assemb
   // own variant. An IPv4-mapped IPv6 address (::ffff:a.b.c.d, what a JVM binds
   // for an IPv4 literal) is keyed as IPv4.
   if (family === 4) {
-    a.ldx(4, R2, R6, CTX_USER_IP4).stx(4, FP, EXACT_KEY + 16, R2).st(1, FP, EXACT_KEY + 4, AF_INET);
+    a.ldx(4, R2, R6, CTX_USER_IP4)
+      .stx(4, FP, EXACT_KEY + 16, R2)
+      .st(1, FP, EXACT_KEY + 4, AF_INET);
   } else {
     a.ldx(4, R2, R6, CTX_USER_IP6).jmp('jne', R2, { imm: 0 }, 'ipv6');
     a.ldx(4, R2, R6, CTX_USER_IP6 + 4).jmp('jne', R2, { imm: 0 }, 'ipv6');
-    a.ldx(4, R2, R6, CTX_USER_IP6 + 8).be(R2, 32).jmp('jne', R2, { imm: 0xffff }, 'ipv6');
-    a.ldx(4, R2, R6, CTX_USER_IP6 + 12).stx(4, FP, EXACT_KEY + 16, R2).st(1, FP, EXACT_KEY + 4, AF_INET).ja('address_done');
+    a.ldx(4, R2, R6, CTX_USER_IP6 + 8)
+      .be(R2, 32)
+      .jmp('jne', R2, { imm: 0xffff }, 'ipv6');
+    a.ldx(4, R2, R6, CTX_USER_IP6 + 12)
+      .stx(4, FP, EXACT_KEY + 16, R2)
+      .st(1, FP, EXACT_KEY + 4, AF_INET)
+      .ja('address_done');
     a.label('ipv6');
     for (let i = 0; i < 16; i += 4) a.ldx(4, R2, R6, CTX_USER_IP6 + i).stx(4, FP, EXACT_KEY + 16 + i, R2);
     a.st(1, FP, EXACT_KEY + 4, AF_INET6);
@@ -85,10 +95,18 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number): Assemb
     const exact = lookupFlag(kind, false);
     const any = lookupFlag(kind, true);
     const next = `not_kind_${kind}`;
-    a.mov(R1, R9).alu64('and', R1, { imm: exact | any }).jmp('jeq', R1, { imm: 0 }, next);
+    a.mov(R1, R9)
+      .alu64('and', R1, { imm: exact | any })
+      .jmp('jeq', R1, { imm: 0 }, next);
     loadPrincipalId(a, kind, R1);
-    a.st(1, FP, EXACT_KEY, kind).st(1, FP, ANY_KEY, kind).stx(8, FP, EXACT_KEY + 8, R1).stx(8, FP, ANY_KEY + 8, R1);
-    for (const [flag, key, name] of [[exact, EXACT_KEY, 'exact'], [any, ANY_KEY, 'any']] as const) {
+    a.st(1, FP, EXACT_KEY, kind)
+      .st(1, FP, ANY_KEY, kind)
+      .stx(8, FP, EXACT_KEY + 8, R1)
+      .stx(8, FP, ANY_KEY + 8, R1);
+    for (const [flag, key, name] of [
+      [exact, EXACT_KEY, 'exact'],
+      [any, ANY_KEY, 'any'],
+    ] as const) {
       const skip = `skip_${kind}_${name}`;
       a.mov(R1, R9).alu64('and', R1, { imm: flag }).jmp('jeq', R1, { imm: 0 }, skip);
       lookup(a, key);

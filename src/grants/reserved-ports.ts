@@ -50,7 +50,7 @@ export function parsePortList(text: string): Set<number> {
 export function formatPortList(ports: Iterable<number>): string {
   const sorted = [...new Set(ports)].sort((a, b) => a - b);
   const parts: string[] = [];
-  for (let i = 0; i < sorted.length; ) {
+  for (let i = 0; i < sorted.length;) {
     let j = i;
     while (j + 1 < sorted.length && sorted[j + 1] === (sorted[j] ?? 0) + 1) j++;
     parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);
@@ -73,7 +73,13 @@ export interface ReservedPlan {
  * this instance had added leaves when it is no longer wanted and no other
  * instance added it; ports nobody of lowport's added (the admin's) stay.
  */
-export function planReservedPorts(o: { current: Set<number>; range: [number, number]; wanted: Iterable<number>; mine: Iterable<number>; others: Set<number> }): ReservedPlan {
+export function planReservedPorts(o: {
+  current: Set<number>;
+  range: [number, number];
+  wanted: Iterable<number>;
+  mine: Iterable<number>;
+  others: Set<number>;
+}): ReservedPlan {
   const [lo, hi] = o.range;
   const want = new Set([...o.wanted].filter((p) => p >= lo && p <= hi));
   const mine = new Set(o.mine);
@@ -109,7 +115,12 @@ function recordFile(pinDir: string): string {
 }
 
 function isRecord(v: unknown): v is ReservedRecord {
-  return typeof v === 'object' && v !== null && typeof (v as ReservedRecord).pinDir === 'string' && typeof (v as ReservedRecord).added === 'object';
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as ReservedRecord).pinDir === 'string' &&
+    typeof (v as ReservedRecord).added === 'object'
+  );
 }
 
 function parseRange(text: string | undefined): [number, number] | undefined {
@@ -136,7 +147,11 @@ export function syncReservedPorts(pinDir: string, doc: PolicyDocument | undefine
   const range = parseRange(readSysctl(RANGE));
   const currentText = readSysctl(RESERVED);
   if (range === undefined || currentText === undefined) {
-    return wanted.length === 0 ? [] : [`warning: cannot read ${RANGE} and ${RESERVED} here: reserved ports inside the kernel's range for port 0 may still be handed out by the kernel`];
+    return wanted.length === 0
+      ? []
+      : [
+          `warning: cannot read ${RANGE} and ${RESERVED} here: reserved ports inside the kernel's range for port 0 may still be handed out by the kernel`,
+        ];
   }
   const lock = stateLock('reserved-ports.lock');
   try {
@@ -157,9 +172,14 @@ export function syncReservedPorts(pinDir: string, doc: PolicyDocument | undefine
         ];
       }
       if (plan.added.length > 0) {
-        notes.push(`added ${formatPortList(plan.added)} to ${RESERVED}: inside ${RANGE} (${range[0]}-${range[1]}), so the kernel never hands ${plan.added.length === 1 ? 'it' : 'them'} out for port 0`);
+        notes.push(
+          `added ${formatPortList(plan.added)} to ${RESERVED}: inside ${RANGE} (${range[0]}-${range[1]}), so the kernel never hands ${plan.added.length === 1 ? 'it' : 'them'} out for port 0`,
+        );
       }
-      if (plan.removed.length > 0) notes.push(`took ${formatPortList(plan.removed)} out of ${RESERVED} again (lowport had added ${plan.removed.length === 1 ? 'it' : 'them'})`);
+      if (plan.removed.length > 0)
+        notes.push(
+          `took ${formatPortList(plan.removed)} out of ${RESERVED} again (lowport had added ${plan.removed.length === 1 ? 'it' : 'them'})`,
+        );
     }
     if (plan.mine.length > 0) record.added[ns] = plan.mine;
     else delete record.added[ns];

@@ -90,12 +90,14 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
   const out: ResolvedRule[] = [];
   const notFound = (rule: Rule, p: Principal & { name: string }, database: string) => {
     const reserve = rule.action === 'reserve';
-    const effect = reserve
-      ? `the reservation of ${formatPorts(rule.ports)} still refuses everyone but root`
-      : `this grant is not live`;
+    const effect = reserve ? `the reservation of ${formatPorts(rule.ports)} still refuses everyone but root` : `this grant is not live`;
     unresolved.push({
       rule,
-      diagnostic: unknown(doc, rule, `unknown ${p.kind} '${p.name}': no such ${p.kind} in the ${database} database (getent ${database} ${p.name}); ${effect}`),
+      diagnostic: unknown(
+        doc,
+        rule,
+        `unknown ${p.kind} '${p.name}': no such ${p.kind} in the ${database} database (getent ${database} ${p.name}); ${effect}`,
+      ),
       effect: reserve ? 'root-only' : 'left-out',
     });
     // Fail closed: the marker stays reserved, with no owner to let through.
@@ -109,7 +111,11 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
       const entry = users.get(p.name);
       if (entry !== undefined) {
         if (!NUMERIC.test(p.name)) bindings.users[p.name] = entry.uid;
-        out.push({ rule, subjects: [{ kind: Kind.UID, id: BigInt(entry.uid) }], label: `user ${escapeControl(entry.name)} (uid ${entry.uid})` });
+        out.push({
+          rule,
+          subjects: [{ kind: Kind.UID, id: BigInt(entry.uid) }],
+          label: `user ${escapeControl(entry.name)} (uid ${entry.uid})`,
+        });
       } else if (NUMERIC.test(p.name)) {
         // A uid needs no passwd entry, as chown(1) accepts: bind() checks numbers, not names.
         out.push({ rule, subjects: [{ kind: Kind.UID, id: BigInt(p.name) }], label: `uid ${p.name}` });
@@ -120,7 +126,14 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
     } else {
       const entry = groups.get(p.name);
       if (entry !== undefined) {
-        const uids = [...new Set(entry.members.flatMap((m) => { const u = members.get(m); return u === undefined ? [] : [u.uid]; }))].sort((a, b) => a - b);
+        const uids = [
+          ...new Set(
+            entry.members.flatMap((m) => {
+              const u = members.get(m);
+              return u === undefined ? [] : [u.uid];
+            }),
+          ),
+        ].sort((a, b) => a - b);
         if (!NUMERIC.test(p.name)) bindings.groups[p.name] = { gid: entry.gid, members: uids };
         out.push({
           rule,
@@ -152,9 +165,13 @@ export function requireKnownPrincipal(p: Principal, directory: Directory = nssDi
   const found = p.kind === 'user' ? directory.users([p.name]).has(p.name) : directory.groups([p.name]).has(p.name);
   if (found) return;
   const database = p.kind === 'user' ? 'passwd' : 'group';
-  throw new LowportError(p.kind === 'user' ? 'E_UNKNOWN_USER' : 'E_UNKNOWN_GROUP', `unknown ${p.kind} '${p.name}': no such ${p.kind} in the ${database} database (getent ${database} ${p.name})`, {
-    hint: `Nothing was changed. Check the name, create the ${p.kind} first, or give a numeric ${p.kind === 'user' ? 'uid' : 'gid'}.`,
-  });
+  throw new LowportError(
+    p.kind === 'user' ? 'E_UNKNOWN_USER' : 'E_UNKNOWN_GROUP',
+    `unknown ${p.kind} '${p.name}': no such ${p.kind} in the ${database} database (getent ${database} ${p.name})`,
+    {
+      hint: `Nothing was changed. Check the name, create the ${p.kind} first, or give a numeric ${p.kind === 'user' ? 'uid' : 'gid'}.`,
+    },
+  );
 }
 
 /** One rule whose name no longer maps to what it was made live with. */
@@ -175,14 +192,23 @@ export interface NameChange {
  * not resolve at apply time and does now. The rules are the applied text's.
  */
 export function nameChanges(rules: readonly Rule[], recorded: NameBindings, directory: Directory = nssDirectory): NameChange[] {
-  const named = rules.filter((r): r is Rule & { principal: { kind: 'user' | 'group'; name: string } } => r.principal.kind !== 'everyone' && !NUMERIC.test(r.principal.name));
+  const named = rules.filter(
+    (r): r is Rule & { principal: { kind: 'user' | 'group'; name: string } } =>
+      r.principal.kind !== 'everyone' && !NUMERIC.test(r.principal.name),
+  );
   const userNames = named.filter((r) => r.principal.kind === 'user').map((r) => r.principal.name);
   const groupNames = named.filter((r) => r.principal.kind === 'group').map((r) => r.principal.name);
   const usersNow = directory.users(userNames.filter((n) => n in recorded.users));
   const groupsNow = directory.groups(groupNames.filter((n) => n in recorded.groups));
   // Who holds the recorded ids now, and the members' uids now.
-  const oldUids = userNames.flatMap((n) => { const id = recorded.users[n]; return id === undefined || id === null ? [] : [String(id)]; });
-  const oldGids = groupNames.flatMap((n) => { const g = recorded.groups[n]; return g === undefined || g === null ? [] : [String(g.gid)]; });
+  const oldUids = userNames.flatMap((n) => {
+    const id = recorded.users[n];
+    return id === undefined || id === null ? [] : [String(id)];
+  });
+  const oldGids = groupNames.flatMap((n) => {
+    const g = recorded.groups[n];
+    return g === undefined || g === null ? [] : [String(g.gid)];
+  });
   const memberNames = [...new Set([...groupsNow.values()].flatMap((g) => g.members))];
   const usersById = directory.users([...new Set([...oldUids, ...memberNames])]);
   const groupsById = directory.groups([...new Set(oldGids)]);
@@ -193,12 +219,16 @@ export function nameChanges(rules: readonly Rule[], recorded: NameBindings, dire
   for (const rule of named) {
     const { kind, name } = rule.principal;
     const what = rule.action === 'reserve' ? 'reservation' : 'grant';
-    const apply = rule.action === 'reserve' ? 'run `lowport apply` to keep its ports for root alone' : 'run `lowport apply` to drop the grant';
+    const apply =
+      rule.action === 'reserve' ? 'run `lowport apply` to keep its ports for root alone' : 'run `lowport apply` to drop the grant';
     const push = (message: string, gone = false, changed = true) => out.push({ line: rule.line, rule, message, gone, changed });
     if (kind === 'user') {
       if (!(name in recorded.users)) continue;
       const was = recorded.users[name];
-      const message = idChange({ kind, name, what, apply, was: was ?? undefined, now: usersNow.get(name)?.uid, holderOf: userName }, rule.action);
+      const message = idChange(
+        { kind, name, what, apply, was: was ?? undefined, now: usersNow.get(name)?.uid, holderOf: userName },
+        rule.action,
+      );
       if (message !== undefined) push(message.text, message.gone, message.changed);
     } else {
       if (!(name in recorded.groups)) continue;
@@ -207,15 +237,24 @@ export function nameChanges(rules: readonly Rule[], recorded: NameBindings, dire
       const message = idChange({ kind, name, what, apply, was: was?.gid, now: now?.gid, holderOf: groupName }, rule.action);
       if (message !== undefined) push(message.text, message.gone, message.changed);
       else if (was !== null && was !== undefined && now !== undefined) {
-        const uidsNow = new Set(now.members.flatMap((m) => { const u = usersById.get(m); return u === undefined ? [] : [u.uid]; }));
+        const uidsNow = new Set(
+          now.members.flatMap((m) => {
+            const u = usersById.get(m);
+            return u === undefined ? [] : [u.uid];
+          }),
+        );
         const gone = was.members.filter((u) => !uidsNow.has(u));
         const added = [...uidsNow].filter((u) => !was.members.includes(u)).sort((a, b) => a - b);
         if (gone.length > 0 || added.length > 0) {
           const parts = [
-            ...(gone.length > 0 ? [`uid ${gone.join(', ')} left the group but the live ${what} still holds ${gone.length === 1 ? 'it' : 'them'}`] : []),
+            ...(gone.length > 0
+              ? [`uid ${gone.join(', ')} left the group but the live ${what} still holds ${gone.length === 1 ? 'it' : 'them'}`]
+              : []),
             ...(added.length > 0 ? [`uid ${added.join(', ')} joined but ${added.length === 1 ? 'is' : 'are'} not live yet`] : []),
           ];
-          push(`group ${name} (gid ${was.gid}): its members changed since the policy was applied: ${parts.join('; ')}: run \`lowport apply\``);
+          push(
+            `group ${name} (gid ${was.gid}): its members changed since the policy was applied: ${parts.join('; ')}: run \`lowport apply\``,
+          );
         }
       }
     }
@@ -228,11 +267,16 @@ export function nameChanges(rules: readonly Rule[], recorded: NameBindings, dire
  * (subuid(5), subgid(5)): that user's containers (rootless podman, LXC) run
  * processes with those ids, so a grant to one goes to the owner's containers.
  */
-export function subordinateNotes(subjects: readonly Subject[], subuid: readonly SubordinateRange[], subgid: readonly SubordinateRange[]): string[] {
+export function subordinateNotes(
+  subjects: readonly Subject[],
+  subuid: readonly SubordinateRange[],
+  subgid: readonly SubordinateRange[],
+): string[] {
   const notes: string[] = [];
   const seen = new Set<string>();
   for (const s of subjects) {
-    const [ranges, file, what] = s.kind === Kind.UID ? [subuid, '/etc/subuid', 'uid'] : s.kind === Kind.GID ? [subgid, '/etc/subgid', 'gid'] : [undefined, '', ''];
+    const [ranges, file, what] =
+      s.kind === Kind.UID ? [subuid, '/etc/subuid', 'uid'] : s.kind === Kind.GID ? [subgid, '/etc/subgid', 'gid'] : [undefined, '', ''];
     if (ranges === undefined) continue;
     const id = Number(s.id);
     for (const r of ranges) {
@@ -251,22 +295,47 @@ export function subordinateNotes(subjects: readonly Subject[], subuid: readonly 
  * moved to another id. Undefined when the name still has the recorded id.
  */
 function idChange(
-  c: { kind: 'user' | 'group'; name: string; what: string; apply: string; was: number | undefined; now: number | undefined; holderOf: (id: number) => string | undefined },
+  c: {
+    kind: 'user' | 'group';
+    name: string;
+    what: string;
+    apply: string;
+    was: number | undefined;
+    now: number | undefined;
+    holderOf: (id: number) => string | undefined;
+  },
   action: 'grant' | 'reserve',
 ): { text: string; gone: boolean; changed: boolean } | undefined {
   const idName = c.kind === 'user' ? 'uid' : 'gid';
   const who = `${c.kind} ${c.name}`;
   if (c.was === undefined) {
-    if (c.now !== undefined) return { text: `${who} did not exist when the policy was applied and does now (${idName} ${c.now}): run \`lowport apply\` to make the ${c.what} live`, gone: false, changed: true };
-    return { text: `${who} does not exist: the ${c.what} is not live${action === 'reserve' ? ' (its ports refuse everyone but root)' : ''}`, gone: true, changed: false };
+    if (c.now !== undefined)
+      return {
+        text: `${who} did not exist when the policy was applied and does now (${idName} ${c.now}): run \`lowport apply\` to make the ${c.what} live`,
+        gone: false,
+        changed: true,
+      };
+    return {
+      text: `${who} does not exist: the ${c.what} is not live${action === 'reserve' ? ' (its ports refuse everyone but root)' : ''}`,
+      gone: true,
+      changed: false,
+    };
   }
   if (c.now === undefined) {
     const holder = c.holderOf(c.was);
     const nowHeld = holder === undefined ? 'now nobody’s' : `now ${escapeControl(holder)}`;
-    return { text: `${who} (${idName} ${c.was}): ${c.name} no longer exists; ${idName} ${c.was} is ${nowHeld}, and the live ${c.what} still holds it: ${c.apply}`, gone: true, changed: true };
+    return {
+      text: `${who} (${idName} ${c.was}): ${c.name} no longer exists; ${idName} ${c.was} is ${nowHeld}, and the live ${c.what} still holds it: ${c.apply}`,
+      gone: true,
+      changed: true,
+    };
   }
   if (c.now !== c.was)
-    return { text: `${who} (${idName} ${c.was}): ${c.name} is now ${idName} ${c.now}; the live ${c.what} still holds ${idName} ${c.was} (${heldBy(c.kind, c.holderOf(c.was))} now): run \`lowport apply\` to move it`, gone: false, changed: true };
+    return {
+      text: `${who} (${idName} ${c.was}): ${c.name} is now ${idName} ${c.now}; the live ${c.what} still holds ${idName} ${c.was} (${heldBy(c.kind, c.holderOf(c.was))} now): run \`lowport apply\` to move it`,
+      gone: false,
+      changed: true,
+    };
   return undefined;
 }
 

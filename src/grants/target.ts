@@ -47,7 +47,10 @@ export function attachCgroup(options: LowportOptions): string {
   if (options.cgroup === undefined) return cgroup2Root();
   const cgroup = resolve(options.cgroup);
   if (!isAbsolute(cgroup) || !isCgroup2Dir(cgroup)) {
-    throw new UsageError(`--cgroup ${options.cgroup} is not a cgroup-v2 directory`, `Create it under the cgroup-v2 mount (${safeCgroupRoot() ?? 'see /proc/self/mountinfo'}), e.g. mkdir ${safeCgroupRoot() ?? '/sys/fs/cgroup'}/mytest`);
+    throw new UsageError(
+      `--cgroup ${options.cgroup} is not a cgroup-v2 directory`,
+      `Create it under the cgroup-v2 mount (${safeCgroupRoot() ?? 'see /proc/self/mountinfo'}), e.g. mkdir ${safeCgroupRoot() ?? '/sys/fs/cgroup'}/mytest`,
+    );
   }
   return cgroup;
 }
@@ -83,7 +86,8 @@ export function requireRoot(): void {
   }
 }
 
-const FALLBACKS = 'use a fallback: `lowport run --sockets`, an nftables redirect (`lowport forward add`), or the ip_unprivileged_port_start sysctl (`lowport doctor` picks one)';
+const FALLBACKS =
+  'use a fallback: `lowport run --sockets`, an nftables redirect (`lowport forward add`), or the ip_unprivileged_port_start sysctl (`lowport doctor` picks one)';
 
 /**
  * Whether this kernel, here, lets lowport load and attach its bind hook: found
@@ -94,7 +98,10 @@ const FALLBACKS = 'use a fallback: `lowport run --sockets`, an nftables redirect
 export function requireBpfFeatures(missing: FeatureResult | undefined = missingFeature(), release: string = kernelRelease()): void {
   if (missing === undefined) return;
   throw new LowportError('E_UNSUPPORTED', unsupportedMessage(missing, release), {
-    hint: missing.errno === 'EPERM' || missing.errno === 'EACCES' ? `Run \`lowport doctor\` to see what is refused, then ${FALLBACKS}.` : `Upgrade the kernel, or ${FALLBACKS}.`,
+    hint:
+      missing.errno === 'EPERM' || missing.errno === 'EACCES'
+        ? `Run \`lowport doctor\` to see what is refused, then ${FALLBACKS}.`
+        : `Upgrade the kernel, or ${FALLBACKS}.`,
   });
 }
 

@@ -67,7 +67,14 @@ export function readAuthbindTree(dir: string): AuthbindTree {
     byuid: listDirEntries(join(dir, 'byuid'))
       .filter((e) => e.isFile || e.isSymlink === true)
       .flatMap((e) => {
-        if (e.isSymlink === true) return [{ name: e.name, text: '', skipped: 'a symlink, which lowport does not follow in authbind\'s tree; skipped: replace it with the file it points at' }];
+        if (e.isSymlink === true)
+          return [
+            {
+              name: e.name,
+              text: '',
+              skipped: "a symlink, which lowport does not follow in authbind's tree; skipped: replace it with the file it points at",
+            },
+          ];
         try {
           return [{ name: e.name, text: readTextFile(join(dir, 'byuid', e.name)) }];
         } catch {
@@ -85,7 +92,10 @@ export interface Names {
   inGroup(uid: number, gid: number): boolean;
 }
 
-/** A name a policy line can hold as is (policy/principal.ts); anything else is written as its id, so no name can add text to the printed policy. */
+/**
+ * A name a policy line can hold as is (policy/principal.ts); anything else is written as its id, so
+ * no name can add text to the printed policy.
+ */
 const PLAIN_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/;
 
 export const nssNames: Names = {
@@ -94,7 +104,13 @@ export const nssNames: Names = {
   inGroup: (uid, gid) => {
     const user = lookupUsers([String(uid)]).get(String(uid));
     if (user === undefined) return false;
-    return user.gid === gid || (lookupGroups([String(gid)]).get(String(gid))?.members.includes(user.name) ?? false);
+    return (
+      user.gid === gid ||
+      (lookupGroups([String(gid)])
+        .get(String(gid))
+        ?.members.includes(user.name) ??
+        false)
+    );
   },
 };
 
@@ -137,7 +153,10 @@ function unreadPort(port: number, bang: boolean): string | undefined {
   return undefined;
 }
 
-/** Whether access(2) lets this (non-root) user execute the file: the owner by the owner's bit only, a group member by the group's only, anyone else by the others'. */
+/**
+ * Whether access(2) lets this (non-root) user execute the file: the owner by the owner's bit only,
+ * a group member by the group's only, anyone else by the others'.
+ */
 export function mayExecute(file: { uid: number; gid: number; mode: number }, uid: number, inGroup: boolean): boolean {
   if (file.uid === uid) return (file.mode & 0o100) !== 0;
   if (inGroup) return (file.mode & 0o010) !== 0;
@@ -175,7 +194,10 @@ function executors(e: { uid: number; gid: number; mode: number }, names: Names):
   if (groupX) {
     // The owner uses the owner's bits even when in the group: a group grant would give it to them too.
     if (!ownerX && names.inGroup(e.uid, e.gid)) {
-      return { kind: 'inexact', why: `authbind lets ${group} bind it but not its member ${owner}, the owner, and lowport cannot grant a group but one member` };
+      return {
+        kind: 'inexact',
+        why: `authbind lets ${group} bind it but not its member ${owner}, the owner, and lowport cannot grant a group but one member`,
+      };
     }
     principals.push(groupPrincipal(e.gid, names));
   }
@@ -219,12 +241,20 @@ export function convertAuthbind(tree: AuthbindTree, names: Names = nssNames): Im
   };
   const grantFile = (where: string, e: AuthbindEntry, port: number, addrs: string[]) => {
     if (e.isSymlink === true) {
-      return notes.push(`${where}: a symlink, which lowport does not follow in authbind's tree; skipped: replace it with the file it points at (authbind still tests it first, so no other file gives port ${port}${addrs.length > 0 ? ` on ${addrs[0] ?? ''}` : ''})`);
+      return notes.push(
+        `${where}: a symlink, which lowport does not follow in authbind's tree; skipped: replace it with the file it points at (authbind still tests it first, so no other file gives port ${port}${addrs.length > 0 ? ` on ${addrs[0] ?? ''}` : ''})`,
+      );
     }
-    if (!e.isFile) return notes.push(`${where}: not a regular file; skipped (authbind still tests it first, so no other file gives port ${port}${addrs.length > 0 ? ` on ${addrs[0] ?? ''}` : ''})`);
+    if (!e.isFile)
+      return notes.push(
+        `${where}: not a regular file; skipped (authbind still tests it first, so no other file gives port ${port}${addrs.length > 0 ? ` on ${addrs[0] ?? ''}` : ''})`,
+      );
     if (e.acl === true) return notes.push(`${where}: has an ACL, which lowport does not translate; skipped: write its grants by hand`);
     const x = executors(e, names);
-    if (x.kind === 'none') return notes.push(`${where}: executable by no one but root (mode ${e.mode.toString(8)}): authbind refuses everyone else; lowport needs no rule for that`);
+    if (x.kind === 'none')
+      return notes.push(
+        `${where}: executable by no one but root (mode ${e.mode.toString(8)}): authbind refuses everyone else; lowport needs no rule for that`,
+      );
     if (x.kind === 'inexact') return notes.push(`${where}: ${x.why}; skipped: grant the users who should have it by hand`);
     for (const p of x.principals) grant([{ from: port, to: port }], p, addrs);
     return undefined;
@@ -275,15 +305,21 @@ export function convertAuthbind(tree: AuthbindTree, names: Names = nssNames): Im
       continue;
     }
     if (!comma && addr.includes(':')) {
-      notes.push(`${where}: authbind reads ADDR:PORT names for IPv4 only, never for an IPv6 address; skipped (byaddr/${bang ? '!' : ''}${text},${port} is the name it reads)`);
+      notes.push(
+        `${where}: authbind reads ADDR:PORT names for IPv4 only, never for an IPv6 address; skipped (byaddr/${bang ? '!' : ''}${text},${port} is the name it reads)`,
+      );
       continue;
     }
     if (!(authbindSpellings(addr) ?? []).includes(text)) {
-      notes.push(`${where}: authbind looks for this address as ${authbindSpellings(addr)?.join(' or ') ?? 'a dotted quad that lowport does not reproduce'}, so it never reads this name; skipped`);
+      notes.push(
+        `${where}: authbind looks for this address as ${authbindSpellings(addr)?.join(' or ') ?? 'a dotted quad that lowport does not reproduce'}, so it never reads this name; skipped`,
+      );
       continue;
     }
     if (byPort.has(port)) {
-      notes.push(`${where}: byport/${bang ? '!' : ''}${port} exists and decides port ${port} first, so authbind never reads this file; skipped`);
+      notes.push(
+        `${where}: byport/${bang ? '!' : ''}${port} exists and decides port ${port} first, so authbind never reads this file; skipped`,
+      );
       continue;
     }
     if (!comma && commaNames.has(`${bang ? '!' : ''}${text},${port}`)) {
@@ -323,7 +359,9 @@ export function convertAuthbind(tree: AuthbindTree, names: Names = nssNames): Im
       const ports = new Uint8Array(1024);
       for (let p = Math.max(converted.from, range.from); p <= Math.min(converted.to, range.to); p++) ports[p] = 1;
       if (converted.from < range.from || converted.to > range.to) {
-        notes.push(`${where}: this file is read only for ports ${range.from}-${range.to}${bang ? '' : ' (512-1023: byuid/!UID)'}, so only those are imported`);
+        notes.push(
+          `${where}: this file is read only for ports ${range.from}-${range.to}${bang ? '' : ' (512-1023: byuid/!UID)'}, so only those are imported`,
+        );
       }
       const addr = converted.addrs[0];
       const shadowed = new Uint8Array(1024);
@@ -335,7 +373,10 @@ export function convertAuthbind(tree: AuthbindTree, names: Names = nssNames): Im
         }
       }
       const decided = portRanges(shadowed);
-      if (decided.length > 0) notes.push(`${where}: port${decided.length === 1 && decided[0]?.from === decided[0]?.to ? '' : 's'} ${rangeText(decided)}: a byport or byaddr file decides first, so not imported from this line`);
+      if (decided.length > 0)
+        notes.push(
+          `${where}: port${decided.length === 1 && decided[0]?.from === decided[0]?.to ? '' : 's'} ${rangeText(decided)}: a byport or byaddr file decides first, so not imported from this line`,
+        );
       if (converted.family !== undefined) {
         // Every address of one family: lowport has no rule for that, only for every address of both.
         for (let p = 1; p < 1024; p++) if (ports[p]) everywhere[converted.family][p] = 1;
@@ -385,7 +426,8 @@ function convertByuidLine(line: string): { from: number; to: number; addrs: stri
     from = port(m[2] ?? '');
     to = m[3] === undefined ? from : port(m[3]);
     const spec = m[1] ?? '';
-    if (/^[^/]+-[^/]+$/.test(spec) && !spec.includes('/')) return 'an address range (ADDRMIN-ADDRMAX) cannot be expressed: list the addresses with --addr';
+    if (/^[^/]+-[^/]+$/.test(spec) && !spec.includes('/'))
+      return 'an address range (ADDRMIN-ADDRMAX) cannot be expressed: list the addresses with --addr';
     const slash = spec.split('/');
     addr = slash[0];
     length = slash[1] === undefined ? undefined : Number(slash[1]);

@@ -8,7 +8,15 @@ import { dirname, join, resolve } from 'node:path';
 import { readPolicy } from '../policy-file/policy-file.js';
 import { policyPath, requireRoot, type LowportOptions } from '../grants/target.js';
 import { LowportError, UsageError } from '../errors.js';
-import { assertRootControlled, ensureTrustedDir, GENERATED, POLICY, preparePolicyDir, removeTrustedFile, writeFileAtomic } from '../policy-file/trust.js';
+import {
+  assertRootControlled,
+  ensureTrustedDir,
+  GENERATED,
+  POLICY,
+  preparePolicyDir,
+  removeTrustedFile,
+  writeFileAtomic,
+} from '../policy-file/trust.js';
 import { pathExists } from '../os/process.js';
 import { findTreeFault, TreeCheckError, type TreeFault } from '../os/root-tree.js';
 import { systemctl, systemctlPath } from '../os/systemctl.js';
@@ -74,7 +82,10 @@ export function systemdQuote(word: string): string {
  */
 export function systemdPath(path: string): string {
   if (!path.startsWith('/') || hasControl(path) || path !== path.trim()) {
-    throw new UsageError(`the path '${escapeControl(path)}' cannot go into a systemd unit: it must be absolute, without control characters or leading or trailing spaces`, 'Give an absolute path made of ordinary characters.');
+    throw new UsageError(
+      `the path '${escapeControl(path)}' cannot go into a systemd unit: it must be absolute, without control characters or leading or trailing spaces`,
+      'Give an absolute path made of ordinary characters.',
+    );
   }
   return path.replace(/%/g, '%%');
 }
@@ -87,13 +98,20 @@ export function systemdPath(path: string): string {
 export function systemdCommandLine(words: string[]): string {
   const [first] = words;
   if (first === undefined || !first.startsWith('/')) {
-    throw new UsageError(`the command '${escapeControl(first ?? '')}' is not an absolute path, which a systemd unit needs`, 'Give the program as an absolute path, e.g. /usr/bin/server.');
+    throw new UsageError(
+      `the command '${escapeControl(first ?? '')}' is not an absolute path, which a systemd unit needs`,
+      'Give the program as an absolute path, e.g. /usr/bin/server.',
+    );
   }
   return words.map(systemdQuote).join(' ');
 }
 
 /** The boot unit: `apply` at boot, `off` at stop. `header` says who installed it (`lowport install`, or the Debian package). */
-export function bootUnit(lowportArgv: string[], options: LowportOptions, header = '# Installed by `lowport install`; `lowport uninstall` removes it.'): string {
+export function bootUnit(
+  lowportArgv: string[],
+  options: LowportOptions,
+  header = '# Installed by `lowport install`; `lowport uninstall` removes it.',
+): string {
   // Absolute, as the condition's path is: the unit runs from / at boot, where a relative path means something else.
   const global = [
     ...(options.policy === undefined ? [] : ['--policy', policyPath(options)]),
@@ -144,15 +162,22 @@ function assertRootOwnedProgram(argv: string[], trees: string[] = []): void {
   }
   if (fault === undefined) return;
   const { problem, fix } = treeFaultWording(fault);
-  throw new LowportError('E_POLICY_UNSAFE', `${problem}, so someone other than root could run their own code as root at every boot; lowport refuses to install it`, {
-    hint: `Run: ${fix} (and check the rest of the tree: lowport names the first problem). Or install lowport and Node where only root can write (e.g. \`sudo npm install -g .\` with the system Node) and run \`lowport install\` from there.`,
-  });
+  throw new LowportError(
+    'E_POLICY_UNSAFE',
+    `${problem}, so someone other than root could run their own code as root at every boot; lowport refuses to install it`,
+    {
+      hint: `Run: ${fix} (and check the rest of the tree: lowport names the first problem). Or install lowport and Node where only root can write (e.g. \`sudo npm install -g .\` with the system Node) and run \`lowport install\` from there.`,
+    },
+  );
 }
 
 /** What a fault of the program's tree (os/root-tree.ts) is, and the command that fixes it. */
 function treeFaultWording({ path, kind, finding }: TreeFault): { problem: string; fix: string } {
   const what = `the program ${kind} ${path}`;
-  const fix = kind === 'directory' ? `chown root:root ${path} && chmod go-w ${path}` : `chown -h root:root ${path}${kind === 'file' ? ` && chmod go-w ${path}` : ''}`;
+  const fix =
+    kind === 'directory'
+      ? `chown root:root ${path} && chmod go-w ${path}`
+      : `chown -h root:root ${path}${kind === 'file' ? ` && chmod go-w ${path}` : ''}`;
   switch (finding.problem) {
     case 'owner':
       return { problem: `${what} is owned by uid ${finding.uid}, not root`, fix };
@@ -196,8 +221,14 @@ export function install(o: InstallOptions): InstallResult {
   const live = o.root === undefined && systemdRunning();
   if (live) systemctl(['daemon-reload']);
   const enabled = systemctl(['enable', UNIT_NAME], o.root);
-  if (!enabled.ok) throw new LowportError('E_STATE', `systemctl enable ${UNIT_NAME} failed: ${enabled.output}`, { hint: `See \`systemctl status ${UNIT_NAME}\`.` });
-  if (!live) notes.push('systemd is not running as init here: the unit takes effect at the next boot with systemd. Run `lowport apply` to load the policy now.');
+  if (!enabled.ok)
+    throw new LowportError('E_STATE', `systemctl enable ${UNIT_NAME} failed: ${enabled.output}`, {
+      hint: `See \`systemctl status ${UNIT_NAME}\`.`,
+    });
+  if (!live)
+    notes.push(
+      'systemd is not running as init here: the unit takes effect at the next boot with systemd. Run `lowport apply` to load the policy now.',
+    );
   return { unitFile: file, policy, createdPolicy, enabled: true, notes };
 }
 

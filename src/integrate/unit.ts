@@ -63,7 +63,9 @@ export function checkUnitName(name: string): string | undefined {
 export function checkServiceUser(user: string): string | undefined {
   if (user === 'root' || /^0+$/.test(user)) return 'the service must not run as root: give the account it should run as';
   if (/^\d+$/.test(user)) return Number(user) < 4294967295 ? undefined : `'${user}' is not a uid`;
-  return /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/.test(user) ? undefined : `'${escapeControl(user)}' is not a user name a unit can hold as is: give its uid instead`;
+  return /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/.test(user)
+    ? undefined
+    : `'${escapeControl(user)}' is not a user name a unit can hold as is: give its uid instead`;
 }
 
 /** One socket per port: ListenStream=/ListenDatagram= take a single port each. */
@@ -125,7 +127,8 @@ WantedBy=multi-user.target
       for (let p = r.from; p <= r.to; p++) listens.push(`${protocol === 'tcp' ? 'ListenStream' : 'ListenDatagram'}=${p}`);
     }
   }
-  if (listens.length > MAX_SOCKETS) throw new RangeError(`${listens.length} sockets: a socket unit with more than ${MAX_SOCKETS} is not what you want; give fewer ports`);
+  if (listens.length > MAX_SOCKETS)
+    throw new RangeError(`${listens.length} sockets: a socket unit with more than ${MAX_SOCKETS} is not what you want; give fewer ports`);
   return [
     {
       file: `${spec.name}.socket`,

@@ -53,7 +53,11 @@ export interface ApplyResult {
  * reserved ports inside the kernel's range for port 0 go into
  * net.ipv4.ip_local_reserved_ports (reserved-ports.ts), whose notes it returns.
  */
-export function makeLive(target: Target, compiled: CompiledPolicy, fingerprint: Buffer): { installed: boolean; entries: number; notes: string[] } {
+export function makeLive(
+  target: Target,
+  compiled: CompiledPolicy,
+  fingerprint: Buffer,
+): { installed: boolean; entries: number; notes: string[] } {
   const { scopes } = pruneScopes(target);
   // Without scoped grants the file's table is the whole policy: no need to compile it again.
   const table = scopes.length === 0 ? compiled.table : compileTable([...compiled.rules, ...scopeRules(scopes)]);
@@ -66,20 +70,30 @@ function swapInto(target: Target, table: EntryTable, fingerprint: Buffer | undef
   try {
     return swapPolicy(target, table, fingerprint);
   } catch (e) {
-    if (e instanceof SyscallError && (e.errnoName === 'EPERM' || e.errnoName === 'EINVAL') && /MAP_CREATE|PROG_LOAD|LINK_CREATE/.test(e.call)) {
-      throw new LowportError('E_UNSUPPORTED', `the kernel refused to ${e.call.includes('LINK') ? 'attach' : 'load'} the bind hook: ${e.message}`, {
-        hint:
-          'BPF may be locked down here (kernel lockdown, a container without CAP_BPF/CAP_SYS_ADMIN, or a seccomp filter). ' +
-          'Run `lowport doctor` for a fallback that works on this machine.',
-        cause: e,
-      });
+    if (
+      e instanceof SyscallError &&
+      (e.errnoName === 'EPERM' || e.errnoName === 'EINVAL') &&
+      /MAP_CREATE|PROG_LOAD|LINK_CREATE/.test(e.call)
+    ) {
+      throw new LowportError(
+        'E_UNSUPPORTED',
+        `the kernel refused to ${e.call.includes('LINK') ? 'attach' : 'load'} the bind hook: ${e.message}`,
+        {
+          hint:
+            'BPF may be locked down here (kernel lockdown, a container without CAP_BPF/CAP_SYS_ADMIN, or a seccomp filter). ' +
+            'Run `lowport doctor` for a fallback that works on this machine.',
+          cause: e,
+        },
+      );
     }
     throw e;
   }
 }
 
 /** The kernel target, or (as root, on a machine without the BPF path) why there is none. */
-export function targetIfSupported(options: LowportOptions): { target: Target; unsupported?: undefined } | { target?: undefined; unsupported: LowportError } {
+export function targetIfSupported(
+  options: LowportOptions,
+): { target: Target; unsupported?: undefined } | { target?: undefined; unsupported: LowportError } {
   try {
     return { target: kernelTarget(options) };
   } catch (e) {
@@ -94,7 +108,15 @@ export function apply(options: LowportOptions = {}, { check = false }: { check?:
   if (check) {
     const { doc } = readPolicy(path, false);
     const compiled = compileDocument(doc);
-    return { policy: path, rules: compiled.rules.length, entries: compiled.table.count, installed: false, checkOnly: true, unresolved: unresolvedReport(options, compiled.unresolved), ...warningsOf(doc) };
+    return {
+      policy: path,
+      rules: compiled.rules.length,
+      entries: compiled.table.count,
+      installed: false,
+      checkOnly: true,
+      unresolved: unresolvedReport(options, compiled.unresolved),
+      ...warningsOf(doc),
+    };
   }
   const found = targetIfSupported(options);
   // A missing file is said as such, before the lock (which lives beside it).
@@ -116,7 +138,17 @@ export function apply(options: LowportOptions = {}, { check = false }: { check?:
     const { installed, entries, notes } = makeLive(target, compiled, policyFingerprint(text));
     saveAppliedText(target, text, compiled.bindings);
     const forwards = applyForwards(path, doc);
-    return { policy: path, rules: compiled.rules.length, entries, installed, checkOnly: false, forwards, unresolved, ...(notes.length > 0 ? { notes } : {}), ...warningsOf(doc) };
+    return {
+      policy: path,
+      rules: compiled.rules.length,
+      entries,
+      installed,
+      checkOnly: false,
+      forwards,
+      unresolved,
+      ...(notes.length > 0 ? { notes } : {}),
+      ...warningsOf(doc),
+    };
   });
 }
 
@@ -146,7 +178,11 @@ export interface EditOutcome extends ApplyResult {
  * (policy-file.ts) with the grants as its make-live step. The old live
  * policy, or nothing, is swapped back if the file cannot be written.
  */
-export function editPolicy(options: LowportOptions, edit: (doc: PolicyDocument) => EditResult, explain?: (compiled: CompiledPolicy) => string[]): EditOutcome {
+export function editPolicy(
+  options: LowportOptions,
+  edit: (doc: PolicyDocument) => EditResult,
+  explain?: (compiled: CompiledPolicy) => string[],
+): EditOutcome {
   const target = kernelTarget(options);
   const done = editPolicyFile(policyPath(options), edit, (after, before) => {
     const compiled = compileDocument(after.doc);
@@ -188,7 +224,8 @@ export function refreshLive(options: LowportOptions, target: Target, { onlyIfLiv
     const live = readLivePolicy(target.pinDir);
     if (live === undefined) {
       // Off: only the scopes in force (never those `off` ended), and nothing when there are none.
-      if (!onlyIfLive && pruneScopes(target).scopes.length > 0) makeLive(target, compileDocument(parsePolicy('', path)), Buffer.alloc(VALUE_SIZE));
+      if (!onlyIfLive && pruneScopes(target).scopes.length > 0)
+        makeLive(target, compileDocument(parsePolicy('', path)), Buffer.alloc(VALUE_SIZE));
       return;
     }
     // A zero fingerprint: what is live was made by runs alone while lowport was off.

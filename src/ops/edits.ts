@@ -72,7 +72,8 @@ function stillGiven(rules: ResolvedRule[], spec: GrantSpec): string[] {
   for (const { rule, subjects } of rules) {
     const covers = subjects.some((s) => s.kind === Kind.EVERYONE || ids.some((i) => i.kind === s.kind && i.id === s.id));
     const overlap = PortSet.fromItems(rule.ports).intersect(revoked);
-    if (covers && !overlap.isEmpty()) notes.push(`note: line ${rule.line} still gives ${overlap.toString()} to ${formatPrincipal(p)}: ${formatRule(rule)}`);
+    if (covers && !overlap.isEmpty())
+      notes.push(`note: line ${rule.line} still gives ${overlap.toString()} to ${formatPrincipal(p)}: ${formatRule(rule)}`);
   }
   return notes;
 }
@@ -84,7 +85,11 @@ export function revokeAll(options: LowportOptions, principal: Principal): EditOu
 
 export function reserve(options: LowportOptions, spec: { ports: PortItem[]; principal: Principal }): EditOutcome {
   requireKnownPrincipal(spec.principal);
-  return editPolicy(options, (doc) => policyEdit.reserve(doc, spec), (compiled) => subordinateWarnings(compiled, [spec.principal]));
+  return editPolicy(
+    options,
+    (doc) => policyEdit.reserve(doc, spec),
+    (compiled) => subordinateWarnings(compiled, [spec.principal]),
+  );
 }
 
 export function unreserve(options: LowportOptions, spec: { ports: PortItem[] }): EditOutcome {
@@ -94,16 +99,24 @@ export function unreserve(options: LowportOptions, spec: { ports: PortItem[] }):
 /** Several grants as one edit: one lock, one validation, one swap. */
 export function grantAll(options: LowportOptions, specs: GrantSpec[]): EditOutcome {
   for (const spec of specs) requireKnownPrincipal(spec.principal);
-  return editPolicy(options, (start) => {
-    let doc = start;
-    let changed = false;
-    const notes: string[] = [];
-    for (const spec of specs) {
-      const r = policyEdit.grant(doc, { ports: spec.ports, principal: spec.principal, addrs: spec.addrs ?? [] });
-      doc = r.doc;
-      changed ||= r.changed;
-      notes.push(...r.notes);
-    }
-    return { doc, changed, notes };
-  }, (compiled) => subordinateWarnings(compiled, specs.map((s) => s.principal)));
+  return editPolicy(
+    options,
+    (start) => {
+      let doc = start;
+      let changed = false;
+      const notes: string[] = [];
+      for (const spec of specs) {
+        const r = policyEdit.grant(doc, { ports: spec.ports, principal: spec.principal, addrs: spec.addrs ?? [] });
+        doc = r.doc;
+        changed ||= r.changed;
+        notes.push(...r.notes);
+      }
+      return { doc, changed, notes };
+    },
+    (compiled) =>
+      subordinateWarnings(
+        compiled,
+        specs.map((s) => s.principal),
+      ),
+  );
 }

@@ -109,7 +109,11 @@ function located(w: ListWarning, applied: PolicyDocument | undefined): ListWarni
  * bindings recorded when it was applied; none when no bindings were recorded
  * (applied by an older lowport: `lowport apply` records them).
  */
-function boundNameChanges(options: LowportOptions, target: Target, applied: PolicyDocument): { line: number; message: string; changed: boolean }[] {
+function boundNameChanges(
+  options: LowportOptions,
+  target: Target,
+  applied: PolicyDocument,
+): { line: number; message: string; changed: boolean }[] {
   const bindings = appliedBindings(target);
   if (bindings === undefined) return [];
   return nameChanges(applied.rules, bindings).map((c) => ({
@@ -135,7 +139,9 @@ function subordinateWarnings(t: EntryTable): ListWarning[] {
   const subuid = readSubordinateIds('/etc/subuid');
   const subgid = readSubordinateIds('/etc/subgid');
   if (subuid.length === 0 && subgid.length === 0) return [];
-  return [...byLine].flatMap(([line, subjects]) => subordinateNotes(subjects, subuid, subgid).map((message): ListWarning => ({ line, kind: 'subordinate', message })));
+  return [...byLine].flatMap(([line, subjects]) =>
+    subordinateNotes(subjects, subuid, subgid).map((message): ListWarning => ({ line, kind: 'subordinate', message })),
+  );
 }
 
 function pruneAndRefresh(options: LowportOptions, target: Target): Scope[] {
@@ -160,4 +166,3 @@ function compareWithFile(path: string, live: LivePolicy | undefined): { file: Li
     return { file: err.code === 'E_POLICY_MISSING' ? 'missing' : 'invalid', fileProblem: err.message ?? String(e) };
   }
 }
-

@@ -28,6 +28,7 @@ export function removeCommand(options: LowportOptions, rule: Rule): string {
     ...(options.cgroup === undefined ? [] : ['--cgroup', options.cgroup]),
     ...(options.pinDir === undefined ? [] : ['--pin-dir', options.pinDir]),
   ];
-  const what = rule.action === 'reserve' ? ['--all'] : [formatPorts(rule.ports), ...(rule.addrs.length > 0 ? ['--addr', rule.addrs.join(',')] : [])];
+  const what =
+    rule.action === 'reserve' ? ['--all'] : [formatPorts(rule.ports), ...(rule.addrs.length > 0 ? ['--addr', rule.addrs.join(',')] : [])];
   return shellCommand(['lowport', 'revoke', ...what, ...who, ...global]);
 }

@@ -20,7 +20,13 @@ export function parseStatusCaps(status: string): ProcessCaps {
     const m = new RegExp(`^${name}:\\s*([0-9a-f]+)$`, 'm').exec(status);
     return m?.[1] === undefined ? 0n : BigInt(`0x${m[1]}`);
   };
-  return { inheritable: field('CapInh'), permitted: field('CapPrm'), effective: field('CapEff'), bounding: field('CapBnd'), ambient: field('CapAmb') };
+  return {
+    inheritable: field('CapInh'),
+    permitted: field('CapPrm'),
+    effective: field('CapEff'),
+    bounding: field('CapBnd'),
+    ambient: field('CapAmb'),
+  };
 }
 
 export function hasCap(set: bigint, cap: number): boolean {

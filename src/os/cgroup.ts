@@ -44,7 +44,10 @@ export function createNewCgroup(dir: string): void {
 
 /** Pids in a cgroup (not its children). */
 export function cgroupPids(dir: string): number[] {
-  return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter((l) => l !== '').map(Number);
+  return readFileSync(join(dir, 'cgroup.procs'), 'utf8')
+    .split('\n')
+    .filter((l) => l !== '')
+    .map(Number);
 }
 
 /** Removes an empty cgroup; a missing one is fine. */

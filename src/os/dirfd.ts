@@ -25,7 +25,19 @@
  * what the file is for (policy-file/trust.ts, bpf/bpffs.ts).
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, lstatSync, readdirSync, readFileSync, readlinkSync, writeSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  fsyncSync,
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
 import { LowportError } from '../errors.js';
 import { EEXIST, ELOOP, ENOENT, ENOTDIR, ENOTEMPTY } from './errno.js';
 import { flock, getXattr, LOCK_EX, nativeLibc, O_CLOEXEC, SyscallError } from './libc.js';
@@ -37,7 +49,6 @@ const O_DIRECTORY = constants.O_DIRECTORY;
 const O_NOFOLLOW = constants.O_NOFOLLOW;
 const AT_REMOVEDIR = 0x200;
 const AT_FDCWD = -100;
-
 
 let calls: ReturnType<typeof bind> | undefined;
 
@@ -201,7 +212,9 @@ const stateDir: DirCheck = (dir, place) => {
 function rootAloneFinding(st: { uid: number; gid: number; mode: number }, stickyOk: boolean): Finding | undefined {
   if (st.uid !== 0) return { problem: 'owner', uid: st.uid };
   if ((st.mode & 0o022) !== 0 && !(stickyOk && (st.mode & 0o1000) !== 0)) {
-    return (st.mode & 0o002) !== 0 ? { problem: 'world-writable', sticky: (st.mode & 0o1000) !== 0 } : { problem: 'group-writable', gid: st.gid };
+    return (st.mode & 0o002) !== 0
+      ? { problem: 'world-writable', sticky: (st.mode & 0o1000) !== 0 }
+      : { problem: 'group-writable', gid: st.gid };
   }
   return undefined;
 }
@@ -271,7 +284,10 @@ export class DirFd {
     return this.openSubdir(name, { create: create ? mode : undefined, check: stateDir });
   }
 
-  /** Subdirectory NAME, made (`create`: its mode) when missing, refused when it is a symlink or not a directory, then `check`ed on its fd. */
+  /**
+   * Subdirectory NAME, made (`create`: its mode) when missing, refused when it is a symlink or not
+   * a directory, then `check`ed on its fd.
+   */
   openSubdir(name: string, { create, check }: { create?: number; check: DirCheck }): DirFd | undefined {
     if (create !== undefined) this.mkdir(name, create);
     const st = this.lstat(name);
@@ -292,7 +308,8 @@ export class DirFd {
   removeIfEmpty(name: string): void {
     if (Number(libc().unlinkat(this.fd, name, AT_REMOVEDIR)) === 0) return;
     const errno = libc().errno();
-    if (errno !== ENOENT && errno !== ENOTEMPTY && errno !== EEXIST) throw new SyscallError(`unlinkat(${this.join(name)}, AT_REMOVEDIR)`, errno);
+    if (errno !== ENOENT && errno !== ENOTEMPTY && errno !== EEXIST)
+      throw new SyscallError(`unlinkat(${this.join(name)}, AT_REMOVEDIR)`, errno);
   }
 
   /** mkdirat(2); false when NAME exists already (of whatever type: the caller checks). */
@@ -371,12 +388,14 @@ export class DirFd {
    */
   writeTextAtomic(name: string, text: string, mode = 0o600): void {
     const tmp = `.${name}.${randomBytes(6).toString('hex')}.tmp`;
-    const fd = Number(libc().openat(this.fd, tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+    const fd = Number(
+      libc().openat(this.fd, tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode),
+    );
     if (fd < 0) throw new SyscallError(`openat(${this.join(tmp)}, O_CREAT|O_EXCL)`, libc().errno());
     try {
       fchmodSync(fd, mode);
       const bytes = Buffer.from(text);
-      for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
+      for (let at = 0; at < bytes.length;) at += writeSync(fd, bytes, at);
       fsyncSync(fd);
     } catch (e) {
       closeSync(fd);
@@ -406,7 +425,9 @@ export class DirFd {
    * The file stays: removing a lock file races with its next user.
    */
   lock(name: string): { release: () => void } {
-    const fd = Number(libc().openat(this.fd, name, constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW | constants.O_NONBLOCK | O_CLOEXEC, 0o600));
+    const fd = Number(
+      libc().openat(this.fd, name, constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW | constants.O_NONBLOCK | O_CLOEXEC, 0o600),
+    );
     if (fd < 0) {
       const errno = libc().errno();
       if (errno === ELOOP) throw new UnsafeFileError(this.join(name), 'lock', { problem: 'symlink' }, undefined);
@@ -433,7 +454,10 @@ export class DirFd {
     return { release: () => closeSync(fd) };
   }
 
-  /** A JSON record's value (readText, so checked as it does); undefined when there is none or it is not valid JSON (a half-written file of a killed process). */
+  /**
+   * A JSON record's value (readText, so checked as it does); undefined when there is none or it is
+   * not valid JSON (a half-written file of a killed process).
+   */
   readJson(name: string): unknown {
     const text = this.readText(name);
     if (text === undefined) return undefined;

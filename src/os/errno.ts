@@ -7,7 +7,25 @@
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 
-export const { EAGAIN, EBADF, EEXIST, EINPROGRESS, EINVAL, EIO, ELOOP, EMFILE, ENFILE, ENOBUFS, ENOENT, ENOMEM, ENOSPC, ENOSYS, ENOTDIR, ENOTEMPTY, ETIMEDOUT } = constants.errno;
+export const {
+  EAGAIN,
+  EBADF,
+  EEXIST,
+  EINPROGRESS,
+  EINVAL,
+  EIO,
+  ELOOP,
+  EMFILE,
+  ENFILE,
+  ENOBUFS,
+  ENOENT,
+  ENOMEM,
+  ENOSPC,
+  ENOSYS,
+  ENOTDIR,
+  ENOTEMPTY,
+  ETIMEDOUT,
+} = constants.errno;
 
 /** `ENOENT` for 2; `errno N` for a number the platform has no name for. */
 export function errnoName(errno: number): string {

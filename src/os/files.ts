@@ -11,9 +11,36 @@
  * Facts only: an UnsafeFileError (what was found) or a SyscallError (what
  * failed). policy-file/trust.ts words them for the file's role.
  */
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  realpathSync,
+  statSync,
+  type Stats,
+} from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { aclWriters, factsOf, fileType, openDirFollowing, openDirPath, openPath, UnsafeFileError, withDir, type DirCheck, type DirFd, type FileCheck, type FileType, type Finding } from './dirfd.js';
+import {
+  aclWriters,
+  factsOf,
+  fileType,
+  openDirFollowing,
+  openDirPath,
+  openPath,
+  UnsafeFileError,
+  withDir,
+  type DirCheck,
+  type DirFd,
+  type FileCheck,
+  type FileType,
+  type Finding,
+} from './dirfd.js';
 import { getXattr, SyscallError } from './libc.js';
 
 export { aclWriters };
@@ -53,7 +80,10 @@ const rootControlledFile: FileCheck = (fd, st, path) => {
   if (finding !== undefined) throw new UnsafeFileError(path, 'file', finding, factsOf(st));
 };
 
-/** Walks to `path`'s directory as sudo does for sudoers and OpenSSH's StrictModes for authorized_keys (rootControlled, links followed from checked directories). */
+/**
+ * Walks to `path`'s directory as sudo does for sudoers and OpenSSH's StrictModes for
+ * authorized_keys (rootControlled, links followed from checked directories).
+ */
 function walkTo(path: string, followLast: boolean): { dir: DirFd; name: string } | undefined {
   return openPath(resolve(path), { check: rootControlled, follow: true, followLast });
 }
@@ -224,7 +254,12 @@ export function readRegularFile(path: string): string {
     } catch {
       // changed since: not a regular file either way
     }
-    throw new UnsafeFileError(path, 'file', { problem: 'type', type: st === undefined ? 'other' : fileType(st) }, st === undefined ? undefined : factsOf(st));
+    throw new UnsafeFileError(
+      path,
+      'file',
+      { problem: 'type', type: st === undefined ? 'other' : fileType(st) },
+      st === undefined ? undefined : factsOf(st),
+    );
   }
   try {
     return readFileSync(fd, 'utf8');

@@ -73,7 +73,10 @@ const PASSED = /^(TERM|COLORTERM|LANG|LANGUAGE|LC_[A-Z_]+|TZ|NO_COLOR)$/;
  * not root's tokens, credentials caches or socket-activation variables
  * (setpriv --reset-env and su do the same).
  */
-export function userEnvironment(user: { name: string; home: string; shell: string }, from: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+export function userEnvironment(
+  user: { name: string; home: string; shell: string },
+  from: NodeJS.ProcessEnv = process.env,
+): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(from)) if (PASSED.test(k) && v !== undefined) env[k] = v;
   return {
@@ -138,7 +141,10 @@ export function checkIdentity(identity: Identity, hint?: string): void {
     ['gid', identity.gid],
   ] as const) {
     if (!isValidId(id) || id === 0) {
-      throw new UsageError(`refusing to start a program with ${what} ${id}: lowport starts programs as a user other than root, with ids from 1 to ${MAX_ID}`, hint);
+      throw new UsageError(
+        `refusing to start a program with ${what} ${id}: lowport starts programs as a user other than root, with ids from 1 to ${MAX_ID}`,
+        hint,
+      );
     }
   }
 }
@@ -146,7 +152,9 @@ export function checkIdentity(identity: Identity, hint?: string): void {
 /** The fds this process has open (for the fcntl fallback of close_range). */
 function openFds(): number[] {
   try {
-    return readdirSync('/proc/self/fd').map(Number).filter((n) => Number.isInteger(n));
+    return readdirSync('/proc/self/fd')
+      .map(Number)
+      .filter((n) => Number.isInteger(n));
   } catch {
     return [];
   }
@@ -187,7 +195,22 @@ function commandLine(argv: string[], o: LaunchOptions): { file: string; args: st
   const ids = [String(o.identity.uid), String(o.identity.gid), o.cwd ?? callerDirectory()];
   return {
     file: '/bin/sh',
-    args: ['-c', WRAPPER, 'lowport-run', setsid, ...(o.controllingTerminal === true ? ['--ctty'] : []), setpriv, ...setprivArgs(o), '--', '/bin/sh', '-c', CHECK, 'lowport-check', ...ids, ...argv],
+    args: [
+      '-c',
+      WRAPPER,
+      'lowport-run',
+      setsid,
+      ...(o.controllingTerminal === true ? ['--ctty'] : []),
+      setpriv,
+      ...setprivArgs(o),
+      '--',
+      '/bin/sh',
+      '-c',
+      CHECK,
+      'lowport-check',
+      ...ids,
+      ...argv,
+    ],
     env,
   };
 }
@@ -200,7 +223,11 @@ export function launch(argv: string[], o: LaunchOptions): ChildProcess {
 }
 
 /** Like launch, but waits for the end: stdin closed, stdout and stderr captured, started in /. For short probes (doctor's). */
-export function launchSync(argv: string[], o: Omit<LaunchOptions, 'stdio' | 'fds' | 'controllingTerminal' | 'cwd'>, timeoutMs: number): SpawnSyncReturns<string> {
+export function launchSync(
+  argv: string[],
+  o: Omit<LaunchOptions, 'stdio' | 'fds' | 'controllingTerminal' | 'cwd'>,
+  timeoutMs: number,
+): SpawnSyncReturns<string> {
   const { file, args, env } = commandLine(argv, { ...o, cwd: '/' });
   isolateChildren();
   return spawnSync(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env, encoding: 'utf8', timeout: timeoutMs, cwd: '/' });
@@ -219,5 +246,11 @@ function processIds(status: string): { uid: number[]; gid: number[] } | undefine
 /** Whether /proc/PID/status text shows exactly the identity's uid and gid in all four fields. */
 export function runsAs(status: string, identity: Identity): boolean {
   const ids = processIds(status);
-  return ids !== undefined && ids.uid.length === 4 && ids.gid.length === 4 && ids.uid.every((u) => u === identity.uid) && ids.gid.every((g) => g === identity.gid);
+  return (
+    ids !== undefined &&
+    ids.uid.length === 4 &&
+    ids.gid.length === 4 &&
+    ids.uid.every((u) => u === identity.uid) &&
+    ids.gid.every((g) => g === identity.gid)
+  );
 }

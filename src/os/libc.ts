@@ -165,7 +165,12 @@ export function getXattr(path: string, name: string): Buffer | undefined {
  * returns its fd, which the caller hands to a child and then closes. IPv6
  * sockets are dual-stack unless `v6Only`.
  */
-export function openBoundSocket(domain: number, type: number, sockaddr: Buffer, options: { backlog: number; v6Only: boolean; what: string }): number {
+export function openBoundSocket(
+  domain: number,
+  type: number,
+  sockaddr: Buffer,
+  options: { backlog: number; v6Only: boolean; what: string },
+): number {
   const c = libc();
   const fd = c.socket(domain, type | SOCK_CLOEXEC, 0) as number;
   if (fd < 0) throw new SyscallError(`socket(${options.what})`, errno());
@@ -322,7 +327,10 @@ export function copyTermios(from: number, to: number): boolean {
   return true;
 }
 
-/** Copies the window size of terminal `from` to terminal `to` (TIOCGWINSZ, TIOCSWINSZ; the kernel sends SIGWINCH to `to`'s foreground group). */
+/**
+ * Copies the window size of terminal `from` to terminal `to` (TIOCGWINSZ, TIOCSWINSZ; the kernel
+ * sends SIGWINCH to `to`'s foreground group).
+ */
 export function copyWindowSize(from: number, to: number): void {
   const ws = Buffer.alloc(8); // struct winsize: 4 unsigned shorts
   const c = iso();

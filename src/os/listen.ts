@@ -24,7 +24,10 @@ export function openListener(protocol: 'tcp' | 'udp', addr: string, port: number
   const family = familyOf(addr);
   const what = listenerName(protocol, addr, port);
   const sockaddr = family === 4 ? sockaddrIn(addr, port) : sockaddrIn6(ipv6Groups(inetPton6(addr, what)), port);
-  const fd = openBoundSocket(family === 4 ? AF_INET : AF_INET6, protocol === 'tcp' ? SOCK_STREAM : SOCK_DGRAM, sockaddr, { ...options, what });
+  const fd = openBoundSocket(family === 4 ? AF_INET : AF_INET6, protocol === 'tcp' ? SOCK_STREAM : SOCK_DGRAM, sockaddr, {
+    ...options,
+    what,
+  });
   return { fd, protocol, family, what };
 }
 

@@ -30,7 +30,12 @@ export function parseProcNet(text: string, protocol: 'tcp' | 'udp', family: 4 | 
 /** Sockets bound to `port` (any address) in this network namespace. */
 export function socketsOnPort(port: number): SocketEntry[] {
   const out: SocketEntry[] = [];
-  for (const [file, protocol, family] of [['tcp', 'tcp', 4], ['tcp6', 'tcp', 6], ['udp', 'udp', 4], ['udp6', 'udp', 6]] as const) {
+  for (const [file, protocol, family] of [
+    ['tcp', 'tcp', 4],
+    ['tcp6', 'tcp', 6],
+    ['udp', 'udp', 4],
+    ['udp6', 'udp', 6],
+  ] as const) {
     try {
       out.push(...parseProcNet(readFileSync(`/proc/net/${file}`, 'utf8'), protocol, family).filter((e) => e.port === port));
     } catch {

@@ -65,7 +65,8 @@ function nftListTable(family: string, name: string): unknown {
   const r = spawnSync(nft, ['-j', '-a', 'list', 'table', family, name], { encoding: 'utf8', timeout: 30_000, env: systemToolEnv() });
   if (r.status !== 0) {
     if (/No such file or directory/.test(r.stderr)) return undefined;
-    if (/Operation not permitted/.test(r.stderr)) throw new NftError('not-permitted', 'reading the nftables ruleset needs root (CAP_NET_ADMIN)', r.stderr.trim());
+    if (/Operation not permitted/.test(r.stderr))
+      throw new NftError('not-permitted', 'reading the nftables ruleset needs root (CAP_NET_ADMIN)', r.stderr.trim());
     throw new NftError('failed', `nft list table ${family} ${name} failed: ${r.stderr.trim()}`, r.stderr.trim());
   }
   return JSON.parse(r.stdout) as unknown;

@@ -35,7 +35,12 @@ function getentPath(): string {
 function getent(database: 'passwd' | 'group', keys: string[] | 'all'): string {
   if (keys !== 'all' && keys.length === 0) return '';
   try {
-    return execFileSync(getentPath(), [database, ...(keys === 'all' ? [] : keys)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 256 << 20, env: systemToolEnv() });
+    return execFileSync(getentPath(), [database, ...(keys === 'all' ? [] : keys)], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      maxBuffer: 256 << 20,
+      env: systemToolEnv(),
+    });
   } catch (e) {
     // Exit status 2: one or more keys were not found; the others are still printed.
     const err = e as { status?: number; stdout?: string };
@@ -69,11 +74,19 @@ export function parseGroup(text: string): GroupEntry[] {
  * to its entry; a key that is missing was not found.
  */
 export function lookupUsers(keys: string[]): Map<string, PasswdEntry> {
-  return lookup(keys, (k) => parsePasswd(getent('passwd', k)), (e) => [e.name, String(e.uid)]);
+  return lookup(
+    keys,
+    (k) => parsePasswd(getent('passwd', k)),
+    (e) => [e.name, String(e.uid)],
+  );
 }
 
 export function lookupGroups(keys: string[]): Map<string, GroupEntry> {
-  return lookup(keys, (k) => parseGroup(getent('group', k)), (e) => [e.name, String(e.gid)]);
+  return lookup(
+    keys,
+    (k) => parseGroup(getent('group', k)),
+    (e) => [e.name, String(e.gid)],
+  );
 }
 
 /**
@@ -134,12 +147,18 @@ export function userByNameOrUid(key: string, hint: string): PasswdEntry & { know
   const numeric = /^[-+\s\d]/.test(key);
   const id = parseId(key);
   if (numeric && id === undefined) {
-    throw new UsageError(`'${key}' is not a valid uid: a uid is written in plain decimal, from 0 to ${MAX_ID}`, `${hint} (no sign, spaces or leading zeros; 4294967295 is (uid_t)-1 and never a user).`);
+    throw new UsageError(
+      `'${key}' is not a valid uid: a uid is written in plain decimal, from 0 to ${MAX_ID}`,
+      `${hint} (no sign, spaces or leading zeros; 4294967295 is (uid_t)-1 and never a user).`,
+    );
   }
   const entry = lookupUsers([key]).get(key);
   if (entry !== undefined) {
     if (!isValidId(entry.uid) || !isValidId(entry.gid)) {
-      throw new UsageError(`the passwd entry of '${entry.name}' has an invalid uid or gid (${entry.uid}:${entry.gid})`, 'Fix the entry (getent passwd NAME), or give another user.');
+      throw new UsageError(
+        `the passwd entry of '${entry.name}' has an invalid uid or gid (${entry.uid}:${entry.gid})`,
+        'Fix the entry (getent passwd NAME), or give another user.',
+      );
     }
     return { ...entry, known: true };
   }
@@ -148,7 +167,10 @@ export function userByNameOrUid(key: string, hint: string): PasswdEntry & { know
     // holds that number, or an unnamed uid 43 would run with gid 43, utmp.
     const group = lookupGroups([String(id)]).get(String(id));
     if (group !== undefined) {
-      throw new UsageError(`uid ${id} has no user, and gid ${id} is the group '${group.name}': lowport would run it with that group`, `${hint} (a user name, or a uid without a passwd entry whose number no group holds).`);
+      throw new UsageError(
+        `uid ${id} has no user, and gid ${id} is the group '${group.name}': lowport would run it with that group`,
+        `${hint} (a user name, or a uid without a passwd entry whose number no group holds).`,
+      );
     }
     return { name: key, uid: id, gid: id, home: '/', shell: '/bin/sh', known: false };
   }

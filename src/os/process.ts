@@ -60,7 +60,10 @@ export async function runInheriting(command: string, args: string[]): Promise<nu
  */
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-/** The environment of those programs: the system PATH (for what they start in turn, e.g. `cat` under sh), and the C locale for output lowport parses. */
+/**
+ * The environment of those programs: the system PATH (for what they start in turn, e.g. `cat` under
+ * sh), and the C locale for output lowport parses.
+ */
 export function systemToolEnv(): NodeJS.ProcessEnv {
   return { PATH: SYSTEM_PATH, LC_ALL: 'C' };
 }
@@ -172,7 +175,10 @@ export function findInPidNamespace(ns: number, nspid: number): number | undefine
   for (const name of names) {
     if (!/^\d+$/.test(name) || pidNamespace(Number(name)) !== ns) continue;
     try {
-      const ids = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${name}/status`, 'utf8'))?.[1]?.trim().split(/\s+/);
+      const ids = /^NSpid:\s+(.*)$/m
+        .exec(readFileSync(`/proc/${name}/status`, 'utf8'))?.[1]
+        ?.trim()
+        .split(/\s+/);
       if (ids !== undefined && Number(ids[ids.length - 1]) === nspid) return Number(name);
     } catch {
       // gone meanwhile

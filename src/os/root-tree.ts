@@ -94,7 +94,8 @@ class Walk {
     if (writers.length > 0) return { path, kind, finding: { problem: 'acl', writers } };
     const sticky = kind === 'directory' && (st.mode & S_ISVTX) !== 0;
     if (st.mode & S_IWOTH && (where === 'inside' || !sticky)) return { path, kind, finding: { problem: 'world-writable', sticky } };
-    if (st.mode & S_IWGRP && (where === 'inside' || st.gid !== 0)) return { path, kind, finding: { problem: 'group-writable', gid: st.gid } };
+    if (st.mode & S_IWGRP && (where === 'inside' || st.gid !== 0))
+      return { path, kind, finding: { problem: 'group-writable', gid: st.gid } };
     return undefined;
   }
 }

@@ -12,7 +12,10 @@ export interface SubordinateRange {
   count: number;
 }
 
-/** The ranges of a subuid/subgid text; lines that are not `owner:start:count` (comments, blanks, junk) are skipped, as shadow-utils does. */
+/**
+ * The ranges of a subuid/subgid text; lines that are not `owner:start:count` (comments, blanks,
+ * junk) are skipped, as shadow-utils does.
+ */
 export function parseSubordinateIds(text: string): SubordinateRange[] {
   const out: SubordinateRange[] = [];
   for (const line of text.split('\n')) {

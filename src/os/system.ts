@@ -33,11 +33,17 @@ export function writeSysctl(name: string, value: string): void {
     writeFileSync(`/proc/sys/${name.replace(/\./g, '/')}`, `${value}\n`);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
-    throw new LowportError('E_STATE', `cannot set ${name}: ${code}`, { hint: 'Run it as root, where /proc/sys is writable (not in a container with a read-only /proc/sys).', cause: e });
+    throw new LowportError('E_STATE', `cannot set ${name}: ${code}`, {
+      hint: 'Run it as root, where /proc/sys is writable (not in a container with a read-only /proc/sys).',
+      cause: e,
+    });
   }
 }
 
-/** The container runtime this process seems to run in, or undefined (systemd-detect-virt's container checks, the ones readable without root). */
+/**
+ * The container runtime this process seems to run in, or undefined (systemd-detect-virt's container
+ * checks, the ones readable without root).
+ */
 export function detectContainer(): string | undefined {
   if (pathExists('/.dockerenv')) return 'docker';
   if (pathExists('/run/.containerenv')) return 'podman';

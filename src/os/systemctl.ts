@@ -9,6 +9,10 @@ export function systemctlPath(): string | undefined {
 export function systemctl(args: string[], root?: string): { ok: boolean; output: string } {
   const path = systemctlPath();
   if (path === undefined) throw new MissingToolError(['systemctl'], 'systemd', 'lowport installs its boot unit with it');
-  const r = spawnSync(path, [...(root === undefined ? [] : [`--root=${root}`]), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: systemToolEnv() });
+  const r = spawnSync(path, [...(root === undefined ? [] : [`--root=${root}`]), ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: systemToolEnv(),
+  });
   return { ok: r.status === 0, output: `${r.stdout}${r.stderr}`.trim() };
 }

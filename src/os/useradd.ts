@@ -7,7 +7,10 @@ import { systemToolEnv } from './process.js';
 /** useradd's exit status when the name is taken (useradd(8), EXIT VALUES): another process made it first. */
 const NAME_IN_USE = 9;
 
-/** useradd(8) failed, or is not installed: the name, and the command that would make the user (`command`: what the caller may tell the admin to run). */
+/**
+ * useradd(8) failed, or is not installed: the name, and the command that would make the user
+ * (`command`: what the caller may tell the admin to run).
+ */
 export class UseraddError extends LowportError {
   constructor(
     readonly user: string,

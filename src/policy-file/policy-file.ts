@@ -95,7 +95,11 @@ export interface EditTransaction<T> extends EditResult {
  * document is made live again (names may resolve differently now) and the
  * file is left alone.
  */
-export function editPolicyFile<T>(path: string, edit: (doc: PolicyDocument) => EditResult, makeLive: (after: PolicyText, before: PolicyText) => Live<T>): EditTransaction<T> {
+export function editPolicyFile<T>(
+  path: string,
+  edit: (doc: PolicyDocument) => EditResult,
+  makeLive: (after: PolicyText, before: PolicyText) => Live<T>,
+): EditTransaction<T> {
   return withPolicyLock(path, { create: true }, () => {
     const before = readPolicy(path, true);
     const { doc, changed, notes } = edit(before.doc);

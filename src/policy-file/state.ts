@@ -25,12 +25,16 @@ function octal(mode: number | undefined): string {
 function stateRefusal(e: unknown, root: string): unknown {
   if (e instanceof UnsafeFileError) {
     const { path, finding, facts } = e;
-    const ids = finding.problem === 'acl' ? `an ACL lets ${finding.writers.join(', ')} write it` : `uid ${facts?.uid ?? '?'}, mode ${octal(facts?.mode)}`;
+    const ids =
+      finding.problem === 'acl'
+        ? `an ACL lets ${finding.writers.join(', ')} write it`
+        : `uid ${facts?.uid ?? '?'}, mode ${octal(facts?.mode)}`;
     switch (e.place) {
       case 'lock':
         return lockRefusal(e);
       case 'path':
-        if (finding.problem === 'symlink') return unsafe(`${path} is a symlink; lowport refuses a path to ${WHAT} that goes through one`, 'Give the real path.', e);
+        if (finding.problem === 'symlink')
+          return unsafe(`${path} is a symlink; lowport refuses a path to ${WHAT} that goes through one`, 'Give the real path.', e);
         return unsafe(
           `${path}, above ${WHAT}, is not root's alone (${ids}): others could move what is in it`,
           `Use a path under directories only root controls (chown root ${path} && chmod go-w ${path}, if it should be).`,
@@ -38,11 +42,16 @@ function stateRefusal(e: unknown, root: string): unknown {
         );
       case 'directory':
         if (finding.problem === 'symlink' || finding.problem === 'type') {
-          return unsafe(`${path} is ${finding.problem === 'symlink' ? 'a symlink' : 'not a directory'}`, `Remove it (rm ${path}) and run the command again.`, e);
+          return unsafe(
+            `${path} is ${finding.problem === 'symlink' ? 'a symlink' : 'not a directory'}`,
+            `Remove it (rm ${path}) and run the command again.`,
+            e,
+          );
         }
         return unsafe(`${path} is not root's alone (${ids})`, `Remove it (rm -r ${path}) and run the command again.`, e);
       case 'file':
-        if (finding.problem === 'symlink') return unsafe(`${path} is a symlink, which lowport never makes`, `Remove it (rm ${path}) and run the command again.`, e);
+        if (finding.problem === 'symlink')
+          return unsafe(`${path} is a symlink, which lowport never makes`, `Remove it (rm ${path}) and run the command again.`, e);
         return unsafe(`${path} is not a file only root can write (${ids})`, `Remove it (rm ${path}) and run the command again.`, e);
     }
   }
@@ -88,7 +97,8 @@ export function withStateDir<T>(subdirs: string[], o: { create: boolean; root?: 
  * to the state directory itself, as far as they are empty.
  */
 export function removeEmptyStateDirs(subdirs: string[]): void {
-  for (let i = subdirs.length; i > 0; i--) withStateDir(subdirs.slice(0, i - 1), { create: false }, (d) => d.removeIfEmpty(subdirs[i - 1] ?? ''));
+  for (let i = subdirs.length; i > 0; i--)
+    withStateDir(subdirs.slice(0, i - 1), { create: false }, (d) => d.removeIfEmpty(subdirs[i - 1] ?? ''));
   worded(STATE_DIR, () => {
     const parent = openDirChain(dirname(STATE_DIR), { create: false });
     if (parent !== undefined) withDir(parent, (p) => p.removeIfEmpty(basename(STATE_DIR)));

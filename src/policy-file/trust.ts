@@ -61,7 +61,13 @@ export function unsafe(message: string, hint: string, cause?: unknown): LowportE
 /** A file error a user can act on (permissions, a missing directory), not a stack trace. */
 function fileError(path: string, code: string, cause?: unknown): LowportError {
   const hint =
-    code === 'EACCES' ? `Run it as root (sudo), or make ${path} readable.` : code === 'ENOENT' ? `Create it, or give another path.` : code === 'ELOOP' ? 'Replace the symlink loop with the file.' : 'Check the path.';
+    code === 'EACCES'
+      ? `Run it as root (sudo), or make ${path} readable.`
+      : code === 'ENOENT'
+        ? `Create it, or give another path.`
+        : code === 'ELOOP'
+          ? 'Replace the symlink loop with the file.'
+          : 'Check the path.';
   return new LowportError('E_STATE', `cannot use ${path}: ${code}`, { hint, ...(cause === undefined ? {} : { cause }) });
 }
 
@@ -85,7 +91,10 @@ function ownershipWording(path: string, what: 'file' | 'directory', finding: Fin
   const fix = what === 'file' ? `chown root:root ${path} && chmod 644 ${path}` : `chown root:root ${path} && chmod go-w ${path}`;
   switch (finding.problem) {
     case 'acl':
-      return { message: `${noun} ${path} has an ACL that lets ${finding.writers.join(', ')} write it, so they could ${role.risk}`, fix: `setfacl -b ${path}` };
+      return {
+        message: `${noun} ${path} has an ACL that lets ${finding.writers.join(', ')} write it, so they could ${role.risk}`,
+        fix: `setfacl -b ${path}`,
+      };
     case 'owner':
       return { message: `${noun} ${path} is owned by uid ${finding.uid}, not root, so that user could ${role.risk}`, fix };
     case 'world-writable':
@@ -104,7 +113,11 @@ function ownershipWording(path: string, what: 'file' | 'directory', finding: Fin
 }
 
 function describeFacts(finding: Finding): string {
-  return finding.problem === 'mode' ? `mode ${finding.mode.toString(8)}` : finding.problem === 'links' ? `${finding.nlink} links` : finding.problem;
+  return finding.problem === 'mode'
+    ? `mode ${finding.mode.toString(8)}`
+    : finding.problem === 'links'
+      ? `${finding.nlink} links`
+      : finding.problem;
 }
 
 function mode(facts: FileFacts | undefined): string {
@@ -115,7 +128,11 @@ function mode(facts: FileFacts | undefined): string {
 export function lockRefusal(e: UnsafeFileError): LowportError {
   if (e.finding.problem === 'symlink') return unsafe(`the lock file ${e.path} is a symlink`, `rm -f ${e.path}`, e);
   const kind = e.facts === undefined || e.facts.type === 'file' ? '' : `, ${fileKind(e.facts.type)}`;
-  return unsafe(`the lock file ${e.path} is not root's own (uid ${e.facts?.uid ?? '?'}, mode ${mode(e.facts)}${kind})`, `rm -f ${e.path}`, e);
+  return unsafe(
+    `the lock file ${e.path} is not root's own (uid ${e.facts?.uid ?? '?'}, mode ${mode(e.facts)}${kind})`,
+    `rm -f ${e.path}`,
+    e,
+  );
 }
 
 /** What os/ found, worded for the file's role; any other error as it is. */
@@ -124,11 +141,17 @@ function refusal(e: unknown, given: string, role: Role): unknown {
     if (e.place === 'lock') return lockRefusal(e);
     const { finding } = e;
     if (finding.problem === 'symlink') {
-      return e.place === 'file' ? unsafe(`the ${role.noun} ${e.path} became a symlink while lowport read it`, 'Check who else changes it, then try again.', e) : fileError(given, 'ELOOP', e);
+      return e.place === 'file'
+        ? unsafe(`the ${role.noun} ${e.path} became a symlink while lowport read it`, 'Check who else changes it, then try again.', e)
+        : fileError(given, 'ELOOP', e);
     }
     if (finding.problem === 'type') {
       if (e.place !== 'file') return fileError(given, 'ENOTDIR', e);
-      return unsafe(`the ${role.noun} ${e.path} is ${fileKind(finding.type)}, not a regular file`, `Point lowport at a regular file owned by root (rm ${e.path}, if it is not yours).`, e);
+      return unsafe(
+        `the ${role.noun} ${e.path} is ${fileKind(finding.type)}, not a regular file`,
+        `Point lowport at a regular file owned by root (rm ${e.path}, if it is not yours).`,
+        e,
+      );
     }
     const problem = ownershipWording(e.path, e.place === 'file' ? 'file' : 'directory', finding, role);
     return unsafe(problem.message, problem.fix.startsWith('a directory') ? `Use ${problem.fix}.` : `Run: ${problem.fix}`, e);
@@ -228,7 +251,9 @@ export function readTextFile(path: string): string {
     return readRegularFile(path);
   } catch (e) {
     if (e instanceof UnsafeFileError && e.finding.problem === 'type') {
-      throw new LowportError('E_STATE', `${path} is ${fileKind(e.finding.type)}, not a regular file`, { hint: 'Replace it with a regular file, or remove it.' });
+      throw new LowportError('E_STATE', `${path} is ${fileKind(e.finding.type)}, not a regular file`, {
+        hint: 'Replace it with a regular file, or remove it.',
+      });
     }
     const code = errnoCode(e);
     throw code === undefined ? e : fileError(path, code, e);
@@ -247,4 +272,3 @@ export function removeTrustedFile(path: string, role: Role, { emptyDir = false }
     if (emptyDir) removeRootControlledDirIfEmpty(dirname(path));
   });
 }
-

@@ -89,7 +89,9 @@ export function scanAddressList(text: string): { addrs: string[]; errors: Policy
         addrs.push(addr);
       } else {
         const same = earlier === part.text ? '' : ` (same as '${earlier}')`;
-        errors.push(new PolicySpecError(text, part.offset, part.text.length, `'${part.text}' is listed twice${same}: list each address once`));
+        errors.push(
+          new PolicySpecError(text, part.offset, part.text.length, `'${part.text}' is listed twice${same}: list each address once`),
+        );
       }
     } catch (error) {
       if (!(error instanceof PolicySpecError)) throw error;
@@ -119,14 +121,16 @@ export function parseIPv6(text: string): number[] {
   const tailV4: number[] = [];
   const lastColon = body.lastIndexOf(':');
   if (body.includes('.', lastColon)) {
-    const [a = 0, b = 0, c = 0, d = 0] = body.slice(lastColon + 1).split('.').map(Number);
+    const [a = 0, b = 0, c = 0, d = 0] = body
+      .slice(lastColon + 1)
+      .split('.')
+      .map(Number);
     tailV4.push((a << 8) | b, (c << 8) | d);
     body = body.slice(0, lastColon + 1);
     // `1:2:3:4:5:6:` loses its separator; the `::` of `::1.2.3.4` must stay.
     if (!body.endsWith('::')) body = body.slice(0, -1);
   }
-  const toGroups = (part: string): number[] =>
-    part === '' ? [] : part.split(':').map((g) => parseInt(g, 16));
+  const toGroups = (part: string): number[] => (part === '' ? [] : part.split(':').map((g) => parseInt(g, 16)));
   const doubleColon = body.indexOf('::');
   let groups: number[];
   if (doubleColon < 0) {
@@ -156,7 +160,7 @@ export function formatIPv6(groups: readonly number[]): string {
   // The longest run of two or more zero groups becomes `::`; the first one wins a tie.
   let bestStart = -1;
   let bestLength = 1;
-  for (let i = 0; i < groups.length; ) {
+  for (let i = 0; i < groups.length;) {
     if (groups[i] !== 0) {
       i++;
       continue;

@@ -27,7 +27,8 @@ export function policyWarnings(doc: PolicyDocument): Diagnostic[] {
   const portsOf = (r: Rule): PortSet => ports.get(r) ?? PortSet.EMPTY;
   doc.rules.forEach((rule, i) => {
     const earlier = doc.rules.slice(0, i);
-    const found = repeated(rule, earlier, portsOf) ?? sharedReservation(rule, earlier, portsOf) ?? everyoneOverReserved(rule, doc.rules, portsOf);
+    const found =
+      repeated(rule, earlier, portsOf) ?? sharedReservation(rule, earlier, portsOf) ?? everyoneOverReserved(rule, doc.rules, portsOf);
     if (found === undefined) return;
     out.push(diagnostic('warning', portsSpan(doc, rule), found.message, { related: [related(portsSpan(doc, found.other), found.label)] }));
   });
@@ -43,11 +44,13 @@ interface Clash {
 /** Ports that an earlier statement of the same action, principal and addresses has already. */
 function repeated(rule: Rule, earlier: readonly Rule[], portsOf: (r: Rule) => PortSet): Clash | undefined {
   for (const other of earlier) {
-    if (other.action !== rule.action || !samePrincipal(other.principal, rule.principal) || !sameAddresses(other.addrs, rule.addrs)) continue;
+    if (other.action !== rule.action || !samePrincipal(other.principal, rule.principal) || !sameAddresses(other.addrs, rule.addrs))
+      continue;
     const overlap = portsOf(rule).intersect(portsOf(other));
     if (overlap.isEmpty()) continue;
     const whole = portsOf(rule).subtract(overlap).isEmpty();
-    const verb = rule.action === 'grant' ? `granted to ${formatPrincipal(rule.principal)}` : `reserved for ${formatPrincipal(rule.principal)}`;
+    const verb =
+      rule.action === 'grant' ? `granted to ${formatPrincipal(rule.principal)}` : `reserved for ${formatPrincipal(rule.principal)}`;
     const message = whole
       ? `this statement repeats line ${other.line}: ${overlap.toString()} is already ${verb} there; remove one of them`
       : `${overlap.toString()} is already ${verb} on line ${other.line}: remove ${overlap.toString()} from one of them`;

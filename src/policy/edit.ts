@@ -67,10 +67,7 @@ export function grant(doc: PolicyDocument, request: GrantRequest): EditResult {
 export function reserve(doc: PolicyDocument, request: ReserveRequest): EditResult {
   const principal = normalizePrincipal(request.principal);
   if (principal.kind === 'everyone') {
-    throw new UsageError(
-      "a reservation for 'everyone' reserves nothing",
-      'Name the user or group that alone may bind these ports.',
-    );
+    throw new UsageError("a reservation for 'everyone' reserves nothing", 'Name the user or group that alone may bind these ports.');
   }
   return add(doc, 'reserve', portsOf(request.ports), principal, []);
 }
@@ -180,22 +177,14 @@ export function unreserve(doc: PolicyDocument, request: UnreserveRequest): EditR
   return finish(doc, entries, [], true, notes);
 }
 
-function add(
-  doc: PolicyDocument,
-  action: Action,
-  wanted: PortSet,
-  principal: Principal,
-  addrs: readonly string[],
-): EditResult {
+function add(doc: PolicyDocument, action: Action, wanted: PortSet, principal: Principal, addrs: readonly string[]): EditResult {
   const entries = entriesOf(doc);
   const notes: string[] = [];
   const verb = action === 'grant' ? 'grants' : 'reserves';
   const to = `${action === 'grant' ? 'to' : 'for'} ${formatPrincipal(principal)}${on(addrs)}`;
   const matching = entries.filter(
     (e): e is Entry & { rule: Rule } =>
-      e.rule?.action === action &&
-      samePrincipal(e.rule.principal, principal) &&
-      sameAddressSet(e.rule.addrs, addrs),
+      e.rule?.action === action && samePrincipal(e.rule.principal, principal) && sameAddressSet(e.rule.addrs, addrs),
   );
   let covered = PortSet.EMPTY;
   for (const entry of matching) {
@@ -287,13 +276,7 @@ function entriesOf(doc: PolicyDocument): Entry[] {
  * after the last non-blank line, so a file's trailing blank lines stay at its
  * end instead of separating the new statement from the others.
  */
-function finish(
-  doc: PolicyDocument,
-  entries: readonly Entry[],
-  appended: readonly Entry[],
-  changed: boolean,
-  notes: string[],
-): EditResult {
+function finish(doc: PolicyDocument, entries: readonly Entry[], appended: readonly Entry[], changed: boolean, notes: string[]): EditResult {
   const flat: Entry[] = [];
   for (const entry of entries) {
     if (!entry.removed) flat.push(entry);
@@ -326,13 +309,25 @@ export interface ForwardRequest {
  * already there changes nothing.
  */
 export function addForward(doc: PolicyDocument, request: ForwardRequest): EditResult {
-  const wanted: ForwardRule = { port: request.port, protocols: [...request.protocols], toPort: request.toPort, addrs: normalizeAddrs(request.addrs), line: 0 };
+  const wanted: ForwardRule = {
+    port: request.port,
+    protocols: [...request.protocols],
+    toPort: request.toPort,
+    addrs: normalizeAddrs(request.addrs),
+    line: 0,
+  };
   const entries = entriesOf(doc);
   const same = entries.find((e) => e.forward !== undefined && sameForward(e.forward, wanted));
   if (same !== undefined) return finish(doc, entries, [], false, [`line ${same.origin ?? 0} already says '${formatForward(wanted)}'`]);
   const notes = dropForwardProtocols(entries, wanted.port, wanted.protocols, () => `replaced by '${formatForward(wanted)}'`);
   notes.push(`added '${formatForward(wanted)}'`);
-  return finish(doc, entries, [{ text: formatForward(wanted), rule: undefined, forward: wanted, origin: undefined, removed: false, after: [] }], true, notes);
+  return finish(
+    doc,
+    entries,
+    [{ text: formatForward(wanted), rule: undefined, forward: wanted, origin: undefined, removed: false, after: [] }],
+    true,
+    notes,
+  );
 }
 
 /** Removes the forwards of `port` for these protocols (splitting a tcp+udp statement when only one goes). */
@@ -361,14 +356,22 @@ function dropForwardProtocols(entries: Entry[], port: number, protocols: readonl
       const hash = entry.text.indexOf('#');
       entry.text = indentOf(entry.text) + formatForward(kept) + (hash < 0 ? '' : `  ${entry.text.slice(hash)}`);
       entry.forward = kept;
-      notes.push(`line ${line} now forwards only ${port}/${keep.join(',')}: ${f.protocols.filter((p) => protocols.includes(p)).join(',')} ${why()}`);
+      notes.push(
+        `line ${line} now forwards only ${port}/${keep.join(',')}: ${f.protocols.filter((p) => protocols.includes(p)).join(',')} ${why()}`,
+      );
     }
   }
   return notes;
 }
 
 function sameForward(a: ForwardRule, b: ForwardRule): boolean {
-  return a.port === b.port && a.toPort === b.toPort && sameAddressSet(a.addrs, b.addrs) && a.protocols.length === b.protocols.length && a.protocols.every((p) => b.protocols.includes(p));
+  return (
+    a.port === b.port &&
+    a.toPort === b.toPort &&
+    sameAddressSet(a.addrs, b.addrs) &&
+    a.protocols.length === b.protocols.length &&
+    a.protocols.every((p) => b.protocols.includes(p))
+  );
 }
 
 function cloneRule(rule: Rule): Rule {

@@ -136,10 +136,7 @@ function parseLine(source: string, line: number, file: string, diagnostics: Diag
   } else if (who === 'everyone') {
     principal = { kind: 'everyone' };
     if (action === 'reserve') {
-      reportAt(
-        whoToken,
-        "a reservation for 'everyone' reserves nothing: name the user or group that alone may bind these ports",
-      );
+      reportAt(whoToken, "a reservation for 'everyone' reserves nothing: name the user or group that alone may bind these ports");
     }
   } else {
     reportAt(whoToken, `${whoExpected}, found '${who}'${caseHint(who, ['user', 'group', 'everyone'])}`);
@@ -172,8 +169,7 @@ function parseLine(source: string, line: number, file: string, diagnostics: Diag
     if (extra.text === 'addr' && hasAddr) {
       reportAt(extra, "'addr' is given twice: put all addresses in one list, e.g. 'addr 127.0.0.1,::1'");
     } else {
-      const expected =
-        hasAddr || action === 'reserve' ? "the end of the line ('#' starts a comment)" : "'addr' or the end of the line";
+      const expected = hasAddr || action === 'reserve' ? "the end of the line ('#' starts a comment)" : "'addr' or the end of the line";
       reportAt(extra, `unexpected '${extra.text}' after the statement: expected ${expected}${caseHint(extra.text, ['addr'])}`);
     }
   }
@@ -233,14 +229,18 @@ function parseForward(tokens: Token[], line: number, r: Reporter): ForwardRule |
     for (const error of scanned.errors) r.reportSpec(listToken, error);
     for (const addr of scanned.addrs) {
       // nftables sees an IPv4 packet as IPv4: an `ip6 daddr ::ffff:a.b.c.d` rule would never match.
-      if (/^::ffff:[0-9.]+$/.test(addr)) r.reportAt(listToken, `'${addr}' is an IPv4-mapped address: write the IPv4 address ${addr.slice(7)}`);
+      if (/^::ffff:[0-9.]+$/.test(addr))
+        r.reportAt(listToken, `'${addr}' is an IPv4-mapped address: write the IPv4 address ${addr.slice(7)}`);
     }
     addrs = scanned.addrs;
     next += 2;
   }
   const extra = tokens[next];
   if (extra !== undefined) {
-    r.reportAt(extra, `unexpected '${extra.text}' after the statement: expected ${next === 4 ? "'addr' or " : ''}the end of the line ('#' starts a comment)`);
+    r.reportAt(
+      extra,
+      `unexpected '${extra.text}' after the statement: expected ${next === 4 ? "'addr' or " : ''}the end of the line ('#' starts a comment)`,
+    );
   }
   if (item === undefined) return undefined;
   return { port: item.from, protocols: [...item.protocols], toPort, addrs, line };
@@ -253,9 +253,14 @@ function checkForwardOverlaps(forwards: ForwardRule[], lines: string[], file: st
     if (earlier === undefined) return;
     const both = f.protocols.filter((p) => earlier.protocols.includes(p)).join(' and ');
     diagnostics.push(
-      diagnostic('error', forwardPortSpan(f, lines, file), `port ${f.port} (${both}) is already forwarded on line ${earlier.line}: keep one statement per port and protocol`, {
-        related: [related(forwardPortSpan(earlier, lines, file), 'first forwarded here')],
-      }),
+      diagnostic(
+        'error',
+        forwardPortSpan(f, lines, file),
+        `port ${f.port} (${both}) is already forwarded on line ${earlier.line}: keep one statement per port and protocol`,
+        {
+          related: [related(forwardPortSpan(earlier, lines, file), 'first forwarded here')],
+        },
+      ),
     );
   });
 }
@@ -278,7 +283,9 @@ export function portsSpan(doc: Pick<PolicyDocument, 'file' | 'lines'>, rule: Rul
 function tokenSpan(doc: Pick<PolicyDocument, 'file' | 'lines'>, line: number, index: number): Span {
   const source = doc.lines[line - 1] ?? '';
   const token = tokenize(statementPart(source))[index];
-  return token === undefined ? span(doc.file, line, source, 0, source.length) : span(doc.file, line, source, token.start, token.text.length);
+  return token === undefined
+    ? span(doc.file, line, source, 0, source.length)
+    : span(doc.file, line, source, token.start, token.text.length);
 }
 
 /** The port of a `forward` statement, with its protocol suffix. */

@@ -70,19 +70,9 @@ function parseItem(text: string, item: string, offset: number): PortItem | Polic
     from = parsePort(text, portsPart, offset);
     to = from;
   } else if (dash === 0) {
-    return new PolicySpecError(
-      text,
-      offset,
-      1,
-      "expected a port before '-': write a range as FROM-TO, e.g. 8000-8100",
-    );
+    return new PolicySpecError(text, offset, 1, "expected a port before '-': write a range as FROM-TO, e.g. 8000-8100");
   } else if (dash === portsPart.length - 1) {
-    return new PolicySpecError(
-      text,
-      offset + dash,
-      1,
-      "expected a port after '-': write a range as FROM-TO, e.g. 8000-8100",
-    );
+    return new PolicySpecError(text, offset + dash, 1, "expected a port after '-': write a range as FROM-TO, e.g. 8000-8100");
   } else {
     from = parsePort(text, portsPart.slice(0, dash), offset);
     to = parsePort(text, portsPart.slice(dash + 1), offset + dash + 1);
@@ -90,22 +80,12 @@ function parseItem(text: string, item: string, offset: number): PortItem | Polic
   if (from instanceof PolicySpecError) return from;
   if (to instanceof PolicySpecError) return to;
   if (from > to) {
-    return new PolicySpecError(
-      text,
-      offset,
-      portsPart.length,
-      `range ${from}-${to} is reversed: write ${to}-${from}`,
-    );
+    return new PolicySpecError(text, offset, portsPart.length, `range ${from}-${to} is reversed: write ${to}-${from}`);
   }
   if (slash >= 0) {
     const name = item.slice(slash + 1);
     if (name === '') {
-      return new PolicySpecError(
-        text,
-        offset + slash,
-        1,
-        "expected 'tcp' or 'udp' after '/' (no suffix means both)",
-      );
+      return new PolicySpecError(text, offset + slash, 1, "expected 'tcp' or 'udp' after '/' (no suffix means both)");
     }
     if (name !== 'tcp' && name !== 'udp') {
       const lower = name === 'TCP' || name === 'UDP' ? ' (protocols are lower case)' : '';
@@ -123,31 +103,16 @@ function parseItem(text: string, item: string, offset: number): PortItem | Polic
 
 function parsePort(text: string, digits: string, offset: number): number | PolicySpecError {
   if (!/^[0-9]+$/.test(digits)) {
-    return new PolicySpecError(
-      text,
-      offset,
-      digits.length,
-      `'${digits}' is not a port number: expected a number ${MIN_PORT}-${MAX_PORT}`,
-    );
+    return new PolicySpecError(text, offset, digits.length, `'${digits}' is not a port number: expected a number ${MIN_PORT}-${MAX_PORT}`);
   }
   // A 20-digit port must not round to something in range.
   const value = digits.length > 5 ? Infinity : Number(digits);
   if (value < MIN_PORT || value > MAX_PORT) {
-    return new PolicySpecError(
-      text,
-      offset,
-      digits.length,
-      `port ${digits} is out of range: ports are ${MIN_PORT}-${MAX_PORT}`,
-    );
+    return new PolicySpecError(text, offset, digits.length, `port ${digits} is out of range: ports are ${MIN_PORT}-${MAX_PORT}`);
   }
   if (digits.startsWith('0')) {
     // Some tools read `080` as octal; refuse to guess, like for IPv4 addresses.
-    return new PolicySpecError(
-      text,
-      offset,
-      digits.length,
-      `port '${digits}' has a leading zero: write ${value}`,
-    );
+    return new PolicySpecError(text, offset, digits.length, `port '${digits}' has a leading zero: write ${value}`);
   }
   return value;
 }
@@ -253,7 +218,10 @@ export class PortSet {
       common.add(`${range.from}-${range.to}`);
       keyed.push({ item: { from: range.from, to: range.to, protocols: [...BOTH] }, rank: 0 });
     }
-    for (const [rank, protocol] of [[1, 'tcp'], [2, 'udp']] as const) {
+    for (const [rank, protocol] of [
+      [1, 'tcp'],
+      [2, 'udp'],
+    ] as const) {
       for (const range of this.ranges(protocol)) {
         if (common.has(`${range.from}-${range.to}`)) continue;
         keyed.push({ item: { from: range.from, to: range.to, protocols: [protocol] }, rank });

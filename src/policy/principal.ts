@@ -23,12 +23,7 @@ export function parsePrincipalName(kind: 'user' | 'group', text: string): string
       throw new PolicySpecError(text, 0, text.length, `${kind} id ${text} is out of range: ids are 0-${MAX_ID}`);
     }
     if (text.length > 1 && text.startsWith('0')) {
-      throw new PolicySpecError(
-        text,
-        0,
-        text.length,
-        `${kind} id '${text}' has a leading zero: write ${Number(text)}`,
-      );
+      throw new PolicySpecError(text, 0, text.length, `${kind} id '${text}' has a leading zero: write ${Number(text)}`);
     }
     return text;
   }

@@ -43,7 +43,7 @@ export function splitList(text: string): ListPart[] {
   const items = text.split(',');
   const out: ListPart[] = [];
   let offset = 0;
-  for (let i = 0; i < items.length; ) {
+  for (let i = 0; i < items.length;) {
     const item = items[i] ?? '';
     if (item !== '') {
       out.push({ kind: 'item', text: item, offset });

@@ -12,10 +12,7 @@ export interface PortItem {
 }
 
 /** Who a rule is for. `name` is as written: a name or a decimal id. */
-export type Principal =
-  | { kind: 'user'; name: string }
-  | { kind: 'group'; name: string }
-  | { kind: 'everyone' };
+export type Principal = { kind: 'user'; name: string } | { kind: 'group'; name: string } | { kind: 'everyone' };
 
 export type Action = 'grant' | 'reserve';
 

@@ -91,8 +91,15 @@ export async function run(o: RunOptions): Promise<number> {
   requireRoot();
   const { identity, env } = resolveUser(o.user);
   // Before any cgroup or grant is made (launch refuses it too).
-  if (identity.uid === 0) throw new UsageError('lowport run starts commands as a user other than root; root binds any port without it', 'Give --user a normal user.');
-  checkIdentity(identity, 'Give --user a normal user (a name from `getent passwd`, or its uid); a user whose primary group is root (gid 0) is refused too.');
+  if (identity.uid === 0)
+    throw new UsageError(
+      'lowport run starts commands as a user other than root; root binds any port without it',
+      'Give --user a normal user.',
+    );
+  checkIdentity(
+    identity,
+    'Give --user a normal user (a name from `getent passwd`, or its uid); a user whose primary group is root (gid 0) is refused too.',
+  );
   if (o.mode !== 'caps') warnIfPeersCanTrace(o, identity);
   if (o.mode === 'scope') return runScoped(o, identity, env);
   if (o.mode === 'sockets') return runWithSockets(o, identity, env);
@@ -175,11 +182,18 @@ const HANGUP_GRACE_MS = 200;
  * left (saying so; a signal to lowport ends them). Resolves to the main
  * process's exit status.
  */
-async function supervise(o: RunOptions, launchOptions: Omit<LaunchOptions, 'stdio' | 'controllingTerminal'>, started?: () => void): Promise<number> {
+async function supervise(
+  o: RunOptions,
+  launchOptions: Omit<LaunchOptions, 'stdio' | 'controllingTerminal'>,
+  started?: () => void,
+): Promise<number> {
   const pty = openPtyRelay();
   let child: ChildProcess;
   try {
-    child = launch(o.command, { ...launchOptions, ...(pty === undefined ? {} : { stdio: pty.stdio, controllingTerminal: pty.controllingTerminal }) });
+    child = launch(o.command, {
+      ...launchOptions,
+      ...(pty === undefined ? {} : { stdio: pty.stdio, controllingTerminal: pty.controllingTerminal }),
+    });
   } catch (e) {
     await pty?.finish();
     throw e;
@@ -187,7 +201,8 @@ async function supervise(o: RunOptions, launchOptions: Omit<LaunchOptions, 'stdi
   started?.();
   pty?.started();
   const pid = child.pid;
-  const leftovers = launchOptions.cgroup !== undefined ? cgroupLeftovers(launchOptions.cgroup) : pid === undefined ? undefined : sessionLeftovers(pid);
+  const leftovers =
+    launchOptions.cgroup !== undefined ? cgroupLeftovers(launchOptions.cgroup) : pid === undefined ? undefined : sessionLeftovers(pid);
   let status: number;
   try {
     status = await wait(child);
@@ -287,7 +302,13 @@ async function runWithSockets(o: RunOptions, identity: Identity, env: NodeJS.Pro
       }
     }
     cgroup = trackingCgroup(o);
-    const launchOptions = { identity, fds: [...fds], listenPid: true, env: { ...env, LISTEN_FDS: String(fds.length), LISTEN_FDNAMES: names.join(':') }, ...(cgroup === undefined ? {} : { cgroup }) };
+    const launchOptions = {
+      identity,
+      fds: [...fds],
+      listenPid: true,
+      env: { ...env, LISTEN_FDS: String(fds.length), LISTEN_FDNAMES: names.join(':') },
+      ...(cgroup === undefined ? {} : { cgroup }),
+    };
     // Once started, the command has its copies; lowport keeps none.
     return await supervise(o, launchOptions, () => {
       for (const fd of fds.splice(0)) closeRawFd(fd);

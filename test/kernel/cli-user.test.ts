@@ -29,8 +29,22 @@ describe('the lowport command for a normal user', { skip }, () => {
   function asNobody(...args: string[]) {
     return spawnSync(
       'setpriv',
-      [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', process.execPath, cli, ...args],
-      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', LANG: 'C' } },
+      [
+        `--reuid=${NOBODY}`,
+        `--regid=${NOBODY}`,
+        '--clear-groups',
+        '--inh-caps=-all',
+        '--bounding-set=-all',
+        '--no-new-privs',
+        process.execPath,
+        cli,
+        ...args,
+      ],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', LANG: 'C' },
+      },
     );
   }
 
@@ -49,7 +63,17 @@ describe('the lowport command for a normal user', { skip }, () => {
     const command = [process.execPath, cli, 'grant', '81', '--policy', policy].join(' ');
     const r = spawnSync(
       'setpriv',
-      [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', 'script', '-qec', command, '/dev/null'],
+      [
+        `--reuid=${NOBODY}`,
+        `--regid=${NOBODY}`,
+        '--clear-groups',
+        '--inh-caps=-all',
+        '--bounding-set=-all',
+        'script',
+        '-qec',
+        command,
+        '/dev/null',
+      ],
       { encoding: 'utf8', input: 'n\n', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/nonexistent', LANG: 'C' }, timeout: 20_000 },
     );
     assert.equal(r.status, 1, r.stdout + r.stderr);

@@ -16,11 +16,18 @@ import { after, before, describe, it } from 'node:test';
 import { binds, kernelSkipReason, rootTempDir, Sandbox } from './sandbox.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-const MACHINE_PATHS = ['/etc/lowport', '/usr/lib/lowport', '/usr/bin/lowport', '/sys/fs/bpf/lowport', '/lib/systemd/system/lowport.service'];
+const MACHINE_PATHS = [
+  '/etc/lowport',
+  '/usr/lib/lowport',
+  '/usr/bin/lowport',
+  '/sys/fs/bpf/lowport',
+  '/lib/systemd/system/lowport.service',
+];
 
 function debSkipReason(): string | undefined {
   if (spawnSync('dpkg-deb', ['--version']).status !== 0) return 'dpkg-deb is not installed (not a Debian system)';
-  if (spawnSync('dpkg', ['-s', 'lowport'], { encoding: 'utf8' }).status === 0) return 'the lowport package is installed on this machine: the test would change it';
+  if (spawnSync('dpkg', ['-s', 'lowport'], { encoding: 'utf8' }).status === 0)
+    return 'the lowport package is installed on this machine: the test would change it';
   const present = MACHINE_PATHS.filter((p) => existsSync(p));
   if (present.length > 0) return `this machine has lowport's own paths (${present.join(', ')}): the test would change them`;
   return undefined;
@@ -69,7 +76,10 @@ describe('the Debian package', { skip }, () => {
     }
     assert.doesNotMatch(listing, /^\S+ (?!root\/root)/m, 'every file root:root');
     assert.doesNotMatch(listing, /koffi\/build\/koffi\/(win32|darwin|freebsd|openbsd|musl)/, 'only this machine’s koffi binary');
-    assert.match(run('dpkg-deb', ['--field', deb, 'Depends']).out.trim(), /^nodejs \(>= 20\), init-system-helpers \(>= 1\.54~\), libc6 \(>= [\d.]+\)/);
+    assert.match(
+      run('dpkg-deb', ['--field', deb, 'Depends']).out.trim(),
+      /^nodejs \(>= 20\), init-system-helpers \(>= 1\.54~\), libc6 \(>= [\d.]+\)/,
+    );
     assert.equal(run('dpkg-deb', ['--info', deb, 'conffiles']).out.trim(), '/etc/lowport/policy');
   });
 
@@ -91,7 +101,8 @@ describe('the Debian package', { skip }, () => {
     assert.equal(policy.mode & 0o777, 0o644);
     // `man lowport` finds the page (man-db is in CI's packages; elsewhere the file is checked).
     const man = run('man', ['-w', 'lowport']);
-    if (man.code !== null && spawnSync('man', ['--version']).status === 0) assert.equal(man.out.trim(), '/usr/share/man/man8/lowport.8.gz', man.out);
+    if (man.code !== null && spawnSync('man', ['--version']).status === 0)
+      assert.equal(man.out.trim(), '/usr/share/man/man8/lowport.8.gz', man.out);
     else assert.ok(existsSync('/usr/share/man/man8/lowport.8.gz'));
 
     const granted = run('/usr/bin/lowport', ['grant', '80', '--user', 'nobody', '--cgroup', box.cgroup]);

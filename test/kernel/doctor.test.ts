@@ -28,7 +28,11 @@ describe('lowport doctor on real states', { skip }, () => {
   /** Runs doctor --json as the client; `before` is shell run first in the same namespace (e.g. a server holding a port). */
   function doctor(args: string[], client: ClientOptions = {}, before = ''): { code: number | null; report: DoctorReport; stderr: string } {
     const script = `${before}\n"$@"; code=$?; [ -n "$holder" ] && kill $holder; exit $code`;
-    const { command, args: argv, env } = box.clientCommand(client, ['sh', '-c', script, 'sh', process.execPath, pkg.cli, 'doctor', '--json', ...box.args, ...args]);
+    const {
+      command,
+      args: argv,
+      env,
+    } = box.clientCommand(client, ['sh', '-c', script, 'sh', process.execPath, pkg.cli, 'doctor', '--json', ...box.args, ...args]);
     const r = spawnSync(command, argv, { encoding: 'utf8', env, timeout: 30_000 });
     assert.ok(r.stdout.startsWith('{'), `doctor printed no report: ${r.stdout}${r.stderr}`);
     return { code: r.status, report: JSON.parse(r.stdout) as DoctorReport, stderr: r.stderr };
@@ -91,21 +95,25 @@ describe('lowport doctor on real states', { skip }, () => {
     assert.equal(doctor(['--port', '85']).code, 1);
   });
 
-  it('with setcap on a script: says it does nothing there and what it would do on the interpreter', { skip: spawnSync('sh', ['-c', 'command -v setcap']).status === 0 ? false : 'setcap is not installed (CI installs libcap2-bin)' }, () => {
-    const script = join(box.dir, 'server.py');
-    writeFileSync(script, '#!/usr/bin/env python3\nimport http.server\n', { mode: 0o755 });
-    const set = spawnSync('setcap', ['cap_net_bind_service=+ep', script], { encoding: 'utf8' });
-    assert.equal(set.status, 0, set.stderr);
-    const { code, report } = doctor(['--port', '81', '--program', script]);
-    assert.equal(code, 1);
-    assert.match(report.checks.find((c) => c.id === 'program')?.detail ?? '', /has file capability cap_net_bind_service\+ep/);
-    const onScript = report.checks.find((c) => c.id === 'program-script');
-    assert.equal(onScript?.status, 'fail');
-    assert.match(onScript?.detail ?? '', /script run by \/usr\/bin\/python3.*setcap on it does nothing.*every python3 script/);
-    // The script's capability did not help: the bind is still refused.
-    assert.equal(report.ports[0]?.error.tcp4, 'EACCES');
-    assert.ok(!report.alternatives.some((a) => a.method === 'setcap') && report.recommendation.method !== 'setcap');
-  });
+  it(
+    'with setcap on a script: says it does nothing there and what it would do on the interpreter',
+    { skip: spawnSync('sh', ['-c', 'command -v setcap']).status === 0 ? false : 'setcap is not installed (CI installs libcap2-bin)' },
+    () => {
+      const script = join(box.dir, 'server.py');
+      writeFileSync(script, '#!/usr/bin/env python3\nimport http.server\n', { mode: 0o755 });
+      const set = spawnSync('setcap', ['cap_net_bind_service=+ep', script], { encoding: 'utf8' });
+      assert.equal(set.status, 0, set.stderr);
+      const { code, report } = doctor(['--port', '81', '--program', script]);
+      assert.equal(code, 1);
+      assert.match(report.checks.find((c) => c.id === 'program')?.detail ?? '', /has file capability cap_net_bind_service\+ep/);
+      const onScript = report.checks.find((c) => c.id === 'program-script');
+      assert.equal(onScript?.status, 'fail');
+      assert.match(onScript?.detail ?? '', /script run by \/usr\/bin\/python3.*setcap on it does nothing.*every python3 script/);
+      // The script's capability did not help: the bind is still refused.
+      assert.equal(report.ports[0]?.error.tcp4, 'EACCES');
+      assert.ok(!report.alternatives.some((a) => a.method === 'setcap') && report.recommendation.method !== 'setcap');
+    },
+  );
 
   it('shows a hostile process name escaped, and keeps it out of the recommended command (human and JSON)', async () => {
     assert.equal((await box.cli('grant', '86', '--user', 'nobody')).code, 0);
@@ -122,7 +130,19 @@ describe('lowport doctor on real states', { skip }, () => {
     const holder = `python3 ${script} & holder=$!; sleep 0.7`;
     const run = (json: boolean) => {
       const sh = `${holder}\n"$@"; code=$?; kill $holder; exit $code`;
-      const { command, args, env } = box.clientCommand({}, ['sh', '-c', sh, 'sh', process.execPath, pkg.cli, 'doctor', '--port', '86', ...(json ? ['--json'] : []), ...box.args]);
+      const { command, args, env } = box.clientCommand({}, [
+        'sh',
+        '-c',
+        sh,
+        'sh',
+        process.execPath,
+        pkg.cli,
+        'doctor',
+        '--port',
+        '86',
+        ...(json ? ['--json'] : []),
+        ...box.args,
+      ]);
       return spawnSync(command, args, { encoding: 'utf8', env, timeout: 30_000 });
     };
     const j = run(true);
@@ -156,7 +176,7 @@ describe('lowport doctor on real states', { skip }, () => {
     assert.match(r.stdout, /\n {4}sudo .* grant 82 --user nobody\n/);
   });
 
-  it('run by root, never opens what a user\'s --program symlink points at when it is not a regular file (a FIFO, a device)', async () => {
+  it("run by root, never opens what a user's --program symlink points at when it is not a regular file (a FIFO, a device)", async () => {
     // A FIFO with a writer blocked in open(2): any open for reading, even O_NONBLOCK, would let the writer through.
     const fifo = join(box.dir, 'program-fifo');
     assert.equal(spawnSync('mkfifo', [fifo]).status, 0);

@@ -15,7 +15,7 @@ import { install } from '../../src/integrate/install.js';
 import { binds, CLI, kernelSkipReason, NOBODY, PackageCopy, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
-const VICTIM_TEXT = '# a file of root that is not lowport\'s\n';
+const VICTIM_TEXT = "# a file of root that is not lowport's\n";
 
 describe('policy files and generated files in directories users can write', { skip }, () => {
   let box: Sandbox;
@@ -69,17 +69,25 @@ describe('policy files and generated files in directories users can write', { sk
     mkdirSync(dir, { mode: 0o755 });
     const fifo = join(dir, 'policy');
     assert.equal(spawnSync('mkfifo', ['-m', '644', fifo]).status, 0);
-    const r = spawnSync(process.execPath, [CLI, '--policy', fifo, '--cgroup', box.cgroup, '--pin-dir', box.pinDir, 'grant', '84', '--user', 'nobody'], {
-      encoding: 'utf8',
-      timeout: 20_000,
-      killSignal: 'SIGKILL',
-    });
+    const r = spawnSync(
+      process.execPath,
+      [CLI, '--policy', fifo, '--cgroup', box.cgroup, '--pin-dir', box.pinDir, 'grant', '84', '--user', 'nobody'],
+      {
+        encoding: 'utf8',
+        timeout: 20_000,
+        killSignal: 'SIGKILL',
+      },
+    );
     assert.equal(r.signal, null, 'lowport hung on the FIFO (killed after 20 s)');
     assert.equal(r.status, 1, r.stdout);
     assert.match(r.stderr, new RegExp(`the policy ${fifo} is a FIFO`));
     // The lock was released: an apply of a real file beside it goes through.
     writeFileSync(join(dir, 'real'), 'grant 84 user nobody\n', { mode: 0o644 });
-    const again = spawnSync(process.execPath, [CLI, '--policy', join(dir, 'real'), '--cgroup', box.cgroup, '--pin-dir', box.pinDir, 'apply'], { encoding: 'utf8', timeout: 20_000 });
+    const again = spawnSync(
+      process.execPath,
+      [CLI, '--policy', join(dir, 'real'), '--cgroup', box.cgroup, '--pin-dir', box.pinDir, 'apply'],
+      { encoding: 'utf8', timeout: 20_000 },
+    );
     assert.equal(again.status, 0, again.stderr);
   });
 
@@ -108,10 +116,30 @@ describe('policy files and generated files in directories users can write', { sk
     const out = join(box.work, 'units');
     mkdirSync(box.work, { recursive: true });
     chownSync(box.work, NOBODY, NOBODY);
-    const r = spawnSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath, pkg.cli, 'unit', 'web', '--user', 'nobody', '--port', '80', '--output-dir', out, '--', '/bin/true'], {
-      encoding: 'utf8',
-      timeout: 20_000,
-    });
+    const r = spawnSync(
+      'setpriv',
+      [
+        `--reuid=${NOBODY}`,
+        `--regid=${NOBODY}`,
+        '--clear-groups',
+        process.execPath,
+        pkg.cli,
+        'unit',
+        'web',
+        '--user',
+        'nobody',
+        '--port',
+        '80',
+        '--output-dir',
+        out,
+        '--',
+        '/bin/true',
+      ],
+      {
+        encoding: 'utf8',
+        timeout: 20_000,
+      },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.equal(lstatSync(join(out, 'web.service')).uid, NOBODY);
   });

@@ -20,7 +20,8 @@ import { copyFixture, kernelSkipReason, PackageCopy, Sandbox } from './sandbox.j
 
 function missing(): string | undefined {
   for (const tool of ['nft', 'nginx', 'curl', 'unshare', 'setpriv']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }).status !== 0) return `${tool} is not installed`;
+    if (spawnSync('sh', ['-c', `command -v ${tool}`], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }).status !== 0)
+      return `${tool} is not installed`;
   }
   return undefined;
 }
@@ -110,7 +111,11 @@ get() { curl -s -g -o /dev/null -w '%{http_code}' --max-time 30 "$@"; }
 ${script}
 `,
     );
-    const r = spawnSync('unshare', ['--net', '--mount', '--propagation', 'private', 'bash', file], { encoding: 'utf8', timeout, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    const r = spawnSync('unshare', ['--net', '--mount', '--propagation', 'private', 'bash', file], {
+      encoding: 'utf8',
+      timeout,
+      env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
     return { status: r.status, out: `${r.stdout}${r.stderr}` };
   }
 
@@ -149,7 +154,8 @@ ${script}
     assert.equal(value(out, 'AFTER'), '000', 'nothing answers on 80 once the redirect is gone');
     const log = out.slice(out.indexOf('LOG\n'));
     // nginx's $remote_addr: the real client, not a proxy's address.
-    for (const client of ['127.0.0.1', '::1', '127.0.0.2']) assert.match(log, new RegExp(`^8080 ${client.replace(/\./g, '\\.')} - 200$`, 'm'), out);
+    for (const client of ['127.0.0.1', '::1', '127.0.0.2'])
+      assert.match(log, new RegExp(`^8080 ${client.replace(/\./g, '\\.')} - 200$`, 'm'), out);
   });
 
   it('serves a client on another host (a second network namespace over veth): the redirect by prerouting and the userspace forwarder both keep its address', () => {
@@ -202,7 +208,11 @@ ${script}
     `);
     assert.equal(value(out, 'AFTER_KILL'), '2', out);
     assert.match(value(out, 'LIST') ?? '', /pid \d+, gone: `lowport forward gc` removes it/, out);
-    assert.equal(value(out, 'NOTE'), 'lowport: note: `lowport forward --list` is now `lowport forward list`; the old spelling goes away in the next release', out);
+    assert.equal(
+      value(out, 'NOTE'),
+      'lowport: note: `lowport forward --list` is now `lowport forward list`; the old spelling goes away in the next release',
+      out,
+    );
     assert.match(value(out, 'GC') ?? '', /^removed 81\/tcp -> 8080/, out);
     assert.equal(value(out, 'TABLE_AFTER_GC'), 'gone', out);
     assert.equal(value(out, 'DEAD_82'), '0', `a new forward collects the killed one's rules\n${out}`);
@@ -348,8 +358,8 @@ ${script}
     assert.equal(value(out, 'CapBnd'), '0000000000000000', out);
     assert.equal(value(out, 'CapAmb'), '0000000000000000', out);
     assert.equal(value(out, 'NoNewPrivs'), '1', out);
-    assert.equal(value(out, 'SECRET'), '0', 'root\'s environment reached the forwarder');
-    assert.equal(value(out, 'STDIN'), '/dev/null', 'the forwarder should not hold the caller\'s stdin');
+    assert.equal(value(out, 'SECRET'), '0', "root's environment reached the forwarder");
+    assert.equal(value(out, 'STDIN'), '/dev/null', "the forwarder should not hold the caller's stdin");
     assert.equal(value(out, 'USER81'), 'daemon', out);
     assert.equal(value(out, 'ROOT_HOLDS'), '0', 'the root process keeps no listening socket');
     assert.equal(value(out, 'EXIT'), '0', out);
@@ -383,7 +393,8 @@ ${script}
   });
 
   it('userspace: half-close and backpressure through a slow backend, idle timeout, connection cap, backend refused or silent, drain on SIGTERM', () => {
-    const { out } = inNetns(`
+    const { out } = inNetns(
+      `
       $H echo-server 7000 1000 >/dev/null &
       waitport 7000
       nft add table inet blackhole
@@ -411,7 +422,9 @@ ${script}
       wait $F; echo "EXIT=$?"
       kill -TERM $R $T; wait $R $T
       cat $D/fwd.log; rm -f $D/fwd.log $D/slow.out $D/slow.err
-    `, 480_000);
+    `,
+      480_000,
+    );
     assert.equal(value(out, 'BIG'), '{"sent":100000000,"received":100000000,"same":true}', out);
     // 100 MB crossed while the backend did not read for a second: a forwarder without backpressure would have held it.
     assert.ok(Number(value(out, 'PEAK_KB')) < 150_000, `peak RSS ${value(out, 'PEAK_KB')} kB\n${out}`);
@@ -467,7 +480,11 @@ ${script}
       cat $D/fwd.log; rm -rf $D/fwd.log $D/err.txt $D/hosts $D/private
     `);
     assert.equal(value(out, 'NAMED'), '{"sent":1000,"received":1000,"same":true}', out);
-    assert.equal(value(out, 'SILENT_FIRST'), '{"sent":1000,"received":1000,"same":true}', 'after the connect timeout on the first address, the second');
+    assert.equal(
+      value(out, 'SILENT_FIRST'),
+      '{"sent":1000,"received":1000,"same":true}',
+      'after the connect timeout on the first address, the second',
+    );
     assert.match(out, /=> silent-backend\.test:7000 up=1000 down=1000 \d+ms closed/);
     // A server that speaks first: its bytes come with the edge that ends the connect, and must not wait for the client.
     assert.equal(value(out, 'GREETING'), '{"good":200,"of":200}', out);

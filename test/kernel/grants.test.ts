@@ -55,10 +55,13 @@ describe('grants in the kernel', { skip }, () => {
 
   it('limits an address grant to that exact address', async () => {
     assert.equal((await box.cli('grant', '8', '--user', String(NOBODY), '--addr', '127.0.0.2', '--addr', '::1')).code, 0);
-    assert.deepEqual(
-      box.probe({}, binds(8, ['127.0.0.2', '::1', '127.0.0.1', '0.0.0.0', '::'], ['tcp'])),
-      ['ok', 'ok', 'EACCES', 'EACCES', 'EACCES'],
-    );
+    assert.deepEqual(box.probe({}, binds(8, ['127.0.0.2', '::1', '127.0.0.1', '0.0.0.0', '::'], ['tcp'])), [
+      'ok',
+      'ok',
+      'EACCES',
+      'EACCES',
+      'EACCES',
+    ]);
   });
 
   it('matches an IPv4-mapped IPv6 bind (what a JVM does) against an IPv4 address rule', () => {

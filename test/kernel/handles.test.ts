@@ -22,7 +22,12 @@ const usedAfterClose = (what: RegExp) => (e: unknown) => e instanceof SyscallErr
 
 /** A bind program that lets every bind through (return 1), named `name`. */
 function passAll(name: string): ProgramHandle {
-  return ProgramHandle.load({ type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR, insns: new Assembler().mov(R0, { imm: 1 }).exit().assemble(), expectedAttachType: BPF_CGROUP_INET4_BIND, name });
+  return ProgramHandle.load({
+    type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+    insns: new Assembler().mov(R0, { imm: 1 }).exit().assemble(),
+    expectedAttachType: BPF_CGROUP_INET4_BIND,
+    name,
+  });
 }
 
 describe('BPF handles', { skip }, () => {
@@ -55,7 +60,10 @@ describe('BPF handles', { skip }, () => {
       // Opened by id, it reads its sizes from the kernel.
       const again = MapHandle.fromId(info.id);
       assert.ok(again !== undefined);
-      assert.equal(withHandle(again, (m) => m.lookupAll().count), 2);
+      assert.equal(
+        withHandle(again, (m) => m.lookupAll().count),
+        2,
+      );
       assert.equal(again.closed, true);
     } finally {
       map.close();
@@ -69,7 +77,10 @@ describe('BPF handles', { skip }, () => {
     withHandle(map, (m) => m.pin(bpffs, 'm'));
     const pinned = MapHandle.openPinned(bpffs, 'm');
     assert.ok(pinned !== undefined);
-    assert.equal(withHandle(pinned, (m) => m.info().name), 'lowport_pin');
+    assert.equal(
+      withHandle(pinned, (m) => m.info().name),
+      'lowport_pin',
+    );
     bpffs.unlink('m');
     assert.equal(MapHandle.openPinned(bpffs, 'm'), undefined);
     assert.equal(ProgramHandle.fromId(0x7ffffff0), undefined);
@@ -86,7 +97,10 @@ describe('BPF handles', { skip }, () => {
       link.update(second, first);
       assert.equal(link.info().progId, second.info().id);
       // Only if it still runs `first`: it does not.
-      assert.throws(() => link.update(first, first), (e: unknown) => e instanceof SyscallError && e.errnoName === 'EPERM');
+      assert.throws(
+        () => link.update(first, first),
+        (e: unknown) => e instanceof SyscallError && e.errnoName === 'EPERM',
+      );
       link.pin(bpffs, 'l');
       assert.deepEqual(progQuery(cgroup.fd, BPF_CGROUP_INET4_BIND).progIds, [second.info().id]);
       return { link, program: second.info().id };
@@ -94,11 +108,15 @@ describe('BPF handles', { skip }, () => {
     assert.equal(ids.link.closed, true);
     assert.throws(() => ids.link.info(), usedAfterClose(/^link bind4: used after close\(\)/));
     // The pin holds the link: still attached with every fd closed.
-    const attached = (): number[] => withHandle(new OwnedFd(openDir(box.cgroup), 'cgroup'), (c) => progQuery(c.fd, BPF_CGROUP_INET4_BIND).progIds);
+    const attached = (): number[] =>
+      withHandle(new OwnedFd(openDir(box.cgroup), 'cgroup'), (c) => progQuery(c.fd, BPF_CGROUP_INET4_BIND).progIds);
     assert.deepEqual(attached(), [ids.program]);
     const pinned = LinkHandle.openPinned(bpffs, 'l');
     assert.ok(pinned !== undefined);
-    assert.equal(withHandle(pinned, (l) => l.info().progId), ids.program);
+    assert.equal(
+      withHandle(pinned, (l) => l.info().progId),
+      ids.program,
+    );
     // Unpinned with no fd left, the link goes and the program with it
     // (bpffs drops its reference after an RCU grace period: wait for it).
     bpffs.unlink('l');

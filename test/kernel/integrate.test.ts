@@ -6,7 +6,19 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -38,82 +50,133 @@ describe('install, unit and import-authbind', { skip }, () => {
   // where install rightly refuses to point a root unit at (a home directory).
   const installOptions = () => ({ root, lowportArgv: [process.execPath, pkg.cli], packageFiles: [pkg.dir] });
 
-  it('installs an enabled boot unit that passes systemd-analyze verify, and creates the policy', { skip: haveSystemd ? false : 'systemd tools are not installed (CI installs systemd)' }, () => {
-    const r = install(installOptions());
-    const unit = join(root, 'etc/systemd/system/lowport.service');
-    assert.equal(r.unitFile, unit);
-    assert.equal(r.enabled, true);
-    assert.equal(r.createdPolicy, true);
-    const link = join(root, 'etc/systemd/system/sysinit.target.wants/lowport.service');
-    assert.ok(lstatSync(link).isSymbolicLink());
-    assert.equal(readlinkSync(link), '/etc/systemd/system/lowport.service');
-    assert.match(readFileSync(unit, 'utf8'), new RegExp(`^ExecStart=${process.execPath} ${pkg.cli} apply$`, 'm'));
-    assert.match(readFileSync(join(root, 'etc/lowport/policy'), 'utf8'), /^# lowport policy/);
-    const verify = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' });
-    assert.equal(verify.status, 0, verify.stderr);
-  });
+  it(
+    'installs an enabled boot unit that passes systemd-analyze verify, and creates the policy',
+    { skip: haveSystemd ? false : 'systemd tools are not installed (CI installs systemd)' },
+    () => {
+      const r = install(installOptions());
+      const unit = join(root, 'etc/systemd/system/lowport.service');
+      assert.equal(r.unitFile, unit);
+      assert.equal(r.enabled, true);
+      assert.equal(r.createdPolicy, true);
+      const link = join(root, 'etc/systemd/system/sysinit.target.wants/lowport.service');
+      assert.ok(lstatSync(link).isSymbolicLink());
+      assert.equal(readlinkSync(link), '/etc/systemd/system/lowport.service');
+      assert.match(readFileSync(unit, 'utf8'), new RegExp(`^ExecStart=${process.execPath} ${pkg.cli} apply$`, 'm'));
+      assert.match(readFileSync(join(root, 'etc/lowport/policy'), 'utf8'), /^# lowport policy/);
+      const verify = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' });
+      assert.equal(verify.status, 0, verify.stderr);
+    },
+  );
 
   it('refuses to install a unit that would run, as root, a file another user could change', () => {
     const script = join(root, 'user-main.js');
     writeFileSync(script, '');
     chownSync(script, NOBODY, NOBODY);
-    assert.throws(() => install({ ...installOptions(), lowportArgv: [process.execPath, script] }), (e: Error & { code?: string; hint?: string }) => {
-      assert.equal(e.code, 'E_POLICY_UNSAFE');
-      assert.match(e.message, /the program file .*user-main.js is owned by uid 65534, not root, so someone other than root could run their own code as root at every boot/);
-      assert.match(e.hint ?? '', /only root can write/);
-      return true;
-    });
+    assert.throws(
+      () => install({ ...installOptions(), lowportArgv: [process.execPath, script] }),
+      (e: Error & { code?: string; hint?: string }) => {
+        assert.equal(e.code, 'E_POLICY_UNSAFE');
+        assert.match(
+          e.message,
+          /the program file .*user-main.js is owned by uid 65534, not root, so someone other than root could run their own code as root at every boot/,
+        );
+        assert.match(e.hint ?? '', /only root can write/);
+        return true;
+      },
+    );
     assert.doesNotMatch(readFileSync(join(root, 'etc/systemd/system/lowport.service'), 'utf8'), /user-main/);
   });
 
-  it('keeps an existing policy on install, and uninstall removes the unit but keeps the policy unless --purge', { skip: haveSystemd ? false : 'systemd tools are not installed' }, async () => {
-    writeFileSync(join(root, 'etc/lowport/policy'), 'grant 80 user nobody\n');
-    install(installOptions());
-    assert.equal(readFileSync(join(root, 'etc/lowport/policy'), 'utf8'), 'grant 80 user nobody\n');
-    const un = await runMain(['uninstall', '--root', root]);
-    assert.equal(un.code, 0, un.stderr);
-    assert.equal(existsSync(join(root, 'etc/systemd/system/lowport.service')), false);
-    assert.equal(existsSync(join(root, 'etc/systemd/system/sysinit.target.wants/lowport.service')), false);
-    assert.ok(existsSync(join(root, 'etc/lowport/policy')));
-    assert.match(un.stderr, /^lowport: kept .*policy \(--purge removes it\)/m);
-    install(installOptions());
-    assert.equal((await runMain(['uninstall', '--purge', '--root', root])).code, 0);
-    assert.equal(existsSync(join(root, 'etc/lowport')), false);
-  });
+  it(
+    'keeps an existing policy on install, and uninstall removes the unit but keeps the policy unless --purge',
+    { skip: haveSystemd ? false : 'systemd tools are not installed' },
+    async () => {
+      writeFileSync(join(root, 'etc/lowport/policy'), 'grant 80 user nobody\n');
+      install(installOptions());
+      assert.equal(readFileSync(join(root, 'etc/lowport/policy'), 'utf8'), 'grant 80 user nobody\n');
+      const un = await runMain(['uninstall', '--root', root]);
+      assert.equal(un.code, 0, un.stderr);
+      assert.equal(existsSync(join(root, 'etc/systemd/system/lowport.service')), false);
+      assert.equal(existsSync(join(root, 'etc/systemd/system/sysinit.target.wants/lowport.service')), false);
+      assert.ok(existsSync(join(root, 'etc/lowport/policy')));
+      assert.match(un.stderr, /^lowport: kept .*policy \(--purge removes it\)/m);
+      install(installOptions());
+      assert.equal((await runMain(['uninstall', '--purge', '--root', root])).code, 0);
+      assert.equal(existsSync(join(root, 'etc/lowport')), false);
+    },
+  );
 
-  it('generates units that systemd-analyze verify accepts, for a service and for socket activation', { skip: haveSystemd ? false : 'systemd tools are not installed' }, async () => {
-    const dir = join(root, 'units');
-    for (const extra of [[], ['--socket']]) {
-      const r = await runMain(['unit', 'web', '--user', 'nobody', '--port', '80,443/tcp', '--output-dir', dir, ...extra, '--', '/usr/bin/python3', '-m', 'http.server', '80']);
-      assert.equal(r.code, 0, r.stderr);
-      const files = extra.length === 0 ? ['web.service'] : ['web.socket', 'web.service'];
-      const verify = spawnSync('systemd-analyze', ['verify', ...files.map((f) => join(dir, f))], { encoding: 'utf8' });
-      assert.equal(verify.status, 0, `${verify.stdout}${verify.stderr}`);
-      // Only systemd's own advice about the nobody user may be printed.
-      assert.doesNotMatch(verify.stderr.replace(/.*Special user nobody configured.*\n?/g, ''), /\S/);
-    }
-  });
+  it(
+    'generates units that systemd-analyze verify accepts, for a service and for socket activation',
+    { skip: haveSystemd ? false : 'systemd tools are not installed' },
+    async () => {
+      const dir = join(root, 'units');
+      for (const extra of [[], ['--socket']]) {
+        const r = await runMain([
+          'unit',
+          'web',
+          '--user',
+          'nobody',
+          '--port',
+          '80,443/tcp',
+          '--output-dir',
+          dir,
+          ...extra,
+          '--',
+          '/usr/bin/python3',
+          '-m',
+          'http.server',
+          '80',
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        const files = extra.length === 0 ? ['web.service'] : ['web.socket', 'web.service'];
+        const verify = spawnSync('systemd-analyze', ['verify', ...files.map((f) => join(dir, f))], { encoding: 'utf8' });
+        assert.equal(verify.status, 0, `${verify.stdout}${verify.stderr}`);
+        // Only systemd's own advice about the nobody user may be printed.
+        assert.doesNotMatch(verify.stderr.replace(/.*Special user nobody configured.*\n?/g, ''), /\S/);
+      }
+    },
+  );
 
   it('refuses to install when one file or directory deep in the tree is not root-controlled, naming it', () => {
     const deep = join(pkg.dir, 'dist', 'src', 'grants');
     const file = join(pkg.dir, 'dist', 'src', 'os', 'libc.js');
     const koffiDir = join(pkg.dir, 'node_modules', 'koffi');
     const cases: [string, () => void, () => void, RegExp][] = [
-      [deep, () => chmodSync(deep, 0o757), () => chmodSync(deep, 0o755), /the program directory .*\/dist\/src\/grants is writable by everyone/],
-      [deep, () => chmodSync(deep, 0o1777), () => chmodSync(deep, 0o755), /the program directory .*\/dist\/src\/grants is writable by everyone/],
+      [
+        deep,
+        () => chmodSync(deep, 0o757),
+        () => chmodSync(deep, 0o755),
+        /the program directory .*\/dist\/src\/grants is writable by everyone/,
+      ],
+      [
+        deep,
+        () => chmodSync(deep, 0o1777),
+        () => chmodSync(deep, 0o755),
+        /the program directory .*\/dist\/src\/grants is writable by everyone/,
+      ],
       [file, () => chmodSync(file, 0o664), () => chmodSync(file, 0o644), /the program file .*libc\.js is writable by group 0/],
       [file, () => chownSync(file, NOBODY, 0), () => chownSync(file, 0, 0), /the program file .*libc\.js is owned by uid 65534/],
-      [koffiDir, () => chownSync(koffiDir, NOBODY, 0), () => chownSync(koffiDir, 0, 0), /the program directory .*node_modules\/koffi is owned by uid 65534/],
+      [
+        koffiDir,
+        () => chownSync(koffiDir, NOBODY, 0),
+        () => chownSync(koffiDir, 0, 0),
+        /the program directory .*node_modules\/koffi is owned by uid 65534/,
+      ],
     ];
     for (const [, spoil, restore, message] of cases) {
       spoil();
       try {
-        assert.throws(() => install(installOptions()), (e: Error & { code?: string; hint?: string }) => {
-          assert.equal(e.code, 'E_POLICY_UNSAFE');
-          assert.match(e.message, message);
-          assert.match(e.hint ?? '', /^Run: (chown|chmod)/);
-          return true;
-        });
+        assert.throws(
+          () => install(installOptions()),
+          (e: Error & { code?: string; hint?: string }) => {
+            assert.equal(e.code, 'E_POLICY_UNSAFE');
+            assert.match(e.message, message);
+            assert.match(e.hint ?? '', /^Run: (chown|chmod)/);
+            return true;
+          },
+        );
       } finally {
         restore();
       }
@@ -160,40 +223,61 @@ describe('install, unit and import-authbind', { skip }, () => {
     assert.match(bare.stdout, /^ExecStart=\/\S+\/true$/m);
   });
 
-  it('writes hostile command words so that systemd-analyze verify reads the program and its words back', { skip: haveSystemd ? false : 'systemd tools are not installed' }, async () => {
-    const dir = rootTempDir('lowport-units');
-    try {
-      // A program whose path holds a specifier: unescaped, systemd would look for my-web.service-prog.
-      const prog = join(dir, 'my-%n-prog');
-      writeFileSync(prog, '#!/bin/sh\n', { mode: 0o755 });
-      const words = ['a\nExecStartPre=+/bin/sh -c id', '%n', '$HOME', '${PATH}', '"', "'", '\\', 'end\\', ';', '\x1b[2J', 'rtl\u202e', ' spaced '];
-      const r = await runMain(['unit', 'web', '--user', 'nobody', '--port', '80', '--output-dir', dir, '--', prog, ...words]);
-      assert.equal(r.code, 0, r.stderr);
-      const text = readFileSync(join(dir, 'web.service'), 'utf8');
-      assert.doesNotMatch(text, /^ExecStartPre/m);
-      // eslint-disable-next-line no-control-regex -- the test is about control characters
-      assert.doesNotMatch(text, /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
-      const verify = spawnSync('systemd-analyze', ['verify', join(dir, 'web.service')], { encoding: 'utf8' });
-      assert.equal(verify.status, 0, `${verify.stdout}${verify.stderr}`);
-      assert.doesNotMatch(verify.stderr.replace(/.*Special user nobody configured.*\n?/g, ''), /\S/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  it(
+    'writes hostile command words so that systemd-analyze verify reads the program and its words back',
+    { skip: haveSystemd ? false : 'systemd tools are not installed' },
+    async () => {
+      const dir = rootTempDir('lowport-units');
+      try {
+        // A program whose path holds a specifier: unescaped, systemd would look for my-web.service-prog.
+        const prog = join(dir, 'my-%n-prog');
+        writeFileSync(prog, '#!/bin/sh\n', { mode: 0o755 });
+        const words = [
+          'a\nExecStartPre=+/bin/sh -c id',
+          '%n',
+          '$HOME',
+          '${PATH}',
+          '"',
+          "'",
+          '\\',
+          'end\\',
+          ';',
+          '\x1b[2J',
+          'rtl\u202e',
+          ' spaced ',
+        ];
+        const r = await runMain(['unit', 'web', '--user', 'nobody', '--port', '80', '--output-dir', dir, '--', prog, ...words]);
+        assert.equal(r.code, 0, r.stderr);
+        const text = readFileSync(join(dir, 'web.service'), 'utf8');
+        assert.doesNotMatch(text, /^ExecStartPre/m);
+        // eslint-disable-next-line no-control-regex -- the test is about control characters
+        assert.doesNotMatch(text, /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
+        const verify = spawnSync('systemd-analyze', ['verify', join(dir, 'web.service')], { encoding: 'utf8' });
+        assert.equal(verify.status, 0, `${verify.stdout}${verify.stderr}`);
+        assert.doesNotMatch(verify.stderr.replace(/.*Special user nobody configured.*\n?/g, ''), /\S/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 
-  it('escapes specifiers in the boot unit\'s ConditionPathExists=, so systemd checks the policy path itself', { skip: haveSystemd ? false : 'systemd tools are not installed' }, () => {
-    const policy = join('/etc/lowport', 'policy-%n');
-    install({ ...installOptions(), policy });
-    const unit = readFileSync(join(root, 'etc/systemd/system/lowport.service'), 'utf8');
-    const condition = /^ConditionPathExists=(.*)$/m.exec(unit)?.[1] ?? '';
-    assert.equal(condition, '/etc/lowport/policy-%%n');
-    // systemd-analyze condition checks the running system: point the same escaped condition at the policy install created in the root.
-    const created = join(root, policy);
-    assert.ok(existsSync(created));
-    const check = spawnSync('systemd-analyze', ['condition', `ConditionPathExists=${join(root, condition)}`], { encoding: 'utf8' });
-    assert.equal(check.status, 0, `${check.stdout}${check.stderr}`);
-    rmSync(created);
-  });
+  it(
+    "escapes specifiers in the boot unit's ConditionPathExists=, so systemd checks the policy path itself",
+    { skip: haveSystemd ? false : 'systemd tools are not installed' },
+    () => {
+      const policy = join('/etc/lowport', 'policy-%n');
+      install({ ...installOptions(), policy });
+      const unit = readFileSync(join(root, 'etc/systemd/system/lowport.service'), 'utf8');
+      const condition = /^ConditionPathExists=(.*)$/m.exec(unit)?.[1] ?? '';
+      assert.equal(condition, '/etc/lowport/policy-%%n');
+      // systemd-analyze condition checks the running system: point the same escaped condition at the policy install created in the root.
+      const created = join(root, policy);
+      assert.ok(existsSync(created));
+      const check = spawnSync('systemd-analyze', ['condition', `ConditionPathExists=${join(root, condition)}`], { encoding: 'utf8' });
+      assert.equal(check.status, 0, `${check.stdout}${check.stderr}`);
+      rmSync(created);
+    },
+  );
 
   it('imports an authbind tree with real owners and modes, and applies it', async () => {
     const dir = join(root, 'authbind');
@@ -231,7 +315,11 @@ describe('install, unit and import-authbind', { skip }, () => {
     const applied = await box.cli('import-authbind', '--dir', dir, '--apply');
     assert.equal(applied.code, 0, applied.stderr);
     assert.deepEqual(
-      box.probe({}, [...binds(80, ['127.0.0.1'], ['tcp']), ...binds(81, ['127.0.0.2', '127.0.0.1'], ['tcp']), ...binds(82, ['::1'], ['udp'])]),
+      box.probe({}, [
+        ...binds(80, ['127.0.0.1'], ['tcp']),
+        ...binds(81, ['127.0.0.2', '127.0.0.1'], ['tcp']),
+        ...binds(82, ['::1'], ['udp']),
+      ]),
       ['ok', 'ok', 'EACCES', 'ok'],
     );
   });
@@ -241,7 +329,8 @@ describe('install, unit and import-authbind', { skip }, () => {
       const dir = join(parent, 'authbind');
       for (const sub of ['byport', 'byaddr', 'byuid']) mkdirSync(join(dir, sub), { recursive: true });
       writeFileSync(join(dir, 'byport', '90'), '', { mode: 0o755 });
-      for (const p of [dir, join(dir, 'byport'), join(dir, 'byaddr'), join(dir, 'byuid'), join(dir, 'byport', '90')]) chownSync(p, owner, owner);
+      for (const p of [dir, join(dir, 'byport'), join(dir, 'byaddr'), join(dir, 'byuid'), join(dir, 'byport', '90')])
+        chownSync(p, owner, owner);
       return dir;
     };
     // A nobody-owned tree in a 1777 directory: the sticky directory on the way is named.
@@ -273,7 +362,10 @@ describe('install, unit and import-authbind', { skip }, () => {
     const printed = await runMain(['import-authbind', '--dir', userTree]);
     assert.equal(printed.code, 0, printed.stderr);
     assert.match(printed.stdout, /^grant 90 everyone$/m);
-    assert.match(printed.stderr, new RegExp(`^warning: the authbind directory ${userTree} is owned by uid ${NOBODY}.*\\(with --apply\\)`, 'm'));
+    assert.match(
+      printed.stderr,
+      new RegExp(`^warning: the authbind directory ${userTree} is owned by uid ${NOBODY}.*\\(with --apply\\)`, 'm'),
+    );
     // A root-owned tree imports, the user's file in it included; a symlink in it is skipped with a note.
     const good = join(root, 'ab-root');
     mkdirSync(good);

@@ -21,12 +21,16 @@ import { binds, CLI, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
 const skip = kernelSkipReason();
 
 function attachedCount(cgroup: string): number {
-  return withHandle(new OwnedFd(openDir(cgroup), `cgroup ${cgroup}`), (c) => HOOKS.reduce((n, h) => n + progQuery(c.fd, h.attachType).progIds.length, 0));
+  return withHandle(new OwnedFd(openDir(cgroup), `cgroup ${cgroup}`), (c) =>
+    HOOKS.reduce((n, h) => n + progQuery(c.fd, h.attachType).progIds.length, 0),
+  );
 }
 
 /** The entries of a table as sorted text: key bytes and rule line, not hits. */
 function signature(t: EntryTable | undefined): string {
-  return Array.from({ length: t?.count ?? 0 }, (_, i) => `${t?.keyString(i)}=${t?.rule(i)}`).sort().join('\n');
+  return Array.from({ length: t?.count ?? 0 }, (_, i) => `${t?.keyString(i)}=${t?.rule(i)}`)
+    .sort()
+    .join('\n');
 }
 
 /** Runs the built CLI to its end; resolves to its exit code. */
@@ -71,7 +75,10 @@ describe('apply and off', { skip }, () => {
     box.writePolicy('grant 80 user nobody\nreserve 5432 user nobody\nreserve 5432 user daemon\n');
     const r = await box.cli('apply');
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /policy:3:9-12: warning: 5432 is also reserved for user nobody on line 2: both user daemon and user nobody may bind it[^\n]*\nreserve 5432 user daemon\n {8}\^~{3}\n/);
+    assert.match(
+      r.stderr,
+      /policy:3:9-12: warning: 5432 is also reserved for user nobody on line 2: both user daemon and user nobody may bind it[^\n]*\nreserve 5432 user daemon\n {8}\^~{3}\n/,
+    );
     assert.match(r.stderr, /policy:2:9-12: note: first reserved here\nreserve 5432 user nobody\n {8}\^~{3}\n/);
     assert.match(r.stdout, /3 rules live/);
   });
@@ -123,9 +130,17 @@ describe('apply and off', { skip }, () => {
 
   it('lands both of two concurrent grants', async () => {
     box.writePolicy('grant 80 user nobody\n');
-    const codes = await Promise.all(['1001', '1002', '1003', '1004'].map((port) => runCli(['grant', port, '--user', String(NOBODY), ...box.args])));
+    const codes = await Promise.all(
+      ['1001', '1002', '1003', '1004'].map((port) => runCli(['grant', port, '--user', String(NOBODY), ...box.args])),
+    );
     assert.deepEqual(codes, [0, 0, 0, 0]);
-    assert.deepEqual(box.probe({}, ['1001', '1002', '1003', '1004'].flatMap((p) => binds(Number(p), ['127.0.0.1'], ['tcp']))), ['ok', 'ok', 'ok', 'ok']);
+    assert.deepEqual(
+      box.probe(
+        {},
+        ['1001', '1002', '1003', '1004'].flatMap((p) => binds(Number(p), ['127.0.0.1'], ['tcp'])),
+      ),
+      ['ok', 'ok', 'ok', 'ok'],
+    );
     // The four edits merge into one statement; each was made on the file the previous one wrote.
     assert.match(box.readPolicy(), /^grant 1001-1004 user 65534$/m);
   });
@@ -163,7 +178,9 @@ describe('apply and off', { skip }, () => {
     assert.ok(sawOld > 0 && sawNew > 0, `old ${sawOld}, new ${sawNew}`);
     const r = await box.cli('apply');
     assert.equal(r.code, 0, r.stderr);
-    const stale = [...readdirSync(dirname(box.pinDir)), ...readdirSync(box.pinDir)].filter((n) => n.startsWith('lowport_stage_') || n.startsWith('stage-'));
+    const stale = [...readdirSync(dirname(box.pinDir)), ...readdirSync(box.pinDir)].filter(
+      (n) => n.startsWith('lowport_stage_') || n.startsWith('stage-'),
+    );
     assert.deepEqual(stale, [], 'a killed install left a staging directory that the next command did not remove');
   });
 

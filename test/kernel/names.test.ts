@@ -47,7 +47,13 @@ describe('names that do not resolve', { skip }, () => {
     const r = await box.cli('apply', '--json');
     assert.equal(r.code, 1);
     const result = JSON.parse(r.stdout) as { unresolved: { rule: { line: number }; effect: string; fix: string }[] };
-    assert.deepEqual(result.unresolved.map((u) => [u.rule.line, u.effect]), [[2, 'left-out'], [3, 'root-only']]);
+    assert.deepEqual(
+      result.unresolved.map((u) => [u.rule.line, u.effect]),
+      [
+        [2, 'left-out'],
+        [3, 'root-only'],
+      ],
+    );
     assert.match(result.unresolved[1]?.fix ?? '', new RegExp(`^lowport revoke --all --user ${GHOST} --policy `));
     const check = await box.cli('apply', '--check');
     assert.equal(check.code, 1);
@@ -58,7 +64,12 @@ describe('names that do not resolve', { skip }, () => {
     const r = await box.cli('list');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /3 +reserve 90 nobody but root \(its owner does not exist\)/);
-    assert.match(r.stdout, new RegExp(`${box.policy}:2:15-30: warning: user ${GHOST} does not exist: the grant is not live; or remove the line: lowport revoke 81.*\ngrant 81 user ${GHOST}\n {14}\\^~{15}\n`));
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `${box.policy}:2:15-30: warning: user ${GHOST} does not exist: the grant is not live; or remove the line: lowport revoke 81.*\ngrant 81 user ${GHOST}\n {14}\\^~{15}\n`,
+      ),
+    );
   });
 
   it('still edits other lines, warning about each dead line with the command that removes it, and that command works', async () => {
@@ -69,7 +80,9 @@ describe('names that do not resolve', { skip }, () => {
     assert.ok(fix !== undefined, r.stderr);
     assert.deepEqual(box.probe({}, binds(82, ['127.0.0.1'], ['tcp'])), ['ok']);
     // The printed command, pasted (the sandbox's paths have no characters a shell would treat specially).
-    const removed = await box.cli(...fix.split(' ').filter((w) => !['--policy', '--cgroup', '--pin-dir'].includes(w) && !w.startsWith('/')));
+    const removed = await box.cli(
+      ...fix.split(' ').filter((w) => !['--policy', '--cgroup', '--pin-dir'].includes(w) && !w.startsWith('/')),
+    );
     assert.equal(removed.code, 0, removed.stderr);
     assert.ok(!box.readPolicy().includes(GHOST), box.readPolicy());
     assert.deepEqual(box.probe({}, binds(90, ['127.0.0.1'], ['tcp'])), ['EACCES']);
@@ -98,14 +111,33 @@ describe('ids in a subordinate range', { skip }, () => {
     const subuid = join(box.dir, 'subuid');
     writeFileSync(subuid, 'nobody:4000000:65536\n', { mode: 0o644 });
     const run = (args: string[]) =>
-      spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /etc/subuid && exec "$@"', subuid, process.execPath, CLI, ...args, ...box.args], { encoding: 'utf8' });
+      spawnSync(
+        'unshare',
+        [
+          '--mount',
+          '--propagation',
+          'private',
+          'sh',
+          '-c',
+          'mount --bind "$0" /etc/subuid && exec "$@"',
+          subuid,
+          process.execPath,
+          CLI,
+          ...args,
+          ...box.args,
+        ],
+        { encoding: 'utf8' },
+      );
     const granted = run(['grant', '85', '--user', '4000500']);
     assert.equal(granted.status, 0, granted.stderr);
     const note = "uid 4000500 is in nobody's subordinate range (/etc/subuid: 4000000-4065535): nobody's containers can use it";
     assert.ok(granted.stderr.includes(`lowport: warning: ${note}`), granted.stderr);
     const listed = run(['list']);
     const line = box.readPolicy().split('\n').indexOf('grant 85 user 4000500') + 1;
-    assert.ok(listed.stdout.includes(`${box.policy}:${line}:15-21: warning: ${note}\ngrant 85 user 4000500\n              ^~~~~~~\n`), listed.stdout);
+    assert.ok(
+      listed.stdout.includes(`${box.policy}:${line}:15-21: warning: ${note}\ngrant 85 user 4000500\n              ^~~~~~~\n`),
+      listed.stdout,
+    );
     // Outside the range: no warning.
     const other = run(['grant', '86', '--user', '3999999']);
     assert.doesNotMatch(`${other.stdout}${other.stderr}`, /subordinate/);
@@ -134,7 +166,23 @@ describe('a deleted user whose uid is reused', { skip }, () => {
 
   /** The built CLI in a private mount namespace where /etc/passwd is `passwd`. */
   function cliWith(passwd: string, args: string[]): { code: number | null; stdout: string; stderr: string } {
-    const r = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /etc/passwd && exec "$@"', passwd, process.execPath, CLI, ...args, ...box.args], { encoding: 'utf8' });
+    const r = spawnSync(
+      'unshare',
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        'mount --bind "$0" /etc/passwd && exec "$@"',
+        passwd,
+        process.execPath,
+        CLI,
+        ...args,
+        ...box.args,
+      ],
+      { encoding: 'utf8' },
+    );
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
   }
 
@@ -149,8 +197,16 @@ describe('a deleted user whose uid is reused', { skip }, () => {
     assert.equal(listed.code, 0, listed.stderr);
     assert.doesNotMatch(listed.stdout, /the live rules are what the file says/);
     assert.match(listed.stdout, /users or groups it names have changed since/);
-    assert.match(listed.stdout, new RegExp(`:1:15-\\d+: warning: user ${alice} \\(uid ${uid}\\): ${alice} no longer exists; uid ${uid} is now ${bob}, and the live grant still holds it: run \`lowport apply\` to drop the grant; or remove the line: lowport revoke 85 --user ${alice}`));
-    assert.match(listed.stdout, new RegExp(`:2:17-\\d+: warning: user ${alice} \\(uid ${uid}\\): .* run \`lowport apply\` to keep its ports for root alone`));
+    assert.match(
+      listed.stdout,
+      new RegExp(
+        `:1:15-\\d+: warning: user ${alice} \\(uid ${uid}\\): ${alice} no longer exists; uid ${uid} is now ${bob}, and the live grant still holds it: run \`lowport apply\` to drop the grant; or remove the line: lowport revoke 85 --user ${alice}`,
+      ),
+    );
+    assert.match(
+      listed.stdout,
+      new RegExp(`:2:17-\\d+: warning: user ${alice} \\(uid ${uid}\\): .* run \`lowport apply\` to keep its ports for root alone`),
+    );
 
     const doctor = cliWith(withBob, ['doctor', '--json', '--port', '85', '--user', 'nobody']);
     const report = JSON.parse(doctor.stdout) as DoctorReport;

@@ -46,8 +46,15 @@ describe('root without CAP_BPF and CAP_SYS_ADMIN', { skip }, () => {
   done
 }
 NOBPF() { capsh --drop=cap_bpf,cap_sys_admin -- -c '"$@"' lowport-test "$@"; }`;
-    writeFileSync(file, `set -u\nip link set lo up\nLOWPORT="${process.execPath} ${pkg.cli}"\nG="${box.args.join(' ')}"\n${helpers}\n${script}\n`);
-    const r = spawnSync('unshare', ['--net', 'bash', file], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    writeFileSync(
+      file,
+      `set -u\nip link set lo up\nLOWPORT="${process.execPath} ${pkg.cli}"\nG="${box.args.join(' ')}"\n${helpers}\n${script}\n`,
+    );
+    const r = spawnSync('unshare', ['--net', 'bash', file], {
+      encoding: 'utf8',
+      timeout: 300_000,
+      env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
     return { status: r.status, out: `${r.stdout}${r.stderr}` };
   }
 

@@ -7,7 +7,20 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readLivePolicy } from '../../src/grants/live.js';
@@ -17,13 +30,19 @@ const skip = kernelSkipReason();
 
 /** Runs a command as uid/gid 65534 with no capabilities: the hostile local user. */
 function asNobody(...argv: string[]): void {
-  const r = spawnSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', ...argv], { encoding: 'utf8' });
+  const r = spawnSync(
+    'setpriv',
+    [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', ...argv],
+    { encoding: 'utf8' },
+  );
   assert.equal(r.status, 0, `as nobody: ${argv.join(' ')}: ${r.stderr}`);
 }
 
 function liveRules(pinDir: string): string {
   const t = readLivePolicy(pinDir)?.table;
-  return Array.from({ length: t?.count ?? 0 }, (_, i) => t?.keyString(i)).sort().join(',');
+  return Array.from({ length: t?.count ?? 0 }, (_, i) => t?.keyString(i))
+    .sort()
+    .join(',');
 }
 
 describe('the pin directory on a bpffs others can write', { skip }, () => {
@@ -43,7 +62,11 @@ describe('the pin directory on a bpffs others can write', { skip }, () => {
     assert.equal(st.mode & 0o7777, 0o700);
     assert.deepEqual(readdirSync(box.pinDir), ['live']);
     assert.deepEqual(readdirSync(join(box.pinDir, 'live')).sort(), ['bind4', 'bind6', 'outer']);
-    assert.deepEqual(readdirSync(box.bpffs).filter((n) => !n.endsWith('.debug')), ['lowport'], 'nothing of lowport’s but the pin directory has a name in the shared directory');
+    assert.deepEqual(
+      readdirSync(box.bpffs).filter((n) => !n.endsWith('.debug')),
+      ['lowport'],
+      'nothing of lowport’s but the pin directory has a name in the shared directory',
+    );
   });
 
   it('never follows a symlink planted under an old stage name, and deletes nothing of the directory it points to', async () => {

@@ -28,7 +28,10 @@ describe('reservations in the kernel', { skip }, () => {
   });
 
   it('refuses everyone else even when ip_unprivileged_port_start is lowered in their network namespace', () => {
-    assert.deepEqual(box.probe({ sysctls: LOWERED }, [...binds(90, ['127.0.0.1'], ['tcp']), ...binds(91, ['127.0.0.1'], ['tcp'])]), ['EPERM', 'ok']);
+    assert.deepEqual(box.probe({ sysctls: LOWERED }, [...binds(90, ['127.0.0.1'], ['tcp']), ...binds(91, ['127.0.0.1'], ['tcp'])]), [
+      'EPERM',
+      'ok',
+    ]);
   });
 
   it('keeps a port above 1024 for its owner too', () => {
@@ -47,7 +50,10 @@ describe('reservations in the kernel', { skip }, () => {
 
   it('is not opened by a grant to everyone that covers the port', async () => {
     assert.equal((await box.cli('grant', '85-95/udp', '--everyone')).code, 0);
-    assert.deepEqual(box.probe({ uid: 4321, gid: 4321 }, [...binds(90, ['127.0.0.1'], ['udp']), ...binds(91, ['127.0.0.1'], ['udp'])]), ['EPERM', 'ok']);
+    assert.deepEqual(box.probe({ uid: 4321, gid: 4321 }, [...binds(90, ['127.0.0.1'], ['udp']), ...binds(91, ['127.0.0.1'], ['udp'])]), [
+      'EPERM',
+      'ok',
+    ]);
     assert.equal((await box.cli('revoke', '85-95/udp', '--everyone')).code, 0);
   });
 
@@ -62,7 +68,10 @@ describe('reservations in the kernel', { skip }, () => {
 
   it('frees the port on unreserve', async () => {
     assert.equal((await box.cli('unreserve', '90,5432')).code, 0);
-    assert.deepEqual(box.probe({ sysctls: LOWERED }, [...binds(90, ['127.0.0.1'], ['udp']), ...binds(5432, ['127.0.0.1'], ['tcp'])]), ['ok', 'ok']);
+    assert.deepEqual(box.probe({ sysctls: LOWERED }, [...binds(90, ['127.0.0.1'], ['udp']), ...binds(5432, ['127.0.0.1'], ['tcp'])]), [
+      'ok',
+      'ok',
+    ]);
     assert.deepEqual(box.probe({}, binds(90, ['127.0.0.1'], ['udp'])), ['EACCES']);
   });
 });

@@ -37,14 +37,14 @@ for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
 print("GOT " + ",".join(sorted(got)))
 `;
 
-describe('reserved ports and the kernel\'s own choice of port', { skip }, () => {
+describe("reserved ports and the kernel's own choice of port", { skip }, () => {
   let box: Sandbox;
   before(() => {
     box = new Sandbox('reserved-ports');
   });
   after(() => box?.dispose());
 
-  it('keeps a reserved port inside ip_local_port_range from bind(0) with IP_LOCAL_PORT_RANGE, and gives the admin\'s sysctl back on unreserve and off', (t) => {
+  it("keeps a reserved port inside ip_local_port_range from bind(0) with IP_LOCAL_PORT_RANGE, and gives the admin's sysctl back on unreserve and off", (t) => {
     const lowport = `${process.execPath} ${CLI} ${box.args.map((a) => `'${a}'`).join(' ')}`;
     const client = `setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs /usr/bin/python3 -c "$CLIENT"`;
     const reserved = 'cat /proc/sys/net/ipv4/ip_local_reserved_ports';
@@ -65,7 +65,11 @@ describe('reserved ports and the kernel\'s own choice of port', { skip }, () => 
       ${lowport} off >/dev/null; echo "OFF=$?"
       echo "OFFED=$(${reserved})"
     `;
-    const r = spawnSync('unshare', ['--net', '--', 'sh', '-c', script], { encoding: 'utf8', env: { ...process.env, CLIENT }, timeout: 120_000 });
+    const r = spawnSync('unshare', ['--net', '--', 'sh', '-c', script], {
+      encoding: 'utf8',
+      env: { ...process.env, CLIENT },
+      timeout: 120_000,
+    });
     const out = r.stdout;
     const value = (k: string) => new RegExp(`^${k}=(.*)$`, 'm').exec(out)?.[1];
     assert.equal(r.status, 0, `${out}\n${r.stderr}`);

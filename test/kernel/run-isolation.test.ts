@@ -48,15 +48,26 @@ describe('lowport run, forward and doctor start programs with nothing of root’
   /** Runs a bash script as root in a fresh network namespace; $LOWPORT is the CLI, $G the sandbox's options, $D the shared directory. */
   function inNetns(script: string, timeout = 300_000): { status: number | null; out: string } {
     const file = join(box.dir, 'script.sh');
-    writeFileSync(file, `set -u\nip link set lo up\nLOWPORT="${process.execPath} ${pkg.cli}"\nG="${box.args.join(' ')}"\nD="${shared}"\n${script}\n`);
-    const r = spawnSync('unshare', ['--net', 'bash', file], { encoding: 'utf8', timeout, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    writeFileSync(
+      file,
+      `set -u\nip link set lo up\nLOWPORT="${process.execPath} ${pkg.cli}"\nG="${box.args.join(' ')}"\nD="${shared}"\n${script}\n`,
+    );
+    const r = spawnSync('unshare', ['--net', 'bash', file], {
+      encoding: 'utf8',
+      timeout,
+      env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
     return { status: r.status, out: `${r.stdout}${r.stderr}` };
   }
 
   /** `lowport run ARGS` on a terminal: the pty driver types and resizes as `steps` say. */
   function onTerminal(args: string[], steps: object[], size: [number, number] = [24, 80]): Driven {
     const spec = { argv: [process.execPath, pkg.cli, 'run', ...box.args, ...args], steps, rows: size[0], cols: size[1], timeout: 240 };
-    const r = spawnSync('/usr/bin/python3', [DRIVER, JSON.stringify(spec)], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    const r = spawnSync('/usr/bin/python3', [DRIVER, JSON.stringify(spec)], {
+      encoding: 'utf8',
+      timeout: 300_000,
+      env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
     assert.equal(r.status, 0, `the pty driver failed: ${r.stdout}${r.stderr}`);
     const driven = JSON.parse(r.stdout) as Driven;
     assert.equal(driven.failed, null, JSON.stringify(driven));
@@ -96,7 +107,16 @@ describe('lowport run, forward and doctor start programs with nothing of root’
     ].join('\n');
     const d = onTerminal(
       ['--caps', '--user', 'nobody', '--', 'sh', '-c', script],
-      [{ wait: '^SIZE=' }, { resize: [44, 122] }, { sleep: 0.3 }, { send: 'hello\r' }, { wait: '^SIZE2=' }, { sleep: 0.3 }, { send: 'secret-typed-later\r' }, { exit: true }],
+      [
+        { wait: '^SIZE=' },
+        { resize: [44, 122] },
+        { sleep: 0.3 },
+        { send: 'hello\r' },
+        { wait: '^SIZE2=' },
+        { sleep: 0.3 },
+        { send: 'secret-typed-later\r' },
+        { exit: true },
+      ],
       [33, 111],
     );
     const cmdTty = value(d.output, 'CMDTTY');
@@ -107,12 +127,19 @@ describe('lowport run, forward and doctor start programs with nothing of root’
     assert.equal(value(d.output, 'SIZE2'), '44 122', `a window size change must reach the command: ${d.output}`);
     assert.equal(d.status, 3, d.output);
     assert.equal(d.termiosRestored, true, 'lowport must give the terminal its mode back');
-    assert.equal(await waitForFile(left, 5000), 'LEFT=eof', 'a process the command left must not read what the admin typed after the command ended');
+    assert.equal(
+      await waitForFile(left, 5000),
+      'LEFT=eof',
+      'a process the command left must not read what the admin typed after the command ended',
+    );
     assert.deepEqual(runCgroups(), []);
   });
 
   it('passes ^C through the pty as SIGINT (exit 130) and restores the terminal', () => {
-    const d = onTerminal(['--caps', '--user', 'nobody', '--', 'sh', '-c', 'echo READY; exec sleep 30'], [{ wait: '^READY' }, { sleep: 0.3 }, { send: '\u0003' }, { exit: true }]);
+    const d = onTerminal(
+      ['--caps', '--user', 'nobody', '--', 'sh', '-c', 'echo READY; exec sleep 30'],
+      [{ wait: '^READY' }, { sleep: 0.3 }, { send: '\u0003' }, { exit: true }],
+    );
     assert.equal(d.status, 130, d.output);
     assert.equal(d.termiosRestored, true);
   });
@@ -138,7 +165,11 @@ describe('lowport run, forward and doctor start programs with nothing of root’
       echo "ERR=$(grep -v "^lowport: note: other processes of .* can ptrace" $D/sockets.err)"
       sleep 0.2; echo "LEFT=$(pgrep -fc 'sleep 318')"
     `);
-    assert.match(value(out, 'ERR') ?? '', /waiting for 2 processes the command left; SIGINT or SIGTERM to lowport \(pid \d+\) ends them/, out);
+    assert.match(
+      value(out, 'ERR') ?? '',
+      /waiting for 2 processes the command left; SIGINT or SIGTERM to lowport \(pid \d+\) ends them/,
+      out,
+    );
     assert.equal(value(out, 'CGROUP'), '2', out);
     assert.equal(value(out, 'STATUS'), '0', out);
     assert.equal(value(out, 'LEFT'), '0', out);
@@ -250,7 +281,18 @@ c.on('exit', (code) => console.log('EXIT=' + code));`;
     // In a mount namespace of the test's own, the fake is /usr/bin/setpriv (lowport looks in the system's directories only).
     const r = spawnSync(
       'unshare',
-      ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" /usr/bin/setpriv && exec "$2" --input-type=module -e "$3"', 'sh', join(fake, 'setpriv'), process.execPath, script],
+      [
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        'mount --bind "$1" /usr/bin/setpriv && exec "$2" --input-type=module -e "$3"',
+        'sh',
+        join(fake, 'setpriv'),
+        process.execPath,
+        script,
+      ],
       { encoding: 'utf8', env: { ...process.env, PATH: `${fake}:/usr/sbin:/usr/bin:/sbin:/bin` } },
     );
     const out = `${r.stdout}${r.stderr}`;
@@ -258,7 +300,10 @@ c.on('exit', (code) => console.log('EXIT=' + code));`;
     assert.equal(value(out, 'EXIT'), '125', out);
     assert.match(out, /lowport: refusing to start sh: it would run with uids 0 0 0 0 and gids 0 0 0 0, not 65534 and 65534/);
     // First on the caller's PATH, the same fake is not used: setpriv comes from the system's directories.
-    const viaPath = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, PATH: `${fake}:/usr/sbin:/usr/bin:/sbin:/bin` } });
+    const viaPath = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: `${fake}:/usr/sbin:/usr/bin:/sbin:/bin` },
+    });
     const pathOut = `${viaPath.stdout}${viaPath.stderr}`;
     assert.equal(value(pathOut, 'RAN_AS'), '65534', pathOut);
     assert.equal(value(pathOut, 'EXIT'), '0', pathOut);
@@ -277,8 +322,17 @@ c.on('exit', (code) => console.log('EXIT=' + code));`;
       `setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 -c "import ctypes,os; l=ctypes.CDLL(None,use_errno=True); fd=l.syscall(438, os.pidfd_open($w), 2, 0); os.write(fd, b'INJECT\\x1b]0;pwned\\x07\\x1b[2J<\\n') if fd >= 0 else print('GETFD_FAILED', ctypes.get_errno())"`,
       'sleep 0.5; kill -TERM $lp; wait $lp; echo "STATUS=$?"',
     ].join('\n');
-    const spec = { argv: ['unshare', '--net', 'bash', '-c', script], steps: [{ wait: 'forwarding tcp port 95' }, { send: 'go\r' }, { wait: '^STATUS=' }, { exit: true }], timeout: 240 };
-    const r = spawnSync('/usr/bin/python3', [DRIVER, JSON.stringify(spec)], { cwd: box.dir, encoding: 'utf8', timeout: 300_000, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    const spec = {
+      argv: ['unshare', '--net', 'bash', '-c', script],
+      steps: [{ wait: 'forwarding tcp port 95' }, { send: 'go\r' }, { wait: '^STATUS=' }, { exit: true }],
+      timeout: 240,
+    };
+    const r = spawnSync('/usr/bin/python3', [DRIVER, JSON.stringify(spec)], {
+      cwd: box.dir,
+      encoding: 'utf8',
+      timeout: 300_000,
+      env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
     const d = JSON.parse(r.stdout) as Driven;
     assert.equal(d.failed, null, d.output);
     assert.equal(value(d.output, 'FD0'), '/dev/null', d.output);
@@ -299,13 +353,21 @@ c.on('exit', (code) => console.log('EXIT=' + code));`;
   it('doctor --user: the probe gets the user’s minimal environment, not root’s; and a uid above 2^31 works', () => {
     // Root's NODE_OPTIONS would make the probe (node, as the user) load this file, and root's variables are there to read.
     const spy = join(shared, 'spy.cjs');
-    writeFileSync(spy, `if (process.getuid() !== 0) require('fs').writeFileSync(${JSON.stringify(join(shared, 'spied'))}, 'SPIED=' + (process.env.LOWPORT_TEST_SECRET ?? 'none') + '\\n');\n`, { mode: 0o644 });
+    writeFileSync(
+      spy,
+      `if (process.getuid() !== 0) require('fs').writeFileSync(${JSON.stringify(join(shared, 'spied'))}, 'SPIED=' + (process.env.LOWPORT_TEST_SECRET ?? 'none') + '\\n');\n`,
+      { mode: 0o644 },
+    );
     const { out } = inNetns(`
       LOWPORT_TEST_SECRET=root-only NODE_OPTIONS="--require ${spy}" $LOWPORT doctor --user nobody --port 80 --json $G >$D/doctor.json 2>&1; echo "NOBODY=$?"
       $LOWPORT doctor --user 3000000000 --port 80 --json $G >$D/big.json 2>&1; echo "BIG=$?"
     `);
     assert.match(value(out, 'NOBODY') ?? '', /^[01]$/, `${out}${readFileSync(join(shared, 'doctor.json'), 'utf8')}`);
-    assert.equal(existsSync(join(shared, 'spied')), false, `root's environment reached the probe: ${existsSync(join(shared, 'spied')) ? readFileSync(join(shared, 'spied'), 'utf8') : ''}`);
+    assert.equal(
+      existsSync(join(shared, 'spied')),
+      false,
+      `root's environment reached the probe: ${existsSync(join(shared, 'spied')) ? readFileSync(join(shared, 'spied'), 'utf8') : ''}`,
+    );
     const big = readFileSync(join(shared, 'big.json'), 'utf8');
     assert.match(value(out, 'BIG') ?? '', /^[01]$/, big);
     const report = JSON.parse(big) as { user: { uid: number }; ports: { port: number }[] };

@@ -50,8 +50,15 @@ describe('lowport run', { skip }, () => {
 cg=
 scope() { cg=$(ls -d ${box.cgroup}/lowport-run-$1-* 2>/dev/null | head -1) && [ -n "$cg" ] && [ -n "$(cat $cg/cgroup.procs 2>/dev/null)" ]; }
 killed() { kill -KILL $(cat $1/cgroup.procs) 2>/dev/null; grep -q '^populated 0' $1/cgroup.events; }`;
-    writeFileSync(file, `set -u\nip link set lo up\nLOWPORT="${process.execPath} ${pkg.cli}"\nG="${box.args.join(' ')}"\n${helpers}\n${script}\n`);
-    const r = spawnSync('unshare', ['--net', 'bash', file], { encoding: 'utf8', timeout, env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+    writeFileSync(
+      file,
+      `set -u\nip link set lo up\nLOWPORT="${process.execPath} ${pkg.cli}"\nG="${box.args.join(' ')}"\n${helpers}\n${script}\n`,
+    );
+    const r = spawnSync('unshare', ['--net', 'bash', file], {
+      encoding: 'utf8',
+      timeout,
+      env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
     return { status: r.status, out: `${r.stdout}${r.stderr}` };
   }
 
@@ -99,10 +106,10 @@ except OSError as e: print(e.errno)')"
     assert.equal(value(out, 'NoNewPrivs'), '1');
     assert.equal(value(out, 'HOME'), '/nonexistent');
     assert.equal(value(out, 'USER'), 'nobody');
-    assert.equal(value(out, 'SECRET'), '', 'root\'s environment leaked into the command');
+    assert.equal(value(out, 'SECRET'), '', "root's environment leaked into the command");
     assert.equal(value(out, 'LANG'), 'C.UTF-8', 'the locale should pass');
     assert.match(out, /^SID=(\d+) PID=\1$/m, 'the command should lead a session of its own (no controlling terminal)');
-    assert.match(value(out, "CGROUP") ?? "", /\/lowport-run-\d+-[0-9a-f]{8}$/);
+    assert.match(value(out, 'CGROUP') ?? '', /\/lowport-run-\d+-[0-9a-f]{8}$/);
     assert.equal(value(out, 'OTHER'), '13', 'another nobody process got port 80 too');
     assert.equal(value(out, 'STATUS'), '143', 'lowport should exit 128+SIGTERM when the server dies of the forwarded SIGTERM');
     assert.equal(status, 0, out);
@@ -177,7 +184,10 @@ for p in (80, 81, 82):
 
   it('after off, a running run stays without its grant when another run starts, cleans up normally, and off names it', () => {
     const probe = join(box.dir, 'bind-probe.py');
-    writeFileSync(probe, `import socket, sys\ntry:\n    socket.socket().bind(("127.0.0.1", int(sys.argv[1]))); print("ok")\nexcept OSError as e: print(e.errno)\n`);
+    writeFileSync(
+      probe,
+      `import socket, sys\ntry:\n    socket.socket().bind(("127.0.0.1", int(sys.argv[1]))); print("ok")\nexcept OSError as e: print(e.errno)\n`,
+    );
     const { status, out } = inNetns(`
       W=$(mktemp -d)
       # Run A, whose command line carries an escape sequence and a newline.
@@ -206,7 +216,11 @@ for p in (80, 81, 82):
     assert.equal(value(out, 'BEFORE'), 'ok', out);
     assert.equal(value(out, 'OFF'), '0', out);
     assert.match(out, /^OFFOUT: ended the grant of 1 running `lowport run`/m, out);
-    assert.match(out, new RegExp(`^OFFOUT: {3}pid ${value(out, 'APID')} \\(nobody\\): sh -c exec sleep 300 x\\\\x1b\\[2Jy\\\\nz$`, 'm'), 'the run, its user and its command, control characters escaped');
+    assert.match(
+      out,
+      new RegExp(`^OFFOUT: {3}pid ${value(out, 'APID')} \\(nobody\\): sh -c exec sleep 300 x\\\\x1b\\[2Jy\\\\nz$`, 'm'),
+      'the run, its user and its command, control characters escaped',
+    );
     assert.ok(!out.includes(String.fromCharCode(27)), 'no raw escape reaches the terminal');
     assert.equal(value(out, 'AFTEROFF'), '13', 'off ended the grant of the running run');
     assert.equal(value(out, 'B81'), 'ok', 'a new run gets its own grant');
@@ -264,7 +278,8 @@ print("PY=" + str(s.getsockname()) + " " + os.environ["LISTEN_PID"] + " " + str(
     const { out } = inNetns(`
       $LOWPORT run --caps --user nobody $G -- sh -c 'grep -E "^(Cap(Inh|Prm|Eff|Amb|Bnd)|NoNewPrivs):" /proc/self/status | sed "s/:\\s*/=/"; /usr/bin/python3 -c "import socket; socket.socket().bind((\\"127.0.0.1\\", 99)); print(\\"BIND=ok\\")"'
     `);
-    for (const set of ['CapPrm', 'CapEff', 'CapAmb', 'CapInh', 'CapBnd']) assert.equal(value(out, set), '0000000000000400', `${set}: ${out}`);
+    for (const set of ['CapPrm', 'CapEff', 'CapAmb', 'CapInh', 'CapBnd'])
+      assert.equal(value(out, set), '0000000000000400', `${set}: ${out}`);
     assert.equal(value(out, 'NoNewPrivs'), '1');
     assert.equal(value(out, 'BIND'), 'ok');
     assert.match(out, /every port below 1024/);

@@ -157,7 +157,9 @@ export class Sandbox {
     const uid = o.uid ?? NOBODY;
     const gid = o.gid ?? uid;
     const caps = o.caps ?? [];
-    const sysctls = Object.entries(o.sysctls ?? {}).map(([k, v]) => `sysctl -qw ${k}=${v} && `).join('');
+    const sysctls = Object.entries(o.sysctls ?? {})
+      .map(([k, v]) => `sysctl -qw ${k}=${v} && `)
+      .join('');
     const setpriv = [
       'setpriv',
       `--reuid=${uid}`,
@@ -217,7 +219,9 @@ export class Sandbox {
     }
     // A tripwire: a forwarder started without --user outside a private /etc creates lowport's system user on the machine.
     if (machineUser('lowport') !== this.lowportUserBefore) {
-      throw new Error('a test changed the machine\'s `lowport` user: start the forwarder with --user, or in a private copy of /etc (forward.test.ts)');
+      throw new Error(
+        "a test changed the machine's `lowport` user: start the forwarder with --user, or in a private copy of /etc (forward.test.ts)",
+      );
     }
   }
 }

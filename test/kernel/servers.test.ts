@@ -75,43 +75,58 @@ describe('real servers as an unprivileged user', { skip }, () => {
     assert.match(refused.output, /EACCES/);
   });
 
-  it('a static Go binary (no libc, so no LD_PRELOAD trick could reach it) serves on the granted port', { skip: have('go') ? false : 'go is not installed (CI installs golang-go)' }, () => {
-    const src = join(box.dir, 'server.go');
-    writeFileSync(src, 'package main\nimport ("net/http"; "os")\nfunc main() { http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("go")) }); if err := http.ListenAndServe(os.Args[1], nil); err != nil { println(err.Error()); os.Exit(1) } }\n');
-    const bin = join(box.dir, 'server');
-    const build = spawnSync('go', ['build', '-o', bin, src], { encoding: 'utf8', env: { ...process.env, CGO_ENABLED: '0', GOCACHE: join(box.dir, 'gocache'), GOPATH: join(box.dir, 'gopath'), GOFLAGS: '-mod=mod' }, timeout: 300_000 });
-    assert.equal(build.status, 0, build.stderr);
-    const file = spawnSync('file', [bin], { encoding: 'utf8' });
-    if (file.status === 0) assert.match(file.stdout, /statically linked/);
-    const ok = serve(box, [bin, '127.0.0.1:80'], 'http://127.0.0.1:80/');
-    assert.equal(ok.status, '200', ok.output);
-    const refused = serve(box, [bin, '127.0.0.1:82'], 'http://127.0.0.1:82/');
-    assert.match(refused.output, /permission denied/);
-  });
+  it(
+    'a static Go binary (no libc, so no LD_PRELOAD trick could reach it) serves on the granted port',
+    { skip: have('go') ? false : 'go is not installed (CI installs golang-go)' },
+    () => {
+      const src = join(box.dir, 'server.go');
+      writeFileSync(
+        src,
+        'package main\nimport ("net/http"; "os")\nfunc main() { http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("go")) }); if err := http.ListenAndServe(os.Args[1], nil); err != nil { println(err.Error()); os.Exit(1) } }\n',
+      );
+      const bin = join(box.dir, 'server');
+      const build = spawnSync('go', ['build', '-o', bin, src], {
+        encoding: 'utf8',
+        env: { ...process.env, CGO_ENABLED: '0', GOCACHE: join(box.dir, 'gocache'), GOPATH: join(box.dir, 'gopath'), GOFLAGS: '-mod=mod' },
+        timeout: 300_000,
+      });
+      assert.equal(build.status, 0, build.stderr);
+      const file = spawnSync('file', [bin], { encoding: 'utf8' });
+      if (file.status === 0) assert.match(file.stdout, /statically linked/);
+      const ok = serve(box, [bin, '127.0.0.1:80'], 'http://127.0.0.1:80/');
+      assert.equal(ok.status, '200', ok.output);
+      const refused = serve(box, [bin, '127.0.0.1:82'], 'http://127.0.0.1:82/');
+      assert.match(refused.output, /permission denied/);
+    },
+  );
 
-  it('a JVM binding 127.0.0.1 (an IPv4-mapped IPv6 socket) serves on the granted address', { skip: have('java') ? false : 'java is not installed (CI installs a JRE)' }, () => {
-    const src = join(box.dir, 'Server.java');
-    writeFileSync(
-      src,
-      [
-        'import com.sun.net.httpserver.HttpServer;',
-        'import java.net.InetSocketAddress;',
-        'public class Server {',
-        '  public static void main(String[] a) throws Exception {',
-        '    HttpServer s = HttpServer.create(new InetSocketAddress(a[0], Integer.parseInt(a[1])), 0);',
-        '    s.createContext("/", x -> { byte[] b = "jvm".getBytes(); x.sendResponseHeaders(200, b.length); x.getResponseBody().write(b); x.close(); });',
-        '    s.start();',
-        '  }',
-        '}',
-      ].join('\n'),
-      { mode: 0o644 },
-    );
-    const ok = serve(box, ['java', '-Xshare:off', '-XX:-UsePerfData', src, '127.0.0.1', '80'], 'http://127.0.0.1:80/');
-    assert.equal(ok.status, '200', ok.output);
-    const refused = serve(box, ['java', '-Xshare:off', '-XX:-UsePerfData', src, '127.0.0.2', '80'], 'http://127.0.0.2:80/');
-    assert.equal(refused.status, '000');
-    assert.match(refused.output, /Permission denied/);
-  });
+  it(
+    'a JVM binding 127.0.0.1 (an IPv4-mapped IPv6 socket) serves on the granted address',
+    { skip: have('java') ? false : 'java is not installed (CI installs a JRE)' },
+    () => {
+      const src = join(box.dir, 'Server.java');
+      writeFileSync(
+        src,
+        [
+          'import com.sun.net.httpserver.HttpServer;',
+          'import java.net.InetSocketAddress;',
+          'public class Server {',
+          '  public static void main(String[] a) throws Exception {',
+          '    HttpServer s = HttpServer.create(new InetSocketAddress(a[0], Integer.parseInt(a[1])), 0);',
+          '    s.createContext("/", x -> { byte[] b = "jvm".getBytes(); x.sendResponseHeaders(200, b.length); x.getResponseBody().write(b); x.close(); });',
+          '    s.start();',
+          '  }',
+          '}',
+        ].join('\n'),
+        { mode: 0o644 },
+      );
+      const ok = serve(box, ['java', '-Xshare:off', '-XX:-UsePerfData', src, '127.0.0.1', '80'], 'http://127.0.0.1:80/');
+      assert.equal(ok.status, '200', ok.output);
+      const refused = serve(box, ['java', '-Xshare:off', '-XX:-UsePerfData', src, '127.0.0.2', '80'], 'http://127.0.0.2:80/');
+      assert.equal(refused.status, '000');
+      assert.match(refused.output, /Permission denied/);
+    },
+  );
 
   it('nginx (not started as root, no setcap) serves on both granted addresses', () => {
     const conf = join(box.dir, 'nginx.conf');

@@ -19,7 +19,9 @@ const skip = kernelSkipReason();
 
 function liveRules(pinDir: string): string {
   const t = readLivePolicy(pinDir)?.table;
-  return Array.from({ length: t?.count ?? 0 }, (_, i) => t?.keyString(i)).sort().join(',');
+  return Array.from({ length: t?.count ?? 0 }, (_, i) => t?.keyString(i))
+    .sort()
+    .join(',');
 }
 
 describe('instance state under /run/lowport', { skip }, () => {
@@ -79,7 +81,10 @@ describe('instance state under /run/lowport', { skip }, () => {
     saveAppliedText(one, 'grant 1-1023 everyone\n');
     box.writePolicy('grant 82 user nobody\n');
     try {
-      assert.throws(() => refreshLive(one, { cgroup: one.cgroup, pinDir: one.pinDir }, { onlyIfLive: true }), /the text of the live policy is not known here/);
+      assert.throws(
+        () => refreshLive(one, { cgroup: one.cgroup, pinDir: one.pinDir }, { onlyIfLive: true }),
+        /the text of the live policy is not known here/,
+      );
       assert.equal(liveRules(one.pinDir), before);
     } finally {
       box.writePolicy(TEXT_ONE);

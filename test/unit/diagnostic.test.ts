@@ -7,7 +7,14 @@ const at = (source: string, offset: number, length = 1, line = 1) => span('polic
 
 describe('span', () => {
   it('turns a 0-based offset and a length into 1-based columns, the end inclusive', () => {
-    assert.deepEqual(at('grant 70000 user alice', 6, 5), { file: 'policy', line: 1, column: 7, endColumn: 11, length: 5, source: 'grant 70000 user alice' });
+    assert.deepEqual(at('grant 70000 user alice', 6, 5), {
+      file: 'policy',
+      line: 1,
+      column: 7,
+      endColumn: 11,
+      length: 5,
+      source: 'grant 70000 user alice',
+    });
   });
 
   it('covers at least one character', () => {
@@ -33,11 +40,7 @@ describe('formatDiagnostic', () => {
       diagnostic('warning', at('grant 80 user ghost', 14, 5), "unknown user 'ghost'"),
       ["policy:1:15-19: warning: unknown user 'ghost'", 'grant 80 user ghost', '              ^~~~~'],
     ],
-    [
-      'a note',
-      diagnostic('note', at('grant 80 everyone', 0, 5), 'a note'),
-      ['policy:1:1-5: note: a note', 'grant 80 everyone', '^~~~~'],
-    ],
+    ['a note', diagnostic('note', at('grant 80 everyone', 0, 5), 'a note'), ['policy:1:1-5: note: a note', 'grant 80 everyone', '^~~~~']],
     [
       'a mark past the end of the line: where something is missing',
       diagnostic('error', at('grant 80', 8), "expected 'user NAME', 'group NAME' or 'everyone' after the ports"),
@@ -92,8 +95,15 @@ describe('formatDiagnostic', () => {
     ],
     [
       'a hint last, indented',
-      diagnostic('warning', at('grant 81 user ghost', 14, 5), "unknown user 'ghost'", { hint: 'remove the line with: lowport revoke 81 --user ghost' }),
-      ["policy:1:15-19: warning: unknown user 'ghost'", 'grant 81 user ghost', '              ^~~~~', '  remove the line with: lowport revoke 81 --user ghost'],
+      diagnostic('warning', at('grant 81 user ghost', 14, 5), "unknown user 'ghost'", {
+        hint: 'remove the line with: lowport revoke 81 --user ghost',
+      }),
+      [
+        "policy:1:15-19: warning: unknown user 'ghost'",
+        'grant 81 user ghost',
+        '              ^~~~~',
+        '  remove the line with: lowport revoke 81 --user ghost',
+      ],
     ],
   ];
   for (const [what, d, expected] of rows) {

@@ -62,7 +62,19 @@ describe('shellQuote', () => {
   });
 
   it('quotes so that a shell reads back exactly the word, hostile ones included', () => {
-    const words = ['plain', 'with space', "it's", '$HOME', '`id`', '"dq"', 'a\\b', 'nl\nrm -rf /', '\x1b[31mred', 'bidi\u202e', "mix'\n\\$x"];
+    const words = [
+      'plain',
+      'with space',
+      "it's",
+      '$HOME',
+      '`id`',
+      '"dq"',
+      'a\\b',
+      'nl\nrm -rf /',
+      '\x1b[31mred',
+      'bidi\u202e',
+      "mix'\n\\$x",
+    ];
     const r = sh(`printf '%s\\0' ${words.map(shellQuote).join(' ')}`);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(r.stdout.split('\0').slice(0, -1), words);
@@ -86,7 +98,7 @@ describe('CLI output of text others chose', () => {
   // eslint-disable-next-line no-control-regex -- the test is about control characters
   const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/;
 
-  it('list shows a run scope\'s command line and other programs\' names escaped, one line each', async () => {
+  it("list shows a run scope's command line and other programs' names escaped, one line each", async () => {
     const { formatList } = await import('../../src/cli/list.js');
     const text = formatList({
       policy: '/etc/lowport/policy',
@@ -107,7 +119,9 @@ describe('CLI output of text others chose', () => {
   it('error messages and hints quoting a path keep their own lines and escape the rest', async () => {
     const { formatError } = await import('../../src/cli/main.js');
     const { LowportError } = await import('../../src/errors.js');
-    const text = formatError(new LowportError('E_STATE', 'cannot read /tmp/\x1b[2Jx\u202e: ENOENT', { hint: 'Create /tmp/\x1b[2Jx, or give another path.' }));
+    const text = formatError(
+      new LowportError('E_STATE', 'cannot read /tmp/\x1b[2Jx\u202e: ENOENT', { hint: 'Create /tmp/\x1b[2Jx, or give another path.' }),
+    );
     assert.doesNotMatch(text, RAW);
     assert.equal(text, 'lowport: error: cannot read /tmp/\\x1b[2Jx\\u202e: ENOENT\nCreate /tmp/\\x1b[2Jx, or give another path.\n');
   });

@@ -19,7 +19,13 @@ function hex(text: string): Buffer {
 /** The program as one spaced-hex line per slot, so a failure shows which slot differs. */
 function slots(code: Buffer): string[] {
   const out: string[] = [];
-  for (let at = 0; at < code.length; at += 8) out.push(code.subarray(at, at + 8).toString('hex').replace(/(..)(?!$)/g, '$1 '));
+  for (let at = 0; at < code.length; at += 8)
+    out.push(
+      code
+        .subarray(at, at + 8)
+        .toString('hex')
+        .replace(/(..)(?!$)/g, '$1 '),
+    );
   return out;
 }
 
@@ -36,14 +42,23 @@ describe('Assembler: encodings', () => {
   });
 
   it('encodes ret(v) as a mov of v into r0 followed by exit', () => {
-    assert.deepEqual(assembled((a) => a.ret(3)), ['b7 00 00 00 03 00 00 00', '95 00 00 00 00 00 00 00']);
+    assert.deepEqual(
+      assembled((a) => a.ret(3)),
+      ['b7 00 00 00 03 00 00 00', '95 00 00 00 00 00 00 00'],
+    );
   });
 
   it('puts dst in the low nibble and src in the high nibble of the register byte', () => {
     // mov r6, r1: ALU64|MOV|X = 0x07|0xb0|0x08 = 0xbf; regs = 1<<4 | 6 = 0x16.
-    assert.deepEqual(assembled((a) => a.mov(R6, R1)), ['bf 16 00 00 00 00 00 00']);
+    assert.deepEqual(
+      assembled((a) => a.mov(R6, R1)),
+      ['bf 16 00 00 00 00 00 00'],
+    );
     // mov r1, r6 swaps the nibbles.
-    assert.deepEqual(assembled((a) => a.mov(R1, R6)), ['bf 61 00 00 00 00 00 00']);
+    assert.deepEqual(
+      assembled((a) => a.mov(R1, R6)),
+      ['bf 61 00 00 00 00 00 00'],
+    );
   });
 
   it('encodes every 64-bit ALU operation with an immediate and with a register', () => {
@@ -61,61 +76,141 @@ describe('Assembler: encodings', () => {
     for (const [op, bits] of ops) {
       const k = (0x07 | bits).toString(16).padStart(2, '0');
       const x = (0x07 | bits | 0x08).toString(16).padStart(2, '0');
-      assert.deepEqual(assembled((a) => a.alu64(op, R2, { imm: 7 })), [`${k} 02 00 00 07 00 00 00`], `${op} K`);
-      assert.deepEqual(assembled((a) => a.alu64(op, R2, R3)), [`${x} 32 00 00 00 00 00 00`], `${op} X`);
+      assert.deepEqual(
+        assembled((a) => a.alu64(op, R2, { imm: 7 })),
+        [`${k} 02 00 00 07 00 00 00`],
+        `${op} K`,
+      );
+      assert.deepEqual(
+        assembled((a) => a.alu64(op, R2, R3)),
+        [`${x} 32 00 00 00 00 00 00`],
+        `${op} X`,
+      );
     }
   });
 
   it('writes negative immediates in two’s complement, and refuses the unsigned spelling that the kernel would sign-extend', () => {
-    assert.deepEqual(assembled((a) => a.alu64('add', R2, { imm: -72 })), ['07 02 00 00 b8 ff ff ff']);
-    assert.deepEqual(assembled((a) => a.mov(R0, { imm: -1 })), ['b7 00 00 00 ff ff ff ff']);
+    assert.deepEqual(
+      assembled((a) => a.alu64('add', R2, { imm: -72 })),
+      ['07 02 00 00 b8 ff ff ff'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.mov(R0, { imm: -1 })),
+      ['b7 00 00 00 ff ff ff ff'],
+    );
     assert.throws(() => new Assembler().mov(R0, { imm: 0xffffffff }), { name: 'RangeError', message: /sign-extend/ });
     assert.throws(() => new Assembler().jmp('jeq', R0, { imm: 0x80000000 }, 'x'), { name: 'RangeError', message: /sign-extend/ });
-    assert.deepEqual(assembled((a) => a.st(4, FP, -4, 0xffffffff)), ['62 0a fc ff ff ff ff ff']);
-    assert.deepEqual(assembled((a) => a.mov(R0, { imm: -0x80000000 })), ['b7 00 00 00 00 00 00 80']);
+    assert.deepEqual(
+      assembled((a) => a.st(4, FP, -4, 0xffffffff)),
+      ['62 0a fc ff ff ff ff ff'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.mov(R0, { imm: -0x80000000 })),
+      ['b7 00 00 00 00 00 00 80'],
+    );
   });
 
   it('encodes loads of each size with LDX|MEM and the size bits', () => {
     // r7 = *(u32 *)(r6 + 36): 0x01|0x60|0x00 = 0x61, regs 6<<4|7 = 0x67, off 36 = 0x0024.
-    assert.deepEqual(assembled((a) => a.ldx(4, R7, R6, 36)), ['61 67 24 00 00 00 00 00']);
-    assert.deepEqual(assembled((a) => a.ldx(1, R1, R2, 1)), ['71 21 01 00 00 00 00 00']);
-    assert.deepEqual(assembled((a) => a.ldx(2, R1, R2, 2)), ['69 21 02 00 00 00 00 00']);
-    assert.deepEqual(assembled((a) => a.ldx(8, R1, R2, 8)), ['79 21 08 00 00 00 00 00']);
+    assert.deepEqual(
+      assembled((a) => a.ldx(4, R7, R6, 36)),
+      ['61 67 24 00 00 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.ldx(1, R1, R2, 1)),
+      ['71 21 01 00 00 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.ldx(2, R1, R2, 2)),
+      ['69 21 02 00 00 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.ldx(8, R1, R2, 8)),
+      ['79 21 08 00 00 00 00 00'],
+    );
   });
 
   it('encodes negative offsets from the frame pointer as signed 16-bit values', () => {
     // r1 = *(u64 *)(r10 - 88): off -88 = 0xffa8.
-    assert.deepEqual(assembled((a) => a.ldx(8, R1, FP, -88)), ['79 a1 a8 ff 00 00 00 00']);
-    assert.deepEqual(assembled((a) => a.ldx(4, R1, FP, -0x8000)), ['61 a1 00 80 00 00 00 00']);
-    assert.deepEqual(assembled((a) => a.ldx(4, R1, FP, 0x7fff)), ['61 a1 ff 7f 00 00 00 00']);
+    assert.deepEqual(
+      assembled((a) => a.ldx(8, R1, FP, -88)),
+      ['79 a1 a8 ff 00 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.ldx(4, R1, FP, -0x8000)),
+      ['61 a1 00 80 00 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.ldx(4, R1, FP, 0x7fff)),
+      ['61 a1 ff 7f 00 00 00 00'],
+    );
   });
 
   it('encodes register stores of each size with STX|MEM, the frame pointer as dst', () => {
     // *(u64 *)(r10 - 8) = r0: 0x03|0x60|0x18 = 0x7b, regs 0<<4|10 = 0x0a.
-    assert.deepEqual(assembled((a) => a.stx(8, FP, -8, R0)), ['7b 0a f8 ff 00 00 00 00']);
-    assert.deepEqual(assembled((a) => a.stx(4, FP, -16, R2)), ['63 2a f0 ff 00 00 00 00']);
-    assert.deepEqual(assembled((a) => a.stx(2, FP, -30, R8)), ['6b 8a e2 ff 00 00 00 00']);
-    assert.deepEqual(assembled((a) => a.stx(1, FP, -31, R7)), ['73 7a e1 ff 00 00 00 00']);
+    assert.deepEqual(
+      assembled((a) => a.stx(8, FP, -8, R0)),
+      ['7b 0a f8 ff 00 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.stx(4, FP, -16, R2)),
+      ['63 2a f0 ff 00 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.stx(2, FP, -30, R8)),
+      ['6b 8a e2 ff 00 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.stx(1, FP, -31, R7)),
+      ['73 7a e1 ff 00 00 00 00'],
+    );
   });
 
   it('encodes immediate stores of each size with ST|MEM, the value in imm', () => {
     // *(u32 *)(r10 - 72) = 0: 0x02|0x60|0x00 = 0x62, off -72 = 0xffb8.
-    assert.deepEqual(assembled((a) => a.st(4, FP, -72, 0)), ['62 0a b8 ff 00 00 00 00']);
-    assert.deepEqual(assembled((a) => a.st(1, FP, -28, 10)), ['72 0a e4 ff 0a 00 00 00']);
-    assert.deepEqual(assembled((a) => a.st(2, FP, -2, 0x1234)), ['6a 0a fe ff 34 12 00 00']);
-    assert.deepEqual(assembled((a) => a.st(8, FP, -8, -2)), ['7a 0a f8 ff fe ff ff ff']);
+    assert.deepEqual(
+      assembled((a) => a.st(4, FP, -72, 0)),
+      ['62 0a b8 ff 00 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.st(1, FP, -28, 10)),
+      ['72 0a e4 ff 0a 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.st(2, FP, -2, 0x1234)),
+      ['6a 0a fe ff 34 12 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.st(8, FP, -8, -2)),
+      ['7a 0a f8 ff fe ff ff ff'],
+    );
   });
 
   it('encodes the atomic 64-bit add as STX|ATOMIC|DW (0xdb) with BPF_ADD (0) in imm', () => {
     // lock *(u64 *)(r8 + 8) += r1: regs 1<<4|8 = 0x18.
-    assert.deepEqual(assembled((a) => a.atomicAdd64(R8, 8, R1)), ['db 18 08 00 00 00 00 00']);
-    assert.deepEqual(assembled((a) => a.atomicAdd64(R0, -16, R9)), ['db 90 f0 ff 00 00 00 00']);
+    assert.deepEqual(
+      assembled((a) => a.atomicAdd64(R8, 8, R1)),
+      ['db 18 08 00 00 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.atomicAdd64(R0, -16, R9)),
+      ['db 90 f0 ff 00 00 00 00'],
+    );
   });
 
   it('encodes byte swaps to big endian as ALU|END|TO_BE (0xdc) with the width in imm', () => {
-    assert.deepEqual(assembled((a) => a.be(R8, 16)), ['dc 08 00 00 10 00 00 00']);
-    assert.deepEqual(assembled((a) => a.be(R2, 32)), ['dc 02 00 00 20 00 00 00']);
-    assert.deepEqual(assembled((a) => a.be(R2, 64)), ['dc 02 00 00 40 00 00 00']);
+    assert.deepEqual(
+      assembled((a) => a.be(R8, 16)),
+      ['dc 08 00 00 10 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.be(R2, 32)),
+      ['dc 02 00 00 20 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.be(R2, 64)),
+      ['dc 02 00 00 40 00 00 00'],
+    );
   });
 
   it('encodes a 64-bit constant in two slots, the low half first, the second slot with a zero opcode', () => {
@@ -126,14 +221,26 @@ describe('Assembler: encodings', () => {
   });
 
   it('encodes a negative 64-bit constant as its two’s complement halves', () => {
-    assert.deepEqual(assembled((a) => a.ld64(R1, -1n)), ['18 01 00 00 ff ff ff ff', '00 00 00 00 ff ff ff ff']);
-    assert.deepEqual(assembled((a) => a.ld64(R1, 1n << 63n)), ['18 01 00 00 00 00 00 00', '00 00 00 00 00 00 00 80']);
+    assert.deepEqual(
+      assembled((a) => a.ld64(R1, -1n)),
+      ['18 01 00 00 ff ff ff ff', '00 00 00 00 ff ff ff ff'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.ld64(R1, 1n << 63n)),
+      ['18 01 00 00 00 00 00 00', '00 00 00 00 00 00 00 80'],
+    );
   });
 
   it('encodes a map fd load as a two-slot load with src_reg BPF_PSEUDO_MAP_FD (1) and the fd in imm', () => {
     // regs: src 1 in the high nibble, dst r1: 0x11.
-    assert.deepEqual(assembled((a) => a.ldMapFd(R1, 42)), ['18 11 00 00 2a 00 00 00', '00 00 00 00 00 00 00 00']);
-    assert.deepEqual(assembled((a) => a.ldMapFd(R2, 0x01020304)), ['18 12 00 00 04 03 02 01', '00 00 00 00 00 00 00 00']);
+    assert.deepEqual(
+      assembled((a) => a.ldMapFd(R1, 42)),
+      ['18 11 00 00 2a 00 00 00', '00 00 00 00 00 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.ldMapFd(R2, 0x01020304)),
+      ['18 12 00 00 04 03 02 01', '00 00 00 00 00 00 00 00'],
+    );
   });
 
   it('encodes conditional jumps against an immediate with JMP|op|K', () => {
@@ -161,9 +268,18 @@ describe('Assembler: encodings', () => {
   it('encodes goto, call and exit with the JMP class', () => {
     assert.deepEqual(assembled((a) => a.ja('next').label('next').exit())[0], '05 00 00 00 00 00 00 00');
     // call bpf_get_current_uid_gid (15), bpf_get_current_cgroup_id (80), bpf_map_lookup_elem (1).
-    assert.deepEqual(assembled((a) => a.call(HELPER.get_current_uid_gid)), ['85 00 00 00 0f 00 00 00']);
-    assert.deepEqual(assembled((a) => a.call(HELPER.get_current_cgroup_id)), ['85 00 00 00 50 00 00 00']);
-    assert.deepEqual(assembled((a) => a.call(HELPER.map_lookup_elem)), ['85 00 00 00 01 00 00 00']);
+    assert.deepEqual(
+      assembled((a) => a.call(HELPER.get_current_uid_gid)),
+      ['85 00 00 00 0f 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.call(HELPER.get_current_cgroup_id)),
+      ['85 00 00 00 50 00 00 00'],
+    );
+    assert.deepEqual(
+      assembled((a) => a.call(HELPER.map_lookup_elem)),
+      ['85 00 00 00 01 00 00 00'],
+    );
   });
 
   it('returns an empty program for an empty assembler', () => {
@@ -354,38 +470,92 @@ describe('decode', () => {
   it('decodes each kind of instruction the assembler emits into its class, operation and operands', () => {
     const table: [string, (a: Assembler) => void, Partial<Instruction>][] = [
       ['mov reg', (a) => a.mov(R6, R1), { class: 'alu64', op: 'mov', source: 'reg', dst: 6, src: 1, off: 0, imm: 0, text: 'r6 = r1' }],
-      ['and imm', (a) => a.alu64('and', R1, { imm: -3 }), { class: 'alu64', op: 'and', source: 'imm', dst: 1, src: 0, off: 0, imm: -3, text: 'r1 &= -3' }],
+      [
+        'and imm',
+        (a) => a.alu64('and', R1, { imm: -3 }),
+        { class: 'alu64', op: 'and', source: 'imm', dst: 1, src: 0, off: 0, imm: -3, text: 'r1 &= -3' },
+      ],
       ['be16', (a) => a.be(R8, 16), { class: 'alu', op: 'be', dst: 8, src: 0, off: 0, imm: 16, text: 'r8 = be16 r8' }],
-      ['ldx u16', (a) => a.ldx(2, R1, R8, 4), { class: 'ldx', op: 'ldx', size: 2, dst: 1, src: 8, off: 4, imm: 0, text: 'r1 = *(u16 *)(r8 + 4)' }],
-      ['stx u64', (a) => a.stx(8, FP, -8, R0), { class: 'stx', op: 'stx', size: 8, dst: 10, src: 0, off: -8, imm: 0, text: '*(u64 *)(r10 - 8) = r0' }],
-      ['st u8', (a) => a.st(1, FP, -28, 10), { class: 'st', op: 'st', size: 1, dst: 10, src: 0, off: -28, imm: 10, text: '*(u8 *)(r10 - 28) = 10' }],
-      ['atomic add', (a) => a.atomicAdd64(R8, 8, R1), { class: 'stx', op: 'atomic_add', size: 8, dst: 8, src: 1, off: 8, imm: 0, text: 'lock *(u64 *)(r8 + 8) += r1' }],
-      ['call', (a) => a.call(HELPER.get_current_uid_gid), { class: 'jmp', op: 'call', dst: 0, src: 0, off: 0, imm: 15, text: 'call get_current_uid_gid' }],
+      [
+        'ldx u16',
+        (a) => a.ldx(2, R1, R8, 4),
+        { class: 'ldx', op: 'ldx', size: 2, dst: 1, src: 8, off: 4, imm: 0, text: 'r1 = *(u16 *)(r8 + 4)' },
+      ],
+      [
+        'stx u64',
+        (a) => a.stx(8, FP, -8, R0),
+        { class: 'stx', op: 'stx', size: 8, dst: 10, src: 0, off: -8, imm: 0, text: '*(u64 *)(r10 - 8) = r0' },
+      ],
+      [
+        'st u8',
+        (a) => a.st(1, FP, -28, 10),
+        { class: 'st', op: 'st', size: 1, dst: 10, src: 0, off: -28, imm: 10, text: '*(u8 *)(r10 - 28) = 10' },
+      ],
+      [
+        'atomic add',
+        (a) => a.atomicAdd64(R8, 8, R1),
+        { class: 'stx', op: 'atomic_add', size: 8, dst: 8, src: 1, off: 8, imm: 0, text: 'lock *(u64 *)(r8 + 8) += r1' },
+      ],
+      [
+        'call',
+        (a) => a.call(HELPER.get_current_uid_gid),
+        { class: 'jmp', op: 'call', dst: 0, src: 0, off: 0, imm: 15, text: 'call get_current_uid_gid' },
+      ],
       ['exit', (a) => a.exit(), { class: 'jmp', op: 'exit', dst: 0, src: 0, off: 0, imm: 0, text: 'exit' }],
     ];
     for (const [name, build, want] of table) assert.deepEqual(one(build), { slot: 0, width: 1, ...want }, name);
   });
 
   it('decodes a 64-bit constant and a map fd load as one two-slot instruction', () => {
-    assert.deepEqual(one((a) => a.ld64(R3, 0x1122334455667788n)), {
-      slot: 0, width: 2, class: 'ld', op: 'ld64', dst: 3, src: 0, off: 0, imm: 0x55667788, imm64High: 0x11223344, text: 'r3 = 0x1122334455667788 ll',
-    });
+    assert.deepEqual(
+      one((a) => a.ld64(R3, 0x1122334455667788n)),
+      {
+        slot: 0,
+        width: 2,
+        class: 'ld',
+        op: 'ld64',
+        dst: 3,
+        src: 0,
+        off: 0,
+        imm: 0x55667788,
+        imm64High: 0x11223344,
+        text: 'r3 = 0x1122334455667788 ll',
+      },
+    );
     assert.deepEqual(one((a) => a.ld64(R1, -1n)).text, 'r1 = 0xffffffffffffffff ll');
-    assert.deepEqual(one((a) => a.ldMapFd(R1, 42, 'lowport_outer')), {
-      slot: 0, width: 2, class: 'ld', op: 'ld_map_fd', dst: 1, src: 1, off: 0, imm: 42, imm64High: 0, text: 'r1 = map[fd 42] ll',
-    });
+    assert.deepEqual(
+      one((a) => a.ldMapFd(R1, 42, 'lowport_outer')),
+      {
+        slot: 0,
+        width: 2,
+        class: 'ld',
+        op: 'ld_map_fd',
+        dst: 1,
+        src: 1,
+        off: 0,
+        imm: 42,
+        imm64High: 0,
+        text: 'r1 = map[fd 42] ll',
+      },
+    );
   });
 
   it('gives jumps their target slot, counting two-slot loads twice, forward and backward', () => {
     const a = new Assembler().label('top').jmp('jne', R1, { imm: 0 }, 'out').ld64(R2, 5n).jmp('jeq', R1, R2, 'top').label('out').exit();
     const insns = decode(a.assemble());
-    assert.deepEqual(insns.map((i) => [i.slot, i.op, i.source, i.target]), [
-      [0, 'jne', 'imm', 4],
-      [1, 'ld64', undefined, undefined],
-      [3, 'jeq', 'reg', 0],
-      [4, 'exit', undefined, undefined],
-    ]);
-    assert.deepEqual(insns.map((i) => i.text), ['if r1 != 0 goto pc+3', 'r2 = 0x5 ll', 'if r1 == r2 goto pc-4', 'exit']);
+    assert.deepEqual(
+      insns.map((i) => [i.slot, i.op, i.source, i.target]),
+      [
+        [0, 'jne', 'imm', 4],
+        [1, 'ld64', undefined, undefined],
+        [3, 'jeq', 'reg', 0],
+        [4, 'exit', undefined, undefined],
+      ],
+    );
+    assert.deepEqual(
+      insns.map((i) => i.text),
+      ['if r1 != 0 goto pc+3', 'r2 = 0x5 ll', 'if r1 == r2 goto pc-4', 'exit'],
+    );
   });
 
   it('is the inverse of the assembler: every instruction decodes to what was written, and encodes back to the same bytes', () => {
@@ -399,12 +569,24 @@ describe('decode', () => {
     for (const op of ['add', 'sub', 'mul', 'or', 'and', 'lsh', 'rsh', 'xor', 'mov'] as const) a.alu64(op, R1, { imm: 7 }).alu64(op, R2, R3);
     for (const op of ['jeq', 'jgt', 'jge', 'jset', 'jne', 'jlt', 'jle'] as const) a.jmp(op, R1, { imm: -1 }, 'end').jmp(op, R1, R9, 'end');
     for (const size of [1, 2, 4, 8] as const) a.ldx(size, R1, FP, -8).stx(size, FP, -16, R2).st(size, FP, -24, 3);
-    a.be(R2, 32).be(R2, 64).atomicAdd64(R0, -16, R9).ld64(R1, 1n << 63n).ldMapFd(R2, 7).call(HELPER.map_lookup_elem).call(99).ja('end').label('end').ret(1);
+    a.be(R2, 32)
+      .be(R2, 64)
+      .atomicAdd64(R0, -16, R9)
+      .ld64(R1, 1n << 63n)
+      .ldMapFd(R2, 7)
+      .call(HELPER.map_lookup_elem)
+      .call(99)
+      .ja('end')
+      .label('end')
+      .ret(1);
     const code = a.assemble();
     const insns = decode(code);
     assert.ok(encode(insns).equals(code));
     // The listing says the same as the decoded text, but for jump targets (labels there, pc offsets here) and map names.
-    const listed = a.listing().split('\n').filter((l) => !l.endsWith(':'));
+    const listed = a
+      .listing()
+      .split('\n')
+      .filter((l) => !l.endsWith(':'));
     assert.equal(listed.length, insns.length);
     insns.forEach((i, n) => {
       const line = listed[n] ?? '';

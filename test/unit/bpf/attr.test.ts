@@ -73,8 +73,19 @@ describe('bpf_attr encoders', () => {
   });
 
   it('lay out BPF_MAP_CREATE as map_type 0, key_size 4, value_size 8, max_entries 12, map_flags 16, inner_map_fd 20, map_name 28', () => {
-    const got = encodeMapCreate({ type: 12, keySize: 4, valueSize: 0x104, maxEntries: 0x10203, flags: 0x20, innerMapFd: 77, name: 'lowport_outer' });
-    assert.deepEqual(got, layout(128, u32(0, 12), u32(4, 4), u32(8, 0x104), u32(12, 0x10203), u32(16, 0x20), u32(20, 77), text(28, 'lowport_outer')));
+    const got = encodeMapCreate({
+      type: 12,
+      keySize: 4,
+      valueSize: 0x104,
+      maxEntries: 0x10203,
+      flags: 0x20,
+      innerMapFd: 77,
+      name: 'lowport_outer',
+    });
+    assert.deepEqual(
+      got,
+      layout(128, u32(0, 12), u32(4, 4), u32(8, 0x104), u32(12, 0x10203), u32(16, 0x20), u32(20, 77), text(28, 'lowport_outer')),
+    );
   });
 
   it('leave map_flags, inner_map_fd and map_name zero when not given', () => {

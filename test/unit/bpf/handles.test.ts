@@ -35,7 +35,11 @@ describe('a handle owns its fd', () => {
     h.close();
     assert.throws(
       () => h.fd,
-      (e: unknown) => e instanceof SyscallError && e.errnoName === 'EBADF' && e.message.startsWith('map lowport_policy: used after close()') && e.hint !== undefined,
+      (e: unknown) =>
+        e instanceof SyscallError &&
+        e.errnoName === 'EBADF' &&
+        e.message.startsWith('map lowport_policy: used after close()') &&
+        e.hint !== undefined,
     );
   });
 });
@@ -43,12 +47,19 @@ describe('a handle owns its fd', () => {
 describe('withHandle and withHandles', () => {
   it('withHandle closes after the step, when it throws too', () => {
     const h = openNull();
-    assert.equal(withHandle(h, (x) => x.fd >= 0), true);
+    assert.equal(
+      withHandle(h, (x) => x.fd >= 0),
+      true,
+    );
     assert.equal(h.closed, true);
     const g = openNull();
-    assert.throws(() => withHandle(g, () => {
-      throw new Error('step failed');
-    }), /step failed/);
+    assert.throws(
+      () =>
+        withHandle(g, () => {
+          throw new Error('step failed');
+        }),
+      /step failed/,
+    );
     assert.equal(g.closed, true);
   });
 

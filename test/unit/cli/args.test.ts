@@ -32,7 +32,6 @@ describe('parsePortsArg', () => {
       assert.equal(e.hint, 'See `lowport reserve --help`.');
     }
   });
-
 });
 
 describe('parsePrincipalArgs', () => {
@@ -46,7 +45,12 @@ describe('parsePrincipalArgs', () => {
   });
 
   it('refuses two of --user, --group and --everyone at once', () => {
-    for (const args of [{ user: 'a', group: 'b' }, { user: 'a', everyone: true }, { group: 'b', everyone: true }, { user: 'a', group: 'b', everyone: true }]) {
+    for (const args of [
+      { user: 'a', group: 'b' },
+      { user: 'a', everyone: true },
+      { group: 'b', everyone: true },
+      { user: 'a', group: 'b', everyone: true },
+    ]) {
       const e = usageError(() => parsePrincipalArgs(args, noSudo, 'root'));
       assert.equal(e.message, 'give only one of --user, --group and --everyone');
     }
@@ -100,17 +104,32 @@ describe('parseAddrArgs', () => {
   it('keeps each address once across options, however it is spelled', () => {
     assert.deepEqual(parseAddrArgs(['127.0.0.1,::1', '0::1', '127.0.0.1']), ['127.0.0.1', '::1']);
   });
-
 });
 
 describe('a bad command-line word', () => {
   const noSudo: NodeJS.ProcessEnv = {};
   /** Each bad word, and how the CLI shows it: the word as the source line, the culprit marked. */
   const rows: [what: string, fn: () => unknown, rendering: string[]][] = [
-    ['an empty item of a port list', () => parsePortsArg('80,,443', 'grant'), ["command line:1:4: error: bad ports: empty item in the port list: remove the extra ','", '80,,443', '   ^']],
-    ['a port list cut short by two commas, once', () => parsePortsArg('80,,', 'grant'), ["command line:1:3-4: error: bad ports: the port list ends with ',': write the list without spaces, e.g. 80,443", '80,,', '  ^~']],
-    ['a port out of range', () => parsePortsArg('22,99999/tcp', 'grant'), ['command line:1:4-8: error: bad ports: port 99999 is out of range: ports are 1-65535', '22,99999/tcp', '   ^~~~~']],
-    ['a reversed range, from its start', () => parsePortsArg('90-80', 'grant'), ['command line:1:1-5: error: bad ports: range 90-80 is reversed: write 80-90', '90-80', '^~~~~']],
+    [
+      'an empty item of a port list',
+      () => parsePortsArg('80,,443', 'grant'),
+      ["command line:1:4: error: bad ports: empty item in the port list: remove the extra ','", '80,,443', '   ^'],
+    ],
+    [
+      'a port list cut short by two commas, once',
+      () => parsePortsArg('80,,', 'grant'),
+      ["command line:1:3-4: error: bad ports: the port list ends with ',': write the list without spaces, e.g. 80,443", '80,,', '  ^~'],
+    ],
+    [
+      'a port out of range',
+      () => parsePortsArg('22,99999/tcp', 'grant'),
+      ['command line:1:4-8: error: bad ports: port 99999 is out of range: ports are 1-65535', '22,99999/tcp', '   ^~~~~'],
+    ],
+    [
+      'a reversed range, from its start',
+      () => parsePortsArg('90-80', 'grant'),
+      ['command line:1:1-5: error: bad ports: range 90-80 is reversed: write 80-90', '90-80', '^~~~~'],
+    ],
     [
       'a malformed user name',
       () => parsePrincipalArgs({ user: 'al ice' }, noSudo, 'root'),
@@ -120,7 +139,11 @@ describe('a bad command-line word', () => {
         '^~~~~~',
       ],
     ],
-    ['a group id with a leading zero', () => parsePrincipalArgs({ group: '007' }, noSudo, 'root'), ["command line:1:1-3: error: bad group: group id '007' has a leading zero: write 7", '007', '^~~']],
+    [
+      'a group id with a leading zero',
+      () => parsePrincipalArgs({ group: '007' }, noSudo, 'root'),
+      ["command line:1:1-3: error: bad group: group id '007' has a leading zero: write 7", '007', '^~~'],
+    ],
     [
       'a host name among addresses',
       () => parseAddrArgs(['127.0.0.1,localhost']),
@@ -130,8 +153,20 @@ describe('a bad command-line word', () => {
         '          ^~~~~~~~~',
       ],
     ],
-    ['an address list cut short', () => parseAddrArgs(['::1,']), ["command line:1:4: error: bad address: the address list ends with ',': write the list without spaces, e.g. 127.0.0.1,::1", '::1,', '   ^']],
-    ['a control character in the word: escaped, the marker still under the culprit', () => parsePortsArg('\x1b,0', 'grant'), ["command line:1:1: error: bad ports: '\\x1b' is not a port number: expected a number 1-65535", '\\x1b,0', '^~~~'] ],
+    [
+      'an address list cut short',
+      () => parseAddrArgs(['::1,']),
+      [
+        "command line:1:4: error: bad address: the address list ends with ',': write the list without spaces, e.g. 127.0.0.1,::1",
+        '::1,',
+        '   ^',
+      ],
+    ],
+    [
+      'a control character in the word: escaped, the marker still under the culprit',
+      () => parsePortsArg('\x1b,0', 'grant'),
+      ["command line:1:1: error: bad ports: '\\x1b' is not a port number: expected a number 1-65535", '\\x1b,0', '^~~~'],
+    ],
   ];
   for (const [what, fn, rendering] of rows) {
     it(`shows ${what}`, () => {

@@ -36,7 +36,11 @@ const example: Implementation = implement(declared, (ctx) => {
   return () => 0;
 });
 
-const base = { io: { stdout: () => undefined, stderr: () => undefined, interactive: false, env: {}, confirm: () => Promise.resolve(false) }, callerName: 'alice', note: () => undefined };
+const base = {
+  io: { stdout: () => undefined, stderr: () => undefined, interactive: false, env: {}, confirm: () => Promise.resolve(false) },
+  callerName: 'alice',
+  note: () => undefined,
+};
 
 describe('defineCommand and implement', () => {
   it('parses the declared options, the global ones and the positionals', () => {
@@ -56,7 +60,10 @@ describe('defineCommand and implement', () => {
   });
 
   it('refuses an undeclared option, as parseArgs does', () => {
-    assert.throws(() => example.start(['--other'], base), (e: unknown) => e instanceof TypeError && /'--other'/.test(e.message));
+    assert.throws(
+      () => example.start(['--other'], base),
+      (e: unknown) => e instanceof TypeError && /'--other'/.test(e.message),
+    );
   });
 
   it('exits 2 with the command and its help named, through the CLI', async () => {

@@ -44,7 +44,10 @@ function bashComplete(script: string, queries: string[][]): string[][] {
   const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `${script}\n${lines.join('\n')}`], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stderr, '');
-  return r.stdout.split('\n').slice(0, queries.length).map((l) => l.split(' ').filter((w) => w !== ''));
+  return r.stdout
+    .split('\n')
+    .slice(0, queries.length)
+    .map((l) => l.split(' ').filter((w) => w !== ''));
 }
 
 describe('one declaration per command: help, man page and completions', () => {
@@ -75,7 +78,9 @@ describe('one declaration per command: help, man page and completions', () => {
     for (const command of leaves(COMMANDS)) {
       const declared = new Set(Object.keys({ ...command.options, ...GLOBAL_OPTIONS }));
       // `lowport forward add --persist` in another command's description is that command's option.
-      const own = `${command.usage.join('\n')}\n${command.description}`.replace(/`lowport ([^`]*)`/g, (quote, inner: string) => (inner.startsWith(commandName(command)) ? quote : ''));
+      const own = `${command.usage.join('\n')}\n${command.description}`.replace(/`lowport ([^`]*)`/g, (quote, inner: string) =>
+        inner.startsWith(commandName(command)) ? quote : '',
+      );
       for (const [, name] of own.matchAll(/(?<![\w-])--([a-z][a-z0-9-]*)/g)) {
         assert.ok(declared.has(name ?? ''), `${commandName(command)} mentions --${name ?? ''}, which it does not declare`);
       }
@@ -86,7 +91,8 @@ describe('one declaration per command: help, man page and completions', () => {
     for (const { command, name, option } of CASES) {
       const section = name in GLOBAL_OPTIONS ? page.slice(page.indexOf('.SH OPTIONS')) : manSection(page, command);
       assert.ok(section.includes(`\\fB\\-\\-${roffText(name)}\\fR`), `man page: ${commandName(command)} --${name}`);
-      if (option.short !== undefined) assert.ok(section.includes(`\\fB\\-${option.short}\\fR`), `man page: ${commandName(command)} -${option.short}`);
+      if (option.short !== undefined)
+        assert.ok(section.includes(`\\fB\\-${option.short}\\fR`), `man page: ${commandName(command)} -${option.short}`);
     }
   });
 
@@ -109,7 +115,12 @@ describe('one declaration per command: help, man page and completions', () => {
   it('completes every option of every command in bash', () => {
     const queries = CASES.map(({ command, name }) => [...command.path, `--${name}`]);
     const replies = bashComplete(bash, queries);
-    CASES.forEach(({ command, name }, i) => assert.ok(replies[i]?.includes(`--${name}`), `bash: lowport ${commandName(command)} --${name}<TAB> gave ${JSON.stringify(replies[i])}`));
+    CASES.forEach(({ command, name }, i) =>
+      assert.ok(
+        replies[i]?.includes(`--${name}`),
+        `bash: lowport ${commandName(command)} --${name}<TAB> gave ${JSON.stringify(replies[i])}`,
+      ),
+    );
   });
 
   it('completes commands, subcommands, user and group names, choices and files in bash', () => {
@@ -163,8 +174,15 @@ describe('one declaration per command: help, man page and completions', () => {
       const r = spawnSync('zsh', ['-f', ZSH_COMPLETE, dir, ...queries], { encoding: 'utf8', timeout: 120_000 });
       assert.equal(r.status, 0, r.stderr);
       const lines = r.stdout.split('\n');
-      CASES.forEach(({ command, name }, i) => assert.ok(lines[i]?.split(' ').includes(`--${name}`), `zsh: lowport ${commandName(command)} --${name}<TAB> gave '${lines[i] ?? ''}'`));
-      extra.forEach(([q, ok], i) => assert.ok(ok(lines[CASES.length + i]?.split(' ') ?? []), `zsh: lowport ${q}<TAB> gave '${lines[CASES.length + i] ?? ''}'`));
+      CASES.forEach(({ command, name }, i) =>
+        assert.ok(
+          lines[i]?.split(' ').includes(`--${name}`),
+          `zsh: lowport ${commandName(command)} --${name}<TAB> gave '${lines[i] ?? ''}'`,
+        ),
+      );
+      extra.forEach(([q, ok], i) =>
+        assert.ok(ok(lines[CASES.length + i]?.split(' ') ?? []), `zsh: lowport ${q}<TAB> gave '${lines[CASES.length + i] ?? ''}'`),
+      );
     });
   });
 

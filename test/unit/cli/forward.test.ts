@@ -1,4 +1,7 @@
-/** `lowport forward add|remove|serve` arguments to requests, the usage errors that stop a typo before anything runs, and the old spellings. */
+/**
+ * `lowport forward add|remove|serve` arguments to requests, the usage errors that stop a typo
+ * before anything runs, and the old spellings.
+ */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { UsageError } from '../../../src/errors.js';
@@ -7,7 +10,11 @@ import { runMain } from '../../run-main.js';
 
 describe('lowport forward arguments', () => {
   it('reads a kernel redirect: one port (both protocols without a suffix), a target port, addresses', () => {
-    assert.deepEqual(parseAddArgs({}, ['80', '8080']), { mode: 'kernel', spec: { port: 80, protocols: ['tcp', 'udp'], toPort: 8080, addrs: [] }, persist: false });
+    assert.deepEqual(parseAddArgs({}, ['80', '8080']), {
+      mode: 'kernel',
+      spec: { port: 80, protocols: ['tcp', 'udp'], toPort: 8080, addrs: [] },
+      persist: false,
+    });
     assert.deepEqual(parseAddArgs({ addr: ['127.0.0.1,::1'], persist: true }, ['53/udp', '5353']), {
       mode: 'kernel',
       spec: { port: 53, protocols: ['udp'], toPort: 5353, addrs: ['127.0.0.1', '::1'] },
@@ -16,7 +23,10 @@ describe('lowport forward arguments', () => {
   });
 
   it('reads the userspace forwarder with its defaults and options', () => {
-    const r = parseServeArgs({ 'proxy-protocol': 'v2', 'idle-timeout': '0', 'connect-timeout': '1.5', workers: '2', log: true }, ['80/tcp', '[::1]:8080']);
+    const r = parseServeArgs({ 'proxy-protocol': 'v2', 'idle-timeout': '0', 'connect-timeout': '1.5', workers: '2', log: true }, [
+      '80/tcp',
+      '[::1]:8080',
+    ]);
     assert.equal(r.mode, 'userspace');
     assert.deepEqual(r.backend, { host: '::1', port: 8080 });
     assert.equal(r.proxyProtocol, 'v2');
@@ -52,8 +62,16 @@ describe('lowport forward arguments', () => {
     ['an unknown PROXY protocol version', () => parseServeArgs({ 'proxy-protocol': 'v3' }, ['80', '8080']), /v1 or v2/],
     ['a negative timeout', () => parseServeArgs({ 'idle-timeout': '-1' }, ['80', '8080']), /seconds/],
     ['zero workers', () => parseServeArgs({ workers: '0' }, ['80', '8080']), /at least 1/],
-    ['a zero connect timeout, saying what 0 means where it may be', () => parseServeArgs({ 'connect-timeout': '0' }, ['80', '8080']), /^--connect-timeout takes seconds, up to \d+, not '0'/],
-    ['a bad drain timeout, with what 0 means there', () => parseServeArgs({ 'drain-timeout': 'soon' }, ['80', '8080']), /\(0: close them at once\)/],
+    [
+      'a zero connect timeout, saying what 0 means where it may be',
+      () => parseServeArgs({ 'connect-timeout': '0' }, ['80', '8080']),
+      /^--connect-timeout takes seconds, up to \d+, not '0'/,
+    ],
+    [
+      'a bad drain timeout, with what 0 means there',
+      () => parseServeArgs({ 'drain-timeout': 'soon' }, ['80', '8080']),
+      /\(0: close them at once\)/,
+    ],
     ['a link-local backend with a zone', () => parseServeArgs({}, ['80', '[fe80::1%eth0]:8080']), /zone \(%\).*global or unique-local/],
     ['a missing backend', () => parseServeArgs({}, ['80']), /forward serve needs a port and where it goes/],
   ];
@@ -84,10 +102,26 @@ describe('lowport forward arguments', () => {
     [['forward', '--list', 'now'], /`lowport forward --list` is now `lowport forward list`/, /lowport forward list takes no arguments/],
     [['forward', '--gc', 'now'], /`lowport forward --gc` is now `lowport forward gc`/, /lowport forward gc takes no arguments/],
     [['forward', '--remove', '80-90'], /`lowport forward --remove` is now `lowport forward remove`/, /the port to remove is one port/],
-    [['forward', '--remove=80', '81'], /`lowport forward --remove` is now `lowport forward remove`/, /lowport forward remove PORT takes nothing else/],
-    [['forward', '--userspace', '80'], /`lowport forward --userspace` is now `lowport forward serve`/, /forward serve needs a port and where it goes/],
-    [['forward', '80', '8080', '--persist', '--userspace'], /`lowport forward --userspace` is now `lowport forward serve`/, /lowport forward serve: error: .*'--persist'/],
-    [['forward', '80', '8080', '--bogus'], /`lowport forward PORT TO` is now `lowport forward add PORT TO`/, /lowport forward add: error: .*'--bogus'/],
+    [
+      ['forward', '--remove=80', '81'],
+      /`lowport forward --remove` is now `lowport forward remove`/,
+      /lowport forward remove PORT takes nothing else/,
+    ],
+    [
+      ['forward', '--userspace', '80'],
+      /`lowport forward --userspace` is now `lowport forward serve`/,
+      /forward serve needs a port and where it goes/,
+    ],
+    [
+      ['forward', '80', '8080', '--persist', '--userspace'],
+      /`lowport forward --userspace` is now `lowport forward serve`/,
+      /lowport forward serve: error: .*'--persist'/,
+    ],
+    [
+      ['forward', '80', '8080', '--bogus'],
+      /`lowport forward PORT TO` is now `lowport forward add PORT TO`/,
+      /lowport forward add: error: .*'--bogus'/,
+    ],
   ];
   for (const [args, note, error] of old) {
     it(`keeps \`lowport ${args.join(' ')}\` for one release, with a note naming the new spelling`, async () => {

@@ -16,7 +16,8 @@ describe('lowport CLI without root', () => {
   it('explains usage and exits 2 when run with no arguments', async () => {
     const r = await run();
     assert.equal(r.code, 2);
-    for (const c of COMMANDS) assert.ok(new RegExp(`\\n  ${commandName(c)} +`).test(r.stdout) && r.stdout.includes(c.summary), commandName(c));
+    for (const c of COMMANDS)
+      assert.ok(new RegExp(`\\n  ${commandName(c)} +`).test(r.stdout) && r.stdout.includes(c.summary), commandName(c));
   });
 
   it('prints help and exits 0 for --help, also after global options', async () => {
@@ -75,7 +76,10 @@ describe('lowport CLI without root', () => {
 
   it('words the facts os/ reports bare: a missing tool gets its install command, here and nowhere below', () => {
     const text = formatError(new MissingToolError(['setpriv', 'setsid'], 'util-linux', 'they drop the privileges of what lowport starts'));
-    assert.equal(text, 'lowport: error: setpriv(1) and setsid(1) are not installed: they drop the privileges of what lowport starts\nInstall util-linux (apt-get install util-linux).\n');
+    assert.equal(
+      text,
+      'lowport: error: setpriv(1) and setsid(1) are not installed: they drop the privileges of what lowport starts\nInstall util-linux (apt-get install util-linux).\n',
+    );
     // os/ itself carries no advice.
     assert.equal(new MissingToolError(['getent'], 'libc-bin', 'x').hint, undefined);
     assert.equal(new NoCgroup2Error().hint, undefined);

@@ -32,7 +32,10 @@ describe('recommend', () => {
     const r = recommend(situation());
     assert.equal(r.recommendation.method, 'lowport-grant');
     assert.equal(r.recommendation.command, 'sudo lowport grant 80,443 --user alice');
-    assert.deepEqual(r.alternatives.map((a) => a.method), ['lowport-run', 'systemd-ambient', 'nft-redirect', 'userspace-forward', 'sysctl']);
+    assert.deepEqual(
+      r.alternatives.map((a) => a.method),
+      ['lowport-run', 'systemd-ambient', 'nft-redirect', 'userspace-forward', 'sysctl'],
+    );
     assert.equal(r.alternatives[0]?.command, 'sudo lowport run --port 80,443 --user alice -- YOUR-SERVER');
   });
 
@@ -56,7 +59,10 @@ describe('recommend', () => {
     const r = recommend(situation({ bpfGrantPossible: false, systemd: false }));
     assert.equal(r.recommendation.method, 'lowport-run-sockets');
     assert.equal(r.recommendation.command, 'sudo lowport run --sockets --port 80,443 --user alice -- YOUR-SERVER');
-    assert.deepEqual(r.alternatives.map((a) => a.method), ['nft-redirect', 'userspace-forward', 'lowport-run-caps', 'sysctl']);
+    assert.deepEqual(
+      r.alternatives.map((a) => a.method),
+      ['nft-redirect', 'userspace-forward', 'lowport-run-caps', 'sysctl'],
+    );
     assert.match(r.alternatives[2]?.why ?? '', /EVERY port below 1024/);
     assert.equal(r.alternatives[1]?.command, 'sudo lowport forward serve 80 8080');
     const nft = r.alternatives[0];
@@ -67,18 +73,38 @@ describe('recommend', () => {
   });
 
   it('offers setcap only for a binary, and warns when the binary runs scripts', () => {
-    const bare = recommend(situation({ bpfGrantPossible: false, systemd: false, nft: false, program: { path: '/usr/bin/caddy', isScript: false, runsScripts: false } }));
+    const bare = recommend(
+      situation({
+        bpfGrantPossible: false,
+        systemd: false,
+        nft: false,
+        program: { path: '/usr/bin/caddy', isScript: false, runsScripts: false },
+      }),
+    );
     const setcap = bare.alternatives.find((a) => a.method === 'setcap');
     assert.equal(setcap?.command, 'sudo setcap cap_net_bind_service=+ep /usr/bin/caddy');
     assert.equal(bare.recommendation.command, 'sudo lowport run --sockets --port 80,443 --user alice -- /usr/bin/caddy');
-    const python = recommend(situation({ bpfGrantPossible: false, systemd: false, nft: false, program: { path: '/usr/bin/python3', isScript: false, runsScripts: true } }));
+    const python = recommend(
+      situation({
+        bpfGrantPossible: false,
+        systemd: false,
+        nft: false,
+        program: { path: '/usr/bin/python3', isScript: false, runsScripts: true },
+      }),
+    );
     assert.match(python.alternatives.find((a) => a.method === 'setcap')?.why ?? '', /every script of every user/);
-    const script = recommend(situation({ program: { path: '/srv/app.py', isScript: true, interpreter: '/usr/bin/python3', runsScripts: false } }));
+    const script = recommend(
+      situation({ program: { path: '/srv/app.py', isScript: true, interpreter: '/usr/bin/python3', runsScripts: false } }),
+    );
     assert.ok(![script.recommendation, ...script.alternatives].some((r) => r.method === 'setcap'));
   });
 
   it('points at the holder of a port that is in use instead of granting it', () => {
-    const r = recommend(situation({ ports: [{ port: 80, canBind: false, errors: ['EADDRINUSE'], heldBy: [{ pid: 4242, command: 'nginx', uid: 33 }], grantedBy: [] }] }));
+    const r = recommend(
+      situation({
+        ports: [{ port: 80, canBind: false, errors: ['EADDRINUSE'], heldBy: [{ pid: 4242, command: 'nginx', uid: 33 }], grantedBy: [] }],
+      }),
+    );
     assert.equal(r.recommendation.method, 'free-port');
     assert.match(r.recommendation.command, /^kill 4242/);
     assert.match(r.recommendation.why, /nginx \(pid 4242, uid 33\)/);
@@ -104,7 +130,11 @@ describe('recommend, with names and paths other users chose', () => {
 
   it('names the process holding a port by its pid in the command, never by the name its owner gave it', () => {
     const comm = 'x\nsudo rm -rf / #\x1b[2J';
-    const r = recommend(situation({ ports: [{ port: 80, canBind: false, errors: ['EADDRINUSE'], heldBy: [{ pid: 4242, command: comm, uid: 1000 }], grantedBy: [] }] }));
+    const r = recommend(
+      situation({
+        ports: [{ port: 80, canBind: false, errors: ['EADDRINUSE'], heldBy: [{ pid: 4242, command: comm, uid: 1000 }], grantedBy: [] }],
+      }),
+    );
     assert.equal(r.recommendation.method, 'free-port');
     assert.equal(r.recommendation.command, 'kill 4242   # or stop the service that runs pid 4242');
     assert.doesNotMatch(r.recommendation.command, RAW);
@@ -119,15 +149,29 @@ describe('recommend, with names and paths other users chose', () => {
       const lines = c.method === 'systemd-ambient' ? c.command.split('\n') : [c.command];
       for (const line of lines) assert.doesNotMatch(line, RAW, `${c.method}: ${line}`);
     }
-    assert.equal(r.alternatives.find((a) => a.method === 'lowport-run')?.command, `sudo lowport run --port 80,443 --user $'ev\\'il\\nid' -- '/home/x/my server;reboot'`);
-    assert.equal(r.alternatives.find((a) => a.method === 'setcap')?.command, `sudo setcap cap_net_bind_service=+ep '/home/x/my server;reboot'`);
+    assert.equal(
+      r.alternatives.find((a) => a.method === 'lowport-run')?.command,
+      `sudo lowport run --port 80,443 --user $'ev\\'il\\nid' -- '/home/x/my server;reboot'`,
+    );
+    assert.equal(
+      r.alternatives.find((a) => a.method === 'setcap')?.command,
+      `sudo setcap cap_net_bind_service=+ep '/home/x/my server;reboot'`,
+    );
     const dropIn = r.alternatives.find((a) => a.method === 'systemd-ambient')?.command ?? '';
     assert.match(dropIn, /^User=1234$/m);
     assert.equal(dropIn.split('\n').length, 8);
   });
 
   it('does not say to apply where the kernel refuses BPF: the grant in the file cannot go live there', () => {
-    const r = recommend(situation({ ports: [{ ...refused(80), grantedBy: [2] }], policyNotApplied: true, bpfGrantPossible: false, bpfMissing: ['BPF, which this kernel refuses to this process'], systemd: false }));
+    const r = recommend(
+      situation({
+        ports: [{ ...refused(80), grantedBy: [2] }],
+        policyNotApplied: true,
+        bpfGrantPossible: false,
+        bpfMissing: ['BPF, which this kernel refuses to this process'],
+        systemd: false,
+      }),
+    );
     assert.ok(![r.recommendation, ...r.alternatives].some((o) => o.method === 'lowport-apply'), JSON.stringify(r));
     assert.equal(r.recommendation.method, 'lowport-run-sockets');
   });

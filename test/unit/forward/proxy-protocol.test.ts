@@ -13,7 +13,10 @@ const ALL_F6 = 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff';
 
 describe('PROXY protocol v1', () => {
   it("encodes the spec's example line: PROXY TCP4 192.168.0.1 192.168.0.11 56324 443", () => {
-    assert.equal(encodeV1(tcp('192.168.0.1', 56324, '192.168.0.11', 443)).toString('latin1'), 'PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n');
+    assert.equal(
+      encodeV1(tcp('192.168.0.1', 56324, '192.168.0.11', 443)).toString('latin1'),
+      'PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n',
+    );
   });
 
   it('reaches exactly the worst-case lengths the spec gives: 56 bytes for TCP4, 104 for TCP6', () => {
@@ -32,7 +35,10 @@ describe('PROXY protocol v1', () => {
   });
 
   it('names a v4-mapped client of a dual-stack socket as the IPv4 address it is', () => {
-    assert.equal(encodeV1(tcp('::ffff:127.0.0.2', 40000, '::ffff:127.0.0.1', 80)).toString('latin1'), 'PROXY TCP4 127.0.0.2 127.0.0.1 40000 80\r\n');
+    assert.equal(
+      encodeV1(tcp('::ffff:127.0.0.2', 40000, '::ffff:127.0.0.1', 80)).toString('latin1'),
+      'PROXY TCP4 127.0.0.2 127.0.0.1 40000 80\r\n',
+    );
     assert.equal(unmapAddress('::FFFF:10.0.0.1'), '10.0.0.1');
     assert.equal(unmapAddress('fe80::1%eth0'), 'fe80::1');
     assert.equal(unmapAddress('::1'), '::1');

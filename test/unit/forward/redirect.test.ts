@@ -64,7 +64,16 @@ class FakeNft implements NftRunner {
   listTable(family: string, name: string): unknown {
     const t = this.tables.get(`${family} ${name}`);
     if (t === undefined) return undefined;
-    const rule = (r: FakeRule): unknown => ({ rule: { family, table: name, chain: r.chain, handle: r.handle, ...(r.comment === undefined ? {} : { comment: r.comment }), expr: listedExpr(r.expr) } });
+    const rule = (r: FakeRule): unknown => ({
+      rule: {
+        family,
+        table: name,
+        chain: r.chain,
+        handle: r.handle,
+        ...(r.comment === undefined ? {} : { comment: r.comment }),
+        expr: listedExpr(r.expr),
+      },
+    });
     return {
       nftables: [
         { metainfo: { version: '1.0.9', json_schema_version: 1 } },
@@ -95,7 +104,12 @@ class FakeNft implements NftRunner {
         table.chains.add(String(o.name));
       } else if (verb === 'add' && what === 'rule') {
         if (table === undefined || !table.chains.has(String(o.chain))) throw new Error(`fake nft: no chain ${String(o.chain)} in ${key}`);
-        table.rules.push({ chain: String(o.chain), handle: handle++, ...(typeof o.comment === 'string' ? { comment: o.comment } : {}), expr: o.expr as unknown[] });
+        table.rules.push({
+          chain: String(o.chain),
+          handle: handle++,
+          ...(typeof o.comment === 'string' ? { comment: o.comment } : {}),
+          expr: o.expr as unknown[],
+        });
       } else if (verb === 'delete' && what === 'rule') {
         const at = table?.rules.findIndex((r) => r.chain === o.chain && r.handle === o.handle) ?? -1;
         if (at < 0) throw new Error(`fake nft: Could not process rule: No such file or directory (handle ${String(o.handle)})`);
@@ -153,7 +167,12 @@ class FakeRecords implements PolicyOwnerRecords {
   }
 }
 
-const spec = (port: number, toPort: number, addrs: string[] = [], protocols: ('tcp' | 'udp')[] = ['tcp']): RedirectSpec => ({ port, protocols, toPort, addrs });
+const spec = (port: number, toPort: number, addrs: string[] = [], protocols: ('tcp' | 'udp')[] = ['tcp']): RedirectSpec => ({
+  port,
+  protocols,
+  toPort,
+  addrs,
+});
 const forward = (port: number, toPort: number, line: number): ForwardRule => ({ port, protocols: ['tcp'], toPort, addrs: [], line });
 
 /** The id in a policy owner's rule comments and record. */
@@ -199,13 +218,23 @@ describe('redirects: add and remove', () => {
     const comment = `lowport pid=${me.kind === 'pid' ? `${me.pid}@${me.start}${me.ns === undefined ? '' : `~${me.ns}`}` : ''} 80/tcp>8080`;
     assert.deepEqual(nft.comments(), [`output: ${comment}`, `prerouting: ${comment}`]);
     const [listed] = listRedirects();
-    assert.deepEqual(listed && [listed.port, listed.toPort, listed.protocols, listed.addrs, listed.alive, listed.pid], [80, 8080, ['tcp'], [], true, process.pid]);
+    assert.deepEqual(listed && [listed.port, listed.toPort, listed.protocols, listed.addrs, listed.alive, listed.pid], [
+      80,
+      8080,
+      ['tcp'],
+      [],
+      true,
+      process.pid,
+    ]);
   });
 
   it('adds one rule per address family and chain for a redirect with addresses, and lists the addresses back', () => {
     addRedirect(spec(53, 5353, ['127.0.0.1', '::1', '10.0.0.1'], ['udp']), processOwner());
     assert.equal(nft.comments().length, 4);
-    assert.deepEqual(listRedirects().map((r) => [...r.addrs].sort()), [['10.0.0.1', '127.0.0.1', '::1']]);
+    assert.deepEqual(
+      listRedirects().map((r) => [...r.addrs].sort()),
+      [['10.0.0.1', '127.0.0.1', '::1']],
+    );
   });
 
   it('refuses a redirect that overlaps a live one, naming the owner, and changes nothing', () => {
@@ -213,7 +242,10 @@ describe('redirects: add and remove', () => {
     const before = nft.comments();
     assert.throws(
       () => addRedirect(spec(80, 9090, ['127.0.0.1']), policyOwner('/etc/lowport/other')),
-      (e: unknown) => e instanceof LowportError && e.code === 'E_STATE' && /port 80\/tcp is already redirected to 8080 by lowport pid \d+/.test(e.message),
+      (e: unknown) =>
+        e instanceof LowportError &&
+        e.code === 'E_STATE' &&
+        /port 80\/tcp is already redirected to 8080 by lowport pid \d+/.test(e.message),
     );
     assert.equal(nft.batches.length, 1, 'no transaction for a refused redirect');
     assert.deepEqual(nft.comments(), before);
@@ -225,7 +257,12 @@ describe('redirects: add and remove', () => {
     addRedirect(spec(81, 8081), me);
     addRedirect(spec(80, 8082, [], ['udp']), me);
     addRedirect(spec(80, 8083, ['::1']), me);
-    assert.deepEqual(listRedirects().map((r) => r.toPort).sort(), [8080, 8081, 8082, 8083]);
+    assert.deepEqual(
+      listRedirects()
+        .map((r) => r.toPort)
+        .sort(),
+      [8080, 8081, 8082, 8083],
+    );
   });
 
   it('removes only the given owner’s redirects, and deletes the table with the last rule', () => {
@@ -233,9 +270,18 @@ describe('redirects: add and remove', () => {
     const file = policyOwner('/etc/lowport/policy');
     addRedirect(spec(80, 8080), me);
     addRedirect(spec(443, 8443), file);
-    assert.deepEqual(removeRedirects(me).map((r) => r.port), [80]);
-    assert.deepEqual(listRedirects().map((r) => r.port), [443]);
-    assert.deepEqual(nft.batches.at(-1), [{ delete: { rule: { family: FAMILY, table: TABLE, chain: 'prerouting', handle: 1 } } }, { delete: { rule: { family: FAMILY, table: TABLE, chain: 'output', handle: 2 } } }]);
+    assert.deepEqual(
+      removeRedirects(me).map((r) => r.port),
+      [80],
+    );
+    assert.deepEqual(
+      listRedirects().map((r) => r.port),
+      [443],
+    );
+    assert.deepEqual(nft.batches.at(-1), [
+      { delete: { rule: { family: FAMILY, table: TABLE, chain: 'prerouting', handle: 1 } } },
+      { delete: { rule: { family: FAMILY, table: TABLE, chain: 'output', handle: 2 } } },
+    ]);
     removeRedirects(file);
     assert.deepEqual(nft.batches.at(-1), [{ delete: { table: { family: FAMILY, name: TABLE } } }]);
     assert.equal(nft.tables.size, 0, 'no empty table stays behind');
@@ -258,8 +304,14 @@ describe('redirects: add and remove', () => {
 
   it('refuses to add without root, saying so, and sends nothing', () => {
     root = false;
-    assert.throws(() => addRedirect(spec(80, 8080), processOwner()), (e: unknown) => e instanceof LowportError && e.code === 'E_NOT_ROOT');
-    assert.throws(() => listRedirects(), (e: unknown) => e instanceof LowportError && e.code === 'E_NOT_ROOT');
+    assert.throws(
+      () => addRedirect(spec(80, 8080), processOwner()),
+      (e: unknown) => e instanceof LowportError && e.code === 'E_NOT_ROOT',
+    );
+    assert.throws(
+      () => listRedirects(),
+      (e: unknown) => e instanceof LowportError && e.code === 'E_NOT_ROOT',
+    );
     assert.equal(nft.batches.length, 0);
   });
 });
@@ -274,12 +326,32 @@ describe('redirects: dead owners', () => {
     nft.leftBehind(spec(81, 8081), reused);
     addRedirect(spec(82, 8082), me);
     // Adding collected them on its way already.
-    assert.deepEqual(listRedirects().map((r) => r.port), [82]);
+    assert.deepEqual(
+      listRedirects().map((r) => r.port),
+      [82],
+    );
     nft.leftBehind(spec(80, 8080), gone);
     nft.leftBehind(spec(81, 8081), reused);
-    assert.deepEqual(listRedirects().map((r) => [r.port, r.alive]).sort(), [[80, false], [81, false], [82, true]]);
-    assert.deepEqual(gcRedirects().map((r) => r.port).sort(), [80, 81]);
-    assert.deepEqual(listRedirects().map((r) => r.port), [82]);
+    assert.deepEqual(
+      listRedirects()
+        .map((r) => [r.port, r.alive])
+        .sort(),
+      [
+        [80, false],
+        [81, false],
+        [82, true],
+      ],
+    );
+    assert.deepEqual(
+      gcRedirects()
+        .map((r) => r.port)
+        .sort(),
+      [80, 81],
+    );
+    assert.deepEqual(
+      listRedirects().map((r) => r.port),
+      [82],
+    );
   });
 
   it('collects dead processes’ redirects on the way of any change, in the same transaction', async () => {
@@ -290,7 +362,10 @@ describe('redirects: dead owners', () => {
     const last = nft.batches.at(-1) ?? [];
     assert.equal(last.filter((c) => 'delete' in c).length, 2);
     assert.equal(last.filter((c) => 'add' in c && 'rule' in (c.add as object)).length, 2);
-    assert.deepEqual(listRedirects().map((r) => r.toPort), [9090]);
+    assert.deepEqual(
+      listRedirects().map((r) => r.toPort),
+      [9090],
+    );
   });
 
   it('collects a policy file’s redirects once the file is gone, on --gc only; unknown files count as alive', () => {
@@ -303,9 +378,22 @@ describe('redirects: dead owners', () => {
     records.remove(idOf('/nowhere/unrecorded'));
     // Another change does not collect it: a file may be missing for a moment.
     addRedirect(spec(90, 9090), processOwner());
-    assert.deepEqual(listRedirects().map((r) => r.port).sort(), [80, 81, 82, 90]);
-    assert.deepEqual(gcRedirects().map((r) => r.port), [81]);
-    assert.deepEqual(listRedirects().map((r) => r.port).sort(), [80, 82, 90]);
+    assert.deepEqual(
+      listRedirects()
+        .map((r) => r.port)
+        .sort(),
+      [80, 81, 82, 90],
+    );
+    assert.deepEqual(
+      gcRedirects().map((r) => r.port),
+      [81],
+    );
+    assert.deepEqual(
+      listRedirects()
+        .map((r) => r.port)
+        .sort(),
+      [80, 82, 90],
+    );
     assert.equal(records.read(idOf(deleted)), undefined, 'the record of a collected file goes too');
   });
 });
@@ -316,7 +404,10 @@ describe('redirects: held by a process', () => {
     const before = listeners();
     const notes: string[] = [];
     const held = holdRedirect(spec(80, 8080), (n) => notes.push(n));
-    assert.deepEqual(listRedirects().map((r) => [r.port, r.pid]), [[80, process.pid]]);
+    assert.deepEqual(
+      listRedirects().map((r) => [r.port, r.pid]),
+      [[80, process.pid]],
+    );
     assert.match(notes[0] ?? '', /^forwarding 80\/tcp -> 8080 on every local address/);
     process.kill(process.pid, 'SIGHUP');
     assert.equal(await held, 0);
@@ -351,12 +442,23 @@ describe('redirects: persisted by a policy file', () => {
     const id = idOf(file);
     assert.equal(restorePersisted(file, [forward(80, 8080, 1), forward(443, 8443, 2)]), 2);
     assert.equal(records.read(id), file);
-    assert.deepEqual(listRedirects().map((r) => [r.port, r.toPort, r.policy, r.alive]).sort(), [[443, 8443, file, true], [80, 8080, file, true]]);
+    assert.deepEqual(
+      listRedirects()
+        .map((r) => [r.port, r.toPort, r.policy, r.alive])
+        .sort(),
+      [
+        [443, 8443, file, true],
+        [80, 8080, file, true],
+      ],
+    );
     const batches = nft.batches.length;
     // The file now moves 80 elsewhere: an overlap with its own old rule, which is not a conflict.
     restorePersisted(file, [forward(80, 8081, 1)]);
     assert.equal(nft.batches.length, batches + 1);
-    assert.deepEqual(listRedirects().map((r) => [r.port, r.toPort]), [[80, 8081]]);
+    assert.deepEqual(
+      listRedirects().map((r) => [r.port, r.toPort]),
+      [[80, 8081]],
+    );
   });
 
   it('removes a file’s forwards with removePersisted and with an empty restore, forgetting the file and deleting the table', () => {
@@ -376,8 +478,16 @@ describe('redirects: persisted by a policy file', () => {
     const file = join(dir, 'policy');
     restorePersisted(file, [forward(443, 8443, 1)]);
     addRedirect(spec(80, 9090), processOwner());
-    assert.throws(() => restorePersisted(file, [forward(80, 8080, 1)]), (e: unknown) => e instanceof LowportError && /already redirected to 9090 by lowport pid/.test(e.message));
-    assert.deepEqual(listRedirects().map((r) => r.port).sort(), [443, 80]);
+    assert.throws(
+      () => restorePersisted(file, [forward(80, 8080, 1)]),
+      (e: unknown) => e instanceof LowportError && /already redirected to 9090 by lowport pid/.test(e.message),
+    );
+    assert.deepEqual(
+      listRedirects()
+        .map((r) => r.port)
+        .sort(),
+      [443, 80],
+    );
   });
 
   it('touches nothing with no forwards when nft is not installed, and removes nothing without root', () => {

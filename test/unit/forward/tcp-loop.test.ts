@@ -42,7 +42,11 @@ afterEach(async () => {
 
 /** Starts a forwarding thread to `addresses` on backendPort. */
 function startForwarder(backendPort: number, options: Partial<LoopConfig> & { addresses?: string[] } = {}): Forwarder {
-  const listener = openBoundSocket(AF_INET, SOCK_STREAM, sockaddrIn('127.0.0.1', 0), { backlog: 128, v6Only: false, what: 'test listener' });
+  const listener = openBoundSocket(AF_INET, SOCK_STREAM, sockaddrIn('127.0.0.1', 0), {
+    backlog: 128,
+    v6Only: false,
+    what: 'test listener',
+  });
   const name = localName(listener);
   const local = name === undefined ? undefined : decodeSockaddr(name);
   assert.ok(local !== undefined);
@@ -93,7 +97,10 @@ function startForwarder(backendPort: number, options: Partial<LoopConfig> & { ad
 }
 
 /** A backend on 127.0.0.1 and a kernel-chosen port; closed after the test. */
-async function backend(onConnection: (s: Socket) => void, options: { pauseOnConnect?: boolean } = {}): Promise<{ server: Server; port: number }> {
+async function backend(
+  onConnection: (s: Socket) => void,
+  options: { pauseOnConnect?: boolean } = {},
+): Promise<{ server: Server; port: number }> {
   const connections = new Set<Socket>();
   const server = createServer({ allowHalfOpen: true, ...options }, (s) => {
     connections.add(s);
@@ -160,31 +167,35 @@ function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
 }
 
 describe('TCP forwarder loop, in a worker thread over loopback', () => {
-  it('carries the client’s half-close: the backend reads the whole request and the FIN, and its answer still comes back', PER_TEST, async () => {
-    const got = deferred<number>();
-    const { port } = await backend((s) => {
-      const hash = createHash('sha256');
-      let bytes = 0;
-      s.on('data', (c: Buffer) => {
-        hash.update(c);
-        bytes += c.length;
+  it(
+    'carries the client’s half-close: the backend reads the whole request and the FIN, and its answer still comes back',
+    PER_TEST,
+    async () => {
+      const got = deferred<number>();
+      const { port } = await backend((s) => {
+        const hash = createHash('sha256');
+        let bytes = 0;
+        s.on('data', (c: Buffer) => {
+          hash.update(c);
+          bytes += c.length;
+        });
+        s.on('end', () => {
+          got.resolve(bytes);
+          // Answers after the client's FIN: the other direction must still be open.
+          s.end(`${bytes} ${hash.digest('hex')}`);
+        });
       });
-      s.on('end', () => {
-        got.resolve(bytes);
-        // Answers after the client's FIN: the other direction must still be open.
-        s.end(`${bytes} ${hash.digest('hex')}`);
-      });
-    });
-    const f = startForwarder(port);
-    const payload = randomBytes(3 * 1024 * 1024 + 17);
-    const c = client(f.port);
-    const reply = readAll(c);
-    c.end(payload);
-    assert.equal(await got.promise, payload.length);
-    const { data, ended } = await reply;
-    assert.equal(data.toString(), `${payload.length} ${createHash('sha256').update(payload).digest('hex')}`);
-    assert.equal(ended, 'end');
-  });
+      const f = startForwarder(port);
+      const payload = randomBytes(3 * 1024 * 1024 + 17);
+      const c = client(f.port);
+      const reply = readAll(c);
+      c.end(payload);
+      assert.equal(await got.promise, payload.length);
+      const { data, ended } = await reply;
+      assert.equal(data.toString(), `${payload.length} ${createHash('sha256').update(payload).digest('hex')}`);
+      assert.equal(ended, 'end');
+    },
+  );
 
   it('carries the backend’s half-close: the client gets the FIN and can still send, and the backend reads it all', PER_TEST, async () => {
     const received = deferred<Promise<{ data: Buffer; ended: string }>>();
@@ -204,65 +215,72 @@ describe('TCP forwarder loop, in a worker thread over loopback', () => {
     assert.ok(got.data.equals(late), `the backend got ${got.data.length} of ${late.length} bytes`);
   });
 
-  it('stops reading a client whose backend stops reading, buffering no more than the kernel does, then delivers every byte', PER_TEST, async () => {
-    // What the sockets on the way may hold at most: two connections, each with a send and a receive buffer at their sysctl maxima.
-    const max = (file: string): number => Number(readFileSync(`/proc/sys/net/ipv4/${file}`, 'utf8').trim().split(/\s+/)[2]);
-    const kernelBound = 2 * (max('tcp_wmem') + max('tcp_rmem')) + 2 * 65_536;
-    const total = Math.max(64 << 20, 2 * kernelBound);
-    const connected = deferred<Socket>();
-    const done = deferred<void>();
-    const received = createHash('sha256');
-    let receivedBytes = 0;
-    const { port } = await backend(
-      (s) => {
-        s.on('data', (c: Buffer) => {
-          received.update(c);
-          receivedBytes += c.length;
-        });
-        s.on('end', () => done.resolve());
-        connected.resolve(s);
-      },
-      { pauseOnConnect: true },
-    );
-    const f = startForwarder(port);
-    const c = client(f.port);
-    await once(c, 'connect');
-    const sent = createHash('sha256');
-    let handed = 0;
-    // Writes as the socket takes them (on drain), so that what the client holds itself stays small.
-    const writeMore = (): void => {
-      while (handed < total) {
-        const chunk = randomBytes(Math.min(65_536, total - handed));
-        sent.update(chunk);
-        handed += chunk.length;
-        if (!c.write(chunk)) return;
+  it(
+    'stops reading a client whose backend stops reading, buffering no more than the kernel does, then delivers every byte',
+    PER_TEST,
+    async () => {
+      // What the sockets on the way may hold at most: two connections, each with a send and a receive buffer at their sysctl maxima.
+      const max = (file: string): number => Number(readFileSync(`/proc/sys/net/ipv4/${file}`, 'utf8').trim().split(/\s+/)[2]);
+      const kernelBound = 2 * (max('tcp_wmem') + max('tcp_rmem')) + 2 * 65_536;
+      const total = Math.max(64 << 20, 2 * kernelBound);
+      const connected = deferred<Socket>();
+      const done = deferred<void>();
+      const received = createHash('sha256');
+      let receivedBytes = 0;
+      const { port } = await backend(
+        (s) => {
+          s.on('data', (c: Buffer) => {
+            received.update(c);
+            receivedBytes += c.length;
+          });
+          s.on('end', () => done.resolve());
+          connected.resolve(s);
+        },
+        { pauseOnConnect: true },
+      );
+      const f = startForwarder(port);
+      const c = client(f.port);
+      await once(c, 'connect');
+      const sent = createHash('sha256');
+      let handed = 0;
+      // Writes as the socket takes them (on drain), so that what the client holds itself stays small.
+      const writeMore = (): void => {
+        while (handed < total) {
+          const chunk = randomBytes(Math.min(65_536, total - handed));
+          sent.update(chunk);
+          handed += chunk.length;
+          if (!c.write(chunk)) return;
+        }
+        c.end();
+      };
+      c.on('drain', writeMore);
+      writeMore();
+      const backendSide = await connected.promise;
+      // Wait until the client no longer gets rid of its bytes: what left it is in the kernel or the forwarder.
+      const accepted = (): number => handed - c.writableLength;
+      let last = -1;
+      for (let still = 0; still < 3;) {
+        await sleep(150);
+        still = accepted() === last ? still + 1 : 0;
+        last = accepted();
       }
-      c.end();
-    };
-    c.on('drain', writeMore);
-    writeMore();
-    const backendSide = await connected.promise;
-    // Wait until the client no longer gets rid of its bytes: what left it is in the kernel or the forwarder.
-    const accepted = (): number => handed - c.writableLength;
-    let last = -1;
-    for (let still = 0; still < 3; ) {
-      await sleep(150);
-      still = accepted() === last ? still + 1 : 0;
-      last = accepted();
-    }
-    assert.ok(accepted() < total, 'the client handed over everything: nothing held it back');
-    assert.ok(accepted() <= kernelBound, `${accepted()} bytes left the client, more than the ${kernelBound} the sockets on the way can hold`);
-    assert.equal(receivedBytes, 0);
-    const clientEvents: string[] = [];
-    for (const e of ['end', 'error', 'close']) c.on(e, () => clientEvents.push(e));
-    backendSide.resume();
-    await done.promise;
-    await sleep(50);
-    // The backend has not closed its side: the client's stays open for it.
-    assert.deepEqual(clientEvents, []);
-    assert.equal(receivedBytes, total);
-    assert.equal(received.digest('hex'), sent.digest('hex'));
-  });
+      assert.ok(accepted() < total, 'the client handed over everything: nothing held it back');
+      assert.ok(
+        accepted() <= kernelBound,
+        `${accepted()} bytes left the client, more than the ${kernelBound} the sockets on the way can hold`,
+      );
+      assert.equal(receivedBytes, 0);
+      const clientEvents: string[] = [];
+      for (const e of ['end', 'error', 'close']) c.on(e, () => clientEvents.push(e));
+      backendSide.resume();
+      await done.promise;
+      await sleep(50);
+      // The backend has not closed its side: the client's stays open for it.
+      assert.deepEqual(clientEvents, []);
+      assert.equal(receivedBytes, total);
+      assert.equal(received.digest('hex'), sent.digest('hex'));
+    },
+  );
 
   it('tries the backend’s next address when one refuses, and gives the client a FIN (not a reset) when all do', PER_TEST, async () => {
     const { port } = await backend(echo);

@@ -80,7 +80,11 @@ function access(p: Value, off: number, size: number, write: boolean): { region: 
   const init = p.region.init;
   if (init !== undefined) {
     if (write) init.fill(1, at, at + size);
-    else assert.ok(init.subarray(at, at + size).every((b) => b === 1), `read of uninitialized stack at ${at - 512}`);
+    else
+      assert.ok(
+        init.subarray(at, at + size).every((b) => b === 1),
+        `read of uninitialized stack at ${at - 512}`,
+      );
   }
   return { region: p.region, at };
 }

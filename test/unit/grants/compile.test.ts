@@ -4,7 +4,16 @@ import { addressKey, addressText, compile, compileTable, protocolName, protocolN
 import type { Entry } from '../../../src/grants/live.js';
 import { encodeKey, HOST_IS_LITTLE_ENDIAN as HOST_LE, Kind, lookupFlag, RESERVED } from '../../../src/grants/map-format.js';
 import { GRANT, PASS, REFUSE } from '../../../src/grants/program.js';
-import { nameChanges, requireKnownPrincipal, resolvePolicy, subordinateNotes, type Directory, type NameBindings, type ResolvedRule, type Subject } from '../../../src/grants/resolve.js';
+import {
+  nameChanges,
+  requireKnownPrincipal,
+  resolvePolicy,
+  subordinateNotes,
+  type Directory,
+  type NameBindings,
+  type ResolvedRule,
+  type Subject,
+} from '../../../src/grants/resolve.js';
 import { LowportError } from '../../../src/errors.js';
 import type { GroupEntry, PasswdEntry } from '../../../src/os/nss.js';
 import { parsePolicy } from '../../../src/policy/parse.js';
@@ -140,7 +149,14 @@ describe('resolvePolicy', () => {
     const doc = parsePolicy('grant 80 user alice\ngrant 81 user zed\nreserve 82 group nogroup$\ngrant 83 user zed\n', 'pol.txt');
     const { unresolved } = resolvePolicy(doc, fakeDirectory());
     assert.deepEqual(
-      unresolved.map((u) => [u.diagnostic.file, u.diagnostic.line, u.diagnostic.column, u.diagnostic.length, u.diagnostic.source, u.effect]),
+      unresolved.map((u) => [
+        u.diagnostic.file,
+        u.diagnostic.line,
+        u.diagnostic.column,
+        u.diagnostic.length,
+        u.diagnostic.source,
+        u.effect,
+      ]),
       [
         ['pol.txt', 2, 15, 3, 'grant 81 user zed', 'left-out'],
         ['pol.txt', 3, 18, 8, 'reserve 82 group nogroup$', 'root-only'],
@@ -151,22 +167,37 @@ describe('resolvePolicy', () => {
   });
 
   it('resolves every other rule when a name does not resolve, instead of rejecting the whole policy', () => {
-    const { rules, unresolved } = resolvePolicy(parsePolicy('grant 80 user alice\ngrant 81 user ghost\ngrant 82 group dns\n', 'policy'), fakeDirectory());
-    assert.deepEqual(rules.map((r) => [r.rule.line, r.label]), [
-      [1, 'user alice (uid 1000)'],
-      [3, 'group dns (gid 53, members uid 1000, 1001)'],
-    ]);
-    assert.deepEqual(unresolved.map((u) => u.rule.line), [2]);
+    const { rules, unresolved } = resolvePolicy(
+      parsePolicy('grant 80 user alice\ngrant 81 user ghost\ngrant 82 group dns\n', 'policy'),
+      fakeDirectory(),
+    );
+    assert.deepEqual(
+      rules.map((r) => [r.rule.line, r.label]),
+      [
+        [1, 'user alice (uid 1000)'],
+        [3, 'group dns (gid 53, members uid 1000, 1001)'],
+      ],
+    );
+    assert.deepEqual(
+      unresolved.map((u) => u.rule.line),
+      [2],
+    );
   });
 
   it('keeps a reservation whose owner does not resolve, with no subject: its ports stay reserved for root alone', () => {
     const { rules } = resolvePolicy(parsePolicy('reserve 5432/tcp user ghost\n', 'policy'), fakeDirectory());
-    assert.deepEqual(rules.map((r) => [r.rule.line, r.subjects]), [[1, []]]);
+    assert.deepEqual(
+      rules.map((r) => [r.rule.line, r.subjects]),
+      [[1, []]],
+    );
     assert.deepEqual(compile(rules).map(show), [`PORT 6/5432 af0 id0 any -> line 1 flags ${RESERVED} hits 0`]);
   });
 
   it('records the id each name resolved to, and null for a name that did not', () => {
-    const { bindings } = resolvePolicy(parsePolicy('grant 80 user alice\ngrant 80 user 4242\nreserve 81 user ghost\ngrant 53 group dns\ngrant 54 group nogroup\n', 'policy'), fakeDirectory());
+    const { bindings } = resolvePolicy(
+      parsePolicy('grant 80 user alice\ngrant 80 user 4242\nreserve 81 user ghost\ngrant 53 group dns\ngrant 54 group nogroup\n', 'policy'),
+      fakeDirectory(),
+    );
     assert.deepEqual(bindings, { users: { alice: 1000, ghost: null }, groups: { dns: { gid: 53, members: [1000, 1001] }, nogroup: null } });
   });
 
@@ -181,16 +212,31 @@ describe('resolvePolicy', () => {
 
   it('points at the name, not at an earlier word that contains it', () => {
     // `user` in the comment-free statement appears once; the name `use` is a prefix of it.
-    assert.deepEqual(resolveProblems('grant 80 user use\n').map((p) => p.split(' ')[0]), ['1:15+3']);
+    assert.deepEqual(
+      resolveProblems('grant 80 user use\n').map((p) => p.split(' ')[0]),
+      ['1:15+3'],
+    );
   });
 });
 
 describe('requireKnownPrincipal', () => {
   it('accepts names that exist, numbers and everyone, and refuses an unknown name with its database', () => {
     const dir = fakeDirectory();
-    for (const p of [{ kind: 'user', name: 'alice' }, { kind: 'user', name: '4242' }, { kind: 'group', name: 'dns' }, { kind: 'everyone' }] as const) requireKnownPrincipal(p, dir);
-    assert.throws(() => requireKnownPrincipal({ kind: 'user', name: 'ghost' }, dir), (e: unknown) => e instanceof LowportError && e.code === 'E_UNKNOWN_USER' && /getent passwd ghost/.test(e.message));
-    assert.throws(() => requireKnownPrincipal({ kind: 'group', name: 'ghosts' }, dir), (e: unknown) => e instanceof LowportError && e.code === 'E_UNKNOWN_GROUP');
+    for (const p of [
+      { kind: 'user', name: 'alice' },
+      { kind: 'user', name: '4242' },
+      { kind: 'group', name: 'dns' },
+      { kind: 'everyone' },
+    ] as const)
+      requireKnownPrincipal(p, dir);
+    assert.throws(
+      () => requireKnownPrincipal({ kind: 'user', name: 'ghost' }, dir),
+      (e: unknown) => e instanceof LowportError && e.code === 'E_UNKNOWN_USER' && /getent passwd ghost/.test(e.message),
+    );
+    assert.throws(
+      () => requireKnownPrincipal({ kind: 'group', name: 'ghosts' }, dir),
+      (e: unknown) => e instanceof LowportError && e.code === 'E_UNKNOWN_GROUP',
+    );
   });
 });
 
@@ -203,26 +249,38 @@ function directoryOf(users: PasswdEntry[], groups: GroupEntry[] = []): Directory
 }
 
 describe('nameChanges', () => {
-  const rules = parsePolicy('grant 80 user alice\nreserve 5432 user postgres\ngrant 53 group dns\ngrant 81 user 4242\ngrant 82 user ghost\n', 'policy').rules;
+  const rules = parsePolicy(
+    'grant 80 user alice\nreserve 5432 user postgres\ngrant 53 group dns\ngrant 81 user 4242\ngrant 82 user ghost\n',
+    'policy',
+  ).rules;
   const applied: NameBindings = { users: { alice: 1001, postgres: 70, ghost: null }, groups: { dns: { gid: 53, members: [1001] } } };
   const dns = (members: string[]): GroupEntry => ({ name: 'dns', gid: 53, members });
 
   it('says nothing while every name maps to what was applied, except a name that was and is unknown', () => {
     const now = directoryOf([user('alice', 1001), user('postgres', 70)], [dns(['alice'])]);
-    assert.deepEqual(nameChanges(rules, applied, now).map((c) => [c.line, c.changed, c.gone]), [[5, false, true]]);
+    assert.deepEqual(
+      nameChanges(rules, applied, now).map((c) => [c.line, c.changed, c.gone]),
+      [[5, false, true]],
+    );
   });
 
   it('flags a deleted user whose uid now belongs to someone else, naming both', () => {
     const now = directoryOf([user('bob', 1001), user('postgres', 70)], [dns([])]);
     const [c] = nameChanges(rules, applied, now).filter((x) => x.line === 1);
-    assert.equal(c?.message, 'user alice (uid 1001): alice no longer exists; uid 1001 is now bob, and the live grant still holds it: run `lowport apply` to drop the grant');
+    assert.equal(
+      c?.message,
+      'user alice (uid 1001): alice no longer exists; uid 1001 is now bob, and the live grant still holds it: run `lowport apply` to drop the grant',
+    );
     assert.equal(c?.gone, true);
   });
 
   it('flags a deleted reservation owner whose uid is free', () => {
     const now = directoryOf([user('alice', 1001)], [dns(['alice'])]);
     const [c] = nameChanges(rules, applied, now).filter((x) => x.line === 2);
-    assert.match(c?.message ?? '', /^user postgres \(uid 70\): postgres no longer exists; uid 70 is now nobody’s, and the live reservation still holds it: run `lowport apply` to keep its ports for root alone$/);
+    assert.match(
+      c?.message ?? '',
+      /^user postgres \(uid 70\): postgres no longer exists; uid 70 is now nobody’s, and the live reservation still holds it: run `lowport apply` to keep its ports for root alone$/,
+    );
   });
 
   it('flags a user whose uid changed, and a group member who left or joined', () => {
@@ -235,7 +293,10 @@ describe('nameChanges', () => {
   it('flags a name that did not exist at apply time and does now', () => {
     const now = directoryOf([user('alice', 1001), user('postgres', 70), user('ghost', 3000)], [dns(['alice'])]);
     const [c] = nameChanges(rules, applied, now).filter((x) => x.line === 5);
-    assert.equal(c?.message, 'user ghost did not exist when the policy was applied and does now (uid 3000): run `lowport apply` to make the grant live');
+    assert.equal(
+      c?.message,
+      'user ghost did not exist when the policy was applied and does now (uid 3000): run `lowport apply` to make the grant live',
+    );
   });
 
   it('escapes the new holder’s name, which NSS may fill with control characters', () => {
@@ -589,31 +650,36 @@ const SECURITY: SecurityCase[] = [
   },
 ];
 
-describe('compileTable: the security rules, through the bind program', { skip: HOST_LE ? false : 'the interpreter reads uid and gid as on little-endian CPUs' }, () => {
-  for (const c of SECURITY) {
-    it(c.rule, () => {
-      const map = policyMap(compileTable(resolvedRules(c.policy, c.subjects)));
-      const got = c.binds.map(([who, at, port, protocol]) => bind(map, callers[who], at, port, protocol).verdict);
-      const want = c.binds.map(([, , , , expect]) => VERDICT[expect]);
-      // One line per bind, so a failure shows which binds changed.
-      const line = (v: number, [who, at, port, protocol]: BindCase): string => `${who} ${at} ${port}/${protocol}: ${Object.entries(VERDICT).find(([, n]) => n === v)?.[0] ?? v}`;
-      assert.deepEqual(
-        got.map((v, i) => line(v, c.binds[i] as BindCase)),
-        want.map((v, i) => line(v, c.binds[i] as BindCase)),
-      );
-    });
-  }
+describe(
+  'compileTable: the security rules, through the bind program',
+  { skip: HOST_LE ? false : 'the interpreter reads uid and gid as on little-endian CPUs' },
+  () => {
+    for (const c of SECURITY) {
+      it(c.rule, () => {
+        const map = policyMap(compileTable(resolvedRules(c.policy, c.subjects)));
+        const got = c.binds.map(([who, at, port, protocol]) => bind(map, callers[who], at, port, protocol).verdict);
+        const want = c.binds.map(([, , , , expect]) => VERDICT[expect]);
+        // One line per bind, so a failure shows which binds changed.
+        const line = (v: number, [who, at, port, protocol]: BindCase): string =>
+          `${who} ${at} ${port}/${protocol}: ${Object.entries(VERDICT).find(([, n]) => n === v)?.[0] ?? v}`;
+        assert.deepEqual(
+          got.map((v, i) => line(v, c.binds[i] as BindCase)),
+          want.map((v, i) => line(v, c.binds[i] as BindCase)),
+        );
+      });
+    }
 
-  it('flags on a marker only the lookups its port’s rules can match, so a bind costs one lookup per kind named', () => {
-    const lookups = (policy: string, subjects: Subject[][], at: string, port: number): number =>
-      bind(policyMap(compileTable(resolvedRules(policy, subjects))), callers.bob, at, port).lookups;
-    // The outer map and the marker; then one per flagged lookup.
-    assert.equal(lookups('grant 80 user alice\n', [asUser(1000)], '0.0.0.0', 81), 2);
-    assert.equal(lookups('grant 80 user alice\n', [asUser(1000)], '0.0.0.0', 80), 3);
-    assert.equal(lookups('grant 80 user alice addr 127.0.0.1\n', [asUser(1000)], '127.0.0.1', 80), 3);
-    assert.equal(lookups('grant 80 user alice addr 127.0.0.1\ngrant 80 user carol\n', [asUser(1000), asUser(1002)], '127.0.0.1', 80), 4);
-    assert.equal(lookups('grant 80 group web\n', [asGroup(2000, 1002)], '0.0.0.0', 80), 4);
-    // A reserved port never looks up EVERYONE, whatever grant covers it.
-    assert.equal(lookups('grant 80 everyone\nreserve 80 user postgres\n', [asEveryone, asUser(70)], '0.0.0.0', 80), 3);
-  });
-});
+    it('flags on a marker only the lookups its port’s rules can match, so a bind costs one lookup per kind named', () => {
+      const lookups = (policy: string, subjects: Subject[][], at: string, port: number): number =>
+        bind(policyMap(compileTable(resolvedRules(policy, subjects))), callers.bob, at, port).lookups;
+      // The outer map and the marker; then one per flagged lookup.
+      assert.equal(lookups('grant 80 user alice\n', [asUser(1000)], '0.0.0.0', 81), 2);
+      assert.equal(lookups('grant 80 user alice\n', [asUser(1000)], '0.0.0.0', 80), 3);
+      assert.equal(lookups('grant 80 user alice addr 127.0.0.1\n', [asUser(1000)], '127.0.0.1', 80), 3);
+      assert.equal(lookups('grant 80 user alice addr 127.0.0.1\ngrant 80 user carol\n', [asUser(1000), asUser(1002)], '127.0.0.1', 80), 4);
+      assert.equal(lookups('grant 80 group web\n', [asGroup(2000, 1002)], '0.0.0.0', 80), 4);
+      // A reserved port never looks up EVERYONE, whatever grant covers it.
+      assert.equal(lookups('grant 80 everyone\nreserve 80 user postgres\n', [asEveryone, asUser(70)], '0.0.0.0', 80), 3);
+    });
+  },
+);

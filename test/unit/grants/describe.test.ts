@@ -48,7 +48,11 @@ function compiled(text: string): Entry[] {
 /** Sets the hit counter of the entries that match. */
 function hit(entries: Entry[], match: { kind: number; protocol?: number; port: number; id?: bigint }, hits: bigint): void {
   const found = entries.filter(
-    (e) => e.key.kind === match.kind && e.key.port === match.port && (match.protocol === undefined || e.key.protocol === match.protocol) && (match.id === undefined || e.key.id === match.id),
+    (e) =>
+      e.key.kind === match.kind &&
+      e.key.port === match.port &&
+      (match.protocol === undefined || e.key.protocol === match.protocol) &&
+      (match.id === undefined || e.key.id === match.id),
   );
   assert.ok(found.length > 0, `no entry matches ${JSON.stringify(match, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
   for (const e of found) e.value.hits = hits;
@@ -91,7 +95,15 @@ describe('describe (list)', () => {
     hit(entries, { kind: Kind.PORT, protocol: 6, port: 80 }, 100n);
     const expected: LiveRule[] = [
       { line: 2, action: 'grant', who: ['user alice (uid 1000)'], ports: '80,443', addrs: [], hits: 3, refused: 0 },
-      { line: 3, action: 'grant', who: ['user bob (uid 1001)', 'group dns (gid 53)'], ports: '53/udp', addrs: ['127.0.0.1', '::1'], hits: 8, refused: 0 },
+      {
+        line: 3,
+        action: 'grant',
+        who: ['user bob (uid 1001)', 'group dns (gid 53)'],
+        ports: '53/udp',
+        addrs: ['127.0.0.1', '::1'],
+        hits: 8,
+        refused: 0,
+      },
       { line: 5, action: 'reserve', who: ['user postgres (uid 70)'], ports: '5432', addrs: [], hits: 9, refused: 7 },
       { line: 6, action: 'grant', who: ['everyone'], ports: '8000-8002/tcp', addrs: [], hits: 3, refused: 0 },
     ];
@@ -104,12 +116,18 @@ describe('describe (list)', () => {
     const forward = describeRules(entries, namesFrom());
     const backward = describeRules([...entries].reverse(), namesFrom());
     const interleaved = describeRules(
-      entries.map((e, i) => ({ e, k: (i * 7919) % entries.length })).sort((a, b) => a.k - b.k).map(({ e }) => e),
+      entries
+        .map((e, i) => ({ e, k: (i * 7919) % entries.length }))
+        .sort((a, b) => a.k - b.k)
+        .map(({ e }) => e),
       namesFrom(),
     );
     assert.deepEqual(backward, forward);
     assert.deepEqual(interleaved, forward);
-    assert.deepEqual(backward.map((r) => r.line), [2, 3, 5, 6]);
+    assert.deepEqual(
+      backward.map((r) => r.line),
+      [2, 3, 5, 6],
+    );
   });
 
   it('merges neighbouring ports into ranges, as the canonical port text does', () => {
@@ -126,7 +144,11 @@ describe('describe (list)', () => {
     for (let round = 0; round < 300; round++) {
       const ports = Array.from({ length: 1 + random(6) }, () => 1 + random(40));
       const shape = round % 4;
-      const spec = ports.map((p, i) => (shape === 0 ? `${p}/tcp` : shape === 1 ? `${p}/udp` : shape === 2 ? `${p}` : `${p}${['', '/tcp', '/udp'][i % 3] ?? ''}`)).join(',');
+      const spec = ports
+        .map((p, i) =>
+          shape === 0 ? `${p}/tcp` : shape === 1 ? `${p}/udp` : shape === 2 ? `${p}` : `${p}${['', '/tcp', '/udp'][i % 3] ?? ''}`,
+        )
+        .join(',');
       const rules = describeRules(compiled(`grant ${spec} user alice\n`), namesFrom());
       assert.equal(rules[0]?.ports, formatPorts(parsePortSpec(spec)), spec);
     }

@@ -68,7 +68,14 @@ describe('map keys', () => {
   });
 
   it('lay out a GID key on an IPv6 address with the whole 16 bytes in network order', littleEndian, () => {
-    const key: MapKey = { kind: Kind.GID, protocol: 17, port: 53, family: AF_INET6, id: 0x0102030405060708n, addr: addr('20010db8000000000000000000000001') };
+    const key: MapKey = {
+      kind: Kind.GID,
+      protocol: 17,
+      port: 53,
+      family: AF_INET6,
+      id: 0x0102030405060708n,
+      addr: addr('20010db8000000000000000000000001'),
+    };
     assert.deepEqual(
       encodeKey(key),
       hex('02 11 35 00 0a 00 00 00' + '08 07 06 05 04 03 02 01' + '20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 01'),
@@ -169,7 +176,10 @@ describe('EntryTable', () => {
     t.put(Kind.PORT, 6, 80, 0, 0n, ANY, 3, 2);
     t.put(Kind.UID, 6, 80, 0, 1000n, ANY, 3, 0);
     assert.equal(t.count, 2);
-    assert.equal(t.keys.subarray(0, 64).toString('hex'), '0006500000000000' + '00'.repeat(24) + '0106500000000000' + 'e803000000000000' + '00'.repeat(16));
+    assert.equal(
+      t.keys.subarray(0, 64).toString('hex'),
+      '0006500000000000' + '00'.repeat(24) + '0106500000000000' + 'e803000000000000' + '00'.repeat(16),
+    );
     assert.equal(t.values.subarray(0, 32).toString('hex'), '0300000002000000' + '00'.repeat(8) + '0300000000000000' + '00'.repeat(8));
   });
 
@@ -177,7 +187,13 @@ describe('EntryTable', () => {
     const t = new EntryTable();
     const first = t.put(Kind.UID, 17, 53, 2, 7n, Buffer.from('7f000001' + '00'.repeat(12), 'hex'), 1, 0);
     const again = t.put(Kind.UID, 17, 53, 2, 7n, Buffer.from('7f000001' + '00'.repeat(12), 'hex'), 2, 4);
-    assert.deepEqual([first, again], [{ index: 0, added: true }, { index: 0, added: false }]);
+    assert.deepEqual(
+      [first, again],
+      [
+        { index: 0, added: true },
+        { index: 0, added: false },
+      ],
+    );
     assert.equal(t.count, 1);
     assert.deepEqual(t.value(0), { rule: 1, flags: 0, hits: 0n });
   });
@@ -218,7 +234,10 @@ describe('EntryTable', () => {
   it('round-trips entries, hits included, through fromEntries and toEntries', () => {
     const entries = [
       { key: { kind: Kind.PORT, protocol: 6, port: 80, family: 0, id: 0n, addr: ANY } as MapKey, value: { rule: 1, flags: 2, hits: 5n } },
-      { key: { kind: Kind.UID, protocol: 6, port: 80, family: AF_INET6, id: 1000n, addr: Buffer.alloc(16, 0xab) } as MapKey, value: { rule: 1, flags: 0, hits: 7n } },
+      {
+        key: { kind: Kind.UID, protocol: 6, port: 80, family: AF_INET6, id: 1000n, addr: Buffer.alloc(16, 0xab) } as MapKey,
+        value: { rule: 1, flags: 0, hits: 7n },
+      },
     ];
     assert.deepEqual(EntryTable.fromEntries(entries).toEntries(), entries);
     assert.deepEqual(EntryTable.fromEntries([]).toEntries(), []);

@@ -18,7 +18,21 @@ import { bindProgramName, buildBindProgram } from '../../../src/grants/program.j
 import { resolvePolicy, type Directory } from '../../../src/grants/resolve.js';
 import type { GroupEntry, PasswdEntry } from '../../../src/os/nss.js';
 import { parsePolicy } from '../../../src/policy/parse.js';
-import { bind as bindIn, bySlot, hits, isExit, isJump, isLoad, isStore, OUTER_FD, policyMap as mapOf, program, type Caller, type PolicyMap, type Run } from './bind-interpreter.js';
+import {
+  bind as bindIn,
+  bySlot,
+  hits,
+  isExit,
+  isJump,
+  isLoad,
+  isStore,
+  OUTER_FD,
+  policyMap as mapOf,
+  program,
+  type Caller,
+  type PolicyMap,
+  type Run,
+} from './bind-interpreter.js';
 
 describe('bind program: shape', () => {
   for (const family of [4, 6] as const) {
@@ -37,7 +51,8 @@ describe('bind program: shape', () => {
     it(`never writes to the bind${family} context and never overwrites r6`, () => {
       for (const i of program(family)) {
         if (isStore(i)) assert.notEqual(i.dst, 6, `store through r6 at ${i.slot}`);
-        if (i.slot > 0 && (i.class === 'alu64' || i.class === 'alu' || i.class === 'ld' || isLoad(i))) assert.notEqual(i.dst, 6, `r6 overwritten at ${i.slot}`);
+        if (i.slot > 0 && (i.class === 'alu64' || i.class === 'alu' || i.class === 'ld' || isLoad(i)))
+          assert.notEqual(i.dst, 6, `r6 overwritten at ${i.slot}`);
       }
     });
 
@@ -52,12 +67,22 @@ describe('bind program: shape', () => {
     it(`references the outer map fd exactly once in bind${family}, as a BPF_PSEUDO_MAP_FD load`, () => {
       const loads = program(family).filter((i) => i.class === 'ld');
       assert.equal(loads.length, 1);
-      assert.deepEqual(loads.map((i) => [i.op, i.imm, i.imm64High]), [['ld_map_fd', OUTER_FD, 0]]);
+      assert.deepEqual(
+        loads.map((i) => [i.op, i.imm, i.imm64High]),
+        [['ld_map_fd', OUTER_FD, 0]],
+      );
     });
 
     it(`calls only map_lookup_elem (1), get_current_uid_gid (15) and get_current_cgroup_id (80) in bind${family}`, () => {
-      const helpers = new Set(program(family).filter((i) => i.op === 'call').map((i) => i.imm));
-      assert.deepEqual([...helpers].sort((a, b) => a - b), [1, 15, 80]);
+      const helpers = new Set(
+        program(family)
+          .filter((i) => i.op === 'call')
+          .map((i) => i.imm),
+      );
+      assert.deepEqual(
+        [...helpers].sort((a, b) => a - b),
+        [1, 15, 80],
+      );
     });
 
     it(`accesses the bind${family} stack inside the 512-byte frame, aligned to the access size`, () => {
@@ -98,7 +123,10 @@ describe('bind program: shape', () => {
         else todo.push(next);
       }
       // Every instruction is reachable: no dead code hides a mistake.
-      assert.deepEqual([...seen].sort((a, b) => a - b), insns.map((i) => i.slot));
+      assert.deepEqual(
+        [...seen].sort((a, b) => a - b),
+        insns.map((i) => i.slot),
+      );
     });
 
     it(`sets r0 to 0, 1 or 3 immediately before every exit of bind${family}, and uses all three`, () => {
@@ -108,7 +136,11 @@ describe('bind program: shape', () => {
       insns.forEach((i, n) => {
         if (!isExit(i)) return;
         const before = insns[n - 1];
-        assert.deepEqual(before && [before.op, before.source, before.dst], ['mov', 'imm', 0], `exit at ${i.slot} does not follow a mov r0, imm`);
+        assert.deepEqual(
+          before && [before.op, before.source, before.dst],
+          ['mov', 'imm', 0],
+          `exit at ${i.slot} does not follow a mov r0, imm`,
+        );
         assert.ok(!targets.has(i.slot), `a jump skips the mov before the exit at ${i.slot}`);
         returns.add(before?.imm ?? -1);
       });
@@ -119,13 +151,19 @@ describe('bind program: shape', () => {
   it('never reads user_ip6 (ctx 8..23) in the bind4 variant', () => {
     const reads = program(4).filter((i) => isLoad(i) && i.src === 6);
     for (const i of reads) assert.ok(i.off + 4 <= 8 || i.off >= 24, `bind4 reads ctx offset ${i.off}`);
-    assert.deepEqual(reads.map((i) => i.off).sort((a, b) => a - b), [4, 24, 36]);
+    assert.deepEqual(
+      reads.map((i) => i.off).sort((a, b) => a - b),
+      [4, 24, 36],
+    );
   });
 
   it('never reads user_ip4 (ctx 4) in the bind6 variant', () => {
     const reads = program(6).filter((i) => isLoad(i) && i.src === 6);
     for (const i of reads) assert.ok(i.off + 4 <= 4 || i.off >= 8, `bind6 reads ctx offset ${i.off}`);
-    assert.deepEqual([...new Set(reads.map((i) => i.off))].sort((a, b) => a - b), [8, 12, 16, 20, 24, 36]);
+    assert.deepEqual(
+      [...new Set(reads.map((i) => i.off))].sort((a, b) => a - b),
+      [8, 12, 16, 20, 24, 36],
+    );
   });
 
   it('puts the outer map fd given into the load, so a different fd changes only that instruction', () => {
@@ -176,7 +214,9 @@ function policyMap(text: string): PolicyMap {
   return mapOf(compileTable(resolvePolicy(parsePolicy(text, 'policy'), directory).rules));
 }
 
-const littleEndian = { skip: endianness() === 'LE' ? false : 'the program reads uid and gid as the low and high halves of a u64, as on little-endian CPUs' };
+const littleEndian = {
+  skip: endianness() === 'LE' ? false : 'the program reads uid and gid as the low and high halves of a u64, as on little-endian CPUs',
+};
 
 const bind: (map: PolicyMap | undefined, who: Caller, ip: string, port: number, protocol?: 'tcp' | 'udp' | 'sctp') => Run = bindIn;
 

@@ -16,21 +16,39 @@ describe('reserved ports in the kernel sysctl', () => {
   });
 
   it('adds only reserved ports inside ip_local_port_range, and remembers only what it added', () => {
-    const plan = planReservedPorts({ current: new Set([40001, 50000]), range: RANGE, wanted: [90, 40000, 40001], mine: [], others: new Set() });
+    const plan = planReservedPorts({
+      current: new Set([40001, 50000]),
+      range: RANGE,
+      wanted: [90, 40000, 40001],
+      mine: [],
+      others: new Set(),
+    });
     assert.deepEqual(sorted(plan.next), [40000, 40001, 50000]);
     assert.deepEqual(plan.added, [40000]);
     assert.deepEqual(plan.mine, [40000]);
   });
 
-  it('takes out what it added when the reservation goes, never the admin\'s entries, nor a port another instance added', () => {
-    const plan = planReservedPorts({ current: new Set([40000, 40001, 40002, 50000]), range: RANGE, wanted: [], mine: [40000, 40002], others: new Set([40002]) });
+  it("takes out what it added when the reservation goes, never the admin's entries, nor a port another instance added", () => {
+    const plan = planReservedPorts({
+      current: new Set([40000, 40001, 40002, 50000]),
+      range: RANGE,
+      wanted: [],
+      mine: [40000, 40002],
+      others: new Set([40002]),
+    });
     assert.deepEqual(sorted(plan.next), [40001, 40002, 50000]);
     assert.deepEqual(plan.removed, [40000]);
     assert.deepEqual(plan.mine, []);
   });
 
   it('takes a port out when the range no longer covers it, and shares one another instance added', () => {
-    const narrowed = planReservedPorts({ current: new Set([40000]), range: [50000, 60000], wanted: [40000], mine: [40000], others: new Set() });
+    const narrowed = planReservedPorts({
+      current: new Set([40000]),
+      range: [50000, 60000],
+      wanted: [40000],
+      mine: [40000],
+      others: new Set(),
+    });
     assert.deepEqual(sorted(narrowed.next), []);
     const shared = planReservedPorts({ current: new Set([40000]), range: RANGE, wanted: [40000], mine: [], others: new Set([40000]) });
     assert.deepEqual(shared.mine, [40000]);
@@ -39,6 +57,9 @@ describe('reserved ports in the kernel sysctl', () => {
 
   it('takes the ports of reserve statements, whatever their protocol, and not of grants', () => {
     const doc = parsePolicy('grant 40010 user nobody\nreserve 40000-40002/udp user daemon\nreserve 5432 group daemon\n', 'policy');
-    assert.deepEqual(reservedPortsOf(doc).sort((a, b) => a - b), [5432, 40000, 40001, 40002]);
+    assert.deepEqual(
+      reservedPortsOf(doc).sort((a, b) => a - b),
+      [5432, 40000, 40001, 40002],
+    );
   });
 });

@@ -92,7 +92,17 @@ describe('lowport unit', () => {
     assert.equal(more.length, 0);
     assert.equal(unit?.file, 'web.service');
     const text = unit?.text ?? '';
-    for (const line of ['User=www-data', 'ExecStart=/usr/bin/caddy run', 'AmbientCapabilities=CAP_NET_BIND_SERVICE', 'CapabilityBoundingSet=CAP_NET_BIND_SERVICE', 'NoNewPrivileges=yes', 'SocketBindAllow=tcp:80', 'SocketBindAllow=tcp:8000-8002', 'SocketBindAllow=udp:8000-8002', 'SocketBindDeny=any']) {
+    for (const line of [
+      'User=www-data',
+      'ExecStart=/usr/bin/caddy run',
+      'AmbientCapabilities=CAP_NET_BIND_SERVICE',
+      'CapabilityBoundingSet=CAP_NET_BIND_SERVICE',
+      'NoNewPrivileges=yes',
+      'SocketBindAllow=tcp:80',
+      'SocketBindAllow=tcp:8000-8002',
+      'SocketBindAllow=udp:8000-8002',
+      'SocketBindDeny=any',
+    ]) {
       assert.match(text, new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'), line);
     }
     // SocketBindDeny=any must come after the allows it narrows.
@@ -102,7 +112,15 @@ describe('lowport unit', () => {
   it('with --socket, lets the socket unit bind every port and gives the service no capability', () => {
     const [socket, service] = serviceUnits({ name: 'web', user: 'www-data', ports, command: ['/usr/bin/node', 'server.js'], socket: true });
     assert.equal(socket?.file, 'web.socket');
-    assert.deepEqual(socket?.text.match(/^Listen\w+=\d+$/gm), ['ListenStream=80', 'ListenStream=8000', 'ListenStream=8001', 'ListenStream=8002', 'ListenDatagram=8000', 'ListenDatagram=8001', 'ListenDatagram=8002']);
+    assert.deepEqual(socket?.text.match(/^Listen\w+=\d+$/gm), [
+      'ListenStream=80',
+      'ListenStream=8000',
+      'ListenStream=8001',
+      'ListenStream=8002',
+      'ListenDatagram=8000',
+      'ListenDatagram=8001',
+      'ListenDatagram=8002',
+    ]);
     assert.equal(service?.file, 'web.service');
     assert.match(service?.text ?? '', /^Requires=web.socket$/m);
     assert.match(service?.text ?? '', /^CapabilityBoundingSet=$/m);
@@ -112,14 +130,24 @@ describe('lowport unit', () => {
   it('refuses root, a name that is not plain, and a newline that would add a directive, as --user', () => {
     for (const bad of ['root', '0', '00', 'nobody\nExecStartPre=+/bin/sh', 'a b', '', '4294967295', 'x\x1b']) {
       assert.notEqual(checkServiceUser(bad), undefined, JSON.stringify(bad));
-      assert.throws(() => serviceUnits({ name: 'web', user: bad, ports, command: ['/bin/true'], socket: false }), /--user/, JSON.stringify(bad));
+      assert.throws(
+        () => serviceUnits({ name: 'web', user: bad, ports, command: ['/bin/true'], socket: false }),
+        /--user/,
+        JSON.stringify(bad),
+      );
     }
     for (const good of ['www-data', 'nobody', '1000', 'svc$']) assert.equal(checkServiceUser(good), undefined, good);
   });
 
   it('refuses a command with a systemd prefix, and writes hostile arguments so they stay single words', () => {
     assert.throws(() => serviceUnits({ name: 'web', user: 'nobody', ports, command: ['+/bin/sh'], socket: false }), /absolute path/);
-    const [unit] = serviceUnits({ name: 'web', user: 'nobody', ports, command: ['/bin/x', 'a\nExecStartPre=+/bin/sh -c id', '%n', '$HOME'], socket: false });
+    const [unit] = serviceUnits({
+      name: 'web',
+      user: 'nobody',
+      ports,
+      command: ['/bin/x', 'a\nExecStartPre=+/bin/sh -c id', '%n', '$HOME'],
+      socket: false,
+    });
     const text = unit?.text ?? '';
     assert.doesNotMatch(text, /^ExecStartPre/m);
     assert.match(text, /^ExecStart=\/bin\/x "a\\x0aExecStartPre=\+\/bin\/sh -c id" "%%n" "\$\$HOME"$/m);
@@ -137,7 +165,9 @@ describe('import-authbind', () => {
   const rulesOf = (t: Partial<AuthbindTree>) => convertAuthbind(tree(t), names).rules.map(formatRule);
 
   it('turns byport files into grants for whoever may execute them', () => {
-    const t = tree({ byport: [file('80', 1000, 1000, 0o500), file('443', 0, 50, 0o510), file('25', 0, 0, 0o755), file('22', 0, 0, 0o500)] });
+    const t = tree({
+      byport: [file('80', 1000, 1000, 0o500), file('443', 0, 50, 0o510), file('25', 0, 0, 0o755), file('22', 0, 0, 0o500)],
+    });
     const r = convertAuthbind(t, names);
     assert.deepEqual(r.rules.map(formatRule), ['grant 80 user alice', 'grant 443 group web', 'grant 25 everyone']);
     assert.match(r.notes.join('\n'), /byport\/22: executable by no one but root/);
@@ -146,7 +176,10 @@ describe('import-authbind', () => {
   it('follows access(2): the owner by the owner bit only, group members by the group bit only, and never grants more', () => {
     // 0705 root:web: everyone but web's members (root binds anyway). Not expressible: nothing.
     assert.deepEqual(rulesOf({ byport: [file('80', 0, 50, 0o705)] }), []);
-    assert.match(convertAuthbind(tree({ byport: [file('80', 0, 50, 0o705)] }), names).notes.join(), /everyone but the other members of group web/);
+    assert.match(
+      convertAuthbind(tree({ byport: [file('80', 0, 50, 0o705)] }), names).notes.join(),
+      /everyone but the other members of group web/,
+    );
     // 0071 alice:web: everyone but alice.
     assert.deepEqual(rulesOf({ byport: [file('81', 1000, 50, 0o071)] }), []);
     // 0701 alice:web: everyone but web's other members.
@@ -166,7 +199,18 @@ describe('import-authbind', () => {
   });
 
   it('reads ports 512-1023 only under names with a leading !, and nothing for ports authbind plays no part in', () => {
-    const r = convertAuthbind(tree({ byport: [file('600', 1000, 1000, 0o100), file('!601', 1000, 1000, 0o100), file('!80', 1000, 1000, 0o100), file('2000', 1000, 1000, 0o100), file('080', 1000, 1000, 0o100)] }), names);
+    const r = convertAuthbind(
+      tree({
+        byport: [
+          file('600', 1000, 1000, 0o100),
+          file('!601', 1000, 1000, 0o100),
+          file('!80', 1000, 1000, 0o100),
+          file('2000', 1000, 1000, 0o100),
+          file('080', 1000, 1000, 0o100),
+        ],
+      }),
+      names,
+    );
     assert.deepEqual(r.rules.map(formatRule), ['grant 601 user alice']);
     const notes = r.notes.join('\n');
     assert.match(notes, /byport\/600: authbind reads the name with a leading '!'/);
@@ -189,10 +233,18 @@ describe('import-authbind', () => {
       ],
     });
     const r = convertAuthbind(t, names);
-    assert.deepEqual(r.rules.map(formatRule), ['grant 80 user alice addr 127.0.0.1', 'grant 81 user www-data addr 10.0.0.1', 'grant 443 user alice addr 2001:db8::1', 'grant 82 user alice addr ::1']);
+    assert.deepEqual(r.rules.map(formatRule), [
+      'grant 80 user alice addr 127.0.0.1',
+      'grant 81 user www-data addr 10.0.0.1',
+      'grant 443 user alice addr 2001:db8::1',
+      'grant 82 user alice addr ::1',
+    ]);
     const notes = r.notes.join('\n');
     assert.match(notes, /byaddr\/::1:83: authbind reads ADDR:PORT names for IPv4 only/);
-    assert.match(notes, /byaddr\/2001:DB8::1,84: authbind looks for this address as 2001:db8::1 or 2001:db8:0:0:0:0:0:1, so it never reads this name/);
+    assert.match(
+      notes,
+      /byaddr\/2001:DB8::1,84: authbind looks for this address as 2001:db8::1 or 2001:db8:0:0:0:0:0:1, so it never reads this name/,
+    );
     assert.match(notes, /byaddr\/::ffff:127.0.0.1,85: .*never reads this name/);
     assert.match(notes, /byaddr\/junk: not an ADDR,PORT name/);
   });
@@ -206,7 +258,12 @@ describe('import-authbind', () => {
       }),
       names,
     );
-    assert.deepEqual(r.rules.map(formatRule), ['grant 80 user alice', 'grant 81 user alice addr 127.0.0.1', 'grant 79,82 user bob addr 127.0.0.1', 'grant 70-79,82-90 user bob']);
+    assert.deepEqual(r.rules.map(formatRule), [
+      'grant 80 user alice',
+      'grant 81 user alice addr 127.0.0.1',
+      'grant 79,82 user bob addr 127.0.0.1',
+      'grant 70-79,82-90 user bob',
+    ]);
     const notes = r.notes.join('\n');
     assert.match(notes, /byaddr\/127\.0\.0\.1,80: byport\/80 exists and decides port 80 first/);
     assert.match(notes, /byaddr\/127\.0\.0\.1:81: byaddr\/127\.0\.0\.1,81 exists and is read first/);
@@ -214,11 +271,35 @@ describe('import-authbind', () => {
   });
 
   it('turns byuid lines into grants, and names the ranges and networks it cannot express', () => {
-    const text = ['# web', '0.0.0.0/0:80,81', '127.0.0.1,8000-8010', '127.0.0.1,500-600', '::1/128,443', '10.0.0.0/8,25', '10.0.0.1-10.0.0.9,53', 'nonsense'].join('\n');
-    const r = convertAuthbind(tree({ byuid: [{ name: '1000', text }, { name: '!1000', text: '::1,1-1023' }] }), names);
-    assert.deepEqual(r.rules.map(formatRule), ['grant 500-511 user alice addr 127.0.0.1', 'grant 443 user alice addr ::1', 'grant 512-1023 user alice addr ::1']);
+    const text = [
+      '# web',
+      '0.0.0.0/0:80,81',
+      '127.0.0.1,8000-8010',
+      '127.0.0.1,500-600',
+      '::1/128,443',
+      '10.0.0.0/8,25',
+      '10.0.0.1-10.0.0.9,53',
+      'nonsense',
+    ].join('\n');
+    const r = convertAuthbind(
+      tree({
+        byuid: [
+          { name: '1000', text },
+          { name: '!1000', text: '::1,1-1023' },
+        ],
+      }),
+      names,
+    );
+    assert.deepEqual(r.rules.map(formatRule), [
+      'grant 500-511 user alice addr 127.0.0.1',
+      'grant 443 user alice addr ::1',
+      'grant 512-1023 user alice addr ::1',
+    ]);
     const notes = r.notes.join('\n');
-    assert.match(notes, /byuid\/1000: ports 80-81 on every IPv4 address but not every IPv6 one: lowport cannot grant every address of one family; skipped/);
+    assert.match(
+      notes,
+      /byuid\/1000: ports 80-81 on every IPv4 address but not every IPv6 one: lowport cannot grant every address of one family; skipped/,
+    );
     assert.match(notes, /line 3 \(127\.0\.0\.1,8000-8010\): this file is read only for ports 1-511/);
     assert.match(notes, /line 6 .*a network \(\/8\) cannot be expressed/);
     assert.match(notes, /line 7 .*an address range \(ADDRMIN-ADDRMAX\) cannot be expressed/);
@@ -231,7 +312,14 @@ describe('import-authbind', () => {
 
   it('cannot be made to print a live policy line by a file name or a file line', () => {
     const hostile = '80\ngrant 1-1023 everyone\n#';
-    const r = convertAuthbind(tree({ byport: [file(hostile, 1000, 1000, 0o100)], byaddr: [file(`127.0.0.1,80\ngrant 1-1023 everyone`, 0, 0, 0o755)], byuid: [{ name: `1000\ngrant 1-1023 everyone`, text: '' }] }), names);
+    const r = convertAuthbind(
+      tree({
+        byport: [file(hostile, 1000, 1000, 0o100)],
+        byaddr: [file(`127.0.0.1,80\ngrant 1-1023 everyone`, 0, 0, 0o755)],
+        byuid: [{ name: `1000\ngrant 1-1023 everyone`, text: '' }],
+      }),
+      names,
+    );
     const text = formatImport(r, '/etc/authbind\ngrant 1-1023 everyone');
     const live = text.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
     assert.deepEqual(live, []);
@@ -240,7 +328,23 @@ describe('import-authbind', () => {
   });
 
   it('prints the rules as policy text with the notes as comments', () => {
-    const text = formatImport({ rules: [{ action: 'grant', ports: [{ from: 80, to: 80, protocols: ['tcp', 'udp'] }], principal: { kind: 'user', name: 'alice' }, addrs: [] }], notes: ['x cannot be expressed'] }, '/etc/authbind');
-    assert.equal(text, '# imported from /etc/authbind by lowport import-authbind\ngrant 80 user alice\n#\n# not imported as is:\n#   x cannot be expressed\n');
+    const text = formatImport(
+      {
+        rules: [
+          {
+            action: 'grant',
+            ports: [{ from: 80, to: 80, protocols: ['tcp', 'udp'] }],
+            principal: { kind: 'user', name: 'alice' },
+            addrs: [],
+          },
+        ],
+        notes: ['x cannot be expressed'],
+      },
+      '/etc/authbind',
+    );
+    assert.equal(
+      text,
+      '# imported from /etc/authbind by lowport import-authbind\ngrant 80 user alice\n#\n# not imported as is:\n#   x cannot be expressed\n',
+    );
   });
 });

@@ -29,7 +29,13 @@ Seccomp:\t2
 describe('parseStatusCaps', () => {
   it('reads the five sets of a real status file, bits above 31 included', () => {
     const caps = parseStatusCaps(CONTAINER_ROOT);
-    assert.deepEqual(caps, { inheritable: 0n, permitted: 0x1fffeffffffn, effective: 0x1fffeffffffn, bounding: 0x1fffeffffffn, ambient: 0n });
+    assert.deepEqual(caps, {
+      inheritable: 0n,
+      permitted: 0x1fffeffffffn,
+      effective: 0x1fffeffffffn,
+      bounding: 0x1fffeffffffn,
+      ambient: 0n,
+    });
     assert.equal(hasCap(caps.effective, CAP_NET_BIND_SERVICE), true);
     assert.equal(hasCap(caps.effective, CAP_SYS_RESOURCE), false);
     assert.equal(hasCap(caps.effective, CAP_BPF), true);
@@ -38,7 +44,12 @@ describe('parseStatusCaps', () => {
   });
 
   it('reads an unprivileged process that holds only CAP_NET_BIND_SERVICE, ambient (setpriv --ambient-caps)', () => {
-    const caps = parseStatusCaps(CONTAINER_ROOT.replace(/^Cap(Inh|Prm|Eff|Amb):.*$/gm, 'Cap$1:\t0000000000000400').replace(/^CapBnd:.*$/m, 'CapBnd:\t0000000000000400'));
+    const caps = parseStatusCaps(
+      CONTAINER_ROOT.replace(/^Cap(Inh|Prm|Eff|Amb):.*$/gm, 'Cap$1:\t0000000000000400').replace(
+        /^CapBnd:.*$/m,
+        'CapBnd:\t0000000000000400',
+      ),
+    );
     for (const set of Object.values(caps)) assert.equal(set, 1n << 10n);
   });
 
@@ -73,7 +84,11 @@ describe('decodeFileCaps', () => {
   });
 
   it('decodes what `setcap cap_net_bind_service+i` wrote: inheritable only, not effective', () => {
-    assert.deepEqual(decodeFileCaps(Buffer.from('0000000200000000000400000000000000000000', 'hex')), { permitted: 0n, inheritable: 1n << 10n, effective: false });
+    assert.deepEqual(decodeFileCaps(Buffer.from('0000000200000000000400000000000000000000', 'hex')), {
+      permitted: 0n,
+      inheritable: 1n << 10n,
+      effective: false,
+    });
   });
 
   it('decodes revision 3 (set inside a user namespace) with the namespace’s root uid', () => {

@@ -58,13 +58,22 @@ describe('openPath: the walk from / one directory fd at a time', () => {
 
   it('goes up with .., gives up on a symlink loop, and refuses a file on the way', () => {
     assert.deepEqual(walk(join(top, 'a', 'b', '..', 'b', 'f'), { follow: false }), { dir: join(top, 'a', 'b'), name: 'f' });
-    assert.throws(() => walk(join(top, 'loop', 'x'), { follow: true }), (e: unknown) => e instanceof SyscallError && e.errnoName === 'ELOOP');
-    assert.throws(() => walk(join(top, 'a', 'b', 'f', 'x'), { follow: false }), (e: unknown) => e instanceof SyscallError && e.errnoName === 'ENOTDIR');
+    assert.throws(
+      () => walk(join(top, 'loop', 'x'), { follow: true }),
+      (e: unknown) => e instanceof SyscallError && e.errnoName === 'ELOOP',
+    );
+    assert.throws(
+      () => walk(join(top, 'a', 'b', 'f', 'x'), { follow: false }),
+      (e: unknown) => e instanceof SyscallError && e.errnoName === 'ENOTDIR',
+    );
   });
 
   it('returns undefined for a missing directory on the way, or makes it with `create`', () => {
     assert.equal(walk(join(top, 'new', 'deeper', 'f'), { follow: false }), undefined);
-    assert.deepEqual(walk(join(top, 'new', 'deeper', 'f'), { follow: false, create: 0o700 }), { dir: join(top, 'new', 'deeper'), name: 'f' });
+    assert.deepEqual(walk(join(top, 'new', 'deeper', 'f'), { follow: false, create: 0o700 }), {
+      dir: join(top, 'new', 'deeper'),
+      name: 'f',
+    });
     const made = openDirPath(join(top, 'made', 'here'), { check: () => {}, follow: false, create: 0o755 });
     assert.equal(made?.path, join(top, 'made', 'here'));
     made?.close();
@@ -97,11 +106,18 @@ describe('DirFd files: O_NOFOLLOW reads, atomic writes, JSON records', () => {
       assert.deepEqual(JSON.parse(d.readText('r.json', mine) ?? ''), { a: 1 });
       assert.equal(d.readText('missing', mine), undefined);
       symlinkSync(join(top, 'r.json'), join(top, 'link.json'));
-      assert.throws(() => d.readText('link.json', mine), (e: unknown) => e instanceof UnsafeFileError && e.finding.problem === 'symlink' && e.place === 'file');
+      assert.throws(
+        () => d.readText('link.json', mine),
+        (e: unknown) => e instanceof UnsafeFileError && e.finding.problem === 'symlink' && e.place === 'file',
+      );
       d.writeJson('link.json', { b: 2 });
       assert.deepEqual(JSON.parse(d.readText('r.json', mine) ?? ''), { a: 1 }, 'the write went through the link');
       assert.deepEqual(JSON.parse(d.readText('link.json', mine) ?? ''), { b: 2 });
-      assert.deepEqual(d.names().filter((n) => n.endsWith('.tmp')), [], 'a temp file stayed');
+      assert.deepEqual(
+        d.names().filter((n) => n.endsWith('.tmp')),
+        [],
+        'a temp file stayed',
+      );
     });
   });
 });

@@ -14,22 +14,53 @@ function acl(entries: [number, number, number][]): Buffer {
   });
   return b;
 }
-const USER_OBJ = 1, USER = 2, GROUP_OBJ = 4, GROUP = 8, MASK = 0x10, OTHER = 0x20;
+const USER_OBJ = 1,
+  USER = 2,
+  GROUP_OBJ = 4,
+  GROUP = 8,
+  MASK = 0x10,
+  OTHER = 0x20;
 const UNDEFINED_ID = 0xffffffff;
 
 describe('aclWriters', () => {
   it('finds nobody in a file without an ACL or with only the owner writing', () => {
     assert.deepEqual(aclWriters(undefined, 0), []);
-    assert.deepEqual(aclWriters(acl([[USER_OBJ, 6, UNDEFINED_ID], [GROUP_OBJ, 4, UNDEFINED_ID], [OTHER, 4, UNDEFINED_ID]]), 0), []);
+    assert.deepEqual(
+      aclWriters(
+        acl([
+          [USER_OBJ, 6, UNDEFINED_ID],
+          [GROUP_OBJ, 4, UNDEFINED_ID],
+          [OTHER, 4, UNDEFINED_ID],
+        ]),
+        0,
+      ),
+      [],
+    );
   });
 
   it('names a user and a group that an ACL lets write, whatever the mask says', () => {
-    const a = acl([[USER_OBJ, 6, UNDEFINED_ID], [USER, 6, 65534], [GROUP_OBJ, 4, UNDEFINED_ID], [GROUP, 2, 100], [MASK, 4, UNDEFINED_ID], [OTHER, 4, UNDEFINED_ID]]);
+    const a = acl([
+      [USER_OBJ, 6, UNDEFINED_ID],
+      [USER, 6, 65534],
+      [GROUP_OBJ, 4, UNDEFINED_ID],
+      [GROUP, 2, 100],
+      [MASK, 4, UNDEFINED_ID],
+      [OTHER, 4, UNDEFINED_ID],
+    ]);
     assert.deepEqual(aclWriters(a, 0), ['user 65534', 'group 100']);
   });
 
   it('counts the owning group when it is not root and may write, and root entries never', () => {
-    assert.deepEqual(aclWriters(acl([[GROUP_OBJ, 6, UNDEFINED_ID], [USER, 7, 0]]), 50), ['group 50']);
+    assert.deepEqual(
+      aclWriters(
+        acl([
+          [GROUP_OBJ, 6, UNDEFINED_ID],
+          [USER, 7, 0],
+        ]),
+        50,
+      ),
+      ['group 50'],
+    );
     assert.deepEqual(aclWriters(acl([[GROUP_OBJ, 6, UNDEFINED_ID]]), 0), []);
   });
 });

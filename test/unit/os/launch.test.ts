@@ -1,4 +1,7 @@
-/** Unit tests (no root): the one place uids and gids are checked (os/nss.ts parseId and userByNameOrUid, os/launch.ts checkIdentity and runsAs). */
+/**
+ * Unit tests (no root): the one place uids and gids are checked (os/nss.ts parseId and
+ * userByNameOrUid, os/launch.ts checkIdentity and runsAs).
+ */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LowportError } from '../../../src/errors.js';
@@ -12,20 +15,25 @@ describe('uid and gid validation', () => {
     assert.equal(parseId('65534'), 65534);
     assert.equal(parseId('3000000000'), 3000000000);
     assert.equal(parseId(String(MAX_ID)), 4294967294);
-    for (const bad of ['4294967295', '4294967296', '99999999999', '00', '01', '+1', '-1', ' 1', '1 ', '1e3', '0x10', '1.0', '', '１']) assert.equal(parseId(bad), undefined, bad);
+    for (const bad of ['4294967295', '4294967296', '99999999999', '00', '01', '+1', '-1', ' 1', '1 ', '1e3', '0x10', '1.0', '', '１'])
+      assert.equal(parseId(bad), undefined, bad);
   });
 
   it('userByNameOrUid refuses number-like keys that are not valid ids, with a usage error, before any lookup', () => {
     for (const bad of ['4294967295', '4294967296', '00', '+0', '-1', ' 0', '1e3']) {
       assert.throws(
         () => userByNameOrUid(bad, 'Give a uid.'),
-        (e: unknown) => e instanceof LowportError && e.code === 'E_USAGE' && /is not a valid uid/.test(e.message) && /4294967295 is \(uid_t\)-1/.test(e.hint ?? ''),
+        (e: unknown) =>
+          e instanceof LowportError &&
+          e.code === 'E_USAGE' &&
+          /is not a valid uid/.test(e.message) &&
+          /4294967295 is \(uid_t\)-1/.test(e.hint ?? ''),
         bad,
       );
     }
   });
 
-  it('userByNameOrUid refuses a uid without a user whose number is a group\'s gid (it would run with that group), and takes one that is not', () => {
+  it("userByNameOrUid refuses a uid without a user whose number is a group's gid (it would run with that group), and takes one that is not", () => {
     const users = new Set(parsePasswd(spawnSync('getent', ['passwd'], { encoding: 'utf8' }).stdout).map((u) => u.uid));
     const groups = parseGroup(spawnSync('getent', ['group'], { encoding: 'utf8' }).stdout);
     // A group whose number no user has (on Debian: utmp 43, staff 50, ...): an unnamed uid of that number would get its gid.
@@ -37,13 +45,24 @@ describe('uid and gid validation', () => {
     );
     let free = 3000000000;
     while (users.has(free) || groups.some((g) => g.gid === free)) free++;
-    assert.deepEqual({ ...userByNameOrUid(String(free), 'Give a user.') }, { name: String(free), uid: free, gid: free, home: '/', shell: '/bin/sh', known: false });
+    assert.deepEqual(
+      { ...userByNameOrUid(String(free), 'Give a user.') },
+      { name: String(free), uid: free, gid: free, home: '/', shell: '/bin/sh', known: false },
+    );
   });
 
   it('checkIdentity refuses root, (uid_t)-1, ids past 32 bits and non-integers, for the uid and the gid', () => {
     for (const id of [0, 4294967295, 4294967296, -1, 1.5, Number.NaN]) {
-      assert.throws(() => checkIdentity({ uid: id, gid: 100 }), (e: unknown) => e instanceof LowportError && e.code === 'E_USAGE' && /uid/.test(e.message), `uid ${id}`);
-      assert.throws(() => checkIdentity({ uid: 100, gid: id }), (e: unknown) => e instanceof LowportError && e.code === 'E_USAGE' && /gid/.test(e.message), `gid ${id}`);
+      assert.throws(
+        () => checkIdentity({ uid: id, gid: 100 }),
+        (e: unknown) => e instanceof LowportError && e.code === 'E_USAGE' && /uid/.test(e.message),
+        `uid ${id}`,
+      );
+      assert.throws(
+        () => checkIdentity({ uid: 100, gid: id }),
+        (e: unknown) => e instanceof LowportError && e.code === 'E_USAGE' && /gid/.test(e.message),
+        `gid ${id}`,
+      );
     }
     checkIdentity({ uid: 65534, gid: 65534 });
     checkIdentity({ uid: 3000000000, gid: MAX_ID });

@@ -110,7 +110,8 @@ describe('mountOf', () => {
 
 describe('parsePasswd', () => {
   it('reads name, uid, gid, home and shell from getent passwd lines', () => {
-    const text = 'root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1001:Alice Liddell,,,:/home/alice:/usr/bin/zsh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n';
+    const text =
+      'root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1001:Alice Liddell,,,:/home/alice:/usr/bin/zsh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n';
     assert.deepEqual(parsePasswd(text), [
       { name: 'root', uid: 0, gid: 0, home: '/root', shell: '/bin/bash' },
       { name: 'alice', uid: 1000, gid: 1001, home: '/home/alice', shell: '/usr/bin/zsh' },

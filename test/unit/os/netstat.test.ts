@@ -25,7 +25,8 @@ const UDP6 = ` sl  local_address                         remote_address         
  6352: 00000000000000000000000001000000:14E9 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 731891 2 00000000b8cb187c 0
 `;
 
-const show = (e: ReturnType<typeof parseProcNet>[number]): string => `${e.protocol}${e.family} ${e.port} st ${e.state} uid ${e.uid} inode ${e.inode}`;
+const show = (e: ReturnType<typeof parseProcNet>[number]): string =>
+  `${e.protocol}${e.family} ${e.port} st ${e.state} uid ${e.uid} inode ${e.inode}`;
 
 describe('parseProcNet', () => {
   it('reads port (hex), state, uid and inode of each IPv4 socket, skipping the header', () => {
@@ -46,8 +47,12 @@ describe('parseProcNet', () => {
   });
 
   it('reads the highest and lowest ports', () => {
-    const line = (port: string): string => `   0: 00000000:${port} 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0`;
-    assert.deepEqual(parseProcNet(`header\n${line('FFFF')}\n${line('0001')}\n${line('ffff')}\n`, 'tcp', 4).map((e) => e.port), [65535, 1, 65535]);
+    const line = (port: string): string =>
+      `   0: 00000000:${port} 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0`;
+    assert.deepEqual(
+      parseProcNet(`header\n${line('FFFF')}\n${line('0001')}\n${line('ffff')}\n`, 'tcp', 4).map((e) => e.port),
+      [65535, 1, 65535],
+    );
   });
 
   it('skips blank and cut-short lines, and gives nothing for a file with only its header', () => {
@@ -55,7 +60,10 @@ describe('parseProcNet', () => {
     assert.deepEqual(parseProcNet(`${header}\n`, 'tcp', 4), []);
     assert.deepEqual(parseProcNet('', 'tcp', 4), []);
     const cut = `${header}\n   0: 0100007F:1150 00000000:0000 0A\n\n${rest[1]}\n`;
-    assert.deepEqual(parseProcNet(cut, 'tcp', 4).map((e) => e.port), [4432]);
+    assert.deepEqual(
+      parseProcNet(cut, 'tcp', 4).map((e) => e.port),
+      [4432],
+    );
   });
 });
 
@@ -66,7 +74,10 @@ describe('socketsOnPort and socketOwners, on this machine', () => {
     try {
       const { port } = server.address() as AddressInfo;
       const found = socketsOnPort(port).filter((e) => e.state === '0A');
-      assert.deepEqual(found.map((e) => [e.protocol, e.family, e.port, e.uid]), [['tcp', 4, port, process.getuid?.()]]);
+      assert.deepEqual(
+        found.map((e) => [e.protocol, e.family, e.port, e.uid]),
+        [['tcp', 4, port, process.getuid?.()]],
+      );
       const owners = socketOwners(found.map((e) => e.inode));
       assert.equal(owners.get(found[0]?.inode ?? -1)?.pid, process.pid);
     } finally {

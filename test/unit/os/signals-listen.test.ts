@@ -90,6 +90,9 @@ describe('openListener', () => {
   });
 
   it('refuses text that is no IPv6 address', () => {
-    assert.throws(() => openListener('tcp', 'not-an-address', 0, { backlog: 8, v6Only: false }), (e: unknown) => e instanceof SyscallError && e.errnoName === 'EINVAL');
+    assert.throws(
+      () => openListener('tcp', 'not-an-address', 0, { backlog: 8, v6Only: false }),
+      (e: unknown) => e instanceof SyscallError && e.errnoName === 'EINVAL',
+    );
   });
 });

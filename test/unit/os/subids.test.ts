@@ -11,6 +11,8 @@ describe('parseSubordinateIds (/etc/subuid, /etc/subgid)', () => {
   });
 
   it('skips comments, blank lines, malformed lines, empty and overflowing ranges', () => {
-    assert.deepEqual(parseSubordinateIds('# c\n\nbob:1:2:3\ncarol:x:10\n:5:5\ndave:10:0\neve:4294967295:2\n  frank:200:10  \r\n'), [{ owner: 'frank', start: 200, count: 10 }]);
+    assert.deepEqual(parseSubordinateIds('# c\n\nbob:1:2:3\ncarol:x:10\n:5:5\ndave:10:0\neve:4294967295:2\n  frank:200:10  \r\n'), [
+      { owner: 'frank', start: 200, count: 10 },
+    ]);
   });
 });

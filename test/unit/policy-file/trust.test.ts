@@ -20,9 +20,27 @@ describe('ownershipProblem', () => {
 
 describe('ownershipProblem wording', () => {
   const cases: [string, { uid: number; gid: number; mode: number }, 'file' | 'directory', RegExp, RegExp][] = [
-    ['/etc/lowport/policy', { uid: 1000, gid: 0, mode: 0o100644 }, 'file', /^the policy file \/etc\/lowport\/policy is owned by uid 1000, not root, so that user could grant themselves any port$/, /^chown root:root \/etc\/lowport\/policy && chmod 644/],
-    ['/etc/lowport/policy', { uid: 0, gid: 0, mode: 0o100666 }, 'file', /^the policy file \/etc\/lowport\/policy is world-writable, so anyone could grant/, /chmod 644/],
-    ['/etc/lowport', { uid: 0, gid: 50, mode: 0o40775 }, 'directory', /^the policy directory \/etc\/lowport is writable by group 50, so its members could/, /chmod go-w \/etc\/lowport$/],
+    [
+      '/etc/lowport/policy',
+      { uid: 1000, gid: 0, mode: 0o100644 },
+      'file',
+      /^the policy file \/etc\/lowport\/policy is owned by uid 1000, not root, so that user could grant themselves any port$/,
+      /^chown root:root \/etc\/lowport\/policy && chmod 644/,
+    ],
+    [
+      '/etc/lowport/policy',
+      { uid: 0, gid: 0, mode: 0o100666 },
+      'file',
+      /^the policy file \/etc\/lowport\/policy is world-writable, so anyone could grant/,
+      /chmod 644/,
+    ],
+    [
+      '/etc/lowport',
+      { uid: 0, gid: 50, mode: 0o40775 },
+      'directory',
+      /^the policy directory \/etc\/lowport is writable by group 50, so its members could/,
+      /chmod go-w \/etc\/lowport$/,
+    ],
   ];
   for (const [path, st, what, message, fix] of cases) {
     it(`${what} ${path} mode ${st.mode.toString(8)} uid ${st.uid} gid ${st.gid}`, () => {
@@ -32,6 +50,9 @@ describe('ownershipProblem wording', () => {
     });
   }
   it('names the role and its risk', () => {
-    assert.match(ownershipProblem('/x', { uid: 0, gid: 0, mode: 0o41777 }, 'directory', undefined, GENERATED)?.message ?? '', /^the output directory \/x is writable by everyone \(sticky.*plant a link there/);
+    assert.match(
+      ownershipProblem('/x', { uid: 0, gid: 0, mode: 0o41777 }, 'directory', undefined, GENERATED)?.message ?? '',
+      /^the output directory \/x is writable by everyone \(sticky.*plant a link there/,
+    );
   });
 });

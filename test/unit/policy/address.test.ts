@@ -58,7 +58,10 @@ describe('normalizeAddress', () => {
     ['10.0.0.0/8', "'10.0.0.0/8': address ranges are not supported; list the addresses"],
     ['[::1]', "'[::1]': write IPv6 addresses without brackets: '::1'"],
     ['1::2::3', "'1::2::3': not a valid IPv6 address: expected an IPv4 address such as 127.0.0.1 or an IPv6 address such as ::1"],
-    ['localhost', "'localhost': not an IP address: expected an IPv4 address such as 127.0.0.1 or an IPv6 address such as ::1 (host names are not supported)"],
+    [
+      'localhost',
+      "'localhost': not an IP address: expected an IPv4 address such as 127.0.0.1 or an IPv6 address such as ::1 (host names are not supported)",
+    ],
   ];
   for (const [address, message] of errors) {
     it(`rejects ${address}: ${message}`, () => {

@@ -14,7 +14,7 @@ describe('policyWarnings', () => {
       'a port reserved for two owners, marking the first reservation',
       ['reserve 5432     user postgres', '# and later', 'reserve 80,5432 user alice'],
       [
-        "policy:3:9-15: warning: 5432 is also reserved for user postgres on line 1: both user alice and user postgres may bind it, and nobody else; reserve each port for one owner (a group, if several users share it)",
+        'policy:3:9-15: warning: 5432 is also reserved for user postgres on line 1: both user alice and user postgres may bind it, and nobody else; reserve each port for one owner (a group, if several users share it)',
         'reserve 80,5432 user alice',
         '        ^~~~~~~',
         'policy:1:9-12: note: first reserved here',

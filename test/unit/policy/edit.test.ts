@@ -45,10 +45,7 @@ describe('grant', () => {
   it('extends the line of the same principal and address set instead of adding one', () => {
     const before = doc('# web', '  grant 80 user alice addr ::1,127.0.0.1   # dev server', 'grant 22 user bob');
     const result = grant(before, { ports: ports('443'), principal: alice, addrs: ['127.0.0.1', '::1'] });
-    assert.equal(
-      textOf(result),
-      lines('# web', '  grant 80,443 user alice addr ::1,127.0.0.1  # dev server', 'grant 22 user bob'),
-    );
+    assert.equal(textOf(result), lines('# web', '  grant 80,443 user alice addr ::1,127.0.0.1  # dev server', 'grant 22 user bob'));
     assert.deepEqual(result.notes, ['line 2 now also grants 443 to user alice on 127.0.0.1,::1']);
   });
 
@@ -62,10 +59,7 @@ describe('grant', () => {
     const before = doc('grant 80 user alice');
     const result = grant(before, { ports: ports('80'), principal: alice, addrs: ['::1'] });
     assert.equal(textOf(result), lines('grant 80 user alice', 'grant 80 user alice addr ::1'));
-    assert.deepEqual(result.notes, [
-      'line 1 already grants 80 to user alice on every address',
-      "added 'grant 80 user alice addr ::1'",
-    ]);
+    assert.deepEqual(result.notes, ['line 1 already grants 80 to user alice on every address', "added 'grant 80 user alice addr ::1'"]);
   });
 
   it('does not merge into a rule of another principal kind with the same name', () => {
@@ -78,10 +72,7 @@ describe('grant', () => {
     const before = doc('grant 80 user alice', 'grant 443/tcp user alice # tls');
     const result = grant(before, { ports: ports('80/tcp,443/tcp'), principal: alice, addrs: [] });
     assert.equal(result.changed, false);
-    assert.deepEqual(result.notes, [
-      'line 1 already grants 80/tcp to user alice',
-      'line 2 already grants 443/tcp to user alice',
-    ]);
+    assert.deepEqual(result.notes, ['line 1 already grants 80/tcp to user alice', 'line 2 already grants 443/tcp to user alice']);
     assert.equal(textOf(result), serializePolicy(before));
   });
 
@@ -89,10 +80,7 @@ describe('grant', () => {
     const before = doc('grant 80/tcp user alice');
     const result = grant(before, { ports: ports('80'), principal: alice, addrs: [] });
     assert.equal(textOf(result), lines('grant 80 user alice'));
-    assert.deepEqual(result.notes, [
-      'line 1 already grants 80/tcp to user alice',
-      'line 1 now also grants 80/udp to user alice',
-    ]);
+    assert.deepEqual(result.notes, ['line 1 already grants 80/tcp to user alice', 'line 1 now also grants 80/udp to user alice']);
   });
 
   it('puts a new statement after the last non-blank line, keeping trailing blank lines', () => {
@@ -115,10 +103,7 @@ describe('grant', () => {
   it('keeps comments, blank lines and untouched statements byte for byte', () => {
     const text = '# head  \n\n\tgrant   22    user bob   #  ssh\n   # note\ngrant 80 user alice\t# web\n\n';
     const result = grant(parsePolicy(text, 'p'), { ports: ports('443'), principal: alice, addrs: [] });
-    assert.equal(
-      textOf(result),
-      '# head  \n\n\tgrant   22    user bob   #  ssh\n   # note\ngrant 80,443 user alice  # web\n\n',
-    );
+    assert.equal(textOf(result), '# head  \n\n\tgrant   22    user bob   #  ssh\n   # note\ngrant 80,443 user alice  # web\n\n');
   });
 
   it('does not mutate the document it is given', () => {
@@ -310,9 +295,7 @@ describe('reserve and unreserve', () => {
     assert.throws(
       () => reserve(doc(), { ports: ports('80'), principal: { kind: 'everyone' } }),
       (error: unknown) =>
-        error instanceof LowportError &&
-        error.code === 'E_USAGE' &&
-        error.message === "a reservation for 'everyone' reserves nothing",
+        error instanceof LowportError && error.code === 'E_USAGE' && error.message === "a reservation for 'everyone' reserves nothing",
     );
   });
 
@@ -320,10 +303,7 @@ describe('reserve and unreserve', () => {
     const before = doc('reserve 5432,6379 user postgres', 'reserve 6379 group redis # cache', 'grant 6379 user bob');
     const result = unreserve(before, { ports: ports('6379') });
     assert.equal(textOf(result), lines('reserve 5432 user postgres', 'grant 6379 user bob'));
-    assert.deepEqual(result.notes, [
-      'line 1 no longer reserves 6379 for user postgres',
-      'removed line 2: reserve 6379 group redis',
-    ]);
+    assert.deepEqual(result.notes, ['line 1 no longer reserves 6379 for user postgres', 'removed line 2: reserve 6379 group redis']);
   });
 
   it('unreserve splits a reserved range', () => {

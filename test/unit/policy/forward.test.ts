@@ -36,17 +36,24 @@ describe('forward statements', () => {
   });
 
   it('report every mistake with its column', () => {
-    assert.deepEqual(problems('forward 80-90 to 8080\nforward 80 8080\nforward 80 to 70000\nforward 80 to 8080 addr ::ffff:1.2.3.4\nforward 81 to 8081 extra\n'), [
-      "1:9+5 'forward' takes one port, with /tcp or /udp or neither, e.g. 'forward 80/tcp to 8080'",
-      "2:12+4 expected 'to' after the port, found '8080', e.g. 'forward 80/tcp to 8080'",
-      "3:15+5 '70000' is not a port: the target is one port 1-65535 of this host, without /tcp or /udp",
-      "4:25+14 '::ffff:1.2.3.4' is an IPv4-mapped address: write the IPv4 address 1.2.3.4",
-      "5:20+5 unexpected 'extra' after the statement: expected 'addr' or the end of the line ('#' starts a comment)",
-    ]);
+    assert.deepEqual(
+      problems(
+        'forward 80-90 to 8080\nforward 80 8080\nforward 80 to 70000\nforward 80 to 8080 addr ::ffff:1.2.3.4\nforward 81 to 8081 extra\n',
+      ),
+      [
+        "1:9+5 'forward' takes one port, with /tcp or /udp or neither, e.g. 'forward 80/tcp to 8080'",
+        "2:12+4 expected 'to' after the port, found '8080', e.g. 'forward 80/tcp to 8080'",
+        "3:15+5 '70000' is not a port: the target is one port 1-65535 of this host, without /tcp or /udp",
+        "4:25+14 '::ffff:1.2.3.4' is an IPv4-mapped address: write the IPv4 address 1.2.3.4",
+        "5:20+5 unexpected 'extra' after the statement: expected 'addr' or the end of the line ('#' starts a comment)",
+      ],
+    );
   });
 
   it('refuse one port and protocol forwarded twice', () => {
-    assert.deepEqual(problems('forward 80 to 8080\nforward 80/udp to 9090\n'), ['2:9+6 port 80 (udp) is already forwarded on line 1: keep one statement per port and protocol']);
+    assert.deepEqual(problems('forward 80 to 8080\nforward 80/udp to 9090\n'), [
+      '2:9+6 port 80 (udp) is already forwarded on line 1: keep one statement per port and protocol',
+    ]);
   });
 });
 
@@ -71,13 +78,23 @@ describe('forward edits', () => {
   });
 
   it('remove a statement, or one protocol of it', () => {
-    assert.equal(serializePolicy(removeForward(parsePolicy(text, 'p'), { port: 80, protocols: ['tcp', 'udp'] }).doc), '# web\ngrant 80 user alice   # dev\n\n');
-    assert.equal(serializePolicy(removeForward(parsePolicy(text, 'p'), { port: 80, protocols: ['udp'] }).doc), '# web\ngrant 80 user alice   # dev\nforward 80/tcp to 8080  # both\n\n');
+    assert.equal(
+      serializePolicy(removeForward(parsePolicy(text, 'p'), { port: 80, protocols: ['tcp', 'udp'] }).doc),
+      '# web\ngrant 80 user alice   # dev\n\n',
+    );
+    assert.equal(
+      serializePolicy(removeForward(parsePolicy(text, 'p'), { port: 80, protocols: ['udp'] }).doc),
+      '# web\ngrant 80 user alice   # dev\nforward 80/tcp to 8080  # both\n\n',
+    );
     assert.equal(removeForward(parsePolicy(text, 'p'), { port: 81, protocols: ['tcp'] }).changed, false);
   });
 
   it('survive a grant edit with their line numbers moved', () => {
-    const r = grant(parsePolicy('forward 80 to 8080\n', 'p'), { ports: [{ from: 443, to: 443, protocols: ['tcp'] }], principal: { kind: 'user', name: 'bob' }, addrs: [] });
+    const r = grant(parsePolicy('forward 80 to 8080\n', 'p'), {
+      ports: [{ from: 443, to: 443, protocols: ['tcp'] }],
+      principal: { kind: 'user', name: 'bob' },
+      addrs: [],
+    });
     const again = parsePolicy(serializePolicy(r.doc), 'p');
     assert.deepEqual(r.doc.forwards, again.forwards);
   });

@@ -154,65 +154,226 @@ describe('parsePolicy: errors', () => {
     // rejects an unknown statement
     ['allow 80 user bob', ["policy:1:1-5: error: unknown statement 'allow': expected 'grant' or 'reserve'", 'allow 80 user bob', '^~~~~']],
     // says keywords are lower case when one is not
-    ['Grant 80 user bob', ["policy:1:1-5: error: unknown statement 'Grant': expected 'grant' or 'reserve' (keywords are lower case)", 'Grant 80 user bob', '^~~~~']],
+    [
+      'Grant 80 user bob',
+      [
+        "policy:1:1-5: error: unknown statement 'Grant': expected 'grant' or 'reserve' (keywords are lower case)",
+        'Grant 80 user bob',
+        '^~~~~',
+      ],
+    ],
     // rejects a statement without ports
     ['grant', ["policy:1:6: error: expected ports after 'grant', e.g. 'grant 80,443 user alice'", 'grant', '     ^']],
     // rejects a statement without a principal, pointing after the ports
     ['grant 80', ["policy:1:9: error: expected 'user NAME', 'group NAME' or 'everyone' after the ports", 'grant 80', '        ^']],
     // rejects a bare name where user or group is expected
-    ['grant 80 alice', ["policy:1:10-14: error: expected 'user NAME', 'group NAME' or 'everyone' after the ports, found 'alice'", 'grant 80 alice', '         ^~~~~']],
+    [
+      'grant 80 alice',
+      [
+        "policy:1:10-14: error: expected 'user NAME', 'group NAME' or 'everyone' after the ports, found 'alice'",
+        'grant 80 alice',
+        '         ^~~~~',
+      ],
+    ],
     // rejects an upper-case principal keyword
-    ['grant 80 User alice', ["policy:1:10-13: error: expected 'user NAME', 'group NAME' or 'everyone' after the ports, found 'User' (keywords are lower case)", 'grant 80 User alice', '         ^~~~']],
+    [
+      'grant 80 User alice',
+      [
+        "policy:1:10-13: error: expected 'user NAME', 'group NAME' or 'everyone' after the ports, found 'User' (keywords are lower case)",
+        'grant 80 User alice',
+        '         ^~~~',
+      ],
+    ],
     // rejects user without a name
     ['grant 80 user', ["policy:1:14: error: expected a user name or id after 'user'", 'grant 80 user', '             ^']],
     // rejects group without a name, even when a comment follows
-    ['grant 80 group   # dns', ["policy:1:15: error: expected a group name or id after 'group'", 'grant 80 group   # dns', '              ^']],
+    [
+      'grant 80 group   # dns',
+      ["policy:1:15: error: expected a group name or id after 'group'", 'grant 80 group   # dns', '              ^'],
+    ],
     // rejects an invalid name and says what a name looks like
-    ['grant 80 user 9lives', ["policy:1:15-20: error: '9lives' is not a valid user name: a name starts with a letter or '_', then letters, digits, '_', '.' or '-', and may end in '$'; an id is a number 0-4294967294", 'grant 80 user 9lives', '              ^~~~~~']],
+    [
+      'grant 80 user 9lives',
+      [
+        "policy:1:15-20: error: '9lives' is not a valid user name: a name starts with a letter or '_', then letters, digits, '_', '.' or '-', and may end in '$'; an id is a number 0-4294967294",
+        'grant 80 user 9lives',
+        '              ^~~~~~',
+      ],
+    ],
     // rejects an id above 4294967294
-    ['grant 80 group 4294967295', ['policy:1:16-25: error: group id 4294967295 is out of range: ids are 0-4294967294', 'grant 80 group 4294967295', '               ^~~~~~~~~~']],
+    [
+      'grant 80 group 4294967295',
+      [
+        'policy:1:16-25: error: group id 4294967295 is out of range: ids are 0-4294967294',
+        'grant 80 group 4294967295',
+        '               ^~~~~~~~~~',
+      ],
+    ],
     // rejects an id with a leading zero
-    ['grant 80 user 01000', ["policy:1:15-19: error: user id '01000' has a leading zero: write 1000", 'grant 80 user 01000', '              ^~~~~']],
+    [
+      'grant 80 user 01000',
+      ["policy:1:15-19: error: user id '01000' has a leading zero: write 1000", 'grant 80 user 01000', '              ^~~~~'],
+    ],
     // rejects a port out of range, pointing at the port within the list
-    ['grant 80,70000 user alice', ['policy:1:10-14: error: port 70000 is out of range: ports are 1-65535', 'grant 80,70000 user alice', '         ^~~~~']],
+    [
+      'grant 80,70000 user alice',
+      ['policy:1:10-14: error: port 70000 is out of range: ports are 1-65535', 'grant 80,70000 user alice', '         ^~~~~'],
+    ],
     // rejects a reversed range
-    ['grant 8100-8000 everyone', ['policy:1:7-15: error: range 8100-8000 is reversed: write 8000-8100', 'grant 8100-8000 everyone', '      ^~~~~~~~~']],
+    [
+      'grant 8100-8000 everyone',
+      ['policy:1:7-15: error: range 8100-8000 is reversed: write 8000-8100', 'grant 8100-8000 everyone', '      ^~~~~~~~~'],
+    ],
     // rejects an unknown protocol
-    ['grant 80/sctp everyone', ["policy:1:10-13: error: unknown protocol 'sctp': expected 'tcp' or 'udp' (no suffix means both)", 'grant 80/sctp everyone', '         ^~~~']],
+    [
+      'grant 80/sctp everyone',
+      [
+        "policy:1:10-13: error: unknown protocol 'sctp': expected 'tcp' or 'udp' (no suffix means both)",
+        'grant 80/sctp everyone',
+        '         ^~~~',
+      ],
+    ],
     // rejects spaces inside the port list once, without complaining about the rest of the line
-    ['grant 80, 443 user alice', ["policy:1:9: error: the port list ends with ',': write the list without spaces, e.g. 80,443", 'grant 80, 443 user alice', '        ^']],
+    [
+      'grant 80, 443 user alice',
+      [
+        "policy:1:9: error: the port list ends with ',': write the list without spaces, e.g. 80,443",
+        'grant 80, 443 user alice',
+        '        ^',
+      ],
+    ],
     // rejects an empty port between commas
-    ['grant 80,,443 everyone', ["policy:1:10: error: empty item in the port list: remove the extra ','", 'grant 80,,443 everyone', '         ^']],
+    [
+      'grant 80,,443 everyone',
+      ["policy:1:10: error: empty item in the port list: remove the extra ','", 'grant 80,,443 everyone', '         ^'],
+    ],
     // rejects addr without addresses
-    ['grant 80 user a addr', ["policy:1:21: error: expected addresses after 'addr', e.g. 'addr 127.0.0.1,::1'", 'grant 80 user a addr', '                    ^']],
+    [
+      'grant 80 user a addr',
+      ["policy:1:21: error: expected addresses after 'addr', e.g. 'addr 127.0.0.1,::1'", 'grant 80 user a addr', '                    ^'],
+    ],
     // rejects a zone id and says what to write instead
-    ['grant 80 everyone addr fe80::1%eth0', ["policy:1:24-35: error: 'fe80::1%eth0': zone ids are not supported; use the address without '%eth0'", 'grant 80 everyone addr fe80::1%eth0', '                       ^~~~~~~~~~~~']],
+    [
+      'grant 80 everyone addr fe80::1%eth0',
+      [
+        "policy:1:24-35: error: 'fe80::1%eth0': zone ids are not supported; use the address without '%eth0'",
+        'grant 80 everyone addr fe80::1%eth0',
+        '                       ^~~~~~~~~~~~',
+      ],
+    ],
     // rejects an address range
-    ['grant 80 everyone addr 10.0.0.0/8', ["policy:1:24-33: error: '10.0.0.0/8': address ranges are not supported; list the addresses", 'grant 80 everyone addr 10.0.0.0/8', '                       ^~~~~~~~~~']],
+    [
+      'grant 80 everyone addr 10.0.0.0/8',
+      [
+        "policy:1:24-33: error: '10.0.0.0/8': address ranges are not supported; list the addresses",
+        'grant 80 everyone addr 10.0.0.0/8',
+        '                       ^~~~~~~~~~',
+      ],
+    ],
     // rejects an IPv4 address with leading zeros
-    ['grant 80 everyone addr 010.0.0.1', ["policy:1:24-32: error: '010.0.0.1': leading zeros are ambiguous (some tools read them as octal); write the numbers without them", 'grant 80 everyone addr 010.0.0.1', '                       ^~~~~~~~~']],
+    [
+      'grant 80 everyone addr 010.0.0.1',
+      [
+        "policy:1:24-32: error: '010.0.0.1': leading zeros are ambiguous (some tools read them as octal); write the numbers without them",
+        'grant 80 everyone addr 010.0.0.1',
+        '                       ^~~~~~~~~',
+      ],
+    ],
     // rejects an address listed twice, in any spelling
-    ['grant 80 everyone addr ::1,127.0.0.1,0::1', ["policy:1:38-41: error: '0::1' is listed twice (same as '::1'): list each address once", 'grant 80 everyone addr ::1,127.0.0.1,0::1', '                                     ^~~~']],
+    [
+      'grant 80 everyone addr ::1,127.0.0.1,0::1',
+      [
+        "policy:1:38-41: error: '0::1' is listed twice (same as '::1'): list each address once",
+        'grant 80 everyone addr ::1,127.0.0.1,0::1',
+        '                                     ^~~~',
+      ],
+    ],
     // rejects spaces inside the address list
-    ['grant 80 everyone addr ::1, 127.0.0.1', ["policy:1:27: error: the address list ends with ',': write the list without spaces, e.g. 127.0.0.1,::1", 'grant 80 everyone addr ::1, 127.0.0.1', '                          ^']],
+    [
+      'grant 80 everyone addr ::1, 127.0.0.1',
+      [
+        "policy:1:27: error: the address list ends with ',': write the list without spaces, e.g. 127.0.0.1,::1",
+        'grant 80 everyone addr ::1, 127.0.0.1',
+        '                          ^',
+      ],
+    ],
     // rejects addr on a reservation and says why
-    ['reserve 5432 user postgres addr 127.0.0.1', ["policy:1:28-31: error: 'addr' is not allowed on 'reserve': a reservation covers every address", 'reserve 5432 user postgres addr 127.0.0.1', '                           ^~~~']],
+    [
+      'reserve 5432 user postgres addr 127.0.0.1',
+      [
+        "policy:1:28-31: error: 'addr' is not allowed on 'reserve': a reservation covers every address",
+        'reserve 5432 user postgres addr 127.0.0.1',
+        '                           ^~~~',
+      ],
+    ],
     // rejects a reservation for everyone and says why
-    ['reserve 5432 everyone', ["policy:1:14-21: error: a reservation for 'everyone' reserves nothing: name the user or group that alone may bind these ports", 'reserve 5432 everyone', '             ^~~~~~~~']],
+    [
+      'reserve 5432 everyone',
+      [
+        "policy:1:14-21: error: a reservation for 'everyone' reserves nothing: name the user or group that alone may bind these ports",
+        'reserve 5432 everyone',
+        '             ^~~~~~~~',
+      ],
+    ],
     // rejects words after the principal
-    ['grant 80 user alice foo', ["policy:1:21-23: error: unexpected 'foo' after the statement: expected 'addr' or the end of the line", 'grant 80 user alice foo', '                    ^~~']],
+    [
+      'grant 80 user alice foo',
+      [
+        "policy:1:21-23: error: unexpected 'foo' after the statement: expected 'addr' or the end of the line",
+        'grant 80 user alice foo',
+        '                    ^~~',
+      ],
+    ],
     // rejects a second name after everyone
-    ['grant 80 everyone alice', ["policy:1:19-23: error: unexpected 'alice' after the statement: expected 'addr' or the end of the line", 'grant 80 everyone alice', '                  ^~~~~']],
+    [
+      'grant 80 everyone alice',
+      [
+        "policy:1:19-23: error: unexpected 'alice' after the statement: expected 'addr' or the end of the line",
+        'grant 80 everyone alice',
+        '                  ^~~~~',
+      ],
+    ],
     // rejects an upper-case addr keyword
-    ['grant 80 everyone ADDR ::1', ["policy:1:19-22: error: unexpected 'ADDR' after the statement: expected 'addr' or the end of the line (keywords are lower case)", 'grant 80 everyone ADDR ::1', '                  ^~~~']],
+    [
+      'grant 80 everyone ADDR ::1',
+      [
+        "policy:1:19-22: error: unexpected 'ADDR' after the statement: expected 'addr' or the end of the line (keywords are lower case)",
+        'grant 80 everyone ADDR ::1',
+        '                  ^~~~',
+      ],
+    ],
     // rejects words after the addresses
-    ['grant 80 everyone addr ::1 now', ["policy:1:28-30: error: unexpected 'now' after the statement: expected the end of the line ('#' starts a comment)", 'grant 80 everyone addr ::1 now', '                           ^~~']],
+    [
+      'grant 80 everyone addr ::1 now',
+      [
+        "policy:1:28-30: error: unexpected 'now' after the statement: expected the end of the line ('#' starts a comment)",
+        'grant 80 everyone addr ::1 now',
+        '                           ^~~',
+      ],
+    ],
     // rejects a second addr clause
-    ['grant 80 everyone addr ::1 addr 127.0.0.1', ["policy:1:28-31: error: 'addr' is given twice: put all addresses in one list, e.g. 'addr 127.0.0.1,::1'", 'grant 80 everyone addr ::1 addr 127.0.0.1', '                           ^~~~']],
+    [
+      'grant 80 everyone addr ::1 addr 127.0.0.1',
+      [
+        "policy:1:28-31: error: 'addr' is given twice: put all addresses in one list, e.g. 'addr 127.0.0.1,::1'",
+        'grant 80 everyone addr ::1 addr 127.0.0.1',
+        '                           ^~~~',
+      ],
+    ],
     // rejects words after a reservation
-    ['reserve 80 user pg please', ["policy:1:20-25: error: unexpected 'please' after the statement: expected the end of the line ('#' starts a comment)", 'reserve 80 user pg please', '                   ^~~~~~']],
+    [
+      'reserve 80 user pg please',
+      [
+        "policy:1:20-25: error: unexpected 'please' after the statement: expected the end of the line ('#' starts a comment)",
+        'reserve 80 user pg please',
+        '                   ^~~~~~',
+      ],
+    ],
     // a tab counts as one column (8:), and shows as spaces to the next tab stop
-    ['\tgrant\t0\teveryone', ['policy:1:8: error: port 0 is out of range: ports are 1-65535', '        grant   0       everyone', '                ^']],
+    [
+      '\tgrant\t0\teveryone',
+      ['policy:1:8: error: port 0 is out of range: ports are 1-65535', '        grant   0       everyone', '                ^'],
+    ],
   ];
   for (const [line, rendering] of errors) {
     it(`rejects '${line}': ${rendering[0]?.replace(/^policy:\S+ /, '') ?? ''}`, () => {
@@ -279,10 +440,7 @@ describe('parsePolicy: errors', () => {
         ['/etc/lowport/policy', 8, 29, 'grant 53/udp group dns addr 10.0.0.0/8'],
       ],
     );
-    assert.equal(
-      caught.message,
-      "/etc/lowport/policy:3:1: unknown statement 'allow': expected 'grant' or 'reserve' (and 3 more)",
-    );
+    assert.equal(caught.message, "/etc/lowport/policy:3:1: unknown statement 'allow': expected 'grant' or 'reserve' (and 3 more)");
     const [first] = caught.diagnostics;
     assert.ok(first !== undefined);
     assert.equal(

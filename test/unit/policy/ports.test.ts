@@ -1,13 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { UsageError } from '../../../src/errors.js';
-import {
-  PolicySpecError,
-  PortSet,
-  formatPorts,
-  parsePortSpec,
-  scanPortSpec,
-} from '../../../src/policy/ports.js';
+import { PolicySpecError, PortSet, formatPorts, parsePortSpec, scanPortSpec } from '../../../src/policy/ports.js';
 import type { PortItem } from '../../../src/policy/types.js';
 
 const both = (from: number, to = from): PortItem => ({ from, to, protocols: ['tcp', 'udp'] });
@@ -87,7 +81,10 @@ describe('parsePortSpec', () => {
   });
 
   it('gives a usage error when nobody converts it', () => {
-    assert.throws(() => parsePortSpec('0'), (error: unknown) => error instanceof UsageError && error.code === 'E_USAGE');
+    assert.throws(
+      () => parsePortSpec('0'),
+      (error: unknown) => error instanceof UsageError && error.code === 'E_USAGE',
+    );
   });
 
   it('reports every bad item when scanning', () => {
@@ -226,11 +223,7 @@ describe('PortSet', () => {
         return { from, to, protocols: protocols[random(3)] ?? ['tcp'] };
       });
     const naive = (items: PortItem[]): Set<string> =>
-      new Set(
-        items.flatMap((i) =>
-          i.protocols.flatMap((p) => Array.from({ length: i.to - i.from + 1 }, (_, k) => `${p}/${i.from + k}`)),
-        ),
-      );
+      new Set(items.flatMap((i) => i.protocols.flatMap((p) => Array.from({ length: i.to - i.from + 1 }, (_, k) => `${p}/${i.from + k}`))));
     const members = (set: PortSet): Set<string> => new Set([...set.entries()].map((e) => `${e.protocol}/${e.port}`));
     for (let round = 0; round < 500; round++) {
       const a = randomItems();
@@ -242,17 +235,23 @@ describe('PortSet', () => {
       assert.deepEqual(members(sa.union(sb)), new Set([...na, ...nb]));
       assert.deepEqual(members(sa.subtract(sb)), new Set([...na].filter((x) => !nb.has(x))));
       assert.deepEqual(members(sa.intersect(sb)), new Set([...na].filter((x) => nb.has(x))));
-      assert.equal(sa.covers(sb), [...nb].every((x) => na.has(x)));
+      assert.equal(
+        sa.covers(sb),
+        [...nb].every((x) => na.has(x)),
+      );
       if (!sa.isEmpty()) assert.ok(PortSet.fromItems(parsePortSpec(formatPorts(a))).equals(sa));
     }
   });
 
   it('PortSet.entries lists every protocol and port once, tcp first', () => {
-    assert.deepEqual([...PortSet.fromItems(parsePortSpec('80-81/tcp,81,53/udp')).entries()], [
-      { protocol: 'tcp', port: 80 },
-      { protocol: 'tcp', port: 81 },
-      { protocol: 'udp', port: 53 },
-      { protocol: 'udp', port: 81 },
-    ]);
+    assert.deepEqual(
+      [...PortSet.fromItems(parsePortSpec('80-81/tcp,81,53/udp')).entries()],
+      [
+        { protocol: 'tcp', port: 80 },
+        { protocol: 'tcp', port: 81 },
+        { protocol: 'udp', port: 53 },
+        { protocol: 'udp', port: 81 },
+      ],
+    );
   });
 });

@@ -26,6 +26,14 @@ const MACHINE_PATHS = [
 
 function debSkipReason(): string | undefined {
   if (spawnSync('dpkg-deb', ['--version']).status !== 0) return 'dpkg-deb is not installed (not a Debian system)';
+  // What npm run deb builds with (.ci/run installs them; the 6.1 VM's minimal image has neither).
+  for (const [tool, pkg] of [
+    ['dpkg-shlibdeps', 'dpkg-dev'],
+    ['strip', 'binutils'],
+  ]) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
+      return `${tool} is not installed (apt-get install ${pkg}): npm run deb needs it`;
+  }
   if (spawnSync('dpkg', ['-s', 'lowport'], { encoding: 'utf8' }).status === 0)
     return 'the lowport package is installed on this machine: the test would change it';
   const present = MACHINE_PATHS.filter((p) => existsSync(p));

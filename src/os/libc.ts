@@ -84,9 +84,7 @@ function errno(): number {
 export function bpfSyscall(cmd: number, attr: Buffer, callName: string): number {
   const nr = SYS_BPF[process.arch];
   if (nr === undefined) {
-    throw new LowportError('E_UNSUPPORTED', `lowport does not know the bpf() syscall number on ${process.arch}`, {
-      hint: 'Use `lowport run --sockets` or the nftables fallback on this machine.',
-    });
+    throw new LowportError('E_UNSUPPORTED', `lowport does not know the bpf() syscall number on ${process.arch}`);
   }
   const r = Number(libc().syscall(nr, cmd, attr, attr.length));
   if (r < 0) throw new SyscallError(callName, errno());

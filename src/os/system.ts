@@ -26,17 +26,14 @@ export function readSysctl(name: string): string | undefined {
 /**
  * Writes a /proc/sys value of this process's namespaces (network sysctls are
  * per network namespace). A refusal (a read-only /proc/sys in a container,
- * no root) is an E_STATE error naming the sysctl.
+ * no root) is an E_STATE error naming the sysctl and the errno (its callers say what it means).
  */
 export function writeSysctl(name: string, value: string): void {
   try {
     writeFileSync(`/proc/sys/${name.replace(/\./g, '/')}`, `${value}\n`);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
-    throw new LowportError('E_STATE', `cannot set ${name}: ${code}`, {
-      hint: 'Run it as root, where /proc/sys is writable (not in a container with a read-only /proc/sys).',
-      cause: e,
-    });
+    throw new LowportError('E_STATE', `cannot set ${name}: ${code}`, { cause: e });
   }
 }
 

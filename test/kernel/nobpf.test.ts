@@ -45,7 +45,9 @@ describe('root without CAP_BPF and CAP_SYS_ADMIN', { skip }, () => {
     sleep 0.1
   done
 }
-NOBPF() { capsh --drop=cap_bpf,cap_sys_admin -- -c '"$@"' lowport-test "$@"; }`;
+NOBPF() { capsh --drop=cap_bpf,cap_sys_admin -- -c 'exec "$@"' lowport-test "$@"; }
+# In the background (cmd &: a subshell), exec all the way down, so that $! is lowport itself and gets the SIGTERM.
+NOBPF_BG() { exec capsh --drop=cap_bpf,cap_sys_admin -- -c 'exec "$@"' lowport-test "$@"; }`;
     writeFileSync(
       file,
       `set -u\nip link set lo up\nLOWPORT="${process.execPath} ${pkg.cli}"\nG="${box.args.join(' ')}"\n${helpers}\n${script}\n`,
@@ -63,10 +65,11 @@ NOBPF() { capsh --drop=cap_bpf,cap_sys_admin -- -c '"$@"' lowport-test "$@"; }`;
   }
 
   it('grant and apply say that BPF is refused here, and point to doctor', () => {
-    const { out } = inNetns(`
+    const { status, out } = inNetns(`
       NOBPF $LOWPORT grant 80 --user nobody $G 2>&1; echo "GRANT=$?"
       NOBPF cat /proc/self/status | grep -E '^CapBnd' | sed 's/:\\s*/=/'
     `);
+    assert.equal(status, 0, `the script ended on its own, not at the time-out\n${out}`);
     assert.equal(value(out, 'GRANT'), '1', out);
     assert.match(out, /the kernel does not let this process use BPF \(load `r0 = 3; exit` for BPF_CGROUP_INET4_BIND: EPERM\)/);
     assert.match(out, /Run `lowport doctor` to see what is refused/);
@@ -87,15 +90,15 @@ NOBPF() { capsh --drop=cap_bpf,cap_sys_admin -- -c '"$@"' lowport-test "$@"; }`;
   it('doctor reports each probe, and its recommended fallback serves curl on port 80 as nobody', () => {
     const server = join(box.dir, 'server.cjs');
     writeFileSync(server, `require('http').createServer((q, s) => s.end('uid ' + process.getuid())).listen({ fd: 3 });`);
-    const { out } = inNetns(`
+    const { status, out } = inNetns(`
       NOBPF $LOWPORT doctor --port 80 --user nobody --json $G > ${box.dir}/doctor.json
-      NOBPF $LOWPORT run --sockets --port 80/tcp --user nobody $G -- ${process.execPath} ${server} &
+      NOBPF_BG $LOWPORT run --sockets --port 80/tcp --user nobody $G -- ${process.execPath} ${server} &
       lp=$!
       body=
       serving() { body=$(curl -s http://127.0.0.1:80/) && [ -n "$body" ]; }
       waitfor 120 'an answer on port 80' serving
       echo "BODY=$body"
-      kill -TERM $lp; wait $lp
+      kill -TERM $lp; wait $lp; echo "RUN_EXIT=$?"
     `);
     const report = JSON.parse(readFileSync(join(box.dir, 'doctor.json'), 'utf8')) as DoctorJson;
     const check = (id: string) => report.checks.find((c) => c.id === id);
@@ -106,7 +109,10 @@ NOBPF() { capsh --drop=cap_bpf,cap_sys_admin -- -c '"$@"' lowport-test "$@"; }`;
     assert.equal(check('probe:cgroup-link')?.status, 'fail');
     // The recommendation needs no BPF; it is the one run here, end to end.
     assert.equal(report.recommendation?.method, 'lowport-run-sockets', JSON.stringify(report.recommendation));
+    assert.equal(status, 0, `the script ended on its own, not at the time-out\n${out}`);
     assert.equal(value(out, 'BODY'), 'uid 65534', out);
+    // SIGTERM ends the run and its server (143: the server's status, killed by the relayed signal).
+    assert.match(value(out, 'RUN_EXIT') ?? '', /^(0|143)$/, out);
     assert.equal(existsSync(box.pinDir), false, 'nothing of lowport in BPF');
   });
 });

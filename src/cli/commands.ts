@@ -6,7 +6,7 @@
  */
 import { UsageError } from '../errors.js';
 import { DEFAULTS } from '../forward/userspace.js';
-import { defineCommand, defineGroup, type Entry } from './command.js';
+import { defineCommand, defineGroup, GLOBAL_OPTIONS, type Entry } from './command.js';
 
 const PORTS = { name: 'PORTS', description: '80  80,443  8000-8100  53/udp  443/tcp  (no suffix: TCP and UDP)' } as const;
 
@@ -349,6 +349,29 @@ sees the client's address (nginx: listen ... proxy_protocol)`,
 /** The old spellings (`lowport forward 80 8080`, `--list`, `--gc`, `--remove P`, `--userspace`): kept for one release. */
 const LEGACY_MODES: Record<string, string> = { '--list': 'list', '--gc': 'gc', '--remove': 'remove', '--userspace': 'serve' };
 
+/**
+ * The first word of an old-style `forward` line that is neither an option nor an option's value (`lowport forward --addr
+ * fd00::1 80 8080` is the add of port 80): the value-taking options of every forward subcommand and the global ones.
+ */
+function firstPortWord(args: string[]): string | undefined {
+  const takesValue = new Set<string>();
+  for (const c of [forwardAdd, forwardRemove, forwardList, forwardGc, forwardServe]) {
+    for (const [name, o] of Object.entries<{ type: string; short?: string }>(c.options ?? {})) {
+      if (o.type !== 'string') continue;
+      takesValue.add(`--${name}`);
+      if (o.short !== undefined) takesValue.add(`-${o.short}`);
+    }
+  }
+  for (const [name, o] of Object.entries<{ type: string }>(GLOBAL_OPTIONS)) if (o.type === 'string') takesValue.add(`--${name}`);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] ?? '';
+    if (a === '--') return args[i + 1];
+    if (takesValue.has(a)) i++;
+    else if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
 export const forward = defineGroup({
   path: ['forward'],
   summary: 'redirect a low port to a high one (nftables), or forward it in userspace',
@@ -367,7 +390,8 @@ The spellings of lowport 0.1 still work until the next release, with a note:
     if (flags.length > 1) throw new UsageError(`give only one of ${flags.join(', ')}`);
     const mode = modes[0];
     if (mode === undefined) {
-      if (first === undefined || !/^[0-9]/.test(first)) return undefined;
+      const port = firstPortWord(args) ?? first;
+      if (port === undefined || !/^[0-9]/.test(port)) return undefined;
       return {
         args: ['add', ...args],
         note: 'note: `lowport forward PORT TO` is now `lowport forward add PORT TO`; the old spelling goes away in the next release',

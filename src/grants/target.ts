@@ -42,6 +42,17 @@ export function kernelTarget(options: LowportOptions): Target {
   return { cgroup: attachCgroup(options), pinDir: resolve(options.pinDir ?? DEFAULT_PIN_DIR) };
 }
 
+/**
+ * The target of what may already be live, for taking it down (`off`): root,
+ * the cgroup and the pin dir, without the feature probes. A probe that fails
+ * now (a seccomp filter, ENOMEM, a capability dropped since) must not make
+ * `off` believe nothing is there and leave the grants live.
+ */
+export function liveTarget(options: LowportOptions): Target {
+  requireRoot();
+  return { cgroup: attachCgroup(options), pinDir: resolve(options.pinDir ?? DEFAULT_PIN_DIR) };
+}
+
 /** The cgroup-v2 directory this instance works on (--cgroup, else the hierarchy's root); needs no BPF. */
 export function attachCgroup(options: LowportOptions): string {
   if (options.cgroup === undefined) return cgroup2Root();

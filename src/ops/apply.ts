@@ -19,7 +19,7 @@ import { VALUE_SIZE, type EntryTable } from '../grants/map-format.js';
 import { syncReservedPorts } from '../grants/reserved-ports.js';
 import { appliedText, pruneScopes, saveAppliedText, scopeRules } from '../grants/scopes.js';
 import { compileTable } from '../grants/compile.js';
-import { kernelTarget, policyPath, type LowportOptions } from '../grants/target.js';
+import { kernelTarget, liveTarget, policyPath, type LowportOptions } from '../grants/target.js';
 import { unresolvedReport, type UnresolvedReport } from './unresolved.js';
 
 export type { CompiledPolicy } from '../grants/document.js';
@@ -57,12 +57,21 @@ export function makeLive(
   target: Target,
   compiled: CompiledPolicy,
   fingerprint: Buffer,
+  undoSwap?: () => void,
 ): { installed: boolean; entries: number; notes: string[] } {
   const { scopes } = pruneScopes(target);
   // Without scoped grants the file's table is the whole policy: no need to compile it again.
   const table = scopes.length === 0 ? compiled.table : compileTable([...compiled.rules, ...scopeRules(scopes)]);
   const swapped = swapInto(target, table, fingerprint);
-  return { ...swapped, entries: table.count, notes: syncReservedPorts(target.pinDir, compiled.doc) };
+  let notes: string[];
+  try {
+    notes = syncReservedPorts(target.pinDir, compiled.doc);
+  } catch (e) {
+    // After the swap: an edit puts back what was live, so that a failed step changes nothing.
+    undoSwap?.();
+    throw e;
+  }
+  return { ...swapped, entries: table.count, notes };
 }
 
 /** Swaps entries into the kernel, turning a refusal by the kernel into a message about the machine. */
@@ -93,9 +102,10 @@ function swapInto(target: Target, table: EntryTable, fingerprint: Buffer | undef
 /** The kernel target, or (as root, on a machine without the BPF path) why there is none. */
 export function targetIfSupported(
   options: LowportOptions,
+  { probe = true }: { probe?: boolean } = {},
 ): { target: Target; unsupported?: undefined } | { target?: undefined; unsupported: LowportError } {
   try {
-    return { target: kernelTarget(options) };
+    return { target: probe ? kernelTarget(options) : liveTarget(options) };
   } catch (e) {
     if (e instanceof LowportError && e.code === 'E_UNSUPPORTED') return { unsupported: e };
     throw e;
@@ -184,17 +194,18 @@ export function editPolicy(
   explain?: (compiled: CompiledPolicy) => string[],
 ): EditOutcome {
   const target = kernelTarget(options);
-  const done = editPolicyFile(policyPath(options), edit, (after, before) => {
+  const done = editPolicyFile(policyPath(options), edit, (after) => {
     const compiled = compileDocument(after.doc);
-    const previous = after === before ? undefined : readLivePolicy(target.pinDir);
-    const live = makeLive(target, compiled, policyFingerprint(after.text));
+    const previous = readLivePolicy(target.pinDir);
+    // Back to what was live: the old policy, or nothing.
+    const undo = (): void => {
+      if (previous !== undefined) swapInto(target, previous.table, previous.fingerprint);
+      else removeAll(target);
+    };
+    const live = makeLive(target, compiled, policyFingerprint(after.text), undo);
     return {
       result: { compiled, ...live },
-      undo: () => {
-        // Back to what was live: the old policy, or nothing.
-        if (previous !== undefined) swapInto(target, previous.table, previous.fingerprint);
-        else removeAll(target);
-      },
+      undo,
       commit: () => saveAppliedText(target, after.text, compiled.bindings),
     };
   });

@@ -28,8 +28,9 @@ export interface EndedRun {
 }
 
 export function off(options: LowportOptions = {}): OffResult {
-  // Without the BPF path there is nothing of lowport's in BPF, but there may be persisted redirects.
-  const { target } = targetIfSupported(options);
+  // Without the probes: what is live must go even where loading BPF is refused now (without cgroup v2 there is
+  // nothing of lowport's in BPF, but there may be persisted redirects).
+  const { target } = targetIfSupported(options, { probe: false });
   // Under the policy's lock when there is one, so that an edit in progress
   // does not swap its policy back in after this.
   return withPolicyLock(policyPath(options), { create: false }, () => {

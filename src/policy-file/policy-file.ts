@@ -109,7 +109,19 @@ export function editPolicyFile<T>(
       try {
         writeFileAtomic(path, after.text);
       } catch (e) {
-        live.undo();
+        try {
+          live.undo();
+        } catch (undoFailed) {
+          // The write's error stays the one reported; the failed undo is said with it.
+          throw new LowportError(
+            'E_STATE',
+            `${(e as Error).message}; putting back what was live failed too: ${(undoFailed as Error).message}`,
+            {
+              hint: 'The kernel may now hold the edit the file lacks: fix the cause, then run `lowport apply`.',
+              cause: e,
+            },
+          );
+        }
         throw e;
       }
     }

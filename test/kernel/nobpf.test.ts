@@ -13,7 +13,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { probeBindReturn, probeFeatures } from '../../src/bpf/probes.js';
-import { kernelSkipReason, PackageCopy, Sandbox } from './sandbox.js';
+import { binds, kernelSkipReason, PackageCopy, Sandbox } from './sandbox.js';
 
 // capsh is libcap2-bin's, installed by .ci/run and in the VM image: its absence fails the test rather than skipping it.
 const skip = kernelSkipReason();
@@ -114,6 +114,18 @@ NOBPF_BG() { exec capsh --drop=cap_bpf,cap_sys_admin -- -c 'exec "$@"' lowport-t
     // SIGTERM ends the run and its server (143: the server's status, killed by the relayed signal).
     assert.match(value(out, 'RUN_EXIT') ?? '', /^(0|143)$/, out);
     assert.equal(existsSync(box.pinDir), false, 'nothing of lowport in BPF');
+  });
+
+  it('off still takes down what is live, though the probes now fail (the review: it said "already off" and left the grants)', async () => {
+    const granted = await box.cli('grant', '80', '--user', 'nobody');
+    assert.equal(granted.code, 0, granted.stderr);
+    assert.deepEqual(box.probe({}, binds(80, ['127.0.0.1'], ['tcp'])), ['ok']);
+    const { status, out } = inNetns(`NOBPF $LOWPORT off $G 2>&1; echo "OFF=$?"`);
+    assert.equal(status, 0, out);
+    assert.equal(value(out, 'OFF'), '0', out);
+    assert.match(out, /lowport is off: removed everything/);
+    assert.equal(existsSync(box.pinDir), false, out);
+    assert.deepEqual(box.probe({}, binds(80, ['127.0.0.1'], ['tcp'])), ['EACCES'], 'the grant ended');
   });
 });
 

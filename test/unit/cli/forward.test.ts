@@ -88,6 +88,12 @@ describe('lowport forward arguments', () => {
     ['mode flags of the old spelling together', ['forward', '--list', '--gc'], /give only one of --list, --gc/],
     ['an unknown subcommand', ['forward', 'frob'], /unknown command 'lowport forward frob'/],
     ['an old spelling with a bad port, after its note', ['forward', '80-90', '8080'], /now `lowport forward add PORT TO`[^]*one port/],
+    // An option's value before the port is not the port (review: `--addr fd00::1 80 8080` was an unknown command).
+    [
+      'an old spelling with --addr before the port, and a bad port',
+      ['forward', '--addr', 'fd00::1', '80-90', '8080'],
+      /now `lowport forward add PORT TO`[^]*one port/,
+    ],
   ];
   for (const [what, args, message] of cli) {
     it(`exits 2 on ${what}`, async () => {

@@ -245,3 +245,24 @@ export function noArguments(ctx: { positionals: string[] }, command: string): vo
       `See \`lowport ${command} --help\`.`,
     );
 }
+
+/**
+ * The index of the first word of `args` that is neither an option nor the value of one in `takesValue`, or -1
+ * (`--` ends the search: what follows is a command's, not ours).
+ */
+export function firstWordIndex(args: readonly string[], takesValue: ReadonlySet<string>): number {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] ?? '';
+    if (a === '--') return -1;
+    if (takesValue.has(a)) i++;
+    else if (!a.startsWith('-')) return i;
+  }
+  return -1;
+}
+
+/** `--name` (and `-s`) of every string option of `options`: the ones whose value is the next word. */
+export function valueOptionWords(options: OptionDefs): string[] {
+  return Object.entries(options).flatMap(([name, o]) =>
+    o.type === 'string' ? [`--${name}`, ...(o.short === undefined ? [] : [`-${o.short}`])] : [],
+  );
+}

@@ -6,7 +6,7 @@
  */
 import { UsageError } from '../errors.js';
 import { DEFAULTS } from '../forward/userspace.js';
-import { defineCommand, defineGroup, GLOBAL_OPTIONS, type Entry } from './command.js';
+import { defineCommand, defineGroup, firstWordIndex, GLOBAL_OPTIONS, valueOptionWords, type Entry } from './command.js';
 
 const PORTS = { name: 'PORTS', description: '80  80,443  8000-8100  53/udp  443/tcp  (no suffix: TCP and UDP)' } as const;
 
@@ -354,22 +354,10 @@ const LEGACY_MODES: Record<string, string> = { '--list': 'list', '--gc': 'gc', '
  * fd00::1 80 8080` is the add of port 80): the value-taking options of every forward subcommand and the global ones.
  */
 function firstPortWord(args: string[]): string | undefined {
-  const takesValue = new Set<string>();
-  for (const c of [forwardAdd, forwardRemove, forwardList, forwardGc, forwardServe]) {
-    for (const [name, o] of Object.entries<{ type: string; short?: string }>(c.options ?? {})) {
-      if (o.type !== 'string') continue;
-      takesValue.add(`--${name}`);
-      if (o.short !== undefined) takesValue.add(`-${o.short}`);
-    }
-  }
-  for (const [name, o] of Object.entries<{ type: string }>(GLOBAL_OPTIONS)) if (o.type === 'string') takesValue.add(`--${name}`);
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] ?? '';
-    if (a === '--') return args[i + 1];
-    if (takesValue.has(a)) i++;
-    else if (!a.startsWith('-')) return a;
-  }
-  return undefined;
+  const commands = [forwardAdd, forwardRemove, forwardList, forwardGc, forwardServe];
+  const takesValue = new Set([GLOBAL_OPTIONS, ...commands.map((c) => c.options ?? {})].flatMap(valueOptionWords));
+  const i = firstWordIndex(args, takesValue);
+  return i < 0 ? undefined : args[i];
 }
 
 export const forward = defineGroup({

@@ -9,7 +9,16 @@ import { fileURLToPath } from 'node:url';
 import { formatDiagnostics } from '../diagnostic.js';
 import { LowportError, PolicyError, UsageError } from '../errors.js';
 import { effectiveUid, MissingToolError } from '../os/process.js';
-import { commandName, GLOBAL_OPTIONS, isGroup, jsonText, type AnyCommand, type CommandGroup } from './command.js';
+import {
+  commandName,
+  firstWordIndex,
+  GLOBAL_OPTIONS,
+  isGroup,
+  jsonText,
+  valueOptionWords,
+  type AnyCommand,
+  type CommandGroup,
+} from './command.js';
 import { COMMANDS } from './commands.js';
 import { entryHelp, mainHelp } from './help.js';
 import { processIo, type CliIo } from './io.js';
@@ -162,21 +171,8 @@ function subcommand(
  * word that is not an option or its value.
  */
 function splitCommand(args: string[]): { name: string | undefined; rest: string[] } {
-  const takesValue = new Set(
-    Object.entries(GLOBAL_OPTIONS)
-      .filter(([, o]) => o.type === 'string')
-      .map(([k]) => `--${k}`),
-  );
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] ?? '';
-    if (takesValue.has(a)) {
-      i++;
-      continue;
-    }
-    if (a === '--') break;
-    if (!a.startsWith('-')) return { name: a, rest: [...args.slice(0, i), ...args.slice(i + 1)] };
-  }
-  return { name: undefined, rest: args };
+  const i = firstWordIndex(args, new Set(valueOptionWords(GLOBAL_OPTIONS)));
+  return i < 0 ? { name: undefined, rest: args } : { name: args[i], rest: [...args.slice(0, i), ...args.slice(i + 1)] };
 }
 
 /**

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { compileDocument } from '../grants/document.js';
 import { list, type ListResult } from '../ops/list.js';
 import { Kind } from '../grants/map-format.js';
-import { bindHookByVersion, DEFAULT_PIN_DIR, policyPath, unsupportedMessage, type LowportOptions } from '../grants/target.js';
+import { bindHookByVersion, DEFAULT_PIN_DIR, policyPath, probeText, unsupportedMessage, type LowportOptions } from '../grants/target.js';
 import { LowportError } from '../errors.js';
 import { CAP_NET_BIND_SERVICE, fileCapabilities, hasCap, parseStatusCaps } from '../os/capabilities.js';
 import { findCgroup2Root } from '../os/cgroup.js';
@@ -247,7 +247,7 @@ function kernelChecks(asRoot: boolean, missing: string[]): Check[] {
     ...results.map((r): Check => ({
       id: `probe:${r.name}`,
       status: r.ok ? 'ok' : 'fail',
-      detail: `${r.tried}: ${r.ok ? 'works' : (r.errno ?? `not tried, ${r.skipped ?? 'refused'}`)}${r.verifier === undefined ? '' : ` (verifier: ${r.verifier})`}`,
+      detail: probeText(r),
     })),
   ];
 }

@@ -39,7 +39,7 @@ export function kernelTarget(options: LowportOptions): Target {
       hint: 'Use a fallback: `lowport run --sockets`, an nftables redirect, or the ip_unprivileged_port_start sysctl.',
     });
   }
-  return { cgroup: attachCgroup(options), pinDir: resolve(options.pinDir ?? DEFAULT_PIN_DIR) };
+  return liveTarget(options);
 }
 
 /**
@@ -116,9 +116,15 @@ export function requireBpfFeatures(missing: FeatureResult | undefined = missingF
   });
 }
 
+/** One probe as tried and answered: `load ...: EINVAL (verifier: ...)`, `...: works`. */
+export function probeText(r: FeatureResult): string {
+  const answer = r.ok ? 'works' : (r.errno ?? `not tried, ${r.skipped ?? 'refused'}`);
+  return `${r.tried}: ${answer}${r.verifier === undefined ? '' : ` (verifier: ${r.verifier})`}`;
+}
+
 /** What a failed probe means, in a sentence. */
 export function unsupportedMessage(r: FeatureResult, release: string): string {
-  const how = `${r.tried}: ${r.errno ?? r.skipped ?? 'refused'}${r.verifier === undefined ? '' : ` (verifier: ${r.verifier})`}`;
+  const how = probeText(r);
   if (r.errno === 'EPERM' || r.errno === 'EACCES') {
     return `the kernel does not let this process use BPF (${how}): kernel lockdown, a container without CAP_BPF and CAP_SYS_ADMIN, or a seccomp filter`;
   }

@@ -432,7 +432,12 @@ export const install = defineCommand({
 \`lowport apply\` at boot, after local filesystems and user lookups and before
 the network comes up (so before network services bind), and \`lowport off\`
 when stopped. Creates /etc/lowport/policy if it does not exist. Without
-systemd, says what to add to the boot sequence instead.`,
+systemd, says what to add to the boot sequence instead. Refuses to point the
+unit at a lowport that a user could change or that may be gone at the next
+boot: a source checkout, a directory \`npm install -g .\` linked, /tmp; install
+the Debian package, or \`npm install -g ./lowport-VERSION.tgz\` (from \`npm pack\`).
+With --root, the unit runs the image's own lowport (/usr/bin/lowport of the
+package) at the image's boots.`,
   options: ROOT_OPTION,
   needsRoot: () => true,
   load: async () => (await import('./install.js')).install,

@@ -5,6 +5,7 @@ import { escapeControl } from '../text.js';
 import { implement, printJson, type Implementation } from './command.js';
 import * as commands from './commands.js';
 import { sudoArgv } from './sudo.js';
+import { version } from './main.js';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +30,8 @@ export const install: Implementation = implement(commands.install, (ctx) => {
       ...(ctx.values.root === undefined ? {} : { root: ctx.values.root }),
       lowportArgv: sudoArgv([]),
       packageFiles: packageFiles(),
+      ...(process.argv[1] === undefined ? {} : { invokedAs: process.argv[1] }),
+      version: version(),
     });
     if (ctx.json) {
       printJson(ctx.io, r);

@@ -18,6 +18,15 @@ import {
   writeFileAtomic,
 } from '../policy-file/trust.js';
 import { pathExists } from '../os/process.js';
+import {
+  checkoutMarker,
+  npmLinkOnPath,
+  packageDirOf,
+  resolveInRoot,
+  shebang,
+  temporaryPlace,
+  type TemporaryPlace,
+} from '../os/program-place.js';
 import { findTreeFault, TreeCheckError, type TreeFault } from '../os/root-tree.js';
 import { systemctl, systemctlPath } from '../os/systemctl.js';
 import { systemdRunning } from '../os/system.js';
@@ -29,10 +38,18 @@ const UNIT_NAME = 'lowport.service';
 export interface InstallOptions extends LowportOptions {
   /** Install into this root directory (systemctl --root), not the running system. */
   root?: string;
-  /** The command that runs lowport, absolute: node and the script. */
+  /**
+   * The command that runs lowport on this machine, absolute: node and the
+   * script (its package is the directory above dist/). Not used with `root`:
+   * the unit then runs the lowport installed inside the image.
+   */
   lowportArgv: string[];
   /** The trees the command loads (the package's package.json and dist/, koffi), walked whole. */
   packageFiles?: string[];
+  /** The path lowport was started by (process.argv[1]): an npm link on its way is refused. */
+  invokedAs?: string;
+  /** lowport's version, for the tarball's name in the hint. */
+  version?: string;
 }
 
 export interface InstallResult {
@@ -146,16 +163,30 @@ function unitFile(root: string | undefined): string {
 }
 
 /**
+ * The copying ways to install lowport, for hints: what a root unit may run.
+ * `npm install -g .` is not one of them: it links the checkout.
+ */
+function copyAdvice(version: string): string {
+  return (
+    'install a copy of lowport that only root can change and that stays where it is: the Debian package ' +
+    '(`npm run deb && dpkg -i lowport_*.deb`; it installs and enables this boot unit itself, at /usr/bin/lowport), ' +
+    `or npm's copy of a packed tarball (\`npm pack && npm install -g ./lowport-${version}.tgz\`, or \`npm install -g --install-links .\`; ` +
+    'plain `npm install -g .` only links this directory) and run `lowport install` from it'
+  );
+}
+
+/**
  * The unit runs these files as root at every boot: refuse any that a user
  * could change (a clone in a home directory, a Node installed with nvm, one
  * group-writable directory deep in dist/). `argv` (node and the script) is
- * checked with every directory above it; `trees` (the package's files, koffi)
- * are walked whole, symlinks checked where they point.
+ * checked with every directory above it (up to `base`, an image's root);
+ * `trees` (the package's files, koffi) are walked whole, symlinks checked
+ * where they point.
  */
-function assertRootOwnedProgram(argv: string[], trees: string[] = []): void {
+function assertRootOwnedProgram(argv: string[], trees: string[], version: string, base = '/'): void {
   let fault: TreeFault | undefined;
   try {
-    fault = findTreeFault(argv, trees);
+    fault = findTreeFault(argv, trees, base);
   } catch (e) {
     if (!(e instanceof TreeCheckError)) throw e;
     throw new LowportError('E_STATE', e.message, { hint: 'Check that the program files are there and readable by root.', cause: e });
@@ -166,9 +197,98 @@ function assertRootOwnedProgram(argv: string[], trees: string[] = []): void {
     'E_POLICY_UNSAFE',
     `${problem}, so someone other than root could run their own code as root at every boot; lowport refuses to install it`,
     {
-      hint: `Run: ${fix} (and check the rest of the tree: lowport names the first problem). Or install lowport and Node where only root can write (e.g. \`sudo npm install -g .\` with the system Node) and run \`lowport install\` from there.`,
+      hint: `Run: ${fix} (and check the rest of the tree: lowport names the first problem). Or ${copyAdvice(version)}, with a Node that only root can write (the system's).`,
     },
   );
+}
+
+function temporaryWording(t: TemporaryPlace): string {
+  switch (t.why) {
+    case 'temporary-dir':
+      return `${t.at}, which is emptied at boot or by a tmp cleaner`;
+    case 'tmpfs':
+      return 'a tmpfs, which is empty again after a reboot';
+    default:
+      return `${t.at}, a directory everyone may write to, where tmp cleaners remove files`;
+  }
+}
+
+/**
+ * The program a boot unit runs must be an installed copy that lasts: not in
+ * a temporary place, not a source checkout (a \`git pull\` or a half-done
+ * build would change what root runs at boot, \`git clean\` removes dist/), and
+ * not reached through an npm link (\`npm install -g .\`, which links the
+ * checkout instead of copying it). `packageDir` and `invokedAs` are paths on
+ * this machine, or inside `root` when given (no file system checks there).
+ */
+function assertInstalledCopy(argv: string[], packageDir: string, version: string, invokedAs?: string, root?: string): void {
+  const refuse = (problem: string) =>
+    new LowportError('E_STATE', `${problem}; lowport refuses to point the boot unit at it`, {
+      hint: `To run lowport at every boot, ${copyAdvice(version)}.`,
+    });
+  const link = invokedAs === undefined ? undefined : npmLinkOnPath(invokedAs, 'lowport');
+  if (link !== undefined)
+    throw refuse(
+      `lowport runs through the npm link ${link.link} -> ${link.target} (made by \`npm install -g .\` or \`npm link\`, which link the directory instead of copying it), so the boot unit would run whatever is in ${link.target} at each boot`,
+    );
+  for (const path of [...argv, packageDir]) {
+    const place = temporaryPlace(path, root === undefined);
+    if (place !== undefined)
+      throw refuse(
+        `${root === undefined ? 'lowport' : `the image's lowport`} runs from ${path}, in ${temporaryWording(place)}, so the boot unit would find nothing there at a later boot`,
+      );
+  }
+  const marker = checkoutMarker(root === undefined ? packageDir : join(root, packageDir));
+  if (marker !== undefined)
+    throw refuse(
+      `${root === undefined ? 'lowport' : `the image's lowport`} runs from the source checkout ${packageDir} (it holds ${marker.slice(marker.lastIndexOf('/') + 1)}), so the boot unit would run as root whatever is built there next: a \`git pull\` or a half-done \`npm run build\` changes it, \`git clean\` removes it`,
+    );
+}
+
+/** Where lowport is installed inside an image, in the order the image's PATH finds it. */
+const IMAGE_PROGRAMS = ['/usr/local/bin/lowport', '/usr/bin/lowport'];
+
+/**
+ * The command the image's unit runs: the lowport installed inside the image
+ * (the Debian package's /usr/bin/lowport, or npm's copy in /usr/local), checked
+ * inside the image as the host's is here: root's alone, an installed copy,
+ * and a node for its `#!` line. This machine's paths mean nothing there.
+ */
+function imageProgram(root: string, version: string): string[] {
+  const found = IMAGE_PROGRAMS.map((bin) => ({ bin, script: resolveInRoot(root, bin) })).find((c) => c.script !== undefined);
+  if (found?.script === undefined)
+    throw new LowportError(
+      'E_STATE',
+      `the image ${root} has no lowport (neither ${IMAGE_PROGRAMS.join(' nor ')} inside it), and its boot unit must run a lowport that is there when the image boots: the paths this lowport runs from are this machine's`,
+      {
+        hint: `Install the Debian package into the image first, e.g. \`cp lowport_*.deb ${root}/tmp/ && chroot ${root} dpkg -i /tmp/lowport_${version}_*.deb\` (it enables the boot unit itself), or with your image builder's package list.`,
+      },
+    );
+  const { bin, script } = found;
+  const packageDir = packageDirOf(script);
+  assertInstalledCopy([script], packageDir, version, undefined, root);
+  const interpreter = shebang(join(root, script))?.split(/\s+/) ?? [];
+  const node =
+    interpreter[0] === '/usr/bin/env'
+      ? ['/usr/local/bin', '/usr/bin', '/bin']
+          .map((d) => resolveInRoot(root, `${d}/${interpreter[1] ?? 'node'}`))
+          .find((p) => p !== undefined)
+      : interpreter[0] === undefined
+        ? undefined
+        : resolveInRoot(root, interpreter[0]);
+  if (node === undefined)
+    throw new LowportError(
+      'E_STATE',
+      `the image's ${bin} (${script}) starts with '#!${interpreter.join(' ')}', which is not in the image ${root}`,
+      { hint: `Install Node.js 20 or later into the image (Debian: the nodejs package the lowport package depends on).` },
+    );
+  assertRootOwnedProgram(
+    [join(root, bin), join(root, script), join(root, node)],
+    [join(root, packageDir, 'package.json'), join(root, packageDir, 'dist'), join(root, packageDir, 'node_modules', 'koffi')],
+    version,
+    root,
+  );
+  return [bin];
 }
 
 /** What a fault of the program's tree (os/root-tree.ts) is, and the command that fixes it. */
@@ -194,7 +314,16 @@ function treeFaultWording({ path, kind, finding }: TreeFault): { problem: string
 
 export function install(o: InstallOptions): InstallResult {
   if (o.root === undefined) requireRoot();
-  assertRootOwnedProgram(o.lowportArgv, o.packageFiles ?? []);
+  const version = o.version ?? 'VERSION';
+  let argv: string[];
+  if (o.root === undefined) {
+    const script = o.lowportArgv[o.lowportArgv.length - 1] ?? '';
+    assertInstalledCopy(o.lowportArgv, packageDirOf(script), version, o.invokedAs);
+    assertRootOwnedProgram(o.lowportArgv, o.packageFiles ?? [], version);
+    argv = o.lowportArgv;
+  } else {
+    argv = imageProgram(resolve(o.root), version);
+  }
   const notes: string[] = [];
   const policy = join(o.root ?? '/', policyPath(o));
   let createdPolicy = false;
@@ -203,21 +332,25 @@ export function install(o: InstallOptions): InstallResult {
     writeFileAtomic(policy, serializePolicy(readPolicy(policy, true).doc));
     createdPolicy = true;
   }
+  const applyLater =
+    o.root === undefined
+      ? 'Run `lowport apply` to load the policy now.'
+      : `It runs \`${argv.map(shellQuote).join(' ')} apply\` at every boot of the image, the first one included, with the rules of ${policy} (${policyPath(o)} inside it); nothing is loaded into this machine's kernel. Edit that file for the image: \`lowport grant\` here would also change this machine's grants.`;
   if (systemctlPath() === undefined) {
     return {
       policy,
       createdPolicy,
       enabled: false,
-      notes,
+      notes: o.root === undefined ? notes : [applyLater],
       instructions:
-        `systemd is not installed here. Run \`${o.lowportArgv.map(shellQuote).join(' ')} apply\` at every boot, after local filesystems are mounted and before network services start: ` +
+        `systemd is not installed here. Run \`${argv.map(shellQuote).join(' ')} apply\` at every boot${o.root === undefined ? '' : ' of the image'}, after local filesystems are mounted and before network services start: ` +
         'for example from /etc/rc.local, an OpenRC service (`depend() { before net; need localmount; }`), or a runit/s6 oneshot.',
     };
   }
   const file = unitFile(o.root);
   // Root's unit, under --root IMG too: every directory from / to it root's alone, and a link at its name replaced, never followed.
   ensureTrustedDir(dirname(file), 0o755, GENERATED);
-  writeFileAtomic(file, bootUnit(o.lowportArgv, o), { role: GENERATED, followLink: false });
+  writeFileAtomic(file, bootUnit(argv, o), { role: GENERATED, followLink: false });
   const live = o.root === undefined && systemdRunning();
   if (live) systemctl(['daemon-reload']);
   const enabled = systemctl(['enable', UNIT_NAME], o.root);
@@ -225,10 +358,8 @@ export function install(o: InstallOptions): InstallResult {
     throw new LowportError('E_STATE', `systemctl enable ${UNIT_NAME} failed: ${enabled.output}`, {
       hint: `See \`systemctl status ${UNIT_NAME}\`.`,
     });
-  if (!live)
-    notes.push(
-      'systemd is not running as init here: the unit takes effect at the next boot with systemd. Run `lowport apply` to load the policy now.',
-    );
+  if (o.root !== undefined) notes.push(applyLater);
+  else if (!live) notes.push(`systemd is not running as init here: the unit takes effect at the next boot with systemd. ${applyLater}`);
   return { unitFile: file, policy, createdPolicy, enabled: true, notes };
 }
 

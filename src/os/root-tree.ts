@@ -36,13 +36,20 @@ export class TreeCheckError extends Error {
 class Walk {
   private readonly seen = new Set<string>();
 
+  /** `base`: where the walk starts (an image's root, whose own parents do not matter inside it). */
+  constructor(private readonly base = '/') {}
+
   /** The path and every directory above it; symlinks on the way are checked and followed to their (checked) targets. */
   path(path: string): TreeFault | undefined {
     const abs = resolve(path);
-    let fault = this.entry('/', lstatSync('/'), 'above');
+    const base = abs === this.base || abs.startsWith(`${this.base}/`) ? this.base : '/';
+    let fault = this.entry(base, lstatSync(base), 'above');
     if (fault !== undefined) return fault;
-    let cur = '/';
-    const parts = abs.split(sep).filter((p) => p !== '');
+    let cur = base;
+    const parts = abs
+      .slice(base === '/' ? 0 : base.length)
+      .split(sep)
+      .filter((p) => p !== '');
     for (const [i, part] of parts.entries()) {
       cur = join(cur, part);
       const st = lstatSync(cur);
@@ -103,9 +110,11 @@ class Walk {
 /**
  * The first fault in `paths` (each checked with the directories above it)
  * and in `trees` (each walked whole): what lowport refuses to run as root.
+ * `base` (absolute, no symlinks): the directories above it are not checked,
+ * for the files of an image whose root it is.
  */
-export function findTreeFault(paths: string[], trees: string[]): TreeFault | undefined {
-  const walk = new Walk();
+export function findTreeFault(paths: string[], trees: string[], base = '/'): TreeFault | undefined {
+  const walk = new Walk(resolve(base));
   for (const p of [...paths, ...trees]) {
     let fault: TreeFault | undefined;
     try {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runMain } from '../run-main.js';
 import { install } from '../../src/integrate/install.js';
-import { binds, CLI, kernelSkipReason, NOBODY, PackageCopy, Sandbox } from './sandbox.js';
+import { binds, CLI, ImageRoot, kernelSkipReason, NOBODY, PackageCopy, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
 const VICTIM_TEXT = "# a file of root that is not lowport's\n";
@@ -148,8 +148,10 @@ describe('policy files and generated files in directories users can write', { sk
     const shared = sharedDir('images');
     const image = join(shared, 'img');
     mkdirSync(image, { mode: 0o755 });
+    // The image has lowport, so that install gets as far as the image's /etc.
+    new ImageRoot(image);
     assert.throws(
-      () => install({ root: image, lowportArgv: [process.execPath, pkg.cli], packageFiles: [pkg.dir] }),
+      () => install({ root: image, lowportArgv: [process.execPath, pkg.cli] }),
       (e: Error & { code?: string }) => {
         assert.equal(e.code, 'E_POLICY_UNSAFE');
         assert.match(e.message, new RegExp(`${shared} is writable by everyone`));

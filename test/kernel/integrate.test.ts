@@ -9,12 +9,14 @@ import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
+  cpSync,
   existsSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
   readlinkSync,
+  renameSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -26,10 +28,10 @@ import { runMain } from '../run-main.js';
 import { install } from '../../src/integrate/install.js';
 import { aclWriters } from '../../src/os/files.js';
 import { getXattr } from '../../src/os/libc.js';
-import { binds, kernelSkipReason, NOBODY, PackageCopy, rootTempDir, Sandbox } from './sandbox.js';
+import { binds, CLI, ImageRoot, kernelSkipReason, missingTools, NOBODY, PackageCopy, rootTempDir, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
-const haveSystemd = spawnSync('sh', ['-c', 'command -v systemctl && command -v systemd-analyze']).status === 0;
+const noSystemd = missingTools(['systemctl', 'systemd-analyze'], 'systemd');
 
 describe('install, unit and import-authbind', { skip }, () => {
   let root: string;
@@ -38,59 +40,160 @@ describe('install, unit and import-authbind', { skip }, () => {
   before(() => {
     root = rootTempDir('lowport-root');
     box = new Sandbox('integrate');
-    pkg = new PackageCopy();
+    // An image with lowport installed as the Debian package installs it: the unit must run that one.
+    pkg = new ImageRoot(root).pkg as PackageCopy;
+    // systemd-analyze verify --root resolves the unit's targets inside the image.
+    cpSync('/usr/lib/systemd/system', join(root, 'usr/lib/systemd/system'), {
+      recursive: true,
+      filter: (src) => !src.includes('.') || src.endsWith('.target'),
+    });
   });
   after(async () => {
     rmSync(root, { recursive: true, force: true });
     await box?.dispose();
-    pkg?.dispose();
   });
 
-  // The unit runs lowport from a root-owned copy: the checkout itself may sit
-  // where install rightly refuses to point a root unit at (a home directory).
-  const installOptions = () => ({ root, lowportArgv: [process.execPath, pkg.cli], packageFiles: [pkg.dir] });
+  // This lowport's own paths (the checkout's) are given too: with --root they must not reach the image's unit.
+  const installOptions = () => ({ root, lowportArgv: [process.execPath, CLI], version: '0.1.0' });
+
+  it('installs an enabled boot unit that passes systemd-analyze verify, and creates the policy', { skip: noSystemd }, () => {
+    const r = install(installOptions());
+    const unit = join(root, 'etc/systemd/system/lowport.service');
+    assert.equal(r.unitFile, unit);
+    assert.equal(r.enabled, true);
+    assert.equal(r.createdPolicy, true);
+    const link = join(root, 'etc/systemd/system/sysinit.target.wants/lowport.service');
+    assert.ok(lstatSync(link).isSymbolicLink());
+    assert.equal(readlinkSync(link), '/etc/systemd/system/lowport.service');
+    const text = readFileSync(unit, 'utf8');
+    assert.match(text, /^ExecStart=\/usr\/bin\/lowport apply$/m);
+    assert.match(text, /^ExecStop=\/usr\/bin\/lowport off$/m);
+    assert.ok(!text.includes(process.execPath) && !text.includes(CLI), text);
+    assert.match(readFileSync(join(root, 'etc/lowport/policy'), 'utf8'), /^# lowport policy/);
+    // Inside the image: the program it names must be there and executable.
+    const verify = spawnSync('systemd-analyze', ['verify', `--root=${root}`, '/etc/systemd/system/lowport.service'], { encoding: 'utf8' });
+    assert.equal(verify.status, 0, verify.stderr);
+  });
+
+  it('refuses to install a unit that would run, as root, a file another user could change', () => {
+    const script = join(pkg.dir, 'dist/src/cli/main.js');
+    chownSync(script, NOBODY, NOBODY);
+    try {
+      assert.throws(
+        () => install(installOptions()),
+        (e: Error & { code?: string; hint?: string }) => {
+          assert.equal(e.code, 'E_POLICY_UNSAFE');
+          assert.match(
+            e.message,
+            /the program file .*main.js is owned by uid 65534, not root, so someone other than root could run their own code as root at every boot/,
+          );
+          assert.match(e.hint ?? '', /only root can change/);
+          assert.match(e.hint ?? '', /npm pack && npm install -g \.\/lowport-0\.1\.0\.tgz/);
+          return true;
+        },
+      );
+    } finally {
+      chownSync(script, 0, 0);
+    }
+  });
+
+  it('with --root, refuses an image without lowport, naming the package as the fix, and writes nothing into it', async () => {
+    const bare = rootTempDir('lowport-bare-img');
+    try {
+      new ImageRoot(bare, { withLowport: false });
+      const r = await runMain(['install', '--root', bare]);
+      assert.equal(r.code, 1, r.stdout);
+      assert.match(
+        r.stderr,
+        new RegExp(`the image ${bare} has no lowport \\(neither /usr/local/bin/lowport nor /usr/bin/lowport inside it\\)`),
+      );
+      assert.match(r.stderr, /the paths this lowport runs from are this machine's/);
+      assert.match(r.stderr, /Install the Debian package into the image first, e\.g\. `cp lowport_\*\.deb .* && chroot .* dpkg -i /);
+      assert.equal(existsSync(join(bare, 'etc')), false);
+    } finally {
+      rmSync(bare, { recursive: true, force: true });
+    }
+  });
 
   it(
-    'installs an enabled boot unit that passes systemd-analyze verify, and creates the policy',
-    { skip: haveSystemd ? false : 'systemd tools are not installed (CI installs systemd)' },
-    () => {
-      const r = install(installOptions());
-      const unit = join(root, 'etc/systemd/system/lowport.service');
-      assert.equal(r.unitFile, unit);
-      assert.equal(r.enabled, true);
-      assert.equal(r.createdPolicy, true);
-      const link = join(root, 'etc/systemd/system/sysinit.target.wants/lowport.service');
-      assert.ok(lstatSync(link).isSymbolicLink());
-      assert.equal(readlinkSync(link), '/etc/systemd/system/lowport.service');
-      assert.match(readFileSync(unit, 'utf8'), new RegExp(`^ExecStart=${process.execPath} ${pkg.cli} apply$`, 'm'));
-      assert.match(readFileSync(join(root, 'etc/lowport/policy'), 'utf8'), /^# lowport policy/);
-      const verify = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' });
-      assert.equal(verify.status, 0, verify.stderr);
+    "with --root, refuses an image whose lowport is a checkout or has no node, and says the unit runs at the image's boots",
+    { skip: noSystemd },
+    async () => {
+      const marker = join(pkg.dir, '.git');
+      mkdirSync(marker);
+      try {
+        assert.throws(
+          () => install(installOptions()),
+          /the image's lowport runs from the source checkout \/usr\/lib\/lowport \(it holds \.git\)/,
+        );
+      } finally {
+        rmSync(marker, { recursive: true });
+      }
+      const node = join(root, 'usr/bin/node');
+      renameSync(node, `${node}.away`);
+      try {
+        assert.throws(
+          () => install(installOptions()),
+          /the image's \/usr\/bin\/lowport \(\/usr\/lib\/lowport\/dist\/src\/cli\/main\.js\) starts with '#!\/usr\/bin\/node', which is not in the image/,
+        );
+      } finally {
+        renameSync(`${node}.away`, node);
+      }
+      const r = await runMain(['install', '--root', root]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /runs `\/usr\/bin\/lowport apply` at every boot of the image, the first one included/);
+      assert.match(r.stderr, /nothing is loaded into this machine's kernel/);
+      assert.doesNotMatch(r.stderr, /Run `lowport apply`/);
     },
   );
 
-  it('refuses to install a unit that would run, as root, a file another user could change', () => {
-    const script = join(root, 'user-main.js');
-    writeFileSync(script, '');
-    chownSync(script, NOBODY, NOBODY);
-    assert.throws(
-      () => install({ ...installOptions(), lowportArgv: [process.execPath, script] }),
-      (e: Error & { code?: string; hint?: string }) => {
-        assert.equal(e.code, 'E_POLICY_UNSAFE');
-        assert.match(
-          e.message,
-          /the program file .*user-main.js is owned by uid 65534, not root, so someone other than root could run their own code as root at every boot/,
-        );
-        assert.match(e.hint ?? '', /only root can write/);
-        return true;
-      },
+  it('refuses to point the boot unit at this checkout, at a copy under /run, or through an npm link, and names the copying installs', async () => {
+    const unit = '/etc/systemd/system/lowport.service';
+    const before = existsSync(unit);
+    // The checkout these tests run from, as `sudo lowport install` from a clone (npm install -g . links it).
+    const r = await runMain(['install']);
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(
+      r.stderr,
+      /lowport runs from the source checkout .* \(it holds (\.git|tsconfig\.json)\), so the boot unit would run as root whatever is built there next/,
     );
-    assert.doesNotMatch(readFileSync(join(root, 'etc/systemd/system/lowport.service'), 'utf8'), /user-main/);
+    assert.match(r.stderr, /the Debian package \(`npm run deb && dpkg -i lowport_\*\.deb`/);
+    assert.match(r.stderr, /`npm pack && npm install -g \.\/lowport-\d+\.\d+\.\d+\.tgz`/);
+    assert.match(r.stderr, /plain `npm install -g \.` only links this directory/);
+    // An installed-looking copy, but under /run, which is emptied at boot.
+    const copy = new PackageCopy();
+    const prefix = rootTempDir('lowport-prefix');
+    try {
+      assert.throws(
+        () => install({ lowportArgv: [process.execPath, copy.cli], packageFiles: [copy.dir], version: '0.1.0' }),
+        (e: Error & { code?: string; hint?: string }) => {
+          assert.equal(e.code, 'E_STATE');
+          assert.match(e.message, new RegExp(`lowport runs from ${copy.cli}, in /run, which is emptied at boot`));
+          assert.match(e.hint ?? '', /npm pack && npm install -g \.\/lowport-0\.1\.0\.tgz/);
+          return true;
+        },
+      );
+      // npm install -g . as npm does it: PREFIX/lib/node_modules/lowport a link to the directory, PREFIX/bin/lowport a link into it.
+      mkdirSync(join(prefix, 'lib/node_modules'), { recursive: true });
+      mkdirSync(join(prefix, 'bin'));
+      symlinkSync(copy.dir, join(prefix, 'lib/node_modules/lowport'));
+      symlinkSync('../lib/node_modules/lowport/dist/src/cli/main.js', join(prefix, 'bin/lowport'));
+      assert.throws(
+        () => install({ lowportArgv: [process.execPath, copy.cli], invokedAs: join(prefix, 'bin/lowport'), version: '0.1.0' }),
+        new RegExp(
+          `lowport runs through the npm link ${prefix}/lib/node_modules/lowport -> ${copy.dir} \\(made by \`npm install -g \\.\` or \`npm link\``,
+        ),
+      );
+    } finally {
+      copy.dispose();
+      rmSync(prefix, { recursive: true, force: true });
+      assert.equal(existsSync(unit), before, 'no boot unit was written on this machine');
+    }
   });
 
   it(
     'keeps an existing policy on install, and uninstall removes the unit but keeps the policy unless --purge',
-    { skip: haveSystemd ? false : 'systemd tools are not installed' },
+    { skip: noSystemd },
     async () => {
       writeFileSync(join(root, 'etc/lowport/policy'), 'grant 80 user nobody\n');
       install(installOptions());
@@ -107,37 +210,33 @@ describe('install, unit and import-authbind', { skip }, () => {
     },
   );
 
-  it(
-    'generates units that systemd-analyze verify accepts, for a service and for socket activation',
-    { skip: haveSystemd ? false : 'systemd tools are not installed' },
-    async () => {
-      const dir = join(root, 'units');
-      for (const extra of [[], ['--socket']]) {
-        const r = await runMain([
-          'unit',
-          'web',
-          '--user',
-          'nobody',
-          '--port',
-          '80,443/tcp',
-          '--output-dir',
-          dir,
-          ...extra,
-          '--',
-          '/usr/bin/python3',
-          '-m',
-          'http.server',
-          '80',
-        ]);
-        assert.equal(r.code, 0, r.stderr);
-        const files = extra.length === 0 ? ['web.service'] : ['web.socket', 'web.service'];
-        const verify = spawnSync('systemd-analyze', ['verify', ...files.map((f) => join(dir, f))], { encoding: 'utf8' });
-        assert.equal(verify.status, 0, `${verify.stdout}${verify.stderr}`);
-        // Only systemd's own advice about the nobody user may be printed.
-        assert.doesNotMatch(verify.stderr.replace(/.*Special user nobody configured.*\n?/g, ''), /\S/);
-      }
-    },
-  );
+  it('generates units that systemd-analyze verify accepts, for a service and for socket activation', { skip: noSystemd }, async () => {
+    const dir = join(root, 'units');
+    for (const extra of [[], ['--socket']]) {
+      const r = await runMain([
+        'unit',
+        'web',
+        '--user',
+        'nobody',
+        '--port',
+        '80,443/tcp',
+        '--output-dir',
+        dir,
+        ...extra,
+        '--',
+        '/usr/bin/python3',
+        '-m',
+        'http.server',
+        '80',
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const files = extra.length === 0 ? ['web.service'] : ['web.socket', 'web.service'];
+      const verify = spawnSync('systemd-analyze', ['verify', ...files.map((f) => join(dir, f))], { encoding: 'utf8' });
+      assert.equal(verify.status, 0, `${verify.stdout}${verify.stderr}`);
+      // Only systemd's own advice about the nobody user may be printed.
+      assert.doesNotMatch(verify.stderr.replace(/.*Special user nobody configured.*\n?/g, ''), /\S/);
+    }
+  });
 
   it('refuses to install when one file or directory deep in the tree is not root-controlled, naming it', () => {
     const deep = join(pkg.dir, 'dist', 'src', 'grants');
@@ -181,6 +280,21 @@ describe('install, unit and import-authbind', { skip }, () => {
         restore();
       }
     }
+    // A symlink in the tree counts for where it points.
+    const outside = mkdtempSync(join(tmpdir(), 'lowport-outside-'));
+    try {
+      chmodSync(outside, 0o755);
+      chownSync(outside, NOBODY, NOBODY);
+      symlinkSync(outside, join(pkg.dir, 'dist', 'src', 'linked'));
+      assert.throws(() => install(installOptions()), /the program directory .*lowport-outside-.* is owned by uid 65534/);
+    } finally {
+      rmSync(join(pkg.dir, 'dist', 'src', 'linked'), { force: true });
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to install when an ACL deep in the tree lets another user write', { skip: missingTools(['setfacl'], 'acl') }, () => {
+    const file = join(pkg.dir, 'dist', 'src', 'os', 'libc.js');
     // An ACL that lets nobody write, hidden among 40 harmless entries (too long for a small getxattr buffer).
     const acl = [...Array.from({ length: 40 }, (_, i) => `u:${20000 + i}:r`), `u:${NOBODY}:rw`].join(',');
     const setfacl = spawnSync('setfacl', ['-m', acl, file], { encoding: 'utf8' });
@@ -192,17 +306,6 @@ describe('install, unit and import-authbind', { skip }, () => {
       assert.throws(() => install(installOptions()), /the program file .*libc\.js has an ACL that lets user 65534 write it/);
     } finally {
       spawnSync('setfacl', ['-b', file]);
-    }
-    // A symlink in the tree counts for where it points.
-    const outside = mkdtempSync(join(tmpdir(), 'lowport-outside-'));
-    try {
-      chmodSync(outside, 0o755);
-      chownSync(outside, NOBODY, NOBODY);
-      symlinkSync(outside, join(pkg.dir, 'dist', 'src', 'linked'));
-      assert.throws(() => install(installOptions()), /the program directory .*lowport-outside-.* is owned by uid 65534/);
-    } finally {
-      rmSync(join(pkg.dir, 'dist', 'src', 'linked'), { force: true });
-      rmSync(outside, { recursive: true, force: true });
     }
   });
 
@@ -223,61 +326,53 @@ describe('install, unit and import-authbind', { skip }, () => {
     assert.match(bare.stdout, /^ExecStart=\/\S+\/true$/m);
   });
 
-  it(
-    'writes hostile command words so that systemd-analyze verify reads the program and its words back',
-    { skip: haveSystemd ? false : 'systemd tools are not installed' },
-    async () => {
-      const dir = rootTempDir('lowport-units');
-      try {
-        // A program whose path holds a specifier: unescaped, systemd would look for my-web.service-prog.
-        const prog = join(dir, 'my-%n-prog');
-        writeFileSync(prog, '#!/bin/sh\n', { mode: 0o755 });
-        const words = [
-          'a\nExecStartPre=+/bin/sh -c id',
-          '%n',
-          '$HOME',
-          '${PATH}',
-          '"',
-          "'",
-          '\\',
-          'end\\',
-          ';',
-          '\x1b[2J',
-          'rtl\u202e',
-          ' spaced ',
-        ];
-        const r = await runMain(['unit', 'web', '--user', 'nobody', '--port', '80', '--output-dir', dir, '--', prog, ...words]);
-        assert.equal(r.code, 0, r.stderr);
-        const text = readFileSync(join(dir, 'web.service'), 'utf8');
-        assert.doesNotMatch(text, /^ExecStartPre/m);
-        // eslint-disable-next-line no-control-regex -- the test is about control characters
-        assert.doesNotMatch(text, /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
-        const verify = spawnSync('systemd-analyze', ['verify', join(dir, 'web.service')], { encoding: 'utf8' });
-        assert.equal(verify.status, 0, `${verify.stdout}${verify.stderr}`);
-        assert.doesNotMatch(verify.stderr.replace(/.*Special user nobody configured.*\n?/g, ''), /\S/);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    },
-  );
+  it('writes hostile command words so that systemd-analyze verify reads the program and its words back', { skip: noSystemd }, async () => {
+    const dir = rootTempDir('lowport-units');
+    try {
+      // A program whose path holds a specifier: unescaped, systemd would look for my-web.service-prog.
+      const prog = join(dir, 'my-%n-prog');
+      writeFileSync(prog, '#!/bin/sh\n', { mode: 0o755 });
+      const words = [
+        'a\nExecStartPre=+/bin/sh -c id',
+        '%n',
+        '$HOME',
+        '${PATH}',
+        '"',
+        "'",
+        '\\',
+        'end\\',
+        ';',
+        '\x1b[2J',
+        'rtl\u202e',
+        ' spaced ',
+      ];
+      const r = await runMain(['unit', 'web', '--user', 'nobody', '--port', '80', '--output-dir', dir, '--', prog, ...words]);
+      assert.equal(r.code, 0, r.stderr);
+      const text = readFileSync(join(dir, 'web.service'), 'utf8');
+      assert.doesNotMatch(text, /^ExecStartPre/m);
+      // eslint-disable-next-line no-control-regex -- the test is about control characters
+      assert.doesNotMatch(text, /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
+      const verify = spawnSync('systemd-analyze', ['verify', join(dir, 'web.service')], { encoding: 'utf8' });
+      assert.equal(verify.status, 0, `${verify.stdout}${verify.stderr}`);
+      assert.doesNotMatch(verify.stderr.replace(/.*Special user nobody configured.*\n?/g, ''), /\S/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
-  it(
-    "escapes specifiers in the boot unit's ConditionPathExists=, so systemd checks the policy path itself",
-    { skip: haveSystemd ? false : 'systemd tools are not installed' },
-    () => {
-      const policy = join('/etc/lowport', 'policy-%n');
-      install({ ...installOptions(), policy });
-      const unit = readFileSync(join(root, 'etc/systemd/system/lowport.service'), 'utf8');
-      const condition = /^ConditionPathExists=(.*)$/m.exec(unit)?.[1] ?? '';
-      assert.equal(condition, '/etc/lowport/policy-%%n');
-      // systemd-analyze condition checks the running system: point the same escaped condition at the policy install created in the root.
-      const created = join(root, policy);
-      assert.ok(existsSync(created));
-      const check = spawnSync('systemd-analyze', ['condition', `ConditionPathExists=${join(root, condition)}`], { encoding: 'utf8' });
-      assert.equal(check.status, 0, `${check.stdout}${check.stderr}`);
-      rmSync(created);
-    },
-  );
+  it("escapes specifiers in the boot unit's ConditionPathExists=, so systemd checks the policy path itself", { skip: noSystemd }, () => {
+    const policy = join('/etc/lowport', 'policy-%n');
+    install({ ...installOptions(), policy });
+    const unit = readFileSync(join(root, 'etc/systemd/system/lowport.service'), 'utf8');
+    const condition = /^ConditionPathExists=(.*)$/m.exec(unit)?.[1] ?? '';
+    assert.equal(condition, '/etc/lowport/policy-%%n');
+    // systemd-analyze condition checks the running system: point the same escaped condition at the policy install created in the root.
+    const created = join(root, policy);
+    assert.ok(existsSync(created));
+    const check = spawnSync('systemd-analyze', ['condition', `ConditionPathExists=${join(root, condition)}`], { encoding: 'utf8' });
+    assert.equal(check.status, 0, `${check.stdout}${check.stderr}`);
+    rmSync(created);
+  });
 
   it('imports an authbind tree with real owners and modes, and applies it', async () => {
     const dir = join(root, 'authbind');

@@ -9,7 +9,18 @@
  * an `after`/`finally` hook.
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runMain } from '../run-main.js';
@@ -48,6 +59,19 @@ export function rootTempDir(prefix: string): string {
   const dir = mkdtempSync(join('/run', `${prefix}-`));
   chmodSync(dir, 0o755);
   return dir;
+}
+
+/**
+ * Why a test cannot run here because a tool it runs is missing ("setfacl is
+ * not installed (apt-get install acl)"), or false when every one is on PATH:
+ * for `it(..., { skip: missingTools(['setfacl'], 'acl') })`, so that a
+ * missing tool is a skip that says why, never a bare failure.
+ */
+export function missingTools(tools: string[], debianPackage: string): string | false {
+  const missing = tools.filter((t) => spawnSync('sh', ['-c', 'command -v "$1"', 'sh', t]).status !== 0);
+  return missing.length === 0
+    ? false
+    : `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not installed (apt-get install ${debianPackage})`;
 }
 
 /** Why kernel tests cannot run here, or undefined when they can. */
@@ -239,9 +263,11 @@ export class PackageCopy {
   readonly dir: string;
   readonly cli: string;
 
-  constructor() {
+  /** `dir`: where to put the copy (created 0755; dispose removes it), by default a fresh directory under /run. */
+  constructor(dir?: string) {
     const root = fileURLToPath(new URL('../../..', import.meta.url));
-    this.dir = rootTempDir('lowport-pkg');
+    this.dir = dir ?? rootTempDir('lowport-pkg');
+    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
     cpSync(join(root, 'package.json'), join(this.dir, 'package.json'));
     cpSync(join(root, 'dist', 'src'), join(this.dir, 'dist', 'src'), { recursive: true });
     cpSync(join(root, 'node_modules', 'koffi'), join(this.dir, 'node_modules', 'koffi'), { recursive: true });
@@ -250,6 +276,30 @@ export class PackageCopy {
 
   dispose(): void {
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * An image for `install --root`, laid out as the Debian package installs
+ * lowport: the program in usr/lib/lowport (a PackageCopy), usr/bin/lowport a
+ * relative link to its CLI, and a usr/bin/node for the `#!` line the package
+ * writes (a stand-in: install checks that it is there and root's, nothing
+ * runs it). `withLowport: false` leaves the image without lowport.
+ */
+export class ImageRoot {
+  readonly pkg: PackageCopy | undefined;
+
+  constructor(
+    readonly dir: string,
+    { withLowport = true } = {},
+  ) {
+    mkdirSync(join(dir, 'usr', 'bin'), { recursive: true, mode: 0o755 });
+    if (!withLowport) return;
+    this.pkg = new PackageCopy(join(dir, 'usr', 'lib', 'lowport'));
+    const cli = this.pkg.cli;
+    writeFileSync(cli, readFileSync(cli, 'utf8').replace(/^#!.*/, '#!/usr/bin/node'), { mode: 0o755 });
+    symlinkSync('../lib/lowport/dist/src/cli/main.js', join(dir, 'usr', 'bin', 'lowport'));
+    writeFileSync(join(dir, 'usr', 'bin', 'node'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
   }
 }
 

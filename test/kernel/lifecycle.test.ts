@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { compileDocument } from '../../src/grants/document.js';
@@ -178,9 +178,12 @@ describe('apply and off', { skip }, () => {
     assert.ok(sawOld > 0 && sawNew > 0, `old ${sawOld}, new ${sawNew}`);
     const r = await box.cli('apply');
     assert.equal(r.code, 0, r.stderr);
-    const stale = [...readdirSync(dirname(box.pinDir)), ...readdirSync(box.pinDir)].filter(
-      (n) => n.startsWith('lowport_stage_') || n.startsWith('stage-'),
-    );
+    // Only this instance's names: its stages beside the pin directory (lowport_stage_NAME-PID) and in it (stage-PID).
+    const own = `lowport_stage_${basename(box.pinDir)}-`;
+    const stale = [
+      ...readdirSync(dirname(box.pinDir)).filter((n) => n.startsWith(own)),
+      ...readdirSync(box.pinDir).filter((n) => n.startsWith('stage-')),
+    ];
     assert.deepEqual(stale, [], 'a killed install left a staging directory that the next command did not remove');
   });
 
@@ -189,10 +192,19 @@ describe('apply and off', { skip }, () => {
     try {
       other.writePolicy('grant 99 user nobody\n');
       assert.equal((await other.cli('apply', '--cgroup', box.cgroup)).code, 0);
-      const r = await box.cli('list', '--json');
-      const programs = (JSON.parse(r.stdout) as { programs: { ours: boolean; name: string }[] }).programs;
+      type Listed = { programs: { ours: boolean; id: number }[] };
+      const programs = (JSON.parse((await box.cli('list', '--json')).stdout) as Listed).programs;
+      // The other instance's programs by id, as it lists them: a lowport running on the machine (attached
+      // higher up, so seen here too) is neither instance's and must not change the counts.
+      const theirs = (JSON.parse((await other.cli('list', '--json', '--cgroup', box.cgroup)).stdout) as Listed).programs
+        .filter((p) => p.ours)
+        .map((p) => p.id);
       assert.equal(programs.filter((p) => p.ours).length, 2);
-      assert.equal(programs.filter((p) => !p.ours).length, 2);
+      assert.equal(theirs.length, 2);
+      assert.deepEqual(
+        programs.filter((p) => theirs.includes(p.id)).map((p) => p.ours),
+        [false, false],
+      );
       const human = await box.cli('list');
       assert.match(human.stdout, /Other programs on the bind hooks/);
     } finally {

@@ -16,6 +16,8 @@ import { after, before, describe, it } from 'node:test';
 import { kernelSkipReason, PackageCopy, rootTempDir, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
+// Sleeps this test process alone starts (seconds.pid, which sleep reads as a number): pgrep for them finds no other run's.
+const OWN_SLEEP = [`317.${process.pid}`, `318.${process.pid}`];
 const DRIVER = fileURLToPath(new URL('../../../test/kernel/pty-driver.py', import.meta.url));
 
 interface Driven {
@@ -146,24 +148,24 @@ describe('lowport run, forward and doctor start programs with nothing of root’
 
   it('says what the command left running, and Ctrl-C ends it (--caps, on a terminal)', () => {
     const d = onTerminal(
-      ['--caps', '--user', 'nobody', '--', 'sh', '-c', "trap '' HUP; sleep 317 & echo STARTED"],
+      ['--caps', '--user', 'nobody', '--', 'sh', '-c', `trap '' HUP; sleep ${OWN_SLEEP[0]} & echo STARTED`],
       [{ wait: 'Ctrl-C ends them' }, { sleep: 0.3 }, { send: '\u0003' }, { exit: true }],
     );
     assert.match(d.output, /lowport: waiting for 1 process the command left; Ctrl-C ends them/, d.output);
     assert.equal(d.status, 0, `lowport's status is the command's: ${d.output}`);
-    assert.equal(spawnSync('pgrep', ['-f', 'sleep 317']).status, 1, 'Ctrl-C should have ended what the command left');
+    assert.equal(spawnSync('pgrep', ['-fx', `sleep ${OWN_SLEEP[0]}`]).status, 1, 'Ctrl-C should have ended what the command left');
     assert.deepEqual(runCgroups(), []);
   });
 
   it('tracks --sockets commands in a cgroup too: without a terminal it waits, and SIGTERM ends what is left', () => {
     const { out } = inNetns(`
-      $LOWPORT run --sockets --port 80/tcp --user nobody $G -- sh -c '(exec sleep 318) & (exec sleep 318) & echo STARTED' </dev/null 2>$D/sockets.err &
+      $LOWPORT run --sockets --port 80/tcp --user nobody $G -- sh -c '(exec sleep ${OWN_SLEEP[1]}) & (exec sleep ${OWN_SLEEP[1]}) & echo STARTED' </dev/null 2>$D/sockets.err &
       lp=$!
       end=$((SECONDS + 120)); until grep -q waiting $D/sockets.err 2>/dev/null; do [ $SECONDS -lt $end ] || { echo "WAITFOR: no 'waiting' from lowport within 120 s"; break; }; sleep 0.1; done
       echo "CGROUP=$(cat ${box.cgroup}/lowport-run-*/cgroup.procs | wc -l)"
       kill -TERM $lp; wait $lp; echo "STATUS=$?"
       echo "ERR=$(grep -v "^lowport: note: other processes of .* can ptrace" $D/sockets.err)"
-      sleep 0.2; echo "LEFT=$(pgrep -fc 'sleep 318')"
+      sleep 0.2; echo "LEFT=$(pgrep -fxc 'sleep ${OWN_SLEEP[1]}')"
     `);
     assert.match(
       value(out, 'ERR') ?? '',

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { kernelSkipReason, NOBODY, PackageCopy } from './sandbox.js';
 
-const skip = kernelSkipReason();
+const skip = kernelSkipReason({ sudo: 'sudo' });
 
 describe('the lowport command for a normal user', { skip }, () => {
   let pkg: PackageCopy;

@@ -41,7 +41,7 @@ function debSkipReason(): string | undefined {
   return undefined;
 }
 
-const skip = kernelSkipReason() ?? debSkipReason();
+const skip = kernelSkipReason({ python3: 'python3', curl: 'curl' }) ?? debSkipReason();
 
 function run(command: string, args: string[]): { code: number | null; out: string } {
   const r = spawnSync(command, args, { encoding: 'utf8', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });

@@ -9,9 +9,9 @@ import { chownSync, lchownSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { DoctorReport } from '../../src/doctor/doctor.js';
-import { kernelSkipReason, NOBODY, PackageCopy, Sandbox, type ClientOptions } from './sandbox.js';
+import { kernelSkipReason, missingTools, NOBODY, PackageCopy, Sandbox, type ClientOptions } from './sandbox.js';
 
-const skip = kernelSkipReason();
+const skip = kernelSkipReason({ python3: 'python3', sysctl: 'procps' });
 
 describe('lowport doctor on real states', { skip }, () => {
   let box: Sandbox;
@@ -97,7 +97,7 @@ describe('lowport doctor on real states', { skip }, () => {
 
   it(
     'with setcap on a script: says it does nothing there and what it would do on the interpreter',
-    { skip: spawnSync('sh', ['-c', 'command -v setcap']).status === 0 ? false : 'setcap is not installed (CI installs libcap2-bin)' },
+    { skip: missingTools({ setcap: 'libcap2-bin' }) },
     () => {
       const script = join(box.dir, 'server.py');
       writeFileSync(script, '#!/usr/bin/env python3\nimport http.server\n', { mode: 0o755 });

@@ -18,15 +18,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { copyFixture, kernelSkipReason, PackageCopy, Sandbox } from './sandbox.js';
 
-function missing(): string | undefined {
-  for (const tool of ['nft', 'nginx', 'curl', 'unshare', 'setpriv']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }).status !== 0)
-      return `${tool} is not installed`;
-  }
-  return undefined;
-}
-
-const skip = kernelSkipReason() ?? missing();
+const skip = kernelSkipReason({ nft: 'nftables', nginx: 'nginx-light', curl: 'curl', ss: 'iproute2', pgrep: 'procps', ps: 'procps' });
 
 describe('lowport forward', { skip }, () => {
   let box: Sandbox;

@@ -31,7 +31,7 @@ import { getXattr } from '../../src/os/libc.js';
 import { binds, CLI, ImageRoot, kernelSkipReason, missingTools, NOBODY, PackageCopy, rootTempDir, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
-const noSystemd = missingTools(['systemctl', 'systemd-analyze'], 'systemd');
+const noSystemd = missingTools({ systemctl: 'systemd', 'systemd-analyze': 'systemd' });
 
 describe('install, unit and import-authbind', { skip }, () => {
   let root: string;
@@ -293,7 +293,7 @@ describe('install, unit and import-authbind', { skip }, () => {
     }
   });
 
-  it('refuses to install when an ACL deep in the tree lets another user write', { skip: missingTools(['setfacl'], 'acl') }, () => {
+  it('refuses to install when an ACL deep in the tree lets another user write', { skip: missingTools({ setfacl: 'acl' }) }, () => {
     const file = join(pkg.dir, 'dist', 'src', 'os', 'libc.js');
     // An ACL that lets nobody write, hidden among 40 harmless entries (too long for a small getxattr buffer).
     const acl = [...Array.from({ length: 40 }, (_, i) => `u:${20000 + i}:r`), `u:${NOBODY}:rw`].join(',');

@@ -16,7 +16,7 @@ import { probeBindReturn, probeFeatures } from '../../src/bpf/probes.js';
 import { binds, kernelSkipReason, PackageCopy, Sandbox } from './sandbox.js';
 
 // capsh is libcap2-bin's, installed by .ci/run and in the VM image: its absence fails the test rather than skipping it.
-const skip = kernelSkipReason();
+const skip = kernelSkipReason({ curl: 'curl' });
 
 interface DoctorJson {
   checks: { id: string; status: string; detail: string }[];

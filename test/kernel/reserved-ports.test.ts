@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { CLI, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
 
-const skip = kernelSkipReason();
+const skip = kernelSkipReason({ python3: 'python3', sysctl: 'procps' });
 const PORT = 40000; // inside the default range, 32768-60999, of a new network namespace
 
 /** Binds port 0 again and again, narrowed to PORT with IP_LOCAL_PORT_RANGE (51, Linux 6.3+); prints the ports or errors it got. */

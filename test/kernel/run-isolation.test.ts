@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { kernelSkipReason, PackageCopy, rootTempDir, Sandbox } from './sandbox.js';
 
-const skip = kernelSkipReason();
+const skip = kernelSkipReason({ python3: 'python3', pgrep: 'procps' });
 // Sleeps this test process alone starts (seconds.pid, which sleep reads as a number): pgrep for them finds no other run's.
 const OWN_SLEEP = [`317.${process.pid}`, `318.${process.pid}`];
 const DRIVER = fileURLToPath(new URL('../../../test/kernel/pty-driver.py', import.meta.url));

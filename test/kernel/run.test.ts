@@ -15,7 +15,7 @@ import { Kind } from '../../src/grants/map-format.js';
 import { scopeDir } from '../../src/grants/scopes.js';
 import { kernelSkipReason, PackageCopy, Sandbox } from './sandbox.js';
 
-const skip = kernelSkipReason();
+const skip = kernelSkipReason({ python3: 'python3', curl: 'curl', ps: 'procps' });
 
 describe('lowport run', { skip }, () => {
   let box: Sandbox;

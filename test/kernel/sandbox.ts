@@ -61,28 +61,42 @@ export function rootTempDir(prefix: string): string {
   return dir;
 }
 
+/** External tools a test runs, each with the Debian package that has it (README, "Running the tests"; .ci/run installs them). */
+export type Tools = Record<string, string>;
+
+/** What every sandbox runs its clients with: a private network namespace brought up, and the privilege drop. */
+const SANDBOX_TOOLS: Tools = { unshare: 'util-linux', setpriv: 'util-linux', ip: 'iproute2' };
+
+const TOOL_PATH = `${process.env.PATH ?? ''}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`;
+
 /**
  * Why a test cannot run here because a tool it runs is missing ("setfacl is
  * not installed (apt-get install acl)"), or false when every one is on PATH:
- * for `it(..., { skip: missingTools(['setfacl'], 'acl') })`, so that a
- * missing tool is a skip that says why, never a bare failure.
+ * for `it(..., { skip: missingTools({ setfacl: 'acl' }) })`, so that a
+ * missing tool is a skip that says why, never a bare failure such as
+ * `null !== 0`.
  */
-export function missingTools(tools: string[], debianPackage: string): string | false {
-  const missing = tools.filter((t) => spawnSync('sh', ['-c', 'command -v "$1"', 'sh', t]).status !== 0);
-  return missing.length === 0
-    ? false
-    : `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not installed (apt-get install ${debianPackage})`;
+export function missingTools(tools: Tools): string | false {
+  const missing = Object.keys(tools).filter(
+    (t) => spawnSync('sh', ['-c', 'command -v "$1"', 'sh', t], { env: { ...process.env, PATH: TOOL_PATH } }).status !== 0,
+  );
+  if (missing.length === 0) return false;
+  const packages = [...new Set(missing.map((t) => tools[t]))].join(' ');
+  return `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not installed (apt-get install ${packages})`;
 }
 
-/** Why kernel tests cannot run here, or undefined when they can. */
-export function kernelSkipReason(): string | undefined {
+/**
+ * Why kernel tests cannot run here, or undefined when they can: root, cgroup
+ * v2, the sandbox's own tools, and `tools`, the ones the test file runs.
+ */
+export function kernelSkipReason(tools: Tools = {}): string | undefined {
   if (process.geteuid?.() !== 0) return 'kernel tests need root (run `sudo npm test`)';
   try {
     findCgroup2Root();
   } catch {
     return 'no cgroup v2 hierarchy is mounted';
   }
-  return undefined;
+  return missingTools({ ...SANDBOX_TOOLS, ...tools }) || undefined;
 }
 
 export interface BindRequest {

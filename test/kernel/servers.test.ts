@@ -12,13 +12,10 @@ import { spawnSync } from 'node:child_process';
 import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
+import { kernelSkipReason, missingTools, NOBODY, Sandbox } from './sandbox.js';
 
-const skip = kernelSkipReason();
-
-function have(command: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
-}
+// curl asks every server.
+const skip = kernelSkipReason({ curl: 'curl' });
 
 /**
  * Starts `argv` as the client, waits until `url` answers (or 10 s pass), and
@@ -58,13 +55,17 @@ describe('real servers as an unprivileged user', { skip }, () => {
   });
   after(() => box?.dispose());
 
-  it('python3 -m http.server serves on a granted port and address, and is refused another port', () => {
-    const ok = serve(box, ['/usr/bin/python3', '-m', 'http.server', '80', '--bind', '127.0.0.1'], 'http://127.0.0.1:80/index.html');
-    assert.equal(ok.status, '200', ok.output);
-    const refused = serve(box, ['/usr/bin/python3', '-m', 'http.server', '81', '--bind', '127.0.0.1'], 'http://127.0.0.1:81/');
-    assert.equal(refused.status, '000');
-    assert.match(refused.output, /Permission denied/);
-  });
+  it(
+    'python3 -m http.server serves on a granted port and address, and is refused another port',
+    { skip: missingTools({ python3: 'python3' }) },
+    () => {
+      const ok = serve(box, ['/usr/bin/python3', '-m', 'http.server', '80', '--bind', '127.0.0.1'], 'http://127.0.0.1:80/index.html');
+      assert.equal(ok.status, '200', ok.output);
+      const refused = serve(box, ['/usr/bin/python3', '-m', 'http.server', '81', '--bind', '127.0.0.1'], 'http://127.0.0.1:81/');
+      assert.equal(refused.status, '000');
+      assert.match(refused.output, /Permission denied/);
+    },
+  );
 
   it('node serves on IPv6 ::1, and is refused the wildcard address the grant does not name', () => {
     const server = "require('http').createServer((q, s) => s.end('ok')).listen(80, process.argv[1])";
@@ -77,7 +78,7 @@ describe('real servers as an unprivileged user', { skip }, () => {
 
   it(
     'a static Go binary (no libc, so no LD_PRELOAD trick could reach it) serves on the granted port',
-    { skip: have('go') ? false : 'go is not installed (CI installs golang-go)' },
+    { skip: missingTools({ go: 'golang-go' }) },
     () => {
       const src = join(box.dir, 'server.go');
       writeFileSync(
@@ -102,7 +103,7 @@ describe('real servers as an unprivileged user', { skip }, () => {
 
   it(
     'a JVM binding 127.0.0.1 (an IPv4-mapped IPv6 socket) serves on the granted address',
-    { skip: have('java') ? false : 'java is not installed (CI installs a JRE)' },
+    { skip: missingTools({ java: 'default-jre-headless' }) },
     () => {
       const src = join(box.dir, 'Server.java');
       writeFileSync(
@@ -128,7 +129,7 @@ describe('real servers as an unprivileged user', { skip }, () => {
     },
   );
 
-  it('nginx (not started as root, no setcap) serves on both granted addresses', () => {
+  it('nginx (not started as root, no setcap) serves on both granted addresses', { skip: missingTools({ nginx: 'nginx-light' }) }, () => {
     const conf = join(box.dir, 'nginx.conf');
     const w = box.work;
     writeFileSync(
@@ -142,7 +143,7 @@ describe('real servers as an unprivileged user', { skip }, () => {
     assert.equal(v6.status, '200', v6.output);
   });
 
-  it('busybox httpd serves on the granted address, and is refused the wildcard', () => {
+  it('busybox httpd serves on the granted address, and is refused the wildcard', { skip: missingTools({ busybox: 'busybox' }) }, () => {
     const ok = serve(box, ['busybox', 'httpd', '-f', '-p', '127.0.0.1:80', '-h', box.dir], 'http://127.0.0.1:80/index.html');
     assert.equal(ok.status, '200', ok.output);
     const refused = serve(box, ['busybox', 'httpd', '-f', '-p', '80', '-h', box.dir], 'http://127.0.0.1:80/index.html');

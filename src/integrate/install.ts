@@ -255,6 +255,7 @@ const IMAGE_PROGRAMS = ['/usr/local/bin/lowport', '/usr/bin/lowport'];
  * and a node for its `#!` line. This machine's paths mean nothing there.
  */
 function imageProgram(root: string, version: string): string[] {
+  if (!pathExists(root)) throw new UsageError(`--root ${root}: there is no such directory`, 'Give the directory of the image (its /).');
   const found = IMAGE_PROGRAMS.map((bin) => ({ bin, script: resolveInRoot(root, bin) })).find((c) => c.script !== undefined);
   if (found?.script === undefined)
     throw new LowportError(

@@ -231,6 +231,11 @@ function assertInstalledCopy(argv: string[], packageDir: string, version: string
     throw refuse(
       `lowport runs through the npm link ${link.link} -> ${link.target} (made by \`npm install -g .\` or \`npm link\`, which link the directory instead of copying it), so the boot unit would run whatever is in ${link.target} at each boot`,
     );
+  const marker = checkoutMarker(root === undefined ? packageDir : join(root, packageDir));
+  if (marker !== undefined)
+    throw refuse(
+      `${root === undefined ? 'lowport' : `the image's lowport`} runs from the source checkout ${packageDir} (it holds ${marker.slice(marker.lastIndexOf('/') + 1)}), so the boot unit would run as root whatever is built there next: a \`git pull\` or a half-done \`npm run build\` changes it, \`git clean\` removes it`,
+    );
   for (const path of [...argv, packageDir]) {
     const place = temporaryPlace(path, root === undefined);
     if (place !== undefined)
@@ -238,11 +243,6 @@ function assertInstalledCopy(argv: string[], packageDir: string, version: string
         `${root === undefined ? 'lowport' : `the image's lowport`} runs from ${path}, in ${temporaryWording(place)}, so the boot unit would find nothing there at a later boot`,
       );
   }
-  const marker = checkoutMarker(root === undefined ? packageDir : join(root, packageDir));
-  if (marker !== undefined)
-    throw refuse(
-      `${root === undefined ? 'lowport' : `the image's lowport`} runs from the source checkout ${packageDir} (it holds ${marker.slice(marker.lastIndexOf('/') + 1)}), so the boot unit would run as root whatever is built there next: a \`git pull\` or a half-done \`npm run build\` changes it, \`git clean\` removes it`,
-    );
 }
 
 /** Where lowport is installed inside an image, in the order the image's PATH finds it. */

@@ -27,6 +27,9 @@ function formatDoctor(r: DoctorReport): string {
       out.push(
         `${MARK.ok} port ${p.port}: binds on TCP and UDP, IPv4 and IPv6, wildcard and loopback${skipped.length > 0 ? ` (not available here: ${skipped.join(', ')})` : ''}`,
       );
+    } else if (p.attempts.some((a) => a.error === undefined)) {
+      // Some addresses bind and some do not (a grant for some addresses only): say which.
+      out.push(`${MARK.fail} port ${p.port}: ${byAddress(p.attempts)}`);
     } else {
       out.push(`${MARK.fail} port ${p.port}: ${failed.map(([c]) => `${COMBO_NAME[c]} ${p.error[c] ?? ''}`).join(', ')}`);
     }
@@ -54,6 +57,26 @@ function formatDoctor(r: DoctorReport): string {
     }
   }
   return `${out.join('\n')}\n`;
+}
+
+/** `binds on 127.0.0.1, ::1 (TCP, UDP); EACCES on 0.0.0.0, :: (TCP, UDP)`: addresses grouped by outcome and protocols. */
+function byAddress(attempts: DoctorReport['ports'][number]['attempts']): string {
+  const outcomes = new Map<string, string[]>();
+  const addresses = [...new Set(attempts.map((a) => a.address))];
+  for (const address of addresses) {
+    const mine = attempts.filter((a) => a.address === address);
+    for (const outcome of [...new Set(mine.map((a) => a.error ?? 'binds'))]) {
+      const protocols = mine.filter((a) => (a.error ?? 'binds') === outcome).map((a) => a.protocol.toUpperCase());
+      const key = `${outcome}|${protocols.join(', ')}`;
+      outcomes.set(key, [...(outcomes.get(key) ?? []), address]);
+    }
+  }
+  const parts = [...outcomes].map(([key, addrs]) => {
+    const [outcome = '', protocols = ''] = key.split('|');
+    return `${outcome === 'binds' ? 'binds' : outcome} on ${addrs.join(', ')} (${protocols})`;
+  });
+  // What binds first.
+  return parts.sort((a, b) => Number(!a.startsWith('binds')) - Number(!b.startsWith('binds'))).join('; ');
 }
 
 function parsePort(text: string): number {

@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { compileDocument } from '../grants/document.js';
 import { list, type ListResult } from '../ops/list.js';
 import { Kind } from '../grants/map-format.js';
+import { addressKey } from '../grants/compile.js';
+import type { ResolvedRule } from '../grants/resolve.js';
 import { bindHookByVersion, DEFAULT_PIN_DIR, policyPath, probeText, unsupportedMessage, type LowportOptions } from '../grants/target.js';
 import { LowportError } from '../errors.js';
 import { CAP_NET_BIND_SERVICE, fileCapabilities, hasCap, parseStatusCaps } from '../os/capabilities.js';
@@ -15,7 +17,7 @@ import { fileOwnership, readFileHead } from '../os/files.js';
 import { mountOf } from '../os/mounts.js';
 import { socketOwners, socketsOnPort } from '../os/netstat.js';
 import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../os/nss.js';
-import { effectiveUid, pathState, processStatus, systemTool, which } from '../os/process.js';
+import { effectiveUid, pathExists, pathState, processStatus, realPath, systemTool, which } from '../os/process.js';
 import { findNft } from '../os/nft.js';
 import { checkIdentity, LAUNCH_FAILED, launchSync, userEnvironment } from '../os/launch.js';
 import { probeFeatures } from '../bpf/probes.js';
@@ -32,6 +34,7 @@ import {
 import { parsePolicy } from '../policy/parse.js';
 import { fileKind, readPolicyFile } from '../policy-file/trust.js';
 import { formatPrincipal } from '../policy/print.js';
+import { formatPorts } from '../policy/ports.js';
 import { shellQuote } from '../text.js';
 import { byportName, mayExecute, nssNames } from '../integrate/authbind.js';
 import { bindTest, UNAVAILABLE, type BindAttempt } from './bind-test.js';
@@ -99,11 +102,14 @@ export function doctor(options: DoctorOptions = {}): DoctorReport {
   // lowport: the policy file, and (root) what is live.
   const path = policyPath(options);
   const live = asRoot ? tryList(options) : undefined;
-  const policy = policyChecks(path, user, ports, live, options);
+  // The ids the bind hook sees for the test: this process's real ids, or the user's passwd ids (probeAs).
+  const caller = self ? { uid: user.uid, gid: realGid(), groups: supplementaryGroups() } : { uid: user.uid, gid: user.gid, groups: [] };
+  const program = options.program === undefined ? undefined : describeProgram(options.program);
+  const policy = policyChecks(path, user, caller, tested, live, options, program);
   checks.push(...policy.checks);
 
   checks.push(sysctlCheck(), capabilityCheck(self, user));
-  if (options.program !== undefined) checks.push(...programChecks(options.program));
+  if (options.program !== undefined) checks.push(...programChecks(options.program, user));
   checks.push(authbindCheck(user, ports));
 
   const verdicts: PortVerdict[] = portReports.map((r) => ({
@@ -113,8 +119,10 @@ export function doctor(options: DoctorOptions = {}): DoctorReport {
     heldBy: r.heldBy,
     ...(policy.reservations.get(r.port) === undefined ? {} : { reservedFor: policy.reservations.get(r.port) }),
     grantedBy: policy.grants.get(r.port) ?? [],
+    ...(policy.notLive.has(r.port) ? { notLive: policy.notLive.get(r.port) } : {}),
+    boundOn: [...new Set(r.attempts.filter((a) => a.error === undefined).map((a) => a.address))],
+    ...(policy.jvmWildcard.has(r.port) ? { jvmWildcardOnly: policy.jvmWildcard.get(r.port) } : {}),
   }));
-  const program = options.program === undefined ? undefined : describeProgram(options.program);
   const { recommendation, alternatives } = recommend({
     user: user.name,
     uid: user.uid,
@@ -316,19 +324,57 @@ function tryList(options: LowportOptions): ListResult | undefined {
 
 interface PolicyFindings {
   checks: Check[];
+  /** Per port: the lines of the file that grant every refused bind (so the kernel should have let them through). */
   grants: Map<number, number[]>;
+  /** Per port: why those lines are not what the kernel has, in words. */
+  notLive: Map<number, string>;
   reservations: Map<number, { who: string; line: number }>;
+  /** Per port: the lines granting it on 0.0.0.0 but not on `::`, when the program is a JVM. */
+  jvmWildcard: Map<number, { lines: number[]; protocols: string[] }>;
+}
+
+/** The ids the bind hook sees for the tested process: uid and real gid; the supplementary groups it cannot see. */
+interface Caller {
+  uid: number;
+  gid: number;
+  groups: number[];
+}
+
+/** A rule of the file that covers a port, as it applies to the tested user. */
+interface Covering {
+  rule: ResolvedRule;
+  /** Protocols of the port it covers. */
+  protocols: string[];
+  /** The user's uid, or the caller's real gid, is one of its subjects (or it is for everyone). */
+  matches: boolean;
+  /** Matched by the user or group's name, not by `everyone` (a reservation lets those through). */
+  named: boolean;
+}
+
+function sameAddress(a: string, b: string): boolean {
+  const x = addressKey(a);
+  const y = addressKey(b);
+  return x.family === y.family && x.bytes.equals(y.bytes);
+}
+
+function grantsAttempt(c: Covering, a: BindAttempt): boolean {
+  return c.protocols.includes(a.protocol) && (c.rule.rule.addrs.length === 0 || c.rule.rule.addrs.some((x) => sameAddress(x, a.address)));
 }
 
 function policyChecks(
   path: string,
   user: PasswdEntry,
-  ports: number[],
+  caller: Caller,
+  tested: { port: number; attempts: BindAttempt[] }[],
   live: ListResult | undefined,
   options: LowportOptions,
+  program: ProgramFacts | undefined,
 ): PolicyFindings {
   const grants = new Map<number, number[]>();
+  const notLive = new Map<number, string>();
   const reservations = new Map<number, { who: string; line: number }>();
+  const jvmWildcard = new Map<number, { lines: number[]; protocols: string[] }>();
+  const findings = { grants, notLive, reservations, jvmWildcard };
   const checks: Check[] = [];
   const pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
   if (live !== undefined) {
@@ -374,13 +420,13 @@ function policyChecks(
     text = readPolicyFile(path);
   } catch (e) {
     checks.push({ id: 'policy', status: 'fail', detail: e instanceof Error ? e.message : String(e) });
-    return { checks, grants, reservations };
+    return { checks, ...findings };
   }
   if (text === undefined) {
     checks.push({ id: 'policy', status: 'info', detail: `no policy file at ${path}` });
-    return { checks, grants, reservations };
+    return { checks, ...findings };
   }
-  let rules;
+  let rules: ResolvedRule[];
   try {
     const compiled = compileDocument(parsePolicy(text, path));
     rules = compiled.rules;
@@ -392,45 +438,195 @@ function policyChecks(
       status: 'fail',
       detail: `${path} has errors (lowport apply --check shows them): ${e instanceof Error ? e.message : String(e)}`,
     });
-    return { checks, grants, reservations };
+    return { checks, ...findings };
   }
-  const byName = (s: { kind: number; id: bigint }) =>
-    (s.kind === Kind.UID && s.id === BigInt(user.uid)) || (s.kind === Kind.GID && s.id === BigInt(user.gid));
-  for (const port of ports) {
-    const lines: { line: number; full: boolean; what: string; named: boolean }[] = [];
+  // As the bind hook matches: the uid, the real gid, everyone. Group rules list their members' uids
+  // (listed and passwd-primary) as the file resolves now.
+  const isSubject = (s: { kind: number; id: bigint }) =>
+    (s.kind === Kind.UID && s.id === BigInt(caller.uid)) || (s.kind === Kind.GID && s.id === BigInt(caller.gid));
+  for (const { port, attempts } of tested) {
+    const covering: Covering[] = [];
     for (const r of rules) {
       const items = r.rule.ports.filter((i) => port >= i.from && port <= i.to);
       if (items.length === 0) continue;
-      const named = r.subjects.some(byName);
-      if (named || r.subjects.some((s) => s.kind === Kind.EVERYONE)) {
-        const protocols = [...new Set(items.flatMap((i) => i.protocols))];
-        const full = protocols.length === 2 && r.rule.addrs.length === 0;
-        const what = `${protocols.length === 2 ? '' : `${protocols[0] ?? ''} only`}${r.rule.addrs.length === 0 ? '' : `${protocols.length === 2 ? '' : ', '}on ${r.rule.addrs.join(', ')} only`}`;
-        lines.push({ line: r.rule.line, full, what, named });
-      } else if (r.rule.action === 'reserve' && !reservations.has(port)) {
-        reservations.set(port, { who: formatPrincipal(r.rule.principal), line: r.rule.line });
+      const named = r.subjects.some(isSubject);
+      covering.push({
+        rule: r,
+        protocols: [...new Set(items.flatMap((i) => i.protocols))],
+        matches: named || r.subjects.some((s) => s.kind === Kind.EVERYONE),
+        named,
+      });
+    }
+    const reservation = covering.find((c) => c.rule.rule.action === 'reserve' && !c.matches);
+    // A reservation refuses all but root, its owners and users the policy names (not `everyone`).
+    const owner = covering.some((c) => c.rule.rule.action === 'reserve' && c.matches);
+    const counted = covering.filter((c) => c.matches && (reservation === undefined || owner || c.named));
+    const res = reservation !== undefined && counted.length === 0 ? reservation : undefined;
+    if (res !== undefined) reservations.set(port, { who: formatPrincipal(res.rule.rule.principal), line: res.rule.rule.line });
+
+    // The binds the file grants and the kernel refused: the kernel does not have the file's rules.
+    const failed = attempts.filter((a) => a.error !== undefined && !UNAVAILABLE.has(a.error));
+    const refusedButGranted = failed.filter((a) => a.error === 'EACCES' && counted.some((c) => grantsAttempt(c, a)));
+    if (failed.length > 0 && refusedButGranted.length === failed.length) {
+      grants.set(port, [...new Set(counted.filter((c) => failed.some((a) => grantsAttempt(c, a))).map((c) => c.rule.rule.line))]);
+    }
+    let detail: string;
+    let status: CheckStatus;
+    if (res !== undefined) {
+      status = 'fail';
+      detail = `port ${port} is reserved for ${formatPrincipal(res.rule.rule.principal)} (line ${res.rule.rule.line} of ${path}): ${user.name} gets EPERM`;
+    } else if (counted.length === 0) {
+      status = 'info';
+      detail = `${path} does not give port ${port} to ${user.name}`;
+    } else {
+      const lines = counted.map((c) => `line ${c.rule.rule.line}${scopeText(c)}${viaText(c, user, caller)}`).join('; ');
+      const stale = live !== undefined && live.file !== 'in-sync' ? `, but the file is not what is live (${live.file})` : '';
+      if (refusedButGranted.length > 0) {
+        const why = notLiveReason(counted, user, caller, live);
+        notLive.set(port, why);
+        status = 'fail';
+        const which =
+          refusedButGranted.length === attempts.length ? 'EACCES on every protocol and address' : attemptList(refusedButGranted);
+        detail = `${path} gives port ${port} to ${user.name} (${lines}), but the kernel refuses it (${which}): ${why}`;
+      } else {
+        status = 'ok';
+        detail = `${path} gives port ${port} to ${user.name} (${lines})${stale}`;
       }
     }
-    // A reservation refuses all but root, its owners and users the policy names (not `everyone`).
-    const counted = reservations.has(port) ? lines.filter((l) => l.named) : lines;
-    if (counted.length > 0) reservations.delete(port);
-    // Only grants of every protocol and address explain a port that should bind everywhere.
-    const full = counted.filter((l) => l.full).map((l) => l.line);
-    if (full.length > 0) grants.set(port, full);
-    const res = reservations.get(port);
-    const stale = live !== undefined && live.file !== 'in-sync' ? `, but the file is not what is live (${live.file})` : '';
-    checks.push({
-      id: `policy-${port}`,
-      status: res !== undefined ? 'fail' : counted.length > 0 ? 'ok' : 'info',
+    checks.push({ id: `policy-${port}`, status, detail });
+    checks.push(...runtimeGroupChecks(port, covering, user, caller));
+    if (program?.jvm === true) {
+      // Only where a bind of `::` was refused here: a port above ip_unprivileged_port_start needs no grant.
+      const refusedV6 = new Set(
+        attempts.filter((a) => a.address === '::' && (a.error === 'EACCES' || a.error === 'EPERM')).map((a) => a.protocol),
+      );
+      const only = jvmWildcardOnly(counted, [...refusedV6]);
+      if (only.lines.length > 0) {
+        jvmWildcard.set(port, only);
+        checks.push({
+          id: `program-jvm-${port}`,
+          status: 'fail',
+          detail:
+            `${program.path} is a JVM: told to listen on 0.0.0.0 it binds \`::\` (and ::ffff:a.b.c.d for an IPv4 literal), ` +
+            `but ${only.lines.length === 1 ? 'line' : 'lines'} ${only.lines.join(', ')} of ${path} ${only.lines.length === 1 ? 'grants' : 'grant'} port ${port} on 0.0.0.0 and not on \`::\`, so its bind is refused: ` +
+            `grant \`::\` too, or start it with -Djava.net.preferIPv4Stack=true`,
+        });
+      }
+    }
+  }
+  return { checks, ...findings };
+}
+
+/** ` (udp only, on 127.0.0.1 only)`-style limits of a rule on a port; empty when it covers both protocols on every address. */
+function scopeText(c: Covering): string {
+  const parts = [
+    ...(c.protocols.length === 2 ? [] : [`${c.protocols[0] ?? ''} only`]),
+    ...(c.rule.rule.addrs.length === 0 ? [] : [`on ${c.rule.rule.addrs.join(', ')} only`]),
+  ];
+  return parts.length === 0 ? '' : `: ${parts.join(', ')}`;
+}
+
+/** How the user gets a group rule: ` (group dns: by ...)`; empty for a user or everyone rule. */
+function viaText(c: Covering, user: PasswdEntry, caller: Caller): string {
+  const p = c.rule.rule.principal;
+  if (p.kind !== 'group') return '';
+  const gid = c.rule.subjects.find((s) => s.kind === Kind.GID)?.id;
+  if (gid === BigInt(caller.gid)) return `, group ${p.name}: the process's gid`;
+  if (user.gid === Number(gid)) return `, group ${p.name}: ${user.name}'s passwd group`;
+  return `, group ${p.name}: ${user.name} is a listed member`;
+}
+
+/** Why the kernel refuses what the file grants, as far as doctor can tell. */
+function notLiveReason(counted: Covering[], user: PasswdEntry, caller: Caller, live: ListResult | undefined): string {
+  const groups = counted
+    .filter(
+      (c) => c.rule.rule.principal.kind === 'group' && !c.rule.subjects.some((s) => s.kind === Kind.GID && s.id === BigInt(caller.gid)),
+    )
+    .map((c) => (c.rule.rule.principal.kind === 'group' ? c.rule.rule.principal.name : ''));
+  const membership =
+    groups.length > 0
+      ? `group membership is expanded when the policy is applied, so the kernel has the members of ${groups.map((g) => `group ${g}`).join(', ')} as of the last \`lowport apply\``
+      : undefined;
+  if (live !== undefined) {
+    if (!live.live) return 'lowport is off: run `lowport apply` to make the file live';
+    if (live.file === 'names-changed' && membership !== undefined)
+      return `${user.name} became a member after the last apply (${membership}): run \`lowport apply\``;
+    if (live.file === 'differs') return 'the file was changed after the last apply: run `lowport apply`';
+    if (membership !== undefined) return `${membership}: run \`lowport apply\``;
+    return "the live rules are not the file's: run `lowport apply`";
+  }
+  if (membership !== undefined) return `${membership}; if ${user.name} joined since, or the file changed, run \`lowport apply\``;
+  return 'the file was changed after the last apply, or lowport is off: run `lowport apply`';
+}
+
+function attemptList(attempts: BindAttempt[]): string {
+  return attempts.map((a) => `${a.protocol.toUpperCase()} ${a.address} ${a.error ?? ''}`).join(', ');
+}
+
+/**
+ * The lines that grant a port on 0.0.0.0 and not on `::` (for some protocol): a JVM told 0.0.0.0
+ * binds `::`, which such a grant does not cover.
+ */
+function jvmWildcardOnly(counted: Covering[], protocols: string[]): { lines: number[]; protocols: string[] } {
+  const wildcard = (c: Covering, protocol: string, addr: string) =>
+    c.protocols.includes(protocol) && (c.rule.rule.addrs.length === 0 || c.rule.rule.addrs.some((x) => sameAddress(x, addr)));
+  const lines = new Set<number>();
+  const uncovered: string[] = [];
+  for (const protocol of protocols) {
+    if (counted.some((c) => wildcard(c, protocol, '::'))) continue;
+    const only = counted.filter((c) => c.rule.rule.addrs.length > 0 && wildcard(c, protocol, '0.0.0.0'));
+    for (const c of only) lines.add(c.rule.rule.line);
+    if (only.length > 0) uncovered.push(protocol);
+  }
+  return { lines: [...lines].sort((a, b) => a - b), protocols: uncovered };
+}
+
+/**
+ * A process may hold a group in its supplementary list that the user
+ * database does not give the user (setgroups(2), systemd
+ * SupplementaryGroups=): the bind hook sees only the uid and the real gid, so
+ * a group rule does not count for it. Said for each such rule on the port.
+ */
+function runtimeGroupChecks(port: number, covering: Covering[], user: PasswdEntry, caller: Caller): Check[] {
+  if (
+    caller.groups.length === 0 ||
+    covering.some((c) => c.matches && c.rule.rule.action === 'grant' && c.rule.rule.principal.kind !== 'group')
+  )
+    return [];
+  const out: Check[] = [];
+  for (const c of covering) {
+    if (c.matches || c.rule.rule.principal.kind !== 'group') continue;
+    const gid = c.rule.subjects.find((s) => s.kind === Kind.GID)?.id;
+    if (gid === undefined || !caller.groups.includes(Number(gid))) continue;
+    const name = c.rule.rule.principal.name;
+    out.push({
+      id: `runtime-groups-${port}`,
+      status: 'fail',
       detail:
-        res !== undefined
-          ? `port ${port} is reserved for ${res.who} (line ${res.line} of ${path}): ${user.name} gets EPERM`
-          : counted.length > 0
-            ? `${path} gives port ${port} to ${user.name} (${counted.map((l) => `line ${l.line}${l.what === '' ? '' : `: ${l.what}`}`).join('; ')})${stale}`
-            : `${path} does not give port ${port} to ${user.name}`,
+        `this process has group ${name} (gid ${gid}) as a supplementary group, but the user database does not make ${user.name} a member ` +
+        `(group ${name} does not list ${user.name}, and it is not ${user.name}'s passwd group), and it is not the process's real gid: ` +
+        `the bind hook sees only the uid and the real gid, so a group added at run time (setgroups, systemd SupplementaryGroups=) ` +
+        `does not count for line ${c.rule.rule.line} (${c.rule.rule.action} ${formatPorts(c.rule.rule.ports)} group ${name}). ` +
+        `Add ${user.name} to the group (usermod -aG ${name} ${user.name}, then lowport apply), or run the program with it as its group (sg ${name}, systemd Group=${name})`,
     });
   }
-  return { checks, grants, reservations };
+  return out;
+}
+
+function realGid(): number {
+  return process.getgid?.() ?? -1;
+}
+
+/** This process's supplementary groups (the Groups: line of /proc/self/status), minus its real gid. */
+function supplementaryGroups(): number[] {
+  const line = /^Groups:\s*(.*)$/m.exec(processStatus())?.[1] ?? '';
+  const gid = realGid();
+  return line
+    .trim()
+    .split(/\s+/)
+    .filter((g) => g !== '')
+    .map(Number)
+    .filter((g) => g !== gid);
 }
 
 function sysctlCheck(): Check {
@@ -472,6 +668,28 @@ interface ProgramFacts {
   interpreter?: string;
   /** An interpreter or a JVM: a capability on it goes to everything it runs. */
   runsScripts: boolean;
+  /** A rootless container tool (podman, docker, rootlesskit, rootlessport, nerdctl): its name. */
+  container?: string;
+  /** A JVM launcher: it binds `::` for 0.0.0.0. */
+  jvm: boolean;
+}
+
+/**
+ * Tools whose containers' published ports are bound, when rootless, by a
+ * helper running as the user (podman's rootlessport, rootlesskit's port
+ * driver for Docker and nerdctl): a grant to the user covers them; setcap on
+ * the tool cannot.
+ */
+const CONTAINER_TOOLS = /^(podman|podman-remote|docker|dockerd-rootless(-setuptool)?\.sh|rootlesskit|rootlessport|nerdctl)$/;
+
+/** JVM launchers by name; any other binary counts when a libjvm sits where a JDK keeps it. */
+const JVM_LAUNCHERS = /^(java|javaw|jshell|jrunscript)$/;
+
+function isJvm(path: string): boolean {
+  const real = realPath(path) ?? path;
+  if (JVM_LAUNCHERS.test(path.split('/').pop() ?? '') || JVM_LAUNCHERS.test(real.split('/').pop() ?? '')) return true;
+  const home = real.slice(0, real.lastIndexOf('/bin/'));
+  return real.includes('/bin/') && (pathExists(`${home}/lib/server/libjvm.so`) || pathExists(`${home}/jre/lib/amd64/server/libjvm.so`));
 }
 
 const INTERPRETERS = /^(python[\d.]*|node(js)?|java|ruby[\d.]*|perl[\d.]*|php[\d.]*|bash|sh|dash|zsh|ksh|deno|bun|lua[\d.]*|tclsh[\d.]*)$/;
@@ -484,8 +702,18 @@ function resolveProgram(program: string): string {
 function describeProgram(program: string): ProgramFacts {
   const path = resolveProgram(program);
   const interpreter = shebang(path);
-  const runsScripts = INTERPRETERS.test(path.split('/').pop() ?? '');
-  return interpreter === undefined ? { path, isScript: false, runsScripts } : { path, isScript: true, interpreter, runsScripts };
+  const base = path.split('/').pop() ?? '';
+  const runsScripts = INTERPRETERS.test(base);
+  const jvm = interpreter === undefined && isJvm(path);
+  const container = CONTAINER_TOOLS.test(base) ? base : undefined;
+  const facts: ProgramFacts = {
+    path,
+    isScript: interpreter !== undefined,
+    runsScripts,
+    jvm,
+    ...(container === undefined ? {} : { container }),
+  };
+  return interpreter === undefined ? facts : { ...facts, interpreter };
 }
 
 /** The interpreter a script names in its `#!` line (through /usr/bin/env), or undefined for a binary. */
@@ -501,7 +729,7 @@ function shebang(path: string): string | undefined {
   return first;
 }
 
-function programChecks(program: string): Check[] {
+function programChecks(program: string, user: PasswdEntry): Check[] {
   const facts = describeProgram(program);
   const st = fileOwnership(facts.path);
   if (st === undefined) return [{ id: 'program', status: 'fail', detail: `${program}: no such file (give a path, or a command on PATH)` }];
@@ -525,6 +753,16 @@ function programChecks(program: string): Check[] {
     status: setuidRoot || capped ? 'ok' : 'info',
     detail: `${facts.path}: ${setuidRoot ? 'setuid root (runs as root: any port) ' : ''}${capped ? `has file capability cap_net_bind_service${caps?.effective ? '+ep' : '+p (not effective: it must raise it itself)'}` : 'no file capabilities'}`,
   });
+  if (facts.container !== undefined) {
+    checks.push({
+      id: 'program-container',
+      status: 'info',
+      detail:
+        `${facts.path} runs containers: a rootless container's published port (-p 80:8080) is bound by a helper running as ${user.name} ` +
+        `in the host's network namespace (podman's rootlessport, rootlesskit for Docker and nerdctl), not by ${facts.container} itself, ` +
+        `so setcap on ${facts.container} cannot help; a lowport grant to ${user.name} covers those ports`,
+    });
+  }
   if (facts.isScript) {
     const interp = facts.interpreter ?? '?';
     const icaps = interp.startsWith('/') ? fileCapabilities(interp) : undefined;

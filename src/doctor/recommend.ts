@@ -42,8 +42,14 @@ export interface PortVerdict {
   heldBy: { pid?: number; command?: string; uid: number }[];
   /** The reservation that refuses this user, from the policy. */
   reservedFor?: { who: string; line: number };
-  /** The policy already grants it to this user (file lines). */
+  /** The file grants every refused bind of it to this user (its lines): the kernel should have let them through. */
   grantedBy: number[];
+  /** Why the file's grant is not what the kernel has (the bind test proved it is not), when doctor can tell. */
+  notLive?: string;
+  /** Addresses it bound on (a grant limited to some addresses). */
+  boundOn?: string[];
+  /** Lines granting it on 0.0.0.0 and not on `::` (for those protocols), when the program is a JVM (which binds `::` for 0.0.0.0). */
+  jvmWildcardOnly?: { lines: number[]; protocols: string[] };
 }
 
 export interface Situation {
@@ -60,8 +66,16 @@ export interface Situation {
   policyNotApplied: boolean;
   systemd: boolean;
   nft: boolean;
-  /** --program, when given and not a script. */
-  program?: { path: string; isScript: boolean; interpreter?: string; runsScripts: boolean };
+  /** --program, when given. */
+  program?: {
+    path: string;
+    isScript: boolean;
+    interpreter?: string;
+    runsScripts: boolean;
+    /** A rootless container tool (podman, docker, rootlesskit, ...): setcap on it cannot help. */
+    container?: string;
+    jvm?: boolean;
+  };
   sysctlStart: number;
   /** The lowport command as the user would type it. */
   lowport: string;
@@ -118,12 +132,31 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
       why: `port ${p.port} is reserved for ${p.reservedFor?.who ?? 'someone else'} (line ${p.reservedFor?.line ?? '?'} of ${s.policyFile}); everyone else gets EPERM, whatever privilege they have.`,
     });
   }
-  // apply only helps where the kernel takes the grant: elsewhere the fallbacks below.
-  if (refused.length > 0 && refused.every((p) => p.grantedBy.length > 0) && s.policyNotApplied && s.bpfGrantPossible) {
+  // apply only helps where the kernel takes the grant: elsewhere the fallbacks below. The file
+  // granting a bind that the kernel refused (EACCES) is proof enough that the live rules are not
+  // the file's (a user who joined a group since the last apply), even where only root could see them.
+  if (
+    refused.length > 0 &&
+    refused.every((p) => p.grantedBy.length > 0) &&
+    (s.policyNotApplied || refused.every((p) => p.notLive !== undefined)) &&
+    s.bpfGrantPossible
+  ) {
+    const reasons = [...new Set(refused.flatMap((p) => (p.notLive === undefined ? [] : [p.notLive])))];
     options.push({
       method: 'lowport-apply',
       command: `sudo ${s.lowport} apply`,
-      why: `${s.policyFile} already grants ${list} to ${s.user}, but it is not what the kernel has loaded.`,
+      why: `${s.policyFile} already grants ${list} to ${s.user}, but it is not what the kernel has loaded${reasons.length > 0 ? `: ${reasons.join('; ')}` : '.'}`,
+    });
+  }
+  // A JVM told 0.0.0.0 binds `::`: a grant of 0.0.0.0 alone refuses it.
+  for (const p of refused.length > 0 ? refused : s.ports) {
+    const jvm = p.jvmWildcardOnly;
+    if (jvm === undefined || jvm.lines.length === 0 || p.reservedFor !== undefined || !s.bpfGrantPossible) continue;
+    const ports = jvm.protocols.length === 1 ? `${p.port}/${jvm.protocols[0] ?? ''}` : `${p.port}`;
+    options.push({
+      method: 'lowport-grant',
+      command: `sudo ${s.lowport} grant ${ports} --user ${user} --addr ::`,
+      why: `a JVM told to listen on 0.0.0.0 binds \`::\` (and ::ffff:a.b.c.d for an IPv4 literal), and line ${jvm.lines.join(', ')} of ${s.policyFile} grants ${p.port} on 0.0.0.0 only: grant \`::\` too, or start the JVM with -Djava.net.preferIPv4Stack=true.`,
     });
   }
 
@@ -132,10 +165,21 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
   if (grantable.length > 0) {
     const server = s.program === undefined ? 'YOUR-SERVER' : shellQuote(s.program.path);
     if (s.bpfGrantPossible) {
+      const partly = grantable.filter((p) => (p.boundOn ?? []).length > 0);
       options.push({
         method: 'lowport-grant',
         command: `sudo ${s.lowport} grant ${grantList} --user ${user}`,
-        why: `lets ${s.user}'s programs (any of them: scripts, JVMs, static binaries) bind ${grantList} and nothing else; nobody else gains anything; no wrapper, no proxy.`,
+        why:
+          `lets ${s.user}'s programs (any of them: scripts, JVMs, static binaries) bind ${grantList} and nothing else; nobody else gains anything; no wrapper, no proxy.` +
+          (s.program?.container !== undefined
+            ? ` It works for rootless containers' published ports too (${s.program.container} run -p ${grantable[0]?.port ?? 80}:8080): they are bound by a helper running as ${s.user} (podman's rootlessport, rootlesskit), which the grant covers.`
+            : '') +
+          partly
+            .map(
+              (p) =>
+                ` Port ${p.port} already binds on ${(p.boundOn ?? []).join(', ')} (the grant there is for those addresses only); this grant covers every address.`,
+            )
+            .join(''),
       });
       options.push({
         method: 'lowport-run',
@@ -179,7 +223,8 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
         why: `runs the server with CAP_NET_BIND_SERVICE in its ambient set: it and every process it starts may bind EVERY port below 1024, not just ${grantList}. Needs no BPF.`,
       });
     }
-    if (s.program !== undefined && !s.program.isScript) {
+    // Not on a container tool: the port is bound by rootlessport/rootlesskit as the user, never by the tool.
+    if (s.program !== undefined && !s.program.isScript && s.program.container === undefined) {
       options.push({
         method: 'setcap',
         command: `sudo setcap cap_net_bind_service=+ep ${shellQuote(s.program.path)}`,

@@ -1,8 +1,12 @@
 /**
  * From names to the ids the bind program sees. The helper it calls,
- * bpf_get_current_uid_gid(), reports the caller's uid and *primary* gid only,
- * so a group rule becomes a GID entry (members by primary group) plus a UID
- * entry for every listed member (members by supplementary group).
+ * bpf_get_current_uid_gid(), reports the caller's real uid and real gid only
+ * (never the supplementary groups), so a group rule becomes a GID entry
+ * (processes whose real gid is the group's) plus a UID entry for every member
+ * the user database knows: those /etc/group lists (supplementary members) and
+ * those whose passwd entry names the group as their primary group. A user
+ * whose passwd group is G is a member of G (id(1) says so) and must keep the
+ * rule when a process of theirs runs with another gid (newgrp, sg, Group=).
  *
  * A name that does not resolve (a deleted user, a typo, LDAP not up yet at
  * boot) costs only its own line: a grant to it is left out, and a reservation
@@ -11,7 +15,7 @@
  */
 import { diagnostic, type Diagnostic } from '../diagnostic.js';
 import { LowportError } from '../errors.js';
-import { lookupGroups, lookupUsers, type GroupEntry, type PasswdEntry } from '../os/nss.js';
+import { lookupGroups, lookupUsers, usersByPrimaryGroup, type GroupEntry, type PasswdEntry } from '../os/nss.js';
 import type { SubordinateRange } from '../os/subids.js';
 import { principalSpan } from '../policy/parse.js';
 import { formatPorts } from '../policy/ports.js';
@@ -65,9 +69,31 @@ export interface Resolution {
 export interface Directory {
   users(keys: string[]): Map<string, PasswdEntry>;
   groups(keys: string[]): Map<string, GroupEntry>;
+  /** The users whose passwd entry has one of these gids as primary group, by gid; absent: none (a table without it). */
+  primaryMembers?(gids: number[]): Map<number, PasswdEntry[]>;
 }
 
-const nssDirectory: Directory = { users: lookupUsers, groups: lookupGroups };
+const nssDirectory: Directory = { users: lookupUsers, groups: lookupGroups, primaryMembers: usersByPrimaryGroup };
+
+/**
+ * The uids of a group's members: listed in the group entry (names that
+ * resolve) and by passwd primary group, sorted, once each.
+ */
+function memberUids(listed: readonly string[], byName: Map<string, PasswdEntry>, primary: readonly PasswdEntry[] | undefined): number[] {
+  const uids = listed.flatMap((m) => {
+    const u = byName.get(m);
+    return u === undefined ? [] : [u.uid];
+  });
+  for (const u of primary ?? []) uids.push(u.uid);
+  return [...new Set(uids)].sort((a, b) => a - b);
+}
+
+/** The gids whose primary members a set of group rules needs: the groups found, and numeric gids no group entry has. */
+function primaryMembersOf(directory: Directory, gids: number[]): Map<number, PasswdEntry[]> {
+  const unique = [...new Set(gids)];
+  if (unique.length === 0 || directory.primaryMembers === undefined) return new Map();
+  return directory.primaryMembers(unique);
+}
 
 const NUMERIC = /^\d+$/;
 
@@ -84,6 +110,10 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
   const groups = directory.groups(groupNames);
   const memberNames = [...new Set([...groups.values()].flatMap((g) => g.members))];
   const members = directory.users(memberNames);
+  const primary = primaryMembersOf(directory, [
+    ...[...groups.values()].map((g) => g.gid),
+    ...groupNames.filter((n) => NUMERIC.test(n) && !groups.has(n)).map(Number),
+  ]);
 
   const bindings: NameBindings = { users: {}, groups: {} };
   const unresolved: UnresolvedRule[] = [];
@@ -126,14 +156,7 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
     } else {
       const entry = groups.get(p.name);
       if (entry !== undefined) {
-        const uids = [
-          ...new Set(
-            entry.members.flatMap((m) => {
-              const u = members.get(m);
-              return u === undefined ? [] : [u.uid];
-            }),
-          ),
-        ].sort((a, b) => a - b);
+        const uids = memberUids(entry.members, members, primary.get(entry.gid));
         if (!NUMERIC.test(p.name)) bindings.groups[p.name] = { gid: entry.gid, members: uids };
         out.push({
           rule,
@@ -141,7 +164,13 @@ export function resolvePolicy(doc: PolicyDocument, directory: Directory = nssDir
           label: `group ${escapeControl(entry.name)} (gid ${entry.gid}${uids.length > 0 ? `, members uid ${uids.join(', ')}` : ''})`,
         });
       } else if (NUMERIC.test(p.name)) {
-        out.push({ rule, subjects: [{ kind: Kind.GID, id: BigInt(p.name) }], label: `gid ${p.name}` });
+        // A gid no group entry names may still be some users' passwd group.
+        const uids = memberUids([], members, primary.get(Number(p.name)));
+        out.push({
+          rule,
+          subjects: [{ kind: Kind.GID, id: BigInt(p.name) }, ...uids.map((uid): Subject => ({ kind: Kind.UID, id: BigInt(uid) }))],
+          label: `gid ${p.name}${uids.length > 0 ? ` (members uid ${uids.join(', ')})` : ''}`,
+        });
       } else {
         bindings.groups[p.name] = null;
         notFound(rule, p, 'group');
@@ -211,6 +240,10 @@ export function nameChanges(rules: readonly Rule[], recorded: NameBindings, dire
   });
   const memberNames = [...new Set([...groupsNow.values()].flatMap((g) => g.members))];
   const usersById = directory.users([...new Set([...oldUids, ...memberNames])]);
+  const primaryNow = primaryMembersOf(
+    directory,
+    [...groupsNow.values()].map((g) => g.gid),
+  );
   const groupsById = directory.groups([...new Set(oldGids)]);
   const userName = (uid: number) => usersById.get(String(uid))?.name;
   const groupName = (gid: number) => groupsById.get(String(gid))?.name;
@@ -237,12 +270,7 @@ export function nameChanges(rules: readonly Rule[], recorded: NameBindings, dire
       const message = idChange({ kind, name, what, apply, was: was?.gid, now: now?.gid, holderOf: groupName }, rule.action);
       if (message !== undefined) push(message.text, message.gone, message.changed);
       else if (was !== null && was !== undefined && now !== undefined) {
-        const uidsNow = new Set(
-          now.members.flatMap((m) => {
-            const u = usersById.get(m);
-            return u === undefined ? [] : [u.uid];
-          }),
-        );
+        const uidsNow = new Set(memberUids(now.members, usersById, primaryNow.get(now.gid)));
         const gone = was.members.filter((u) => !uidsNow.has(u));
         const added = [...uidsNow].filter((u) => !was.members.includes(u)).sort((a, b) => a - b);
         if (gone.length > 0 || added.length > 0) {

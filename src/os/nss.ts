@@ -90,6 +90,26 @@ export function lookupGroups(keys: string[]): Map<string, GroupEntry> {
 }
 
 /**
+ * The users whose passwd entry names one of these gids as their primary
+ * group, by gid: members of the group that /etc/group does not list (it
+ * normally lists only supplementary members). One enumeration of the passwd
+ * database (`getent passwd`); a directory that does not enumerate (SSSD or
+ * LDAP with enumeration off) contributes only the users it lists.
+ */
+export function usersByPrimaryGroup(gids: number[]): Map<number, PasswdEntry[]> {
+  const out = new Map<number, PasswdEntry[]>();
+  if (gids.length === 0) return out;
+  const wanted = new Set(gids);
+  for (const e of parsePasswd(getent('passwd', 'all'))) {
+    if (!wanted.has(e.gid) || !isValidId(e.uid)) continue;
+    const list = out.get(e.gid);
+    if (list === undefined) out.set(e.gid, [e]);
+    else if (!list.some((u) => u.uid === e.uid)) list.push(e);
+  }
+  return out;
+}
+
+/**
  * getent looks each key up on its own, and a key that is not there costs a
  * full scan of every source (10,000 unknown uids: over a second). For many
  * keys, enumerate the database once; then look up only the names it did not

@@ -1,6 +1,6 @@
 /** Small process and filesystem facts the engine needs, kept here so that os/ stays the only code touching the OS. */
 import { constants } from 'node:os';
-import { existsSync, openSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { LowportError } from '../errors.js';
 
 /** An O_RDONLY fd on a directory (for a cgroup's target_fd, or flock). The caller closes it. */
@@ -22,14 +22,34 @@ export function pathState(path: string): 'exists' | 'absent' | 'unknown' {
   }
 }
 
-/** True while a process with this pid exists (a zombie counts). */
+/**
+ * True while a process with this pid runs. A zombie (ended, not yet reaped
+ * by its parent: state Z) does not: it holds nothing but its pid, and a
+ * parent that never reaps keeps it for good.
+ */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  return processState(pid) !== 'Z';
+}
+
+/** Fields 3 on of /proc/PID/stat (state first), or undefined when it is gone. */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** A process's state letter (field 3 of /proc/PID/stat: R, S, D, Z, ...), or undefined when it is gone or unreadable. */
+export function processState(pid: number): string | undefined {
+  return statFields(pid)?.[0];
 }
 
 export function effectiveUid(): number {
@@ -106,18 +126,15 @@ export function processStatus(pid: number | 'self' = 'self'): string {
 /**
  * When a process started, in clock ticks since boot (field 22 of
  * /proc/PID/stat, proc(5)), or undefined when it is gone. With the pid it
- * names one process for good: a reused pid has another start time.
+ * names one process for good: a reused pid has another start time. A zombie
+ * has ended (a SIGKILLed `lowport forward` whose parent does not reap it):
+ * gone too, so what it owned (a redirect, a scope) is collected.
  */
 export function processStartTime(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const start = Number(fields[19]);
-    return Number.isFinite(start) ? start : undefined;
-  } catch {
-    return undefined;
-  }
+  const fields = statFields(pid);
+  if (fields === undefined || fields[0] === 'Z') return undefined;
+  const start = Number(fields[19]);
+  return Number.isFinite(start) ? start : undefined;
 }
 
 /**
@@ -192,6 +209,15 @@ export function processCommandLine(pid: number): string | undefined {
   try {
     const text = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+$/, '').split('\0').join(' ');
     return text === '' ? undefined : text;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A path with every symlink resolved, or undefined when it does not resolve. */
+export function realPath(path: string): string | undefined {
+  try {
+    return realpathSync(path);
   } catch {
     return undefined;
   }

@@ -5,11 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chownSync, lchownSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, lchownSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { DoctorReport } from '../../src/doctor/doctor.js';
-import { kernelSkipReason, missingTools, NOBODY, PackageCopy, Sandbox, type ClientOptions } from './sandbox.js';
+import { binds, kernelSkipReason, missingTools, NOBODY, PackageCopy, Sandbox, type ClientOptions } from './sandbox.js';
 
 const skip = kernelSkipReason({ python3: 'python3', sysctl: 'procps' });
 
@@ -25,17 +25,31 @@ describe('lowport doctor on real states', { skip }, () => {
     pkg?.dispose();
   });
 
-  /** Runs doctor --json as the client; `before` is shell run first in the same namespace (e.g. a server holding a port). */
-  function doctor(args: string[], client: ClientOptions = {}, before = ''): { code: number | null; report: DoctorReport; stderr: string } {
+  /**
+   * Runs doctor --json as the client; `before` is shell run first in the same namespace (e.g. a server holding a port);
+   * `group`: a group file bound over /etc/group (in a private mount namespace) for doctor to read.
+   */
+  function doctor(
+    args: string[],
+    client: ClientOptions = {},
+    before = '',
+    group?: string,
+  ): { code: number | null; report: DoctorReport; stderr: string } {
     const script = `${before}\n"$@"; code=$?; [ -n "$holder" ] && kill $holder; exit $code`;
     const {
       command,
       args: argv,
       env,
     } = box.clientCommand(client, ['sh', '-c', script, 'sh', process.execPath, pkg.cli, 'doctor', '--json', ...box.args, ...args]);
-    const r = spawnSync(command, argv, { encoding: 'utf8', env, timeout: 30_000 });
+    const [cmd, cmdArgs] = group === undefined ? [command, argv] : withGroupFile(group, [command, ...argv]);
+    const r = spawnSync(cmd, cmdArgs, { encoding: 'utf8', env, timeout: 30_000 });
     assert.ok(r.stdout.startsWith('{'), `doctor printed no report: ${r.stdout}${r.stderr}`);
     return { code: r.status, report: JSON.parse(r.stdout) as DoctorReport, stderr: r.stderr };
+  }
+
+  /** argv that runs `argv` with `group` bound over /etc/group, in a private mount namespace: groups that exist only there. */
+  function withGroupFile(group: string, argv: string[]): [string, string[]] {
+    return ['unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /etc/group && exec "$@"', group, ...argv]];
   }
 
   it('with no grant: finds EACCES on every protocol and family, exits 1, and recommends a lowport grant', () => {
@@ -206,5 +220,170 @@ describe('lowport doctor on real states', { skip }, () => {
     } finally {
       writer.kill('SIGKILL');
     }
+  });
+
+  it('a user who joined a group after apply: says the kernel refuses what the file grants, and recommends apply, saying why', () => {
+    const before = join(box.dir, 'group-before');
+    const after = join(box.dir, 'group-after');
+    const machine = readFileSync('/etc/group', 'utf8');
+    assert.notEqual(spawnSync('getent', ['group', '39993']).status, 0, 'gid 39993 exists here');
+    writeFileSync(before, `${machine}lpjoined:x:39993:\n`, { mode: 0o644 });
+    writeFileSync(after, `${machine}lpjoined:x:39993:nobody\n`, { mode: 0o644 });
+    box.writePolicy('grant 93 group lpjoined\n');
+    const [cmd, args] = withGroupFile(before, [process.execPath, pkg.cli, 'apply', ...box.args]);
+    const applied = spawnSync(cmd, args, { encoding: 'utf8' });
+    assert.equal(applied.status, 0, applied.stderr);
+
+    // nobody joins lpjoined; doctor run by nobody (who cannot read the live rules).
+    const { code, report } = doctor(['--port', '93'], {}, '', after);
+    assert.equal(code, 1);
+    assert.deepEqual(report.ports[0]?.error, { tcp4: 'EACCES', tcp6: 'EACCES', udp4: 'EACCES', udp6: 'EACCES' });
+    const check = report.checks.find((c) => c.id === 'policy-93');
+    assert.equal(check?.status, 'fail', check?.detail);
+    assert.match(
+      check?.detail ?? '',
+      /gives port 93 to nobody \(line 1, group lpjoined: nobody is a listed member\), but the kernel refuses it \(EACCES on every protocol and address\): group membership is expanded when the policy is applied, so the kernel has the members of group lpjoined as of the last `lowport apply`/,
+    );
+    assert.equal(report.recommendation.method, 'lowport-apply');
+    assert.match(report.recommendation.command, /^sudo \S+( \S+)? apply$/);
+    assert.match(report.recommendation.why, /group membership is expanded when the policy is applied/);
+    assert.ok(!report.alternatives.some((a) => a.method === 'lowport-apply'));
+
+    // Root sees the live rules: nobody became a member after the last apply.
+    const [rcmd, rargs] = withGroupFile(after, [
+      process.execPath,
+      pkg.cli,
+      'doctor',
+      '--json',
+      '--port',
+      '93',
+      '--user',
+      'nobody',
+      ...box.args,
+    ]);
+    const asRoot = JSON.parse(spawnSync(rcmd, rargs, { encoding: 'utf8' }).stdout) as DoctorReport;
+    assert.match(asRoot.checks.find((c) => c.id === 'policy-93')?.detail ?? '', /nobody became a member after the last apply/);
+    assert.equal(asRoot.recommendation.method, 'lowport-apply');
+
+    // The advice works: after apply, nobody binds 93.
+    const [acmd, aargs] = withGroupFile(after, [process.execPath, pkg.cli, 'apply', ...box.args]);
+    assert.equal(spawnSync(acmd, aargs, { encoding: 'utf8' }).status, 0);
+    assert.equal(doctor(['--port', '93'], {}, '', after).code, 0);
+  });
+
+  it('a grant for loopback addresses only: shows which addresses bind and which are refused', () => {
+    box.writePolicy('grant 94 user nobody addr 127.0.0.1,::1\n');
+    const [cmd, args] = [process.execPath, [pkg.cli, 'apply', ...box.args]] as const;
+    assert.equal(spawnSync(cmd, args, { encoding: 'utf8' }).status, 0);
+    const { command, args: argv, env } = box.clientCommand({}, [process.execPath, pkg.cli, 'doctor', '--port', '94', ...box.args]);
+    const r = spawnSync(command, argv, { encoding: 'utf8', env });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stdout, /\n✗ port 94: binds on 127\.0\.0\.1, ::1 \(TCP, UDP\); EACCES on 0\.0\.0\.0, :: \(TCP, UDP\)\n/);
+    assert.match(r.stdout, /✓ .* gives port 94 to nobody \(line 1: on 127\.0\.0\.1, ::1 only\)/);
+    assert.match(
+      r.stdout,
+      /Recommended \(lowport-grant\): .*Port 94 already binds on 127\.0\.0\.1, ::1 \(the grant there is for those addresses only\)/,
+    );
+    const { report } = doctor(['--port', '94']);
+    assert.deepEqual(
+      report.ports[0]?.attempts.map((a) => `${a.protocol} ${a.address} ${a.error ?? 'ok'}`),
+      [
+        'tcp 0.0.0.0 EACCES',
+        'tcp 127.0.0.1 ok',
+        'tcp :: EACCES',
+        'tcp ::1 ok',
+        'udp 0.0.0.0 EACCES',
+        'udp 127.0.0.1 ok',
+        'udp :: EACCES',
+        'udp ::1 ok',
+      ],
+    );
+    // The file grants none of the refused binds: not a case for apply.
+    assert.notEqual(report.recommendation.method, 'lowport-apply');
+  });
+
+  it('--program podman (or rootlesskit): no setcap on it; recommends the user’s grant, which covers rootless containers’ published ports', () => {
+    for (const name of ['podman', 'rootlesskit']) {
+      const tool = join(box.dir, name);
+      copyFileSync('/bin/true', tool);
+      chmodSync(tool, 0o755);
+      const { code, report } = doctor(['--port', '95', '--program', tool]);
+      assert.equal(code, 1);
+      assert.ok(![report.recommendation, ...report.alternatives].some((a) => a.method === 'setcap'), JSON.stringify(report.alternatives));
+      assert.equal(report.recommendation.method, 'lowport-grant');
+      assert.match(report.recommendation.command, /grant 95 --user nobody$/);
+      assert.match(
+        report.recommendation.why,
+        new RegExp(`works for rootless containers' published ports too \\(${name} run -p 95:8080\\)`),
+      );
+      assert.match(
+        report.checks.find((c) => c.id === 'program-container')?.detail ?? '',
+        new RegExp(`bound by a helper running as nobody .* not by ${name} itself, so setcap on ${name} cannot help`),
+      );
+    }
+  });
+
+  it('a JVM under a grant of 0.0.0.0 only: explains that it binds ::, and recommends granting :: (a real JVM shows the advice works)', async () => {
+    box.writePolicy('grant 96/tcp user nobody addr 0.0.0.0\n');
+    assert.equal((await box.cli('apply')).code, 0);
+    // A file named java: what CI's VM has; the real one where installed.
+    const fake = join(box.dir, 'java');
+    copyFileSync('/bin/true', fake);
+    chmodSync(fake, 0o755);
+    const { report } = doctor(['--port', '96', '--program', fake]);
+    const jvm = report.checks.find((c) => c.id === 'program-jvm-96');
+    assert.equal(jvm?.status, 'fail');
+    assert.match(
+      jvm?.detail ?? '',
+      /is a JVM: told to listen on 0\.0\.0\.0 it binds `::` .*line 1 of .* grants port 96 on 0\.0\.0\.0 and not on `::`.*-Djava\.net\.preferIPv4Stack=true/,
+    );
+    assert.equal(report.recommendation.method, 'lowport-grant');
+    assert.match(report.recommendation.command, /grant 96\/tcp --user nobody --addr ::$/);
+    // Not a JVM: no such advice.
+    const plain = join(box.dir, 'server');
+    copyFileSync('/bin/true', plain);
+    chmodSync(plain, 0o755);
+    assert.ok(!doctor(['--port', '96', '--program', plain]).report.checks.some((c) => c.id.startsWith('program-jvm')));
+
+    const java = spawnSync('sh', ['-c', 'command -v java'], { encoding: 'utf8' }).stdout.trim();
+    if (java === '') return;
+    assert.ok(doctor(['--port', '96', '--program', java]).report.checks.some((c) => c.id === 'program-jvm-96'));
+    const source = join(box.dir, 'Bind.java');
+    writeFileSync(
+      source,
+      'public class Bind { public static void main(String[] a) throws Exception {\n' +
+        '  try (var s = new java.net.ServerSocket()) { s.bind(new java.net.InetSocketAddress("0.0.0.0", 96)); System.out.println("bound " + s.getLocalSocketAddress()); }\n' +
+        '  catch (java.net.BindException e) { System.out.println("refused " + e.getMessage()); } } }\n',
+      { mode: 0o644 },
+    );
+    const runJava = () => {
+      const { command, args, env } = box.clientCommand({}, [java, '-Xshare:off', source]);
+      return spawnSync(command, args, { encoding: 'utf8', env: { ...env, HOME: box.dir }, timeout: 120_000 }).stdout.trim();
+    };
+    assert.match(runJava(), /^refused /);
+    assert.equal((await box.cli('grant', '96/tcp', '--user', 'nobody', '--addr', '::')).code, 0);
+    assert.match(runJava(), /^bound /);
+    assert.ok(!doctor(['--port', '96', '--program', java]).report.checks.some((c) => c.id === 'program-jvm-96'));
+  });
+
+  it('a group added only at run time (a supplementary group the user database does not give): explains that the hook cannot see it', () => {
+    assert.notEqual(spawnSync('getent', ['group', '39994']).status, 0, 'gid 39994 exists here');
+    box.writePolicy('grant 97 group 39994\n');
+    const [cmd, args] = [process.execPath, [pkg.cli, 'apply', ...box.args]] as const;
+    assert.equal(spawnSync(cmd, args, { encoding: 'utf8' }).status, 0);
+    // As systemd's SupplementaryGroups= or setgroups(2) would: 39994 among the groups, not the real gid.
+    assert.deepEqual(box.probe({ groups: [39994] }, binds(97, ['127.0.0.1'], ['tcp'])), ['EACCES']);
+    const { code, report } = doctor(['--port', '97'], { groups: [39994] });
+    assert.equal(code, 1);
+    const check = report.checks.find((c) => c.id === 'runtime-groups-97');
+    assert.equal(check?.status, 'fail');
+    assert.match(
+      check?.detail ?? '',
+      /this process has group 39994 \(gid 39994\) as a supplementary group, but the user database does not make nobody a member .*the bind hook sees only the uid and the real gid, so a group added at run time \(setgroups, systemd SupplementaryGroups=\) does not count for line 1/,
+    );
+    // Without the supplementary group, nothing to explain.
+    assert.ok(!doctor(['--port', '97']).report.checks.some((c) => c.id.startsWith('runtime-groups')));
+    // With it as the real gid, the hook sees it: the bind works.
+    assert.deepEqual(box.probe({ gid: 39994 }, binds(97, ['127.0.0.1'], ['tcp'])), ['ok']);
   });
 });

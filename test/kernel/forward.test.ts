@@ -212,6 +212,26 @@ ${script}
     assert.equal(value(out, 'TABLE_END'), 'gone', out);
   });
 
+  it('gc counts a SIGKILLed forward that its parent never reaps (a zombie) as dead', () => {
+    const { out } = inNetns(`
+      # The forward's parent execs sleep, which never waits: once killed, the forward stays a zombie.
+      sh -c "$LOWPORT forward add 84/tcp 8080 & echo \\$! > $D/zpid; exec sleep 120" & P=$!
+      waitrule 84
+      Z=$(cat $D/zpid)
+      kill -KILL $Z
+      for i in $(seq 100); do [ "$(sed 's/.*) //' /proc/$Z/stat | cut -d' ' -f1)" = Z ] && break; sleep 0.1; done
+      echo "STATE=$(sed 's/.*) //' /proc/$Z/stat | cut -d' ' -f1)"
+      echo "LIST=$($LOWPORT forward list | grep '^84 ')"
+      echo "GC=$($LOWPORT forward gc)"
+      echo "TABLE_AFTER_GC=$(table)"
+      kill $P
+    `);
+    assert.equal(value(out, 'STATE'), 'Z', out);
+    assert.match(value(out, 'LIST') ?? '', /gone: `lowport forward gc` removes it/, out);
+    assert.match(value(out, 'GC') ?? '', /^removed 84\/tcp -> 8080/, out);
+    assert.equal(value(out, 'TABLE_AFTER_GC'), 'gone', out);
+  });
+
   it('gc collects the persisted forwards of a deleted policy file, and the redirects of a lowport in a pid namespace only once it is gone', () => {
     const { out } = inNetns(`
       mkdir -m 700 $D/scratch

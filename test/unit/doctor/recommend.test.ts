@@ -124,6 +124,57 @@ describe('recommend', () => {
   });
 });
 
+describe('recommend: advice that must not be wrong (issue 12)', () => {
+  it('says to apply, and why, when the file grants what the kernel refused, even where the live rules are not visible', () => {
+    const why =
+      'group membership is expanded when the policy is applied, so the kernel has the members of group dns as of the last `lowport apply`';
+    const r = recommend(situation({ ports: [{ ...refused(53), grantedBy: [4], notLive: why }], policyNotApplied: false }));
+    assert.equal(r.recommendation.method, 'lowport-apply');
+    assert.equal(r.recommendation.command, 'sudo lowport apply');
+    assert.ok(r.recommendation.why.endsWith(`not what the kernel has loaded: ${why}`), r.recommendation.why);
+    // Without a reason from the bind test and with the live rules in sync, a grant line alone is not enough.
+    assert.notEqual(recommend(situation({ ports: [{ ...refused(53), grantedBy: [4] }] })).recommendation.method, 'lowport-apply');
+  });
+
+  it('never offers setcap on a container tool, and says the grant covers rootless containers’ published ports', () => {
+    for (const container of ['podman', 'docker', 'rootlesskit', 'rootlessport', 'nerdctl']) {
+      const r = recommend(
+        situation({ ports: [refused(80)], program: { path: `/usr/bin/${container}`, isScript: false, runsScripts: false, container } }),
+      );
+      assert.ok(![r.recommendation, ...r.alternatives].some((o) => o.method === 'setcap'), container);
+      assert.equal(r.recommendation.method, 'lowport-grant');
+      assert.match(
+        r.recommendation.why,
+        new RegExp(`works for rootless containers' published ports too \\(${container} run -p 80:8080\\)`),
+      );
+    }
+    // An ordinary binary still gets setcap as an alternative.
+    const plain = recommend(situation({ program: { path: '/usr/bin/caddy', isScript: false, runsScripts: false } }));
+    assert.ok(plain.alternatives.some((a) => a.method === 'setcap'));
+  });
+
+  it('for a JVM under a grant of 0.0.0.0 only, recommends granting :: and names the system property', () => {
+    const r = recommend(
+      situation({
+        ports: [{ ...refused(8443), boundOn: ['0.0.0.0'], jvmWildcardOnly: { lines: [3], protocols: ['tcp'] } }],
+        program: { path: '/usr/bin/java', isScript: false, runsScripts: true, jvm: true },
+      }),
+    );
+    assert.equal(r.recommendation.method, 'lowport-grant');
+    assert.equal(r.recommendation.command, 'sudo lowport grant 8443/tcp --user alice --addr ::');
+    assert.match(
+      r.recommendation.why,
+      /binds `::`.*line 3 of \/etc\/lowport\/policy grants 8443 on 0\.0\.0\.0 only.*-Djava\.net\.preferIPv4Stack=true/,
+    );
+  });
+
+  it('says which addresses already bind when a grant covers only some', () => {
+    const r = recommend(situation({ ports: [{ ...refused(53), boundOn: ['127.0.0.1', '::1'] }] }));
+    assert.equal(r.recommendation.method, 'lowport-grant');
+    assert.match(r.recommendation.why, /Port 53 already binds on 127\.0\.0\.1, ::1 \(the grant there is for those addresses only\)/);
+  });
+});
+
 describe('recommend, with names and paths other users chose', () => {
   // eslint-disable-next-line no-control-regex -- the test is about control characters
   const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/;

@@ -10,7 +10,7 @@ import { DEFAULTS, type Backend } from '../forward/userspace.js';
 import type { ProxyProtocolVersion } from '../forward/proxy-protocol.js';
 import type { RedirectSpec } from '../forward/nft.js';
 import type { Protocol } from '../policy/types.js';
-import { parseAddrArgs, parsePortsArg } from './args.js';
+import { nameFromArgumentAsync, parseAddrArgs, parsePortsArg } from './args.js';
 import { implement, noArguments, printJson, type CommandContext, type Implementation, type Values } from './command.js';
 import * as commands from './commands.js';
 import { escapeControl } from '../text.js';
@@ -302,5 +302,6 @@ function nothingToCollect(left: number): string {
 
 export const serve: Implementation = implement(commands.forwardServe, (ctx) => {
   const req = parseServeArgs(ctx.values, ctx.positionals);
-  return () => runUserspace({ ...req, note: ctx.note });
+  // An unknown --user is the argument's fault: shown against it, exit 2.
+  return () => nameFromArgumentAsync('--user', req.user, () => runUserspace({ ...req, note: ctx.note }));
 });

@@ -121,10 +121,15 @@ describe('the lowport command for a normal user', { skip }, () => {
     assert.doesNotMatch(r.stderr, /sudo/);
   });
 
-  it('exits 2 for doctor --user with a user that does not exist, as root', () => {
-    const r = spawnSync(process.execPath, [cli, 'doctor', '--user', 'no-such-user-xyz', '--port', '80'], { encoding: 'utf8' });
-    assert.equal(r.status, 2, r.stderr);
-    assert.match(r.stderr, /^command line:1:1-16: error: --user: unknown user 'no-such-user-xyz'/);
+  it('exits 2 for doctor and forward serve with a --user that does not exist, as root, shown against the command line', () => {
+    for (const args of [
+      ['doctor', '--user', 'no-such-user-xyz', '--port', '80'],
+      ['forward', 'serve', '80/tcp', '8080', '--user', 'no-such-user-xyz'],
+    ]) {
+      const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^command line:1:1-16: error: --user: unknown user 'no-such-user-xyz'/);
+    }
   });
 
   it('checks a policy without root with apply --check', () => {

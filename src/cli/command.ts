@@ -334,7 +334,7 @@ export function optionError(command: Pick<AnyCommand, 'path' | 'options' | 'miss
   return new UsageError(`lowport ${name} cannot read the arguments '${args.join(' ')}'`, `${optionList(command)} ${see}`);
 }
 
-/** `lowport run takes --port, --user, ... (and everywhere --policy, ...).` */
+/** `lowport run takes --port, --user, ... (and, as every command, --policy, ...).` */
 function optionList(command: Pick<AnyCommand, 'path' | 'options'>): string {
   const own = Object.keys(command.options).map((o) => `--${o}`);
   const global = Object.keys(GLOBAL_OPTIONS).map((o) => `--${o}`);

@@ -150,3 +150,51 @@ function marker(starts: readonly number[], column: number, end: number): string 
   const to = Math.max(from + 1, cell(end));
   return ' '.repeat(from) + '^' + '~'.repeat(to - from - 1);
 }
+
+/**
+ * The candidate nearest to `word`, if it is near enough to be a typo: at
+ * most one edit for short words, two for longer ones, counting a swap of two
+ * neighbours as one edit (optimal string alignment), so `grnat` finds
+ * `grant`. Undefined when nothing is that near, or two are equally near.
+ */
+export function nearest(word: string, candidates: readonly string[]): string | undefined {
+  const limit = word.length <= 4 ? 1 : 2;
+  let best: string | undefined;
+  let bestDistance = limit + 1;
+  let tie = false;
+  for (const c of candidates) {
+    const d = editDistance(word, c);
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+      tie = false;
+    } else if (d === bestDistance) {
+      tie = true;
+    }
+  }
+  return best === undefined || tie || bestDistance === 0 ? undefined : best;
+}
+
+/** ` (did you mean 'grant'?)` for a near candidate, else ''. */
+export function didYouMean(word: string, candidates: readonly string[]): string {
+  const near = nearest(word, candidates);
+  return near === undefined ? '' : ` (did you mean '${near}'?)`;
+}
+
+/** Edits (insert, delete, replace, swap of neighbours) from `a` to `b`. */
+function editDistance(a: string, b: string): number {
+  const rows: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  const at = (i: number, j: number): number => rows[i]?.[j] ?? 0;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, at(i - 2, j - 2) + 1);
+      const row = rows[i];
+      if (row !== undefined) row[j] = d;
+    }
+  }
+  return at(a.length, b.length);
+}

@@ -1,6 +1,6 @@
 /** Turning command-line words into the engine's types, with usage errors that point at the culprit. */
 import { COMMAND_LINE, diagnostic, span } from '../diagnostic.js';
-import { UsageError } from '../errors.js';
+import { LowportError, UsageError } from '../errors.js';
 import { parseAddressList } from '../policy/address.js';
 import { parsePortSpec } from '../policy/ports.js';
 import { normalizePrincipal } from '../policy/principal.js';
@@ -54,11 +54,52 @@ export function parsePrincipalArgs(args: WhoArgs, env: NodeJS.ProcessEnv, caller
   }
   if (args.user !== undefined) return fromSpec('user', () => normalizePrincipal({ kind: 'user', name: args.user ?? '' }));
   if (args.group !== undefined) return fromSpec('group', () => normalizePrincipal({ kind: 'group', name: args.group ?? '' }));
-  const invoker = env.SUDO_USER !== undefined && env.SUDO_USER !== '' && env.SUDO_USER !== 'root' ? env.SUDO_USER : callerName;
-  if (invoker === 'root' || invoker === '') {
-    throw new UsageError('say who: --user NAME, --group NAME or --everyone (root binds any port without a grant)');
+  const invoker = invokingUser(env, callerName);
+  if (invoker === undefined) {
+    const choices = allowEveryone ? '--user NAME, --group NAME or --everyone' : '--user NAME or --group NAME';
+    throw new UsageError(`say who: ${choices} (root binds any port without a ${allowEveryone ? 'grant' : 'reservation'})`);
   }
   return { kind: 'user', name: invoker };
+}
+
+/** Who ran lowport: SUDO_USER under sudo, else the caller; undefined for root, who needs no grant. */
+export function invokingUser(env: NodeJS.ProcessEnv, callerName: string): string | undefined {
+  const invoker = env.SUDO_USER !== undefined && env.SUDO_USER !== '' && env.SUDO_USER !== 'root' ? env.SUDO_USER : callerName;
+  return invoker === 'root' || invoker === '' ? undefined : invoker;
+}
+
+/**
+ * Runs `fn`; an unknown user or group it reports for the `word` given to
+ * `option` on the command line becomes an error about that word, shown
+ * against the command line (not a line of the policy file), which makes it a
+ * usage error (exit status 2). The error keeps its code (E_UNKNOWN_USER).
+ */
+export function nameFromArgument<T>(option: '--user' | '--group', word: string | undefined, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw asArgumentError(e, option, word);
+  }
+}
+
+/** As nameFromArgument, for a promise. */
+export async function nameFromArgumentAsync<T>(option: '--user' | '--group', word: string | undefined, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw asArgumentError(e, option, word);
+  }
+}
+
+function asArgumentError(e: unknown, option: '--user' | '--group', word: string | undefined): unknown {
+  const code = option === '--user' ? 'E_UNKNOWN_USER' : 'E_UNKNOWN_GROUP';
+  if (word === undefined || !(e instanceof LowportError) || e.code !== code || !e.message.includes(`'${word}'`)) return e;
+  const message = `${option}: ${e.message}`;
+  return new LowportError(code, message, {
+    hint: e.hint,
+    cause: e,
+    diagnostics: [diagnostic('error', span(COMMAND_LINE, 1, word, 0, word.length), message)],
+  });
 }
 
 export interface GlobalValues {

@@ -13,6 +13,7 @@
  * declaration with `implement` so that its values are typed.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { didYouMean } from '../diagnostic.js';
 import { UsageError } from '../errors.js';
 import type { LowportOptions } from '../grants/target.js';
 import { lowportOptions } from './args.js';
@@ -121,8 +122,20 @@ export interface Command<O extends OptionDefs> {
   readonly positionals?: readonly PositionalDef[];
   readonly options: O;
   readonly examples?: readonly string[];
+  /**
+   * Options of other commands that people give this one, each with what to
+   * do instead (`run --group`: run runs COMMAND as one user); said in place
+   * of a "did you mean" guess.
+   */
+  readonly misses?: Readonly<Record<string, string>>;
   /** Whether this invocation needs root (apply --check does not). */
   readonly needsRoot: (values: Values<O>) => boolean;
+  /**
+   * Why it needs root, after "lowport NAME needs root: " (default: it changes
+   * what the kernel lets programs bind). A command that only reads says what
+   * it reads that only root may.
+   */
+  readonly whyRoot?: string;
   /** The module that does the work, loaded only when the command runs. */
   readonly load: () => Promise<Implementation>;
 }
@@ -169,7 +182,7 @@ export function defineGroup(group: CommandGroup): CommandGroup {
 }
 
 /** The name of a command as typed: `forward add`. */
-export function commandName(c: Entry): string {
+export function commandName(c: Pick<Entry, 'path'>): string {
   return c.path.join(' ');
 }
 
@@ -207,7 +220,7 @@ export function implement<const O extends OptionDefs>(command: Command<O>, prepa
   return {
     command,
     start: (args, base) => {
-      const parsed = parseArgs({ args, options: parseConfig(command.options), allowPositionals: true, strict: true });
+      const parsed = parseOptions(command, args);
       const values = parsed.values;
       if (!matchDeclaration(command.options, values))
         throw new Error(`lowport ${commandName(command)}: parseArgs returned values its declaration does not describe`);
@@ -265,4 +278,69 @@ export function valueOptionWords(options: OptionDefs): string[] {
   return Object.entries(options).flatMap(([name, o]) =>
     o.type === 'string' ? [`--${name}`, ...(o.short === undefined ? [] : [`-${o.short}`])] : [],
   );
+}
+
+/** `lowport NAME needs root: ...`, the reason from the declaration. */
+export function rootReason(command: Pick<AnyCommand, 'path' | 'whyRoot'>): string {
+  return `lowport ${commandName(command)} needs root: ${command.whyRoot ?? 'it changes what the kernel lets programs bind'}.`;
+}
+
+/**
+ * node:util's parseArgs, with its errors (written for a program's author:
+ * "To specify a positional argument starting with a '-', place it at the
+ * end of the command after '--', as in '-- "--group"') turned into lowport's
+ * own UsageError, which names the command, the culprit and the options the
+ * command takes.
+ */
+function parseOptions(command: AnyCommand, args: string[]) {
+  const options = parseConfig(command.options);
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    if (!(e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS'))) throw e;
+    throw optionError(command, args);
+  }
+}
+
+/** The first word parseArgs refused, found again (without strict) and said in lowport's words. */
+export function optionError(command: Pick<AnyCommand, 'path' | 'options' | 'misses'>, args: string[]): UsageError {
+  const name = commandName(command);
+  const all: OptionDefs = { ...command.options, ...GLOBAL_OPTIONS };
+  const { tokens } = parseArgs({ args, options: parseConfig(command.options), allowPositionals: true, strict: false, tokens: true });
+  const see = `See \`lowport ${name} --help\`.`;
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    const def = Object.hasOwn(all, t.name) ? all[t.name] : undefined;
+    if (def === undefined) {
+      const miss = t.rawName.startsWith('--') ? command.misses?.[t.name] : undefined;
+      if (miss !== undefined)
+        return new UsageError(`lowport ${name} has no option '${t.rawName}': ${miss}`, `${optionList(command)} ${see}`);
+      const longNames = Object.keys(all).map((o) => `--${o}`);
+      const near = t.rawName.startsWith('--') ? didYouMean(t.rawName, longNames) : '';
+      return new UsageError(`lowport ${name} has no option '${t.rawName}'${near}`, `${optionList(command)} ${see}`);
+    }
+    const label = `--${t.name}`;
+    if (def.type === 'boolean' && t.value !== undefined)
+      return new UsageError(`${label} takes no value, but got '${label}=${t.value}'`, see);
+    if (def.type === 'string' && t.value === undefined)
+      return new UsageError(`${label} needs a value: ${label} ${def.value ?? 'VALUE'}`, see);
+    if (def.type === 'string' && t.inlineValue === false && t.value?.startsWith('-') === true) {
+      return new UsageError(
+        `${label} needs a value, but the next word is '${t.value}'`,
+        `Give ${label} ${def.value ?? 'VALUE'}; for a value that starts with '-', write ${label}=${t.value}. ${see}`,
+      );
+    }
+  }
+  return new UsageError(`lowport ${name} cannot read the arguments '${args.join(' ')}'`, `${optionList(command)} ${see}`);
+}
+
+/** `lowport run takes --port, --user, ... (and, as every command, --policy, ...).` */
+function optionList(command: Pick<AnyCommand, 'path' | 'options'>): string {
+  const own = Object.keys(command.options).map((o) => `--${o}`);
+  const global = Object.keys(GLOBAL_OPTIONS).map((o) => `--${o}`);
+  const list = (words: string[]): string =>
+    words.length <= 1 ? words.join('') : `${words.slice(0, -1).join(', ')} and ${words[words.length - 1] ?? ''}`;
+  return own.length === 0
+    ? `lowport ${commandName(command)} takes only the options of every command: ${list(global)}.`
+    : `lowport ${commandName(command)} takes ${list(own)} (and, as every command, ${list(global)}).`;
 }

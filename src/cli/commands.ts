@@ -72,11 +72,12 @@ Without --user/--group/--everyone: the invoking user (SUDO_USER under sudo).`,
 export const revoke = defineCommand({
   path: ['revoke'],
   summary: 'take back a grant',
-  usage: ['PORTS [--user U | --group G | --everyone] [--addr IP]...', '--all --user U | --group G'],
+  usage: ['PORTS [--user U | --group G | --everyone] [--addr IP]...', '--all (--user U | --group G | --everyone)'],
   description: `Removes PORTS from the grants of exactly that user, group or everyone (a
 group grant is revoked with --group, not per member). Without --addr, on
 every address; with it, only there. Binds already made stay bound; new binds
-are refused at once. --all removes every grant and reservation of U or G.`,
+are refused at once. --all removes every grant and reservation of U or G
+(with --everyone: every grant to everyone).`,
   positionals: [PORTS],
   options: { ...WHO_OPTIONS, all: { type: 'boolean', description: 'every rule of the user or group' } },
   examples: ['sudo lowport revoke 443 --user alice', 'sudo lowport revoke --all --group dns'],
@@ -124,6 +125,9 @@ not from the file), how many binds each has granted (a reservation: also how
 many it refused), whether they match the policy file, and any other BPF
 programs on the bind hooks.`,
   options: {},
+  whyRoot:
+    "it reads lowport's BPF map, pinned in /sys/fs/bpf, which only root may open, " +
+    'and the programs on the bind hooks, which the kernel shows only to root (CAP_NET_ADMIN)',
   needsRoot: () => true,
   load: async () => (await import('./list.js')).list,
 });
@@ -217,6 +221,11 @@ prefer the default where the kernel allows it.`,
     'sudo lowport run --port 80 --user www -- python3 -m http.server 80',
     'sudo lowport run --sockets --port 80/tcp -- node server.js',
   ],
+  misses: {
+    group: 'it runs COMMAND as one user, given with --user U (a group is for `lowport grant PORTS --group G`)',
+    everyone: 'it runs COMMAND as one user, given with --user U (everyone is for `lowport grant PORTS --everyone`)',
+  },
+  whyRoot: 'it starts COMMAND as another user, with ports only root can give',
   needsRoot: () => true,
   load: async () => (await import('./run.js')).run,
 });
@@ -253,6 +262,7 @@ redirect stays, and \`lowport apply\` restores it (after a reboot)`,
     },
   },
   examples: ['sudo lowport forward add 80/tcp 8080', 'sudo lowport forward add 443/tcp 8443 --persist'],
+  whyRoot: 'it adds nftables rules, which only root may change',
   needsRoot: () => true,
   load: async () => (await import('./forward.js')).add,
 });
@@ -265,6 +275,7 @@ export const forwardRemove = defineCommand({
   positionals: [{ name: 'PORT', description: 'the forwarded port, as it was added' }],
   options: {},
   examples: ['sudo lowport forward remove 443/tcp'],
+  whyRoot: 'it edits the policy file and removes nftables rules, which only root may change',
   needsRoot: () => true,
   load: async () => (await import('./forward.js')).remove,
 });
@@ -276,6 +287,7 @@ export const forwardList = defineCommand({
   description:
     "Shows every redirect of lowport's, with its owner: the lowport process that holds it, or the policy file it was persisted to.",
   options: {},
+  whyRoot: "it reads lowport's nftables table, and the kernel shows nftables rules only to root (CAP_NET_ADMIN)",
   needsRoot: () => true,
   load: async () => (await import('./forward.js')).list,
 });
@@ -286,6 +298,7 @@ export const forwardGc = defineCommand({
   usage: [''],
   description: 'Removes the redirects whose lowport process died, and the persisted ones whose policy file is gone.',
   options: {},
+  whyRoot: 'it removes nftables rules, which only root may change',
   needsRoot: () => true,
   load: async () => (await import('./forward.js')).gc,
 });
@@ -342,6 +355,7 @@ sees the client's address (nginx: listen ... proxy_protocol)`,
     'sudo lowport forward serve 443/tcp 10.0.0.5:8443 --user www-data',
   ],
   // A user granted the port may run the userspace forwarder without root.
+  whyRoot: 'it runs as --user, and only root may switch to another user',
   needsRoot: (values) => values.user !== undefined,
   load: async () => (await import('./forward.js')).serve,
 });
@@ -439,6 +453,7 @@ the Debian package, or \`npm install -g ./lowport-VERSION.tgz\` (from \`npm pack
 With --root, the unit runs the image's own lowport (/usr/bin/lowport of the
 package) at the image's boots.`,
   options: ROOT_OPTION,
+  whyRoot: 'it writes and enables a systemd unit and the policy file in /etc',
   needsRoot: () => true,
   load: async () => (await import('./install.js')).install,
 });
@@ -450,6 +465,7 @@ export const uninstall = defineCommand({
   description: `Disables and removes lowport.service. Keeps the policy file unless --purge.
 Grants live now stay until reboot or \`lowport off\`.`,
   options: { ...ROOT_OPTION, purge: { type: 'boolean', description: 'remove the policy file too' } },
+  whyRoot: 'it disables and removes a systemd unit in /etc',
   needsRoot: () => true,
   load: async () => (await import('./install.js')).uninstall,
 });

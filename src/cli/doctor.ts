@@ -3,6 +3,7 @@ import { UsageError } from '../errors.js';
 import { doctor as diagnose, type CheckStatus, type DoctorReport } from '../doctor/doctor.js';
 import { MAX_PORT, MIN_PORT } from '../policy/ports.js';
 import { escapeControl } from '../text.js';
+import { nameFromArgument } from './args.js';
 import { implement, printJson, type Implementation } from './command.js';
 import * as commands from './commands.js';
 import { lowportForSudo } from './sudo.js';
@@ -90,13 +91,16 @@ export const doctor: Implementation = implement(commands.doctor, (ctx) => {
   if (ctx.positionals.length > 0) throw new UsageError(`unexpected '${ctx.positionals[0]}': give ports with --port N`);
   const ports = [...new Set((ctx.values.port ?? ['80', '443']).flatMap((v) => v.split(',')).map(parsePort))];
   return () => {
-    const report = diagnose({
-      ...ctx.options,
-      ports,
-      ...(ctx.values.user === undefined ? {} : { user: ctx.values.user }),
-      ...(ctx.values.program === undefined ? {} : { program: ctx.values.program }),
-      lowportCommand: lowportForSudo(),
-    });
+    // An unknown --user is a bad argument: exit status 2, as for any usage error.
+    const report = nameFromArgument('--user', ctx.values.user, () =>
+      diagnose({
+        ...ctx.options,
+        ports,
+        ...(ctx.values.user === undefined ? {} : { user: ctx.values.user }),
+        ...(ctx.values.program === undefined ? {} : { program: ctx.values.program }),
+        lowportCommand: lowportForSudo(),
+      }),
+    );
     if (ctx.json) printJson(ctx.io, report);
     else ctx.io.stdout(formatDoctor(report));
     return report.ok ? 0 : 1;

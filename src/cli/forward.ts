@@ -10,7 +10,7 @@ import { DEFAULTS, type Backend } from '../forward/userspace.js';
 import type { ProxyProtocolVersion } from '../forward/proxy-protocol.js';
 import type { RedirectSpec } from '../forward/nft.js';
 import type { Protocol } from '../policy/types.js';
-import { parseAddrArgs, parsePortsArg } from './args.js';
+import { nameFromArgumentAsync, parseAddrArgs, parsePortsArg } from './args.js';
 import { implement, noArguments, printJson, type CommandContext, type Implementation, type Values } from './command.js';
 import * as commands from './commands.js';
 import { escapeControl } from '../text.js';
@@ -209,19 +209,28 @@ type Ctx = Pick<CommandContext, 'io' | 'json' | 'note' | 'options'>;
 /** A kernel redirect held until a signal, or persisted; or a persisted one removed. */
 function kernelOrRemove(ctx: Ctx, req: Extract<ForwardRequest, { mode: 'kernel' | 'remove' }>): () => Promise<number> {
   const policy = policyPath(ctx.options);
+  // The redirect sends every client of the low port to whoever holds the high one: said once the redirect is
+  // in place, never before an error that refuses it (a port forwarded already).
+  const warning =
+    req.mode === 'kernel' && req.spec.toPort >= 1024
+      ? `any local user may bind ${req.spec.toPort} while your server is not running there; \`lowport reserve ${req.spec.toPort} --user SERVER-USER\` keeps it for the server`
+      : undefined;
   return async () => {
-    if (req.mode === 'kernel' && req.spec.toPort >= 1024) {
-      // The redirect sends every client of the low port to whoever holds the high one.
-      ctx.note(
-        `any local user may bind ${req.spec.toPort} while your server is not running there; \`lowport reserve ${req.spec.toPort} --user SERVER-USER\` keeps it for the server`,
-      );
+    if (req.mode === 'kernel' && !req.persist) {
+      // holdRedirect's first note ("forwarding ...") comes once the rules are in: the warning follows it.
+      let warned = warning === undefined;
+      return holdRedirect(req.spec, (text) => {
+        ctx.note(text);
+        if (!warned && warning !== undefined) ctx.note(warning);
+        warned = true;
+      });
     }
-    if (req.mode === 'kernel' && !req.persist) return holdRedirect(req.spec, ctx.note);
     const result = req.mode === 'remove' ? unpersistForward(policy, req.port, req.protocols) : persistForward(policy, req.spec);
     if (ctx.json) {
       printJson(ctx.io, result);
       return 0;
     }
+    if (warning !== undefined) ctx.note(warning);
     for (const n of result.notes) ctx.note(n);
     ctx.io.stdout(
       `${result.policy}: ${result.changed ? 'written; ' : ''}${result.live} persisted redirect${result.live === 1 ? '' : 's'} live\n`,
@@ -272,7 +281,7 @@ export const gc: Implementation = implement(commands.forwardGc, (ctx) => {
     else
       ctx.io.stdout(
         removed.length === 0
-          ? 'nothing to remove: every redirect has a live owner\n'
+          ? nothingToCollect(listRedirects().length)
           : removed
               .map(
                 (r) =>
@@ -284,7 +293,15 @@ export const gc: Implementation = implement(commands.forwardGc, (ctx) => {
   };
 });
 
+/** What `forward gc` says when it removed nothing: whether there was anything to look at. */
+function nothingToCollect(left: number): string {
+  return left === 0
+    ? 'nothing to remove: lowport has no redirects here\n'
+    : `nothing to remove: ${left === 1 ? 'the one redirect has' : `each of the ${left} redirects has`} a live owner\n`;
+}
+
 export const serve: Implementation = implement(commands.forwardServe, (ctx) => {
   const req = parseServeArgs(ctx.values, ctx.positionals);
-  return () => runUserspace({ ...req, note: ctx.note });
+  // An unknown --user is the argument's fault: shown against it, exit 2.
+  return () => nameFromArgumentAsync('--user', req.user, () => runUserspace({ ...req, note: ctx.note }));
 });

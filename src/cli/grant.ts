@@ -1,11 +1,10 @@
 /** `lowport grant` and `lowport revoke`. */
-import { LowportError, UsageError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import type { EditOutcome } from '../ops/apply.js';
 import { grant as grantRules, revoke as revokeRules, revokeAll } from '../ops/edits.js';
-import { formatPrincipal } from '../policy/print.js';
 import type { PortItem } from '../policy/types.js';
 import { formatUnresolved } from './apply.js';
-import { parseAddrArgs, parsePortsArg, parsePrincipalArgs } from './args.js';
+import { nameFromArgument, parseAddrArgs, parsePortsArg, parsePrincipalArgs } from './args.js';
 import { implement, printJson, type CommandContext, type Implementation } from './command.js';
 import * as commands from './commands.js';
 
@@ -36,18 +35,10 @@ export function reportEdit(ctx: Pick<CommandContext, 'json' | 'io' | 'note'>, ou
 
 /**
  * An unknown --user/--group given on the command line is the argument's
- * fault, not a line of the file's: say which option.
+ * fault, not a line of the file's: shown against the word given.
  */
-export function fromArgument<T>(edit: () => T): T {
-  try {
-    return edit();
-  } catch (e) {
-    if (e instanceof LowportError && (e.code === 'E_UNKNOWN_USER' || e.code === 'E_UNKNOWN_GROUP')) {
-      const option = e.code === 'E_UNKNOWN_USER' ? '--user' : '--group';
-      throw new LowportError(e.code, `${option}: ${e.message}`, { hint: e.hint, cause: e });
-    }
-    throw e;
-  }
+export function fromArgument<T>(values: { user?: string | undefined; group?: string | undefined }, edit: () => T): T {
+  return values.user !== undefined ? nameFromArgument('--user', values.user, edit) : nameFromArgument('--group', values.group, edit);
 }
 
 export const grant: Implementation = implement(commands.grant, (ctx) => {
@@ -55,7 +46,7 @@ export const grant: Implementation = implement(commands.grant, (ctx) => {
   return () =>
     reportEdit(
       ctx,
-      fromArgument(() => grantRules(ctx.options, spec)),
+      fromArgument(ctx.values, () => grantRules(ctx.options, spec)),
     );
 });
 
@@ -67,11 +58,8 @@ export const revoke: Implementation = implement(commands.revoke, (ctx) => {
       throw new UsageError('revoke --all needs --user U, --group G or --everyone');
     }
     const principal = who(ctx);
-    return () => {
-      const outcome = revokeAll(ctx.options, principal);
-      if (!outcome.changed && !ctx.json) ctx.io.stdout(`nothing to revoke: the policy has no rule for ${formatPrincipal(principal)}\n`);
-      return reportEdit(ctx, outcome);
-    };
+    // With nothing to revoke, the edit's note says so (once).
+    return () => reportEdit(ctx, revokeAll(ctx.options, principal));
   }
   const spec = { ports: portsOnly(ctx, 'revoke'), principal: who(ctx), addrs: parseAddrArgs(ctx.values.addr) };
   return () => reportEdit(ctx, revokeRules(ctx.options, spec));

@@ -6,7 +6,7 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { formatDiagnostics } from '../diagnostic.js';
+import { COMMAND_LINE, formatDiagnostics } from '../diagnostic.js';
 import { LowportError, PolicyError, UsageError } from '../errors.js';
 import { effectiveUid, MissingToolError } from '../os/process.js';
 import {
@@ -15,6 +15,7 @@ import {
   GLOBAL_OPTIONS,
   isGroup,
   jsonText,
+  rootReason,
   valueOptionWords,
   type AnyCommand,
   type CommandGroup,
@@ -41,8 +42,10 @@ function callerName(): string {
   }
 }
 
+/** 2 for a usage error: a bad command line, or a problem in a word of it (an unknown --user); else 1. */
 function exitCodeOf(e: LowportError): number {
-  return e instanceof UsageError || e.code === 'E_USAGE' ? 2 : 1;
+  const aboutArguments = e.diagnostics.length > 0 && e.diagnostics.every((d) => d.file === COMMAND_LINE);
+  return e instanceof UsageError || e.code === 'E_USAGE' || aboutArguments ? 2 : 1;
 }
 
 /**
@@ -121,14 +124,10 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
       io.stdout(entryHelp(command));
       return 0;
     }
-    if (started.needsRoot && effectiveUid() !== 0) return await offerSudo(io, shown, withDefaultUser(command, words, started.values));
+    if (started.needsRoot && effectiveUid() !== 0)
+      return await offerSudo(io, rootReason(command), withDefaultUser(command, words, started.values));
     return await started.run();
   } catch (e) {
-    const usage = e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS');
-    if (usage) {
-      io.stderr(`lowport ${shown}: error: ${terminalSafe(e.message)}\nRun \`lowport ${shown} --help\` for its usage.\n`);
-      return 2;
-    }
     if (json && e instanceof LowportError) {
       io.stdout(
         `${jsonText({ error: { code: e.code, message: e.message, hint: hintOf(e), diagnostics: e.diagnostics.length > 0 ? e.diagnostics : undefined } })}\n`,

@@ -15,7 +15,7 @@ export const reserve: Implementation = implement(commands.reserve, (ctx) => {
   return () =>
     reportEdit(
       ctx,
-      fromArgument(() => reservePorts(ctx.options, { ports, principal })),
+      fromArgument(ctx.values, () => reservePorts(ctx.options, { ports, principal })),
     );
 });
 

@@ -1,7 +1,7 @@
 /** `lowport run`: one command with low ports, as one user. */
 import { UsageError } from '../errors.js';
 import { run as runCommand, type RunMode } from '../run/run.js';
-import { parseAddrArgs, parsePortsArg, parsePrincipalArgs } from './args.js';
+import { invokingUser, nameFromArgumentAsync, parseAddrArgs, parsePortsArg, parsePrincipalArgs } from './args.js';
 import { implement, type Implementation } from './command.js';
 import * as commands from './commands.js';
 
@@ -20,19 +20,28 @@ export const run: Implementation = implement(commands.run, (ctx) => {
   const backlogText = ctx.values.backlog;
   if (backlogText !== undefined && (mode !== 'sockets' || !/^\d+$/.test(backlogText)))
     throw new UsageError('--backlog N goes with --sockets, N a number');
-  const principal = parsePrincipalArgs({ user: ctx.values.user }, ctx.io.env, ctx.callerName);
+  // run takes --user alone: whom COMMAND runs as (there is no --group or --everyone to suggest).
+  const user = ctx.values.user ?? invokingUser(ctx.io.env, ctx.callerName);
+  if (user === undefined)
+    throw new UsageError(
+      'lowport run needs --user U: the user COMMAND runs as',
+      'Root binds any port without lowport; give the user the command should run as, e.g. --user www-data.',
+    );
+  const principal = parsePrincipalArgs({ user }, ctx.io.env, ctx.callerName);
   if (principal.kind !== 'user') throw new UsageError('lowport run needs --user U');
   const addrs = parseAddrArgs(ctx.values.addr);
   return () =>
-    runCommand({
-      ...ctx.options,
-      mode,
-      command,
-      user: principal.name,
-      ports,
-      addrs,
-      ...(backlogText === undefined ? {} : { backlog: Number(backlogText) }),
-      v6Only: ctx.values['v6-only'] === true,
-      note: ctx.note,
-    });
+    nameFromArgumentAsync('--user', ctx.values.user, async () =>
+      runCommand({
+        ...ctx.options,
+        mode,
+        command,
+        user: principal.name,
+        ports,
+        addrs,
+        ...(backlogText === undefined ? {} : { backlog: Number(backlogText) }),
+        v6Only: ctx.values['v6-only'] === true,
+        note: ctx.note,
+      }),
+    );
 });

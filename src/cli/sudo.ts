@@ -28,11 +28,11 @@ export function lowportForSudo(): string {
   return sudoArgv([]).map(shellQuote).join(' ');
 }
 
-export async function offerSudo(io: CliIo, command: string, args: string[]): Promise<number> {
+/** `why`: the sentence that says why the command needs root (command.ts, rootReason). */
+export async function offerSudo(io: CliIo, why: string, args: string[]): Promise<number> {
   const argv = sudoArgv(args);
   const sudo = which('sudo');
   const printable = ['sudo', ...argv].map(shellQuote).join(' ');
-  const why = `lowport ${command} needs root: it changes what the kernel lets programs bind.`;
   if (sudo === undefined) {
     io.stderr(`lowport: error: ${why}\nsudo is not installed; run this as root (e.g. with su -c):\n  ${argv.map(shellQuote).join(' ')}\n`);
     return 1;

@@ -20,7 +20,7 @@ import { syncReservedPorts } from '../grants/reserved-ports.js';
 import { appliedText, pruneScopes, saveAppliedText, scopeRules } from '../grants/scopes.js';
 import { compileTable } from '../grants/compile.js';
 import { kernelTarget, liveTarget, policyPath, type LowportOptions } from '../grants/target.js';
-import { unresolvedReport, type UnresolvedReport } from './unresolved.js';
+import { unresolvedReport, withUnknownNames, type UnresolvedReport } from './unresolved.js';
 
 export type { CompiledPolicy } from '../grants/document.js';
 export type { UnresolvedReport } from './unresolved.js';
@@ -116,7 +116,7 @@ export function targetIfSupported(
 export function apply(options: LowportOptions = {}, { check = false }: { check?: boolean } = {}): ApplyResult {
   const path = policyPath(options);
   if (check) {
-    const { doc } = readPolicy(path, false);
+    const { doc } = withUnknownNames(() => readPolicy(path, false));
     const compiled = compileDocument(doc);
     return {
       policy: path,
@@ -133,7 +133,7 @@ export function apply(options: LowportOptions = {}, { check = false }: { check?:
   readPolicyText(path);
   // Under the lock, so that an edit finishing meanwhile is not undone.
   return withPolicyLock(path, { create: false }, () => {
-    const { text, doc } = readPolicy(path, false);
+    const { text, doc } = withUnknownNames(() => readPolicy(path, false));
     // Syntax errors throw here and change nothing; unknown names only cost their own lines.
     const compiled = compileDocument(doc);
     const unresolved = unresolvedReport(options, compiled.unresolved);
@@ -194,6 +194,8 @@ export function editPolicy(
   explain?: (compiled: CompiledPolicy) => string[],
 ): EditOutcome {
   const target = kernelTarget(options);
+  // A file with syntax errors stops the edit (in the transaction too): say all its problems, its unknown names with them.
+  withUnknownNames(() => readPolicy(policyPath(options), true));
   const done = editPolicyFile(policyPath(options), edit, (after) => {
     const compiled = compileDocument(after.doc);
     const previous = readLivePolicy(target.pinDir);

@@ -1,8 +1,14 @@
-/** Rules whose user or group does not resolve, each with the exact command that removes it. */
+/**
+ * Rules whose user or group does not resolve: each with the exact command
+ * that removes it, and, in a file with syntax errors, reported with them.
+ */
+import { diagnostic, type Diagnostic } from '../diagnostic.js';
+import { PolicyError } from '../errors.js';
+import { PolicySyntaxError } from '../policy/parse.js';
 import { formatPorts } from '../policy/ports.js';
 import type { Rule } from '../policy/types.js';
 import { shellCommand } from '../text.js';
-import type { UnresolvedRule } from '../grants/resolve.js';
+import { resolvePolicy, type UnresolvedRule } from '../grants/resolve.js';
 import type { LowportOptions } from '../grants/target.js';
 
 /** A rule left out (or, a reservation, kept for root alone) because its name does not resolve. */
@@ -31,4 +37,35 @@ export function removeCommand(options: LowportOptions, rule: Rule): string {
   const what =
     rule.action === 'reserve' ? ['--all'] : [formatPorts(rule.ports), ...(rule.addrs.length > 0 ? ['--addr', rule.addrs.join(',')] : [])];
   return shellCommand(['lowport', 'revoke', ...what, ...who, ...global]);
+}
+
+/**
+ * Runs `read` (which parses the policy file); when the file has syntax
+ * errors, the statements that did parse are resolved too, and their unknown
+ * users and groups are reported in the same error, in line order: every
+ * problem of the file at once, not the names in a second round. Nothing is
+ * live from a file with syntax errors, so these say only what is wrong.
+ */
+export function withUnknownNames<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    if (!(e instanceof PolicySyntaxError)) throw e;
+    const names = resolvePolicy(e.parsed).unresolved.map((u) => unknownName(u));
+    if (names.length === 0) throw e;
+    const all = [...e.diagnostics, ...names].sort((a, b) => a.line - b.line || a.column - b.column);
+    throw new PolicyError(all, e.hint);
+  }
+}
+
+/** An unknown name in a file that is rejected anyway: what is wrong, without what would be live. */
+function unknownName(u: UnresolvedRule): Diagnostic {
+  const p = u.rule.principal;
+  const name = p.kind === 'everyone' ? '' : p.name;
+  const database = p.kind === 'user' ? 'passwd' : 'group';
+  return diagnostic(
+    'error',
+    u.diagnostic,
+    `unknown ${p.kind} '${name}': no such ${p.kind} in the ${database} database (getent ${database} ${name})`,
+  );
 }

@@ -8,18 +8,16 @@
 import { dirname } from 'node:path';
 import { LowportError } from '../errors.js';
 import { pathExists } from '../os/process.js';
-import { parsePolicy } from '../policy/parse.js';
+import { parsePolicy, STATEMENTS } from '../policy/parse.js';
 import { serializePolicy } from '../policy/print.js';
 import type { EditResult } from '../policy/edit.js';
 import type { PolicyDocument } from '../policy/types.js';
 import { lockDirectory, preparePolicyDir, readPolicyFile, writeFileAtomic } from './trust.js';
 
-/** What a file lowport creates starts with: the statements, in short. */
+/** What a file lowport creates starts with: every statement of the parser's table, in short. */
 export const NEW_FILE_HEADER = [
   '# lowport policy: who may bind which ports below 1024 (and above).',
-  '#   grant   PORTS  user NAME | group NAME | everyone  [addr IP,IP...]',
-  '#   reserve PORTS  user NAME | group NAME',
-  '#   forward PORT[/tcp|/udp] to PORT  [addr IP,IP...]   (a kernel redirect)',
+  ...STATEMENTS.map((s) => `#   ${s.keyword.padEnd(7)} ${s.form}`),
   '# PORTS: 80  80,443  8000-8100  53/udp  443/tcp (no suffix: tcp and udp).',
   '# Edit by hand or with `lowport grant/revoke/reserve/forward add`; apply with `lowport apply`.',
   '',

@@ -11,13 +11,47 @@
  * diagnostic and parsing resumes on the next line; bad values within a
  * well-formed line (each port, the name, each address) are all reported.
  */
-import { diagnostic, related, span, type Diagnostic, type Span } from '../diagnostic.js';
+import { diagnostic, didYouMean, related, span, type Diagnostic, type Span } from '../diagnostic.js';
 import { PolicyError } from '../errors.js';
 import { scanAddressList } from './address.js';
 import { scanPortSpec } from './ports.js';
 import { parsePrincipalName } from './principal.js';
 import { PolicySpecError } from './spec-error.js';
 import type { Action, ForwardRule, PolicyDocument, Principal, Rule } from './types.js';
+
+/**
+ * Every statement of the policy language, in the order the docs list them:
+ * the one table the parser dispatches on, its "unknown statement" message
+ * names, and a new file's header (policy-file.ts) prints.
+ */
+export const STATEMENTS = [
+  { keyword: 'grant', form: 'PORTS  user NAME | group NAME | everyone  [addr IP,IP...]' },
+  { keyword: 'reserve', form: 'PORTS  user NAME | group NAME' },
+  { keyword: 'forward', form: 'PORT[/tcp|/udp] to PORT  [addr IP,IP...]   (a kernel redirect)' },
+] as const;
+
+const KEYWORDS: readonly string[] = STATEMENTS.map((s) => s.keyword);
+
+/** `'grant', 'reserve' or 'forward'`. */
+function alternatives(words: readonly string[]): string {
+  const quoted = words.map((w) => `'${w}'`);
+  return quoted.length <= 1 ? quoted.join('') : `${quoted.slice(0, -1).join(', ')} or ${quoted[quoted.length - 1] ?? ''}`;
+}
+
+/**
+ * A file with syntax errors: every problem, and the statements that did
+ * parse, so that a caller can add what it finds in them (names that do not
+ * resolve) to the same report.
+ */
+export class PolicySyntaxError extends PolicyError {
+  constructor(
+    diagnostics: readonly Diagnostic[],
+    /** The file's statements that parsed; the broken lines are not in it. */
+    readonly parsed: PolicyDocument,
+  ) {
+    super(diagnostics);
+  }
+}
 
 interface Token {
   text: string;
@@ -40,8 +74,9 @@ export function parsePolicy(text: string, file: string): PolicyDocument {
     if (rule !== undefined) rules.push(rule);
   });
   checkForwardOverlaps(forwards, lines, file, diagnostics);
-  if (diagnostics.length > 0) throw new PolicyError(diagnostics);
-  return forwards.length === 0 ? { file, lines, rules } : { file, lines, rules, forwards };
+  const doc = forwards.length === 0 ? { file, lines, rules } : { file, lines, rules, forwards };
+  if (diagnostics.length > 0) throw new PolicySyntaxError(diagnostics, doc);
+  return doc;
 }
 
 /** The text's lines without their terminators; a final line end does not start another line. */
@@ -61,9 +96,13 @@ function tokenize(content: string): Token[] {
   return [...content.matchAll(/[^ \t]+/g)].map((m) => ({ text: m[0], start: m.index }));
 }
 
-/** Appends " (keywords are lower case)" when `word` is a keyword in the wrong case. */
+/**
+ * Appends " (keywords are lower case)" when `word` is a keyword in the wrong
+ * case, else " (did you mean 'grant'?)" when it is one typo away from one.
+ */
 function caseHint(word: string, keywords: readonly string[]): string {
-  return word !== word.toLowerCase() && keywords.includes(word.toLowerCase()) ? ' (keywords are lower case)' : '';
+  if (word !== word.toLowerCase() && keywords.includes(word.toLowerCase())) return ' (keywords are lower case)';
+  return didYouMean(word, keywords);
 }
 
 function parseLine(source: string, line: number, file: string, diagnostics: Diagnostic[], forwards: ForwardRule[]): Rule | undefined {
@@ -89,17 +128,18 @@ function parseLine(source: string, line: number, file: string, diagnostics: Diag
   const [actionToken, portsToken, whoToken] = tokens;
   if (actionToken === undefined) return undefined;
   const actionText = actionToken.text;
-  if (actionText === 'forward') {
+  const statement = STATEMENTS.find((s) => s.keyword === actionText);
+  if (statement === undefined) {
+    reportAt(actionToken, `unknown statement '${actionText}': expected ${alternatives(KEYWORDS)}${caseHint(actionText, KEYWORDS)}`);
+    return undefined;
+  }
+  if (statement.keyword === 'forward') {
     const forward = parseForward(tokens, line, { report, reportAt, reportSpec, reportMissing });
     if (forward !== undefined && diagnostics.length === reported) forwards.push(forward);
     return undefined;
   }
-  if (actionText !== 'grant' && actionText !== 'reserve') {
-    const hint = caseHint(actionText, ['grant', 'reserve']);
-    reportAt(actionToken, `unknown statement '${actionText}': expected 'grant' or 'reserve'${hint}`);
-    return undefined;
-  }
-  const action: Action = actionText;
+  // A keyword added to STATEMENTS without a case here does not compile.
+  const action: Action = statement.keyword;
 
   if (portsToken === undefined) {
     reportMissing(`expected ports after '${action}', e.g. '${action} 80,443 user alice'`);

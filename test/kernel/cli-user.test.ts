@@ -89,10 +89,47 @@ describe('the lowport command for a normal user', { skip }, () => {
     }
   });
 
+  it('says why list and forward list need root: what they read, not that they change what the kernel lets programs bind', () => {
+    const cases: [string[], RegExp][] = [
+      [
+        ['list'],
+        /^lowport: error: lowport list needs root: it reads lowport's BPF map, pinned in \/sys\/fs\/bpf, which only root may open/,
+      ],
+      [['forward', 'list'], /^lowport: error: lowport forward list needs root: it reads lowport's nftables table/],
+      // The old spelling, after its note.
+      [['forward', '--list'], /\nlowport: error: lowport forward list needs root: it reads lowport's nftables table/],
+    ];
+    for (const [args, why] of cases) {
+      const r = asNobody(...args, '--policy', policy);
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, why);
+      assert.doesNotMatch(r.stderr, /changes what the kernel/);
+    }
+  });
+
+  it('says an unknown option in its own words, naming the command and its options (exit 2)', () => {
+    const r = asNobody('run', '--group', 'dns', '--port', '53', '--', 'true');
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /^lowport: error: lowport run has no option '--group': it runs COMMAND as one user, given with --user U/);
+    assert.match(r.stderr, /\nlowport run takes --port, --user, --addr, /);
+    assert.doesNotMatch(r.stderr, /To specify a positional argument|sudo/);
+  });
+
   it('reports a usage error (exit 2) before any talk of root', () => {
     const r = asNobody('grant', '99999', '--policy', policy);
     assert.equal(r.status, 2);
     assert.doesNotMatch(r.stderr, /sudo/);
+  });
+
+  it('exits 2 for doctor and forward serve with a --user that does not exist, as root, shown against the command line', () => {
+    for (const args of [
+      ['doctor', '--user', 'no-such-user-xyz', '--port', '80'],
+      ['forward', 'serve', '80/tcp', '8080', '--user', 'no-such-user-xyz'],
+    ]) {
+      const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^command line:1:1-16: error: --user: unknown user 'no-such-user-xyz'/);
+    }
   });
 
   it('checks a policy without root with apply --check', () => {

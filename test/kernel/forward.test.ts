@@ -253,6 +253,7 @@ ${script}
       kill -KILL $(pgrep -P $U); wait $U 2>/dev/null
       echo "NS_GC_AFTER=$($LOWPORT forward gc)"
       echo "TABLE_END=$(table)"
+      echo "EMPTY_GC=$($LOWPORT forward gc)"
     `);
     assert.equal(value(out, 'PERSIST'), '0', out);
     assert.equal(value(out, 'RECORDED'), '1', out);
@@ -263,10 +264,12 @@ ${script}
     assert.equal(value(out, 'TABLE_AFTER_GC'), 'gone', out);
     assert.equal(value(out, 'NS_OWNER'), 'lowport pid=1', out);
     assert.match(value(out, 'NS_LIST') ?? '', /pid \d+ \(pid 1 in its container\) \(lowport forward add 87\/tcp 8080\)/, out);
-    assert.equal(value(out, 'NS_GC'), 'nothing to remove: every redirect has a live owner', out);
+    assert.equal(value(out, 'NS_GC'), 'nothing to remove: the one redirect has a live owner', out);
     assert.equal(value(out, 'NS_KEPT'), '2', 'both chains keep the rule of the live lowport in its pid namespace');
     assert.match(value(out, 'NS_GC_AFTER') ?? '', /^removed 87\/tcp -> 8080/, out);
     assert.equal(value(out, 'TABLE_END'), 'gone', out);
+    // Nothing to look at is not "every redirect has a live owner".
+    assert.equal(value(out, 'EMPTY_GC'), 'nothing to remove: lowport has no redirects here', out);
   });
 
   it('redirects UDP too, keeping the client address', () => {
@@ -284,15 +287,20 @@ ${script}
     assert.equal(value(out, 'TABLE'), 'gone', out);
   });
 
-  it('refuses a second redirect of the same port while the first runs', () => {
+  it('refuses a second redirect of the same port while the first runs, with the error alone (no warning about the high port first)', () => {
     const { out } = inNetns(`
-      $LOWPORT forward add 80 8080 & A=$!
+      $LOWPORT forward add 80 8080 2>$D/first.err & A=$!
       waitrule 80
-      $LOWPORT forward add 80/tcp 9090; echo "EXIT=$?"
+      $LOWPORT forward add 80/tcp 9090 2>$D/second.err; echo "EXIT=$?"
+      echo "FIRST=$(tr '\\n' '|' < $D/first.err)"
+      echo "SECOND=$(tr '\\n' '|' < $D/second.err)"
       kill $A; wait $A
     `);
     assert.equal(value(out, 'EXIT'), '1', out);
-    assert.match(out, /port 80\/tcp is already redirected to 8080 by lowport pid \d+/);
+    // The warning comes once the redirect is in place, after its "forwarding" line.
+    assert.match(value(out, 'FIRST') ?? '', /^lowport: forwarding 80\/tcp,udp -> 8080 [^|]*\|lowport: any local user may bind 8080 /, out);
+    assert.match(value(out, 'SECOND') ?? '', /^lowport: error: port 80\/tcp is already redirected to 8080 by lowport pid \d+/, out);
+    assert.doesNotMatch(value(out, 'SECOND') ?? '', /any local user may bind/, out);
   });
 
   it('add --persist writes the policy, apply restores the redirect (as after a reboot), off and remove (old spelling: --remove) take it away', () => {

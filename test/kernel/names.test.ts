@@ -88,15 +88,52 @@ describe('names that do not resolve', { skip }, () => {
     assert.deepEqual(box.probe({}, binds(90, ['127.0.0.1'], ['tcp'])), ['EACCES']);
   });
 
-  it('refuses a grant for an unknown user given on the command line, as an error about --user, and changes nothing', async () => {
+  it('refuses a grant for an unknown user given on the command line, shown against the command line with exit 2, and changes nothing', async () => {
     const text = box.readPolicy();
+    const live = (await box.cli('list', '--json')).stdout;
     for (const command of ['grant', 'reserve']) {
       const r = await box.cli(command, '83', '--user', GHOST);
-      assert.equal(r.code, 1);
-      assert.match(r.stderr, new RegExp(`^lowport: error: --user: unknown user '${GHOST}'`));
+      assert.equal(r.code, 2, r.stderr);
+      assert.ok(
+        r.stderr.startsWith(
+          `command line:1:1-${GHOST.length}: error: --user: unknown user '${GHOST}': no such user in the passwd database (getent passwd ${GHOST})\n` +
+            `${GHOST}\n^${'~'.repeat(GHOST.length - 1)}\n`,
+        ),
+        r.stderr,
+      );
       assert.doesNotMatch(r.stderr, /policy:\d+/);
     }
     assert.equal(box.readPolicy(), text);
+    assert.equal((await box.cli('list', '--json')).stdout, live);
+  });
+
+  it('reports syntax errors and unknown names in one run, for apply and for an edit, and changes nothing', async () => {
+    const before = box.readPolicy();
+    const live = (await box.cli('list', '--json')).stdout;
+    const broken = `grant 80 user nobody\ngrant 81 user ${GHOST}\ngrnat 82 user nobody\n`;
+    box.writePolicy(broken);
+    try {
+      for (const args of [['apply'], ['apply', '--check'], ['grant', '84', '--user', 'nobody']]) {
+        const r = await box.cli(...args);
+        assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`policy:2:15-30: error: unknown user '${GHOST}'`), args.join(' '));
+        assert.match(
+          r.stderr,
+          /policy:3:1-5: error: unknown statement 'grnat': expected 'grant', 'reserve' or 'forward' \(did you mean 'grant'\?\)/,
+        );
+        assert.match(r.stderr, /lowport: 2 errors in the policy\. Fix the lines above; nothing was changed\.\n$/);
+      }
+      assert.equal(box.readPolicy(), broken);
+    } finally {
+      box.writePolicy(before);
+    }
+    assert.equal((await box.cli('list', '--json')).stdout, live);
+  });
+
+  it('says once that revoke --all has nothing to revoke', async () => {
+    const r = await box.cli('revoke', '--all', '--user', 'daemon');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(`${r.stdout}${r.stderr}`.match(/nothing to revoke/g)?.length, 1, r.stdout + r.stderr);
   });
 });
 

@@ -1,7 +1,17 @@
 /** diagnostic.ts: the one renderer of errors, warnings and notes at a place in a source. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { COMMAND_LINE, diagnostic, formatDiagnostic, formatDiagnostics, related, span, type Diagnostic } from '../../src/diagnostic.js';
+import {
+  COMMAND_LINE,
+  diagnostic,
+  didYouMean,
+  formatDiagnostic,
+  formatDiagnostics,
+  nearest,
+  related,
+  span,
+  type Diagnostic,
+} from '../../src/diagnostic.js';
 
 const at = (source: string, offset: number, length = 1, line = 1) => span('policy', line, source, offset, length);
 
@@ -130,5 +140,26 @@ describe('formatDiagnostics', () => {
     const d = diagnostic('error', at('x', 0), 'm');
     assert.equal(formatDiagnostics([d, d]), 'policy:1:1: error: m\nx\n^\npolicy:1:1: error: m\nx\n^\n');
     assert.equal(formatDiagnostics([]), '');
+  });
+});
+
+describe('nearest: the "did you mean" of a typo', () => {
+  it('finds a swap, a missing, an extra and a wrong letter', () => {
+    const keywords = ['grant', 'reserve', 'forward'];
+    assert.equal(nearest('grnat', keywords), 'grant');
+    assert.equal(nearest('reserv', keywords), 'reserve');
+    assert.equal(nearest('forwards', keywords), 'forward');
+    assert.equal(nearest('grent', keywords), 'grant');
+    assert.equal(didYouMean('grnat', keywords), " (did you mean 'grant'?)");
+  });
+
+  it('guesses nothing far off, for an exact word, or between two equally near', () => {
+    assert.equal(nearest('allow', ['grant', 'reserve', 'forward']), undefined);
+    assert.equal(nearest('grant', ['grant', 'reserve']), undefined);
+    assert.equal(nearest('ab', ['ac', 'ad']), undefined);
+    // Short words allow one edit only: `usr` is `user`, `xy` is not `user`.
+    assert.equal(nearest('usr', ['user', 'group']), 'user');
+    assert.equal(nearest('xy', ['user', 'group']), undefined);
+    assert.equal(didYouMean('allow', ['grant']), '');
   });
 });

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { lowportOptions, parseAddrArgs, parsePortsArg, parsePrincipalArgs } from '../../../src/cli/args.js';
-import { formatDiagnostics } from '../../../src/diagnostic.js';
-import { UsageError } from '../../../src/errors.js';
+import { lowportOptions, nameFromArgument, parseAddrArgs, parsePortsArg, parsePrincipalArgs } from '../../../src/cli/args.js';
+import { COMMAND_LINE, formatDiagnostics } from '../../../src/diagnostic.js';
+import { LowportError, UsageError } from '../../../src/errors.js';
+import { runMain } from '../../run-main.js';
 
 /** The UsageError `fn` throws. */
 function usageError(fn: () => unknown): UsageError {
@@ -84,6 +85,61 @@ describe('parsePrincipalArgs', () => {
     assert.deepEqual(parsePrincipalArgs({}, { SUDO_USER: 'alice' }, 'root', false), { kind: 'user', name: 'alice' });
     const e = usageError(() => parsePrincipalArgs({ everyone: true }, noSudo, 'root', false));
     assert.match(e.message, /reserving a port for everyone reserves nothing/);
+  });
+
+  it('asks root for a user or a group only, where everyone is refused', () => {
+    const e = usageError(() => parsePrincipalArgs({}, noSudo, 'root', false));
+    assert.equal(e.message, 'say who: --user NAME or --group NAME (root binds any port without a reservation)');
+  });
+});
+
+describe('an unknown name given on the command line', () => {
+  const unknown = (): never => {
+    throw new LowportError('E_UNKNOWN_USER', "unknown user 'ghost': no such user in the passwd database (getent passwd ghost)", {
+      hint: 'Nothing was changed.',
+    });
+  };
+
+  it('is reported against the word given, not a line of the policy file, keeping its code and hint', () => {
+    let caught: unknown;
+    try {
+      nameFromArgument('--user', 'ghost', unknown);
+    } catch (e) {
+      caught = e;
+    }
+    assert.ok(caught instanceof LowportError);
+    assert.equal(caught.code, 'E_UNKNOWN_USER');
+    assert.equal(caught.hint, 'Nothing was changed.');
+    assert.equal(
+      formatDiagnostics(caught.diagnostics),
+      "command line:1:1-5: error: --user: unknown user 'ghost': no such user in the passwd database (getent passwd ghost)\nghost\n^~~~~\n",
+    );
+    assert.ok(caught.diagnostics.every((d) => d.file === COMMAND_LINE));
+  });
+
+  // As a normal user, doctor --user OTHER is refused as needing root before any lookup (cli-user.test.ts).
+  it(
+    'exits 2, as a usage error, through the CLI',
+    { skip: process.getuid?.() !== 0 && 'doctor --user looks names up as root only' },
+    async () => {
+      const r = await runMain(['doctor', '--user', 'lowport-no-such-user-9x', '--port', '80']);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /^command line:1:1-23: error: --user: unknown user 'lowport-no-such-user-9x'/);
+      assert.doesNotMatch(r.stderr, /policy:\d+/);
+    },
+  );
+
+  it('leaves alone an error about another name, another option, or none', () => {
+    for (const [option, word] of [
+      ['--user', 'other'],
+      ['--group', 'ghost'],
+      ['--user', undefined],
+    ] as const) {
+      assert.throws(
+        () => nameFromArgument(option, word, unknown),
+        (e: unknown) => e instanceof LowportError && e.diagnostics.length === 0,
+      );
+    }
   });
 });
 

@@ -83,8 +83,8 @@ describe('lowport forward arguments', () => {
 
   // Through the CLI, as a normal user: a usage error (2) comes before the offer of sudo (1, no terminal).
   const cli: [string, string[], RegExp][] = [
-    ['--persist with the forwarder', ['forward', 'serve', '80', '8080', '--persist'], /lowport forward serve: error: .*--persist/],
-    ['--user with a kernel redirect', ['forward', 'add', '80', '8080', '--user', 'nobody'], /lowport forward add: error: .*--user/],
+    ['--persist with the forwarder', ['forward', 'serve', '80', '8080', '--persist'], /lowport forward serve has no option '--persist'/],
+    ['--user with a kernel redirect', ['forward', 'add', '80', '8080', '--user', 'nobody'], /lowport forward add has no option '--user'/],
     ['mode flags of the old spelling together', ['forward', '--list', '--gc'], /give only one of --list, --gc/],
     ['an unknown subcommand', ['forward', 'frob'], /unknown command 'lowport forward frob'/],
     ['an old spelling with a bad port, after its note', ['forward', '80-90', '8080'], /now `lowport forward add PORT TO`[^]*one port/],
@@ -121,12 +121,12 @@ describe('lowport forward arguments', () => {
     [
       ['forward', '80', '8080', '--persist', '--userspace'],
       /`lowport forward --userspace` is now `lowport forward serve`/,
-      /lowport forward serve: error: .*'--persist'/,
+      /lowport forward serve has no option '--persist'/,
     ],
     [
       ['forward', '80', '8080', '--bogus'],
       /`lowport forward PORT TO` is now `lowport forward add PORT TO`/,
-      /lowport forward add: error: .*'--bogus'/,
+      /lowport forward add has no option '--bogus'/,
     ],
   ];
   for (const [args, note, error] of old) {

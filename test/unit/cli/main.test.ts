@@ -2,10 +2,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { commandName, leaves } from '../../../src/cli/command.js';
+import { commandName, leaves, rootReason } from '../../../src/cli/command.js';
 import { COMMANDS, formatError } from '../../../src/cli/main.js';
 import { NoCgroup2Error } from '../../../src/os/cgroup.js';
 import { MissingToolError } from '../../../src/os/process.js';
+import { offerSudo } from '../../../src/cli/sudo.js';
+import { UsageError } from '../../../src/errors.js';
 import { runMain } from '../../run-main.js';
 
 const run = (...args: string[]) => runMain(args);
@@ -51,7 +53,7 @@ describe('lowport CLI without root', () => {
   it('exits 2 on an unknown option, pointing at the command help', async () => {
     const r = await run('grant', '80', '--usr', 'alice');
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /lowport grant: error: .*--usr/);
+    assert.match(r.stderr, /lowport grant has no option '--usr'/);
     assert.match(r.stderr, /lowport grant --help/);
   });
 
@@ -83,5 +85,60 @@ describe('lowport CLI without root', () => {
     // os/ itself carries no advice.
     assert.equal(new MissingToolError(['getent'], 'libc-bin', 'x').hint, undefined);
     assert.equal(new NoCgroup2Error().hint, undefined);
+  });
+});
+
+describe('why a command needs root', () => {
+  const byName = (name: string) => {
+    const c = leaves(COMMANDS).find((l) => commandName(l) === name);
+    assert.ok(c !== undefined, name);
+    return c;
+  };
+
+  it('says what a read-only command reads, not that it changes what the kernel lets programs bind', () => {
+    assert.match(rootReason(byName('list')), /^lowport list needs root: it reads lowport's BPF map, pinned in \/sys\/fs\/bpf/);
+    assert.match(rootReason(byName('forward list')), /^lowport forward list needs root: it reads lowport's nftables table/);
+    for (const name of ['list', 'forward list']) assert.doesNotMatch(rootReason(byName(name)), /changes/);
+    assert.equal(rootReason(byName('grant')), 'lowport grant needs root: it changes what the kernel lets programs bind.');
+  });
+
+  it('gives the reason in the offer to run through sudo', async () => {
+    let stderr = '';
+    const io = {
+      stdout: () => undefined,
+      stderr: (t: string) => (stderr += t),
+      interactive: false,
+      env: {},
+      confirm: () => Promise.resolve(false),
+    };
+    assert.equal(await offerSudo(io, rootReason(byName('forward list')), ['forward', 'list']), 1);
+    assert.match(stderr, /^lowport: error: lowport forward list needs root: it reads lowport's nftables table/);
+  });
+});
+
+describe('lowport run without --user', () => {
+  it('asks root for --user alone, never for --group or --everyone, which run refuses', async () => {
+    const run = leaves(COMMANDS).find((c) => commandName(c) === 'run');
+    assert.ok(run !== undefined);
+    const implementation = await run.load();
+    const base = {
+      io: { stdout: () => undefined, stderr: () => undefined, interactive: false, env: {}, confirm: () => Promise.resolve(false) },
+      callerName: 'root',
+      note: () => undefined,
+    };
+    assert.throws(
+      () => implementation.start(['--port', '80', '--', 'true'], base),
+      (e: unknown) =>
+        e instanceof UsageError &&
+        e.message === 'lowport run needs --user U: the user COMMAND runs as' &&
+        !/--group|--everyone/.test(`${e.message} ${e.hint ?? ''}`),
+    );
+  });
+
+  it('says what to give instead of --group, in its own words', async () => {
+    const r = await runMain(['run', '--group', 'dns', '--port', '53', '--', 'true']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^lowport: error: lowport run has no option '--group': it runs COMMAND as one user, given with --user U/);
+    assert.doesNotMatch(r.stderr, /To specify|"--group\n/);
   });
 });

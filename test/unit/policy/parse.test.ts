@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatDiagnostic, formatDiagnostics } from '../../../src/diagnostic.js';
 import { PolicyError } from '../../../src/errors.js';
-import { parsePolicy } from '../../../src/policy/parse.js';
+import { parsePolicy, PolicySyntaxError, STATEMENTS } from '../../../src/policy/parse.js';
+import { NEW_FILE_HEADER } from '../../../src/policy-file/policy-file.js';
 import { formatPrincipal, formatRule, serializePolicy } from '../../../src/policy/print.js';
 import type { PortItem, Rule } from '../../../src/policy/types.js';
 
@@ -152,14 +153,43 @@ describe('parsePolicy: errors', () => {
   /** Each one-line policy and how the CLI shows its one problem: location, message, the line, the marker. */
   const errors: [line: string, rendering: string[]][] = [
     // rejects an unknown statement
-    ['allow 80 user bob', ["policy:1:1-5: error: unknown statement 'allow': expected 'grant' or 'reserve'", 'allow 80 user bob', '^~~~~']],
+    [
+      'allow 80 user bob',
+      ["policy:1:1-5: error: unknown statement 'allow': expected 'grant', 'reserve' or 'forward'", 'allow 80 user bob', '^~~~~'],
+    ],
     // says keywords are lower case when one is not
     [
       'Grant 80 user bob',
       [
-        "policy:1:1-5: error: unknown statement 'Grant': expected 'grant' or 'reserve' (keywords are lower case)",
+        "policy:1:1-5: error: unknown statement 'Grant': expected 'grant', 'reserve' or 'forward' (keywords are lower case)",
         'Grant 80 user bob',
         '^~~~~',
+      ],
+    ],
+    // suggests the nearest statement for a typo
+    [
+      'grnat 80 user bob',
+      [
+        "policy:1:1-5: error: unknown statement 'grnat': expected 'grant', 'reserve' or 'forward' (did you mean 'grant'?)",
+        'grnat 80 user bob',
+        '^~~~~',
+      ],
+    ],
+    [
+      'froward 80 to 8080',
+      [
+        "policy:1:1-7: error: unknown statement 'froward': expected 'grant', 'reserve' or 'forward' (did you mean 'forward'?)",
+        'froward 80 to 8080',
+        '^~~~~~~',
+      ],
+    ],
+    // and the nearest keyword after the ports
+    [
+      'grant 80 usr bob',
+      [
+        "policy:1:10-12: error: expected 'user NAME', 'group NAME' or 'everyone' after the ports, found 'usr' (did you mean 'user'?)",
+        'grant 80 usr bob',
+        '         ^~~',
       ],
     ],
     // rejects a statement without ports
@@ -440,12 +470,76 @@ describe('parsePolicy: errors', () => {
         ['/etc/lowport/policy', 8, 29, 'grant 53/udp group dns addr 10.0.0.0/8'],
       ],
     );
-    assert.equal(caught.message, "/etc/lowport/policy:3:1: unknown statement 'allow': expected 'grant' or 'reserve' (and 3 more)");
+    assert.equal(
+      caught.message,
+      "/etc/lowport/policy:3:1: unknown statement 'allow': expected 'grant', 'reserve' or 'forward' (and 3 more)",
+    );
     const [first] = caught.diagnostics;
     assert.ok(first !== undefined);
     assert.equal(
       formatDiagnostic(first),
-      "/etc/lowport/policy:3:1-5: error: unknown statement 'allow': expected 'grant' or 'reserve'\nallow 80 user bob\n^~~~~",
+      "/etc/lowport/policy:3:1-5: error: unknown statement 'allow': expected 'grant', 'reserve' or 'forward'\nallow 80 user bob\n^~~~~",
+    );
+  });
+});
+
+describe('the table of statements', () => {
+  it("names every statement of the parser's table in the unknown-statement message", () => {
+    const caught = (() => {
+      try {
+        parsePolicy('nonsense 80 user bob\n', 'policy');
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    assert.ok(caught instanceof PolicyError);
+    for (const { keyword } of STATEMENTS) assert.ok(caught.message.includes(`'${keyword}'`), `${keyword}: ${caught.message}`);
+  });
+
+  it("puts every statement of the parser's table in a new file's header, which parses to no rules", () => {
+    for (const { keyword, form } of STATEMENTS) assert.ok(NEW_FILE_HEADER.includes(`#   ${keyword.padEnd(7)} ${form}\n`), keyword);
+    assert.deepEqual(parsePolicy(NEW_FILE_HEADER, 'policy').rules, []);
+  });
+
+  it('parses every statement of the table (no keyword without a parser)', () => {
+    const examples: Record<(typeof STATEMENTS)[number]['keyword'], string> = {
+      grant: 'grant 80 user bob',
+      reserve: 'reserve 81 user bob',
+      forward: 'forward 82 to 8082',
+    };
+    const doc = parsePolicy(`${Object.values(examples).join('\n')}\n`, 'policy');
+    assert.equal(doc.rules.length + (doc.forwards?.length ?? 0), STATEMENTS.length);
+  });
+});
+
+describe('a file with syntax errors', () => {
+  it('keeps the statements that did parse, for the names to be checked with them', () => {
+    const text = ['grant 80 user alice', 'grnat 81 user bob', 'reserve 82 group dns', 'forward 83 to 8083', 'grant 70000 user carol'].join(
+      '\n',
+    );
+    let caught: unknown;
+    try {
+      parsePolicy(text, 'policy');
+    } catch (e) {
+      caught = e;
+    }
+    assert.ok(caught instanceof PolicySyntaxError);
+    assert.ok(caught instanceof PolicyError);
+    assert.deepEqual(
+      caught.diagnostics.map((d) => d.line),
+      [2, 5],
+    );
+    assert.deepEqual(
+      caught.parsed.rules.map((r) => [r.line, r.action, r.principal]),
+      [
+        [1, 'grant', { kind: 'user', name: 'alice' }],
+        [3, 'reserve', { kind: 'group', name: 'dns' }],
+      ],
+    );
+    assert.deepEqual(
+      caught.parsed.forwards?.map((f) => f.line),
+      [4],
     );
   });
 });

@@ -5,6 +5,7 @@
  *     bind-client PORT ITERATIONS WARMUP
  *
  * Repeats socket(AF_INET, SOCK_STREAM) + bind(127.0.0.1:PORT) + close(),
+ * (PORT 0: the kernel picks a free ephemeral port, as a client's bind does)
  * WARMUP times untimed, then ITERATIONS times timed, and prints one JSON line:
  *
  *     {"bind_ns":..., "cycle_ns":..., "clock_ns":..., "iterations":...}
@@ -55,7 +56,7 @@ int main(int argc, char **argv) {
   int port = atoi(argv[1]);
   long iterations = atol(argv[2]);
   long warmup = atol(argv[3]);
-  if (port <= 0 || port > 65535 || iterations <= 0 || warmup < 0) {
+  if (port < 0 || port > 65535 || iterations <= 0 || warmup < 0) {
     fprintf(stderr, "bind-client: bad arguments\n");
     return 2;
   }

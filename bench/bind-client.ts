@@ -18,12 +18,14 @@ export interface Variant {
   /** As shown in the results table. */
   label: string;
   uid: 0 | typeof NOBODY;
-  /** The cgroup the client runs in: lowport's links are attached to 'hooked' only. */
-  cgroup: 'hooked' | 'plain';
+  /** The cgroup the client runs in: lowport's links are attached to 'hooked' only, the trivial programs to 'floor1' and 'floor3'. */
+  cgroup: 'hooked' | 'plain' | 'floor1' | 'floor3';
   /** Run in the network namespace where net.ipv4.ip_unprivileged_port_start is lowered to the bench port. */
   sysctl?: boolean;
-  /** The port to bind, when not the benchmark's (80). */
+  /** The port to bind, when not the benchmark's (80); 0 lets the kernel pick an ephemeral port. */
   port?: number;
+  /** The row whose run in the same round this one is compared with (a floor: the trivial program for the same caller and port). */
+  floor?: string;
   /** Run the client through `authbind --deep`. */
   authbind?: boolean;
 }
@@ -74,7 +76,7 @@ function callerCommand(ws: Workspace, v: Variant, argv: string[]): { command: st
   return {
     command: 'nsenter',
     args: [`--net=/proc/${netns}/ns/net`, '--', 'sh', '-c', script, 'sh', ...identity, ...argv],
-    env: { ...process.env, BENCH_CGROUP: v.cgroup === 'hooked' ? ws.hooked : ws.plain },
+    env: { ...process.env, BENCH_CGROUP: ws[v.cgroup] },
   };
 }
 

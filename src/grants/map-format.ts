@@ -24,6 +24,12 @@
  * rules after one lookup. The marker's flags say which of the eight
  * (principal kind × exact/any address) lookups can hit, so the program only
  * does those.
+ *
+ * Before any lookup the program reads the port filter (PORT_FILTER_SIZE
+ * below): one bit per (protocol, port) that has a marker. A port whose bit
+ * is clear has no rule, and the bind goes on under the kernel's own rules
+ * without a lookup; that is every bind of a port no rule names (port 0,
+ * every high port), the common case on a machine.
  */
 import { endianness } from 'node:os';
 
@@ -45,6 +51,40 @@ export function lookupFlag(kind: Exclude<Kind, 0>, any: boolean): number {
 }
 /** Marker flag: the port is reserved; a caller no lookup matched is refused (root excepted). */
 export const RESERVED = 1 << 8;
+
+/**
+ * The port filter: one ARRAY map with one 16 KiB value, read by the program
+ * directly (BPF_PSEUDO_MAP_VALUE, no map_lookup_elem). Bit b is in byte
+ * b >> 3 at position b & 7; TCP port p is bit p, UDP port p bit 65536 + p.
+ * It is not swapped with the policy map: it holds the ports of the live map
+ * and, while a swap is under way, of the next one too (a superset; see live.ts).
+ */
+export const PORT_FILTER_SIZE = (2 * 65536) / 8;
+/** Byte offset of the UDP half of the filter. */
+export const PORT_FILTER_UDP = 65536 / 8;
+
+/** The bit of a (protocol, port) in the filter; undefined for a protocol lowport does not manage. */
+export function portFilterBit(protocol: number, port: number): number | undefined {
+  if (protocol === IPPROTO.tcp) return port;
+  if (protocol === IPPROTO.udp) return 65536 + port;
+  return undefined;
+}
+
+/** Sets in `filter` the bit of every port the table has a marker for; returns `filter`. */
+export function addPorts(filter: Buffer, table: EntryTable): Buffer {
+  for (let i = 0; i < table.count; i++) {
+    if (table.kind(i) !== Kind.PORT) continue;
+    const at = i * KEY_SIZE;
+    const bit = portFilterBit(table.keys[at + 1] ?? 0, table.keys.readUInt16LE(at + 2));
+    if (bit !== undefined) filter[bit >> 3] = (filter[bit >> 3] ?? 0) | (1 << (bit & 7));
+  }
+  return filter;
+}
+
+/** The filter of exactly the table's ports. */
+export function portFilter(table: EntryTable): Buffer {
+  return addPorts(Buffer.alloc(PORT_FILTER_SIZE), table);
+}
 
 export interface MapKey {
   kind: Kind;

@@ -672,8 +672,9 @@ describe(
     it('flags on a marker only the lookups its port’s rules can match, so a bind costs one lookup per kind named', () => {
       const lookups = (policy: string, subjects: Subject[][], at: string, port: number): number =>
         bind(policyMap(compileTable(resolvedRules(policy, subjects))), callers.bob, at, port).lookups;
-      // The outer map and the marker; then one per flagged lookup.
-      assert.equal(lookups('grant 80 user alice\n', [asUser(1000)], '0.0.0.0', 81), 2);
+      // A port no rule names stops at the port filter, read in place: no lookup.
+      assert.equal(lookups('grant 80 user alice\n', [asUser(1000)], '0.0.0.0', 81), 0);
+      // Else the outer map and the marker; then one per flagged lookup.
       assert.equal(lookups('grant 80 user alice\n', [asUser(1000)], '0.0.0.0', 80), 3);
       assert.equal(lookups('grant 80 user alice addr 127.0.0.1\n', [asUser(1000)], '127.0.0.1', 80), 3);
       assert.equal(lookups('grant 80 user alice addr 127.0.0.1\ngrant 80 user carol\n', [asUser(1000), asUser(1002)], '127.0.0.1', 80), 4);

@@ -33,6 +33,8 @@ export interface Variant {
 export interface BindSample {
   /** Mean ns inside bind(), the clock-read overhead subtracted. */
   bindNs: number;
+  /** The median call's ns inside bind(), the clock-read overhead subtracted: what a preempted call does not move. */
+  medianNs: number;
   /** Mean ns of a whole socket + bind + close round. */
   cycleNs: number;
   /** The clock-read overhead that was subtracted. */
@@ -88,7 +90,15 @@ export function runClient(ws: Workspace, client: string, v: Variant, port: numbe
   const { command, args, env } = callerCommand(ws, v, [client, String(port), String(iterations), String(warmup)]);
   const r = spawnSync(command, args, { encoding: 'utf8', env });
   const line = r.stdout.trim().split('\n').pop() ?? '';
-  let out: { bind_ns?: number; cycle_ns?: number; clock_ns?: number; error?: string; call?: string; iteration?: number };
+  let out: {
+    bind_ns?: number;
+    bind_median_ns?: number;
+    cycle_ns?: number;
+    clock_ns?: number;
+    error?: string;
+    call?: string;
+    iteration?: number;
+  };
   try {
     out = JSON.parse(line) as typeof out;
   } catch {
@@ -99,5 +109,8 @@ export function runClient(ws: Workspace, client: string, v: Variant, port: numbe
     return { ok: false, error: `${out.call ?? 'bind'}: ${out.error} (call ${calls} of ${iterations + warmup})`, calls };
   }
   const clockNs = out.clock_ns ?? 0;
-  return { ok: true, sample: { bindNs: (out.bind_ns ?? 0) - clockNs, cycleNs: out.cycle_ns ?? 0, clockNs } };
+  return {
+    ok: true,
+    sample: { bindNs: (out.bind_ns ?? 0) - clockNs, medianNs: (out.bind_median_ns ?? 0) - clockNs, cycleNs: out.cycle_ns ?? 0, clockNs },
+  };
 }

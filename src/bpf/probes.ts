@@ -118,23 +118,23 @@ function probeMaps(): FeatureResult[] {
   return results;
 }
 
-/** The port filter's value size (grants/map-format.ts PORT_FILTER_SIZE: a bit per TCP and UDP port). */
-const PORT_FILTER_BYTES = (2 * 65536) / 8;
+/** The port filter's value size (grants/map-format.ts PORT_FILTER_SIZE: a u16 per TCP and UDP port). */
+const PORT_FILTER_BYTES = 2 * 65536 * 2;
 
 /**
  * The port filter as the bind program reads it (grants/program.ts): a
- * one-element ARRAY map of 16 KiB, its last byte read in place through
+ * one-element ARRAY map of 256 KiB, its last u16 read in place through
  * BPF_PSEUDO_MAP_VALUE (Linux 5.2) by a bind4 program. Nothing is attached.
  */
 function probePortFilter(): FeatureResult {
   const name = 'port-filter';
-  const tried = 'read a 16 KiB one-element BPF_MAP_TYPE_ARRAY in place (BPF_PSEUDO_MAP_VALUE) from a bind4 program';
+  const tried = 'read a 256 KiB one-element BPF_MAP_TYPE_ARRAY in place (BPF_PSEUDO_MAP_VALUE) from a bind4 program';
   let map: number | undefined;
   try {
     map = mapCreate({ type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: PORT_FILTER_BYTES, maxEntries: 1, name: 'lowport_probe' });
     const insns = new Assembler()
-      .ldMapValue(R1, map, PORT_FILTER_BYTES - 1)
-      .ldx(1, R0, R1, 0)
+      .ldMapValue(R1, map, PORT_FILTER_BYTES - 2)
+      .ldx(2, R0, R1, 0)
       .mov(R0, { imm: 1 })
       .exit()
       .assemble();

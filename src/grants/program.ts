@@ -56,21 +56,17 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number, portFil
     .mov(R9, { imm: PORT_FILTER_UDP })
     .label('protocol_ok');
 
-  // r8 = the port, host order. Its bit in the port filter, read in place (no
-  // lookup, no hashing): clear means no rule names the port, and the bind
+  // r8 = the port, host order; r9 = its flags in the port filter, read in
+  // place (no lookup, no hashing). 0: no rule names the port, and the bind
   // goes on under the kernel's rules. The mask bounds the offset for the verifier.
   a.ldx(4, R8, R6, CTX_USER_PORT).be(R8, 16).alu64('and', R8, { imm: 0xffff });
   a.mov(R2, R8)
-    .alu64('rsh', R2, { imm: 3 })
+    .alu64('lsh', R2, { imm: 1 })
     .alu64('add', R2, R9)
     .ldMapValue(R1, portFilterFd, 0, 'lowport_ports')
     .alu64('add', R1, R2)
-    .ldx(1, R1, R1, 0)
-    .mov(R2, R8)
-    .alu64('and', R2, { imm: 7 })
-    .alu64('rsh', R1, R2)
-    .alu64('and', R1, { imm: 1 })
-    .jmp('jeq', R1, { imm: 0 }, 'pass');
+    .ldx(2, R9, R1, 0)
+    .jmp('jeq', R9, { imm: 0 }, 'pass');
 
   // Zero both keys, then fill in protocol and port.
   a.mov(R0, { imm: 0 });
@@ -82,9 +78,17 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number, portFil
   a.st(4, FP, SLOT, 0).ldMapFd(R1, outerMapFd, 'lowport_outer').mov(R2, FP).alu64('add', R2, { imm: SLOT });
   a.call(HELPER.map_lookup_elem).jmp('jeq', R0, { imm: 0 }, 'pass').mov(R7, R0);
 
-  // r8 = the port marker, r9 = its flags; no marker: no rule for this port.
+  // A port reserved in the live map or the next (the filter's RESERVED bit):
+  // its marker's own flags decide (r9), and it counts refusals (r8). Else the
+  // filter's flags cover the live map's lookups (map-format.ts), and r8 = 0.
+  a.mov(R8, { imm: 0 }).mov(R1, R9).alu64('and', R1, { imm: RESERVED }).jmp('jeq', R1, { imm: 0 }, 'flags_ready');
   lookup(a, ANY_KEY);
   a.jmp('jeq', R0, { imm: 0 }, 'pass').mov(R8, R0).ldx(4, R9, R8, 4);
+  a.label('flags_ready');
+
+  // No lookup with an exact address: no need for the address.
+  const exactFlags = PRINCIPAL_KINDS.reduce((f, kind) => f | lookupFlag(kind, false), 0);
+  a.mov(R1, R9).alu64('and', R1, { imm: exactFlags }).jmp('jeq', R1, { imm: 0 }, 'address_done');
 
   // The bound address into the exact key. The verifier lets a bind4 program
   // read only user_ip4 and a bind6 program only user_ip6, so each hook gets its
@@ -94,6 +98,7 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number, portFil
     a.ldx(4, R2, R6, CTX_USER_IP4)
       .stx(4, FP, EXACT_KEY + 16, R2)
       .st(1, FP, EXACT_KEY + 4, AF_INET);
+    a.label('address_done');
   } else {
     a.ldx(4, R2, R6, CTX_USER_IP6).jmp('jne', R2, { imm: 0 }, 'ipv6');
     a.ldx(4, R2, R6, CTX_USER_IP6 + 4).jmp('jne', R2, { imm: 0 }, 'ipv6');
@@ -136,8 +141,10 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number, portFil
     a.label(next);
   }
 
-  // Nothing granted. A reserved port refuses everyone but root.
+  // Nothing granted. A reserved port refuses everyone but root (r8 is its
+  // marker: only the reserved path sets it, and the check says so to the verifier).
   a.mov(R1, R9).alu64('and', R1, { imm: RESERVED }).jmp('jeq', R1, { imm: 0 }, 'pass');
+  a.jmp('jeq', R8, { imm: 0 }, 'pass');
   a.ldx(4, R1, FP, UID_GID).jmp('jeq', R1, { imm: 0 }, 'pass');
   a.mov(R1, { imm: 1 }).atomicAdd64(R8, 8, R1).ret(REFUSE);
 

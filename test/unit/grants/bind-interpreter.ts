@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { decode, type Instruction } from '../../../src/bpf/asm.js';
 import type { EntryTable } from '../../../src/grants/map-format.js';
-import { decodeValue, encodeKey, encodeValue, PORT_FILTER_SIZE, portFilterBit } from '../../../src/grants/map-format.js';
+import { decodeValue, encodeKey, encodeValue, PORT_FILTER_SIZE, portFilterOffset } from '../../../src/grants/map-format.js';
 import { buildBindProgram, type HookFamily } from '../../../src/grants/program.js';
 
 export const OUTER_FD = 1234;
@@ -126,6 +126,12 @@ export function run(family: HookFamily, ctx: Buffer, outer: OuterMap, caller: Ca
       case 'and':
         regs[i.dst] = scalar(regs[i.dst]) & scalar(operand());
         break;
+      case 'lsh': {
+        const by = scalar(operand());
+        assert.ok(by < 64n, 'shift by 64 or more');
+        regs[i.dst] = u64(scalar(regs[i.dst]) << by);
+        break;
+      }
       case 'rsh': {
         const by = scalar(operand());
         assert.ok(by < 64n, 'shift by 64 or more');
@@ -288,14 +294,14 @@ export function hits(map: PolicyMap): string[] {
   return out.sort();
 }
 
-/** The port filter of a policy map, as `apply` writes it: the bit of every PORT marker's (protocol, port). */
+/** The port filter of a policy map, as `apply` writes it: each PORT marker's flags at its (protocol, port). */
 export function portFilterOf(map: PolicyMap | undefined): Buffer {
   const filter = Buffer.alloc(PORT_FILTER_SIZE);
-  for (const key of map?.entries.keys() ?? []) {
+  for (const [key, value] of map?.entries ?? []) {
     const k = Buffer.from(key, 'hex');
     if (k[0] !== 0) continue;
-    const bit = portFilterBit(k[1] ?? 0, k.readUInt16LE(2));
-    if (bit !== undefined) filter[bit >> 3] = (filter[bit >> 3] ?? 0) | (1 << (bit & 7));
+    const offset = portFilterOffset(k[1] ?? 0, k.readUInt16LE(2));
+    if (offset !== undefined) filter.writeUInt16LE(filter.readUInt16LE(offset) | decodeValue(value).flags, offset);
   }
   return filter;
 }

@@ -474,7 +474,8 @@ function floorVerdicts(ratios: Map<string, { root: number; floor: number }>): st
   ];
   return rows.map(([key, what, target]) => {
     const r = ratios.get(key)?.floor ?? NaN;
-    return verdict(r <= target, `${what}: ${fmt(r)}× (target ≤ ${target}×, ${RULES.toLocaleString('en')} rules)`);
+    // Three decimals: the verdict compares the unrounded ratio, and 1.05 rounded may be above 1.05.
+    return verdict(r <= target, `${what}: ${r.toFixed(3)}× (target ≤ ${target}×, ${RULES.toLocaleString('en')} rules)`);
   });
 }
 

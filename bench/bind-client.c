@@ -5,12 +5,16 @@
  *     bind-client PORT ITERATIONS WARMUP
  *
  * Repeats socket(AF_INET, SOCK_STREAM) + bind(127.0.0.1:PORT) + close(),
+ * (PORT 0: the kernel picks a free ephemeral port, as a client's bind does)
  * WARMUP times untimed, then ITERATIONS times timed, and prints one JSON line:
  *
- *     {"bind_ns":..., "cycle_ns":..., "clock_ns":..., "iterations":...}
+ *     {"bind_ns":..., "bind_median_ns":..., "cycle_ns":..., "clock_ns":..., "iterations":...}
  *
  *   bind_ns   mean time inside bind() alone, read with clock_gettime right
  *             before and after the call (clock_ns not subtracted)
+ *   bind_median_ns  the median call of those: on a busy machine a call that
+ *             is preempted costs milliseconds, which moves the mean but not
+ *             the median (clock_ns not subtracted)
  *   cycle_ns  mean time of one whole socket + bind + close round
  *   clock_ns  mean cost of an empty clock_gettime pair on this machine, so the
  *             caller can subtract it from bind_ns
@@ -40,6 +44,11 @@ static long long now_ns(void) {
 
 static long iteration = -1;
 
+static int compare(const void *a, const void *b) {
+  long long x = *(const long long *)a, y = *(const long long *)b;
+  return (x > y) - (x < y);
+}
+
 static int fail(const char *what) {
   int e = errno;
   const char *name = strerrorname_np(e);
@@ -55,7 +64,7 @@ int main(int argc, char **argv) {
   int port = atoi(argv[1]);
   long iterations = atol(argv[2]);
   long warmup = atol(argv[3]);
-  if (port <= 0 || port > 65535 || iterations <= 0 || warmup < 0) {
+  if (port < 0 || port > 65535 || iterations <= 0 || warmup < 0) {
     fprintf(stderr, "bind-client: bad arguments\n");
     return 2;
   }
@@ -66,6 +75,8 @@ int main(int argc, char **argv) {
   addr.sin_port = htons((unsigned short)port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 
+  long long *calls = malloc(sizeof *calls * (size_t)iterations);
+  if (calls == NULL) return fail("malloc");
   long long in_bind = 0;
   long long cycle_start = 0;
   for (long i = 0; i < warmup + iterations; i++) {
@@ -78,7 +89,10 @@ int main(int argc, char **argv) {
     long long t1 = now_ns();
     if (r != 0) return fail("bind");
     close(fd);
-    if (i >= warmup) in_bind += t1 - t0;
+    if (i >= warmup) {
+      in_bind += t1 - t0;
+      calls[i - warmup] = t1 - t0;
+    }
   }
   long long cycle_total = now_ns() - cycle_start;
 
@@ -91,7 +105,10 @@ int main(int argc, char **argv) {
     in_clock += t1 - t0;
   }
 
-  printf("{\"bind_ns\":%.1f,\"cycle_ns\":%.1f,\"clock_ns\":%.1f,\"iterations\":%ld}\n", (double)in_bind / iterations,
-         (double)cycle_total / iterations, (double)in_clock / clock_rounds, iterations);
+  qsort(calls, (size_t)iterations, sizeof *calls, compare);
+  double median = iterations % 2 ? (double)calls[iterations / 2] : (calls[iterations / 2 - 1] + calls[iterations / 2]) / 2.0;
+  printf("{\"bind_ns\":%.1f,\"bind_median_ns\":%.1f,\"cycle_ns\":%.1f,\"clock_ns\":%.1f,\"iterations\":%ld}\n",
+         (double)in_bind / iterations, median, (double)cycle_total / iterations, (double)in_clock / clock_rounds, iterations);
+  free(calls);
   return 0;
 }

@@ -18,12 +18,14 @@ export interface Variant {
   /** As shown in the results table. */
   label: string;
   uid: 0 | typeof NOBODY;
-  /** The cgroup the client runs in: lowport's links are attached to 'hooked' only. */
-  cgroup: 'hooked' | 'plain';
+  /** The cgroup the client runs in: lowport's links are attached to 'hooked' only, the trivial programs to 'floor1' and 'floor3'. */
+  cgroup: 'hooked' | 'plain' | 'floor1' | 'floor3';
   /** Run in the network namespace where net.ipv4.ip_unprivileged_port_start is lowered to the bench port. */
   sysctl?: boolean;
-  /** The port to bind, when not the benchmark's (80). */
+  /** The port to bind, when not the benchmark's (80); 0 lets the kernel pick an ephemeral port. */
   port?: number;
+  /** The row whose run in the same round this one is compared with (a floor: the trivial program for the same caller and port). */
+  floor?: string;
   /** Run the client through `authbind --deep`. */
   authbind?: boolean;
 }
@@ -31,6 +33,8 @@ export interface Variant {
 export interface BindSample {
   /** Mean ns inside bind(), the clock-read overhead subtracted. */
   bindNs: number;
+  /** The median call's ns inside bind(), the clock-read overhead subtracted: what a preempted call does not move. */
+  medianNs: number;
   /** Mean ns of a whole socket + bind + close round. */
   cycleNs: number;
   /** The clock-read overhead that was subtracted. */
@@ -74,7 +78,7 @@ function callerCommand(ws: Workspace, v: Variant, argv: string[]): { command: st
   return {
     command: 'nsenter',
     args: [`--net=/proc/${netns}/ns/net`, '--', 'sh', '-c', script, 'sh', ...identity, ...argv],
-    env: { ...process.env, BENCH_CGROUP: v.cgroup === 'hooked' ? ws.hooked : ws.plain },
+    env: { ...process.env, BENCH_CGROUP: ws[v.cgroup] },
   };
 }
 
@@ -86,7 +90,15 @@ export function runClient(ws: Workspace, client: string, v: Variant, port: numbe
   const { command, args, env } = callerCommand(ws, v, [client, String(port), String(iterations), String(warmup)]);
   const r = spawnSync(command, args, { encoding: 'utf8', env });
   const line = r.stdout.trim().split('\n').pop() ?? '';
-  let out: { bind_ns?: number; cycle_ns?: number; clock_ns?: number; error?: string; call?: string; iteration?: number };
+  let out: {
+    bind_ns?: number;
+    bind_median_ns?: number;
+    cycle_ns?: number;
+    clock_ns?: number;
+    error?: string;
+    call?: string;
+    iteration?: number;
+  };
   try {
     out = JSON.parse(line) as typeof out;
   } catch {
@@ -97,5 +109,8 @@ export function runClient(ws: Workspace, client: string, v: Variant, port: numbe
     return { ok: false, error: `${out.call ?? 'bind'}: ${out.error} (call ${calls} of ${iterations + warmup})`, calls };
   }
   const clockNs = out.clock_ns ?? 0;
-  return { ok: true, sample: { bindNs: (out.bind_ns ?? 0) - clockNs, cycleNs: out.cycle_ns ?? 0, clockNs } };
+  return {
+    ok: true,
+    sample: { bindNs: (out.bind_ns ?? 0) - clockNs, medianNs: (out.bind_median_ns ?? 0) - clockNs, cycleNs: out.cycle_ns ?? 0, clockNs },
+  };
 }

@@ -5,10 +5,12 @@
  * pins in its own bpffs directory (never /sys/fs/bpf/lowport), reads a policy
  * from a private temp directory; clients run in a private network namespace.
  *
- * Two sibling cgroups, so that every variant can run in every round (the runs
+ * Sibling cgroups, so that every variant can run in every round (the runs
  * are interleaved, see bind.ts) while lowport's policy stays loaded:
  *   hooked  lowport's links are attached here
  *   plain   nothing of lowport's; the baselines and the peers run here
+ *   floor1  the trivial program `r0 = 1; exit` on both bind hooks (bind.ts attaches it)
+ *   floor3  the trivial program `r0 = 3; exit`: a grant that does no work
  *
  * Two private network namespaces, each held open by a sleeping process and
  * entered with nsenter by every client run:
@@ -67,6 +69,8 @@ export class Workspace {
   readonly policy: string;
   readonly hooked: string;
   readonly plain: string;
+  readonly floor1: string;
+  readonly floor3: string;
   readonly pinDir: string;
   private readonly saved: SavedFile[] = [];
   private readonly holders: ChildProcess[] = [];
@@ -79,6 +83,8 @@ export class Workspace {
     const root = findCgroup2Root();
     this.hooked = join(root, `${tag}-hooked`);
     this.plain = join(root, `${tag}-plain`);
+    this.floor1 = join(root, `${tag}-floor1`);
+    this.floor3 = join(root, `${tag}-floor3`);
     // bpffs refuses names with a dot; this one has none.
     this.pinDir = join(BPFFS, tag.replace(/-/g, '_'));
     // Root-owned and writable only by root, up to / (lowport refuses a policy
@@ -87,8 +93,11 @@ export class Workspace {
     this.dir = mkdtempSync(join('/run', `${tag}-`));
     chmodSync(this.dir, 0o755);
     this.policy = join(this.dir, 'policy');
-    mkdirSync(this.hooked);
-    mkdirSync(this.plain);
+    for (const cg of this.cgroups) mkdirSync(cg);
+  }
+
+  get cgroups(): string[] {
+    return [this.hooked, this.plain, this.floor1, this.floor3];
   }
 
   /** Creates the two network namespaces; call once, before any client runs. */
@@ -149,7 +158,7 @@ export class Workspace {
     };
     for (const h of this.holders) step('ending a network namespace holder', () => h.kill('SIGKILL'));
     step('lowport off', () => this.lowportOff());
-    for (const cg of [this.hooked, this.plain]) step(`removing cgroup ${cg}`, () => removeCgroup(cg));
+    for (const cg of this.cgroups) step(`removing cgroup ${cg}`, () => removeCgroup(cg));
     for (const s of this.saved.reverse()) step(`restoring ${s.path}`, () => restoreFile(s));
     step(`removing ${this.dir}`, () => rmSync(this.dir, { recursive: true, force: true }));
   }

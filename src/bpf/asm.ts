@@ -49,6 +49,12 @@ const JA = 0x00,
 const TO_BE = 0x08;
 /** `src_reg` of a two-slot load whose imm is a map fd (BPF_PSEUDO_MAP_FD). */
 const PSEUDO_MAP_FD = 1;
+/**
+ * `src_reg` of a two-slot load of the address of an ARRAY map's value
+ * (BPF_PSEUDO_MAP_VALUE, Linux 5.2): imm is the map fd, the second slot's imm
+ * the offset in the value; the map must have one element. No helper call.
+ */
+const PSEUDO_MAP_VALUE = 2;
 
 export type AluOp = keyof typeof ALU_OPS;
 export type JmpOp = keyof typeof JMP_OPS;
@@ -215,6 +221,22 @@ export class Assembler {
     });
   }
 
+  /**
+   * dst = the address of byte `offset` of element 0 of the ARRAY map behind `fd`
+   * (a one-element map): a direct read of its value, without map_lookup_elem.
+   */
+  ldMapValue(dst: Reg, fd: number, offset = 0, name = `fd ${fd}`): this {
+    return this.push({
+      code: LD | IMM | DW,
+      dst,
+      src: PSEUDO_MAP_VALUE,
+      off: 0,
+      imm: checkImm32(fd),
+      imm64High: checkImm32(offset),
+      text: `r${dst} = map_value[${name}] + ${offset} ll`,
+    });
+  }
+
   /** if dst op src goto label (64-bit compare). */
   jmp(op: JmpOp, dst: Reg, src: Reg | { imm: number }, label: string): this {
     if (typeof src === 'number') {
@@ -315,7 +337,8 @@ function writeSlot(buf: Buffer, slot: number, code: number, dst: number, src: nu
 export type InsnClass = 'ld' | 'ldx' | 'st' | 'stx' | 'alu' | 'jmp' | 'alu64';
 
 /** What an instruction does, as the assembler's method names say it. */
-export type Operation = AluOp | JmpOp | 'be' | 'ldx' | 'stx' | 'st' | 'atomic_add' | 'ld64' | 'ld_map_fd' | 'ja' | 'call' | 'exit';
+export type Operation =
+  AluOp | JmpOp | 'be' | 'ldx' | 'stx' | 'st' | 'atomic_add' | 'ld64' | 'ld_map_fd' | 'ld_map_value' | 'ja' | 'call' | 'exit';
 
 /** One decoded instruction; a two-slot load is one instruction of two slots. */
 export interface Instruction {
@@ -421,13 +444,14 @@ function decodeAt(code: Buffer, slot: number): Instruction {
       if (mode !== ATOMIC || size !== 8 || imm !== 0) return bad();
       return { ...raw, class: cls, op: 'atomic_add', size, text: `lock *(u64 *)${mem(dst, off)} += r${reg(src, slot)}` };
     case 'ld': {
-      if (c !== (LD | IMM | DW) || (src !== 0 && src !== PSEUDO_MAP_FD)) return bad();
+      if (c !== (LD | IMM | DW) || (src !== 0 && src !== PSEUDO_MAP_FD && src !== PSEUDO_MAP_VALUE)) return bad();
       if (at + 16 > code.length) throw new RangeError(`slot ${slot}: the two-slot load is cut short`);
       if (code.readUInt32LE(at + 8) !== 0)
         throw new RangeError(`slot ${slot + 1}: the second slot of a two-slot load must have a zero opcode, registers and offset`);
       const imm64High = code.readInt32LE(at + 12);
       const insn = { ...raw, width: 2 as const, class: cls, imm64High };
       if (src === PSEUDO_MAP_FD) return { ...insn, op: 'ld_map_fd', text: `r${dst} = map[fd ${imm}] ll` };
+      if (src === PSEUDO_MAP_VALUE) return { ...insn, op: 'ld_map_value', text: `r${dst} = map_value[fd ${imm}] + ${imm64High} ll` };
       const value = (BigInt(imm64High >>> 0) << 32n) | BigInt(imm >>> 0);
       return { ...insn, op: 'ld64', text: `r${dst} = 0x${value.toString(16)} ll` };
     }

@@ -225,6 +225,15 @@ export function decodeProgInfo(b: Buffer): ProgInfo {
   };
 }
 
+/**
+ * The size of the program as the kernel runs it: `jited_prog_len` (bytes of
+ * machine code, 0 without the JIT) at 16 and `xlated_prog_len` (bytes of BPF
+ * after the verifier's rewrites, 8 a slot) at 20 of bpf_prog_info.
+ */
+export function decodeProgLengths(b: Buffer): { jitedBytes: number; xlatedInsns: number } {
+  return { jitedBytes: b.readUInt32LE(16), xlatedInsns: b.readUInt32LE(20) / 8 };
+}
+
 /** Offset of `map_ids` (u64 pointer) in bpf_prog_info; `nr_map_ids` is at 52. */
 export const PROG_INFO_MAP_IDS = 56;
 export const PROG_INFO_NR_MAP_IDS = 52;

@@ -35,6 +35,7 @@ import {
   objGet,
   objPin,
   progInfo,
+  progLengths,
   progLoad,
   type ProgLoadOptions,
 } from './syscall.js';
@@ -203,6 +204,11 @@ export class ProgramHandle extends BpfObject {
   /** Its name, tag, creator and map ids. */
   info(): ReturnType<typeof progInfo> {
     return progInfo(this.fd);
+  }
+
+  /** Its length as the kernel runs it: BPF instructions after the verifier's rewrites, bytes of JIT code. */
+  lengths(): ReturnType<typeof progLengths> {
+    return progLengths(this.fd);
   }
 }
 

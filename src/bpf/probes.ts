@@ -7,12 +7,12 @@
  * Needs root (or CAP_BPF with CAP_NET_ADMIN): without it every probe reports
  * EPERM, and callers fall back to the version (grants/target.ts, doctor).
  */
-import { Assembler, R0 } from './asm.js';
+import { Assembler, R0, R1 } from './asm.js';
 import { BPF_CGROUP_INET4_BIND, BPF_MAP_TYPE, BPF_PROG_TYPE_CGROUP_SOCK_ADDR } from './attr.js';
 import { closeFd, linkCreate, mapCreate, progLoad } from './syscall.js';
 import { SyscallError } from '../os/libc.js';
 
-export type FeatureName = 'bind-return-3' | 'cgroup-link' | 'hash-map' | 'array-of-maps';
+export type FeatureName = 'bind-return-3' | 'cgroup-link' | 'hash-map' | 'array-of-maps' | 'port-filter';
 
 export interface FeatureResult {
   name: FeatureName;
@@ -71,7 +71,7 @@ function probeCgroupLink(progFd: number | undefined): FeatureResult {
   }
 }
 
-/** The map types the program uses (grants/live.ts): the policy hash inside the one-slot outer array of maps. */
+/** The map types the program looks up (grants/live.ts): the policy hash inside the one-slot outer array of maps. */
 function probeMaps(): FeatureResult[] {
   const results: FeatureResult[] = [];
   let inner: number | undefined;
@@ -118,6 +118,35 @@ function probeMaps(): FeatureResult[] {
   return results;
 }
 
+/** The port filter's value size (grants/map-format.ts PORT_FILTER_SIZE: a u16 per TCP and UDP port). */
+const PORT_FILTER_BYTES = 2 * 65536 * 2;
+
+/**
+ * The port filter as the bind program reads it (grants/program.ts): a
+ * one-element ARRAY map of 256 KiB, its last u16 read in place through
+ * BPF_PSEUDO_MAP_VALUE (Linux 5.2) by a bind4 program. Nothing is attached.
+ */
+function probePortFilter(): FeatureResult {
+  const name = 'port-filter';
+  const tried = 'read a 256 KiB one-element BPF_MAP_TYPE_ARRAY in place (BPF_PSEUDO_MAP_VALUE) from a bind4 program';
+  let map: number | undefined;
+  try {
+    map = mapCreate({ type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: PORT_FILTER_BYTES, maxEntries: 1, name: 'lowport_probe' });
+    const insns = new Assembler()
+      .ldMapValue(R1, map, PORT_FILTER_BYTES - 2)
+      .ldx(2, R0, R1, 0)
+      .mov(R0, { imm: 1 })
+      .exit()
+      .assemble();
+    closeFd(progLoad({ type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR, expectedAttachType: BPF_CGROUP_INET4_BIND, insns, name: 'lowport_probe' }));
+    return { name, tried, ok: true };
+  } catch (e) {
+    return { name, tried, ok: false, ...refusal(e) };
+  } finally {
+    if (map !== undefined) closeFd(map);
+  }
+}
+
 /** The errno and the verifier's last line (not its statistics) of a refusal. */
 export function refusal(e: unknown): { errno: string; verifier?: string } {
   if (!(e instanceof SyscallError)) throw e;
@@ -137,7 +166,7 @@ export function probeFeatures(): readonly FeatureResult[] {
   if (cached !== undefined) return cached;
   const bind = probeBindReturn3();
   try {
-    cached = [bind.result, probeCgroupLink(bind.fd), ...probeMaps()];
+    cached = [bind.result, probeCgroupLink(bind.fd), ...probeMaps(), probePortFilter()];
   } finally {
     if (bind.fd !== undefined) closeFd(bind.fd);
   }

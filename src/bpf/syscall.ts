@@ -13,6 +13,7 @@ import {
   decodeLinkInfo,
   decodeMapInfo,
   decodeProgInfo,
+  decodeProgLengths,
   decodeProgQuery,
   encodeBatch,
   encodeId,
@@ -216,6 +217,11 @@ export function progInfo(fd: number): ProgInfo & { mapIds: number[] } {
   }
   const mapIds = Array.from({ length: first.mapIdCount }, (_, i) => ids.readUInt32LE(i * 4));
   return { ...first, mapIds };
+}
+
+/** The program's length after the verifier (BPF instructions) and the JIT (bytes of machine code). */
+export function progLengths(fd: number): { jitedBytes: number; xlatedInsns: number } {
+  return decodeProgLengths(objInfo(fd, PROG_INFO_SIZE));
 }
 
 export function mapInfo(fd: number): MapInfo {

@@ -26,6 +26,15 @@
  * interrupted is finished by the next command. Pins only ever move from the
  * old place to live/, so a reader that looks in the old place first and then
  * in live/ cannot miss one that moves meanwhile.
+ *
+ * The port filter (map-format.ts) is not pinned: both programs hold it, and
+ * it is found through them (the links' programs' map ids). It is not swapped
+ * either; it must only ever hold at least the ports of the live map, or a
+ * bind of a port with a rule would skip the rule. So a swap first adds the
+ * next map's ports, then swaps the slot, then clears the ports only the old
+ * map had. A kill in between leaves extra bits, which only send those ports
+ * through the lookups (to no rule); the next swap clears them. Swaps of one
+ * pin directory do not overlap: every caller holds the policy lock.
  */
 import { LowportError } from '../errors.js';
 import {
@@ -41,7 +50,18 @@ import { checkedEntry, checkedNames, openPinDir, removeOldStage, removePinSet, t
 import type { DirFd } from '../os/dirfd.js';
 import { SyscallError } from '../os/libc.js';
 import { openDir, pidAlive } from '../os/process.js';
-import { EntryTable, Kind, KEY_SIZE, metaKey, VALUE_SIZE, type MapKey, type MapValue } from './map-format.js';
+import {
+  addPorts,
+  EntryTable,
+  Kind,
+  KEY_SIZE,
+  metaKey,
+  PORT_FILTER_SIZE,
+  portFilter,
+  VALUE_SIZE,
+  type MapKey,
+  type MapValue,
+} from './map-format.js';
 import { bindProgramName, buildBindProgram } from './program.js';
 
 export const HOOKS = [
@@ -50,6 +70,7 @@ export const HOOKS = [
 ] as const;
 
 const SLOT0 = Buffer.alloc(4);
+const PORT_FILTER_NAME = 'lowport_ports';
 
 export interface Target {
   /** cgroup-v2 directory the links attach to. */
@@ -233,17 +254,30 @@ export function swapPolicy(target: Target, table: EntryTable, fingerprint: Buffe
     return withHandle(createPolicyMap(table.count), (policy) => {
       const outer = openOuter(pins);
       if (outer !== undefined) {
-        withHandle(outer, (outerMap) => {
-          const old = openPolicyMap(outerMap);
-          if (old !== undefined) withHandle(old, (oldMap) => carryHits(oldMap, table));
+        withHandles((own) => {
+          const outerMap = own(outer);
+          const oldMap = openPolicyMap(outerMap);
+          const old = oldMap === undefined ? undefined : withHandle(oldMap, readAll);
+          if (old !== undefined) carryHits(old, table);
           fill(policy, table, fingerprint);
-          upgradeProgram(pins, outerMap);
+          // What every program of this set reads (one filter; a new one for programs of before the filter).
+          const filters = portFilters(pins).map(own);
+          if (filters.length === 0) filters.push(own(createPortFilter()));
+          // Before the switch: the ports of both maps (and any left from a killed swap), a superset of either.
+          for (const f of filters) {
+            const both = addPorts(f.lookup(SLOT0) ?? Buffer.alloc(PORT_FILTER_SIZE), table);
+            f.update(SLOT0, old === undefined ? both : addPorts(both, old));
+          }
+          upgradeProgram(pins, outerMap, filters[0] ?? own(createPortFilter()));
           setSlot(outerMap, policy);
+          // After it: the new map's ports alone.
+          const next = portFilter(table);
+          for (const f of filters) f.update(SLOT0, next);
         });
         return { installed: false };
       }
       fill(policy, table, fingerprint);
-      install(target, pins, policy);
+      install(target, pins, policy, table);
       return { installed: true };
     });
   });
@@ -257,8 +291,7 @@ function readAll(map: MapHandle): EntryTable {
 }
 
 /** Gives the table's entries the hit counts their keys have in the old map. */
-function carryHits(oldMap: MapHandle, table: EntryTable): void {
-  const old = readAll(oldMap);
+function carryHits(old: EntryTable, table: EntryTable): void {
   for (let i = 0; i < old.count; i++) {
     const hits = old.hits(i);
     if (hits === 0n || old.kind(i) === Kind.META) continue;
@@ -294,16 +327,45 @@ function createOuter(): MapHandle {
   );
 }
 
-function loadProgram(outer: MapHandle, hook: (typeof HOOKS)[number]): ProgramHandle {
+/** The port filter (map-format.ts): one element, read by the programs in place. */
+function createPortFilter(): MapHandle {
+  return MapHandle.create({ type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: PORT_FILTER_SIZE, maxEntries: 1, name: PORT_FILTER_NAME });
+}
+
+/**
+ * The port filters the programs on this set's links read, found by name
+ * among their maps: one, or none for programs of a lowport before the filter.
+ */
+function portFilters(pins: PinDir): MapHandle[] {
+  const ids = new Set<number>();
+  for (const hook of HOOKS) {
+    const link = openLink(pins, hook);
+    if (link === undefined) continue;
+    const program = withHandle(link, (l) => ProgramHandle.fromId(l.info().progId));
+    if (program === undefined) continue;
+    for (const id of withHandle(program, (p) => p.info().mapIds)) ids.add(id);
+  }
+  const out: MapHandle[] = [];
+  for (const id of ids) {
+    const map = MapHandle.fromId(id);
+    if (map === undefined) continue;
+    const info = map.info();
+    if (info.name === PORT_FILTER_NAME && info.type === BPF_MAP_TYPE.ARRAY && info.valueSize === PORT_FILTER_SIZE) out.push(map);
+    else map.close();
+  }
+  return out;
+}
+
+function loadProgram(outer: MapHandle, filter: MapHandle, hook: (typeof HOOKS)[number]): ProgramHandle {
   return ProgramHandle.load({
     type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
-    insns: buildBindProgram(hook.family, outer.fd).assemble(),
+    insns: buildBindProgram(hook.family, outer.fd, filter.fd).assemble(),
     expectedAttachType: hook.attachType,
     name: bindProgramName(hook.family),
   });
 }
 
-function install(target: Target, pins: PinDir, policy: MapHandle): void {
+function install(target: Target, pins: PinDir, policy: MapHandle, table: EntryTable): void {
   const stage = `stage-${process.pid}`;
   removePinSet(pins.dir, stage);
   pins.dir.mkdir(stage, 0o700);
@@ -315,9 +377,12 @@ function install(target: Target, pins: PinDir, policy: MapHandle): void {
     try {
       const outer = own(createOuter());
       outer.pin(stageDir, 'outer');
+      // Held by the programs, not pinned; it has the policy's ports before the slot is filled.
+      const filter = own(createPortFilter());
+      filter.update(SLOT0, portFilter(table));
       const cgroup = own(openCgroup(target.cgroup));
       for (const hook of HOOKS) {
-        const program = own(loadProgram(outer, hook));
+        const program = own(loadProgram(outer, filter, hook));
         const link = own(LinkHandle.attachCgroup(program, cgroup, hook.attachType, hook.name));
         link.pin(stageDir, hook.name);
       }
@@ -334,7 +399,7 @@ function install(target: Target, pins: PinDir, policy: MapHandle): void {
 }
 
 /** When this lowport's program differs from the one the links run (an upgrade), swap it in on both links. */
-function upgradeProgram(pins: PinDir, outer: MapHandle): void {
+function upgradeProgram(pins: PinDir, outer: MapHandle, filter: MapHandle): void {
   for (const hook of HOOKS) {
     const link = openLink(pins, hook);
     if (link === undefined) {
@@ -344,7 +409,7 @@ function upgradeProgram(pins: PinDir, outer: MapHandle): void {
     }
     withHandle(link, (l) => {
       if (programInfoById(l.info().progId)?.name === bindProgramName(hook.family)) return;
-      withHandle(loadProgram(outer, hook), (program) => l.update(program));
+      withHandle(loadProgram(outer, filter, hook), (program) => l.update(program));
     });
   }
 }

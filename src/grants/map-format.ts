@@ -24,6 +24,14 @@
  * rules after one lookup. The marker's flags say which of the eight
  * (principal kind × exact/any address) lookups can hit, so the program only
  * does those.
+ *
+ * Before any lookup the program reads the port filter (PORT_FILTER_SIZE
+ * below): for each (protocol, port), the flags of its marker. 0 means no
+ * rule, and the bind goes on under the kernel's own rules without a lookup;
+ * that is every bind of a port no rule names (port 0, every high port), the
+ * common case on a machine. A port not RESERVED has its lookups done from
+ * the filter's flags, without the marker's lookup; a RESERVED one looks its
+ * marker up (its exact flags, and the refusal counter).
  */
 import { endianness } from 'node:os';
 
@@ -45,6 +53,50 @@ export function lookupFlag(kind: Exclude<Kind, 0>, any: boolean): number {
 }
 /** Marker flag: the port is reserved; a caller no lookup matched is refused (root excepted). */
 export const RESERVED = 1 << 8;
+
+/**
+ * The port filter: one ARRAY map with one 256 KiB value, read by the program
+ * in place (BPF_PSEUDO_MAP_VALUE, no map_lookup_elem): a u16 per (protocol,
+ * port), TCP port p at byte 2p, UDP port p at PORT_FILTER_UDP + 2p, holding
+ * the flags of the port's marker (lookup flags and RESERVED fit in 16 bits).
+ *
+ * It is not swapped with the policy map (live.ts): between swaps it holds the
+ * live map's flags; during a swap, those of the old and the new map ORed. That
+ * is safe because the program reads only two things from it: 0 (no marker in
+ * either map: no rule in the live one), and, on a port RESERVED in neither
+ * map, which lookups to try; there a lookup flagged by the other map only
+ * finds nothing, or a key the live map's own flags name too (keys without a
+ * flag exist only on reserved ports: compileTable's EVERYONE). RESERVED in
+ * either map sends the bind to the live map's own marker.
+ */
+export const PORT_FILTER_SIZE = 2 * 65536 * 2;
+/** Byte offset of the UDP half of the filter. */
+export const PORT_FILTER_UDP = 65536 * 2;
+
+/** The byte offset of a (protocol, port)'s u16 in the filter; undefined for a protocol lowport does not manage. */
+export function portFilterOffset(protocol: number, port: number): number | undefined {
+  if (protocol === IPPROTO.tcp) return 2 * port;
+  if (protocol === IPPROTO.udp) return PORT_FILTER_UDP + 2 * port;
+  return undefined;
+}
+
+/** ORs into `filter` the flags of every marker of the table; returns `filter`. */
+export function addPorts(filter: Buffer, table: EntryTable): Buffer {
+  for (let i = 0; i < table.count; i++) {
+    if (table.kind(i) !== Kind.PORT) continue;
+    const at = i * KEY_SIZE;
+    const offset = portFilterOffset(table.keys[at + 1] ?? 0, table.keys.readUInt16LE(at + 2));
+    const flags = table.flags(i);
+    if (flags > 0xffff) throw new RangeError(`marker flags 0x${flags.toString(16)} do not fit the port filter's 16 bits`);
+    if (offset !== undefined) filter.writeUInt16LE(filter.readUInt16LE(offset) | flags, offset);
+  }
+  return filter;
+}
+
+/** The filter of exactly the table's markers. */
+export function portFilter(table: EntryTable): Buffer {
+  return addPorts(Buffer.alloc(PORT_FILTER_SIZE), table);
+}
 
 export interface MapKey {
   kind: Kind;

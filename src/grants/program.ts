@@ -1,7 +1,9 @@
 /**
  * The bind program, attached at BPF_CGROUP_INET4_BIND and BPF_CGROUP_INET6_BIND.
  *
- * It reads the live policy map through a one-slot ARRAY_OF_MAPS (the "outer"
+ * It first reads the port's bit in the port filter (map-format.ts): most
+ * binds are of ports no rule names, and they end there, with no lookup. Past
+ * it, it reads the live policy map through a one-slot ARRAY_OF_MAPS (the "outer"
  * map): `apply` builds a whole new policy map and swaps it into the slot with
  * one map update, so both hooks switch from the old policy to the new one at
  * the same instant. An empty slot means no policy: every bind gets the
@@ -17,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Assembler, FP, HELPER, R0, R1, R2, R6, R7, R8, R9, type Reg } from '../bpf/asm.js';
-import { AF_INET, AF_INET6, IPPROTO, Kind, lookupFlag, PRINCIPAL_KINDS, RESERVED } from './map-format.js';
+import { AF_INET, AF_INET6, IPPROTO, Kind, lookupFlag, PORT_FILTER_UDP, PRINCIPAL_KINDS, RESERVED } from './map-format.js';
 
 // Stack frame (offsets from the frame pointer r10).
 const EXACT_KEY = -32; // 32-byte key with the bound address
@@ -37,33 +39,56 @@ export const REFUSE = 0;
 
 export type HookFamily = 4 | 6;
 
-/** Builds the program for one hook and an outer map fd. The code does not depend on the policy. */
-export function buildBindProgram(family: HookFamily, outerMapFd: number): Assembler {
+/**
+ * Builds the program for one hook, the outer map fd and the port filter's fd
+ * (map-format.ts). The code does not depend on the policy. `portFilterFd` may
+ * be left 0 only where the code alone matters (bindProgramName, tests).
+ */
+export function buildBindProgram(family: HookFamily, outerMapFd: number, portFilterFd = 0): Assembler {
   const a = new Assembler();
   a.mov(R6, R1);
 
-  // Only TCP and UDP carry ports lowport manages.
+  // Only TCP and UDP carry ports lowport manages. r9 = the byte offset of the protocol's half of the port filter.
   a.ldx(4, R7, R6, CTX_PROTOCOL)
+    .mov(R9, { imm: 0 })
     .jmp('jeq', R7, { imm: IPPROTO.tcp }, 'protocol_ok')
     .jmp('jne', R7, { imm: IPPROTO.udp }, 'pass')
+    .mov(R9, { imm: PORT_FILTER_UDP })
     .label('protocol_ok');
+
+  // r8 = the port, host order; r9 = its flags in the port filter, read in
+  // place (no lookup, no hashing). 0: no rule names the port, and the bind
+  // goes on under the kernel's rules. The mask bounds the offset for the verifier.
+  a.ldx(4, R8, R6, CTX_USER_PORT).be(R8, 16).alu64('and', R8, { imm: 0xffff });
+  a.mov(R2, R8)
+    .alu64('lsh', R2, { imm: 1 })
+    .alu64('add', R2, R9)
+    .ldMapValue(R1, portFilterFd, 0, 'lowport_ports')
+    .alu64('add', R1, R2)
+    .ldx(2, R9, R1, 0)
+    .jmp('jeq', R9, { imm: 0 }, 'pass');
 
   // Zero both keys, then fill in protocol and port.
   a.mov(R0, { imm: 0 });
   for (let off = ANY_KEY; off < 0; off += 8) a.stx(8, FP, off, R0);
   a.stx(1, FP, EXACT_KEY + 1, R7).stx(1, FP, ANY_KEY + 1, R7);
-  a.ldx(4, R8, R6, CTX_USER_PORT)
-    .be(R8, 16)
-    .stx(2, FP, EXACT_KEY + 2, R8)
-    .stx(2, FP, ANY_KEY + 2, R8);
+  a.stx(2, FP, EXACT_KEY + 2, R8).stx(2, FP, ANY_KEY + 2, R8);
 
   // r7 = the live policy map, or pass when none is loaded.
   a.st(4, FP, SLOT, 0).ldMapFd(R1, outerMapFd, 'lowport_outer').mov(R2, FP).alu64('add', R2, { imm: SLOT });
   a.call(HELPER.map_lookup_elem).jmp('jeq', R0, { imm: 0 }, 'pass').mov(R7, R0);
 
-  // r8 = the port marker, r9 = its flags; no marker: no rule for this port.
+  // A port reserved in the live map or the next (the filter's RESERVED bit):
+  // its marker's own flags decide (r9), and it counts refusals (r8). Else the
+  // filter's flags cover the live map's lookups (map-format.ts), and r8 = 0.
+  a.mov(R8, { imm: 0 }).mov(R1, R9).alu64('and', R1, { imm: RESERVED }).jmp('jeq', R1, { imm: 0 }, 'flags_ready');
   lookup(a, ANY_KEY);
   a.jmp('jeq', R0, { imm: 0 }, 'pass').mov(R8, R0).ldx(4, R9, R8, 4);
+  a.label('flags_ready');
+
+  // No lookup with an exact address: no need for the address.
+  const exactFlags = PRINCIPAL_KINDS.reduce((f, kind) => f | lookupFlag(kind, false), 0);
+  a.mov(R1, R9).alu64('and', R1, { imm: exactFlags }).jmp('jeq', R1, { imm: 0 }, 'address_done');
 
   // The bound address into the exact key. The verifier lets a bind4 program
   // read only user_ip4 and a bind6 program only user_ip6, so each hook gets its
@@ -73,6 +98,7 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number): Assemb
     a.ldx(4, R2, R6, CTX_USER_IP4)
       .stx(4, FP, EXACT_KEY + 16, R2)
       .st(1, FP, EXACT_KEY + 4, AF_INET);
+    a.label('address_done');
   } else {
     a.ldx(4, R2, R6, CTX_USER_IP6).jmp('jne', R2, { imm: 0 }, 'ipv6');
     a.ldx(4, R2, R6, CTX_USER_IP6 + 4).jmp('jne', R2, { imm: 0 }, 'ipv6');
@@ -115,8 +141,10 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number): Assemb
     a.label(next);
   }
 
-  // Nothing granted. A reserved port refuses everyone but root.
+  // Nothing granted. A reserved port refuses everyone but root (r8 is its
+  // marker: only the reserved path sets it, and the check says so to the verifier).
   a.mov(R1, R9).alu64('and', R1, { imm: RESERVED }).jmp('jeq', R1, { imm: 0 }, 'pass');
+  a.jmp('jeq', R8, { imm: 0 }, 'pass');
   a.ldx(4, R1, FP, UID_GID).jmp('jeq', R1, { imm: 0 }, 'pass');
   a.mov(R1, { imm: 1 }).atomicAdd64(R8, 8, R1).ret(REFUSE);
 

@@ -133,6 +133,7 @@ export function unsupportedMessage(r: FeatureResult, release: string): string {
     'cgroup-link': 'has no BPF links for cgroups (Linux 5.7)',
     'hash-map': 'cannot create the BPF hash map lowport keeps its rules in',
     'array-of-maps': 'cannot create the BPF array of maps lowport swaps its rules through',
+    'port-filter': 'cannot read a BPF array in place (Linux 5.2), as lowport reads its port filter',
   };
   return `Linux ${release} ${feature[r.name]}: ${how}`;
 }

@@ -139,6 +139,7 @@ describe('feature probes on this kernel', { skip: kernelSkipReason() }, () => {
         ['cgroup-link', true],
         ['hash-map', true],
         ['array-of-maps', true],
+        ['port-filter', true],
       ],
     );
     assert.equal(probeFeatures(), first, 'cached');

@@ -243,6 +243,22 @@ describe('Assembler: encodings', () => {
     );
   });
 
+  it('encodes a direct value load as a two-slot load with src_reg BPF_PSEUDO_MAP_VALUE (2), the fd in imm and the offset in the second imm', () => {
+    assert.deepEqual(
+      assembled((a) => a.ldMapValue(R1, 42, 0x3fff)),
+      ['18 21 00 00 2a 00 00 00', '00 00 00 00 ff 3f 00 00'],
+    );
+    const [insn] = decode(new Assembler().ldMapValue(R3, 7, 16).assemble());
+    assert.deepEqual(insn && [insn.op, insn.width, insn.dst, insn.imm, insn.imm64High, insn.text], [
+      'ld_map_value',
+      2,
+      3,
+      7,
+      16,
+      'r3 = map_value[fd 7] + 16 ll',
+    ]);
+  });
+
   it('encodes conditional jumps against an immediate with JMP|op|K', () => {
     const ops = [
       ['jeq', 0x15],
@@ -607,6 +623,7 @@ describe('decode', () => {
     assert.throws(() => decode(hex('bf b1 00 00 00 00 00 00')), { message: /slot 0: register r11 does not exist/ });
     assert.throws(() => decode(hex('18 01 00 00 01 00 00 00')), { message: /slot 0: the two-slot load is cut short/ });
     assert.throws(() => decode(hex('18 01 00 00 01 00 00 00 18 00 00 00 00 00 00 00')), { message: /slot 1: the second slot/ });
-    assert.throws(() => decode(hex('18 21 00 00 01 00 00 00 00 00 00 00 00 00 00 00')), { message: /opcode 0x18/ });
+    // src_reg 3 (BPF_PSEUDO_BTF_ID): a two-slot load lowport never emits.
+    assert.throws(() => decode(hex('18 31 00 00 01 00 00 00 00 00 00 00 00 00 00 00')), { message: /opcode 0x18/ });
   });
 });

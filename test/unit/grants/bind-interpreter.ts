@@ -1,7 +1,7 @@
 /**
  * An interpreter of the instructions lowport's bind program uses, with the
  * kernel's side of it (struct bpf_sock_addr, the outer and policy maps, the
- * three helpers) made in memory, so that compiled policies can be run
+ * port filter read in place, the three helpers) made in memory, so that compiled policies can be run
  * against the real program without a kernel. Instructions come from the
  * assembler's own decoder (src/bpf/asm.ts).
  *
@@ -11,13 +11,14 @@
 import assert from 'node:assert/strict';
 import { decode, type Instruction } from '../../../src/bpf/asm.js';
 import type { EntryTable } from '../../../src/grants/map-format.js';
-import { decodeValue, encodeKey, encodeValue } from '../../../src/grants/map-format.js';
+import { decodeValue, encodeKey, encodeValue, PORT_FILTER_SIZE, portFilterOffset } from '../../../src/grants/map-format.js';
 import { buildBindProgram, type HookFamily } from '../../../src/grants/program.js';
 
 export const OUTER_FD = 1234;
+export const PORT_FILTER_FD = 1235;
 
 /** The program for a hook, decoded. */
-export const program = (family: HookFamily): Instruction[] => decode(buildBindProgram(family, OUTER_FD).assemble());
+export const program = (family: HookFamily): Instruction[] => decode(buildBindProgram(family, OUTER_FD, PORT_FILTER_FD).assemble());
 
 export const isLoad = (i: Instruction): boolean => i.op === 'ldx';
 export const isStore = (i: Instruction): boolean => i.class === 'st' || i.class === 'stx';
@@ -51,6 +52,8 @@ class MapRef {
 export interface OuterMap {
   kind: 'outer';
   slot: PolicyMap | undefined;
+  /** The port filter's one value (map-format.ts); none: all bits clear. */
+  ports?: Buffer;
 }
 export interface PolicyMap {
   kind: 'policy';
@@ -123,6 +126,18 @@ export function run(family: HookFamily, ctx: Buffer, outer: OuterMap, caller: Ca
       case 'and':
         regs[i.dst] = scalar(regs[i.dst]) & scalar(operand());
         break;
+      case 'lsh': {
+        const by = scalar(operand());
+        assert.ok(by < 64n, 'shift by 64 or more');
+        regs[i.dst] = u64(scalar(regs[i.dst]) << by);
+        break;
+      }
+      case 'rsh': {
+        const by = scalar(operand());
+        assert.ok(by < 64n, 'shift by 64 or more');
+        regs[i.dst] = scalar(regs[i.dst]) >> by;
+        break;
+      }
       case 'be': {
         const tmp = Buffer.alloc(8);
         tmp.writeBigUInt64LE(scalar(regs[i.dst]));
@@ -149,6 +164,10 @@ export function run(family: HookFamily, ctx: Buffer, outer: OuterMap, caller: Ca
       case 'ld_map_fd':
         assert.equal(i.imm, OUTER_FD, 'a map fd other than the outer map');
         regs[i.dst] = new MapRef(outer);
+        break;
+      case 'ld_map_value':
+        assert.equal(i.imm, PORT_FILTER_FD, 'a direct value load of a map other than the port filter');
+        regs[i.dst] = new Ptr({ name: 'value', buf: outer.ports ?? Buffer.alloc(PORT_FILTER_SIZE) }, i.imm64High ?? 0);
         break;
       case 'ld64':
         regs[i.dst] = (BigInt(i.imm64High ?? 0) << 32n) | BigInt(i.imm >>> 0);
@@ -275,8 +294,20 @@ export function hits(map: PolicyMap): string[] {
   return out.sort();
 }
 
+/** The port filter of a policy map, as `apply` writes it: each PORT marker's flags at its (protocol, port). */
+export function portFilterOf(map: PolicyMap | undefined): Buffer {
+  const filter = Buffer.alloc(PORT_FILTER_SIZE);
+  for (const [key, value] of map?.entries ?? []) {
+    const k = Buffer.from(key, 'hex');
+    if (k[0] !== 0) continue;
+    const offset = portFilterOffset(k[1] ?? 0, k.readUInt16LE(2));
+    if (offset !== undefined) filter.writeUInt16LE(filter.readUInt16LE(offset) | decodeValue(value).flags, offset);
+  }
+  return filter;
+}
+
 /** A bind by `who` to ip:port through the hook of its family, against `map` in the outer slot (none: no policy). */
 export function bind(map: PolicyMap | undefined, who: Caller, ip: string, port: number, protocol: BindProtocol = 'tcp'): Run {
   const { family, ctx } = sockAddr(ip, port, protocol);
-  return run(family, ctx, { kind: 'outer', slot: map }, who);
+  return run(family, ctx, { kind: 'outer', slot: map, ports: portFilterOf(map) }, who);
 }

@@ -27,6 +27,7 @@ import {
   isLoad,
   isStore,
   OUTER_FD,
+  PORT_FILTER_FD,
   policyMap as mapOf,
   program,
   type Caller,
@@ -64,12 +65,15 @@ describe('bind program: shape', () => {
       }
     });
 
-    it(`references the outer map fd exactly once in bind${family}, as a BPF_PSEUDO_MAP_FD load`, () => {
+    it(`references the outer map fd exactly once in bind${family}, as a BPF_PSEUDO_MAP_FD load, and the port filter once, in place`, () => {
       const loads = program(family).filter((i) => i.class === 'ld');
-      assert.equal(loads.length, 1);
+      assert.equal(loads.length, 2);
       assert.deepEqual(
         loads.map((i) => [i.op, i.imm, i.imm64High]),
-        [['ld_map_fd', OUTER_FD, 0]],
+        [
+          ['ld_map_value', PORT_FILTER_FD, 0],
+          ['ld_map_fd', OUTER_FD, 0],
+        ],
       );
     });
 
@@ -232,11 +236,11 @@ describe('bind program: behaviour against a compiled policy', littleEndian, () =
     assert.equal(bind(undefined, alice, '::1', 80).verdict, 1);
   });
 
-  it('passes a port with no rule after one lookup in the outer map and one for the marker', () => {
+  it('passes a port with no rule at the port filter, without a lookup', () => {
     const map = policyMap('grant 80 user alice\n');
     const r = bind(map, alice, '0.0.0.0', 81);
     assert.equal(r.verdict, 1);
-    assert.equal(r.lookups, 2);
+    assert.equal(r.lookups, 0);
   });
 
   it('passes protocols other than TCP and UDP without a lookup', () => {

@@ -46,6 +46,8 @@ const TCP_NODELAY = 1;
 const SHUT_WR = 1;
 const MSG_DONTWAIT = 0x40;
 const MSG_NOSIGNAL = 0x4000;
+const SPLICE_F_MOVE = 1;
+const SPLICE_F_NONBLOCK = 2;
 
 /**
  * struct epoll_event is packed on x86 (12 bytes: u32 events, u64 data at
@@ -69,6 +71,8 @@ function bind() {
     connect_raw: libc.func('int connect(int fd, intptr_t addr, uint32_t len)'),
     recv_raw: libc.func('long recv(int fd, intptr_t buf, size_t n, int flags)'),
     send_raw: libc.func('long send(int fd, intptr_t buf, size_t n, int flags)'),
+    pipe2: libc.func('int pipe2(_Out_ int *fds, int flags)'),
+    splice: libc.func('long splice(int in, intptr_t offIn, int out, intptr_t offOut, size_t len, unsigned int flags)'),
     errno: () => koffi.errno(),
     epoll_create1: libc.func('int epoll_create1(int flags)'),
     eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
@@ -303,4 +307,26 @@ export function peerName(fd: number): Buffer | undefined {
 /** The local struct sockaddr. */
 export function localName(fd: number): Buffer | undefined {
   return name('getsockname', fd);
+}
+
+/**
+ * A non-blocking, close-on-exec pipe for splice(2): [read end, write end],
+ * or -errno (EMFILE: the caller copies instead).
+ */
+export function openPipe(): [number, number] | number {
+  const fds = [0, 0];
+  const r = c().pipe2(fds, O_NONBLOCK | O_CLOEXEC) as number;
+  if (r < 0) return -c().errno();
+  return [fds[0] ?? -1, fds[1] ?? -1];
+}
+
+/**
+ * Moves up to `length` bytes from `from` to `to` in the kernel (one of them a
+ * pipe) without copying them through this process: bytes moved (0: the
+ * socket's FIN), or -errno (EAGAIN: nothing to read, or no room). splice has
+ * no MSG_NOSIGNAL: a write to a socket whose peer is gone raises SIGPIPE,
+ * which Node ignores (it sets SIGPIPE to SIG_IGN at start), so it is EPIPE.
+ */
+export function splice(from: number, to: number, length: number): number {
+  return result(c().splice(from, 0, to, 0, length, SPLICE_F_MOVE | SPLICE_F_NONBLOCK) as number);
 }

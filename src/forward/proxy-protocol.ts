@@ -11,6 +11,7 @@
  * connection's own addresses (spec 2.1 and 2.2).
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { AF_INET as SOCKADDR_AF_INET, AF_INET6 as SOCKADDR_AF_INET6 } from '../os/sockaddr.js';
 import { parseIPv6 } from '../policy/address.js';
 
 export type ProxyProtocolVersion = 'v1' | 'v2';
@@ -96,4 +97,51 @@ function writeAddress(b: Buffer, offset: number, address: string, family: 4 | 6)
     return;
   }
   parseIPv6(address).forEach((g, i) => b.writeUInt16BE(g, offset + 2 * i));
+}
+
+/** The IPv4 address a sockaddr holds (sockaddr_in, or sockaddr_in6 with a v4-mapped ::ffff:a.b.c.d), as its offset in `b`. */
+function ipv4Offset(b: Buffer): number | undefined {
+  const family = b.length >= 2 ? b.readUInt16LE(0) : -1;
+  if (family === SOCKADDR_AF_INET && b.length >= 8) return 4;
+  if (family !== SOCKADDR_AF_INET6 || b.length < 24) return undefined;
+  for (let i = 8; i < 18; i++) if (b[i] !== 0) return undefined;
+  return b[18] === 0xff && b[19] === 0xff ? 20 : undefined;
+}
+
+/**
+ * The v2 TCP header straight from the two struct sockaddr (accept4's peer,
+ * getsockname's local), as encodeV2 makes it from their text: the same
+ * bytes without formatting and parsing addresses, since the forwarder builds
+ * one per connection. sockaddr_in: family u16 (host order), port (network
+ * order) at 2, address at 4; sockaddr_in6: address at 8 (netinet/in.h).
+ */
+export function encodeV2FromSockaddrs(source: Buffer, destination: Buffer): Buffer {
+  const src4 = ipv4Offset(source);
+  const dst4 = ipv4Offset(destination);
+  const isV6 = (b: Buffer): boolean => b.length >= 24 && b.readUInt16LE(0) === SOCKADDR_AF_INET6;
+  let b: Buffer;
+  if (src4 !== undefined && dst4 !== undefined) {
+    b = Buffer.allocUnsafe(28);
+    b[13] = AF_INET | STREAM;
+    b.writeUInt16BE(12, 14);
+    source.copy(b, 16, src4, src4 + 4);
+    destination.copy(b, 20, dst4, dst4 + 4);
+    source.copy(b, 24, 2, 4);
+    destination.copy(b, 26, 2, 4);
+  } else if (src4 === undefined && dst4 === undefined && isV6(source) && isV6(destination)) {
+    b = Buffer.allocUnsafe(52);
+    b[13] = AF_INET6 | STREAM;
+    b.writeUInt16BE(36, 14);
+    source.copy(b, 16, 8, 24);
+    destination.copy(b, 32, 8, 24);
+    source.copy(b, 48, 2, 4);
+    destination.copy(b, 50, 2, 4);
+  } else {
+    b = Buffer.allocUnsafe(16);
+    b[13] = AF_UNSPEC;
+    b.writeUInt16BE(0, 14);
+  }
+  V2_SIGNATURE.copy(b, 0);
+  b[12] = V2_PROXY;
+  return b;
 }

@@ -462,6 +462,44 @@ ${script}
     assert.match(out, /draining \(SIGTERM\): 1 connection\(s\) open/);
   });
 
+  it('userspace: a 100 MiB download with a PROXY v2 header goes through a pipe (splice): every byte arrives (sha256), to a fast client and to one that stops reading a while, and the forwarder holds none of it', () => {
+    const { out } = inNetns(
+      `
+      nginx_start
+      head -c 104857600 /dev/urandom > $D/big.bin
+      $LOWPORT forward serve 93/tcp 8081 --workers 1 --proxy-protocol v2 2>>$D/fwd.log & F=$!
+      waitready 93
+      W=$(pgrep -P $F | head -1)
+      pipes() { ls -l /proc/$W/fd | grep -c 'pipe:'; }
+      morepipes() { [ "$(pipes)" -ge $(($1 + 2)) ]; }
+      echo "SOURCE=$(sha256sum < $D/big.bin | cut -d' ' -f1)"
+      echo "FAST=$(curl -s --max-time 120 http://127.0.0.1:93/big.bin | sha256sum | cut -d' ' -f1)"
+      P0=$(pipes)
+      # A slow client: curl's output is not read until $D/go exists, so curl stops reading the socket.
+      rm -f $D/go
+      curl -s --max-time 120 http://127.0.0.1:93/big.bin | (until [ -e $D/go ]; do sleep 0.05; done; sha256sum | cut -d' ' -f1 > $D/slow.out) & S=$!
+      waitfor 60 'no pipe in the forwarder during the slow download' morepipes $P0 && echo "PIPED=yes"
+      sleep 1
+      echo "PEAK_KB=$(awk '/VmHWM/ {print $2}' /proc/$W/status)"
+      touch $D/go
+      wait $S; echo "SLOW=$(cat $D/slow.out)"
+      echo "ACCESS=$(grep -c '^8081 127.0.0.1 127.0.0.1 200$' $LOG)"
+      kill -TERM $F; wait $F; echo "EXIT=$?"
+      rm -f $D/big.bin $D/go $D/slow.out $D/fwd.log
+    `,
+      480_000,
+    );
+    const source = value(out, 'SOURCE');
+    assert.match(source ?? '', /^[0-9a-f]{64}$/, out);
+    assert.equal(value(out, 'FAST'), source, `the fast download arrived whole\n${out}`);
+    assert.equal(value(out, 'SLOW'), source, `the slow download arrived whole\n${out}`);
+    assert.equal(value(out, 'PIPED'), 'yes', `the forwarder spliced through a pipe\n${out}`);
+    // The client stalled with most of the 100 MiB still to come: nothing of it piled up in the forwarder.
+    assert.ok(Number(value(out, 'PEAK_KB')) < 150_000, `peak RSS ${value(out, 'PEAK_KB')} kB\n${out}`);
+    assert.equal(value(out, 'ACCESS'), '2', `nginx read both PROXY headers\n${out}`);
+    assert.equal(value(out, 'EXIT'), '0', out);
+  });
+
   it('userspace: tries each address of a backend name in turn (refused, or silent past the connect timeout), serves a server that speaks first, passes a reset on, refuses an unknown name at once, and explains a forwarder that cannot read lowport', () => {
     const { out } = inNetns(`
       $H echo-server 7000 >/dev/null &

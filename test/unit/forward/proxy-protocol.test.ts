@@ -1,7 +1,17 @@
 /** PROXY protocol headers against haproxy's doc/proxy-protocol.txt: its examples, sizes and byte layout. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { encodeHeader, encodeV1, encodeV2, unmapAddress, V2_SIGNATURE, type ConnectionInfo } from '../../../src/forward/proxy-protocol.js';
+import {
+  encodeHeader,
+  encodeV1,
+  encodeV2,
+  encodeV2FromSockaddrs,
+  unmapAddress,
+  V2_SIGNATURE,
+  type ConnectionInfo,
+} from '../../../src/forward/proxy-protocol.js';
+import { sockaddrIn, sockaddrIn6 } from '../../../src/os/sockaddr.js';
+import { parseIPv6 } from '../../../src/policy/address.js';
 
 const tcp = (src: string, sport: number, dst: string, dport: number): ConnectionInfo => ({
   transport: 'tcp',
@@ -97,5 +107,54 @@ describe('PROXY protocol v2', () => {
     const b = encodeHeader('v2', tcp('::ffff:127.0.0.2', 40000, '::ffff:127.0.0.1', 80));
     assert.equal(b[13], 0x11);
     assert.deepEqual([...b.subarray(16, 24)], [127, 0, 0, 2, 127, 0, 0, 1]);
+  });
+});
+
+describe('PROXY protocol v2 from struct sockaddr', () => {
+  const mapped = (v4: string, port: number): Buffer =>
+    sockaddrIn6(
+      [
+        0,
+        0,
+        0,
+        0,
+        0,
+        0xffff,
+        ...[0, 2].map((i) =>
+          v4
+            .split('.')
+            .slice(i, i + 2)
+            .reduce((a, p) => a * 256 + Number(p), 0),
+        ),
+      ],
+      port,
+    );
+  const cases: [string, Buffer, Buffer, ConnectionInfo][] = [
+    ['IPv4', sockaddrIn('192.168.0.1', 56324), sockaddrIn('192.168.0.11', 443), tcp('192.168.0.1', 56324, '192.168.0.11', 443)],
+    ['IPv6', sockaddrIn6(parseIPv6('2001:db8::1'), 1), sockaddrIn6(parseIPv6('fe80::2'), 65535), tcp('2001:db8::1', 1, 'fe80::2', 65535)],
+    [
+      'v4-mapped on a dual-stack socket',
+      mapped('127.0.0.2', 40000),
+      mapped('127.0.0.1', 80),
+      tcp('::ffff:127.0.0.2', 40000, '::ffff:127.0.0.1', 80),
+    ],
+    ['v4-mapped client, plain IPv4 local', mapped('10.0.0.1', 5), sockaddrIn('10.0.0.2', 6), tcp('10.0.0.1', 5, '10.0.0.2', 6)],
+    [
+      'IPv6 client, IPv4 local (UNSPEC)',
+      sockaddrIn6(parseIPv6('::1'), 1234),
+      sockaddrIn('127.0.0.1', 80),
+      tcp('::1', 1234, '127.0.0.1', 80),
+    ],
+    ['an unknown family (UNSPEC)', Buffer.from([1, 0, 0, 0]), sockaddrIn('127.0.0.1', 80), tcp('/tmp/x', 0, '127.0.0.1', 80)],
+  ];
+  for (const [name, source, destination, info] of cases) {
+    it(`gives the bytes encodeV2 gives from the text: ${name}`, () => {
+      assert.deepEqual(encodeV2FromSockaddrs(source, destination), encodeV2(info));
+    });
+  }
+
+  it('does not take an address that only starts like a v4-mapped one for IPv4', () => {
+    const almost = sockaddrIn6([0, 0, 0, 0, 1, 0xffff, 0x7f00, 1], 80);
+    assert.equal(encodeV2FromSockaddrs(almost, almost)[13], 0x21);
   });
 });

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -279,6 +279,69 @@ describe('TCP forwarder loop, in a worker thread over loopback', () => {
       assert.deepEqual(clientEvents, []);
       assert.equal(receivedBytes, total);
       assert.equal(received.digest('hex'), sent.digest('hex'));
+    },
+  );
+
+  it(
+    'splices a bulk download through a pipe (no byte copied into the process): a slow client gets every byte, and the backend is held back meanwhile',
+    PER_TEST,
+    async () => {
+      const total = 32 * 1024 * 1024 + 5;
+      const body = randomBytes(total);
+      let backendHanded = -1;
+      const { port } = await backend((s) => {
+        // Writes as the socket takes them, so that how far it got shows the backpressure.
+        let offset = 0;
+        const more = (): void => {
+          while (offset < total) {
+            const end = Math.min(total, offset + 65_536);
+            const ok = s.write(body.subarray(offset, end));
+            offset = end;
+            backendHanded = offset - s.writableLength;
+            if (!ok) return;
+          }
+          s.end();
+        };
+        s.on('drain', more);
+        more();
+      });
+      const pipes = (): number =>
+        readdirSync('/proc/self/fd').filter((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`).startsWith('pipe:');
+          } catch {
+            return false;
+          }
+        }).length;
+      const f = startForwarder(port);
+      const c = client(f.port);
+      c.pause();
+      // The client reads nothing for a while: the backend must stall at what the sockets on the way hold.
+      const max = (file: string): number => Number(readFileSync(`/proc/sys/net/ipv4/${file}`, 'utf8').trim().split(/\s+/)[2]);
+      const kernelBound = 2 * (max('tcp_wmem') + max('tcp_rmem')) + 2 * 65_536;
+      let last = -2;
+      for (let still = 0; still < 3;) {
+        await sleep(150);
+        still = backendHanded === last ? still + 1 : 0;
+        last = backendHanded;
+      }
+      assert.ok(backendHanded > 0 && backendHanded < total, `the backend handed over ${backendHanded} of ${total} bytes`);
+      assert.ok(
+        backendHanded <= kernelBound,
+        `${backendHanded} bytes left the backend, more than the ${kernelBound} the sockets on the way hold`,
+      );
+      const during = pipes();
+      const got = readAll(c);
+      c.resume();
+      const { data, ended } = await got;
+      assert.equal(ended, 'end');
+      assert.equal(data.length, total);
+      assert.equal(createHash('sha256').update(data).digest('hex'), createHash('sha256').update(body).digest('hex'));
+      // The forwarder (a thread of this process) held a pipe for the download, and closes it with the connection.
+      c.end();
+      await once(c, 'close');
+      for (let i = 0; i < 40 && pipes() > during - 2; i++) await sleep(50);
+      assert.ok(pipes() <= during - 2, `pipe fds: ${during} during the download, ${pipes()} after it`);
     },
   );
 

@@ -1,6 +1,7 @@
 /** Kernel tests (root): reservations refuse everyone else, whatever privilege they bring. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { readLivePolicy } from '../../src/grants/live.js';
 import { binds, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
@@ -43,6 +44,41 @@ describe('reservations in the kernel', { skip }, () => {
     assert.deepEqual(box.probe({ uid: 0, gid: 0, caps: ['net_bind_service'] }, binds(90, ['127.0.0.1'], ['tcp'])), ['ok']);
   });
 
+  it('refuses a second owner of a reserved port, in an edit and in apply, and nothing live changes', async () => {
+    const live = (): string[] => {
+      const t = readLivePolicy(box.pinDir)?.table;
+      return Array.from({ length: t?.count ?? 0 }, (_, i) => `${t?.keyString(i)}:${t?.rule(i)}:${t?.flags(i)}`).sort();
+    };
+    const text = box.readPolicy();
+    const before = live();
+    assert.ok(before.length > 0);
+    // A range over the reserved 90, for another user: the edit stops at the line of the file that has it.
+    const edit = await box.cli('reserve', '85-95', '--user', String(NOBODY));
+    assert.equal(edit.code, 1, edit.stderr);
+    assert.match(
+      edit.stderr,
+      /policy:\d+:9-15: error: 90 is reserved for user 1 on line \d+, so reserving it for user 65534 too would let both bind it/,
+    );
+    assert.match(edit.stderr, /^reserve 90,5432 user 1$/m);
+    assert.match(edit.stderr, /Nothing was changed\. `lowport unreserve 90`/);
+    assert.equal(box.readPolicy(), text);
+    assert.deepEqual(live(), before);
+    // The same by hand in the file: apply refuses the whole file, naming both lines.
+    box.writePolicy(`${text}reserve 90/tcp user ${NOBODY}\n`);
+    try {
+      const apply = await box.cli('apply');
+      assert.equal(apply.code, 1, apply.stderr);
+      assert.match(apply.stderr, /error: 90\/tcp is already reserved for user 1 on line \d+, so user 65534 and user 1 would both bind it/);
+      assert.match(apply.stderr, /note: first reserved here/);
+      assert.deepEqual(live(), before);
+      const check = await box.cli('apply', '--check');
+      assert.equal(check.code, 1, check.stderr);
+    } finally {
+      box.writePolicy(text);
+    }
+    assert.deepEqual(box.probe({}, binds(90, ['127.0.0.1'], ['tcp'])), ['EPERM']);
+  });
+
   it('lets a user the policy grants the port to bind it', async () => {
     assert.equal((await box.cli('grant', '90/tcp', '--user', String(NOBODY))).code, 0);
     assert.deepEqual(box.probe({}, binds(90, ['127.0.0.1'])), ['ok', 'EPERM']);
@@ -62,8 +98,8 @@ describe('reservations in the kernel', { skip }, () => {
     const rules = (JSON.parse(r.stdout) as { rules: { action: string; ports: string; refused: number }[] }).rules;
     const reservation = rules.find((x) => x.action === 'reserve');
     assert.ok(reservation !== undefined, r.stdout);
-    // 2 + 1 + 1 (port 90) + 4 (port 5432) + 1 (udp after the tcp grant) + 1 (everyone's udp) refusals above.
-    assert.equal(reservation.refused, 10);
+    // 2 + 1 + 1 (port 90) + 4 (port 5432) + 1 (after the refused second owner) + 1 (udp after the tcp grant) + 1 (everyone's udp) refusals above.
+    assert.equal(reservation.refused, 11);
   });
 
   it('frees the port on unreserve', async () => {

@@ -208,7 +208,6 @@ type Ctx = Pick<CommandContext, 'io' | 'json' | 'note' | 'options'>;
 
 /** A kernel redirect held until a signal, or persisted; or a persisted one removed. */
 function kernelOrRemove(ctx: Ctx, req: Extract<ForwardRequest, { mode: 'kernel' | 'remove' }>): () => Promise<number> {
-  const policy = policyPath(ctx.options);
   return async () => {
     if (req.mode === 'kernel' && req.spec.toPort >= 1024) {
       // The redirect sends every client of the low port to whoever holds the high one.
@@ -217,7 +216,7 @@ function kernelOrRemove(ctx: Ctx, req: Extract<ForwardRequest, { mode: 'kernel' 
       );
     }
     if (req.mode === 'kernel' && !req.persist) return holdRedirect(req.spec, ctx.note);
-    const result = req.mode === 'remove' ? unpersistForward(policy, req.port, req.protocols) : persistForward(policy, req.spec);
+    const result = req.mode === 'remove' ? unpersistForward(ctx.options, req.port, req.protocols) : persistForward(ctx.options, req.spec);
     if (ctx.json) {
       printJson(ctx.io, result);
       return 0;

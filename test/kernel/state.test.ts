@@ -5,6 +5,7 @@
  * a symlink.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chownSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -13,9 +14,10 @@ import { refreshLive } from '../../src/ops/apply.js';
 import { readLivePolicy } from '../../src/grants/live.js';
 import { appliedText, forgetAppliedText, saveAppliedText } from '../../src/grants/scopes.js';
 import { withStateDir } from '../../src/policy-file/state.js';
-import { binds, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
+import { binds, CLI, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
+const noNft = spawnSync('sh', ['-c', 'command -v nft'], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }).status !== 0;
 
 function liveRules(pinDir: string): string {
   const t = readLivePolicy(pinDir)?.table;
@@ -128,5 +130,59 @@ describe('instance state under /run/lowport', { skip }, () => {
     assert.throws(() => open(userDir), /is not root's alone \(uid 65534/);
     assert.throws(() => open(join(base, 'link')), /is a symlink/);
     assert.throws(() => open(join(base, 'link', 'x')), /is a symlink/);
+  });
+
+  /**
+   * A persisted forward (a `forward` statement) changes the file's text but
+   * no grant: `list` must not then call the file different from the live
+   * rules. The CLI runs as its own process in a private network namespace,
+   * so the nftables redirects live and die there.
+   */
+  it('keeps list in sync with the file across forward add --persist and forward remove', { skip: noNft && 'nft is not installed' }, () => {
+    const G = box.args.join(' ');
+    const run = (script: string): string => {
+      const r = spawnSync('unshare', ['--net', '--', 'sh', '-ec', `ip link set lo up\n${script}`], {
+        encoding: 'utf8',
+        env: { ...process.env, LOWPORT: `${process.execPath} ${CLI}` },
+      });
+      assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+      return r.stdout;
+    };
+    const listed = (out: string): { file: string; rules: { line: number; ports: string }[] }[] =>
+      out
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { file: string; rules: { line: number; ports: string }[] });
+    const compact = `sed -e 's/^ *//' | tr -d '\\n'; echo`;
+    // The forward first, so that removing it moves the grant up a line.
+    box.writePolicy('forward 80/tcp to 8080\n# web\ngrant 8000 user nobody\n');
+    try {
+      const out = run(`
+        $LOWPORT apply ${G} >/dev/null
+        $LOWPORT list --json ${G} | ${compact}
+        $LOWPORT forward remove 80/tcp ${G} >/dev/null
+        $LOWPORT list --json ${G} | ${compact}
+        $LOWPORT forward add 443/tcp 8443 --persist ${G} >/dev/null
+        $LOWPORT list --json ${G} | ${compact}
+        $LOWPORT forward remove 443/tcp ${G} >/dev/null
+        $LOWPORT off ${G} >/dev/null
+      `);
+      const [applied, removed, added] = listed(out);
+      assert.equal(applied?.file, 'in-sync', out);
+      assert.deepEqual(
+        applied?.rules.map((r) => [r.line, r.ports]),
+        [[3, '8000']],
+      );
+      assert.equal(removed?.file, 'in-sync', out);
+      // The live rule's line follows the file: the grant is line 2 now.
+      assert.deepEqual(
+        removed?.rules.map((r) => [r.line, r.ports]),
+        [[2, '8000']],
+      );
+      assert.equal(added?.file, 'in-sync', out);
+      assert.equal(box.readPolicy(), '# web\ngrant 8000 user nobody\n');
+    } finally {
+      box.writePolicy(TEXT_ONE);
+    }
   });
 });

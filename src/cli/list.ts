@@ -1,6 +1,6 @@
 /** `lowport list`: the live rules, read back from the kernel. */
 import { formatDiagnostic } from '../diagnostic.js';
-import { list as listLive, type ListResult } from '../ops/list.js';
+import { list as listLive, type ListResult, type LiveRule } from '../ops/list.js';
 import { escapeControl } from '../text.js';
 import { implement, noArguments, printJson, type Implementation } from './command.js';
 import * as commands from './commands.js';
@@ -13,6 +13,12 @@ const FILE_STATE: Record<ListResult['file'], string> = {
   'names-changed':
     'the live rules were made from the file, but users or groups it names have changed since (see the warnings): run `lowport apply`',
 };
+
+/** A live rule as the RULE column shows it: `grant 80,443 user alice (uid 1000) addr ::1`. Not escaped. */
+export function ruleText(rule: LiveRule): string {
+  const who = rule.who.length > 0 ? rule.who.join(' + ') : 'nobody but root (its owner does not exist)';
+  return `${rule.action} ${rule.ports} ${who}${rule.addrs.length > 0 ? ` addr ${rule.addrs.join(',')}` : ''}`;
+}
 
 export function formatList(r: ListResult): string {
   const out: string[] = [];
@@ -28,7 +34,7 @@ export function formatList(r: ListResult): string {
     out.push('');
     const rows = r.rules.map((rule) => [
       String(rule.line),
-      `${rule.action} ${rule.ports} ${rule.who.length > 0 ? rule.who.join(' + ') : 'nobody but root (its owner does not exist)'}${rule.addrs.length > 0 ? ` addr ${rule.addrs.join(',')}` : ''}`,
+      ruleText(rule),
       rule.action === 'reserve' ? `${rule.hits} (refused ${rule.refused})` : String(rule.hits),
     ]);
     const table = [['LINE', 'RULE', 'BINDS'], ...rows];

@@ -39,14 +39,32 @@ export const ONE_OWNER =
  * One error per reservation that shares a port with an earlier reservation
  * for another owner, at its ports, with a note at the earlier one's.
  * `portsAt` gives where a statement's ports are on its line.
+ *
+ * The parser runs this on every read of the file, so it looks each port up
+ * in one table of first owners (two protocols × 65536 ports) rather than
+ * comparing every pair of reservations: linear in the ports reserved, as
+ * compiling them is.
  */
 export function ownerClashes(rules: readonly Rule[], portsAt: (rule: Rule) => Span): Diagnostic[] {
   const out: Diagnostic[] = [];
+  // (protocol, port) -> index in `rules` of its first reservation, or -1.
+  const first = new Int32Array(2 * 65536).fill(-1);
   rules.forEach((rule, i) => {
     if (rule.action !== 'reserve') return;
-    const clash = otherOwner(rule.principal, PortSet.fromItems(rule.ports), rules.slice(0, i));
-    if (clash === undefined) return;
-    const { other, shared } = clash;
+    let earliest = -1;
+    for (const item of rule.ports) {
+      for (const protocol of item.protocols) {
+        const base = protocol === 'tcp' ? 0 : 65536;
+        for (let port = item.from; port <= item.to; port++) {
+          const at = first[base + port] ?? -1;
+          if (at < 0) first[base + port] = i;
+          else if ((earliest < 0 || at < earliest) && !samePrincipal(rules[at]?.principal ?? rule.principal, rule.principal)) earliest = at;
+        }
+      }
+    }
+    const other = rules[earliest];
+    if (other === undefined) return;
+    const shared = PortSet.fromItems(rule.ports).intersect(PortSet.fromItems(other.ports));
     out.push(
       diagnostic(
         'error',

@@ -185,4 +185,47 @@ describe('instance state under /run/lowport', { skip }, () => {
       box.writePolicy(TEXT_ONE);
     }
   });
+
+  it('off says the file stays and comes back whole; the next edit names every rule it made live again', async () => {
+    // Ports instance one (same cgroup, TEXT_ONE) does not grant.
+    box.writePolicy('grant 85 user nobody\n# db\nreserve 5433 user daemon\ngrant 86 user nobody\n');
+    try {
+      assert.equal((await box.cli('apply')).code, 0);
+      const off = await box.cli('off');
+      assert.equal(off.code, 0, off.stderr);
+      assert.match(off.stdout, /lowport is off: removed everything at /);
+      assert.match(
+        off.stdout,
+        /The policy file \S+ stays as it is, with its 3 rules: the next `lowport apply`, `grant`, `revoke`, `reserve` or `unreserve` makes all of them live again\. To drop a rule for good, `lowport revoke` or `lowport unreserve` it, or edit the file\./,
+      );
+      assert.equal((JSON.parse((await box.cli('off', '--json')).stdout) as { policyRules?: number }).policyRules, 3);
+      assert.deepEqual(box.probe({}, binds(85, ['127.0.0.1'], ['tcp'])), ['EACCES']);
+
+      // One revoke, and the two other rules are back.
+      const revoke = await box.cli('revoke', '86', '--user', 'nobody');
+      assert.equal(revoke.code, 0, revoke.stderr);
+      assert.match(revoke.stderr, /lowport: lowport was off, and this edit made 2 other rules of the file live again too/);
+      assert.match(revoke.stderr, /^lowport: {3}line 1: grant 85 user nobody \(uid 65534\)$/m);
+      assert.match(revoke.stderr, /^lowport: {3}line 3: reserve 5433 user daemon \(uid 1\)$/m);
+      assert.deepEqual(box.probe({}, binds(85, ['127.0.0.1'], ['tcp'])), ['ok']);
+
+      // Now on: an edit revives nothing, and says nothing of it.
+      const grant = await box.cli('grant', '87', '--user', 'nobody', '--json');
+      assert.equal(grant.code, 0, grant.stderr);
+      assert.deepEqual((JSON.parse(grant.stdout) as { revived: unknown[] }).revived, []);
+
+      // The clash warning apply prints, an edit prints too: here at the grant, since the reservation's line (3) is the edit's.
+      assert.equal((await box.cli('grant', '5400-5499/tcp', '--everyone')).code, 0);
+      const reserve = await box.cli('reserve', '5432', '--user', 'daemon');
+      assert.equal(reserve.code, 0, reserve.stderr);
+      assert.match(
+        reserve.stderr,
+        /policy:4:7-19: warning: the grant to everyone does not open 5432-5433\/tcp: line 3 reserves it for user daemon/,
+      );
+      assert.match(reserve.stderr, /policy:3:9-17: note: reserved here/);
+    } finally {
+      await box.cli('off');
+      box.writePolicy(TEXT_ONE);
+    }
+  });
 });

@@ -102,6 +102,45 @@ describe('reservations in the kernel', { skip }, () => {
     assert.equal(reservation.refused, 11);
   });
 
+  it('shows in list a grant that a reservation of its port shadows, and by which line', async () => {
+    // The owner's own grant of a reserved port, and a grant to everyone over it: neither does anything there.
+    assert.equal((await box.cli('grant', '5432,5433', '--user', String(OWNER))).code, 0);
+    assert.equal((await box.cli('grant', '5430-5439/tcp', '--everyone')).code, 0);
+    try {
+      const lines = box.readPolicy().split('\n');
+      const lineOf = (text: string): number => lines.indexOf(text) + 1;
+      const reservation = lineOf(`reserve 90,5432 user ${OWNER}`);
+      const own = lineOf(`grant 5432-5433 user ${OWNER}`);
+      const everyone = lineOf('grant 5430-5439/tcp everyone');
+      assert.ok(reservation > 0 && own > 0 && everyone > 0, lines.join('\n'));
+      const r = await box.cli('list', '--json');
+      const listed = JSON.parse(r.stdout) as {
+        rules: { line: number; ports: string }[];
+        shadowed: { line: number; action: string; ports: string; who: string[]; shadowedBy: number }[];
+      };
+      // 5433 stays live on the owner's grant line; 5432 is the reservation's.
+      assert.deepEqual(
+        listed.rules.filter((x) => x.line === own).map((x) => x.ports),
+        ['5433'],
+      );
+      assert.deepEqual(
+        listed.shadowed.map((x) => [x.line, x.action, x.ports, x.who.length, x.shadowedBy]),
+        [
+          [own, 'grant', '5432', 1, reservation],
+          [everyone, 'grant', '5432/tcp', 1, reservation],
+        ],
+      );
+      assert.match(listed.shadowed[1]?.who[0] ?? '', /^everyone$/);
+      const human = await box.cli('list');
+      assert.match(human.stdout, new RegExp(`^ *${own}  grant 5432 \\S+ .*\\(uid ${OWNER}\\) +shadowed by line ${reservation}$`, 'm'));
+      assert.match(human.stdout, new RegExp(`^ *${everyone}  grant 5432/tcp everyone +shadowed by line ${reservation}$`, 'm'));
+      assert.match(human.stdout, /A shadowed grant does nothing where a reservation of the same port holds/);
+    } finally {
+      assert.equal((await box.cli('revoke', '5432,5433', '--user', String(OWNER))).code, 0);
+      assert.equal((await box.cli('revoke', '5430-5439/tcp', '--everyone')).code, 0);
+    }
+  });
+
   it('frees the port on unreserve', async () => {
     assert.equal((await box.cli('unreserve', '90,5432')).code, 0);
     assert.deepEqual(box.probe({ sysctls: LOWERED }, [...binds(90, ['127.0.0.1'], ['udp']), ...binds(5432, ['127.0.0.1'], ['tcp'])]), [

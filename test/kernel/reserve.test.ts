@@ -98,7 +98,8 @@ describe('reservations in the kernel', { skip }, () => {
     const rules = (JSON.parse(r.stdout) as { rules: { action: string; ports: string; refused: number }[] }).rules;
     const reservation = rules.find((x) => x.action === 'reserve');
     assert.ok(reservation !== undefined, r.stdout);
-    // 2 + 1 + 1 (port 90) + 4 (port 5432) + 1 (after the refused second owner) + 1 (udp after the tcp grant) + 1 (everyone's udp) refusals above.
+    // Refusals above: 2 + 1 + 1 (port 90), 4 (port 5432), 1 (after the refused second owner),
+    // 1 (udp after the tcp grant), 1 (everyone's udp).
     assert.equal(reservation.refused, 11);
   });
 

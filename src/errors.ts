@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'E_POLICY_SYNTAX'
   | 'E_POLICY_UNSAFE'
   | 'E_POLICY_MISSING'
+  | 'E_POLICY_CLASH'
   | 'E_UNKNOWN_USER'
   | 'E_UNKNOWN_GROUP'
   | 'E_NOT_ROOT'

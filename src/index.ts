@@ -4,7 +4,7 @@
  */
 export { apply, type ApplyResult, type EditOutcome, type UnresolvedReport } from './ops/apply.js';
 export { grant, revoke, revokeAll, reserve, unreserve, type GrantSpec } from './ops/edits.js';
-export { list, type ListResult, type ListWarning, type LiveRule } from './ops/list.js';
+export { list, type ListResult, type ListWarning, type LiveRule, type ShadowedGrant } from './ops/list.js';
 export type { NameBindings, UnresolvedRule } from './grants/resolve.js';
 export { off, type OffResult } from './ops/off.js';
 export { DEFAULT_PIN_DIR, DEFAULT_POLICY, type LowportOptions } from './grants/target.js';

@@ -59,6 +59,14 @@ export const off: Implementation = implement(commands.off, (ctx) => {
           ? `lowport is off: removed everything at ${result.pinDir}\n`
           : `lowport was already off (nothing at ${result.pinDir})\n`,
       );
+    if (!ctx.json && result.policyRules !== undefined && result.policyRules > 0) {
+      const n = result.policyRules;
+      ctx.io.stdout(
+        `The policy file ${escapeControl(result.policy)} stays as it is, with its ${n} rule${n === 1 ? '' : 's'}: ` +
+          `the next \`lowport apply\`, \`grant\`, \`revoke\`, \`reserve\` or \`unreserve\` makes ${n === 1 ? 'it' : 'all of them'} live again. ` +
+          'To drop a rule for good, `lowport revoke` or `lowport unreserve` it, or edit the file.\n',
+      );
+    }
     if (!ctx.json) for (const note of result.notes ?? []) ctx.note(note);
     if (!ctx.json && result.forwards !== undefined)
       ctx.io.stdout(

@@ -208,7 +208,6 @@ type Ctx = Pick<CommandContext, 'io' | 'json' | 'note' | 'options'>;
 
 /** A kernel redirect held until a signal, or persisted; or a persisted one removed. */
 function kernelOrRemove(ctx: Ctx, req: Extract<ForwardRequest, { mode: 'kernel' | 'remove' }>): () => Promise<number> {
-  const policy = policyPath(ctx.options);
   // The redirect sends every client of the low port to whoever holds the high one: said once the redirect is
   // in place, never before an error that refuses it (a port forwarded already).
   const warning =
@@ -225,7 +224,7 @@ function kernelOrRemove(ctx: Ctx, req: Extract<ForwardRequest, { mode: 'kernel' 
         warned = true;
       });
     }
-    const result = req.mode === 'remove' ? unpersistForward(policy, req.port, req.protocols) : persistForward(policy, req.spec);
+    const result = req.mode === 'remove' ? unpersistForward(ctx.options, req.port, req.protocols) : persistForward(ctx.options, req.spec);
     if (ctx.json) {
       printJson(ctx.io, result);
       return 0;

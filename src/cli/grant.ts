@@ -3,10 +3,13 @@ import { UsageError } from '../errors.js';
 import type { EditOutcome } from '../ops/apply.js';
 import { grant as grantRules, revoke as revokeRules, revokeAll } from '../ops/edits.js';
 import type { PortItem } from '../policy/types.js';
+import { formatDiagnostics } from '../diagnostic.js';
+import { escapeControl } from '../text.js';
 import { formatUnresolved } from './apply.js';
 import { nameFromArgument, parseAddrArgs, parsePortsArg, parsePrincipalArgs } from './args.js';
 import { implement, printJson, type CommandContext, type Implementation } from './command.js';
 import * as commands from './commands.js';
+import { ruleText } from './list.js';
 
 type WhoContext = Pick<CommandContext<typeof commands.grant.options>, 'values' | 'io' | 'callerName'>;
 
@@ -26,8 +29,19 @@ export function reportEdit(ctx: Pick<CommandContext, 'json' | 'io' | 'note'>, ou
     return 0;
   }
   for (const note of outcome.notes) ctx.note(note);
+  // What apply would warn about, for the statements this edit wrote.
+  ctx.io.stderr(formatDiagnostics(outcome.warnings ?? []));
   // Lines of the file whose names are gone did not stop this edit; say so, and how to remove them.
   if (outcome.unresolved.length > 0) ctx.io.stderr(formatUnresolved(outcome.unresolved, 'warning'));
+  // After `lowport off` the file stayed: this edit made its other rules live again, which is easy to miss.
+  if (outcome.revived.length > 0) {
+    const n = outcome.revived.length;
+    ctx.note(
+      `lowport was off, and this edit made ${n === 1 ? 'another rule' : `${n} other rules`} of the file live again too ` +
+        '(`lowport off` keeps the file; `lowport revoke` or `unreserve` what should stay off):',
+    );
+    for (const rule of outcome.revived) ctx.note(`  line ${rule.line}: ${escapeControl(ruleText(rule))}`);
+  }
   const state = outcome.installed ? 'loaded into the kernel' : 'live';
   ctx.io.stdout(`${outcome.policy}: ${outcome.rules} rule${outcome.rules === 1 ? '' : 's'}, ${state} (${outcome.entries} map entries)\n`);
   return 0;

@@ -1,6 +1,6 @@
 /** `lowport list`: the live rules, read back from the kernel. */
 import { formatDiagnostic } from '../diagnostic.js';
-import { list as listLive, type ListResult } from '../ops/list.js';
+import { list as listLive, type ListResult, type LiveRule } from '../ops/list.js';
 import { escapeControl } from '../text.js';
 import { implement, noArguments, printJson, type Implementation } from './command.js';
 import * as commands from './commands.js';
@@ -14,6 +14,12 @@ const FILE_STATE: Record<ListResult['file'], string> = {
     'the live rules were made from the file, but users or groups it names have changed since (see the warnings): run `lowport apply`',
 };
 
+/** A live rule as the RULE column shows it: `grant 80,443 user alice (uid 1000) addr ::1`. Not escaped. */
+export function ruleText(rule: LiveRule): string {
+  const who = rule.who.length > 0 ? rule.who.join(' + ') : 'nobody but root (its owner does not exist)';
+  return `${rule.action} ${rule.ports} ${who}${rule.addrs.length > 0 ? ` addr ${rule.addrs.join(',')}` : ''}`;
+}
+
 export function formatList(r: ListResult): string {
   const out: string[] = [];
   if (!r.live) {
@@ -24,12 +30,20 @@ export function formatList(r: ListResult): string {
     );
   }
   out.push(`Policy ${escapeControl(r.policy)}: ${FILE_STATE[r.file]}.`);
-  if (r.rules.length > 0) {
+  // Shadowed grants (ops/list.ts) sit among the live rules by line, after the line's live part.
+  const shown = [...r.rules.map((rule) => ({ rule, by: undefined })), ...r.shadowed.map((rule) => ({ rule, by: rule.shadowedBy }))].sort(
+    (a, b) => a.rule.line - b.rule.line || (a.by ?? 0) - (b.by ?? 0),
+  );
+  if (shown.length > 0) {
     out.push('');
-    const rows = r.rules.map((rule) => [
+    const rows = shown.map(({ rule, by }) => [
       String(rule.line),
-      `${rule.action} ${rule.ports} ${rule.who.length > 0 ? rule.who.join(' + ') : 'nobody but root (its owner does not exist)'}${rule.addrs.length > 0 ? ` addr ${rule.addrs.join(',')}` : ''}`,
-      rule.action === 'reserve' ? `${rule.hits} (refused ${rule.refused})` : String(rule.hits),
+      ruleText(rule),
+      by !== undefined
+        ? `shadowed by line ${by}`
+        : rule.action === 'reserve'
+          ? `${rule.hits} (refused ${rule.refused})`
+          : String(rule.hits),
     ]);
     const table = [['LINE', 'RULE', 'BINDS'], ...rows];
     const lineWidth = table.reduce((w, row) => Math.max(w, (row[0] ?? '').length), 0);
@@ -37,6 +51,13 @@ export function formatList(r: ListResult): string {
     // Rule labels of `lowport run` scopes hold the command line a user ran, and paths and names come from outside: escaped.
     for (const row of table.map((cells) => cells.map(escapeControl)))
       out.push(`${(row[0] ?? '').padStart(lineWidth)}  ${(row[1] ?? '').padEnd(ruleWidth)}  ${row[2] ?? ''}`);
+  }
+  if (r.shadowed.length > 0) {
+    out.push(
+      '',
+      'A shadowed grant does nothing where a reservation of the same port holds: its owner binds through the reservation ' +
+        '(whose line counts the binds), and a grant to everyone never opens a reserved port.',
+    );
   }
   if (r.warnings.length > 0) {
     out.push('');

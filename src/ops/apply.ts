@@ -14,7 +14,8 @@ import { editPolicyFile, readPolicy, readPolicyText, withPolicyLock } from '../p
 import { readPolicyFile } from '../policy-file/trust.js';
 import { restorePersisted } from '../forward/redirect.js';
 import { compileDocument, policyFingerprint, type CompiledPolicy } from '../grants/document.js';
-import { readLivePolicy, removeAll, swapPolicy, type Target } from '../grants/live.js';
+import { describeTable, type LiveRule } from '../grants/describe.js';
+import { readLivePolicy, removeAll, swapPolicy, type LivePolicy, type Target } from '../grants/live.js';
 import { VALUE_SIZE, type EntryTable } from '../grants/map-format.js';
 import { syncReservedPorts } from '../grants/reserved-ports.js';
 import { appliedText, pruneScopes, saveAppliedText, scopeRules } from '../grants/scopes.js';
@@ -181,6 +182,12 @@ function applyForwards(path: string, doc: PolicyDocument): number {
 export interface EditOutcome extends ApplyResult {
   changed: boolean;
   notes: string[];
+  /**
+   * When nothing of the file was live (after `lowport off`): the file's other
+   * rules, which this edit made live again with its own, as `list` shows
+   * them. Empty when lowport was on.
+   */
+  revived: LiveRule[];
 }
 
 /**
@@ -196,9 +203,11 @@ export function editPolicy(
   const target = kernelTarget(options);
   // A file with syntax errors stops the edit (in the transaction too): say all its problems, its unknown names with them.
   withUnknownNames(() => readPolicy(policyPath(options), true));
-  const done = editPolicyFile(policyPath(options), edit, (after) => {
+  const done = editPolicyFile(policyPath(options), edit, (after, before) => {
     const compiled = compileDocument(after.doc);
     const previous = readLivePolicy(target.pinDir);
+    const untouched = untouchedLines(before.doc, after.doc);
+    const revived = fileWasLive(previous) ? new Set<number>() : untouched;
     // Back to what was live: the old policy, or nothing.
     const undo = (): void => {
       if (previous !== undefined) swapInto(target, previous.table, previous.fingerprint);
@@ -206,12 +215,15 @@ export function editPolicy(
     };
     const live = makeLive(target, compiled, policyFingerprint(after.text), undo);
     return {
-      result: { compiled, ...live },
+      result: { compiled, revived, untouched, ...live },
       undo,
       commit: () => saveAppliedText(target, after.text, compiled.bindings),
     };
   });
-  const { compiled, installed, entries, notes: liveNotes } = done.live;
+  const { compiled, revived, untouched, installed, entries, notes: liveNotes } = done.live;
+  // The clash warnings apply prints, for the statements this edit wrote (or those that clash with them).
+  const touches = (line: number): boolean => done.doc.rules.some((r) => r.line === line) && !untouched.has(line);
+  const warnings = policyWarnings(done.doc).filter((w) => touches(w.line) || (w.related ?? []).some((m) => touches(m.line)));
   return {
     policy: done.path,
     rules: compiled.rules.length,
@@ -222,7 +234,20 @@ export function editPolicy(
     notes: [...done.notes, ...(explain?.(compiled) ?? []), ...liveNotes],
     // Dead lines elsewhere in the file do not stop an edit; the CLI warns about each.
     unresolved: unresolvedReport(options, compiled.unresolved),
+    revived: revived.size === 0 ? [] : describeTable(compiled.table).filter((r) => revived.has(r.line)),
+    ...(warnings.length > 0 ? { warnings } : {}),
   };
+}
+
+/** Whether the live policy was made from a file: not when nothing is live, nor when only runs' grants are (a zero fingerprint). */
+function fileWasLive(live: LivePolicy | undefined): boolean {
+  return live !== undefined && (live.fingerprint === undefined || !live.fingerprint.equals(Buffer.alloc(VALUE_SIZE)));
+}
+
+/** Lines of the edited document whose statement the edit left as it was. */
+function untouchedLines(before: PolicyDocument, after: PolicyDocument): Set<number> {
+  const kept = new Set(before.rules.map((r) => before.lines[r.line - 1]));
+  return new Set(after.rules.filter((r) => kept.has(after.lines[r.line - 1])).map((r) => r.line));
 }
 
 /**

@@ -11,14 +11,28 @@ import { readPolicyText } from '../policy-file/policy-file.js';
 import { compileDocument, policyFingerprint } from '../grants/document.js';
 import { describeTable, namesWithScopes, type LiveRule } from '../grants/describe.js';
 import { attachedPrograms, readLivePolicy, type AttachedProgram, type LivePolicy, type Target } from '../grants/live.js';
-import { EntryTable, Kind, KEY_SIZE } from '../grants/map-format.js';
+import { addressKey } from '../grants/compile.js';
+import { encodeKey, EntryTable, IPPROTO, Kind, KEY_SIZE, RESERVED } from '../grants/map-format.js';
 import { appliedBindings, appliedText, pruneScopes, readScopes, type Scope } from '../grants/scopes.js';
-import { nameChanges, subordinateNotes, type Subject } from '../grants/resolve.js';
+import { nameChanges, resolvePolicy, subordinateNotes, type Subject } from '../grants/resolve.js';
 import { kernelTarget, policyPath, type LowportOptions } from '../grants/target.js';
 import { refreshLive } from './apply.js';
 import { removeCommand } from './unresolved.js';
 
 export type { LiveRule } from '../grants/describe.js';
+
+/**
+ * A grant that the live map does not carry out where a reservation of the
+ * same port holds: its owner's key belongs to the reservation (compile.ts:
+ * the reservation claims it, and its binds count there), or, for a grant to
+ * everyone, a reserved port never looks everyone up. Without this, such a
+ * grant would not show in `list` at all. The parts of one grant line a
+ * reservation shadows, as `list` shows rules.
+ */
+export interface ShadowedGrant extends LiveRule {
+  /** The line of the reservation that shadows it. */
+  shadowedBy: number;
+}
 
 export interface ListResult {
   policy: string;
@@ -27,6 +41,12 @@ export interface ListResult {
   /** False when lowport has nothing live at this pin directory. */
   live: boolean;
   rules: LiveRule[];
+  /**
+   * Grants of the applied text, or the parts of them, that reservations of
+   * the same ports shadow (see ShadowedGrant), in line order; empty when the
+   * applied text is not at hand.
+   */
+  shadowed: ShadowedGrant[];
   /** Map entries live in the kernel. */
   entries: number;
   /**
@@ -78,6 +98,7 @@ export function list(options: LowportOptions = {}, { prune = true }: { prune?: b
     cgroup: target.cgroup,
     live: live !== undefined,
     rules: describeTable(table, namesWithScopes(scopes)),
+    shadowed: live === undefined || applied === undefined || !appliedIsLive(target, live) ? [] : shadowedGrants(table, applied),
     entries: table.count,
     file,
     ...(compared.fileProblem === undefined ? {} : { fileProblem: compared.fileProblem }),
@@ -96,6 +117,76 @@ function appliedDocument(target: Target, path: string): PolicyDocument | undefin
     return undefined;
   }
 }
+
+/** Whether the applied text on record is the one the live map was made from. */
+function appliedIsLive(target: Target, live: LivePolicy): boolean {
+  const text = appliedText(target);
+  return text !== undefined && live.fingerprint !== undefined && policyFingerprint(text).equals(live.fingerprint);
+}
+
+/**
+ * The grants of the applied text that reservations shadow in the live map
+ * (ShadowedGrant): a key of the grant's (owner, port, any address) that the
+ * map credits to a reservation, or a grant to everyone on a reserved port.
+ * Only grants that share a port with a reserved marker are resolved (NSS, as
+ * now) and looked up.
+ */
+function shadowedGrants(table: EntryTable, applied: PolicyDocument): ShadowedGrant[] {
+  // (protocol, port) of each reserved marker -> the reservation it credits.
+  const reserved = new Map<number, number>();
+  for (let i = 0; i < table.count; i++) {
+    if (table.kind(i) !== Kind.PORT || (table.flags(i) & RESERVED) === 0) continue;
+    const k = table.key(i);
+    reserved.set(k.protocol * 65536 + k.port, table.rule(i));
+  }
+  if (reserved.size === 0) return [];
+  const reservedBy = (protocol: number, port: number): number | undefined => reserved.get(protocol * 65536 + port);
+  const grants = applied.rules.filter(
+    (r) =>
+      r.action === 'grant' &&
+      r.ports.some((item) =>
+        item.protocols.some((p) => {
+          for (let port = item.from; port <= item.to; port++) if (reservedBy(IPPROTO[p], port) !== undefined) return true;
+          return false;
+        }),
+      ),
+  );
+  if (grants.length === 0) return [];
+  // Per (grant line, reservation line): the shadowed keys, as a table describeTable reads like the live one.
+  const parts = new Map<string, { line: number; by: number; keys: EntryTable }>();
+  for (const { rule, subjects } of resolvePolicy({ ...applied, rules: grants }).rules) {
+    for (const item of rule.ports) {
+      for (const p of item.protocols) {
+        const protocol = IPPROTO[p];
+        for (let port = item.from; port <= item.to; port++) {
+          const by = reservedBy(protocol, port);
+          if (by === undefined) continue;
+          for (const s of subjects) {
+            const everyone = s.kind === Kind.EVERYONE;
+            // A grant on addresses keeps keys of its own: only everyone's are shadowed there.
+            if (!everyone && rule.addrs.length > 0) continue;
+            let shadowedBy = by;
+            if (!everyone) {
+              const i = table.find(encodeKey({ kind: s.kind, protocol, port, family: 0, id: s.id, addr: ANY }).toString('latin1'));
+              if (i === undefined || table.rule(i) === rule.line || (table.flags(i) & RESERVED) === 0) continue;
+              shadowedBy = table.rule(i);
+            }
+            const id = `${rule.line}:${shadowedBy}`;
+            let part = parts.get(id);
+            if (part === undefined) parts.set(id, (part = { line: rule.line, by: shadowedBy, keys: new EntryTable() }));
+            for (const a of everyone && rule.addrs.length > 0 ? rule.addrs.map(addressKey) : [{ family: 0, bytes: ANY }])
+              part.keys.put(s.kind, protocol, port, a.family, s.id, a.bytes, rule.line, 0);
+          }
+        }
+      }
+    }
+  }
+  return [...parts.values()]
+    .sort((a, b) => a.line - b.line || a.by - b.by)
+    .flatMap((part) => describeTable(part.keys).map((r): ShadowedGrant => ({ ...r, shadowedBy: part.by })));
+}
+
+const ANY = Buffer.alloc(16);
 
 /** A warning about a statement of the applied text, with a diagnostic at its user or group name. */
 function located(w: ListWarning, applied: PolicyDocument | undefined): ListWarning {

@@ -1,7 +1,9 @@
 /** `lowport off`: every grant ends at once, then lowport's program, links, map and pins go. The policy file stays. */
 import { resolve } from 'node:path';
 import { removePersisted } from '../forward/redirect.js';
+import { parsePolicy } from '../policy/parse.js';
 import { withPolicyLock } from '../policy-file/policy-file.js';
+import { readPolicyFile } from '../policy-file/trust.js';
 import { removeAll } from '../grants/live.js';
 import { syncReservedPorts } from '../grants/reserved-ports.js';
 import { endScopes, forgetAppliedText } from '../grants/scopes.js';
@@ -10,6 +12,14 @@ import { DEFAULT_PIN_DIR, policyPath, type LowportOptions } from '../grants/targ
 
 export interface OffResult {
   pinDir: string;
+  /** The policy file, which off leaves as it is. */
+  policy: string;
+  /**
+   * Its grants and reservations, which the next apply, grant, revoke, reserve
+   * or unreserve makes live again, every one; undefined when the file is
+   * missing or cannot be read or parsed.
+   */
+  policyRules?: number;
   /** False when nothing of lowport's was live there. */
   removed: boolean;
   /** Persisted forwards (nftables redirects of the policy's `forward` statements) removed. */
@@ -47,6 +57,26 @@ export function off(options: LowportOptions = {}): OffResult {
     // A separate step: the policy's persisted redirects go too; `apply` brings them back.
     const forwards = removePersisted(policyPath(options));
     const endedRuns = ended.map((s) => ({ pid: s.owner, user: s.user, command: s.command }));
-    return { pinDir, ...result, ...(forwards > 0 ? { forwards } : {}), endedRuns, ...(notes.length > 0 ? { notes } : {}) };
+    const policy = policyPath(options);
+    const policyRules = rulesKept(policy);
+    return {
+      pinDir,
+      policy,
+      ...(policyRules === undefined ? {} : { policyRules }),
+      ...result,
+      ...(forwards > 0 ? { forwards } : {}),
+      endedRuns,
+      ...(notes.length > 0 ? { notes } : {}),
+    };
   });
+}
+
+/** How many grants and reservations the file keeps; undefined when it is missing or unreadable (off goes on regardless). */
+function rulesKept(path: string): number | undefined {
+  try {
+    const text = readPolicyFile(path);
+    return text === undefined ? undefined : parsePolicy(text, path).rules.length;
+  } catch {
+    return undefined;
+  }
 }

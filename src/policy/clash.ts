@@ -4,12 +4,13 @@
  * likely meant something else, so each is a warning that also marks the other
  * statement:
  *
- * - a port reserved twice, for two owners: both may bind it, and no one else,
- *   where each line says "nobody else takes it";
  * - a grant to everyone over a reserved port: it does not open that port
  *   (compile.ts keeps EVERYONE off reserved ports, since 31cce13);
  * - a statement that says again what an earlier one says (same action, user
  *   or group and addresses): the later one adds nothing.
+ *
+ * A port reserved for two owners is not among them: it is an error
+ * (owners.ts), which the parser reports.
  *
  * Pure, like the parser: the caller decides where the warnings go.
  */
@@ -27,8 +28,7 @@ export function policyWarnings(doc: PolicyDocument): Diagnostic[] {
   const portsOf = (r: Rule): PortSet => ports.get(r) ?? PortSet.EMPTY;
   doc.rules.forEach((rule, i) => {
     const earlier = doc.rules.slice(0, i);
-    const found =
-      repeated(rule, earlier, portsOf) ?? sharedReservation(rule, earlier, portsOf) ?? everyoneOverReserved(rule, doc.rules, portsOf);
+    const found = repeated(rule, earlier, portsOf) ?? everyoneOverReserved(rule, doc.rules, portsOf);
     if (found === undefined) return;
     out.push(diagnostic('warning', portsSpan(doc, rule), found.message, { related: [related(portsSpan(doc, found.other), found.label)] }));
   });
@@ -55,25 +55,6 @@ function repeated(rule: Rule, earlier: readonly Rule[], portsOf: (r: Rule) => Po
       ? `this statement repeats line ${other.line}: ${overlap.toString()} is already ${verb} there; remove one of them`
       : `${overlap.toString()} is already ${verb} on line ${other.line}: remove ${overlap.toString()} from one of them`;
     return { message, other, label: 'first here' };
-  }
-  return undefined;
-}
-
-/** A port an earlier reservation keeps for another owner. */
-function sharedReservation(rule: Rule, earlier: readonly Rule[], portsOf: (r: Rule) => PortSet): Clash | undefined {
-  if (rule.action !== 'reserve') return undefined;
-  for (const other of earlier) {
-    if (other.action !== 'reserve' || samePrincipal(other.principal, rule.principal)) continue;
-    const overlap = portsOf(rule).intersect(portsOf(other));
-    if (overlap.isEmpty()) continue;
-    return {
-      message:
-        `${overlap.toString()} is also reserved for ${formatPrincipal(other.principal)} on line ${other.line}: ` +
-        `both ${formatPrincipal(rule.principal)} and ${formatPrincipal(other.principal)} may bind it, and nobody else; ` +
-        'reserve each port for one owner (a group, if several users share it)',
-      other,
-      label: 'first reserved here',
-    };
   }
   return undefined;
 }

@@ -8,8 +8,11 @@
  * Functions never mutate their input; line numbers in notes are those of the
  * document that was passed in.
  */
-import { UsageError } from '../errors.js';
+import { diagnostic } from '../diagnostic.js';
+import { LowportError, UsageError } from '../errors.js';
 import { normalizeAddress } from './address.js';
+import { ONE_OWNER, otherOwner } from './owners.js';
+import { portsSpan } from './parse.js';
 import { PortSet } from './ports.js';
 import { normalizePrincipal, samePrincipal } from './principal.js';
 import { formatForward, formatPrincipal, formatRule } from './print.js';
@@ -63,13 +66,29 @@ export function grant(doc: PolicyDocument, request: GrantRequest): EditResult {
   return add(doc, 'grant', portsOf(request.ports), principal, normalizeAddrs(request.addrs));
 }
 
-/** Reserves `ports` for this principal, like grant without addresses. */
+/**
+ * Reserves `ports` for this principal, like grant without addresses. A port
+ * already reserved for another owner is refused (owners.ts), at that
+ * reservation's line: the file stays as it is.
+ */
 export function reserve(doc: PolicyDocument, request: ReserveRequest): EditResult {
   const principal = normalizePrincipal(request.principal);
   if (principal.kind === 'everyone') {
     throw new UsageError("a reservation for 'everyone' reserves nothing", 'Name the user or group that alone may bind these ports.');
   }
-  return add(doc, 'reserve', portsOf(request.ports), principal, []);
+  const wanted = portsOf(request.ports);
+  const clash = otherOwner(principal, wanted, doc.rules);
+  if (clash !== undefined) {
+    const { other, shared } = clash;
+    const message =
+      `${shared.toString()} is reserved for ${formatPrincipal(other.principal)} on line ${other.line}, ` +
+      `so reserving it for ${formatPrincipal(principal)} too would let both bind it; ${ONE_OWNER}`;
+    throw new LowportError('E_POLICY_CLASH', message, {
+      hint: `Nothing was changed. \`lowport unreserve ${shared.toString()}\` ends the reservation of line ${other.line}.`,
+      diagnostics: [diagnostic('error', portsSpan(doc, other), message)],
+    });
+  }
+  return add(doc, 'reserve', wanted, principal, []);
 }
 
 /**

@@ -14,6 +14,7 @@
 import { diagnostic, didYouMean, related, span, type Diagnostic, type Span } from '../diagnostic.js';
 import { PolicyError } from '../errors.js';
 import { scanAddressList } from './address.js';
+import { ownerClashes } from './owners.js';
 import { scanPortSpec } from './ports.js';
 import { parsePrincipalName } from './principal.js';
 import { PolicySpecError } from './spec-error.js';
@@ -74,6 +75,7 @@ export function parsePolicy(text: string, file: string): PolicyDocument {
     if (rule !== undefined) rules.push(rule);
   });
   checkForwardOverlaps(forwards, lines, file, diagnostics);
+  diagnostics.push(...ownerClashes(rules, (rule) => portsSpan({ file, lines }, rule)));
   const doc = forwards.length === 0 ? { file, lines, rules } : { file, lines, rules, forwards };
   if (diagnostics.length > 0) throw new PolicySyntaxError(diagnostics, doc);
   return doc;

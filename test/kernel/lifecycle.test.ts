@@ -71,16 +71,18 @@ describe('apply and off', { skip }, () => {
     assert.deepEqual(box.probe({}, binds(80, ['127.0.0.1'], ['tcp'])), ['ok']);
   });
 
-  it('warns about a port reserved for two owners, marking the first reservation, and makes both live', async () => {
+  it('refuses a port reserved for two owners, marking the first reservation, and changes nothing live', async () => {
+    // An error since policy/owners.ts (a warning before, which left both owners able to bind it).
+    const before = signature(readLivePolicy(box.pinDir)?.table);
     box.writePolicy('grant 80 user nobody\nreserve 5432 user nobody\nreserve 5432 user daemon\n');
     const r = await box.cli('apply');
-    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.code, 1, r.stderr);
     assert.match(
       r.stderr,
-      /policy:3:9-12: warning: 5432 is also reserved for user nobody on line 2: both user daemon and user nobody may bind it[^\n]*\nreserve 5432 user daemon\n {8}\^~{3}\n/,
+      /policy:3:9-12: error: 5432 is already reserved for user nobody on line 2, so user daemon and user nobody would both bind it[^\n]*\nreserve 5432 user daemon\n {8}\^~{3}\n/,
     );
     assert.match(r.stderr, /policy:2:9-12: note: first reserved here\nreserve 5432 user nobody\n {8}\^~{3}\n/);
-    assert.match(r.stdout, /3 rules live/);
+    assert.equal(signature(readLivePolicy(box.pinDir)?.table), before);
   });
 
   it('reports an unknown user at its line and column with exit 1, and makes the other lines live (names.test.ts has the rest)', async () => {

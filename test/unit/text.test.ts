@@ -108,6 +108,7 @@ describe('CLI output of text others chose', () => {
       entries: 1,
       file: 'in-sync',
       warnings: [],
+      shadowed: [],
       rules: [{ line: 0, action: 'grant', ports: '80', who: ['run of `srv \x1b[2J\nfake 1 line`'], addrs: [], hits: 0, refused: 0 }],
       programs: [{ hook: 'bind4', id: 7, name: 'x\x1b]0;t\x07', ours: false, inherited: false, createdByUid: 1000 }],
     } as unknown as Parameters<typeof formatList>[0]);

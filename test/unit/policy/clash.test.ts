@@ -11,18 +11,6 @@ describe('policyWarnings', () => {
   /** Each policy and its warnings as the CLI shows them. */
   const rows: [what: string, policy: string[], rendering: string[]][] = [
     [
-      'a port reserved for two owners, marking the first reservation',
-      ['reserve 5432     user postgres', '# and later', 'reserve 80,5432 user alice'],
-      [
-        'policy:3:9-15: warning: 5432 is also reserved for user postgres on line 1: both user alice and user postgres may bind it, and nobody else; reserve each port for one owner (a group, if several users share it)',
-        'reserve 80,5432 user alice',
-        '        ^~~~~~~',
-        'policy:1:9-12: note: first reserved here',
-        'reserve 5432     user postgres',
-        '        ^~~~',
-      ],
-    ],
-    [
       'a grant to everyone over a reserved port, even one reserved further down',
       ['grant 5000-5999/tcp everyone', 'reserve 5432 user postgres'],
       [
@@ -73,6 +61,7 @@ describe('policyWarnings', () => {
     ['a grant to everyone next to a reservation of another port', ['grant 80 everyone', 'reserve 5432 user pg']],
     ['a grant to everyone of a reserved port but another protocol', ['grant 53/udp everyone', 'reserve 53/tcp user dns']],
     ['two reservations of one port for different protocols', ['reserve 53/tcp user a', 'reserve 53/udp user b']],
+    // Two owners of one port are an error instead, of the parser (owners.test.ts).
   ];
   for (const [what, policy] of quiet) {
     it(`is quiet about ${what}`, () => {

@@ -300,10 +300,11 @@ describe('reserve and unreserve', () => {
   });
 
   it('unreserve takes the ports out of every reservation, whoever it is for', () => {
-    const before = doc('reserve 5432,6379 user postgres', 'reserve 6379 group redis # cache', 'grant 6379 user bob');
-    const result = unreserve(before, { ports: ports('6379') });
+    // (One owner per port: owners.ts refuses a port reserved for two.)
+    const before = doc('reserve 5432,6379 user postgres', 'reserve 6380 group redis # cache', 'grant 6379 user bob');
+    const result = unreserve(before, { ports: ports('6379-6380') });
     assert.equal(textOf(result), lines('reserve 5432 user postgres', 'grant 6379 user bob'));
-    assert.deepEqual(result.notes, ['line 1 no longer reserves 6379 for user postgres', 'removed line 2: reserve 6379 group redis']);
+    assert.deepEqual(result.notes, ['line 1 no longer reserves 6379 for user postgres', 'removed line 2: reserve 6380 group redis']);
   });
 
   it('unreserve splits a reserved range', () => {

@@ -177,6 +177,20 @@ describe('group membership, differentially against the README', () => {
       for (const r of rules) if (r.action === 'grant' && next() < 0.3) r.addrs = ['127.0.0.1'];
       // Reservations are for a user or a group (the CLI and the parser refuse `reserve ... everyone`).
       for (const r of rules) if (r.action === 'reserve' && r.who.kind === 'everyone') r.who = { kind: 'group', name: 'g1' };
+      // A reserved port has one owner (the parser refuses a second): a later reservation of it takes the earlier owner,
+      // or becomes a grant where the earlier ones (tcp and udp apart) have two.
+      const reservations = rules.filter((r) => r.action === 'reserve');
+      for (const [i, r] of reservations.entries()) {
+        const owners = new Set(
+          reservations
+            .slice(0, i)
+            .filter((o) => o.action === 'reserve' && o.port === r.port && o.protocols.some((p) => r.protocols.includes(p)))
+            .map((o) => JSON.stringify(o.who)),
+        );
+        const [owner] = owners;
+        if (owners.size > 1) r.action = 'grant';
+        else if (owner !== undefined) r.who = JSON.parse(owner) as Who;
+      }
       const text = `${rules.map(printRule).join('\n')}\n`;
       const map = policyMap(compileTable(resolvePolicy(parsePolicy(text, 'policy'), directoryOf(users, groups)).rules));
       for (let b = 0; b < 20; b++) {

@@ -47,8 +47,12 @@ export function normalizePrincipal(principal: Principal): Principal {
 
 /** Textual equality: same kind and same name as written (ids without leading zeros). */
 export function samePrincipal(a: Principal, b: Principal): boolean {
-  if (a.kind === 'everyone' || b.kind === 'everyone') return a.kind === b.kind;
-  return a.kind === b.kind && canonicalName(a.name) === canonicalName(b.name);
+  return principalKey(a) === principalKey(b);
+}
+
+/** A string equal for two principals exactly when samePrincipal says they are the same. */
+export function principalKey(p: Principal): string {
+  return p.kind === 'everyone' ? 'everyone' : `${p.kind}:${canonicalName(p.name)}`;
 }
 
 function canonicalName(name: string): string {

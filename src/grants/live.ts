@@ -48,7 +48,7 @@ import { LinkHandle, MapHandle, OwnedFd, ProgramHandle, withHandle, withHandles 
 import { progQuery } from '../bpf/syscall.js';
 import { checkedEntry, checkedNames, openPinDir, removeOldStage, removePinSet, type PinDir } from '../bpf/bpffs.js';
 import type { DirFd } from '../os/dirfd.js';
-import { SyscallError } from '../os/libc.js';
+import { flock, LOCK_EX, SyscallError } from '../os/libc.js';
 import { openDir, pidAlive } from '../os/process.js';
 import {
   addPorts,
@@ -249,6 +249,10 @@ function findMeta(t: EntryTable): number | undefined {
  */
 export function swapPolicy(target: Target, table: EntryTable, fingerprint: Buffer = Buffer.alloc(VALUE_SIZE)): { installed: boolean } {
   const done = withPinDir(target.pinDir, true, (pins) => {
+    // One swap at a time per pin directory, whichever policy file or process drives it: the port filter's three
+    // writes (superset, switch, new ports alone) are right only when no other swap interleaves with them, and the
+    // policy lock is per policy file. Released when the directory is closed.
+    flock(pins.dir.fd, LOCK_EX);
     migratePins(pins);
     removeStaleStages(pins);
     return withHandle(createPolicyMap(table.count), (policy) => {

@@ -13,6 +13,8 @@ import { decode, type Instruction } from '../../../src/bpf/asm.js';
 import type { EntryTable } from '../../../src/grants/map-format.js';
 import { decodeValue, encodeKey, encodeValue, PORT_FILTER_SIZE, portFilterOffset } from '../../../src/grants/map-format.js';
 import { buildBindProgram, type HookFamily } from '../../../src/grants/program.js';
+import type { Directory } from '../../../src/grants/resolve.js';
+import type { GroupEntry, PasswdEntry } from '../../../src/os/nss.js';
 
 export const OUTER_FD = 1234;
 export const PORT_FILTER_FD = 1235;
@@ -311,3 +313,18 @@ export function bind(map: PolicyMap | undefined, who: Caller, ip: string, port: 
   const { family, ctx } = sockAddr(ip, port, protocol);
   return run(family, ctx, { kind: 'outer', slot: map, ports: portFilterOf(map) }, who);
 }
+
+/** A small user database for the tests that compile policies: root, alice, bob, carol (in group web), postgres. */
+export const USERS: PasswdEntry[] = [
+  { name: 'root', uid: 0, gid: 0, home: '/root', shell: '/bin/sh' },
+  { name: 'alice', uid: 1000, gid: 1000, home: '/home/alice', shell: '/bin/sh' },
+  { name: 'bob', uid: 1001, gid: 1001, home: '/home/bob', shell: '/bin/sh' },
+  { name: 'carol', uid: 1002, gid: 100, home: '/home/carol', shell: '/bin/sh' },
+  { name: 'postgres', uid: 70, gid: 70, home: '/var/lib/postgres', shell: '/bin/sh' },
+];
+export const GROUPS: GroupEntry[] = [{ name: 'web', gid: 2000, members: ['carol'] }];
+
+export const directory: Directory = {
+  users: (keys) => new Map(keys.flatMap((k) => USERS.filter((u) => u.name === k || String(u.uid) === k).map((u) => [k, u] as const))),
+  groups: (keys) => new Map(keys.flatMap((k) => GROUPS.filter((g) => g.name === k || String(g.gid) === k).map((g) => [k, g] as const))),
+};

@@ -10,24 +10,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { compileTable } from '../../../src/grants/compile.js';
 import { addPorts, portFilter, PORT_FILTER_SIZE, RESERVED } from '../../../src/grants/map-format.js';
-import { resolvePolicy, type Directory } from '../../../src/grants/resolve.js';
+import { resolvePolicy } from '../../../src/grants/resolve.js';
 import type { EntryTable } from '../../../src/grants/map-format.js';
-import type { GroupEntry, PasswdEntry } from '../../../src/os/nss.js';
 import { parsePolicy } from '../../../src/policy/parse.js';
-import { hits, policyMap, portFilterOf, run, sockAddr, type BindProtocol, type Caller } from './bind-interpreter.js';
-
-const USERS: PasswdEntry[] = [
-  { name: 'root', uid: 0, gid: 0, home: '/root', shell: '/bin/sh' },
-  { name: 'alice', uid: 1000, gid: 1000, home: '/home/alice', shell: '/bin/sh' },
-  { name: 'bob', uid: 1001, gid: 1001, home: '/home/bob', shell: '/bin/sh' },
-  { name: 'carol', uid: 1002, gid: 100, home: '/home/carol', shell: '/bin/sh' },
-  { name: 'postgres', uid: 70, gid: 70, home: '/var/lib/postgres', shell: '/bin/sh' },
-];
-const GROUPS: GroupEntry[] = [{ name: 'web', gid: 2000, members: ['carol'] }];
-const directory: Directory = {
-  users: (keys) => new Map(keys.flatMap((k) => USERS.filter((u) => u.name === k || String(u.uid) === k).map((u) => [k, u] as const))),
-  groups: (keys) => new Map(keys.flatMap((k) => GROUPS.filter((g) => g.name === k || String(g.gid) === k).map((g) => [k, g] as const))),
-};
+import { directory, hits, policyMap, portFilterOf, run, sockAddr, type BindProtocol, type Caller } from './bind-interpreter.js';
 
 const table = (text: string): EntryTable => compileTable(resolvePolicy(parsePolicy(text, 'policy'), directory).rules);
 

@@ -15,8 +15,7 @@ import { describe, it } from 'node:test';
 import { decode } from '../../../src/bpf/asm.js';
 import { compileTable } from '../../../src/grants/compile.js';
 import { bindProgramName, buildBindProgram } from '../../../src/grants/program.js';
-import { resolvePolicy, type Directory } from '../../../src/grants/resolve.js';
-import type { GroupEntry, PasswdEntry } from '../../../src/os/nss.js';
+import { resolvePolicy } from '../../../src/grants/resolve.js';
 import { parsePolicy } from '../../../src/policy/parse.js';
 import {
   bind as bindIn,
@@ -33,6 +32,7 @@ import {
   type Caller,
   type PolicyMap,
   type Run,
+  directory,
 } from './bind-interpreter.js';
 
 describe('bind program: shape', () => {
@@ -198,20 +198,6 @@ describe('bindProgramName', () => {
     assert.notEqual(bindProgramName(4).slice(-6), bindProgramName(6).slice(-6));
   });
 });
-
-const USERS: PasswdEntry[] = [
-  { name: 'root', uid: 0, gid: 0, home: '/root', shell: '/bin/sh' },
-  { name: 'alice', uid: 1000, gid: 1000, home: '/home/alice', shell: '/bin/sh' },
-  { name: 'bob', uid: 1001, gid: 1001, home: '/home/bob', shell: '/bin/sh' },
-  { name: 'carol', uid: 1002, gid: 100, home: '/home/carol', shell: '/bin/sh' },
-  { name: 'postgres', uid: 70, gid: 70, home: '/var/lib/postgres', shell: '/bin/sh' },
-];
-const GROUPS: GroupEntry[] = [{ name: 'web', gid: 2000, members: ['carol'] }];
-
-const directory: Directory = {
-  users: (keys) => new Map(keys.flatMap((k) => USERS.filter((u) => u.name === k || String(u.uid) === k).map((u) => [k, u] as const))),
-  groups: (keys) => new Map(keys.flatMap((k) => GROUPS.filter((g) => g.name === k || String(g.gid) === k).map((g) => [k, g] as const))),
-};
 
 /** The live policy map for a policy text, as `apply` fills it. */
 function policyMap(text: string): PolicyMap {

@@ -573,11 +573,14 @@ export class TcpLoop {
           to.pending = Buffer.from(buffer.buf.subarray(HEADROOM + Math.max(0, w), HEADROOM + n));
           return;
         }
+        // A big read, written whole, marks a bulk transfer: from the next read on, this direction splices. Short
+        // reads count too (a loaded machine seldom fills 64 KiB): only a partial write, kept in `pending`, does not.
+        const bulk = n >= SPLICE_FROM && this.startSplice(to);
         if (n < BUFFER_SIZE && !from.finQueued) {
           from.readable = false;
           return;
         }
-        if (n >= SPLICE_FROM && this.startSplice(to)) {
+        if (bulk) {
           this.splicePump(from, to);
           return;
         }

@@ -23,6 +23,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { runMain } from '../run-main.js';
 import { install } from '../../src/integrate/install.js';
@@ -31,6 +32,8 @@ import { getXattr } from '../../src/os/libc.js';
 import { binds, CLI, ImageRoot, kernelSkipReason, missingTools, NOBODY, PackageCopy, rootTempDir, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
+/** The tree these tests run from: a checkout on the host, a copy of dist in the VM. */
+const REPO = fileURLToPath(new URL('../../..', import.meta.url));
 const noSystemd = missingTools({ systemctl: 'systemd', 'systemd-analyze': 'systemd' });
 
 describe('install, unit and import-authbind', { skip }, () => {
@@ -151,20 +154,30 @@ describe('install, unit and import-authbind', { skip }, () => {
   it('refuses to point the boot unit at this checkout, at a copy under /run, or through an npm link, and names the copying installs', async () => {
     const unit = '/etc/systemd/system/lowport.service';
     const before = existsSync(unit);
-    // The checkout these tests run from, as `sudo lowport install` from a clone (npm install -g . links it).
-    const r = await runMain(['install']);
-    assert.equal(r.code, 1, r.stdout);
-    assert.match(
-      r.stderr,
-      /lowport runs from the source checkout .* \(it holds (\.git|tsconfig\.json)\), so the boot unit would run as root whatever is built there next/,
-    );
-    assert.match(r.stderr, /the Debian package \(`npm run deb && dpkg -i lowport_\*\.deb`/);
-    assert.match(r.stderr, /`npm pack && npm install -g \.\/lowport-\d+\.\d+\.\d+\.tgz`/);
-    assert.match(r.stderr, /plain `npm install -g \.` only links this directory/);
-    // An installed-looking copy, but under /run, which is emptied at boot.
+    // The tree these tests run from, as `sudo lowport install` from a clone (npm install -g . links it). The VM's
+    // project layer is a copy of dist, not a checkout: there the same refusal is shown on a copy with a .git below.
+    if (existsSync(join(REPO, '.git')) || existsSync(join(REPO, 'tsconfig.json'))) {
+      const r = await runMain(['install']);
+      assert.equal(r.code, 1, r.stdout);
+      assert.match(
+        r.stderr,
+        /lowport runs from the source checkout .* \(it holds (\.git|tsconfig\.json)\), so the boot unit would run as root whatever is built there next/,
+      );
+      assert.match(r.stderr, /the Debian package \(`npm run deb && dpkg -i lowport_\*\.deb`/);
+      assert.match(r.stderr, /`npm pack && npm install -g \.\/lowport-\d+\.\d+\.\d+\.tgz`/);
+      assert.match(r.stderr, /plain `npm install -g \.` only links this directory/);
+    }
     const copy = new PackageCopy();
     const prefix = rootTempDir('lowport-prefix');
     try {
+      // A checkout anywhere, named before the temporary place it is in.
+      mkdirSync(join(copy.dir, '.git'));
+      assert.throws(
+        () => install({ lowportArgv: [process.execPath, copy.cli], packageFiles: [copy.dir], version: '0.1.0' }),
+        new RegExp(`lowport runs from the source checkout ${copy.dir} \\(it holds \\.git\\), so the boot unit would run as root`),
+      );
+      rmSync(join(copy.dir, '.git'), { recursive: true });
+      // An installed-looking copy, but under /run, which is emptied at boot.
       assert.throws(
         () => install({ lowportArgv: [process.execPath, copy.cli], packageFiles: [copy.dir], version: '0.1.0' }),
         (e: Error & { code?: string; hint?: string }) => {

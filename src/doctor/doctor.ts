@@ -13,7 +13,8 @@ import { bindHookByVersion, DEFAULT_PIN_DIR, policyPath, probeText, unsupportedM
 import { LowportError } from '../errors.js';
 import { CAP_NET_BIND_SERVICE, fileCapabilities, hasCap, parseStatusCaps } from '../os/capabilities.js';
 import { findCgroup2Root } from '../os/cgroup.js';
-import { fileOwnership, readFileHead } from '../os/files.js';
+import { fileOwnership } from '../os/files.js';
+import { shebang } from '../os/program-place.js';
 import { mountOf } from '../os/mounts.js';
 import { socketOwners, socketsOnPort } from '../os/netstat.js';
 import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../os/nss.js';
@@ -701,7 +702,7 @@ function resolveProgram(program: string): string {
 
 function describeProgram(program: string): ProgramFacts {
   const path = resolveProgram(program);
-  const interpreter = shebang(path);
+  const interpreter = interpreterOf(path);
   const base = path.split('/').pop() ?? '';
   const runsScripts = INTERPRETERS.test(base);
   const jvm = interpreter === undefined && isJvm(path);
@@ -717,10 +718,10 @@ function describeProgram(program: string): ProgramFacts {
 }
 
 /** The interpreter a script names in its `#!` line (through /usr/bin/env), or undefined for a binary. */
-function shebang(path: string): string | undefined {
-  const head = readFileHead(path, 256)?.toString('latin1');
-  if (head === undefined || !head.startsWith('#!')) return undefined;
-  const words = (head.slice(2).split('\n')[0] ?? '').trim().split(/\s+/);
+function interpreterOf(path: string): string | undefined {
+  const line = shebang(path);
+  if (line === undefined) return undefined;
+  const words = line.split(/\s+/);
   const first = words[0] ?? '';
   if (first.endsWith('/env')) {
     const name = words.slice(1).find((w) => !w.startsWith('-'));

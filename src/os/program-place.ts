@@ -4,8 +4,9 @@
  * checkout (rebuilt, pulled or cleaned in place), a package directory that
  * npm linked rather than copied, and paths resolved inside an image's root.
  */
-import { lstatSync, openSync, readlinkSync, readSync, closeSync, statfsSync, statSync } from 'node:fs';
+import { lstatSync, readlinkSync, statfsSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
+import { readFileHead } from './files.js';
 
 // statfs(2) f_type values, linux/magic.h.
 const TMPFS_MAGIC = 0x01021994;
@@ -137,17 +138,13 @@ export function resolveInRoot(root: string, path: string): string | undefined {
   return `/${done.join('/')}`;
 }
 
-/** A script's `#!` line without the `#!`, or undefined. Reads at most 256 bytes. */
+/**
+ * A script's `#!` line without the `#!`, or undefined. Reads at most 256
+ * bytes, of a regular file only (readFileHead): a FIFO or device planted
+ * there is never opened, so it cannot hang or feed the caller.
+ */
 export function shebang(path: string): string | undefined {
-  const buf = Buffer.alloc(256);
-  let n = 0;
-  const fd = openSync(path, 'r');
-  try {
-    n = readSync(fd, buf, 0, buf.length, 0);
-  } finally {
-    closeSync(fd);
-  }
-  const line = buf.subarray(0, n).toString('utf8').split('\n')[0] ?? '';
+  const line = readFileHead(path, 256)?.toString('utf8').split('\n')[0] ?? '';
   return line.startsWith('#!') ? line.slice(2).trim() : undefined;
 }
 

@@ -30,11 +30,19 @@ export interface LiveRule {
 interface Group {
   line: number;
   reserve: boolean;
-  /** kind -> ids (as numbers: uids, gids and cgroup ids are well below 2^53). */
-  subjects: Map<number, Set<number>>;
+  /**
+   * Its subjects, ids as numbers (uids, gids and cgroup ids are well below
+   * 2^53): the first one in kind/id (kind -1: none yet), any other in `more`,
+   * kind -> ids. Most rules have one subject, and a Map and a Set per rule
+   * were most of what 10,000 rules allocated here.
+   */
+  kind: number;
+  id: number;
+  more: Map<number, Set<number>> | undefined;
   tcp: number[];
   udp: number[];
-  addrs: Set<string>;
+  /** Made for the first address: most rules have none. */
+  addrs: Set<string> | undefined;
   hits: number;
   refused: number;
 }
@@ -65,7 +73,7 @@ export function describeTable(t: EntryTable, names: NameLookup = nssNames): Live
     const scope = byScope ? keys.readBigUInt64LE(k + 8) : 0n;
     let g = byScope ? scoped.get(scope) : groups.get(line);
     if (g === undefined) {
-      g = { line, reserve: false, subjects: new Map(), tcp: [], udp: [], addrs: new Set(), hits: 0, refused: 0 };
+      g = { line, reserve: false, kind: -1, id: 0, more: undefined, tcp: [], udp: [], addrs: undefined, hits: 0, refused: 0 };
       if (byScope) scoped.set(scope, g);
       else groups.set(line, g);
     }
@@ -79,29 +87,39 @@ export function describeTable(t: EntryTable, names: NameLookup = nssNames): Live
       continue;
     }
     if (t.flags(i) & RESERVED) g.reserve = true;
-    let ids = g.subjects.get(kind);
-    if (ids === undefined) g.subjects.set(kind, (ids = new Set()));
-    ids.add(keys.readUInt32LE(k + 8) + keys.readUInt32LE(k + 12) * 2 ** 32);
+    addSubject(g, kind, keys.readUInt32LE(k + 8) + keys.readUInt32LE(k + 12) * 2 ** 32);
     g[protocol].push(keys.readUInt16LE(k + 2));
     const family = keys[k + 4] ?? 0;
     if (family !== 0) {
       const addr = addressText(family, keys.subarray(k + 16, k + 32));
-      if (addr !== undefined) g.addrs.add(addr);
+      if (addr !== undefined) (g.addrs ??= new Set()).add(addr);
     }
     g.hits += hitsAt(t, i);
   }
 
   const all = [...groups.values(), ...scoped.values()];
   const byKind = new Map<number, Set<number>>();
+  const collect = (kind: number, id: number): void => {
+    let ids = byKind.get(kind);
+    if (ids === undefined) byKind.set(kind, (ids = new Set()));
+    ids.add(id);
+  };
   for (const g of all) {
-    for (const [kind, ids] of g.subjects) {
-      let all = byKind.get(kind);
-      if (all === undefined) byKind.set(kind, (all = new Set()));
-      for (const id of ids) all.add(id);
-    }
+    if (g.kind !== -1) collect(g.kind, g.id);
+    if (g.more !== undefined) for (const [kind, ids] of g.more) for (const id of ids) collect(kind, id);
   }
-  const labels = new Map<number, Map<bigint, string>>();
-  for (const [kind, ids] of byKind) labels.set(kind, names(kind, [...ids].map(BigInt)));
+  // Labels by kind and id as a number: no BigInt per rule to look one up.
+  const labels = new Map<number, Map<number, string>>();
+  for (const [kind, ids] of byKind) {
+    const named = names(kind, [...ids].map(BigInt));
+    const byId = new Map<number, string>();
+    for (const id of ids) {
+      const label = named.get(BigInt(id));
+      if (label !== undefined) byId.set(id, label);
+    }
+    labels.set(kind, byId);
+  }
+  const label = (kind: number, id: number): string => labels.get(kind)?.get(id) ?? `${KIND_NAME[kind] ?? 'id'} ${id}`;
 
   return all
     .filter((g) => g.tcp.length + g.udp.length > 0)
@@ -109,16 +127,50 @@ export function describeTable(t: EntryTable, names: NameLookup = nssNames): Live
     .map((g) => ({
       line: g.line,
       action: g.reserve ? 'reserve' : 'grant',
-      who: [...g.subjects]
-        .sort(([a], [b]) => a - b)
-        .flatMap(([kind, ids]) =>
-          [...ids].sort((a, b) => a - b).map((id) => labels.get(kind)?.get(BigInt(id)) ?? `${KIND_NAME[kind] ?? 'id'} ${id}`),
-        ),
+      who: whoOf(g, label),
       ports: portsText(toRanges(g.tcp, 'tcp'), toRanges(g.udp, 'udp')),
-      addrs: [...g.addrs].sort(),
+      addrs: g.addrs === undefined ? [] : [...g.addrs].sort(),
       hits: g.hits,
       refused: g.refused,
     }));
+}
+
+/**
+ * The labels of a rule's subjects, by kind then id. Most rules name one
+ * subject: that case is built directly, without sorting copies.
+ */
+function whoOf(g: Group, label: (kind: number, id: number) => string): string[] {
+  if (g.kind === -1) return [];
+  if (g.more === undefined) return [label(g.kind, g.id)];
+  return [...subjectsOf(g)].sort(([a], [b]) => a - b).flatMap(([kind, ids]) => [...ids].sort((a, b) => a - b).map((id) => label(kind, id)));
+}
+
+function addSubject(g: Group, kind: number, id: number): void {
+  if (g.kind === -1) {
+    g.kind = kind;
+    g.id = id;
+    return;
+  }
+  if (g.kind === kind && g.id === id) return;
+  g.more ??= new Map();
+  let ids = g.more.get(kind);
+  if (ids === undefined) g.more.set(kind, (ids = new Set()));
+  ids.add(id);
+}
+
+/** A group's subjects, kind -> distinct ids, in the order first seen per kind. */
+function subjectsOf(g: Group): Map<number, Set<number>> {
+  const out = new Map<number, Set<number>>();
+  if (g.kind === -1) return out;
+  out.set(g.kind, new Set([g.id]));
+  if (g.more !== undefined) {
+    for (const [kind, ids] of g.more) {
+      let all = out.get(kind);
+      if (all === undefined) out.set(kind, (all = new Set()));
+      for (const id of ids) all.add(id);
+    }
+  }
+  return out;
 }
 
 /** An entry's hit count as a number (exact below 2^53 binds), without allocating a BigInt. */
@@ -141,6 +193,9 @@ function portsText(tcp: PortItem[], udp: PortItem[]): string {
 
 /** Ports (unsorted, maybe repeated: one per subject and address) as merged ranges. */
 function toRanges(ports: number[], protocol: Protocol): PortItem[] {
+  // Most rules have one port per protocol, or none: no typed array to sort then.
+  if (ports.length === 0) return [];
+  if (ports.length === 1) return [{ from: ports[0] ?? 0, to: ports[0] ?? 0, protocols: [protocol] }];
   const sorted = Uint16Array.from(ports).sort();
   const out: PortItem[] = [];
   for (const p of sorted) {

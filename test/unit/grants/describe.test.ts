@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import { compile } from '../../../src/grants/compile.js';
 import { describe as describeRules, type LiveRule } from '../../../src/grants/describe.js';
 import type { Entry } from '../../../src/grants/live.js';
-import { Kind } from '../../../src/grants/map-format.js';
+import { addressText, protocolName } from '../../../src/grants/compile.js';
+import { AF_INET, AF_INET6, Kind, RESERVED } from '../../../src/grants/map-format.js';
 import { resolvePolicy, type Directory } from '../../../src/grants/resolve.js';
 import type { GroupEntry, PasswdEntry } from '../../../src/os/nss.js';
 import { parsePolicy } from '../../../src/policy/parse.js';
@@ -246,4 +247,100 @@ describe('describe (list)', () => {
       [[2, 'reserve', 8]],
     );
   });
+
+  it('describes random tables as the plain algorithm does (a Map and Sets per rule, objects per entry)', () => {
+    let seed = 11;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const kinds = [Kind.UID, Kind.UID, Kind.GID, Kind.EVERYONE, Kind.CGROUP, Kind.PORT];
+    const ids = [1000n, 1001n, 70n, 53n, 5n, 2n ** 40n];
+    for (let round = 0; round < 400; round++) {
+      const entries: Entry[] = [];
+      const seen = new Set<string>();
+      for (let n = 1 + random(14); n > 0; n--) {
+        const kind = kinds[random(kinds.length)] ?? Kind.UID;
+        const family = ([0, 0, AF_INET, AF_INET6] as const)[random(4)] ?? 0;
+        const addr = Buffer.alloc(16);
+        if (family !== 0) addr[random(4)] = 1 + random(3);
+        const key = { kind, protocol: [6, 6, 17, 1][random(4)] ?? 6, port: 1 + random(9), family, id: ids[random(ids.length)] ?? 0n, addr };
+        const text = JSON.stringify({ ...key, id: String(key.id), addr: addr.toString('hex') });
+        if (seen.has(text)) continue;
+        seen.add(text);
+        entries.push({ key, value: { rule: random(5), flags: random(3) === 0 ? RESERVED : 0, hits: BigInt(random(50)) } });
+      }
+      assert.deepEqual(describeRules(entries, namesFrom()), plainDescribe(entries, namesFrom()), `round ${round}`);
+    }
+  });
 });
+
+/**
+ * describe as first written, straight over entry objects: what the packed
+ * version (no Map or Set per rule, fast paths for one subject and one port)
+ * must give for any table.
+ */
+function plainDescribe(entries: Entry[], names: (kind: number, ids: bigint[]) => Map<bigint, string>): LiveRule[] {
+  interface G {
+    line: number;
+    reserve: boolean;
+    subjects: Map<number, Set<bigint>>;
+    ports: { tcp: number[]; udp: number[] };
+    addrs: Set<string>;
+    hits: number;
+    refused: number;
+  }
+  const groups = new Map<number, G>();
+  const scoped = new Map<bigint, G>();
+  for (const { key, value } of entries) {
+    const protocol = protocolName(key.protocol);
+    if (protocol === undefined) continue;
+    const byScope = value.rule === 0 && key.kind === Kind.CGROUP;
+    let g = byScope ? scoped.get(key.id) : groups.get(value.rule);
+    if (g === undefined) {
+      g = { line: value.rule, reserve: false, subjects: new Map(), ports: { tcp: [], udp: [] }, addrs: new Set(), hits: 0, refused: 0 };
+      if (byScope) scoped.set(key.id, g);
+      else groups.set(value.rule, g);
+    }
+    const reserved = (value.flags & RESERVED) !== 0;
+    if (key.kind === Kind.PORT) {
+      if (reserved) {
+        g.reserve = true;
+        g.refused += Number(value.hits);
+        g.ports[protocol].push(key.port);
+      }
+      continue;
+    }
+    if (reserved) g.reserve = true;
+    let set = g.subjects.get(key.kind);
+    if (set === undefined) g.subjects.set(key.kind, (set = new Set()));
+    set.add(key.id);
+    g.ports[protocol].push(key.port);
+    const addr = key.family === 0 ? undefined : addressText(key.family, key.addr);
+    if (addr !== undefined) g.addrs.add(addr);
+    g.hits += Number(value.hits);
+  }
+  const all = [...groups.values(), ...scoped.values()];
+  const byKind = new Map<number, Set<bigint>>();
+  for (const g of all)
+    for (const [kind, set] of g.subjects) for (const id of set) byKind.set(kind, (byKind.get(kind) ?? new Set()).add(id));
+  const labels = new Map([...byKind].map(([kind, set]) => [kind, names(kind, [...set])] as const));
+  const KIND: Record<number, string> = { [Kind.UID]: 'uid', [Kind.GID]: 'gid', [Kind.CGROUP]: 'cgroup', [Kind.EVERYONE]: 'everyone' };
+  const spec = (g: G): string => (['tcp', 'udp'] as const).flatMap((p) => [...new Set(g.ports[p])].map((port) => `${port}/${p}`)).join(',');
+  return all
+    .filter((g) => g.ports.tcp.length + g.ports.udp.length > 0)
+    .sort((a, b) => a.line - b.line)
+    .map((g) => ({
+      line: g.line,
+      action: g.reserve ? 'reserve' : 'grant',
+      who: [...g.subjects]
+        .sort(([a], [b]) => a - b)
+        .flatMap(([kind, set]) =>
+          [...set].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map((id) => labels.get(kind)?.get(id) ?? `${KIND[kind] ?? 'id'} ${id}`),
+        ),
+      ports: formatPorts(parsePortSpec(spec(g))),
+      addrs: [...g.addrs].sort(),
+      hits: g.hits,
+      refused: g.refused,
+    }));
+}

@@ -4,7 +4,7 @@
  * says, and every other program on the bind hooks (they can grant or deny too).
  */
 import { diagnostic, type Diagnostic } from '../diagnostic.js';
-import { readSubordinateIds } from '../os/subids.js';
+import { readSubordinateIds, type SubordinateRange } from '../os/subids.js';
 import { parsePolicy, principalSpan } from '../policy/parse.js';
 import type { PolicyDocument } from '../policy/types.js';
 import { readPolicyText } from '../policy-file/policy-file.js';
@@ -15,7 +15,7 @@ import { addressKey } from '../grants/compile.js';
 import { encodeKey, EntryTable, IPPROTO, Kind, KEY_SIZE, RESERVED } from '../grants/map-format.js';
 import { appliedBindings, appliedText, pruneScopes, readScopes, type Scope } from '../grants/scopes.js';
 import { nameChanges, resolvePolicy, subordinateNotes, type Subject } from '../grants/resolve.js';
-import { kernelTarget, policyPath, type LowportOptions } from '../grants/target.js';
+import { kernelTarget, liveTarget, policyPath, type LowportOptions } from '../grants/target.js';
 import { refreshLive } from './apply.js';
 import { removeCommand } from './unresolved.js';
 
@@ -79,11 +79,17 @@ export interface ListWarning {
 }
 
 export function list(options: LowportOptions = {}, { prune = true }: { prune?: boolean } = {}): ListResult {
-  const target = kernelTarget(options);
   const path = policyPath(options);
+  // The BPF feature probes (kernelTarget: a few program loads, ~25 ms) only
+  // where they can matter. With no `lowport run` scope on record there is
+  // nothing to prune or refresh, and what is live was loaded on this kernel:
+  // they would find what it needed. Else, as before: probes, prune, read.
+  const base = liveTarget(options);
+  const quiet = readScopes(base).length === 0 ? readLivePolicy(base.pinDir) : undefined;
+  const target = quiet !== undefined ? base : kernelTarget(options);
   // What a killed `lowport run` left behind goes now, from the kernel too.
-  const scopes = prune ? pruneAndRefresh(options, target) : readScopes(target);
-  const live = readLivePolicy(target.pinDir);
+  const scopes = quiet !== undefined ? [] : prune ? pruneAndRefresh(options, target) : readScopes(target);
+  const live = quiet ?? readLivePolicy(target.pinDir);
   const table = live?.table ?? new EntryTable();
   const compared = compareWithFile(path, live);
   const applied = live === undefined ? undefined : appliedDocument(target, path);
@@ -216,23 +222,31 @@ function boundNameChanges(
 
 /** Live uids and gids in someone's subordinate range, per policy line (finding: those ids are that user's containers'). */
 function subordinateWarnings(t: EntryTable): ListWarning[] {
+  // The ranges first: without any (the common case) no entry needs a look.
+  const subuid = readSubordinateIds('/etc/subuid');
+  const subgid = readSubordinateIds('/etc/subgid');
+  if (subuid.length === 0 && subgid.length === 0) return [];
   const byLine = new Map<number, Subject[]>();
   for (let i = 0; i < t.count; i++) {
     const k = i * KEY_SIZE;
     const kind = t.keys[k] ?? 0;
     if (kind !== Kind.UID && kind !== Kind.GID) continue;
+    // Only ids in some range make a note (subordinateNotes): the others need no Subject.
+    const id = t.keys.readBigUInt64LE(k + 8);
+    if (!inSomeRange(kind === Kind.UID ? subuid : subgid, Number(id))) continue;
     const line = t.rule(i);
     let subjects = byLine.get(line);
     if (subjects === undefined) byLine.set(line, (subjects = []));
-    subjects.push({ kind, id: t.keys.readBigUInt64LE(k + 8) });
+    subjects.push({ kind, id });
   }
-  if (byLine.size === 0) return [];
-  const subuid = readSubordinateIds('/etc/subuid');
-  const subgid = readSubordinateIds('/etc/subgid');
-  if (subuid.length === 0 && subgid.length === 0) return [];
   return [...byLine].flatMap(([line, subjects]) =>
     subordinateNotes(subjects, subuid, subgid).map((message): ListWarning => ({ line, kind: 'subordinate', message })),
   );
+}
+
+/** Whether an id lies in one of these subordinate ranges, as subordinateNotes tests it. */
+function inSomeRange(ranges: readonly SubordinateRange[], id: number): boolean {
+  return ranges.some((r) => id >= r.start && id < r.start + r.count);
 }
 
 function pruneAndRefresh(options: LowportOptions, target: Target): Scope[] {

@@ -49,8 +49,9 @@ export function formatList(r: ListResult): string {
     const lineWidth = table.reduce((w, row) => Math.max(w, (row[0] ?? '').length), 0);
     const ruleWidth = table.reduce((w, row) => Math.max(w, (row[1] ?? '').length), 0);
     // Rule labels of `lowport run` scopes hold the command line a user ran, and paths and names come from outside: escaped.
-    for (const row of table.map((cells) => cells.map(escapeControl)))
-      out.push(`${(row[0] ?? '').padStart(lineWidth)}  ${(row[1] ?? '').padEnd(ruleWidth)}  ${row[2] ?? ''}`);
+    // Only the RULE column can hold them; the others are numbers and fixed words.
+    for (const row of table)
+      out.push(`${(row[0] ?? '').padStart(lineWidth)}  ${escapeControl(row[1] ?? '').padEnd(ruleWidth)}  ${row[2] ?? ''}`);
   }
   if (r.shadowed.length > 0) {
     out.push(

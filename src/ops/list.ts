@@ -85,7 +85,7 @@ export function list(options: LowportOptions = {}, { prune = true }: { prune?: b
   // nothing to prune or refresh, and what is live was loaded on this kernel:
   // they would find what it needed. Else, as before: probes, prune, read.
   const base = liveTarget(options);
-  const quiet = readScopes(base).length === 0 ? readLivePolicy(base.pinDir) : undefined;
+  const quiet = readScopes(base).length === 0 ? readLiveExplained(options, base) : undefined;
   const target = quiet !== undefined ? base : kernelTarget(options);
   // What a killed `lowport run` left behind goes now, from the kernel too.
   const scopes = quiet !== undefined ? [] : prune ? pruneAndRefresh(options, target) : readScopes(target);
@@ -247,6 +247,20 @@ function subordinateWarnings(t: EntryTable): ListWarning[] {
 /** Whether an id lies in one of these subordinate ranges, as subordinateNotes tests it. */
 function inSomeRange(ranges: readonly SubordinateRange[], id: number): boolean {
   return ranges.some((r) => id >= r.start && id < r.start + r.count);
+}
+
+/**
+ * The live policy without the probes first; when reading it fails, the
+ * probes say why if they can (root without CAP_BPF: E_UNSUPPORTED and its
+ * hint, as list said before it skipped them), else the failure itself.
+ */
+function readLiveExplained(options: LowportOptions, target: Target): LivePolicy | undefined {
+  try {
+    return readLivePolicy(target.pinDir);
+  } catch (e) {
+    kernelTarget(options);
+    throw e;
+  }
 }
 
 function pruneAndRefresh(options: LowportOptions, target: Target): Scope[] {

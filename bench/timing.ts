@@ -11,7 +11,7 @@ export interface Timed {
  * included, as a user sees it. stdout goes to /dev/null unless `capture`:
  * the cost of a terminal or a pipe reader is not lowport's.
  */
-export function timeCommand(command: string, args: string[], capture = false): Timed {
+export function timeCommand(command: string, args: string[], capture = false, okStatus: readonly number[] = [0]): Timed {
   const start = process.hrtime.bigint();
   const result = spawnSync(command, args, {
     encoding: 'utf8',
@@ -20,7 +20,8 @@ export function timeCommand(command: string, args: string[], capture = false): T
   });
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
   if (result.error !== undefined) throw result.error;
-  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')}: exit ${result.status ?? result.signal}: ${result.stderr.trim()}`);
+  if (result.status === null || !okStatus.includes(result.status))
+    throw new Error(`${command} ${args.join(' ')}: exit ${result.status ?? result.signal}: ${result.stderr.trim()}`);
   return { ms, result };
 }
 

@@ -72,6 +72,8 @@ export class Workspace {
   readonly floor1: string;
   readonly floor3: string;
   readonly pinDir: string;
+  /** A second instance with a small policy (`grant`, `doctor`, `list` as people use them), in a cgroup of its own. */
+  readonly small: { cgroup: string; pinDir: string; policy: string };
   private readonly saved: SavedFile[] = [];
   private readonly holders: ChildProcess[] = [];
   /** Pids of the processes holding the network namespaces open (see above). */
@@ -93,11 +95,12 @@ export class Workspace {
     this.dir = mkdtempSync(join('/run', `${tag}-`));
     chmodSync(this.dir, 0o755);
     this.policy = join(this.dir, 'policy');
+    this.small = { cgroup: join(root, `${tag}-small`), pinDir: `${this.pinDir}_small`, policy: join(this.dir, 'small.policy') };
     for (const cg of this.cgroups) mkdirSync(cg);
   }
 
   get cgroups(): string[] {
-    return [this.hooked, this.plain, this.floor1, this.floor3];
+    return [this.hooked, this.plain, this.floor1, this.floor3, this.small.cgroup];
   }
 
   /** Creates the two network namespaces; call once, before any client runs. */
@@ -126,6 +129,11 @@ export class Workspace {
   /** lowport's global options for this workspace: every CLI call gets them. */
   get lowportArgs(): string[] {
     return ['--policy', this.policy, '--cgroup', this.hooked, '--pin-dir', this.pinDir];
+  }
+
+  /** The same for the small instance. */
+  get smallArgs(): string[] {
+    return ['--policy', this.small.policy, '--cgroup', this.small.cgroup, '--pin-dir', this.small.pinDir];
   }
 
   /**
@@ -157,17 +165,18 @@ export class Workspace {
       }
     };
     for (const h of this.holders) step('ending a network namespace holder', () => h.kill('SIGKILL'));
-    step('lowport off', () => this.lowportOff());
+    step('lowport off', () => this.lowportOff(this.pinDir, this.lowportArgs));
+    step('lowport off (small policy)', () => this.lowportOff(this.small.pinDir, this.smallArgs));
     for (const cg of this.cgroups) step(`removing cgroup ${cg}`, () => removeCgroup(cg));
     for (const s of this.saved.reverse()) step(`restoring ${s.path}`, () => restoreFile(s));
     step(`removing ${this.dir}`, () => rmSync(this.dir, { recursive: true, force: true }));
   }
 
-  private lowportOff(): void {
-    const r = spawnSync(process.execPath, [CLI, 'off', ...this.lowportArgs], { encoding: 'utf8' });
+  private lowportOff(pinDir: string, args: string[]): void {
+    const r = spawnSync(process.execPath, [CLI, 'off', ...args], { encoding: 'utf8' });
     // If `off` itself failed (a broken build), unpinning is what removes the
     // links: a cgroup link is detached when its last reference goes.
-    const leftovers = [this.pinDir, ...stageDirsOf(this.pinDir)].filter((d) => existsSync(d));
+    const leftovers = [pinDir, ...stageDirsOf(pinDir)].filter((d) => existsSync(d));
     for (const d of leftovers) rmSync(d, { recursive: true, force: true });
     if (r.status !== 0)
       throw new Error(`exit ${r.status}: ${r.stderr.trim()}${leftovers.length > 0 ? `; unpinned ${leftovers.join(', ')} by hand` : ''}`);

@@ -24,6 +24,7 @@ export const {
   ENOSYS,
   ENOTDIR,
   ENOTEMPTY,
+  ERANGE,
   ETIMEDOUT,
 } = constants.errno;
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { mountOf, parseMountInfo, type MountEntry } from '../../../src/os/mounts.js';
-import { parseGroup, parsePasswd } from '../../../src/os/nss.js';
+import { lookupGroups, lookupUsers, parseGroup, parsePasswd } from '../../../src/os/nss.js';
 
 // Lines in the format of proc(5), /proc/[pid]/mountinfo:
 // id parent major:minor root mount-point options [optional fields...] - fstype source super-options
@@ -145,5 +146,34 @@ describe('parseGroup', () => {
 
   it('drops empty member names left by stray commas', () => {
     assert.deepEqual(parseGroup('g:x:10:,a,,b,'), [{ name: 'g', gid: 10, members: ['a', 'b'] }]);
+  });
+});
+
+describe('lookupUsers and lookupGroups: glibc in this process for a few keys, getent for more', () => {
+  // Up to 8 keys are answered by getpwnam_r/getpwuid_r (getgr*) through koffi;
+  // 9 or more by one getent call. Both must give the same entries, for names
+  // and for numbers, and both must leave out what does not exist.
+  const passwd = parsePasswd(execFileSync('getent', ['passwd'], { encoding: 'utf8' }));
+  const group = parseGroup(execFileSync('getent', ['group'], { encoding: 'utf8' }));
+  const missing = ['lowport-no-such-name', '4000000123'];
+
+  it('finds every user of the passwd database alike, by name and by uid', () => {
+    const keys = [...passwd.slice(0, 12).flatMap((e) => [e.name, String(e.uid)]), ...missing];
+    const many = lookupUsers(keys); // more than 8 keys: getent
+    assert.ok(many.size >= 2);
+    for (const key of keys) {
+      const one = lookupUsers([key]).get(key); // one key: in this process
+      assert.deepEqual(one, many.get(key), key);
+    }
+    for (const key of missing) assert.equal(lookupUsers([key]).get(key), undefined);
+  });
+
+  it('finds every group alike, members included', () => {
+    const keys = [...group.slice(0, 12).flatMap((e) => [e.name, String(e.gid)]), ...missing];
+    const many = lookupGroups(keys);
+    assert.ok(many.size >= 2);
+    for (const key of keys) assert.deepEqual(lookupGroups([key]).get(key), many.get(key), key);
+    const withMembers = group.find((g) => g.members.length > 0);
+    if (withMembers !== undefined) assert.deepEqual(lookupGroups([withMembers.name]).get(withMembers.name)?.members, withMembers.members);
   });
 });

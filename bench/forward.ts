@@ -383,10 +383,19 @@ if (process.env.LOWPORT_BENCH_NETNS === undefined) {
     process.exit(1);
   }
   ensureTools();
+  // The forwarder runs as its own system user, `lowport`, created on first use
+  // (src/forward/forwarder-user.ts). One the benchmark created goes with it.
+  const hadUser = spawnSync('getent', ['passwd', 'lowport'], { stdio: 'ignore' }).status === 0;
   const r = spawnSync('unshare', ['--net', '--', process.execPath, SELF, ...process.argv.slice(2)], {
     stdio: 'inherit',
     env: { ...process.env, PATH, LOWPORT_BENCH_NETNS: '1' },
   });
+  if (!hadUser && spawnSync('getent', ['passwd', 'lowport'], { stdio: 'ignore' }).status === 0) {
+    const del = spawnSync('userdel', ['lowport'], { encoding: 'utf8' });
+    process.stderr.write(
+      del.status === 0 ? 'removed the lowport user this run created\n' : `userdel lowport failed: ${del.stderr.trim()}\n`,
+    );
+  }
   process.exit(r.status ?? 1);
 } else {
   await main();

@@ -74,6 +74,7 @@ function bind() {
     pipe2: libc.func('int pipe2(_Out_ int *fds, int flags)'),
     splice: libc.func('long splice(int in, intptr_t offIn, int out, intptr_t offOut, size_t len, unsigned int flags)'),
     errno: () => koffi.errno(),
+    sched_yield: libc.func('int sched_yield(void)'),
     epoll_create1: libc.func('int epoll_create1(int flags)'),
     eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
     read: libc.func('long read(int fd, void *buf, size_t n)'),
@@ -176,6 +177,11 @@ export function epollAdd(epfd: number, fd: number, events: number, tag = 0): num
 
 export function epollDelete(epfd: number, fd: number): number {
   return ctl(epfd, EPOLL_CTL_DEL, fd, 0, 0);
+}
+
+/** Gives this CPU to another runnable thread, if there is one (sched_yield(2)); returns at once otherwise. */
+export function yieldCpu(): void {
+  c().sched_yield();
 }
 
 /** Waits up to `timeoutMs` (-1: forever); the number of ready entries, or -errno (EINTR after a signal). */

@@ -11,13 +11,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, realpathSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, realpathSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { binds, copyFixture, kernelSkipReason, NOBODY, PackageCopy, Sandbox } from './sandbox.js';
+import { binds, copyFixture, ImageRoot, kernelSkipReason, missingTools, NOBODY, PackageCopy, rootTempDir, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason({ sudo: 'sudo', pgrep: 'procps' });
+const noSystemd = missingTools({ systemctl: 'systemd' });
 const BUNDLE = fileURLToPath(new URL('../../bundle', import.meta.url));
 
 describe('the bundled CLI (dist/bundle)', { skip }, () => {
@@ -108,6 +109,29 @@ cat ${d}/fwd.log
     assert.equal(value('EXIT'), '0', out);
     assert.match(out, /=> 127\.0\.0\.1:7000 up=1000000 down=1000000 /);
   });
+
+  it(
+    "install --root: finds the image's lowport laid out as the Debian package lays the bundle out, and writes its boot unit",
+    { skip: noSystemd },
+    () => {
+      const img = rootTempDir('lowport-bundle-img');
+      try {
+        const lib = join(img, 'usr', 'lib', 'lowport');
+        new ImageRoot(img);
+        cpSync(BUNDLE, join(lib, 'dist', 'bundle'), { recursive: true });
+        const main = join(lib, 'dist', 'bundle', 'main.js');
+        writeFileSync(main, readFileSync(main, 'utf8').replace(/^#!.*/, '#!/usr/bin/node'), { mode: 0o755 });
+        unlinkSync(join(img, 'usr', 'bin', 'lowport'));
+        symlinkSync('../lib/lowport/dist/bundle/main.js', join(img, 'usr', 'bin', 'lowport'));
+        // The package directory is the one above dist/ (os/package-dir.ts), not a fixed depth above main.js.
+        const r = spawnSync(process.execPath, [cli, 'install', '--root', img], { encoding: 'utf8', timeout: 60_000 });
+        assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+        assert.match(readFileSync(join(img, 'etc/systemd/system/lowport.service'), 'utf8'), /^ExecStart=\/usr\/bin\/lowport apply$/m);
+      } finally {
+        rmSync(img, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('shows a normal user the sudo command that re-runs the bundle itself, and that command works', () => {
     const policy = join(box.dir, 'user-policy');

@@ -48,7 +48,7 @@ import { parsePolicy } from '../src/policy/parse.js';
 import { buildClient, runClient, type BindSample, type Variant } from './bind-client.js';
 import { summarizeProfile, type ProfileSummary } from './cpu-profile.js';
 import { fmt, markdownTable, median, range, timeCommand } from './timing.js';
-import { CLI, NOBODY, Workspace } from './workspace.js';
+import { CLI, NOBODY, SOURCE_CLI, Workspace } from './workspace.js';
 
 let RULES = 10_000;
 const PORT = 80;
@@ -419,7 +419,8 @@ function profileCli(ws: Workspace): Profiles {
     // do_check). libbpf retries that; lowport does not yet, so the bench does.
     for (let attempt = 1; ; attempt++) {
       try {
-        timeCommand(process.execPath, [...flags, CLI, ...args, ...instance], false, okStatus);
+        // tsc's layout, not the bundle: the profile then names each source file (cpu-profile.ts).
+        timeCommand(process.execPath, [...flags, SOURCE_CLI, ...args, ...instance], false, okStatus);
         break;
       } catch (e) {
         if (attempt >= 10 || !/BPF_PROG_LOAD\): EAGAIN/.test((e as Error).message)) throw e;

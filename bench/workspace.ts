@@ -43,8 +43,10 @@ import {
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The built CLI (the benchmark runs from dist/bench). */
-export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
+/** The built CLI as users run it: the bundle, package.json's bin (the benchmark runs from dist/bench). */
+export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'bundle', 'main.js');
+/** tsc's CLI, dist/src/cli/main.js: what the profiles run, so that time is named by source file. */
+export const SOURCE_CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
 
 export const NOBODY = 65534;
 const BPFFS = '/sys/fs/bpf';

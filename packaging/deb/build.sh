@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # npm run deb: lowport as a Debian package, built with dpkg-deb from a staged
 # tree (no debhelper: the tree is small and every file in it is named here).
-#   /usr/lib/lowport          dist/src, package.json and the production
+#   /usr/lib/lowport          dist/src, dist/bundle, package.json and the production
 #                             node_modules (koffi, only this machine's binary)
-#   /usr/bin/lowport          a link to the CLI (`sudo lowport` then finds it)
+#   /usr/bin/lowport          a link to the bundled CLI (`sudo lowport` then finds it)
 #   /lib/systemd/system/lowport.service   the boot unit: `lowport apply`
 #   /etc/lowport/policy       a conffile: the empty policy with its header
 #   /usr/share/man/man8/lowport.8.gz, bash and zsh completions, docs
@@ -19,6 +19,7 @@ for tool in dpkg-deb dpkg-shlibdeps strip; do
   command -v $tool >/dev/null || die "$tool is not installed (apt-get install dpkg-dev binutils)"
 done
 [ -f "$repo/dist/src/cli/main.js" ] || die "no build in $repo/dist: run npm run build first"
+[ -f "$repo/dist/bundle/main.js" ] || die "no bundled CLI in $repo/dist/bundle: run npm run build"
 
 version=$(node -p "require('$repo/package.json').version")
 arch=$(dpkg --print-architecture)
@@ -48,6 +49,7 @@ mkdir -p "$lib" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/lowport" \
 # The program: what package.json's "files" ships, and koffi for this machine alone.
 cp -r "$repo/dist/src" "$lib/dist-src.tmp"
 mkdir -p "$lib/dist" && mv "$lib/dist-src.tmp" "$lib/dist/src"
+cp -r "$repo/dist/bundle" "$lib/dist/bundle"
 find "$lib/dist" -name '*.d.ts' -delete -o -name '*.map' -delete
 node -e '
   const p = require(process.argv[1]);
@@ -66,10 +68,10 @@ printf 'Source: lowport\n\nPackage: lowport\nArchitecture: any\n' > "$stage/shli
 shlibs=$(cd "$stage/shlibs" && dpkg-shlibdeps -O -e "$native" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 [ -n "$shlibs" ] || die "dpkg-shlibdeps found no libraries for $native"
 # Debian's node, not whichever one PATH finds first.
-sed -i '1s|^#!.*|#!/usr/bin/node|' "$lib/dist/src/cli/main.js"
+sed -i '1s|^#!.*|#!/usr/bin/node|' "$lib/dist/src/cli/main.js" "$lib/dist/bundle/main.js"
 find "$lib" -type d -exec chmod 755 {} + && find "$lib" -type f -exec chmod 644 {} +
-chmod 755 "$lib/dist/src/cli/main.js"
-ln -s ../lib/lowport/dist/src/cli/main.js "$root/usr/bin/lowport"
+chmod 755 "$lib/dist/src/cli/main.js" "$lib/dist/bundle/main.js"
+ln -s ../lib/lowport/dist/bundle/main.js "$root/usr/bin/lowport"
 
 # The boot unit, from the same code as `lowport install` writes.
 node --input-type=module -e '

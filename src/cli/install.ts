@@ -5,10 +5,10 @@ import { escapeControl } from '../text.js';
 import { implement, printJson, type Implementation } from './command.js';
 import * as commands from './commands.js';
 import { sudoArgv } from './sudo.js';
+import { ownPackageDir } from '../os/package-dir.js';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 /**
  * What the boot unit loads as root besides node and the script: the
@@ -16,16 +16,14 @@ import { fileURLToPath } from 'node:url';
  * JavaScript and native module). Not the rest of a checkout (.git, dev
  * dependencies), which nothing loads.
  */
-const PACKAGE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-
 function packageFiles(): string[] {
   const koffi = dirname(createRequire(import.meta.url).resolve('koffi'));
-  return [join(PACKAGE, 'package.json'), join(PACKAGE, 'dist'), koffi];
+  return [join(ownPackageDir(), 'package.json'), join(ownPackageDir(), 'dist'), koffi];
 }
 
 /** The version, for the tarball's name in hints. Read here: importing main.js, the entry script, would wait on itself. */
 function version(): string {
-  return (JSON.parse(readFileSync(join(PACKAGE, 'package.json'), 'utf8')) as { version: string }).version;
+  return (JSON.parse(readFileSync(join(ownPackageDir(), 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 export const install: Implementation = implement(commands.install, (ctx) => {

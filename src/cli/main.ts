@@ -5,9 +5,11 @@
  */
 import { readFileSync, realpathSync } from 'node:fs';
 import { userInfo } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { COMMAND_LINE, formatDiagnostics } from '../diagnostic.js';
 import { LowportError, PolicyError, UsageError } from '../errors.js';
+import { ownPackageDir } from '../os/package-dir.js';
 import { effectiveUid, MissingToolError } from '../os/process.js';
 import {
   commandName,
@@ -30,7 +32,8 @@ import { escapeControl } from '../text.js';
 export { COMMANDS };
 
 export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  // From the package directory, not a path relative to this file: bundled, this code sits in dist/bundle/ (package-dir.ts).
+  const pkg = JSON.parse(readFileSync(join(ownPackageDir(), 'package.json'), 'utf8')) as { version: string };
   return pkg.version;
 }
 

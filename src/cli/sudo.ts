@@ -10,12 +10,20 @@ import { runInheriting, which } from '../os/process.js';
 import { shellQuote } from '../text.js';
 import type { CliIo } from './io.js';
 
-/** The CLI's entry script, absolute and without symlinks (an npm bin link points at it). */
-const CLI_SCRIPT = realpathSync(fileURLToPath(new URL('./main.js', import.meta.url)));
+/**
+ * The CLI's entry script, absolute and without symlinks (an npm bin link points
+ * at it): main.js beside this file, tsc's dist/src/cli/main.js or the bundle's
+ * dist/bundle/main.js (entries and chunks side by side). Found when first
+ * needed, not at every start.
+ */
+let cliScript: string | undefined;
+function cliScriptPath(): string {
+  return (cliScript ??= realpathSync(fileURLToPath(new URL('./main.js', import.meta.url))));
+}
 
 /** argv for running lowport as root: node, the CLI script, and the arguments. */
 export function sudoArgv(args: string[]): string[] {
-  return [process.execPath, CLI_SCRIPT, ...args];
+  return [process.execPath, cliScriptPath(), ...args];
 }
 
 /**
@@ -24,7 +32,7 @@ export function sudoArgv(args: string[]): string[] {
  */
 export function lowportForSudo(): string {
   const installed = which('lowport', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
-  if (installed !== undefined && realpathSync(installed) === CLI_SCRIPT) return 'lowport';
+  if (installed !== undefined && realpathSync(installed) === cliScriptPath()) return 'lowport';
   return sudoArgv([]).map(shellQuote).join(' ');
 }
 

@@ -5,7 +5,7 @@
  * npm linked rather than copied, and paths resolved inside an image's root.
  */
 import { lstatSync, readlinkSync, statfsSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
+import { isAbsolute, join, resolve, sep } from 'node:path';
 import { readFileHead } from './files.js';
 
 // statfs(2) f_type values, linux/magic.h.
@@ -148,7 +148,5 @@ export function shebang(path: string): string | undefined {
   return line.startsWith('#!') ? line.slice(2).trim() : undefined;
 }
 
-/** The directory of `path`'s package: three levels above dist/src/cli/main.js. */
-export function packageDirOf(script: string): string {
-  return dirname(dirname(dirname(dirname(script))));
-}
+/** The directory of a script's package (package-dir.ts): above dist/ in dist/src/cli/main.js and dist/bundle/main.js alike. */
+export { packageDirOf } from './package-dir.js';

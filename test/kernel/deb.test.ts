@@ -70,7 +70,8 @@ describe('the Debian package', { skip }, () => {
     assert.match(deb, /lowport_\d+\.\d+\.\d+_[a-z0-9]+\.deb$/);
     const listing = run('dpkg-deb', ['--contents', deb]).out;
     for (const path of [
-      './usr/bin/lowport -> ../lib/lowport/dist/src/cli/main.js',
+      './usr/bin/lowport -> ../lib/lowport/dist/bundle/main.js',
+      './usr/lib/lowport/dist/bundle/main.js',
       './usr/lib/lowport/dist/src/cli/main.js',
       './usr/lib/lowport/node_modules/koffi/index.js',
       './lib/systemd/system/lowport.service',
@@ -103,7 +104,7 @@ describe('the Debian package', { skip }, () => {
   it('installs, grants port 80 to a server run as nobody, ends the grant on remove, and leaves nothing on purge', () => {
     const installed = run('dpkg', ['--install', deb]);
     assert.equal(installed.code, 0, installed.out);
-    assert.equal(realpathSync('/usr/bin/lowport'), '/usr/lib/lowport/dist/src/cli/main.js');
+    assert.equal(realpathSync('/usr/bin/lowport'), '/usr/lib/lowport/dist/bundle/main.js');
     const policy = lstatSync('/etc/lowport/policy');
     assert.equal(policy.uid, 0);
     assert.equal(policy.mode & 0o777, 0o644);

@@ -5,15 +5,22 @@
 import { lookupGroups, lookupUsers } from '../os/nss.js';
 import { formatPorts } from '../policy/ports.js';
 import { escapeControl } from '../text.js';
-import type { PortItem, Protocol } from '../policy/types.js';
+import { partOf } from '../policy/origin.js';
+import type { PolicyDocument, PortItem, Protocol } from '../policy/types.js';
 import { addressText, protocolName } from './compile.js';
 import type { Entry } from './live.js';
 import { EntryTable, Kind, KEY_SIZE, RESERVED, VALUE_SIZE } from './map-format.js';
 import type { Scope } from './scopes.js';
 
 export interface LiveRule {
-  /** Line of the policy file the rule came from when it was applied. */
+  /** Line of the policy file the rule came from when it was applied (in `file`, once placeRules has run). */
   line: number;
+  /**
+   * The file of the policy the rule came from: the policy file or one of its
+   * drop-ins (placeRules). Absent for a `lowport run` scope, and where the
+   * applied text is not at hand.
+   */
+  file?: string;
   action: 'grant' | 'reserve';
   /** `user alice (uid 1000)`, `group dev (gid 1001)`, `everyone`, `cgroup 4242`. */
   who: string[];
@@ -236,4 +243,23 @@ function nssNames(kind: number, ids: bigint[]): Map<bigint, string> {
     }
   }
   return out;
+}
+
+/**
+ * Gives file rules (line > 0) their file, and their line in it, from the
+ * applied document (policy/origin.ts): a document of several files numbers
+ * its lines through all of them. In place: `list` runs this on every rule.
+ */
+export function placeRules<R extends LiveRule>(rules: R[], doc: Pick<PolicyDocument, 'file' | 'parts'>): R[] {
+  for (const r of rules) {
+    if (r.line <= 0) continue;
+    const part = partOf(doc, r.line);
+    if (part === undefined) {
+      r.file = doc.file;
+    } else {
+      r.file = part.file;
+      r.line -= part.offset;
+    }
+  }
+  return rules;
 }

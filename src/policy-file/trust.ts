@@ -298,3 +298,8 @@ export function removeTrustedFile(path: string, role: Role, { emptyDir = false }
     if (emptyDir) removeRootControlledDirIfEmpty(dirname(path));
   });
 }
+
+/** Removes directory `dir` when it is empty, reached as removeTrustedFile reaches a file; leaves it, and says nothing, otherwise. */
+export function removeTrustedDirIfEmpty(dir: string, role: Role): void {
+  worded(dir, role, () => removeRootControlledDirIfEmpty(dir));
+}

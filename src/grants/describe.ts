@@ -64,8 +64,10 @@ export type NameLookup = (kind: number, ids: bigint[]) => Map<bigint, string>;
 /**
  * Groups live entries back into rules, by the policy line each entry credits.
  * Reads the packed table in place: a 40,000-entry map makes no object per entry.
+ * With `from`, the document the table was made from: each file rule gets its
+ * file and its line there (policy/origin.ts), as placeRules gives them.
  */
-export function describeTable(t: EntryTable, names: NameLookup = nssNames): LiveRule[] {
+export function describeTable(t: EntryTable, names: NameLookup = nssNames, from?: Pick<PolicyDocument, 'file' | 'parts'>): LiveRule[] {
   // By policy line; entries of no line (0: scoped grants of `lowport run`) by their cgroup.
   const groups = new Map<number, Group>();
   const scoped = new Map<bigint, Group>();
@@ -131,15 +133,17 @@ export function describeTable(t: EntryTable, names: NameLookup = nssNames): Live
   return all
     .filter((g) => g.tcp.length + g.udp.length > 0)
     .sort((a, b) => a.line - b.line)
-    .map((g) => ({
-      line: g.line,
-      action: g.reserve ? 'reserve' : 'grant',
-      who: whoOf(g, label),
-      ports: portsText(toRanges(g.tcp, 'tcp'), toRanges(g.udp, 'udp')),
-      addrs: g.addrs === undefined ? [] : [...g.addrs].sort(),
-      hits: g.hits,
-      refused: g.refused,
-    }));
+    .map((g): LiveRule => {
+      const action = g.reserve ? ('reserve' as const) : ('grant' as const);
+      const who = whoOf(g, label);
+      const ports = portsText(toRanges(g.tcp, 'tcp'), toRanges(g.udp, 'udp'));
+      const addrs = g.addrs === undefined ? [] : [...g.addrs].sort();
+      if (from === undefined || g.line <= 0) return { line: g.line, action, who, ports, addrs, hits: g.hits, refused: g.refused };
+      // The file in the object from the start (placeRules adds it later): no backing store per rule for a property added after.
+      const part = partOf(from, g.line);
+      const line = part === undefined ? g.line : g.line - part.offset;
+      return { line, action, who, ports, addrs, hits: g.hits, refused: g.refused, file: part === undefined ? from.file : part.file };
+    });
 }
 
 /**

@@ -107,13 +107,13 @@ export function list(options: LowportOptions = {}, { prune = true }: { prune?: b
   const warnings = [...changes.map(({ line, message }): ListWarning => ({ line, kind: 'name', message })), ...subordinateWarnings(table)]
     .sort((a, b) => a.line - b.line)
     .map((w) => located(w, applied, placed));
-  const rules = describeTable(table, namesWithScopes(scopes));
+  const rules = describeTable(table, namesWithScopes(scopes), placed);
   return {
     policy: path,
     pinDir: target.pinDir,
     cgroup: target.cgroup,
     live: live !== undefined,
-    rules: placed === undefined ? rules : placeRules(rules, placed),
+    rules,
     shadowed: placed === undefined ? [] : placeShadowed(shadowedGrants(table, placed), placed),
     entries: table.count,
     file,

@@ -53,6 +53,8 @@ export interface PolicyText {
   doc: PolicyDocument;
   /** Each file's text; `main` is '' when there is no file yet. */
   texts: PolicyTexts;
+  /** There is no policy file yet (readPolicy with allowMissing). */
+  missing?: true;
 }
 
 /**
@@ -64,8 +66,9 @@ export interface PolicyText {
 export function readPolicy(path: string, allowMissing: boolean): PolicyText {
   const main = allowMissing ? readPolicyFile(path) : readPolicyText(path);
   const texts = { main: main ?? '', dropins: readDropins(path) };
-  if (main === undefined && texts.dropins.length === 0) return { text: '', doc: parsePolicy(NEW_FILE_HEADER, path), texts };
-  return { text: joinPolicyTexts(texts), doc: parsePolicyFiles(texts, path), texts };
+  const missing = main === undefined ? { missing: true as const } : {};
+  if (main === undefined && texts.dropins.length === 0) return { text: '', doc: parsePolicy(NEW_FILE_HEADER, path), texts, ...missing };
+  return { text: joinPolicyTexts(texts), doc: parsePolicyFiles(texts, path), texts, ...missing };
 }
 
 /** The drop-ins of the policy at `path`, in the order they are read (none when its directory does not exist). */
@@ -174,16 +177,20 @@ export function editPolicyFile<T>(
 ): EditTransaction<T> {
   return withPolicyLock(path, { create: true }, () => {
     const before = readPolicy(path, true);
-    const mainMissing = readPolicyFile(path) === undefined;
+    const mainMissing = before.missing === true;
     const { dropin } = o;
     const edited = dropin === undefined ? path : `${dropinDirOf(path)}/${dropin}`;
     const current =
       dropin === undefined ? (mainMissing ? undefined : before.texts.main) : before.texts.dropins.find((d) => d.name === dropin)?.text;
-    const { doc, changed, notes } = edit(parsePolicy(current ?? NEW_FILE_HEADER, edited));
+    // The policy file alone (no drop-ins, none edited): its document is the one read, and the edit's the one made live, as before drop-ins.
+    const alone = dropin === undefined && before.texts.dropins.length === 0;
+    const { doc, changed, notes } = edit(alone ? before.doc : parsePolicy(current ?? NEW_FILE_HEADER, edited));
     const text = changed ? serializePolicy(doc) : (current ?? '');
     if (o.elsewhere === true) notes.push(...foundElsewhere(path, before.texts, dropin, edit));
     let after = before;
-    if (changed) {
+    if (changed && alone) {
+      after = { text, doc, texts: { main: text, dropins: [] } };
+    } else if (changed) {
       const texts =
         dropin === undefined
           ? { ...before.texts, main: text }

@@ -40,7 +40,11 @@ export function reportEdit(ctx: Pick<CommandContext, 'json' | 'io' | 'note'>, ou
       `lowport was off, and this edit made ${n === 1 ? 'another rule' : `${n} other rules`} of the file live again too ` +
         '(`lowport off` keeps the file; `lowport revoke` or `unreserve` what should stay off):',
     );
-    for (const rule of outcome.revived) ctx.note(`  ${ruleWhere(rule, outcome.policy)}: ${escapeControl(ruleText(rule))}`);
+    for (const rule of outcome.revived) {
+      // `line 3` in the policy file, as before drop-ins; `policy.d/web.policy:3` in a drop-in.
+      const where = rule.file === undefined || rule.file === outcome.policy ? `line ${rule.line}` : ruleWhere(rule, outcome.policy);
+      ctx.note(`  ${where}: ${escapeControl(ruleText(rule))}`);
+    }
   }
   const state = outcome.installed ? 'loaded into the kernel' : 'live';
   const n = `${outcome.rules} rule${outcome.rules === 1 ? '' : 's'}`;

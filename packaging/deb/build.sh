@@ -6,6 +6,8 @@
 #   /usr/bin/lowport          a link to the bundled CLI (`sudo lowport` then finds it)
 #   /lib/systemd/system/lowport.service   the boot unit: `lowport apply`
 #   /etc/lowport/policy       a conffile: the empty policy with its header
+#   /etc/lowport/policy.d/    drop-ins (root:root 0755), with a README conffile
+#                             that says how they are read (as sudoers.d's)
 #   /usr/share/man/man8/lowport.8.gz, bash and zsh completions, docs
 # Output: lowport_<version>_<arch>.deb in the current directory (or $1).
 set -euo pipefail
@@ -42,7 +44,7 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 root=$stage/root
 lib=$root/usr/lib/lowport
-mkdir -p "$lib" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/lowport" \
+mkdir -p "$lib" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/lowport/policy.d" \
   "$root/usr/share/man/man8" "$root/usr/share/bash-completion/completions" \
   "$root/usr/share/zsh/vendor-completions" "$root/usr/share/doc/lowport" "$root/DEBIAN"
 
@@ -69,7 +71,7 @@ shlibs=$(cd "$stage/shlibs" && dpkg-shlibdeps -O -e "$native" 2>/dev/null | sed 
 [ -n "$shlibs" ] || die "dpkg-shlibdeps found no libraries for $native"
 # Debian's node, not whichever one PATH finds first.
 sed -i '1s|^#!.*|#!/usr/bin/node|' "$lib/dist/src/cli/main.js" "$lib/dist/bundle/main.js"
-find "$lib" -type d -exec chmod 755 {} + && find "$lib" -type f -exec chmod 644 {} +
+find "$lib" "$root/etc" -type d -exec chmod 755 {} + && find "$lib" -type f -exec chmod 644 {} +
 chmod 755 "$lib/dist/src/cli/main.js" "$lib/dist/bundle/main.js"
 ln -s ../lib/lowport/dist/bundle/main.js "$root/usr/bin/lowport"
 
@@ -84,6 +86,25 @@ node --input-type=module -e '
   const { NEW_FILE_HEADER } = await import(process.argv[1]);
   process.stdout.write(NEW_FILE_HEADER);
 ' "$repo/dist/src/policy-file/policy-file.js" > "$root/etc/lowport/policy"
+
+# The drop-in directory, with what a package or a role needs to know before it puts a file there.
+cat > "$root/etc/lowport/policy.d/README" <<'README'
+# Drop-in policy files for lowport, read after /etc/lowport/policy.
+#
+# lowport reads the files here named NAME.policy (NAME not starting with a
+# dot), in byte order of their names (as `LC_ALL=C ls` lists them), after the
+# main file, as one policy: the statements are those of the main file. Other
+# names are skipped: this README, editor backups (NAME.policy~), dpkg and ucf
+# leftovers (NAME.policy.dpkg-old, .dpkg-new, .dpkg-dist, .ucf-dist).
+#
+# Each file must be a regular file owned by root and not writable by group or
+# others (chown root:root FILE; chmod 644 FILE); a symlink is refused. One bad
+# file (unsafe, or a syntax error) stops `lowport apply` and changes nothing.
+#
+# Edit one with `lowport grant/revoke/reserve/unreserve --file NAME`, or put
+# it in place and run `lowport apply`. Check a file before it goes here with
+# `lowport apply --check --file NAME --candidate PATH`.
+README
 
 gzip -9n < "$repo/dist/share/man/man8/lowport.8" > "$root/usr/share/man/man8/lowport.8.gz"
 cp "$repo/dist/share/bash-completion/completions/lowport" "$root/usr/share/bash-completion/completions/lowport"
@@ -112,7 +133,7 @@ Description: let non-root programs bind ports below 1024, per user and port
  reserve ports for their owners, and set up the fallbacks (socket passing,
  nftables redirects, a userspace forwarder) where BPF is not available.
 CONTROL
-echo /etc/lowport/policy > "$root/DEBIAN/conffiles"
+printf '%s\n' /etc/lowport/policy /etc/lowport/policy.d/README > "$root/DEBIAN/conffiles"
 for s in postinst prerm postrm; do install -m 755 "$here/$s" "$root/DEBIAN/$s"; done
 
 deb=$out/lowport_${version}_${arch}.deb

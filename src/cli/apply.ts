@@ -2,6 +2,8 @@
 import { apply as applyPolicy, type UnresolvedReport } from '../ops/apply.js';
 import { off as turnOff } from '../ops/off.js';
 import { formatDiagnostics } from '../diagnostic.js';
+import { UsageError } from '../errors.js';
+import { dropinDirOf, dropinFileName } from '../policy/sources.js';
 import { escapeControl } from '../text.js';
 import { implement, noArguments, printJson, type Implementation } from './command.js';
 import * as commands from './commands.js';
@@ -16,8 +18,16 @@ export function formatUnresolved(unresolved: readonly UnresolvedReport[], severi
 
 export const apply: Implementation = implement(commands.apply, (ctx) => {
   noArguments(ctx, 'apply');
+  const { file, candidate: path } = ctx.values;
+  if ((file === undefined) !== (path === undefined) || (path !== undefined && ctx.values.check !== true)) {
+    throw new UsageError(
+      '--candidate and --file go together, with --check: the candidate file is checked as the drop-in policy.d/NAME.policy would be',
+      'e.g. lowport apply --check --file web --candidate /tmp/web.policy (Ansible: validate: lowport apply --check --file web --candidate %s)',
+    );
+  }
+  const candidate = path === undefined || file === undefined ? undefined : { path, dropin: dropinFileName(file) };
   return () => {
-    const result = applyPolicy(ctx.options, { check: ctx.values.check === true });
+    const result = applyPolicy(ctx.options, { check: ctx.values.check === true, ...(candidate === undefined ? {} : { candidate }) });
     const failed = result.unresolved.length > 0 ? 1 : 0;
     if (ctx.json) {
       printJson(ctx.io, result);
@@ -33,7 +43,8 @@ export const apply: Implementation = implement(commands.apply, (ctx) => {
       );
     }
     if (result.checkOnly) {
-      ctx.io.stdout(`${result.policy}: OK, ${result.rules} rule${result.rules === 1 ? '' : 's'} (${result.entries} map entries)\n`);
+      const what = candidate === undefined ? result.policy : `${candidate.path} as ${dropinDirOf(result.policy)}/${candidate.dropin}`;
+      ctx.io.stdout(`${escapeControl(what)}: OK, ${result.rules} rule${result.rules === 1 ? '' : 's'} (${result.entries} map entries)\n`);
     } else {
       const forwards =
         result.forwards === undefined || result.forwards === 0

@@ -28,6 +28,15 @@ const WHO_OPTIONS = {
   },
 } as const;
 
+/** `--file NAME`: the edits of grant, revoke, reserve and unreserve go to a drop-in (policy/sources.ts). */
+const FILE_OPTION = {
+  file: {
+    type: 'string',
+    value: 'NAME',
+    description: 'edit the drop-in policy.d/NAME.policy (made if missing)\ninstead of the policy file; all files go live together',
+  },
+} as const;
+
 export const doctor = defineCommand({
   path: ['doctor'],
   summary: 'why a port cannot be bound, and the best fix here',
@@ -58,13 +67,18 @@ Exit status: 0 when every port can be bound now, 1 when not, 2 on usage errors.`
 export const grant = defineCommand({
   path: ['grant'],
   summary: 'let a user or group bind ports',
-  usage: ['PORTS [--user U | --group G | --everyone] [--addr IP]...'],
+  usage: ['PORTS [--user U | --group G | --everyone] [--addr IP]... [--file NAME]'],
   description: `Lets U (or every member of G, or everyone) bind PORTS, with any program, from
-now on: the grant is written to the policy file and made live in the kernel.
+now on: the grant is written to the policy file (with --file, to the drop-in
+policy.d/NAME.policy) and made live in the kernel.
 Without --user/--group/--everyone: the invoking user (SUDO_USER under sudo).`,
   positionals: [PORTS],
-  options: WHO_OPTIONS,
-  examples: ['sudo lowport grant 80,443 --user alice', 'sudo lowport grant 53/udp --group dns --addr 127.0.0.1 --addr ::1'],
+  options: { ...WHO_OPTIONS, ...FILE_OPTION },
+  examples: [
+    'sudo lowport grant 80,443 --user alice',
+    'sudo lowport grant 53/udp --group dns --addr 127.0.0.1 --addr ::1',
+    'sudo lowport grant 80,443 --user www-data --file web',
+  ],
   needsRoot: () => true,
   load: async () => (await import('./grant.js')).grant,
 });
@@ -72,14 +86,19 @@ Without --user/--group/--everyone: the invoking user (SUDO_USER under sudo).`,
 export const revoke = defineCommand({
   path: ['revoke'],
   summary: 'take back a grant',
-  usage: ['PORTS [--user U | --group G | --everyone] [--addr IP]...', '--all (--user U | --group G | --everyone)'],
+  usage: [
+    'PORTS [--user U | --group G | --everyone] [--addr IP]... [--file NAME]',
+    '--all (--user U | --group G | --everyone) [--file NAME]',
+  ],
   description: `Removes PORTS from the grants of exactly that user, group or everyone (a
 group grant is revoked with --group, not per member). Without --addr, on
 every address; with it, only there. Binds already made stay bound; new binds
 are refused at once. --all removes every grant and reservation of U or G
-(with --everyone: every grant to everyone).`,
+(with --everyone: every grant to everyone). One file is edited: the policy
+file, or with --file the drop-in policy.d/NAME.policy; what the other files
+hold is said, not changed.`,
   positionals: [PORTS],
-  options: { ...WHO_OPTIONS, all: { type: 'boolean', description: 'every rule of the user or group' } },
+  options: { ...WHO_OPTIONS, all: { type: 'boolean', description: 'every rule of the user or group' }, ...FILE_OPTION },
   examples: ['sudo lowport revoke 443 --user alice', 'sudo lowport revoke --all --group dns'],
   needsRoot: () => true,
   load: async () => (await import('./grant.js')).revoke,
@@ -88,7 +107,7 @@ are refused at once. --all removes every grant and reservation of U or G
 export const reserve = defineCommand({
   path: ['reserve'],
   summary: 'keep ports for one user or group',
-  usage: ['PORTS (--user U | --group G)'],
+  usage: ['PORTS (--user U | --group G) [--file NAME]'],
   description: `Keeps PORTS for U or G: they may bind them (as with grant), and so may root
 and anyone the policy grants the port to by name; every other bind of those
 ports fails with EPERM, even with CAP_NET_BIND_SERVICE or a lowered
@@ -99,6 +118,7 @@ another program cannot take your port while yours is down.`,
     user: WHO_OPTIONS.user,
     group: { type: 'string', short: 'g', value: 'G', description: 'a group name or gid', complete: 'group' },
     everyone: { type: 'boolean', description: 'refused: a reservation for everyone reserves nothing' },
+    ...FILE_OPTION,
   },
   examples: ['sudo lowport reserve 8443 --user www-data'],
   needsRoot: () => true,
@@ -108,10 +128,10 @@ another program cannot take your port while yours is down.`,
 export const unreserve = defineCommand({
   path: ['unreserve'],
   summary: 'end a reservation',
-  usage: ['PORTS'],
-  description: 'Ends every reservation of PORTS, whoever it was for.',
+  usage: ['PORTS [--file NAME]'],
+  description: 'Ends every reservation of PORTS, whoever it was for, in the policy file (with --file, in that drop-in).',
   positionals: [PORTS],
-  options: {},
+  options: { ...FILE_OPTION },
   needsRoot: () => true,
   load: async () => (await import('./reserve.js')).unreserve,
 });
@@ -135,16 +155,26 @@ programs on the bind hooks.`,
 export const apply = defineCommand({
   path: ['apply'],
   summary: 'load the policy file into the kernel',
-  usage: ['[--check]'],
-  description: `Loads the policy file. The whole file is checked first (syntax, ownership);
-on such an error nothing changes and every problem is shown with its line and
-column. A user or group that does not exist costs only its own lines: they
+  usage: ['[--check]', '--check --file NAME --candidate PATH'],
+  description: `Loads the policy file and its drop-ins (policy.d/*.policy beside it, in
+name order) as one policy. Every file is checked first (syntax, ownership);
+on such an error nothing changes and every problem is shown with its file,
+line and column. A user or group that does not exist costs only its own lines: they
 are reported as errors (exit status 1) and everything else goes live; a
 grant to it is left out, and a reservation for it refuses everyone but root.
 The switch from the old rules to the new is one step: every bind sees either
 the old policy or the new one.`,
-  options: { check: { type: 'boolean', description: 'only check the file; needs no root' } },
-  examples: ['lowport apply --check', 'sudo lowport apply'],
+  options: {
+    check: { type: 'boolean', description: 'only check the files; needs no root' },
+    file: { type: 'string', value: 'NAME', description: 'with --candidate: the drop-in it would become (policy.d/NAME.policy)' },
+    candidate: {
+      type: 'string',
+      value: 'PATH',
+      description: "with --check: check the policy as it would be with\nPATH as drop-in NAME (for Ansible's validate: %s)",
+      complete: 'file',
+    },
+  },
+  examples: ['lowport apply --check', 'sudo lowport apply', 'lowport apply --check --file web --candidate /tmp/web.policy'],
   needsRoot: (values) => values.check !== true,
   load: async () => (await import('./apply.js')).apply,
 });

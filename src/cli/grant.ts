@@ -9,7 +9,7 @@ import { formatUnresolved } from './apply.js';
 import { nameFromArgument, parseAddrArgs, parsePortsArg, parsePrincipalArgs } from './args.js';
 import { implement, printJson, type CommandContext, type Implementation } from './command.js';
 import * as commands from './commands.js';
-import { ruleText } from './list.js';
+import { ruleText, ruleWhere } from './list.js';
 
 type WhoContext = Pick<CommandContext<typeof commands.grant.options>, 'values' | 'io' | 'callerName'>;
 
@@ -40,10 +40,17 @@ export function reportEdit(ctx: Pick<CommandContext, 'json' | 'io' | 'note'>, ou
       `lowport was off, and this edit made ${n === 1 ? 'another rule' : `${n} other rules`} of the file live again too ` +
         '(`lowport off` keeps the file; `lowport revoke` or `unreserve` what should stay off):',
     );
-    for (const rule of outcome.revived) ctx.note(`  line ${rule.line}: ${escapeControl(ruleText(rule))}`);
+    for (const rule of outcome.revived) {
+      // `line 3` in the policy file, as before drop-ins; `policy.d/web.policy:3` in a drop-in.
+      const where = rule.file === undefined || rule.file === outcome.policy ? `line ${rule.line}` : ruleWhere(rule, outcome.policy);
+      ctx.note(`  ${where}: ${escapeControl(ruleText(rule))}`);
+    }
   }
   const state = outcome.installed ? 'loaded into the kernel' : 'live';
-  ctx.io.stdout(`${outcome.policy}: ${outcome.rules} rule${outcome.rules === 1 ? '' : 's'}, ${state} (${outcome.entries} map entries)\n`);
+  const n = `${outcome.rules} rule${outcome.rules === 1 ? '' : 's'}`;
+  // With --file: the drop-in edited, and the rules of every file, which went live together.
+  const what = outcome.file === undefined ? `${outcome.policy}: ${n}` : `${outcome.file}: ${n} in the policy and its drop-ins`;
+  ctx.io.stdout(`${what}, ${state} (${outcome.entries} map entries)\n`);
   return 0;
 }
 
@@ -60,7 +67,7 @@ export const grant: Implementation = implement(commands.grant, (ctx) => {
   return () =>
     reportEdit(
       ctx,
-      fromArgument(ctx.values, () => grantRules(ctx.options, spec)),
+      fromArgument(ctx.values, () => grantRules(ctx.options, spec, ctx.values.file)),
     );
 });
 
@@ -73,8 +80,8 @@ export const revoke: Implementation = implement(commands.revoke, (ctx) => {
     }
     const principal = who(ctx);
     // With nothing to revoke, the edit's note says so (once).
-    return () => reportEdit(ctx, revokeAll(ctx.options, principal));
+    return () => reportEdit(ctx, revokeAll(ctx.options, principal, ctx.values.file));
   }
   const spec = { ports: portsOnly(ctx, 'revoke'), principal: who(ctx), addrs: parseAddrArgs(ctx.values.addr) };
-  return () => reportEdit(ctx, revokeRules(ctx.options, spec));
+  return () => reportEdit(ctx, revokeRules(ctx.options, spec, ctx.values.file));
 });

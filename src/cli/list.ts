@@ -1,6 +1,6 @@
 /** `lowport list`: the live rules, read back from the kernel. */
 import { formatDiagnostic } from '../diagnostic.js';
-import { list as listLive, type ListResult, type LiveRule } from '../ops/list.js';
+import { list as listLive, type ListResult, type LiveRule, type ShadowedGrant } from '../ops/list.js';
 import { escapeControl } from '../text.js';
 import { implement, noArguments, printJson, type Implementation } from './command.js';
 import * as commands from './commands.js';
@@ -20,6 +20,29 @@ export function ruleText(rule: LiveRule): string {
   return `${rule.action} ${rule.ports} ${who}${rule.addrs.length > 0 ? ` addr ${rule.addrs.join(',')}` : ''}`;
 }
 
+/**
+ * Where a live rule came from, as the LINE column shows it: its line alone
+ * in the policy file (as before drop-ins existed), `policy.d/10-web.policy:3`
+ * in a drop-in (the path beside the policy file's directory). Escaped.
+ */
+export function ruleWhere(rule: { line: number; file?: string | undefined }, policy: string): string {
+  return rule.file === undefined || rule.file === policy
+    ? String(rule.line)
+    : `${escapeControl(shortFile(rule.file, policy))}:${rule.line}`;
+}
+
+/** A file of the policy named from the policy's directory: `policy.d/10-web.policy`. */
+function shortFile(file: string, policy: string): string {
+  const dir = policy.slice(0, policy.lastIndexOf('/') + 1);
+  return dir !== '' && file.startsWith(dir) ? file.slice(dir.length) : file;
+}
+
+/** `shadowed by line 3`, or `shadowed by line 3 of policy.d/10-web.policy` when the reservation is in another file. */
+function shadowedText(rule: ShadowedGrant, policy: string): string {
+  const other = rule.shadowedByFile !== undefined && rule.shadowedByFile !== (rule.file ?? policy);
+  return `shadowed by line ${rule.shadowedBy}${other ? ` of ${escapeControl(shortFile(rule.shadowedByFile ?? '', policy))}` : ''}`;
+}
+
 export function formatList(r: ListResult): string {
   const out: string[] = [];
   if (!r.live) {
@@ -31,16 +54,26 @@ export function formatList(r: ListResult): string {
   }
   out.push(`Policy ${escapeControl(r.policy)}: ${FILE_STATE[r.file]}.`);
   // Shadowed grants (ops/list.ts) sit among the live rules by line, after the line's live part.
-  const shown = [...r.rules.map((rule) => ({ rule, by: undefined })), ...r.shadowed.map((rule) => ({ rule, by: rule.shadowedBy }))].sort(
-    (a, b) => a.rule.line - b.rule.line || (a.by ?? 0) - (b.by ?? 0),
-  );
+  // By file (the order they are read in: the policy file, then the drop-ins by name), then line.
+  const files = new Map<string, number>([[r.policy, 0]]);
+  const fileOrder = (rule: LiveRule): number => {
+    if (rule.file === undefined) return 0;
+    let order = files.get(rule.file);
+    if (order === undefined) files.set(rule.file, (order = files.size));
+    return order;
+  };
+  for (const rule of r.rules) fileOrder(rule);
+  const shown = [
+    ...r.rules.map((rule) => ({ rule, by: undefined as ShadowedGrant | undefined })),
+    ...r.shadowed.map((rule) => ({ rule, by: rule })),
+  ].sort((a, b) => fileOrder(a.rule) - fileOrder(b.rule) || a.rule.line - b.rule.line || (a.by?.shadowedBy ?? 0) - (b.by?.shadowedBy ?? 0));
   if (shown.length > 0) {
     out.push('');
     const rows = shown.map(({ rule, by }) => [
-      String(rule.line),
+      ruleWhere(rule, r.policy),
       ruleText(rule),
       by !== undefined
-        ? `shadowed by line ${by}`
+        ? shadowedText(by, r.policy)
         : rule.action === 'reserve'
           ? `${rule.hits} (refused ${rule.refused})`
           : String(rule.hits),
@@ -49,7 +82,7 @@ export function formatList(r: ListResult): string {
     const lineWidth = table.reduce((w, row) => Math.max(w, (row[0] ?? '').length), 0);
     const ruleWidth = table.reduce((w, row) => Math.max(w, (row[1] ?? '').length), 0);
     // Rule labels of `lowport run` scopes hold the command line a user ran, and paths and names come from outside: escaped.
-    // Only the RULE column can hold them; the others are numbers and fixed words.
+    // Only the RULE column can hold them; the others are numbers, fixed words and file names escaped already.
     for (const row of table)
       out.push(`${(row[0] ?? '').padStart(lineWidth)}  ${escapeControl(row[1] ?? '').padEnd(ruleWidth)}  ${row[2] ?? ''}`);
   }
@@ -63,7 +96,11 @@ export function formatList(r: ListResult): string {
   if (r.warnings.length > 0) {
     out.push('');
     for (const w of r.warnings)
-      out.push(w.diagnostic === undefined ? `warning: ${escapeControl(r.policy)}:${w.line}: ${w.message}` : formatDiagnostic(w.diagnostic));
+      out.push(
+        w.diagnostic === undefined
+          ? `warning: ${escapeControl(w.file ?? r.policy)}:${w.line}: ${w.message}`
+          : formatDiagnostic(w.diagnostic),
+      );
   }
   const others = r.programs.filter((p) => !p.ours);
   if (others.length > 0) {

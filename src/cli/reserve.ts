@@ -15,11 +15,11 @@ export const reserve: Implementation = implement(commands.reserve, (ctx) => {
   return () =>
     reportEdit(
       ctx,
-      fromArgument(ctx.values, () => reservePorts(ctx.options, { ports, principal })),
+      fromArgument(ctx.values, () => reservePorts(ctx.options, { ports, principal }, ctx.values.file)),
     );
 });
 
 export const unreserve: Implementation = implement(commands.unreserve, (ctx) => {
   const ports = portsOnly(ctx, 'unreserve');
-  return () => reportEdit(ctx, unreservePorts(ctx.options, { ports }));
+  return () => reportEdit(ctx, unreservePorts(ctx.options, { ports }, ctx.values.file));
 });

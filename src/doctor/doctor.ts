@@ -32,7 +32,8 @@ import {
   readSysctl,
   systemdRunning,
 } from '../os/system.js';
-import { parsePolicy } from '../policy/parse.js';
+import { lineRef, originOf } from '../policy/origin.js';
+import { readPolicy } from '../policy-file/policy-file.js';
 import { fileKind, readPolicyFile } from '../policy-file/trust.js';
 import { formatPrincipal } from '../policy/print.js';
 import { formatPorts } from '../policy/ports.js';
@@ -428,9 +429,17 @@ function policyChecks(
     return { checks, ...findings };
   }
   let rules: ResolvedRule[];
+  // The file's lines, and those of its drop-ins (policy/origin.ts): `line 3 of /etc/lowport/policy.d/web.policy`.
+  let lineIn = (line: number): string => `line ${line}`;
+  let lineOf = (line: number): string => `line ${line} of ${path}`;
   try {
-    const compiled = compileDocument(parsePolicy(text, path));
+    const compiled = compileDocument(readPolicy(path, false).doc);
     rules = compiled.rules;
+    lineIn = (line) => lineRef(compiled.doc, line, 1);
+    lineOf = (line) => {
+      const at = originOf(compiled.doc, line);
+      return `line ${at.line} of ${at.file}`;
+    };
     for (const u of compiled.unresolved)
       checks.push({ id: 'policy-names', status: 'fail', detail: `${u.diagnostic.file}:${u.diagnostic.line}: ${u.diagnostic.message}` });
   } catch (e) {
@@ -475,12 +484,12 @@ function policyChecks(
     let status: CheckStatus;
     if (res !== undefined) {
       status = 'fail';
-      detail = `port ${port} is reserved for ${formatPrincipal(res.rule.rule.principal)} (line ${res.rule.rule.line} of ${path}): ${user.name} gets EPERM`;
+      detail = `port ${port} is reserved for ${formatPrincipal(res.rule.rule.principal)} (${lineOf(res.rule.rule.line)}): ${user.name} gets EPERM`;
     } else if (counted.length === 0) {
       status = 'info';
       detail = `${path} does not give port ${port} to ${user.name}`;
     } else {
-      const lines = counted.map((c) => `line ${c.rule.rule.line}${scopeText(c)}${viaText(c, user, caller)}`).join('; ');
+      const lines = counted.map((c) => `${lineIn(c.rule.rule.line)}${scopeText(c)}${viaText(c, user, caller)}`).join('; ');
       const stale = live !== undefined && live.file !== 'in-sync' ? `, but the file is not what is live (${live.file})` : '';
       if (refusedButGranted.length > 0) {
         const why = notLiveReason(counted, user, caller, live);

@@ -5,15 +5,22 @@
 import { lookupGroups, lookupUsers } from '../os/nss.js';
 import { formatPorts } from '../policy/ports.js';
 import { escapeControl } from '../text.js';
-import type { PortItem, Protocol } from '../policy/types.js';
+import { partOf } from '../policy/origin.js';
+import type { PolicyDocument, PortItem, Protocol } from '../policy/types.js';
 import { addressText, protocolName } from './compile.js';
 import type { Entry } from './live.js';
 import { EntryTable, Kind, KEY_SIZE, RESERVED, VALUE_SIZE } from './map-format.js';
 import type { Scope } from './scopes.js';
 
 export interface LiveRule {
-  /** Line of the policy file the rule came from when it was applied. */
+  /** Line of the policy file the rule came from when it was applied (in `file`, once placeRules has run). */
   line: number;
+  /**
+   * The file of the policy the rule came from: the policy file or one of its
+   * drop-ins (placeRules). Absent for a `lowport run` scope, and where the
+   * applied text is not at hand.
+   */
+  file?: string;
   action: 'grant' | 'reserve';
   /** `user alice (uid 1000)`, `group dev (gid 1001)`, `everyone`, `cgroup 4242`. */
   who: string[];
@@ -57,8 +64,10 @@ export type NameLookup = (kind: number, ids: bigint[]) => Map<bigint, string>;
 /**
  * Groups live entries back into rules, by the policy line each entry credits.
  * Reads the packed table in place: a 40,000-entry map makes no object per entry.
+ * With `from`, the document the table was made from: each file rule gets its
+ * file and its line there (policy/origin.ts), as placeRules gives them.
  */
-export function describeTable(t: EntryTable, names: NameLookup = nssNames): LiveRule[] {
+export function describeTable(t: EntryTable, names: NameLookup = nssNames, from?: Pick<PolicyDocument, 'file' | 'parts'>): LiveRule[] {
   // By policy line; entries of no line (0: scoped grants of `lowport run`) by their cgroup.
   const groups = new Map<number, Group>();
   const scoped = new Map<bigint, Group>();
@@ -124,15 +133,17 @@ export function describeTable(t: EntryTable, names: NameLookup = nssNames): Live
   return all
     .filter((g) => g.tcp.length + g.udp.length > 0)
     .sort((a, b) => a.line - b.line)
-    .map((g) => ({
-      line: g.line,
-      action: g.reserve ? 'reserve' : 'grant',
-      who: whoOf(g, label),
-      ports: portsText(toRanges(g.tcp, 'tcp'), toRanges(g.udp, 'udp')),
-      addrs: g.addrs === undefined ? [] : [...g.addrs].sort(),
-      hits: g.hits,
-      refused: g.refused,
-    }));
+    .map((g): LiveRule => {
+      const action = g.reserve ? ('reserve' as const) : ('grant' as const);
+      const who = whoOf(g, label);
+      const ports = portsText(toRanges(g.tcp, 'tcp'), toRanges(g.udp, 'udp'));
+      const addrs = g.addrs === undefined ? [] : [...g.addrs].sort();
+      if (from === undefined || g.line <= 0) return { line: g.line, action, who, ports, addrs, hits: g.hits, refused: g.refused };
+      // The file in the object from the start (placeRules adds it later): no backing store per rule for a property added after.
+      const part = partOf(from, g.line);
+      const line = part === undefined ? g.line : g.line - part.offset;
+      return { line, action, who, ports, addrs, hits: g.hits, refused: g.refused, file: part === undefined ? from.file : part.file };
+    });
 }
 
 /**
@@ -236,4 +247,23 @@ function nssNames(kind: number, ids: bigint[]): Map<bigint, string> {
     }
   }
   return out;
+}
+
+/**
+ * Gives file rules (line > 0) their file, and their line in it, from the
+ * applied document (policy/origin.ts): a document of several files numbers
+ * its lines through all of them. In place: `list` runs this on every rule.
+ */
+export function placeRules<R extends LiveRule>(rules: R[], doc: Pick<PolicyDocument, 'file' | 'parts'>): R[] {
+  for (const r of rules) {
+    if (r.line <= 0) continue;
+    const part = partOf(doc, r.line);
+    if (part === undefined) {
+      r.file = doc.file;
+    } else {
+      r.file = part.file;
+      r.line -= part.offset;
+    }
+  }
+  return rules;
 }

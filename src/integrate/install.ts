@@ -6,6 +6,7 @@
  */
 import { dirname, join, resolve } from 'node:path';
 import { readPolicy } from '../policy-file/policy-file.js';
+import { dropinDirOf } from '../policy/sources.js';
 import { policyPath, requireRoot, type LowportOptions } from '../grants/target.js';
 import { LowportError, UsageError } from '../errors.js';
 import {
@@ -14,6 +15,8 @@ import {
   GENERATED,
   POLICY,
   preparePolicyDir,
+  DROPIN,
+  removeTrustedDirIfEmpty,
   removeTrustedFile,
   writeFileAtomic,
 } from '../policy-file/trust.js';
@@ -329,6 +332,8 @@ export function install(o: InstallOptions): InstallResult {
   const policy = join(o.root ?? '/', policyPath(o));
   let createdPolicy = false;
   preparePolicyDir(dirname(policy));
+  // The drop-in directory (policy/sources.ts), as the Debian package ships it: where roles and packages put their files.
+  ensureTrustedDir(dropinDirOf(policy), 0o755, DROPIN);
   if (!pathExists(policy)) {
     writeFileAtomic(policy, serializePolicy(readPolicy(policy, true).doc));
     createdPolicy = true;
@@ -391,6 +396,9 @@ export function uninstall(o: UninstallOptions): { removed: string[]; notes: stri
   if (o.purge === true && pathExists(policy)) {
     assertRootControlled(dirname(policy));
     removeTrustedFile(policy, POLICY);
+    // Drop-ins are others' files (a package's, a role's): the directory goes only when none is left.
+    removeTrustedDirIfEmpty(dropinDirOf(policy), DROPIN);
+    if (pathExists(dropinDirOf(policy))) notes.push(`kept ${dropinDirOf(policy)}: it is not empty`);
     removeTrustedFile(join(dirname(policy), '.lowport.lock'), POLICY, { emptyDir: true });
     removed.push(policy);
   } else if (pathExists(policy)) {

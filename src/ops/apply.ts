@@ -8,13 +8,22 @@ import { LowportError } from '../errors.js';
 import { SyscallError } from '../os/libc.js';
 import type { EditResult } from '../policy/edit.js';
 import { policyWarnings } from '../policy/clash.js';
+import { originOf } from '../policy/origin.js';
 import { parsePolicy } from '../policy/parse.js';
 import type { PolicyDocument } from '../policy/types.js';
-import { editPolicyFile, readPolicy, readPolicyText, withPolicyLock } from '../policy-file/policy-file.js';
-import { readPolicyFile } from '../policy-file/trust.js';
+import {
+  editPolicyFile,
+  readPolicy,
+  readPolicyText,
+  readPolicyTexts,
+  readPolicyWithCandidate,
+  withPolicyLock,
+  type EditOptions,
+} from '../policy-file/policy-file.js';
+import { parsePolicyFiles, splitPolicyTexts } from '../policy/sources.js';
 import { restorePersisted } from '../forward/redirect.js';
 import { compileDocument, policyFingerprint, type CompiledPolicy } from '../grants/document.js';
-import { describeTable, type LiveRule } from '../grants/describe.js';
+import { describeTable, placeRules, type LiveRule } from '../grants/describe.js';
 import { readLivePolicy, removeAll, swapPolicy, type LivePolicy, type Target } from '../grants/live.js';
 import { VALUE_SIZE, type EntryTable } from '../grants/map-format.js';
 import { syncReservedPorts } from '../grants/reserved-ports.js';
@@ -28,6 +37,8 @@ export type { UnresolvedReport } from './unresolved.js';
 
 export interface ApplyResult {
   policy: string;
+  /** `apply --check --candidate`: the file checked as a drop-in. */
+  candidate?: string;
   rules: number;
   entries: number;
   /** True when this call attached lowport's program (it was not live before). */
@@ -113,14 +124,24 @@ export function targetIfSupported(
   }
 }
 
-/** `lowport apply`: load the file into the kernel (or, with check, only validate it). */
-export function apply(options: LowportOptions = {}, { check = false }: { check?: boolean } = {}): ApplyResult {
+/**
+ * `lowport apply`: load the file and its drop-ins into the kernel (or, with
+ * check, only validate them; with a candidate, as they would be with that
+ * file as drop-in `candidate.dropin`, e.g. `web.policy`).
+ */
+export function apply(
+  options: LowportOptions = {},
+  { check = false, candidate }: { check?: boolean; candidate?: { path: string; dropin: string } } = {},
+): ApplyResult {
   const path = policyPath(options);
   if (check) {
-    const { doc } = withUnknownNames(() => readPolicy(path, false));
+    const { doc } = withUnknownNames(() =>
+      candidate === undefined ? readPolicy(path, false) : readPolicyWithCandidate(path, candidate.dropin, candidate.path),
+    );
     const compiled = compileDocument(doc);
     return {
       policy: path,
+      ...(candidate === undefined ? {} : { candidate: candidate.path }),
       rules: compiled.rules.length,
       entries: compiled.table.count,
       installed: false,
@@ -180,6 +201,8 @@ function applyForwards(path: string, doc: PolicyDocument): number {
 }
 
 export interface EditOutcome extends ApplyResult {
+  /** The drop-in edited (`--file`); absent when the edit was the policy file's. */
+  file?: string;
   changed: boolean;
   notes: string[];
   /**
@@ -199,33 +222,49 @@ export function editPolicy(
   options: LowportOptions,
   edit: (doc: PolicyDocument) => EditResult,
   explain?: (compiled: CompiledPolicy) => string[],
+  files: EditOptions = {},
 ): EditOutcome {
   const target = kernelTarget(options);
   // A file with syntax errors stops the edit (in the transaction too): say all its problems, its unknown names with them.
   withUnknownNames(() => readPolicy(policyPath(options), true));
-  const done = editPolicyFile(policyPath(options), edit, (after, before) => {
-    const compiled = compileDocument(after.doc);
-    const previous = readLivePolicy(target.pinDir);
-    const untouched = untouchedLines(before.doc, after.doc);
-    const revived = fileWasLive(previous) ? new Set<number>() : untouched;
-    // Back to what was live: the old policy, or nothing.
-    const undo = (): void => {
-      if (previous !== undefined) swapInto(target, previous.table, previous.fingerprint);
-      else removeAll(target);
-    };
-    const live = makeLive(target, compiled, policyFingerprint(after.text), undo);
-    return {
-      result: { compiled, revived, untouched, ...live },
-      undo,
-      commit: () => saveAppliedText(target, after.text, compiled.bindings),
-    };
-  });
+  const done = editPolicyFile(
+    policyPath(options),
+    edit,
+    (after, before) => {
+      const compiled = compileDocument(after.doc);
+      const previous = readLivePolicy(target.pinDir);
+      const untouched = untouchedLines(before.doc, after.doc);
+      const revived = fileWasLive(previous) ? new Set<number>() : untouched;
+      // Back to what was live: the old policy, or nothing.
+      const undo = (): void => {
+        if (previous !== undefined) swapInto(target, previous.table, previous.fingerprint);
+        else removeAll(target);
+      };
+      const live = makeLive(target, compiled, policyFingerprint(after.text), undo);
+      return {
+        result: { compiled, revived, untouched, ...live },
+        undo,
+        commit: () => saveAppliedText(target, after.text, compiled.bindings),
+      };
+    },
+    files,
+  );
   const { compiled, revived, untouched, installed, entries, notes: liveNotes } = done.live;
-  // The clash warnings apply prints, for the statements this edit wrote (or those that clash with them).
-  const touches = (line: number): boolean => done.doc.rules.some((r) => r.line === line) && !untouched.has(line);
-  const warnings = policyWarnings(done.doc).filter((w) => touches(w.line) || (w.related ?? []).some((m) => touches(m.line)));
+  // The clash warnings apply prints, for the statements this edit wrote (or those that clash with them), in any file.
+  const all = done.all.doc;
+  const written = new Set(
+    all.rules
+      .filter((r) => !untouched.has(r.line))
+      .map((r) => {
+        const at = originOf(all, r.line);
+        return `${at.line}:${at.file}`;
+      }),
+  );
+  const touches = (at: { file: string; line: number }): boolean => at.file === done.path && written.has(`${at.line}:${at.file}`);
+  const warnings = policyWarnings(all).filter((w) => touches(w) || (w.related ?? []).some(touches));
   return {
-    policy: done.path,
+    policy: policyPath(options),
+    ...(done.path === policyPath(options) ? {} : { file: done.path }),
     rules: compiled.rules.length,
     entries,
     installed,
@@ -234,7 +273,13 @@ export function editPolicy(
     notes: [...done.notes, ...(explain?.(compiled) ?? []), ...liveNotes],
     // Dead lines elsewhere in the file do not stop an edit; the CLI warns about each.
     unresolved: unresolvedReport(options, compiled.unresolved),
-    revived: revived.size === 0 ? [] : describeTable(compiled.table).filter((r) => revived.has(r.line)),
+    revived:
+      revived.size === 0
+        ? []
+        : placeRules(
+            describeTable(compiled.table).filter((r) => revived.has(r.line)),
+            compiled.doc,
+          ),
     ...(warnings.length > 0 ? { warnings } : {}),
   };
 }
@@ -278,7 +323,7 @@ export function refreshLive(options: LowportOptions, target: Target, { onlyIfLiv
         hint: 'Run `lowport apply` to load the file, then try again.',
       });
     }
-    const compiled = compileDocument(parsePolicy(text, path));
+    const compiled = compileDocument(parsePolicyFiles(splitPolicyTexts(text), path));
     makeLive(target, compiled, runsOnly ? Buffer.alloc(VALUE_SIZE) : policyFingerprint(text));
     // The names were resolved again: record what the kernel now holds, so list flags only what moved since.
     if (!runsOnly) saveAppliedText(target, text, compiled.bindings);
@@ -292,6 +337,6 @@ function savedTextIfLive(target: Target, fingerprint: Buffer | undefined): strin
 }
 
 function currentTextIfLive(path: string, fingerprint: Buffer | undefined): string | undefined {
-  const text = readPolicyFile(path);
+  const text = readPolicyTexts(path);
   return text !== undefined && fingerprint !== undefined && policyFingerprint(text).equals(fingerprint) ? text : undefined;
 }

@@ -6,6 +6,9 @@ import { samePrincipal } from '../policy/principal.js';
 import { PortSet } from '../policy/ports.js';
 import { formatPrincipal, formatRule } from '../policy/print.js';
 import type { PortItem, Principal } from '../policy/types.js';
+import { lineRef } from '../policy/origin.js';
+import { dropinFileName } from '../policy/sources.js';
+import type { EditOptions } from '../policy-file/policy-file.js';
 import { editPolicy, type CompiledPolicy, type EditOutcome } from './apply.js';
 import { Kind } from '../grants/map-format.js';
 import { requireKnownPrincipal, subordinateNotes, type ResolvedRule } from '../grants/resolve.js';
@@ -22,13 +25,26 @@ export interface GrantSpec {
  * Grants ports. The user or group must exist: a file may hold lines whose
  * names have gone (they are reported, not live), but an edit adds none.
  */
-export function grant(options: LowportOptions, spec: GrantSpec): EditOutcome {
+export function grant(options: LowportOptions, spec: GrantSpec, file?: string): EditOutcome {
   requireKnownPrincipal(spec.principal);
   return editPolicy(
     options,
     (doc) => policyEdit.grant(doc, { ports: spec.ports, principal: spec.principal, addrs: spec.addrs ?? [] }),
     (compiled) => subordinateWarnings(compiled, [spec.principal]),
+    inFile(file),
   );
+}
+
+/**
+ * Which file an edit changes: the policy file, or with `file` (`--file NAME`)
+ * the drop-in policy.d/NAME.policy. `elsewhere`: say what the other files
+ * hold of what the edit takes away (revoke, unreserve), since only this one
+ * changes. A grant or a reservation is the edited file's own: the same
+ * statement in another file stays there (apply warns that one repeats the
+ * other), so that removing either file leaves the other's grant whole.
+ */
+function inFile(file: string | undefined, elsewhere = false): EditOptions {
+  return { ...(file === undefined ? {} : { dropin: dropinFileName(file) }), elsewhere };
 }
 
 /**
@@ -42,11 +58,12 @@ function subordinateWarnings(compiled: CompiledPolicy, principals: readonly Prin
   return subordinateNotes(subjects, readSubordinateIds('/etc/subuid'), readSubordinateIds('/etc/subgid')).map((n) => `warning: ${n}`);
 }
 
-export function revoke(options: LowportOptions, spec: GrantSpec): EditOutcome {
+export function revoke(options: LowportOptions, spec: GrantSpec, file?: string): EditOutcome {
   return editPolicy(
     options,
     (doc) => policyEdit.revoke(doc, { ports: spec.ports, principal: spec.principal, addrs: spec.addrs ?? [] }),
-    (compiled) => stillGiven(compiled.rules, spec),
+    (compiled) => stillGiven(compiled, spec),
+    inFile(file, true),
   );
 }
 
@@ -55,7 +72,8 @@ export function revoke(options: LowportOptions, spec: GrantSpec): EditOutcome {
  * by another way (its uid written as a number, its primary group, everyone),
  * so "revoked" is not taken to mean "refused".
  */
-function stillGiven(rules: ResolvedRule[], spec: GrantSpec): string[] {
+function stillGiven(compiled: CompiledPolicy, spec: GrantSpec): string[] {
+  const rules: ResolvedRule[] = compiled.rules;
   const p = spec.principal;
   if (p.kind === 'everyone') return [];
   const ids: { kind: number; id: bigint }[] = [];
@@ -73,27 +91,30 @@ function stillGiven(rules: ResolvedRule[], spec: GrantSpec): string[] {
     const covers = subjects.some((s) => s.kind === Kind.EVERYONE || ids.some((i) => i.kind === s.kind && i.id === s.id));
     const overlap = PortSet.fromItems(rule.ports).intersect(revoked);
     if (covers && !overlap.isEmpty())
-      notes.push(`note: line ${rule.line} still gives ${overlap.toString()} to ${formatPrincipal(p)}: ${formatRule(rule)}`);
+      notes.push(
+        `note: ${lineRef(compiled.doc, rule.line)} still gives ${overlap.toString()} to ${formatPrincipal(p)}: ${formatRule(rule)}`,
+      );
   }
   return notes;
 }
 
 /** Removes every grant and reservation of a principal. */
-export function revokeAll(options: LowportOptions, principal: Principal): EditOutcome {
-  return editPolicy(options, (doc) => policyEdit.revokeAll(doc, principal));
+export function revokeAll(options: LowportOptions, principal: Principal, file?: string): EditOutcome {
+  return editPolicy(options, (doc) => policyEdit.revokeAll(doc, principal), undefined, inFile(file, true));
 }
 
-export function reserve(options: LowportOptions, spec: { ports: PortItem[]; principal: Principal }): EditOutcome {
+export function reserve(options: LowportOptions, spec: { ports: PortItem[]; principal: Principal }, file?: string): EditOutcome {
   requireKnownPrincipal(spec.principal);
   return editPolicy(
     options,
     (doc) => policyEdit.reserve(doc, spec),
     (compiled) => subordinateWarnings(compiled, [spec.principal]),
+    inFile(file),
   );
 }
 
-export function unreserve(options: LowportOptions, spec: { ports: PortItem[] }): EditOutcome {
-  return editPolicy(options, (doc) => policyEdit.unreserve(doc, spec));
+export function unreserve(options: LowportOptions, spec: { ports: PortItem[] }, file?: string): EditOutcome {
+  return editPolicy(options, (doc) => policyEdit.unreserve(doc, spec), undefined, inFile(file, true));
 }
 
 /** Several grants as one edit: one lock, one validation, one swap. */

@@ -5,11 +5,13 @@
  */
 import { diagnostic, type Diagnostic } from '../diagnostic.js';
 import { readSubordinateIds, type SubordinateRange } from '../os/subids.js';
-import { parsePolicy, principalSpan } from '../policy/parse.js';
+import { principalSpan } from '../policy/parse.js';
+import { originOf } from '../policy/origin.js';
+import { parsePolicyFiles, splitPolicyTexts } from '../policy/sources.js';
 import type { PolicyDocument } from '../policy/types.js';
-import { readPolicyText } from '../policy-file/policy-file.js';
+import { readPolicyText, readPolicyTexts } from '../policy-file/policy-file.js';
 import { compileDocument, policyFingerprint } from '../grants/document.js';
-import { describeTable, namesWithScopes, type LiveRule } from '../grants/describe.js';
+import { describeTable, namesWithScopes, placeRules, type LiveRule } from '../grants/describe.js';
 import { attachedPrograms, readLivePolicy, type AttachedProgram, type LivePolicy, type Target } from '../grants/live.js';
 import { addressKey } from '../grants/compile.js';
 import { encodeKey, EntryTable, IPPROTO, Kind, KEY_SIZE, RESERVED } from '../grants/map-format.js';
@@ -30,8 +32,10 @@ export type { LiveRule } from '../grants/describe.js';
  * reservation shadows, as `list` shows rules.
  */
 export interface ShadowedGrant extends LiveRule {
-  /** The line of the reservation that shadows it. */
+  /** The line of the reservation that shadows it (in `shadowedByFile`, when the rules have their files). */
   shadowedBy: number;
+  /** The file of that reservation: the policy file or a drop-in. */
+  shadowedByFile?: string;
 }
 
 export interface ListResult {
@@ -66,7 +70,10 @@ export interface ListResult {
 }
 
 export interface ListWarning {
+  /** The line of the applied policy (in `file`, when the applied text is at hand). */
   line: number;
+  /** The file of that line: the policy file or a drop-in. */
+  file?: string;
   /** `name`: a user or group changed since apply; `subordinate`: an id in someone's subuid/subgid range. */
   kind: 'name' | 'subordinate';
   message: string;
@@ -93,18 +100,21 @@ export function list(options: LowportOptions = {}, { prune = true }: { prune?: b
   const table = live?.table ?? new EntryTable();
   const compared = compareWithFile(path, live);
   const applied = live === undefined ? undefined : appliedDocument(target, path);
+  // The applied document numbers the lines of all its files in a row: each rule gets its file and its line there.
+  const placed = live !== undefined && applied !== undefined && appliedIsLive(target, live) ? applied : undefined;
   const changes = applied === undefined ? [] : boundNameChanges(options, target, applied);
   const file = compared.file === 'in-sync' && changes.some((c) => c.changed) ? 'names-changed' : compared.file;
   const warnings = [...changes.map(({ line, message }): ListWarning => ({ line, kind: 'name', message })), ...subordinateWarnings(table)]
     .sort((a, b) => a.line - b.line)
-    .map((w) => located(w, applied));
+    .map((w) => located(w, applied, placed));
+  const rules = describeTable(table, namesWithScopes(scopes), placed);
   return {
     policy: path,
     pinDir: target.pinDir,
     cgroup: target.cgroup,
     live: live !== undefined,
-    rules: describeTable(table, namesWithScopes(scopes)),
-    shadowed: live === undefined || applied === undefined || !appliedIsLive(target, live) ? [] : shadowedGrants(table, applied),
+    rules,
+    shadowed: placed === undefined ? [] : placeShadowed(shadowedGrants(table, placed), placed),
     entries: table.count,
     file,
     ...(compared.fileProblem === undefined ? {} : { fileProblem: compared.fileProblem }),
@@ -113,12 +123,23 @@ export function list(options: LowportOptions = {}, { prune = true }: { prune?: b
   };
 }
 
-/** The policy text the live rules were made from, parsed; undefined when not recorded (applied by an older lowport). */
+/** Shadowed grants with their files, and their reservations' (placeRules). */
+function placeShadowed(shadowed: ShadowedGrant[], doc: PolicyDocument): ShadowedGrant[] {
+  placeRules(shadowed, doc);
+  for (const s of shadowed) {
+    const at = originOf(doc, s.shadowedBy);
+    s.shadowedBy = at.line;
+    s.shadowedByFile = at.file;
+  }
+  return shadowed;
+}
+
+/** The policy texts the live rules were made from, parsed; undefined when not recorded (applied by an older lowport). */
 function appliedDocument(target: Target, path: string): PolicyDocument | undefined {
   const text = appliedText(target);
   if (text === undefined) return undefined;
   try {
-    return parsePolicy(text, path);
+    return parsePolicyFiles(splitPolicyTexts(text), path);
   } catch {
     return undefined;
   }
@@ -194,11 +215,13 @@ function shadowedGrants(table: EntryTable, applied: PolicyDocument): ShadowedGra
 
 const ANY = Buffer.alloc(16);
 
-/** A warning about a statement of the applied text, with a diagnostic at its user or group name. */
-function located(w: ListWarning, applied: PolicyDocument | undefined): ListWarning {
+/** A warning about a statement of the applied text, with a diagnostic at its user or group name, and its file and line there. */
+function located(w: ListWarning, applied: PolicyDocument | undefined, placed: PolicyDocument | undefined): ListWarning {
   const rule = applied?.rules.find((r) => r.line === w.line);
-  if (applied === undefined || rule === undefined) return w;
-  return { ...w, diagnostic: diagnostic('warning', principalSpan(applied, rule), w.message) };
+  const at = placed === undefined || w.line <= 0 ? undefined : originOf(placed, w.line);
+  const where = at === undefined ? {} : { line: at.line, file: at.file };
+  if (applied === undefined || rule === undefined) return { ...w, ...where };
+  return { ...w, ...where, diagnostic: diagnostic('warning', principalSpan(applied, rule), w.message) };
 }
 
 /**
@@ -216,7 +239,9 @@ function boundNameChanges(
   return nameChanges(applied.rules, bindings).map((c) => ({
     line: c.line,
     changed: c.changed,
-    message: c.gone ? `${c.message}; or remove the line: ${removeCommand(options, c.rule)}` : c.message,
+    message: c.gone
+      ? `${c.message}; or remove the line: ${removeCommand(options, c.rule, originOf(applied, c.rule.line).file)}`
+      : c.message,
   }));
 }
 
@@ -276,9 +301,10 @@ function pruneAndRefresh(options: LowportOptions, target: Target): Scope[] {
  */
 function compareWithFile(path: string, live: LivePolicy | undefined): { file: ListResult['file']; fileProblem?: string } {
   try {
-    const text = readPolicyText(path);
+    // The file and its drop-ins: the fingerprint covers them all, so a changed drop-in is a changed policy.
+    const text = readPolicyTexts(path) ?? readPolicyText(path);
     if (live?.fingerprint !== undefined && policyFingerprint(text).equals(live.fingerprint)) return { file: 'in-sync' };
-    compileDocument(parsePolicy(text, path));
+    compileDocument(parsePolicyFiles(splitPolicyTexts(text), path));
     return { file: 'differs' };
   } catch (e) {
     const err = e as { code?: string; message?: string };

@@ -1,8 +1,7 @@
 /** `lowport off`: every grant ends at once, then lowport's program, links, map and pins go. The policy file stays. */
 import { resolve } from 'node:path';
 import { removePersisted } from '../forward/redirect.js';
-import { parsePolicy } from '../policy/parse.js';
-import { withPolicyLock } from '../policy-file/policy-file.js';
+import { readPolicy, withPolicyLock } from '../policy-file/policy-file.js';
 import { readPolicyFile } from '../policy-file/trust.js';
 import { removeAll } from '../grants/live.js';
 import { syncReservedPorts } from '../grants/reserved-ports.js';
@@ -74,8 +73,7 @@ export function off(options: LowportOptions = {}): OffResult {
 /** How many grants and reservations the file keeps; undefined when it is missing or unreadable (off goes on regardless). */
 function rulesKept(path: string): number | undefined {
   try {
-    const text = readPolicyFile(path);
-    return text === undefined ? undefined : parsePolicy(text, path).rules.length;
+    return readPolicyFile(path) === undefined ? undefined : readPolicy(path, false).doc.rules.length;
   } catch {
     return undefined;
   }

@@ -9,7 +9,8 @@ import { formatPorts } from '../policy/ports.js';
 import type { Rule } from '../policy/types.js';
 import { shellCommand } from '../text.js';
 import { resolvePolicy, type UnresolvedRule } from '../grants/resolve.js';
-import type { LowportOptions } from '../grants/target.js';
+import { policyPath, type LowportOptions } from '../grants/target.js';
+import { dropinDirOf, dropinOptionName } from '../policy/sources.js';
 
 /** A rule left out (or, a reservation, kept for root alone) because its name does not resolve. */
 export interface UnresolvedReport extends UnresolvedRule {
@@ -19,7 +20,7 @@ export interface UnresolvedReport extends UnresolvedRule {
 
 /** The unresolved rules with the command that removes each. */
 export function unresolvedReport(options: LowportOptions, unresolved: readonly UnresolvedRule[]): UnresolvedReport[] {
-  return unresolved.map((u) => ({ ...u, fix: removeCommand(options, u.rule) }));
+  return unresolved.map((u) => ({ ...u, fix: removeCommand(options, u.rule, u.diagnostic.file) }));
 }
 
 /**
@@ -27,7 +28,7 @@ export function unresolvedReport(options: LowportOptions, unresolved: readonly U
  * PORTS` for a grant, `revoke --all` for a reservation (`unreserve` would end
  * other owners' reservations of the ports too). With this instance's options.
  */
-export function removeCommand(options: LowportOptions, rule: Rule): string {
+export function removeCommand(options: LowportOptions, rule: Rule, file?: string): string {
   const who = rule.principal.kind === 'everyone' ? ['--everyone'] : [`--${rule.principal.kind}`, rule.principal.name];
   const global = [
     ...(options.policy === undefined ? [] : ['--policy', options.policy]),
@@ -36,7 +37,10 @@ export function removeCommand(options: LowportOptions, rule: Rule): string {
   ];
   const what =
     rule.action === 'reserve' ? ['--all'] : [formatPorts(rule.ports), ...(rule.addrs.length > 0 ? ['--addr', rule.addrs.join(',')] : [])];
-  return shellCommand(['lowport', 'revoke', ...what, ...who, ...global]);
+  // A drop-in's line is removed from that file (`--file NAME`), as only `--file` edits it.
+  const dir = `${dropinDirOf(policyPath(options))}/`;
+  const name = file?.startsWith(dir) === true ? dropinOptionName(file.slice(dir.length)) : undefined;
+  return shellCommand(['lowport', 'revoke', ...what, ...who, ...(name === undefined ? [] : ['--file', name]), ...global]);
 }
 
 /**
@@ -53,7 +57,10 @@ export function withUnknownNames<T>(read: () => T): T {
     if (!(e instanceof PolicySyntaxError)) throw e;
     const names = resolvePolicy(e.parsed).unresolved.map((u) => unknownName(u));
     if (names.length === 0) throw e;
-    const all = [...e.diagnostics, ...names].sort((a, b) => a.line - b.line || a.column - b.column);
+    // In the order the files are read, then by line.
+    const files = (e.parsed.parts ?? []).map((p) => p.file);
+    const order = (d: Diagnostic): number => Math.max(0, files.indexOf(d.file));
+    const all = [...e.diagnostics, ...names].sort((a, b) => order(a) - order(b) || a.line - b.line || a.column - b.column);
     throw new PolicyError(all, e.hint);
   }
 }

@@ -131,6 +131,26 @@ export function readRootControlledFile(path: string): string | undefined {
 }
 
 /**
+ * The texts of the files of directory `dir` that `pick` chooses from its
+ * names (and in its order), or undefined when the directory does not exist.
+ * The directory is reached and checked as readRootControlledFile reaches a
+ * file's (every directory from /, then it itself, on its fd); its names are
+ * read from that fd, and each file is opened relative to it without
+ * following a link or blocking, then checked and read on its own fd. A file
+ * gone between the listing and the open is skipped.
+ */
+export function readRootControlledDirFiles(dir: string, pick: (names: string[]) => string[]): { name: string; text: string }[] | undefined {
+  const d = openDirPath(resolve(dir), { check: rootControlled, follow: true });
+  if (d === undefined) return undefined;
+  return withDir(d, (open) =>
+    pick(open.names()).flatMap((name) => {
+      const text = open.readText(name, rootControlledFile);
+      return text === undefined ? [] : [{ name, text }];
+    }),
+  );
+}
+
+/**
  * An existing directory only root controls, every directory on the way to it
  * checked, open. With `create`, missing directories (it and those above it)
  * are made, root's, with that mode, each checked before anything is made in it.

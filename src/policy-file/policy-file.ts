@@ -9,10 +9,28 @@ import { dirname } from 'node:path';
 import { LowportError } from '../errors.js';
 import { pathExists } from '../os/process.js';
 import { parsePolicy, STATEMENTS } from '../policy/parse.js';
+import {
+  dropinDirOf,
+  dropinOptionName,
+  joinPolicyTexts,
+  parsePolicyFiles,
+  sortDropinNames,
+  type DropinText,
+  type PolicyTexts,
+} from '../policy/sources.js';
 import { serializePolicy } from '../policy/print.js';
 import type { EditResult } from '../policy/edit.js';
 import type { PolicyDocument } from '../policy/types.js';
-import { lockDirectory, preparePolicyDir, readPolicyFile, writeFileAtomic } from './trust.js';
+import {
+  DROPIN,
+  ensureTrustedDir,
+  lockDirectory,
+  preparePolicyDir,
+  readPolicyDropins,
+  readPolicyFile,
+  readTextFile,
+  writeFileAtomic,
+} from './trust.js';
 
 /** What a file lowport creates starts with: every statement of the parser's table, in short. */
 export const NEW_FILE_HEADER = [
@@ -24,19 +42,60 @@ export const NEW_FILE_HEADER = [
 ].join('\n');
 
 export interface PolicyText {
-  /** The file's text; '' when there is no file yet. */
+  /**
+   * The texts of the file and its drop-ins as one string (policy/sources.ts,
+   * joinPolicyTexts): what the fingerprint in the kernel covers and the
+   * applied state keeps. The file's own text when it has no drop-ins; '' when
+   * there is no file yet and no drop-in.
+   */
   text: string;
+  /** The file and its drop-ins as one document (sources.ts). */
   doc: PolicyDocument;
+  /** Each file's text; `main` is '' when there is no file yet. */
+  texts: PolicyTexts;
+  /** There is no policy file yet (readPolicy with allowMissing). */
+  missing?: true;
 }
 
 /**
- * The policy file's text and document; with `allowMissing`, an empty document
- * (with the header) when the file does not exist yet.
+ * The policy file and its drop-ins (`PATH.d/*.policy`, policy/sources.ts),
+ * each read only if root alone controls it (trust.ts), as one document; with
+ * `allowMissing`, a missing file is an empty one with the header. Every
+ * file's problems are thrown together.
  */
 export function readPolicy(path: string, allowMissing: boolean): PolicyText {
-  const text = allowMissing ? readPolicyFile(path) : readPolicyText(path);
-  if (text === undefined) return { text: '', doc: parsePolicy(NEW_FILE_HEADER, path) };
-  return { text, doc: parsePolicy(text, path) };
+  const main = allowMissing ? readPolicyFile(path) : readPolicyText(path);
+  const texts = { main: main ?? '', dropins: readDropins(path) };
+  const missing = main === undefined ? { missing: true as const } : {};
+  if (main === undefined && texts.dropins.length === 0) return { text: '', doc: parsePolicy(NEW_FILE_HEADER, path), texts, ...missing };
+  return { text: joinPolicyTexts(texts), doc: parsePolicyFiles(texts, path), texts, ...missing };
+}
+
+/** The drop-ins of the policy at `path`, in the order they are read (none when its directory does not exist). */
+export function readDropins(path: string): DropinText[] {
+  return readPolicyDropins(dropinDirOf(path), sortDropinNames) ?? [];
+}
+
+/**
+ * The policy as it would be with the text of file `candidate` as its drop-in
+ * `dropin` (`web.policy`), in place of the one there or added: what Ansible's
+ * `validate` (or visudo -cf) checks before a file is put in place. The
+ * candidate is read as a regular file (never a FIFO or a device) wherever it
+ * is; its ownership is checked when it is in place and applied. Its
+ * diagnostics name it by its own path.
+ */
+export function readPolicyWithCandidate(path: string, dropin: string, candidate: string): PolicyText {
+  const texts = {
+    main: readPolicyText(path),
+    dropins: withDropin(readDropins(path), dropin, readTextFile(candidate)).map((d) => (d.name === dropin ? { ...d, from: candidate } : d)),
+  };
+  return { text: joinPolicyTexts(texts), doc: parsePolicyFiles(texts, path), texts };
+}
+
+/** The policy's texts, joined (sources.ts), when its file exists; undefined otherwise. Checked as readPolicy does, not parsed. */
+export function readPolicyTexts(path: string): string | undefined {
+  const main = readPolicyFile(path);
+  return main === undefined ? undefined : joinPolicyTexts({ main, dropins: readDropins(path) });
 }
 
 /** The policy file's text, checked for ownership; an error that says how to create it when there is none. */
@@ -79,33 +138,75 @@ export interface Live<T> {
 }
 
 export interface EditTransaction<T> extends EditResult {
+  /** The file edited: the policy, or one of its drop-ins. */
   path: string;
-  /** The text now in the file. */
+  /** The text now in that file. */
   text: string;
+  /** The policy and its drop-ins after the edit, as one. */
+  all: PolicyText;
   live: T;
 }
 
+export interface EditOptions {
+  /** Edit drop-in NAME (`web.policy`, policy/sources.ts dropinFileName) instead of the policy file. */
+  dropin?: string | undefined;
+  /**
+   * When the other files of the policy hold some of what the edit would
+   * change (a revoke of a grant that lives in a drop-in), say where, with
+   * how to edit them: an edit changes one file.
+   */
+  elsewhere?: boolean;
+}
+
 /**
- * The one edit transaction of the policy file: under its lock, read (a
- * missing file is an empty one), edit, make the result live, then write the
- * file. Nothing changes when the edit or the make-live step throws; if the
- * file cannot be written after that, the step is undone. An unchanged
- * document is made live again (names may resolve differently now) and the
- * file is left alone.
+ * The one edit transaction of the policy: under its lock, read the file and
+ * its drop-ins (a missing file is an empty one), edit one of them (the file,
+ * or the drop-in `o.dropin`), make all of them live as one policy, then write
+ * the edited file (a new drop-in's directory made root's, 0755, the file
+ * 0644; a missing policy file gets its header, so that `apply` finds it).
+ * Nothing changes when the edit or the make-live step throws (a statement
+ * that clashes with another file's, too); if the file cannot be written
+ * after that, the step is undone. An unchanged document is made live again
+ * (names may resolve differently now) and the file is left alone.
  */
 export function editPolicyFile<T>(
   path: string,
   edit: (doc: PolicyDocument) => EditResult,
   makeLive: (after: PolicyText, before: PolicyText) => Live<T>,
+  o: EditOptions = {},
 ): EditTransaction<T> {
   return withPolicyLock(path, { create: true }, () => {
     const before = readPolicy(path, true);
-    const { doc, changed, notes } = edit(before.doc);
-    const after = changed ? { doc, text: serializePolicy(doc) } : before;
+    const mainMissing = before.missing === true;
+    const { dropin } = o;
+    const edited = dropin === undefined ? path : `${dropinDirOf(path)}/${dropin}`;
+    const current =
+      dropin === undefined ? (mainMissing ? undefined : before.texts.main) : before.texts.dropins.find((d) => d.name === dropin)?.text;
+    // The policy file alone (no drop-ins, none edited): its document is the one read, and the edit's the one made live, as before drop-ins.
+    const alone = dropin === undefined && before.texts.dropins.length === 0;
+    const { doc, changed, notes } = edit(alone ? before.doc : parsePolicy(current ?? NEW_FILE_HEADER, edited));
+    const text = changed ? serializePolicy(doc) : (current ?? '');
+    if (o.elsewhere === true) notes.push(...foundElsewhere(path, before.texts, dropin, edit));
+    let after = before;
+    if (changed && alone) {
+      after = { text, doc, texts: { main: text, dropins: [] } };
+    } else if (changed) {
+      const texts =
+        dropin === undefined
+          ? { ...before.texts, main: text }
+          : { main: mainMissing ? NEW_FILE_HEADER : before.texts.main, dropins: withDropin(before.texts.dropins, dropin, text) };
+      after = { text: joinPolicyTexts(texts), doc: parsePolicyFiles(texts, path), texts };
+    }
     const live = makeLive(after, before);
     if (changed) {
       try {
-        writeFileAtomic(path, after.text);
+        if (dropin !== undefined) {
+          if (mainMissing) writeFileAtomic(path, NEW_FILE_HEADER);
+          ensureTrustedDir(dropinDirOf(path), 0o755, DROPIN);
+          writeFileAtomic(edited, text, { role: DROPIN, followLink: false });
+        } else {
+          writeFileAtomic(path, text);
+        }
       } catch (e) {
         try {
           live.undo();
@@ -124,6 +225,42 @@ export function editPolicyFile<T>(
       }
     }
     live.commit?.();
-    return { path, doc, changed, notes, text: after.text, live: live.result };
+    return { path: edited, doc, changed, notes, text, all: after, live: live.result };
   });
+}
+
+/** The drop-ins with NAME's text replaced, or NAME added where the order of reading puts it. */
+function withDropin(dropins: readonly DropinText[], name: string, text: string): DropinText[] {
+  const others = dropins.filter((d) => d.name !== name);
+  const byName = new Map([...others.map((d): [string, string] => [d.name, d.text]), [name, text]]);
+  return sortDropinNames([...byName.keys()]).map((n) => ({ name: n, text: byName.get(n) ?? '' }));
+}
+
+/**
+ * The other files of the policy where `edit` would change something (it is
+ * run on each, and nothing is written): one note each, with the lines and
+ * how to edit that file.
+ */
+function foundElsewhere(path: string, texts: PolicyTexts, edited: string | undefined, edit: (doc: PolicyDocument) => EditResult): string[] {
+  const files = [
+    ...(edited === undefined ? [] : [{ file: path, name: undefined, text: texts.main }]),
+    ...texts.dropins.filter((d) => d.name !== edited).map((d) => ({ file: `${dropinDirOf(path)}/${d.name}`, name: d.name, text: d.text })),
+  ];
+  const notes: string[] = [];
+  for (const f of files) {
+    const doc = parsePolicy(f.text, f.file);
+    const result = edit(doc);
+    if (!result.changed) continue;
+    const kept = new Set(result.doc.lines);
+    const lines = doc.rules.filter((r) => !kept.has(doc.lines[r.line - 1] ?? '')).map((r) => r.line);
+    const where = lines.length === 0 ? f.file : `${f.file} (line${lines.length === 1 ? '' : 's'} ${lines.join(', ')})`;
+    const option = f.name === undefined ? 'without --file' : optionFor(f.name);
+    notes.push(`${where} has some of that too, and was left as it is: an edit changes one file; ${option}`);
+  }
+  return notes;
+}
+
+function optionFor(fileName: string): string {
+  const name = dropinOptionName(fileName);
+  return name === undefined ? `edit ${fileName} by hand` : `run the command again with --file ${name} for that file`;
 }

@@ -16,6 +16,7 @@ import {
   makeDirs,
   ownershipFinding,
   readRegularFile,
+  readRootControlledDirFiles,
   readRootControlledFile,
   removeRootControlledDirIfEmpty,
   removeRootControlledFile,
@@ -31,6 +32,8 @@ export interface Role {
 }
 
 export const POLICY: Role = { noun: 'policy', risk: 'grant themselves any port' };
+/** A file of the policy's drop-in directory (policy/sources.ts), and that directory. */
+export const DROPIN: Role = { noun: 'policy drop-in', risk: 'grant themselves any port' };
 const LOCK: Role = { noun: 'lock', risk: 'stall lowport or make root write where they point' };
 /** Files lowport generates for root (units): a planted link would make root overwrite the file it points at. */
 export const GENERATED: Role = { noun: 'output', risk: 'plant a link there and make root overwrite any file' };
@@ -190,6 +193,29 @@ export function readPolicyFile(path: string): string | undefined {
 }
 
 /**
+ * The drop-ins of the policy's drop-in directory that `pick` chooses from its
+ * names (its order), each with its text; undefined when there is no such
+ * directory. The directory is checked as the policy's own (root's alone,
+ * every directory above it too) and read on its fd; each file is opened
+ * relative to it without following a link and checked as the policy file is.
+ * A symlink is refused, not followed: a drop-in is a file of its own.
+ */
+export function readPolicyDropins(dir: string, pick: (names: string[]) => string[]): { name: string; text: string }[] | undefined {
+  try {
+    return readRootControlledDirFiles(dir, pick);
+  } catch (e) {
+    if (e instanceof UnsafeFileError && e.place === 'file' && e.finding.problem === 'symlink') {
+      throw unsafe(
+        `the policy drop-in ${e.path} is a symlink, and drop-ins are opened without following links`,
+        `Put the file itself there: cp --remove-destination "$(readlink -f ${e.path})" ${e.path}`,
+        e,
+      );
+    }
+    throw refusal(e, dir, DROPIN);
+  }
+}
+
+/**
  * Creates a directory if needed and checks that only root controls it and
  * every directory above it: each is checked before anything is made in it,
  * and each new level is made (root's, `mode`) one at a time. Returns its
@@ -271,4 +297,9 @@ export function removeTrustedFile(path: string, role: Role, { emptyDir = false }
     removeRootControlledFile(path);
     if (emptyDir) removeRootControlledDirIfEmpty(dirname(path));
   });
+}
+
+/** Removes directory `dir` when it is empty, reached as removeTrustedFile reaches a file; leaves it, and says nothing, otherwise. */
+export function removeTrustedDirIfEmpty(dir: string, role: Role): void {
+  worded(dir, role, () => removeRootControlledDirIfEmpty(dir));
 }

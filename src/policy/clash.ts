@@ -15,6 +15,7 @@
  * Pure, like the parser: the caller decides where the warnings go.
  */
 import { diagnostic, related, type Diagnostic } from '../diagnostic.js';
+import { lineRef } from './origin.js';
 import { portsSpan } from './parse.js';
 import { PortSet } from './ports.js';
 import { principalKey } from './principal.js';
@@ -40,7 +41,7 @@ export function policyWarnings(doc: PolicyDocument): Diagnostic[] {
     if (group === undefined) claims.set(key, (group = new FirstClaims()));
     const earlier = group.claim(rule);
     const found =
-      (earlier === undefined ? undefined : repeated(rule, earlier, portsOf)) ?? everyoneOverReserved(rule, reservations, portsOf);
+      (earlier === undefined ? undefined : repeated(doc, rule, earlier, portsOf)) ?? everyoneOverReserved(doc, rule, reservations, portsOf);
     if (found === undefined) continue;
     out.push(diagnostic('warning', portsSpan(doc, rule), found.message, { related: [related(portsSpan(doc, found.other), found.label)] }));
   }
@@ -110,27 +111,33 @@ interface Claim {
 }
 
 /** Ports that `other`, an earlier statement of the same action, principal and addresses, has already. */
-function repeated(rule: Rule, other: Rule, portsOf: (r: Rule) => PortSet): Clash | undefined {
+function repeated(doc: PolicyDocument, rule: Rule, other: Rule, portsOf: (r: Rule) => PortSet): Clash | undefined {
   const overlap = portsOf(rule).intersect(portsOf(other));
   if (overlap.isEmpty()) return undefined;
   const whole = portsOf(rule).subtract(overlap).isEmpty();
   const verb =
     rule.action === 'grant' ? `granted to ${formatPrincipal(rule.principal)}` : `reserved for ${formatPrincipal(rule.principal)}`;
+  const at = lineRef(doc, other.line, rule.line);
   const message = whole
-    ? `this statement repeats line ${other.line}: ${overlap.toString()} is already ${verb} there; remove one of them`
-    : `${overlap.toString()} is already ${verb} on line ${other.line}: remove ${overlap.toString()} from one of them`;
+    ? `this statement repeats ${at}: ${overlap.toString()} is already ${verb} there; remove one of them`
+    : `${overlap.toString()} is already ${verb} on ${at}: remove ${overlap.toString()} from one of them`;
   return { message, other, label: 'first here' };
 }
 
 /** A grant to everyone over a port that some reservation, anywhere in the file, keeps for its owner. */
-function everyoneOverReserved(rule: Rule, reservations: readonly Rule[], portsOf: (r: Rule) => PortSet): Clash | undefined {
+function everyoneOverReserved(
+  doc: PolicyDocument,
+  rule: Rule,
+  reservations: readonly Rule[],
+  portsOf: (r: Rule) => PortSet,
+): Clash | undefined {
   if (rule.action !== 'grant' || rule.principal.kind !== 'everyone') return undefined;
   for (const other of reservations) {
     const overlap = portsOf(rule).intersect(portsOf(other));
     if (overlap.isEmpty()) continue;
     return {
       message:
-        `the grant to everyone does not open ${overlap.toString()}: line ${other.line} reserves it for ${formatPrincipal(other.principal)}, ` +
+        `the grant to everyone does not open ${overlap.toString()}: ${lineRef(doc, other.line, rule.line)} reserves it for ${formatPrincipal(other.principal)}, ` +
         'and a reservation refuses everyone it does not name; grant it by name, or remove it from this list',
       other,
       label: 'reserved here',

@@ -38,14 +38,20 @@ export const ONE_OWNER =
 /**
  * One error per reservation that shares a port with an earlier reservation
  * for another owner, at its ports, with a note at the earlier one's.
- * `portsAt` gives where a statement's ports are on its line.
+ * `portsAt` gives where a statement's ports are on its line, `lineOf` how
+ * the message names the earlier one's line (`line 3 of policy.d/web.policy`
+ * in another file).
  *
  * The parser runs this on every read of the file, so it looks each port up
  * in one table of first owners (two protocols × 65536 ports) rather than
  * comparing every pair of reservations: linear in the ports reserved, as
  * compiling them is.
  */
-export function ownerClashes(rules: readonly Rule[], portsAt: (rule: Rule) => Span): Diagnostic[] {
+export function ownerClashes(
+  rules: readonly Rule[],
+  portsAt: (rule: Rule) => Span,
+  lineOf: (other: Rule, rule: Rule) => string = (other) => `line ${other.line}`,
+): Diagnostic[] {
   const out: Diagnostic[] = [];
   // (protocol, port) -> index in `rules` of its first reservation, or -1.
   const first = new Int32Array(2 * 65536).fill(-1);
@@ -69,7 +75,7 @@ export function ownerClashes(rules: readonly Rule[], portsAt: (rule: Rule) => Sp
       diagnostic(
         'error',
         portsAt(rule),
-        `${shared.toString()} is already reserved for ${formatPrincipal(other.principal)} on line ${other.line}, ` +
+        `${shared.toString()} is already reserved for ${formatPrincipal(other.principal)} on ${lineOf(other, rule)}, ` +
           `so ${formatPrincipal(rule.principal)} and ${formatPrincipal(other.principal)} would both bind it; ${ONE_OWNER}`,
         { related: [related(portsAt(other), 'first reserved here')] },
       ),

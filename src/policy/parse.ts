@@ -14,6 +14,7 @@
 import { diagnostic, didYouMean, related, span, type Diagnostic, type Span } from '../diagnostic.js';
 import { PolicyError } from '../errors.js';
 import { scanAddressList } from './address.js';
+import { lineRef, originOf } from './origin.js';
 import { ownerClashes } from './owners.js';
 import { scanPortSpec } from './ports.js';
 import { parsePrincipalName } from './principal.js';
@@ -66,6 +67,18 @@ interface Token {
  * Throws PolicyError listing every problem.
  */
 export function parsePolicy(text: string, file: string): PolicyDocument {
+  const { doc, diagnostics } = parseStatements(text, file);
+  diagnostics.push(...checkAcross(doc));
+  if (diagnostics.length > 0) throw new PolicySyntaxError(diagnostics, doc);
+  return doc;
+}
+
+/**
+ * One file's statements and the problems of each line, without the checks
+ * that compare statements (checkAcross): a policy of several files
+ * (sources.ts) runs those once over all of them.
+ */
+export function parseStatements(text: string, file: string): { doc: PolicyDocument; diagnostics: Diagnostic[] } {
   const lines = splitLines(text);
   const rules: Rule[] = [];
   const forwards: ForwardRule[] = [];
@@ -74,11 +87,20 @@ export function parsePolicy(text: string, file: string): PolicyDocument {
     const rule = parseLine(source, index + 1, file, diagnostics, forwards);
     if (rule !== undefined) rules.push(rule);
   });
-  checkForwardOverlaps(forwards, lines, file, diagnostics);
-  diagnostics.push(...ownerClashes(rules, (rule) => portsSpan({ file, lines }, rule)));
   const doc = forwards.length === 0 ? { file, lines, rules } : { file, lines, rules, forwards };
-  if (diagnostics.length > 0) throw new PolicySyntaxError(diagnostics, doc);
-  return doc;
+  return { doc, diagnostics };
+}
+
+/** The errors between statements, across every file of the document: a port forwarded twice, a reserved port with two owners. */
+export function checkAcross(doc: PolicyDocument): Diagnostic[] {
+  return [
+    ...checkForwardOverlaps(doc),
+    ...ownerClashes(
+      doc.rules,
+      (rule) => portsSpan(doc, rule),
+      (other, rule) => lineRef(doc, other.line, rule.line),
+    ),
+  ];
 }
 
 /** The text's lines without their terminators; a final line end does not start another line. */
@@ -289,22 +311,25 @@ function parseForward(tokens: Token[], line: number, r: Reporter): ForwardRule |
 }
 
 /** A port and protocol forwarded twice would leave nftables to pick one by rule order: refuse it, pointing at both. */
-function checkForwardOverlaps(forwards: ForwardRule[], lines: string[], file: string, diagnostics: Diagnostic[]): void {
+function checkForwardOverlaps(doc: PolicyDocument): Diagnostic[] {
+  const forwards = doc.forwards ?? [];
+  const out: Diagnostic[] = [];
   forwards.forEach((f, i) => {
     const earlier = forwards.slice(0, i).find((e) => e.port === f.port && e.protocols.some((p) => f.protocols.includes(p)));
     if (earlier === undefined) return;
     const both = f.protocols.filter((p) => earlier.protocols.includes(p)).join(' and ');
-    diagnostics.push(
+    out.push(
       diagnostic(
         'error',
-        forwardPortSpan(f, lines, file),
-        `port ${f.port} (${both}) is already forwarded on line ${earlier.line}: keep one statement per port and protocol`,
+        tokenSpan(doc, f.line, 1),
+        `port ${f.port} (${both}) is already forwarded on ${lineRef(doc, earlier.line, f.line)}: keep one statement per port and protocol`,
         {
-          related: [related(forwardPortSpan(earlier, lines, file), 'first forwarded here')],
+          related: [related(tokenSpan(doc, earlier.line, 1), 'first forwarded here')],
         },
       ),
     );
   });
+  return out;
 }
 
 /**
@@ -312,25 +337,21 @@ function checkForwardOverlaps(forwards: ForwardRule[], lines: string[], file: st
  * everyone), for diagnostics about the name; the whole line if the document's
  * line is not the rule's.
  */
-export function principalSpan(doc: Pick<PolicyDocument, 'file' | 'lines'>, rule: Rule): Span {
+export function principalSpan(doc: Pick<PolicyDocument, 'file' | 'lines' | 'parts'>, rule: Rule): Span {
   return tokenSpan(doc, rule.line, rule.principal.kind === 'everyone' ? 2 : 3);
 }
 
 /** Where a statement's ports are on its line. */
-export function portsSpan(doc: Pick<PolicyDocument, 'file' | 'lines'>, rule: Rule): Span {
+export function portsSpan(doc: Pick<PolicyDocument, 'file' | 'lines' | 'parts'>, rule: Rule): Span {
   return tokenSpan(doc, rule.line, 1);
 }
 
-/** The span of the `index`th word of a statement's line, or the whole line without it. */
-function tokenSpan(doc: Pick<PolicyDocument, 'file' | 'lines'>, line: number, index: number): Span {
+/** The span of the `index`th word of a statement's line, or the whole line without it; in its own file (origin.ts). */
+function tokenSpan(doc: Pick<PolicyDocument, 'file' | 'lines' | 'parts'>, line: number, index: number): Span {
   const source = doc.lines[line - 1] ?? '';
+  const at = doc.parts === undefined ? { file: doc.file, line } : originOf(doc, line);
   const token = tokenize(statementPart(source))[index];
   return token === undefined
-    ? span(doc.file, line, source, 0, source.length)
-    : span(doc.file, line, source, token.start, token.text.length);
-}
-
-/** The port of a `forward` statement, with its protocol suffix. */
-function forwardPortSpan(f: ForwardRule, lines: string[], file: string): Span {
-  return tokenSpan({ file, lines }, f.line, 1);
+    ? span(at.file, at.line, source, 0, source.length)
+    : span(at.file, at.line, source, token.start, token.text.length);
 }

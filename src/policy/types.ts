@@ -23,7 +23,7 @@ export interface Rule {
   principal: Principal;
   /** Normalized IP literals (IPv6 compressed, lower case). Empty means any address. */
   addrs: string[];
-  /** 1-based line of the statement in its file. */
+  /** 1-based line of the statement in its file (in a document of several files, policy/origin.ts: in all of them, one after the other). */
   line: number;
 }
 
@@ -59,4 +59,23 @@ export interface PolicyDocument {
    * grant-only document is exactly what it was before forwards existed).
    */
   forwards?: ForwardRule[];
+  /**
+   * The files, in order, when the document is the policy file and its
+   * drop-ins (policy/sources.ts): `lines` holds theirs one after the other,
+   * and a statement's `line` counts through them all (policy/origin.ts maps
+   * it back to a file and its line). Absent for one file.
+   */
+  parts?: PolicyPart[];
+}
+
+/** One file of a document made of several (PolicyDocument.parts). */
+export interface PolicyPart {
+  /** Its path, as diagnostics name it. */
+  file: string;
+  /** How messages name it beside the others: `policy`, `policy.d/10-web.policy`. */
+  name: string;
+  /** Lines of the files before it: its line N is the document's line offset + N. */
+  offset: number;
+  /** Its number of lines. */
+  count: number;
 }

@@ -76,6 +76,7 @@ describe('the Debian package', { skip }, () => {
       './usr/lib/lowport/node_modules/koffi/index.js',
       './lib/systemd/system/lowport.service',
       './etc/lowport/policy',
+      './etc/lowport/policy.d/README',
       './usr/share/man/man8/lowport.8.gz',
       './usr/share/bash-completion/completions/lowport',
       './usr/share/zsh/vendor-completions/_lowport',
@@ -89,7 +90,8 @@ describe('the Debian package', { skip }, () => {
       run('dpkg-deb', ['--field', deb, 'Depends']).out.trim(),
       /^nodejs \(>= 20\), init-system-helpers \(>= 1\.54~\), libc6 \(>= [\d.]+\)/,
     );
-    assert.equal(run('dpkg-deb', ['--info', deb, 'conffiles']).out.trim(), '/etc/lowport/policy');
+    assert.equal(run('dpkg-deb', ['--info', deb, 'conffiles']).out.trim(), '/etc/lowport/policy\n/etc/lowport/policy.d/README');
+    assert.match(listing, /^drwxr-xr-x root\/root +0 \S+ \S+ \.\/etc\/lowport\/policy\.d\/$/m, 'the drop-in directory, root:root 0755');
   });
 
   it('passes lintian without errors', (t) => {
@@ -108,6 +110,11 @@ describe('the Debian package', { skip }, () => {
     const policy = lstatSync('/etc/lowport/policy');
     assert.equal(policy.uid, 0);
     assert.equal(policy.mode & 0o777, 0o644);
+    const dropins = lstatSync('/etc/lowport/policy.d');
+    assert.ok(
+      dropins.isDirectory() && dropins.uid === 0 && dropins.gid === 0 && (dropins.mode & 0o777) === 0o755,
+      'policy.d root:root 0755',
+    );
     // `man lowport` finds the page (man-db is in CI's packages; elsewhere the file is checked).
     const man = run('man', ['-w', 'lowport']);
     if (man.code !== null && spawnSync('man', ['--version']).status === 0)

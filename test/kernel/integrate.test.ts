@@ -73,6 +73,8 @@ describe('install, unit and import-authbind', { skip }, () => {
     assert.match(text, /^ExecStop=\/usr\/bin\/lowport off$/m);
     assert.ok(!text.includes(process.execPath) && !text.includes(CLI), text);
     assert.match(readFileSync(join(root, 'etc/lowport/policy'), 'utf8'), /^# lowport policy/);
+    const dropins = lstatSync(join(root, 'etc/lowport/policy.d'));
+    assert.ok(dropins.isDirectory() && dropins.uid === 0 && (dropins.mode & 0o7777) === 0o755, 'the drop-in directory, root 0755');
     // Inside the image: the program it names must be there and executable.
     const verify = spawnSync('systemd-analyze', ['verify', `--root=${root}`, '/etc/systemd/system/lowport.service'], { encoding: 'utf8' });
     assert.equal(verify.status, 0, verify.stderr);
@@ -218,6 +220,15 @@ describe('install, unit and import-authbind', { skip }, () => {
       assert.equal(existsSync(join(root, 'etc/systemd/system/sysinit.target.wants/lowport.service')), false);
       assert.ok(existsSync(join(root, 'etc/lowport/policy')));
       assert.match(un.stderr, /^lowport: kept .*policy \(--purge removes it\)/m);
+      // A drop-in is another package's or role's file: purge keeps it, and says so.
+      install(installOptions());
+      writeFileSync(join(root, 'etc/lowport/policy.d/web.policy'), 'grant 443 user nobody\n');
+      const kept = await runMain(['uninstall', '--purge', '--root', root]);
+      assert.equal(kept.code, 0, kept.stderr);
+      assert.equal(existsSync(join(root, 'etc/lowport/policy')), false);
+      assert.ok(existsSync(join(root, 'etc/lowport/policy.d/web.policy')));
+      assert.match(kept.stderr, /^lowport: kept .*policy\.d: it is not empty$/m);
+      rmSync(join(root, 'etc/lowport/policy.d/web.policy'));
       install(installOptions());
       assert.equal((await runMain(['uninstall', '--purge', '--root', root])).code, 0);
       assert.equal(existsSync(join(root, 'etc/lowport')), false);

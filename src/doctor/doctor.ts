@@ -224,7 +224,9 @@ function portReport(port: number, attempts: BindAttempt[]): PortReport {
  * port as well.
  */
 function reservedRefusal(port: number, name: string, failed: BindAttempt[], heldBy: PortReport['heldBy']): string {
-  const errnos = [...new Set(failed.map((a) => a.error ?? ''))].join(', ') || 'a refusal';
+  // The hook did not run for the bind test (doctor outside the cgroup lowport attaches to).
+  if (failed.length === 0) return `everyone else is refused, but the bind test as ${name} was not`;
+  const errnos = [...new Set(failed.map((a) => a.error ?? ''))].join(', ');
   if (!failed.some((a) => a.error === 'EADDRINUSE')) return `${name} gets ${errnos}`;
   const holders = heldBy.map((h) =>
     h.pid === undefined ? `a process of uid ${h.uid}` : `${h.command ?? '?'} (pid ${h.pid}, uid ${h.uid})`,

@@ -42,7 +42,7 @@ import { LinkHandle, OwnedFd, ProgramHandle, withHandle } from '../src/bpf/handl
 import { progQuery } from '../src/bpf/syscall.js';
 import { openDir } from '../src/os/process.js';
 import { compileDocument, policyFingerprint } from '../src/grants/document.js';
-import { swapPolicy } from '../src/grants/live.js';
+import { bindProgramVariant, swapPolicy } from '../src/grants/live.js';
 import { buildBindProgram } from '../src/grants/program.js';
 import { parsePolicy } from '../src/policy/parse.js';
 import { buildClient, runClient, type BindSample, type Variant } from './bind-client.js';
@@ -279,7 +279,7 @@ function lowportSizes(ws: Workspace): ProgramSize[] {
 
 /** The length of lowport's program as it builds it (the kernel reports only what came out of the verifier). */
 function loadedLength(hook: 'bind4' | 'bind6'): number {
-  return buildBindProgram(hook === 'bind4' ? 4 : 6, 0).assemble().length / 8;
+  return buildBindProgram(hook === 'bind4' ? 4 : 6, 0, 0, bindProgramVariant()).assemble().length / 8;
 }
 
 function sizeTable(sizes: ProgramSize[]): string {

@@ -80,6 +80,7 @@ export const HELPER = {
   map_lookup_elem: 1,
   get_current_uid_gid: 15,
   get_current_cgroup_id: 80,
+  set_retval: 187,
 } as const;
 const HELPER_NAME = new Map<number, string>(Object.entries(HELPER).map(([k, v]) => [v, k]));
 

@@ -7,12 +7,12 @@
  * Needs root (or CAP_BPF with CAP_NET_ADMIN): without it every probe reports
  * EPERM, and callers fall back to the version (grants/target.ts, doctor).
  */
-import { Assembler, R0, R1 } from './asm.js';
+import { Assembler, HELPER, R0, R1 } from './asm.js';
 import { BPF_CGROUP_INET4_BIND, BPF_MAP_TYPE, BPF_PROG_TYPE_CGROUP_SOCK_ADDR } from './attr.js';
 import { closeFd, linkCreate, mapCreate, progLoad } from './syscall.js';
 import { SyscallError } from '../os/libc.js';
 
-export type FeatureName = 'bind-return-3' | 'cgroup-link' | 'hash-map' | 'array-of-maps' | 'port-filter';
+export type FeatureName = 'bind-return-3' | 'cgroup-link' | 'hash-map' | 'array-of-maps' | 'port-filter' | 'set-retval';
 
 export interface FeatureResult {
   name: FeatureName;
@@ -145,6 +145,46 @@ function probePortFilter(): FeatureResult {
   } finally {
     if (map !== undefined) closeFd(map);
   }
+}
+
+const SET_RETVAL_TRIED = 'load a bind4 program that calls bpf_set_retval';
+let setRetvalCached: FeatureResult | undefined;
+let setRetvalOverride: boolean | undefined;
+
+/**
+ * bpf_set_retval from a bind hook (Linux 6.1: cgroup_common_func_proto; the
+ * helper came in 5.18 for sockopt, sysctl and device hooks only): with it a
+ * reservation refuses with EADDRINUSE, without it with EPERM. Optional:
+ * lowport works without it, so it is not among probeFeatures() (whose every
+ * failure stops `apply`). Loads `r1 = 0; call bpf_set_retval; r0 = 1; exit`
+ * for bind4; nothing is attached. A kernel without it refuses the call
+ * (EINVAL, "unknown func bpf_set_retval#187").
+ */
+export function probeSetRetval(): FeatureResult {
+  if (setRetvalOverride !== undefined) {
+    return setRetvalOverride
+      ? { name: 'set-retval', tried: SET_RETVAL_TRIED, ok: true }
+      : { name: 'set-retval', tried: SET_RETVAL_TRIED, ok: false, skipped: 'turned off by a test' };
+  }
+  if (setRetvalCached !== undefined) return setRetvalCached;
+  try {
+    const insns = new Assembler().mov(R1, { imm: 0 }).call(HELPER.set_retval).mov(R0, { imm: 1 }).exit().assemble();
+    closeFd(progLoad({ type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR, expectedAttachType: BPF_CGROUP_INET4_BIND, insns, name: 'lowport_probe' }));
+    setRetvalCached = { name: 'set-retval', tried: SET_RETVAL_TRIED, ok: true };
+  } catch (e) {
+    setRetvalCached = { name: 'set-retval', tried: SET_RETVAL_TRIED, ok: false, ...refusal(e) };
+  }
+  return setRetvalCached;
+}
+
+/**
+ * For the tests only (not reachable from the command line or the library):
+ * probeSetRetval answers `ok` as told, without asking the kernel (false: the
+ * EPERM variant on a kernel that has the helper); undefined asks the kernel
+ * again. Either variant refuses the same binds: only the errno differs.
+ */
+export function overrideSetRetvalForTests(ok: boolean | undefined): void {
+  setRetvalOverride = ok;
 }
 
 /** The errno and the verifier's last line (not its statistics) of a refusal. */

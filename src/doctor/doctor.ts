@@ -21,7 +21,7 @@ import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../os/nss.js';
 import { effectiveUid, pathExists, pathState, processStatus, realPath, systemTool, which } from '../os/process.js';
 import { findNft } from '../os/nft.js';
 import { checkIdentity, LAUNCH_FAILED, launchSync, userEnvironment } from '../os/launch.js';
-import { probeFeatures } from '../bpf/probes.js';
+import { probeFeatures, probeSetRetval } from '../bpf/probes.js';
 import {
   detectContainer,
   initNetNamespace,
@@ -107,8 +107,9 @@ export function doctor(options: DoctorOptions = {}): DoctorReport {
   // The ids the bind hook sees for the test: this process's real ids, or the user's passwd ids (probeAs).
   const caller = self ? { uid: user.uid, gid: realGid(), groups: supplementaryGroups() } : { uid: user.uid, gid: user.gid, groups: [] };
   const program = options.program === undefined ? undefined : describeProgram(options.program);
-  const policy = policyChecks(path, user, caller, tested, live, options, program);
+  const policy = policyChecks(path, user, caller, portReports, live, options, program);
   checks.push(...policy.checks);
+  checks.push(...unheldChecks(portReports, policy.reservations));
 
   checks.push(sysctlCheck(), capabilityCheck(self, user));
   if (options.program !== undefined) checks.push(...programChecks(options.program, user));
@@ -217,6 +218,51 @@ function portReport(port: number, attempts: BindAttempt[]): PortReport {
 }
 
 /**
+ * What a user refused by a reservation gets: EPERM, or, where the bind hook
+ * sets its errno (bpf_set_retval), EADDRINUSE, as from a port in use. The
+ * hook runs before the kernel looks for a socket on the port, so the errno
+ * is the reservation's either way; /proc/net says whether a socket holds the
+ * port as well.
+ */
+function reservedRefusal(port: number, name: string, failed: BindAttempt[], heldBy: PortReport['heldBy']): string {
+  // The hook did not run for the bind test (doctor outside the cgroup lowport attaches to).
+  if (failed.length === 0) return `everyone else is refused, but the bind test as ${name} was not`;
+  const errnos = [...new Set(failed.map((a) => a.error ?? ''))].join(', ');
+  if (!failed.some((a) => a.error === 'EADDRINUSE')) return `${name} gets ${errnos}`;
+  const holders = heldBy.map((h) =>
+    h.pid === undefined ? `a process of uid ${h.uid}` : `${h.command ?? '?'} (pid ${h.pid}, uid ${h.uid})`,
+  );
+  return (
+    `${name} gets ${errnos}: the reservation's refusal, as port-probing programs expect of a port in use` +
+    (holders.length === 0
+      ? `; no socket holds port ${port} here`
+      : `; and ${[...new Set(holders)].join(', ')} ${holders.length === 1 ? 'holds' : 'hold'} it too`)
+  );
+}
+
+/**
+ * EADDRINUSE where no socket in this network namespace holds the port and
+ * the file reserves it for nobody doctor knows of: a bind hook refused it (a
+ * reservation doctor cannot read, or another BPF program), not a server.
+ */
+function unheldChecks(reports: PortReport[], reservations: Map<number, unknown>): Check[] {
+  const out: Check[] = [];
+  for (const r of reports) {
+    if (reservations.has(r.port)) continue;
+    const unheld = r.attempts.filter((a) => a.error === 'EADDRINUSE' && !r.heldBy.some((h) => h.protocol === a.protocol));
+    if (unheld.length === 0) continue;
+    out.push({
+      id: `unheld-${r.port}`,
+      status: 'fail',
+      detail:
+        `port ${r.port}: EADDRINUSE on ${unheld.map((a) => `${a.protocol.toUpperCase()} ${a.address}`).join(', ')}, but no socket in this network namespace holds it: ` +
+        'a bind hook refused it (a reservation: `lowport list` as root shows them; or another BPF program on the bind hooks)',
+    });
+  }
+  return out;
+}
+
+/**
  * As root, the kernel is asked (bpf/probes.ts: a bind hook returning 3, a
  * cgroup link, the map types), so a backported kernel passes and a locked-down
  * one fails whatever its version. Without root the probes cannot run, and the
@@ -227,6 +273,8 @@ function kernelChecks(asRoot: boolean, missing: string[]): Check[] {
     const newEnough = bindHookByVersion(kernelVersion());
     if (!newEnough) missing.push('Linux 5.12 or later');
     const by = 'by version alone: run doctor as root to probe the kernel itself';
+    const [major, minor] = kernelVersion();
+    const setRetval = major > 6 || (major === 6 && minor >= 1);
     return [
       {
         id: 'kernel',
@@ -235,9 +283,11 @@ function kernelChecks(asRoot: boolean, missing: string[]): Check[] {
           ? `Linux ${kernelRelease()}: bind hooks may grant ports (5.12+; ${by})`
           : `Linux ${kernelRelease()}: bind hooks cannot grant ports before 5.12 (${by}; backported kernels may)`,
       },
+      { id: 'reserve-errno', status: 'info', detail: `${reserveErrnoText(setRetval)} (6.1+; ${by})` },
     ];
   }
   const results = probeFeatures();
+  const setRetval = probeSetRetval();
   const failed = results.find((r) => !r.ok);
   if (failed !== undefined)
     missing.push(
@@ -259,7 +309,20 @@ function kernelChecks(asRoot: boolean, missing: string[]): Check[] {
       status: r.ok ? 'ok' : 'fail',
       detail: probeText(r),
     })),
+    // Optional: without it reservations refuse with EPERM, and nothing else changes.
+    {
+      id: `probe:${setRetval.name}`,
+      status: setRetval.ok ? 'ok' : 'info',
+      detail: `${probeText(setRetval)}: ${reserveErrnoText(setRetval.ok)}`,
+    },
   ];
+}
+
+/** What others get from a reserved port, by whether a bind hook may call bpf_set_retval. */
+function reserveErrnoText(setRetval: boolean): string {
+  return setRetval
+    ? 'a reserved port refuses others with EADDRINUSE (bpf_set_retval), so programs that probe ports move on to the next'
+    : 'a reserved port refuses others with EPERM (bind hooks cannot set their errno before Linux 6.1)';
 }
 
 function machineChecks(asRoot: boolean): { checks: Check[]; bpfMissing: string[] } {
@@ -367,7 +430,7 @@ function policyChecks(
   path: string,
   user: PasswdEntry,
   caller: Caller,
-  tested: { port: number; attempts: BindAttempt[] }[],
+  tested: Pick<PortReport, 'port' | 'attempts' | 'heldBy'>[],
   live: ListResult | undefined,
   options: LowportOptions,
   program: ProgramFacts | undefined,
@@ -454,7 +517,7 @@ function policyChecks(
   // (listed and passwd-primary) as the file resolves now.
   const isSubject = (s: { kind: number; id: bigint }) =>
     (s.kind === Kind.UID && s.id === BigInt(caller.uid)) || (s.kind === Kind.GID && s.id === BigInt(caller.gid));
-  for (const { port, attempts } of tested) {
+  for (const { port, attempts, heldBy } of tested) {
     const covering: Covering[] = [];
     for (const r of rules) {
       const items = r.rule.ports.filter((i) => port >= i.from && port <= i.to);
@@ -484,7 +547,7 @@ function policyChecks(
     let status: CheckStatus;
     if (res !== undefined) {
       status = 'fail';
-      detail = `port ${port} is reserved for ${formatPrincipal(res.rule.rule.principal)} (${lineOf(res.rule.rule.line)}): ${user.name} gets EPERM`;
+      detail = `port ${port} is reserved for ${formatPrincipal(res.rule.rule.principal)} (${lineOf(res.rule.rule.line)}): ${reservedRefusal(port, user.name, failed, heldBy)}`;
     } else if (counted.length === 0) {
       status = 'info';
       detail = `${path} does not give port ${port} to ${user.name}`;

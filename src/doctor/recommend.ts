@@ -36,7 +36,7 @@ export interface PortVerdict {
   port: number;
   /** Every available bind of the port worked. */
   canBind: boolean;
-  /** Errors seen (EACCES, EPERM, EADDRINUSE). */
+  /** Errors seen (EACCES, EPERM, EADDRINUSE: a socket holds the port, or a reservation refused with it). */
   errors: string[];
   /** Who holds it, when it is in use. */
   heldBy: { pid?: number; command?: string; uid: number }[];
@@ -91,6 +91,12 @@ function portList(ports: PortVerdict[]): string {
   return ports.map((p) => p.port).join(',');
 }
 
+/** The errno a reservation gave: EPERM, or EADDRINUSE (bpf_set_retval), which no socket caused when none holds the port. */
+function refusal(p: PortVerdict): string {
+  if (p.errors.includes('EPERM') || !p.errors.includes('EADDRINUSE')) return 'EPERM';
+  return p.heldBy.length === 0 ? 'EADDRINUSE (the reservation’s: no socket holds the port)' : 'EADDRINUSE';
+}
+
 /** The recommendation and the runners-up, best first. */
 export function recommend(s: Situation): { recommendation: Recommendation; alternatives: Recommendation[] } {
   const blocked = s.ports.filter((p) => !p.canBind);
@@ -101,9 +107,13 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
     };
   }
 
-  const inUse = blocked.filter((p) => p.errors.includes('EADDRINUSE') && !p.errors.some((e) => e === 'EACCES' || e === 'EPERM'));
+  // A reservation refuses with EPERM, or with EADDRINUSE where the hook sets its errno: the hook runs
+  // before the kernel looks for a socket on the port, so a reserved port's EADDRINUSE is the reservation's.
+  const inUse = blocked.filter(
+    (p) => p.errors.includes('EADDRINUSE') && p.reservedFor === undefined && !p.errors.some((e) => e === 'EACCES' || e === 'EPERM'),
+  );
   const reserved = blocked.filter((p) => p.reservedFor !== undefined);
-  const refused = blocked.filter((p) => p.errors.some((e) => e === 'EACCES' || e === 'EPERM'));
+  const refused = blocked.filter((p) => p.reservedFor !== undefined || p.errors.some((e) => e === 'EACCES' || e === 'EPERM'));
   const list = portList(refused.length > 0 ? refused : blocked);
   const options: Recommendation[] = [];
   const user = shellQuote(s.user);
@@ -129,7 +139,7 @@ export function recommend(s: Situation): { recommendation: Recommendation; alter
     options.push({
       method: 'unreserve',
       command: `sudo ${s.lowport} unreserve ${p.port}   # or: sudo ${s.lowport} grant ${p.port} --user ${user}`,
-      why: `port ${p.port} is reserved for ${p.reservedFor?.who ?? 'someone else'} (line ${p.reservedFor?.line ?? '?'} of ${s.policyFile}); everyone else gets EPERM, whatever privilege they have.`,
+      why: `port ${p.port} is reserved for ${p.reservedFor?.who ?? 'someone else'} (line ${p.reservedFor?.line ?? '?'} of ${s.policyFile}); everyone else gets ${refusal(p)}, whatever privilege they have.`,
     });
   }
   // apply only helps where the kernel takes the grant: elsewhere the fallbacks below. The file

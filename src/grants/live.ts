@@ -46,6 +46,7 @@ import {
 } from '../bpf/attr.js';
 import { LinkHandle, MapHandle, OwnedFd, ProgramHandle, withHandle, withHandles } from '../bpf/handles.js';
 import { progQuery } from '../bpf/syscall.js';
+import { probeSetRetval } from '../bpf/probes.js';
 import { checkedEntry, checkedNames, openPinDir, removeOldStage, removePinSet, type PinDir } from '../bpf/bpffs.js';
 import type { DirFd } from '../os/dirfd.js';
 import { flock, LOCK_EX, SyscallError } from '../os/libc.js';
@@ -62,7 +63,7 @@ import {
   type MapKey,
   type MapValue,
 } from './map-format.js';
-import { bindProgramName, buildBindProgram } from './program.js';
+import { bindProgramName, buildBindProgram, type BindProgramOptions } from './program.js';
 
 export const HOOKS = [
   { name: 'bind4', attachType: BPF_CGROUP_INET4_BIND, family: 4 },
@@ -360,12 +361,18 @@ function portFilters(pins: PinDir): MapHandle[] {
   return out;
 }
 
+/** The program variant this kernel takes: reservations refuse with EADDRINUSE where a bind hook may set its errno. */
+export function bindProgramVariant(): BindProgramOptions {
+  return { addrInUse: probeSetRetval().ok };
+}
+
 function loadProgram(outer: MapHandle, filter: MapHandle, hook: (typeof HOOKS)[number]): ProgramHandle {
+  const variant = bindProgramVariant();
   return ProgramHandle.load({
     type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
-    insns: buildBindProgram(hook.family, outer.fd, filter.fd).assemble(),
+    insns: buildBindProgram(hook.family, outer.fd, filter.fd, variant).assemble(),
     expectedAttachType: hook.attachType,
-    name: bindProgramName(hook.family),
+    name: bindProgramName(hook.family, variant),
   });
 }
 
@@ -412,7 +419,7 @@ function upgradeProgram(pins: PinDir, outer: MapHandle, filter: MapHandle): void
       });
     }
     withHandle(link, (l) => {
-      if (programInfoById(l.info().progId)?.name === bindProgramName(hook.family)) return;
+      if (programInfoById(l.info().progId)?.name === bindProgramName(hook.family, bindProgramVariant())) return;
       withHandle(loadProgram(outer, filter, hook), (program) => l.update(program));
     });
   }

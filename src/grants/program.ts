@@ -12,13 +12,15 @@
  * Return values (include/linux/bpf-cgroup.h, kernel commit 772412176fb9):
  *   3  allow, and skip the CAP_NET_BIND_SERVICE check (a grant)
  *   1  allow under the kernel's normal rules (no rule here)
- *   0  refuse with EPERM (a port reserved for someone else)
+ *   0  refuse (a port reserved for someone else): EPERM, or EADDRINUSE in the
+ *      variant that sets it first with bpf_set_retval (see BindProgramOptions)
  * Several programs may run on a hook: allow bits are ANDed, the bypass bit ORed.
  *
  * struct bpf_sock_addr offsets (include/uapi/linux/bpf.h): user_ip4 4, user_ip6 8..20, user_port 24 (network order), protocol 36.
  */
 import { createHash } from 'node:crypto';
 import { Assembler, FP, HELPER, R0, R1, R2, R6, R7, R8, R9, type Reg } from '../bpf/asm.js';
+import { EADDRINUSE } from '../os/errno.js';
 import { AF_INET, AF_INET6, IPPROTO, Kind, lookupFlag, PORT_FILTER_UDP, PRINCIPAL_KINDS, RESERVED } from './map-format.js';
 
 // Stack frame (offsets from the frame pointer r10).
@@ -39,12 +41,25 @@ export const REFUSE = 0;
 
 export type HookFamily = 4 | 6;
 
+export interface BindProgramOptions {
+  /**
+   * Refuse with EADDRINUSE instead of EPERM: the refusal calls
+   * bpf_set_retval(-EADDRINUSE) and returns 0, and the kernel hands that errno
+   * to bind() (bpf_prog_run_array_cg keeps an error already set rather than
+   * making it EPERM). Programs that probe ports (dev servers,
+   * bindresvport(3)) move on at EADDRINUSE and stop at EPERM. Bind hooks may
+   * call the helper since Linux 6.1 (cgroup_common_func_proto); the probe
+   * (bpf/probes.ts, set-retval) decides. Only the refusal runs it.
+   */
+  addrInUse?: boolean;
+}
+
 /**
  * Builds the program for one hook, the outer map fd and the port filter's fd
  * (map-format.ts). The code does not depend on the policy. `portFilterFd` may
  * be left 0 only where the code alone matters (bindProgramName, tests).
  */
-export function buildBindProgram(family: HookFamily, outerMapFd: number, portFilterFd = 0): Assembler {
+export function buildBindProgram(family: HookFamily, outerMapFd: number, portFilterFd = 0, options: BindProgramOptions = {}): Assembler {
   const a = new Assembler();
   a.mov(R6, R1);
 
@@ -146,7 +161,9 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number, portFil
   a.mov(R1, R9).alu64('and', R1, { imm: RESERVED }).jmp('jeq', R1, { imm: 0 }, 'pass');
   a.jmp('jeq', R8, { imm: 0 }, 'pass');
   a.ldx(4, R1, FP, UID_GID).jmp('jeq', R1, { imm: 0 }, 'pass');
-  a.mov(R1, { imm: 1 }).atomicAdd64(R8, 8, R1).ret(REFUSE);
+  a.mov(R1, { imm: 1 }).atomicAdd64(R8, 8, R1);
+  if (options.addrInUse === true) a.mov(R1, { imm: -EADDRINUSE }).call(HELPER.set_retval);
+  a.ret(REFUSE);
 
   a.label('grant').mov(R1, { imm: 1 }).atomicAdd64(R0, 8, R1).ret(GRANT);
   a.label('pass').ret(PASS);
@@ -179,10 +196,11 @@ function loadPrincipalId(a: Assembler, kind: (typeof PRINCIPAL_KINDS)[number], d
 /**
  * The program's name in the kernel: `lowport4_` or `lowport6_` and 6 hex digits of a hash of
  * its code. `apply` compares it with the name of the program the links run to
- * tell whether this lowport brings a different program (an upgrade), without
+ * tell whether this lowport brings a different program (an upgrade, or the
+ * other refusal variant: the kernel's answer to the set-retval probe changed), without
  * depending on how the kernel computes its own tag.
  */
-export function bindProgramName(family: HookFamily): string {
-  const code = buildBindProgram(family, 0).assemble();
+export function bindProgramName(family: HookFamily, options: BindProgramOptions = {}): string {
+  const code = buildBindProgram(family, 0, 0, options).assemble();
   return `lowport${family}_${createHash('sha256').update(code).digest('hex').slice(0, 6)}`;
 }

@@ -134,6 +134,7 @@ export function unsupportedMessage(r: FeatureResult, release: string): string {
     'hash-map': 'cannot create the BPF hash map lowport keeps its rules in',
     'array-of-maps': 'cannot create the BPF array of maps lowport swaps its rules through',
     'port-filter': 'cannot read a BPF array in place (Linux 5.2), as lowport reads its port filter',
+    'set-retval': 'does not let a bind hook choose its errno (bpf_set_retval, Linux 6.1)',
   };
   return `Linux ${release} ${feature[r.name]}: ${how}`;
 }

@@ -8,6 +8,7 @@ import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 
 export const {
+  EADDRINUSE,
   EAGAIN,
   EBADF,
   EEXIST,

@@ -29,6 +29,7 @@ import { forgetAppliedText } from '../../src/grants/scopes.js';
 import { forgetReservedPorts, syncReservedPorts } from '../../src/grants/reserved-ports.js';
 import { findCgroup2Root, createNewCgroup, killAndRemoveCgroup } from '../../src/os/cgroup.js';
 import { mount } from '../../src/os/libc.js';
+import { probeSetRetval } from '../../src/bpf/probes.js';
 
 export const NOBODY = 65534;
 const here = dirname(fileURLToPath(import.meta.url));
@@ -97,6 +98,15 @@ export function kernelSkipReason(tools: Tools = {}): string | undefined {
     return 'no cgroup v2 hierarchy is mounted';
   }
   return missingTools({ ...SANDBOX_TOOLS, ...tools }) || undefined;
+}
+
+/**
+ * The errno others get from a reserved port on this kernel, as the probe
+ * that picks the program variant answers: EADDRINUSE where a bind hook may
+ * call bpf_set_retval (Linux 6.1), else EPERM. Root only, as the tests.
+ */
+export function reservedErrno(): 'EADDRINUSE' | 'EPERM' {
+  return probeSetRetval().ok ? 'EADDRINUSE' : 'EPERM';
 }
 
 export interface BindRequest {

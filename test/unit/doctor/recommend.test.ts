@@ -117,6 +117,27 @@ describe('recommend', () => {
     assert.ok(!r.alternatives.some((a) => a.method === 'lowport-grant'));
   });
 
+  it('takes a reserved port’s EADDRINUSE (bpf_set_retval) for the reservation, not for a port in use', () => {
+    const alone = { port: 5432, canBind: false, errors: ['EADDRINUSE'], heldBy: [], grantedBy: [] };
+    const r = recommend(situation({ ports: [{ ...alone, reservedFor: { who: 'user postgres', line: 7 } }] }));
+    assert.equal(r.recommendation.method, 'unreserve');
+    assert.match(r.recommendation.why, /everyone else gets EADDRINUSE \(the reservation’s: no socket holds the port\)/);
+    assert.ok(![r.recommendation, ...r.alternatives].some((a) => a.method === 'free-port' || a.method === 'lowport-grant'));
+    // Held by its owner too: still the reservation first (freeing the port would not let this user in).
+    const held = recommend(
+      situation({
+        ports: [{ ...alone, heldBy: [{ pid: 99, command: 'postgres', uid: 111 }], reservedFor: { who: 'user postgres', line: 7 } }],
+      }),
+    );
+    assert.equal(held.recommendation.method, 'unreserve');
+    assert.match(held.recommendation.why, /everyone else gets EADDRINUSE, whatever/);
+    // The same errno with no reservation: a port in use.
+    assert.equal(
+      recommend(situation({ ports: [{ ...alone, heldBy: [{ pid: 99, command: 'x', uid: 1 }] }] })).recommendation.method,
+      'free-port',
+    );
+  });
+
   it('says to apply when the file grants the port but the kernel has something else loaded', () => {
     const r = recommend(situation({ ports: [{ ...refused(80), grantedBy: [2] }], policyNotApplied: true }));
     assert.equal(r.recommendation.method, 'lowport-apply');

@@ -1,7 +1,7 @@
 /**
  * An interpreter of the instructions lowport's bind program uses, with the
  * kernel's side of it (struct bpf_sock_addr, the outer and policy maps, the
- * port filter read in place, the three helpers) made in memory, so that compiled policies can be run
+ * port filter read in place, the helpers, bpf_set_retval's errno) made in memory, so that compiled policies can be run
  * against the real program without a kernel. Instructions come from the
  * assembler's own decoder (src/bpf/asm.ts).
  *
@@ -12,15 +12,16 @@ import assert from 'node:assert/strict';
 import { decode, type Instruction } from '../../../src/bpf/asm.js';
 import type { EntryTable } from '../../../src/grants/map-format.js';
 import { decodeValue, encodeKey, encodeValue, PORT_FILTER_SIZE, portFilterOffset } from '../../../src/grants/map-format.js';
-import { buildBindProgram, type HookFamily } from '../../../src/grants/program.js';
+import { buildBindProgram, type BindProgramOptions, type HookFamily } from '../../../src/grants/program.js';
 import type { Directory } from '../../../src/grants/resolve.js';
 import type { GroupEntry, PasswdEntry } from '../../../src/os/nss.js';
 
 export const OUTER_FD = 1234;
 export const PORT_FILTER_FD = 1235;
 
-/** The program for a hook, decoded. */
-export const program = (family: HookFamily): Instruction[] => decode(buildBindProgram(family, OUTER_FD, PORT_FILTER_FD).assemble());
+/** The program for a hook, decoded (the EPERM variant unless told). */
+export const program = (family: HookFamily, options: BindProgramOptions = {}): Instruction[] =>
+  decode(buildBindProgram(family, OUTER_FD, PORT_FILTER_FD, options).assemble());
 
 export const isLoad = (i: Instruction): boolean => i.op === 'ldx';
 export const isStore = (i: Instruction): boolean => i.class === 'st' || i.class === 'stx';
@@ -76,6 +77,10 @@ export interface Run {
   verdict: number;
   ctxReads: number[];
   lookups: number;
+  /** What bpf_set_retval set (the errno bind() returns, negated), when it was called. */
+  retval?: bigint;
+  /** Instructions run, the exit included. */
+  steps: number;
 }
 
 function access(p: Value, off: number, size: number, write: boolean): { region: Region; at: number } {
@@ -95,14 +100,15 @@ function access(p: Value, off: number, size: number, write: boolean): { region: 
 }
 
 /** Runs the program of a hook on one bind context, as `caller`. */
-export function run(family: HookFamily, ctx: Buffer, outer: OuterMap, caller: Caller): Run {
-  const starts = bySlot(program(family));
+export function run(family: HookFamily, ctx: Buffer, outer: OuterMap, caller: Caller, options: BindProgramOptions = {}): Run {
+  const starts = bySlot(program(family, options));
   const stack: Region = { name: 'stack', buf: Buffer.alloc(512), init: new Uint8Array(512) };
   const regs: Value[] = [];
   regs[1] = new Ptr({ name: 'ctx', buf: ctx }, 0);
   regs[10] = new Ptr(stack, 512);
   const ctxReads: number[] = [];
   let lookups = 0;
+  let retval: bigint | undefined;
   const scalar = (v: Value): bigint => {
     assert.equal(typeof v, 'bigint', 'scalar expected');
     return v as bigint;
@@ -175,9 +181,13 @@ export function run(family: HookFamily, ctx: Buffer, outer: OuterMap, caller: Ca
         regs[i.dst] = (BigInt(i.imm64High ?? 0) << 32n) | BigInt(i.imm >>> 0);
         break;
       case 'exit':
-        return { verdict: Number(scalar(regs[0])), ctxReads, lookups };
+        return { verdict: Number(scalar(regs[0])), ctxReads, lookups, steps: steps + 1, ...(retval === undefined ? {} : { retval }) };
       case 'call':
-        regs[0] = call(i.imm, regs, caller, () => lookups++);
+        if (i.imm === 187) {
+          // bpf_set_retval(int): the errno for the syscall; it returns 0.
+          retval = BigInt.asIntN(32, scalar(regs[1]));
+          regs[0] = 0n;
+        } else regs[0] = call(i.imm, regs, caller, () => lookups++);
         for (const r of [1, 2, 3, 4, 5]) regs[r] = undefined;
         break;
       case 'ja':
@@ -309,9 +319,16 @@ export function portFilterOf(map: PolicyMap | undefined): Buffer {
 }
 
 /** A bind by `who` to ip:port through the hook of its family, against `map` in the outer slot (none: no policy). */
-export function bind(map: PolicyMap | undefined, who: Caller, ip: string, port: number, protocol: BindProtocol = 'tcp'): Run {
+export function bind(
+  map: PolicyMap | undefined,
+  who: Caller,
+  ip: string,
+  port: number,
+  protocol: BindProtocol = 'tcp',
+  options: BindProgramOptions = {},
+): Run {
   const { family, ctx } = sockAddr(ip, port, protocol);
-  return run(family, ctx, { kind: 'outer', slot: map, ports: portFilterOf(map) }, who);
+  return run(family, ctx, { kind: 'outer', slot: map, ports: portFilterOf(map) }, who, options);
 }
 
 /** A small user database for the tests that compile policies: root, alice, bob, carol (in group web), postgres. */

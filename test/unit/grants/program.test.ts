@@ -14,7 +14,8 @@ import { endianness } from 'node:os';
 import { describe, it } from 'node:test';
 import { decode } from '../../../src/bpf/asm.js';
 import { compileTable } from '../../../src/grants/compile.js';
-import { bindProgramName, buildBindProgram } from '../../../src/grants/program.js';
+import { bindProgramName, buildBindProgram, REFUSE } from '../../../src/grants/program.js';
+import { EADDRINUSE } from '../../../src/os/errno.js';
 import { resolvePolicy } from '../../../src/grants/resolve.js';
 import { parsePolicy } from '../../../src/policy/parse.js';
 import {
@@ -321,5 +322,69 @@ describe('bind program: behaviour against a compiled policy', littleEndian, () =
     const map = policyMap('reserve 5432 user postgres\ngrant 5432 user alice\n');
     assert.equal(bind(map, alice, '0.0.0.0', 5432).verdict, 3);
     assert.equal(bind(map, bob, '0.0.0.0', 5432).verdict, 0);
+  });
+});
+
+describe('bind program: the EADDRINUSE variant (bpf_set_retval)', littleEndian, () => {
+  const IN_USE = { addrInUse: true };
+  /** The listing without slot numbers: jumps by label, so an insertion shifts nothing. */
+  const lines = (family: 4 | 6, options = {}): string[] =>
+    buildBindProgram(family, OUTER_FD, PORT_FILTER_FD, options)
+      .listing()
+      .split('\n')
+      .map((l) => l.replace(/^ *\d+: /, ''));
+
+  for (const family of [4, 6] as const) {
+    it(`adds to the bind${family} program only \`r1 = -EADDRINUSE; call set_retval\`, just before the refusal's \`r0 = 0\``, () => {
+      const plain = lines(family);
+      const inUse = lines(family, IN_USE);
+      const at = inUse.findIndex((l) => l.endsWith('call set_retval'));
+      assert.ok(at > 0, inUse.join('\n'));
+      assert.deepEqual(inUse.slice(at - 1, at + 3), [
+        `(b7) r1 = -${EADDRINUSE}`,
+        '(85) call set_retval',
+        `(b7) r0 = ${REFUSE}`,
+        '(95) exit',
+      ]);
+      assert.deepEqual([...inUse.slice(0, at - 1), ...inUse.slice(at + 1)], plain);
+      assert.equal(inUse.filter((l) => l.includes('set_retval')).length, 1);
+    });
+  }
+
+  it('is named apart from the EPERM variant, so apply replaces one with the other on the links', () => {
+    for (const family of [4, 6] as const) {
+      assert.notEqual(bindProgramName(family, IN_USE), bindProgramName(family));
+      assert.match(bindProgramName(family, IN_USE), new RegExp(`^lowport${family}_[0-9a-f]{6}$`));
+    }
+  });
+
+  it('gives every bind the same verdict as the EPERM variant, in the same steps, and sets EADDRINUSE only when it refuses', () => {
+    const map = policyMap(
+      'reserve 5432 user postgres\ngrant 5432 user alice\ngrant 80 user alice\ngrant 443 group web\nreserve 53/udp user bob\ngrant 8080 everyone\n',
+    );
+    let refusals = 0;
+    for (const who of [alice, bob, carol, postgres, root, { uid: 4000, gid: 4000 }]) {
+      for (const ip of ['0.0.0.0', '127.0.0.1', '::', '::1', '::ffff:127.0.0.1']) {
+        for (const port of [53, 80, 443, 5432, 8080, 9999]) {
+          for (const protocol of ['tcp', 'udp', 'sctp'] as const) {
+            const plain = bindIn(map, who, ip, port, protocol);
+            const inUse = bindIn(map, who, ip, port, protocol, IN_USE);
+            const what = `uid ${who.uid} ${ip} ${port}/${protocol}`;
+            assert.equal(inUse.verdict, plain.verdict, what);
+            assert.equal(plain.retval, undefined, what);
+            if (plain.verdict === REFUSE) {
+              refusals++;
+              assert.equal(inUse.retval, BigInt(-EADDRINUSE), what);
+              assert.equal(inUse.steps, plain.steps + 2, what);
+            } else {
+              // The paths that do not refuse run exactly the instructions they ran before.
+              assert.equal(inUse.retval, undefined, what);
+              assert.equal(inUse.steps, plain.steps, what);
+            }
+          }
+        }
+      }
+    }
+    assert.ok(refusals > 20, `only ${refusals} refusals: the table does not exercise the refusal`);
   });
 });

@@ -213,10 +213,11 @@ take sockets that way. Needs no BPF. Default address: ::
     'no-pid': {
       type: 'boolean',
       description: `with --sockets: leave LISTEN_PID out (as systemfd --no-pid), for a
-server that a wrapper starts as a grandchild (npm run, nodemon, a
-shell script), if it takes the fds without checking LISTEN_PID
+server that a wrapper starts as its child (a shell script, make,
+cargo watch), if it takes the fds without checking LISTEN_PID
 (Node's listen({ fd: 3 }), Rust's listenfd; not libsystemd's
-sd_listen_fds, which wants LISTEN_PID to be its own pid).`,
+sd_listen_fds, which wants LISTEN_PID to be its own pid). npm,
+nodemon and other Node.js runners pass no fd on at all.`,
     },
     restart: {
       type: 'boolean',
@@ -235,7 +236,8 @@ prefer the default where the kernel allows it.`,
   examples: [
     'sudo lowport run --port 80 --user www -- python3 -m http.server 80',
     'sudo lowport run --sockets --port 80/tcp -- node server.js',
-    'sudo lowport run --sockets --no-pid --restart --port 80/tcp -- npm run start',
+    'sudo lowport run --sockets --no-pid --port 80/tcp -- ./dev.sh',
+    'sudo lowport run --sockets --restart --port 80/tcp -- node server.js',
   ],
   misses: {
     group: 'it runs COMMAND as one user, given with --user U (a group is for `lowport grant PORTS --group G`)',

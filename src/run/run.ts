@@ -59,7 +59,7 @@ export interface RunOptions extends LowportOptions {
   backlog?: number;
   /** Sockets: IPv6 sockets only take IPv6. */
   v6Only?: boolean;
-  /** Sockets: no LISTEN_PID, for a server that a wrapper (npm, nodemon, a shell script) starts as a grandchild. */
+  /** Sockets: no LISTEN_PID, for a server that a wrapper (a shell script, make, cargo watch) starts as its child. */
   noPid?: boolean;
   /** Sockets: start the command again whenever it exits, with the same sockets, until lowport gets a signal or ^C. */
   restart?: boolean;

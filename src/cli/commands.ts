@@ -197,7 +197,7 @@ export const run = defineCommand({
   summary: 'run one command with low ports, for it alone',
   usage: [
     '--port PORTS [--user U] [--addr IP]... -- COMMAND [ARGS...]',
-    '--sockets --port PORTS [--addr IP]... [--backlog N] [--v6-only] [--user U] -- COMMAND...',
+    '--sockets --port PORTS [--addr IP]... [--backlog N] [--v6-only] [--no-pid] [--restart] [--user U] -- COMMAND...',
     '--caps [--user U] -- COMMAND [ARGS...]',
   ],
   description: `Runs COMMAND as U (default: the user who ran sudo) with every privilege
@@ -240,6 +240,22 @@ take sockets that way. Needs no BPF. Default address: ::
     },
     backlog: { type: 'string', value: 'N', description: 'with --sockets: the listen(2) backlog (4096)' },
     'v6-only': { type: 'boolean', description: 'with --sockets: keep IPv6 sockets IPv6-only' },
+    'no-pid': {
+      type: 'boolean',
+      description: `with --sockets: leave LISTEN_PID out (as systemfd --no-pid), for a
+server that a wrapper starts as its child (a shell script, make,
+cargo watch), if it takes the fds without checking LISTEN_PID
+(Node's listen({ fd: 3 }), Rust's listenfd; not libsystemd's
+sd_listen_fds, which wants LISTEN_PID to be its own pid). npm,
+nodemon and other Node.js runners pass no fd on at all.`,
+    },
+    restart: {
+      type: 'boolean',
+      description: `with --sockets: when COMMAND exits, start it again with the same
+sockets, which lowport keeps open (clients wait in the backlog);
+slower and slower while it exits within 2 s. A signal to lowport,
+or ^C on COMMAND's terminal, ends it.`,
+    },
     caps: {
       type: 'boolean',
       description: `COMMAND keeps CAP_NET_BIND_SERVICE (ambient): it and every
@@ -250,6 +266,8 @@ prefer the default where the kernel allows it.`,
   examples: [
     'sudo lowport run --port 80 --user www -- python3 -m http.server 80',
     'sudo lowport run --sockets --port 80/tcp -- node server.js',
+    'sudo lowport run --sockets --no-pid --port 80/tcp -- ./dev.sh',
+    'sudo lowport run --sockets --restart --port 80/tcp -- node server.js',
   ],
   misses: {
     group: 'it runs COMMAND as one user, given with --user U (a group is for `lowport grant PORTS --group G`)',

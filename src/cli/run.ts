@@ -17,6 +17,13 @@ export const run: Implementation = implement(commands.run, (ctx) => {
     throw new UsageError('--caps gives every low port: it takes no --port or --addr (use the default mode to give only some)');
   }
   const ports = portTexts.length === 0 ? [] : parsePortsArg(portTexts.join(','), 'run');
+  for (const option of ['no-pid', 'restart'] as const) {
+    if (ctx.values[option] === true && mode !== 'sockets')
+      throw new UsageError(
+        `--${option} goes with --sockets`,
+        `Add --sockets: lowport run --sockets --${option} --port PORTS -- COMMAND...`,
+      );
+  }
   const backlogText = ctx.values.backlog;
   if (backlogText !== undefined && (mode !== 'sockets' || !/^\d+$/.test(backlogText)))
     throw new UsageError('--backlog N goes with --sockets, N a number');
@@ -41,6 +48,8 @@ export const run: Implementation = implement(commands.run, (ctx) => {
         addrs,
         ...(backlogText === undefined ? {} : { backlog: Number(backlogText) }),
         v6Only: ctx.values['v6-only'] === true,
+        noPid: ctx.values['no-pid'] === true,
+        restart: ctx.values.restart === true,
         note: ctx.note,
       }),
     );

@@ -351,6 +351,17 @@ export function makeRaw(fd: number): Buffer | undefined {
   return saved;
 }
 
+/**
+ * The interrupt and quit characters (VINTR, VQUIT: ^C and ^\ unless stty
+ * changed them) of settings makeRaw returned, but those disabled (0). In
+ * Linux's struct termios, c_cc follows the four tcflag_t and c_line (it
+ * precedes c_line on powerpc); VINTR is c_cc[0], VQUIT c_cc[1].
+ */
+export function signalCharacters(saved: Buffer): number[] {
+  const cc = process.arch === 'ppc64' || process.arch === 'ppc' ? 16 : 17;
+  return [saved[cc], saved[cc + 1]].filter((c): c is number => c !== undefined && c !== 0);
+}
+
 /** Gives terminal `fd` back the settings makeRaw returned. */
 export function restoreTermios(fd: number, saved: Buffer): void {
   iso().tcsetattr(fd, TCSADRAIN, saved);

@@ -18,7 +18,17 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import { isatty, ReadStream } from 'node:tty';
-import { closeRawFd, copyTermios, copyWindowSize, inForeground, makeRaw, openPtyMaster, PTY_SLAVE_FLAGS, restoreTermios } from './libc.js';
+import {
+  closeRawFd,
+  copyTermios,
+  copyWindowSize,
+  inForeground,
+  makeRaw,
+  openPtyMaster,
+  PTY_SLAVE_FLAGS,
+  restoreTermios,
+  signalCharacters,
+} from './libc.js';
 
 /** How long output still in flight in the pty (flush_to_ldisc runs in a work queue) may take to arrive after the command ended. */
 const DRAIN_MS = 100;
@@ -32,6 +42,8 @@ export interface PtyRelay {
   started(): void;
   /** Call when the command's main process ended: relays the last output, hangs the pty up, restores the terminal. */
   finish(): Promise<void>;
+  /** Whether the admin typed the terminal's interrupt or quit key (^C, ^\) for the command: it reaches the command, not lowport. */
+  readonly interrupted: boolean;
 }
 
 /** A pty for a command, when any of this process's fds 0-2 is a terminal; undefined when none is. */
@@ -68,6 +80,7 @@ class Relay implements PtyRelay {
   private readonly cleanups: (() => void)[] = [];
   private done = false;
   private hungUp!: Promise<void>;
+  interrupted = false;
 
   constructor(
     private readonly master: number,
@@ -98,7 +111,9 @@ class Relay implements PtyRelay {
       const stdin = process.stdin;
       // cfmakeraw rather than setRawMode: libuv's raw mode keeps output processing, and the pty already turned \n into \r\n.
       const saved = makeRaw(0);
+      const keys = saved === undefined ? [] : signalCharacters(saved);
       const relay = (chunk: Buffer): void => {
+        if (keys.some((k) => chunk.includes(k))) this.interrupted = true;
         stream.write(chunk);
       };
       stdin.on('data', relay);

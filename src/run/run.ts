@@ -24,6 +24,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { isatty } from 'node:tty';
 import { refreshLive } from '../ops/apply.js';
@@ -58,6 +59,10 @@ export interface RunOptions extends LowportOptions {
   backlog?: number;
   /** Sockets: IPv6 sockets only take IPv6. */
   v6Only?: boolean;
+  /** Sockets: no LISTEN_PID, for a server that a wrapper (a shell script, make, cargo watch) starts as its child. */
+  noPid?: boolean;
+  /** Sockets: start the command again whenever it exits, with the same sockets, until lowport gets a signal or ^C. */
+  restart?: boolean;
   /** For warnings and notes. */
   note?: (text: string) => void;
 }
@@ -186,6 +191,7 @@ async function supervise(
   o: RunOptions,
   launchOptions: Omit<LaunchOptions, 'stdio' | 'controllingTerminal'>,
   started?: () => void,
+  interrupted?: () => void,
 ): Promise<number> {
   const pty = openPtyRelay();
   let child: ChildProcess;
@@ -211,6 +217,7 @@ async function supervise(
     const stop = leftovers === undefined ? () => undefined : relaySignals(FORWARDED, () => leftovers.kill());
     try {
       await pty?.finish();
+      if (pty?.interrupted === true) interrupted?.();
       if (leftovers !== undefined) await waitForLeftovers(o, leftovers);
     } finally {
       stop();
@@ -289,8 +296,25 @@ async function runScoped(o: RunOptions, identity: Identity, env: NodeJS.ProcessE
   }
 }
 
+/**
+ * Runners that are Node.js programs. Node marks fds 3 and up close-on-exec as
+ * it starts (libuv's uv_disable_stdio_inheritance, joyent/libuv#997), so no
+ * program they start inherits the sockets, --no-pid or not.
+ */
+const NODE_RUNNERS = new Set(['npm', 'npx', 'pnpm', 'pnpx', 'yarn', 'nodemon']);
+
+function warnIfNodeRunner(o: RunOptions): void {
+  const [file = '', ...args] = o.command;
+  const name = file.slice(file.lastIndexOf('/') + 1);
+  if (!NODE_RUNNERS.has(name) && !(/^node(js)?$/.test(name) && args.some((a) => /^--watch(-path)?(=|$)/.test(a)))) return;
+  o.note?.(
+    `note: ${escapeControl(name)} is a Node.js program, and Node closes fds 3 and up for every program it starts: the sockets cannot reach a server it starts. Run the server itself (lowport run --sockets -- node server.js), or through sh; --restart starts it again when it exits.`,
+  );
+}
+
 async function runWithSockets(o: RunOptions, identity: Identity, env: NodeJS.ProcessEnv): Promise<number> {
   if (o.ports.length === 0) throw new UsageError('lowport run --sockets needs --port: the ports to bind');
+  warnIfNodeRunner(o);
   const fds: number[] = [];
   const names: string[] = [];
   let cgroup: string | undefined;
@@ -305,10 +329,11 @@ async function runWithSockets(o: RunOptions, identity: Identity, env: NodeJS.Pro
     const launchOptions = {
       identity,
       fds: [...fds],
-      listenPid: true,
+      listenPid: o.noPid !== true,
       env: { ...env, LISTEN_FDS: String(fds.length), LISTEN_FDNAMES: names.join(':') },
       ...(cgroup === undefined ? {} : { cgroup }),
     };
+    if (o.restart === true) return await superviseRestarting(o, launchOptions);
     // Once started, the command has its copies; lowport keeps none.
     return await supervise(o, launchOptions, () => {
       for (const fd of fds.splice(0)) closeRawFd(fd);
@@ -316,5 +341,55 @@ async function runWithSockets(o: RunOptions, identity: Identity, env: NodeJS.Pro
   } finally {
     for (const fd of fds) closeRawFd(fd);
     if (cgroup !== undefined && !cgroupPopulated(cgroup)) removeCgroup(cgroup);
+  }
+}
+
+/** --restart: the pause before a restart; doubled (up to the longest) while the command keeps exiting within QUICK_EXIT_MS of its start. */
+const RESTART_DELAY_MS = 250;
+const LONGEST_RESTART_DELAY_MS = 8_000;
+const QUICK_EXIT_MS = 2_000;
+
+/**
+ * --restart, a development loop (as systemfd with cargo watch): lowport keeps
+ * the listening sockets open and starts the command again each time it exits,
+ * whatever its status, so clients wait in the backlog instead of meeting a
+ * closed port (ECONNREFUSED). A command that keeps exiting at once is started
+ * again ever more slowly, never in a busy loop. A signal to lowport, or ^C or
+ * ^\ on the command's terminal, ends the loop: lowport exits with the last
+ * status (128+N for signal N when no command ran).
+ */
+async function superviseRestarting(o: RunOptions, launchOptions: Omit<LaunchOptions, 'stdio' | 'controllingTerminal'>): Promise<number> {
+  // The signal that ends the loop: one to lowport, or SIGINT for ^C on the command's terminal. Read through
+  // stopped(): it is set by handlers, between awaits, where a narrowed variable would not show it.
+  let stop: NodeJS.Signals | undefined;
+  const stopped = (): NodeJS.Signals | undefined => stop;
+  let wake = (): void => undefined;
+  const unrelay = relaySignals(FORWARDED, (signal) => {
+    stop ??= signal;
+    wake();
+  });
+  const name = escapeControl(o.command[0] ?? 'the command');
+  const how = isatty(0) ? 'Ctrl-C ends lowport' : `SIGINT or SIGTERM to lowport (pid ${process.pid}) ends it`;
+  try {
+    let delay = RESTART_DELAY_MS;
+    for (;;) {
+      const start = Date.now();
+      const status = await supervise(o, launchOptions, undefined, () => (stop ??= 'SIGINT'));
+      if (stopped() !== undefined) return status;
+      if (Date.now() - start >= QUICK_EXIT_MS) delay = RESTART_DELAY_MS;
+      o.note?.(`${name} exited with status ${status}; --restart starts it again in ${delay / 1000} s, with the same sockets; ${how}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      const signal = stopped();
+      if (signal !== undefined) return 128 + osConstants.signals[signal];
+      delay = Math.min(delay * 2, LONGEST_RESTART_DELAY_MS);
+    }
+  } finally {
+    unrelay();
   }
 }

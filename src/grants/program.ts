@@ -16,9 +16,17 @@
  * Several programs may run on a hook: allow bits are ANDed, the bypass bit ORed.
  *
  * struct bpf_sock_addr offsets (include/uapi/linux/bpf.h): user_ip4 4, user_ip6 8..20, user_port 24 (network order), protocol 36.
+ *
+ * The audit trail (a `log` statement): a variant of the program that, after
+ * counting a grant or a refusal, writes an event (events.ts) into a
+ * BPF_MAP_TYPE_RINGBUF with bpf_ringbuf_reserve/submit (Linux 5.8) before it
+ * returns. Without `log` the variant is not built at all: the program has no
+ * logging instructions, not even a skipped branch (the bench and the program
+ * test check its length). A full ring drops the event, never the bind.
  */
 import { createHash } from 'node:crypto';
-import { Assembler, FP, HELPER, R0, R1, R2, R6, R7, R8, R9, type Reg } from '../bpf/asm.js';
+import { Assembler, FP, HELPER, R0, R1, R2, R3, R6, R7, R8, R9, type Reg } from '../bpf/asm.js';
+import { COMM_SIZE, EVENT, EVENT_SIZE } from './events.js';
 import { AF_INET, AF_INET6, IPPROTO, Kind, lookupFlag, PORT_FILTER_UDP, PRINCIPAL_KINDS, RESERVED } from './map-format.js';
 
 // Stack frame (offsets from the frame pointer r10).
@@ -39,12 +47,24 @@ export const REFUSE = 0;
 
 export type HookFamily = 4 | 6;
 
+/** The audit trail: which verdicts write an event, and the ring buffer's fd (0 where only the code matters). */
+export interface LogOptions {
+  grants: boolean;
+  refusals: boolean;
+  ringFd: number;
+}
+
+/** Whether the options make the logging variant (at least one verdict logged). */
+export function logsAnything(log: LogOptions | undefined): log is LogOptions {
+  return log !== undefined && (log.grants || log.refusals);
+}
+
 /**
  * Builds the program for one hook, the outer map fd and the port filter's fd
  * (map-format.ts). The code does not depend on the policy. `portFilterFd` may
  * be left 0 only where the code alone matters (bindProgramName, tests).
  */
-export function buildBindProgram(family: HookFamily, outerMapFd: number, portFilterFd = 0): Assembler {
+export function buildBindProgram(family: HookFamily, outerMapFd: number, portFilterFd = 0, log?: LogOptions): Assembler {
   const a = new Assembler();
   a.mov(R6, R1);
 
@@ -146,11 +166,45 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number, portFil
   a.mov(R1, R9).alu64('and', R1, { imm: RESERVED }).jmp('jeq', R1, { imm: 0 }, 'pass');
   a.jmp('jeq', R8, { imm: 0 }, 'pass');
   a.ldx(4, R1, FP, UID_GID).jmp('jeq', R1, { imm: 0 }, 'pass');
-  a.mov(R1, { imm: 1 }).atomicAdd64(R8, 8, R1).ret(REFUSE);
+  a.mov(R1, { imm: 1 }).atomicAdd64(R8, 8, R1);
+  if (logsAnything(log) && log.refusals) a.ldx(4, R9, R8, 0).mov(R7, { imm: REFUSE }).ja('log');
+  else a.ret(REFUSE);
 
-  a.label('grant').mov(R1, { imm: 1 }).atomicAdd64(R0, 8, R1).ret(GRANT);
+  a.label('grant').mov(R1, { imm: 1 }).atomicAdd64(R0, 8, R1);
+  if (logsAnything(log) && log.grants) a.ldx(4, R9, R0, 0).mov(R7, { imm: GRANT }).ja('log');
+  else a.ret(GRANT);
   a.label('pass').ret(PASS);
+  if (logsAnything(log)) emitEvent(a, family, log.ringFd);
   return a;
+}
+
+/**
+ * The event (events.ts), entered with r7 = the verdict to return and r9 = the
+ * policy line of the entry that decided. r6 is still the context; the uid and
+ * gid are on the stack (UID_GID). Every byte of the record is written.
+ */
+function emitEvent(a: Assembler, family: HookFamily, ringFd: number): void {
+  a.label('log');
+  a.ldMapFd(R1, ringFd, 'lowport_events').mov(R2, { imm: EVENT_SIZE }).mov(R3, { imm: 0 }).call(HELPER.ringbuf_reserve);
+  a.jmp('jeq', R0, { imm: 0 }, 'log_done').mov(R8, R0);
+  a.call(HELPER.ktime_get_ns).stx(8, R8, EVENT.TIME, R0);
+  a.call(HELPER.get_current_cgroup_id).stx(8, R8, EVENT.CGROUP, R0);
+  a.call(HELPER.get_current_pid_tgid).alu64('rsh', R0, { imm: 32 }).stx(4, R8, EVENT.PID, R0);
+  a.ldx(4, R1, FP, UID_GID).stx(4, R8, EVENT.UID, R1);
+  a.ldx(4, R1, FP, UID_GID + 4).stx(4, R8, EVENT.GID, R1);
+  a.stx(4, R8, EVENT.LINE, R9);
+  a.ldx(4, R1, R6, CTX_USER_PORT).be(R1, 16).stx(2, R8, EVENT.PORT, R1);
+  a.ldx(4, R1, R6, CTX_PROTOCOL).stx(1, R8, EVENT.PROTOCOL, R1);
+  a.st(1, R8, EVENT.FAMILY, family).stx(4, R8, EVENT.VERDICT, R7);
+  if (family === 4) {
+    a.ldx(4, R1, R6, CTX_USER_IP4).stx(4, R8, EVENT.ADDR, R1);
+    a.st(4, R8, EVENT.ADDR + 4, 0).st(8, R8, EVENT.ADDR + 8, 0);
+  } else {
+    for (let i = 0; i < 16; i += 4) a.ldx(4, R1, R6, CTX_USER_IP6 + i).stx(4, R8, EVENT.ADDR + i, R1);
+  }
+  a.mov(R1, R8).alu64('add', R1, { imm: EVENT.COMM }).mov(R2, { imm: COMM_SIZE }).call(HELPER.get_current_comm);
+  a.mov(R1, R8).mov(R2, { imm: 0 }).call(HELPER.ringbuf_submit);
+  a.label('log_done').mov(R0, R7).exit();
 }
 
 /** r0 = bpf_map_lookup_elem(r7, fp + key) */
@@ -182,7 +236,7 @@ function loadPrincipalId(a: Assembler, kind: (typeof PRINCIPAL_KINDS)[number], d
  * tell whether this lowport brings a different program (an upgrade), without
  * depending on how the kernel computes its own tag.
  */
-export function bindProgramName(family: HookFamily): string {
-  const code = buildBindProgram(family, 0).assemble();
+export function bindProgramName(family: HookFamily, log?: LogOptions): string {
+  const code = buildBindProgram(family, 0, 0, log === undefined ? undefined : { ...log, ringFd: 0 }).assemble();
   return `lowport${family}_${createHash('sha256').update(code).digest('hex').slice(0, 6)}`;
 }

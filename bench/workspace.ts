@@ -72,6 +72,9 @@ export class Workspace {
   readonly floor1: string;
   readonly floor3: string;
   readonly pinDir: string;
+  /** A second lowport instance, the same policy with `log all`: the cost of the audit trail (issue 14). */
+  readonly logged: string;
+  readonly loggedPinDir: string;
   private readonly saved: SavedFile[] = [];
   private readonly holders: ChildProcess[] = [];
   /** Pids of the processes holding the network namespaces open (see above). */
@@ -87,6 +90,8 @@ export class Workspace {
     this.floor3 = join(root, `${tag}-floor3`);
     // bpffs refuses names with a dot; this one has none.
     this.pinDir = join(BPFFS, tag.replace(/-/g, '_'));
+    this.logged = join(root, `${tag}-logged`);
+    this.loggedPinDir = `${this.pinDir}_logged`;
     // Root-owned and writable only by root, up to / (lowport refuses a policy
     // under a directory others could write, such as /tmp), but readable, so
     // uid 65534 can run the client placed here.
@@ -97,7 +102,7 @@ export class Workspace {
   }
 
   get cgroups(): string[] {
-    return [this.hooked, this.plain, this.floor1, this.floor3];
+    return [this.hooked, this.plain, this.floor1, this.floor3, this.logged];
   }
 
   /** Creates the two network namespaces; call once, before any client runs. */
@@ -126,6 +131,11 @@ export class Workspace {
   /** lowport's global options for this workspace: every CLI call gets them. */
   get lowportArgs(): string[] {
     return ['--policy', this.policy, '--cgroup', this.hooked, '--pin-dir', this.pinDir];
+  }
+
+  /** The same for the logging instance. */
+  get loggedArgs(): string[] {
+    return ['--policy', this.policy, '--cgroup', this.logged, '--pin-dir', this.loggedPinDir];
   }
 
   /**
@@ -164,10 +174,11 @@ export class Workspace {
   }
 
   private lowportOff(): void {
+    spawnSync(process.execPath, [CLI, 'off', ...this.loggedArgs], { encoding: 'utf8' });
     const r = spawnSync(process.execPath, [CLI, 'off', ...this.lowportArgs], { encoding: 'utf8' });
     // If `off` itself failed (a broken build), unpinning is what removes the
     // links: a cgroup link is detached when its last reference goes.
-    const leftovers = [this.pinDir, ...stageDirsOf(this.pinDir)].filter((d) => existsSync(d));
+    const leftovers = [this.pinDir, this.loggedPinDir, ...stageDirsOf(this.pinDir)].filter((d) => existsSync(d));
     for (const d of leftovers) rmSync(d, { recursive: true, force: true });
     if (r.status !== 0)
       throw new Error(`exit ${r.status}: ${r.stderr.trim()}${leftovers.length > 0 ? `; unpinned ${leftovers.join(', ')} by hand` : ''}`);

@@ -85,6 +85,7 @@ export const HELPER = {
   get_current_cgroup_id: 80,
   ringbuf_reserve: 131,
   ringbuf_submit: 132,
+  ringbuf_query: 134,
 } as const;
 const HELPER_NAME = new Map<number, string>(Object.entries(HELPER).map(([k, v]) => [v, k]));
 

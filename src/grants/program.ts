@@ -20,13 +20,14 @@
  * The audit trail (a `log` statement): a variant of the program that, after
  * counting a grant or a refusal, writes an event (events.ts) into a
  * BPF_MAP_TYPE_RINGBUF with bpf_ringbuf_reserve/submit (Linux 5.8) before it
- * returns. Without `log` the variant is not built at all: the program has no
+ * returns, waking the reader only when a quarter of the ring is unread (it
+ * polls). Without `log` the variant is not built at all: the program has no
  * logging instructions, not even a skipped branch (the bench and the program
  * test check its length). A full ring drops the event, never the bind.
  */
 import { createHash } from 'node:crypto';
 import { Assembler, FP, HELPER, R0, R1, R2, R3, R6, R7, R8, R9, type Reg } from '../bpf/asm.js';
-import { COMM_SIZE, EVENT, EVENT_SIZE } from './events.js';
+import { COMM_SIZE, EVENT, EVENT_SIZE, RING_BYTES } from './events.js';
 import { AF_INET, AF_INET6, IPPROTO, Kind, lookupFlag, PORT_FILTER_UDP, PRINCIPAL_KINDS, RESERVED } from './map-format.js';
 
 // Stack frame (offsets from the frame pointer r10).
@@ -46,6 +47,13 @@ export const PASS = 1;
 export const REFUSE = 0;
 
 export type HookFamily = 4 | 6;
+
+// bpf_ringbuf_query() and bpf_ringbuf_submit() flags (include/uapi/linux/bpf.h).
+const BPF_RB_AVAIL_DATA = 0;
+const BPF_RB_NO_WAKEUP = 1;
+const BPF_RB_FORCE_WAKEUP = 2;
+/** The reader is woken when a quarter of the ring is unread; below, it finds the events when it polls. */
+const WAKE_AT = RING_BYTES / 4;
 
 /** The audit trail: which verdicts write an event, and the ring buffer's fd (0 where only the code matters). */
 export interface LogOptions {
@@ -203,7 +211,11 @@ function emitEvent(a: Assembler, family: HookFamily, ringFd: number): void {
     for (let i = 0; i < 16; i += 4) a.ldx(4, R1, R6, CTX_USER_IP6 + i).stx(4, R8, EVENT.ADDR + i, R1);
   }
   a.mov(R1, R8).alu64('add', R1, { imm: EVENT.COMM }).mov(R2, { imm: COMM_SIZE }).call(HELPER.get_current_comm);
-  a.mov(R1, R8).mov(R2, { imm: 0 }).call(HELPER.ringbuf_submit);
+  // Waking the reader costs an irq_work and a context switch per event when it keeps up: the reader polls
+  // instead (ops/log.ts), and is woken only when the ring fills up to WAKE_AT.
+  a.ldMapFd(R1, ringFd, 'lowport_events').mov(R2, { imm: BPF_RB_AVAIL_DATA }).call(HELPER.ringbuf_query);
+  a.mov(R2, { imm: BPF_RB_NO_WAKEUP }).jmp('jlt', R0, { imm: WAKE_AT }, 'log_submit').mov(R2, { imm: BPF_RB_FORCE_WAKEUP });
+  a.label('log_submit').mov(R1, R8).call(HELPER.ringbuf_submit);
   a.label('log_done').mov(R0, R7).exit();
 }
 

@@ -118,8 +118,12 @@ export interface FollowOptions {
 
 /** How often the follower checks that its ring is still the pinned one (`off` and an apply make a new one). */
 const RECHECK_MS = 2000;
-/** The longest a wait blocks the thread, so that signals are handled promptly. */
-const WAIT_MS = 250;
+/**
+ * How long the reader waits between reads: the program wakes it only when a
+ * quarter of the ring is unread (program.ts), so this is also the most an
+ * event waits to be read at a low rate. Short enough for signals too.
+ */
+const WAIT_MS = 200;
 
 /**
  * The one consumer: reads and consumes every event as it comes, until the

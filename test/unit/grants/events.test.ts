@@ -4,6 +4,8 @@ import { describe, it } from 'node:test';
 import { decode, HELPER } from '../../../src/bpf/asm.js';
 import { decodeEvent, encodeEvent, EVENT, EVENT_SIZE, wallClock, type BindEvent } from '../../../src/grants/events.js';
 import { bindProgramName, buildBindProgram } from '../../../src/grants/program.js';
+import { requireRingbuf } from '../../../src/grants/target.js';
+import { LowportError } from '../../../src/errors.js';
 
 const EVENT_SAMPLE: BindEvent = {
   monotonicNs: 123_456_789_000n,
@@ -108,5 +110,22 @@ describe('the logging variant of the bind program', () => {
         `family ${family}`,
       );
     }
+  });
+});
+
+describe('a kernel without the ring buffer', () => {
+  it("refuses a policy with 'log' before anything changes, naming Linux 5.8 and the lines to remove", () => {
+    const probed = { name: 'ringbuf', tried: 'create a BPF_MAP_TYPE_RINGBUF', ok: false, errno: 'EINVAL' } as const;
+    assert.throws(
+      () => requireRingbuf([4], probed, '5.4.0-150-generic'),
+      (e: unknown) =>
+        e instanceof LowportError &&
+        e.code === 'E_UNSUPPORTED' &&
+        e.message ===
+          "the policy asks for an audit trail ('log', line 4), but Linux 5.4.0-150-generic has no BPF ring buffer for the 'log' statement's events " +
+            '(BPF_MAP_TYPE_RINGBUF and its helpers in a bind hook, Linux 5.8): create a BPF_MAP_TYPE_RINGBUF: EINVAL' &&
+        /Remove the 'log' statement \(line 4\).*Nothing was changed\./.test(e.hint ?? ''),
+    );
+    assert.doesNotThrow(() => requireRingbuf([4], { ...probed, ok: true }, '6.1.0'));
   });
 });

@@ -7,7 +7,9 @@
  *            cgroup program (a trivial `r0 = 1; exit` and `r0 = 3; exit`,
  *            attached in cgroups of their own), root through lowport's hook
  *            on a port with rules, on a port without (8080) and on port 0,
- *            the ip_unprivileged_port_start sysctl and authbind; C client,
+ *            the ip_unprivileged_port_start sysctl and authbind; a granted
+ *            bind with the audit trail on (`log all`, a second instance in
+ *            its own cgroup, read by `lowport log --follow`); C client,
  *            private network namespaces, interleaved rounds; and the length
  *            of each program as the kernel runs it (xlated and jited)
  *   apply    wall time of the built CLI loading the 10,000 rules: first
@@ -21,7 +23,8 @@
  * Targets (issues 8 and 13): granted bind within 1.15x root's, and against
  * the floor: a port without rules within 1.02x of `r0 = 1`, a granted bind
  * within 1.05x of `r0 = 3`, root through lowport within 1.03x of `r0 = 1`
- * (all 1.05x with more than 10,000 rules); apply under 1 s; list under
+ * (all 1.05x with more than 10,000 rules); logging on within 1.05x of
+ * logging off (issue 14); apply under 1 s; list under
  * 200 ms. Results and method: bench/README.md.
  *
  * Options: --rounds N (bind rounds, default 11), --cli-rounds N (default 5),

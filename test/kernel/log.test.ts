@@ -12,10 +12,19 @@ import { LinkHandle, MapHandle, ProgramHandle, withHandle } from '../../src/bpf/
 import { openPinDir } from '../../src/bpf/bpffs.js';
 import { buildBindProgram, bindProgramName } from '../../src/grants/program.js';
 import { liveLogging } from '../../src/grants/live.js';
+import { probeRingbuf } from '../../src/bpf/probes.js';
+import { probeText } from '../../src/grants/target.js';
 import { CLI, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
 
 const PYTHON = '/usr/bin/python3';
-const skip = kernelSkipReason({ [PYTHON]: 'python3' });
+/** The machine's reason to skip, or this kernel's: a bind hook without the ring buffer and its helpers (Linux 5.8) refuses `log`. */
+function skipReason(): string | undefined {
+  const reason = kernelSkipReason({ [PYTHON]: 'python3' });
+  if (reason !== undefined) return reason;
+  const ring = probeRingbuf();
+  return ring.ok ? undefined : `this kernel refuses the audit trail's program: ${probeText(ring)}`;
+}
+const skip = skipReason();
 const OWNER = 1;
 /** A process name to find the client's events by; the escape and the quote show it is escaped in the human output. */
 const COMM = "lp-aud\x1b[1m'x";

@@ -20,8 +20,8 @@
  * The audit trail (a `log` statement): a variant of the program that, after
  * counting a grant or a refusal, writes an event (events.ts) into a
  * BPF_MAP_TYPE_RINGBUF with bpf_ringbuf_reserve/submit (Linux 5.8) before it
- * returns, waking the reader only when a quarter of the ring is unread (it
- * polls). Without `log` the variant is not built at all: the program has no
+ * returns, waking the reader only when the unread part grows past a quarter
+ * of the ring (it polls). Without `log` the variant is not built at all: the program has no
  * logging instructions, not even a skipped branch (the bench and the program
  * test check its length). A full ring drops the event, never the bind.
  */
@@ -52,7 +52,7 @@ export type HookFamily = 4 | 6;
 const BPF_RB_AVAIL_DATA = 0;
 const BPF_RB_NO_WAKEUP = 1;
 const BPF_RB_FORCE_WAKEUP = 2;
-/** The reader is woken when a quarter of the ring is unread; below, it finds the events when it polls. */
+/** The reader is woken when the unread part of the ring grows past a quarter; otherwise it finds the events when it polls. */
 const WAKE_AT = RING_BYTES / 4;
 
 /** The audit trail: which verdicts write an event, and the ring buffer's fd (0 where only the code matters). */
@@ -214,7 +214,11 @@ function emitEvent(a: Assembler, family: HookFamily, ringFd: number): void {
   // Waking the reader costs an irq_work and a context switch per event when it keeps up: the reader polls
   // instead (ops/log.ts), and is woken only when the ring fills up to WAKE_AT.
   a.ldMapFd(R1, ringFd, 'lowport_events').mov(R2, { imm: BPF_RB_AVAIL_DATA }).call(HELPER.ringbuf_query);
-  a.mov(R2, { imm: BPF_RB_NO_WAKEUP }).jmp('jlt', R0, { imm: WAKE_AT }, 'log_submit').mov(R2, { imm: BPF_RB_FORCE_WAKEUP });
+  // Only the event that crosses WAKE_AT wakes it: above, every event would (and a full ring drops them anyway).
+  a.mov(R2, { imm: BPF_RB_NO_WAKEUP })
+    .jmp('jlt', R0, { imm: WAKE_AT }, 'log_submit')
+    .jmp('jge', R0, { imm: WAKE_AT + EVENT_SIZE + 8 }, 'log_submit')
+    .mov(R2, { imm: BPF_RB_FORCE_WAKEUP });
   a.label('log_submit').mov(R1, R8).call(HELPER.ringbuf_submit);
   a.label('log_done').mov(R0, R7).exit();
 }

@@ -19,7 +19,7 @@ export interface Variant {
   label: string;
   uid: 0 | typeof NOBODY;
   /** The cgroup the client runs in: lowport's links are attached to 'hooked' only, the trivial programs to 'floor1' and 'floor3'. */
-  cgroup: 'hooked' | 'plain' | 'floor1' | 'floor3';
+  cgroup: 'hooked' | 'plain' | 'floor1' | 'floor3' | 'logged';
   /** Run in the network namespace where net.ipv4.ip_unprivileged_port_start is lowered to the bench port. */
   sysctl?: boolean;
   /** The port to bind, when not the benchmark's (80); 0 lets the kernel pick an ephemeral port. */

@@ -7,7 +7,9 @@
  *            cgroup program (a trivial `r0 = 1; exit` and `r0 = 3; exit`,
  *            attached in cgroups of their own), root through lowport's hook
  *            on a port with rules, on a port without (8080) and on port 0,
- *            the ip_unprivileged_port_start sysctl and authbind; C client,
+ *            the ip_unprivileged_port_start sysctl and authbind; a granted
+ *            bind with the audit trail on (`log all`, a second instance in
+ *            its own cgroup, read by `lowport log --follow`); C client,
  *            private network namespaces, interleaved rounds; and the length
  *            of each program as the kernel runs it (xlated and jited)
  *   apply    wall time of the built CLI loading the 10,000 rules: first
@@ -23,15 +25,16 @@
  * Targets (issues 8 and 13): granted bind within 1.15x root's, and against
  * the floor: a port without rules within 1.02x of `r0 = 1`, a granted bind
  * within 1.05x of `r0 = 3`, root through lowport within 1.03x of `r0 = 1`
- * (all 1.05x with more than 10,000 rules); apply under 1 s; list under
- * 200 ms; grant and doctor with a small policy under 200 ms. Results and method: bench/README.md.
+ * (all 1.05x with more than 10,000 rules); logging on within 1.05x of
+ * logging off (issue 14); apply under 1 s; list under 200 ms; grant and
+ * doctor with a small policy under 200 ms. Results and method: bench/README.md.
  *
  * Options: --rounds N (bind rounds, default 11), --cli-rounds N (default 5),
  * --rules N (rules loaded, default 10,000; 100,000 for the large case),
  * --no-profile, --bind-only (bind() alone: the policy is loaded through the
  * library, not timed, and the CLI is not measured).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { basename, join } from 'node:path';
@@ -44,7 +47,7 @@ import { openDir } from '../src/os/process.js';
 import { compileDocument, policyFingerprint } from '../src/grants/document.js';
 import { bindProgramVariant, swapPolicy } from '../src/grants/live.js';
 import { buildBindProgram } from '../src/grants/program.js';
-import { parsePolicy } from '../src/policy/parse.js';
+import { loggingOf, parsePolicy } from '../src/policy/parse.js';
 import { buildClient, runClient, type BindSample, type Variant } from './bind-client.js';
 import { summarizeProfile, type ProfileSummary } from './cpu-profile.js';
 import { fmt, markdownTable, median, range, timeCommand } from './timing.js';
@@ -61,6 +64,8 @@ const SLOW = { iterations: 150, warmup: 5 };
 const TARGET = { bindRatio: 1.15, applyMs: 1000, listMs: 200, smallMs: 200 };
 /** Against the trivial program for the same caller and port (issue 13); 1.05 for all three above 10,000 rules. */
 const FLOOR_TARGET = { noRule: 1.02, granted: 1.05, rootThrough: 1.03, large: 1.05 };
+/** Issue 14: a granted bind with the audit trail on, against the same bind with it off. */
+const LOGGING_TARGET = 1.05;
 
 function variants(): Variant[] {
   return [
@@ -73,6 +78,13 @@ function variants(): Variant[] {
       uid: NOBODY,
       cgroup: 'hooked',
       floor: 'floor3',
+    },
+    {
+      key: 'granted-logged',
+      label: 'uid 65534 granted, logging on (`log all`, read by `lowport log --follow`)',
+      uid: NOBODY,
+      cgroup: 'logged',
+      floor: 'granted',
     },
     { key: 'root-hooked', label: 'root through lowport (port with rules)', uid: 0, cgroup: 'hooked', floor: 'floor1' },
     // No rule names these ports: the common case of every bind on the machine.
@@ -202,6 +214,24 @@ function loadDirect(ws: Workspace): number {
   return table.count;
 }
 
+/**
+ * The audit trail's instance: the bench policy with `log all`, in the
+ * `logged` cgroup, loaded through the library (not timed), and its reader,
+ * `lowport log --follow --json`, counting the events it prints.
+ */
+function loadLogged(ws: Workspace): { reader: ChildProcess; events: () => number } {
+  const text = `${readFileSync(ws.policy, 'utf8')}log all\n`;
+  const doc = parsePolicy(text, ws.policy);
+  const { table } = compileDocument(doc);
+  swapPolicy({ cgroup: ws.logged, pinDir: ws.loggedPinDir }, table, policyFingerprint(text), loggingOf(doc));
+  const reader = spawn(process.execPath, [CLI, 'log', '--follow', '--json', ...ws.loggedArgs], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let lines = 0;
+  reader.stdout.on('data', (d: Buffer) => {
+    for (const byte of d) if (byte === 0x0a) lines++;
+  });
+  return { reader, events: () => lines };
+}
+
 // ---- the floor: trivial programs ----------------------------------------------
 
 const HOOKS = [
@@ -256,30 +286,36 @@ function attachTrivial(cgroup: string, value: 1 | 3): { links: LinkHandle[]; siz
 /** lowport's programs as attached to the hooked cgroup: their lengths before and after the verifier and the JIT. */
 function lowportSizes(ws: Workspace): ProgramSize[] {
   const out: ProgramSize[] = [];
-  withHandle(new OwnedFd(openDir(ws.hooked), `cgroup ${ws.hooked}`), (cg) => {
-    for (const hook of HOOKS) {
-      for (const id of progQuery(cg.fd, hook.attachType).progIds) {
-        const program = ProgramHandle.fromId(id);
-        if (program === undefined) continue;
-        withHandle(program, (p) => {
-          const info = p.info();
-          const { xlatedInsns, jitedBytes } = p.lengths();
-          out.push({
-            label: `lowport ${hook.name} (${info.name})`,
-            loaded: loadedLength(hook.name),
-            xlated: xlatedInsns,
-            jited: jitedBytes,
+  for (const [cgroup, logged] of [
+    [ws.hooked, false],
+    [ws.logged, true],
+  ] as const)
+    withHandle(new OwnedFd(openDir(cgroup), `cgroup ${cgroup}`), (cg) => {
+      for (const hook of HOOKS) {
+        for (const id of progQuery(cg.fd, hook.attachType).progIds) {
+          const program = ProgramHandle.fromId(id);
+          if (program === undefined) continue;
+          withHandle(program, (p) => {
+            const info = p.info();
+            const { xlatedInsns, jitedBytes } = p.lengths();
+            out.push({
+              label: `lowport ${hook.name} (${info.name})${logged ? ', logging on (`log all`)' : ''}`,
+              loaded: loadedLength(hook.name, logged),
+              xlated: xlatedInsns,
+              jited: jitedBytes,
+            });
           });
-        });
+        }
       }
-    }
-  });
+    });
   return out;
 }
 
 /** The length of lowport's program as it builds it (the kernel reports only what came out of the verifier). */
-function loadedLength(hook: 'bind4' | 'bind6'): number {
-  return buildBindProgram(hook === 'bind4' ? 4 : 6, 0, 0, bindProgramVariant()).assemble().length / 8;
+function loadedLength(hook: 'bind4' | 'bind6', logged: boolean): number {
+  const variant = bindProgramVariant();
+  const options = logged ? { ...variant, log: { grants: true, refusals: true, ringFd: 0 } } : variant;
+  return buildBindProgram(hook === 'bind4' ? 4 : 6, 0, 0, options).assemble().length / 8;
 }
 
 function sizeTable(sizes: ProgramSize[]): string {
@@ -345,6 +381,8 @@ interface BindResults {
   controls: string[];
   /** Binds the granted variant made, and the hits lowport counted for its rule. */
   grantedBinds: number;
+  /** Binds the logging variant made (each one an event, unless the ring was full). */
+  loggedBinds: number;
   ruleHits: number | undefined;
   /** Runs repeated after a spurious EADDRINUSE (see benchBinds). */
   repeated: string[];
@@ -366,6 +404,7 @@ async function benchBinds(ws: Workspace, client: string, rounds: number, authbin
   const samples = new Map<string, BindSample[]>(VARIANTS.map((v) => [v.key, []]));
   const active = VARIANTS.filter((v) => !skipped.has(v.key));
   let grantedBinds = 0;
+  let loggedBinds = 0;
   const repeated: string[] = [];
   for (let r = 0; r < rounds; r++) {
     progress(`bind round ${r + 1}/${rounds}`);
@@ -387,13 +426,14 @@ async function benchBinds(ws: Workspace, client: string, rounds: number, authbin
       }
       if (!out.ok) throw new Error(`${v.label}: bind of port ${v.port ?? PORT} failed: ${out.error}`);
       if (v.key === 'granted') grantedBinds += n.iterations + n.warmup;
+      if (v.key === 'granted-logged') loggedBinds += n.iterations + n.warmup;
       samples.get(v.key)?.push(out.sample);
       await checkpoint();
     }
   }
   const hitsAfter = grantHits(ws);
   const ruleHits = hitsBefore === undefined || hitsAfter === undefined ? undefined : hitsAfter - hitsBefore;
-  return { samples, skipped, controls, grantedBinds, ruleHits, repeated };
+  return { samples, skipped, controls, grantedBinds, loggedBinds, ruleHits, repeated };
 }
 
 /** Binds lowport has counted for `grant 80 user nobody` (line 2 of the policy). */
@@ -509,6 +549,7 @@ function floorVerdicts(ratios: Map<string, { root: number; floor: number }>): st
     ['hooked-8080', `port ${HIGH_PORT} without rules vs trivial \`r0 = 1\``, limit(FLOOR_TARGET.noRule)],
     ['hooked-0', 'port 0 (ephemeral) vs trivial `r0 = 1`', limit(FLOOR_TARGET.noRule)],
     ['granted', 'granted bind vs trivial `r0 = 3`', limit(FLOOR_TARGET.granted)],
+    ['granted-logged', 'granted bind with logging on (`log all`) vs logging off', LOGGING_TARGET],
     ['root-hooked', 'root through lowport vs trivial `r0 = 1`', limit(FLOOR_TARGET.rootThrough)],
   ];
   return rows.map(([key, what, target]) => {
@@ -591,13 +632,19 @@ async function main(): Promise<number> {
       ? { times: Object.fromEntries(CLI_STEPS.map((step) => [step, [] as number[]])) as Record<CliStep, number[]>, entries: loadDirect(ws) }
       : await benchCli(ws, cliRounds);
     const floors = [attachTrivial(ws.floor1, 1), attachTrivial(ws.floor3, 3)];
+    const logged = loadLogged(ws);
     let sizes: ProgramSize[];
     let binds: BindResults;
+    let loggedEvents: number;
     try {
       sizes = [...floors.map((f) => f.size), ...lowportSizes(ws)];
       binds = await benchBinds(ws, client, rounds, authbindProblem);
+      // What the reader has not printed yet: a moment to catch up.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      loggedEvents = logged.events();
     } finally {
       for (const link of floors.flatMap((f) => f.links)) link.close();
+      logged.reader.kill('SIGTERM');
     }
     const profiles = values['no-profile'] === true || bindOnly ? undefined : profileCli(ws);
 
@@ -625,6 +672,8 @@ async function main(): Promise<number> {
       binds.ruleHits === undefined
         ? 'lowport did not report hits for the grant rule.'
         : `lowport counted ${binds.ruleHits.toLocaleString('en')} grants on \`grant 80 user nobody\` during the rounds; the granted client made ${binds.grantedBinds.toLocaleString('en')} binds.`,
+      `With logging on, the client made ${binds.loggedBinds.toLocaleString('en')} binds and \`lowport log --follow\` printed ${loggedEvents.toLocaleString('en')} events ` +
+        '(the rest were dropped while the 1 MiB ring was full: the program never waits for the reader).',
       ...(binds.repeated.length > 0
         ? [
             '',

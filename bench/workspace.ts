@@ -76,6 +76,9 @@ export class Workspace {
   readonly pinDir: string;
   /** A second instance with a small policy (`grant`, `doctor`, `list` as people use them), in a cgroup of its own. */
   readonly small: { cgroup: string; pinDir: string; policy: string };
+  /** A third lowport instance, the same policy with `log all`: the cost of the audit trail (issue 14). */
+  readonly logged: string;
+  readonly loggedPinDir: string;
   private readonly saved: SavedFile[] = [];
   private readonly holders: ChildProcess[] = [];
   /** Pids of the processes holding the network namespaces open (see above). */
@@ -91,6 +94,8 @@ export class Workspace {
     this.floor3 = join(root, `${tag}-floor3`);
     // bpffs refuses names with a dot; this one has none.
     this.pinDir = join(BPFFS, tag.replace(/-/g, '_'));
+    this.logged = join(root, `${tag}-logged`);
+    this.loggedPinDir = `${this.pinDir}_logged`;
     // Root-owned and writable only by root, up to / (lowport refuses a policy
     // under a directory others could write, such as /tmp), but readable, so
     // uid 65534 can run the client placed here.
@@ -102,7 +107,7 @@ export class Workspace {
   }
 
   get cgroups(): string[] {
-    return [this.hooked, this.plain, this.floor1, this.floor3, this.small.cgroup];
+    return [this.hooked, this.plain, this.floor1, this.floor3, this.small.cgroup, this.logged];
   }
 
   /** Creates the two network namespaces; call once, before any client runs. */
@@ -138,6 +143,11 @@ export class Workspace {
     return ['--policy', this.small.policy, '--cgroup', this.small.cgroup, '--pin-dir', this.small.pinDir];
   }
 
+  /** The same for the logging instance. */
+  get loggedArgs(): string[] {
+    return ['--policy', this.policy, '--cgroup', this.logged, '--pin-dir', this.loggedPinDir];
+  }
+
   /**
    * Writes `content` at `path` (outside the workspace, e.g. /etc/authbind/byport/80)
    * with this owner and mode; dispose() restores what was there, or removes it.
@@ -169,6 +179,7 @@ export class Workspace {
     for (const h of this.holders) step('ending a network namespace holder', () => h.kill('SIGKILL'));
     step('lowport off', () => this.lowportOff(this.pinDir, this.lowportArgs));
     step('lowport off (small policy)', () => this.lowportOff(this.small.pinDir, this.smallArgs));
+    step('lowport off (logging instance)', () => this.lowportOff(this.loggedPinDir, this.loggedArgs));
     for (const cg of this.cgroups) step(`removing cgroup ${cg}`, () => removeCgroup(cg));
     for (const s of this.saved.reverse()) step(`restoring ${s.path}`, () => restoreFile(s));
     step(`removing ${this.dir}`, () => rmSync(this.dir, { recursive: true, force: true }));

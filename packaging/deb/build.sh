@@ -5,6 +5,7 @@
 #                             node_modules (koffi, only this machine's binary)
 #   /usr/bin/lowport          a link to the bundled CLI (`sudo lowport` then finds it)
 #   /lib/systemd/system/lowport.service   the boot unit: `lowport apply`
+#   /lib/systemd/system/lowport-log.service   the audit trail's reader: `lowport log --follow --journal`
 #   /etc/lowport/policy       a conffile: the empty policy with its header
 #   /etc/lowport/policy.d/    drop-ins (root:root 0755), with a README conffile
 #                             that says how they are read (as sudoers.d's)
@@ -80,6 +81,10 @@ node --input-type=module -e '
   const { bootUnit } = await import(process.argv[1]);
   process.stdout.write(bootUnit(["/usr/bin/lowport"], {}, "# Installed by the lowport package; `systemctl disable lowport` keeps it from running at boot."));
 ' "$repo/dist/src/integrate/install.js" > "$root/lib/systemd/system/lowport.service"
+node --input-type=module -e '
+  const { logUnit } = await import(process.argv[1]);
+  process.stdout.write(logUnit(["/usr/bin/lowport"], {}, "# Installed by the lowport package; it writes the events of a policy with `log` to the journal."));
+' "$repo/dist/src/integrate/install.js" > "$root/lib/systemd/system/lowport-log.service"
 
 # The policy, as `lowport grant` would create it: the header alone.
 node --input-type=module -e '

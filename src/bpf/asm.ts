@@ -78,9 +78,15 @@ const JMP_SYMBOL: Record<JmpOp, string> = { jeq: '==', jgt: '>', jge: '>=', jset
 /** Helper function ids (enum bpf_func_id in linux/bpf.h). */
 export const HELPER = {
   map_lookup_elem: 1,
+  ktime_get_ns: 5,
+  get_current_pid_tgid: 14,
   get_current_uid_gid: 15,
+  get_current_comm: 16,
   get_current_cgroup_id: 80,
   set_retval: 187,
+  ringbuf_reserve: 131,
+  ringbuf_submit: 132,
+  ringbuf_query: 134,
 } as const;
 const HELPER_NAME = new Map<number, string>(Object.entries(HELPER).map(([k, v]) => [v, k]));
 

@@ -26,7 +26,7 @@ export const BPF_CMD = {
 } as const;
 
 /** enum bpf_map_type */
-export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, ARRAY_OF_MAPS: 12 } as const;
+export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, ARRAY_OF_MAPS: 12, RINGBUF: 27 } as const;
 /** enum bpf_prog_type */
 export const BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18;
 /** enum bpf_attach_type */

@@ -7,12 +7,12 @@
  * Needs root (or CAP_BPF with CAP_NET_ADMIN): without it every probe reports
  * EPERM, and callers fall back to the version (grants/target.ts, doctor).
  */
-import { Assembler, HELPER, R0, R1 } from './asm.js';
+import { Assembler, HELPER, R0, R1, R2, R3, R6 } from './asm.js';
 import { BPF_CGROUP_INET4_BIND, BPF_MAP_TYPE, BPF_PROG_TYPE_CGROUP_SOCK_ADDR } from './attr.js';
 import { closeFd, linkCreate, mapCreate, progLoad } from './syscall.js';
 import { SyscallError } from '../os/libc.js';
 
-export type FeatureName = 'bind-return-3' | 'cgroup-link' | 'hash-map' | 'array-of-maps' | 'port-filter' | 'set-retval';
+export type FeatureName = 'bind-return-3' | 'cgroup-link' | 'hash-map' | 'array-of-maps' | 'port-filter' | 'set-retval' | 'ringbuf';
 
 export interface FeatureResult {
   name: FeatureName;
@@ -216,4 +216,52 @@ export function probeFeatures(): readonly FeatureResult[] {
 /** The first probe that failed, if any. */
 export function missingFeature(): FeatureResult | undefined {
   return probeFeatures().find((r) => !r.ok);
+}
+
+let ringbufCached: FeatureResult | undefined;
+
+/**
+ * The audit trail's needs (a policy with `log`, grants/program.ts): a
+ * BPF_MAP_TYPE_RINGBUF (Linux 5.8) and a bind4 program that reserves a
+ * record in it, fills it with the helpers the event uses (ktime, pid, comm,
+ * cgroup id) and submits it. Not among probeFeatures: grants work without
+ * it, and only `log` asks for it. Once per process; nothing is attached.
+ */
+export function probeRingbuf(): FeatureResult {
+  if (ringbufCached !== undefined) return ringbufCached;
+  const name = 'ringbuf';
+  const tried = 'create a BPF_MAP_TYPE_RINGBUF and load a bind4 program that reserves, fills (pid, comm) and submits a record';
+  let map: number | undefined;
+  try {
+    map = mapCreate({ type: BPF_MAP_TYPE.RINGBUF, keySize: 0, valueSize: 0, maxEntries: 4096, name: 'lowport_probe' });
+    const insns = new Assembler()
+      .ldMapFd(R1, map)
+      .mov(R2, { imm: 16 })
+      .mov(R3, { imm: 0 })
+      .call(HELPER.ringbuf_reserve)
+      .jmp('jeq', R0, { imm: 0 }, 'out')
+      .mov(R6, R0)
+      .call(HELPER.ktime_get_ns)
+      .call(HELPER.get_current_cgroup_id)
+      .call(HELPER.get_current_pid_tgid)
+      .stx(8, R6, 0, R0)
+      .mov(R1, R6)
+      .alu64('add', R1, { imm: 8 })
+      .mov(R2, { imm: 8 })
+      .call(HELPER.get_current_comm)
+      .mov(R1, R6)
+      .mov(R2, { imm: 0 })
+      .call(HELPER.ringbuf_submit)
+      .label('out')
+      .mov(R0, { imm: 1 })
+      .exit()
+      .assemble();
+    closeFd(progLoad({ type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR, expectedAttachType: BPF_CGROUP_INET4_BIND, insns, name: 'lowport_probe' }));
+    ringbufCached = { name, tried, ok: true };
+  } catch (e) {
+    ringbufCached = { name, tried, ok: false, ...refusal(e) };
+  } finally {
+    if (map !== undefined) closeFd(map);
+  }
+  return ringbufCached;
 }

@@ -243,8 +243,8 @@ export function printJson(io: CliIo, value: unknown): void {
  * often lands on a terminal. They only occur inside strings, where \uXXXX
  * means the same character, so the JSON is unchanged for a parser.
  */
-export function jsonText(value: unknown): string {
-  return JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2).replace(
+export function jsonText(value: unknown, indent = 2): string {
+  return JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), indent).replace(
     /[\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );

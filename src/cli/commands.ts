@@ -152,6 +152,32 @@ programs on the bind hooks.`,
   load: async () => (await import('./list.js')).list,
 });
 
+export const log = defineCommand({
+  path: ['log'],
+  summary: 'show who used a grant and who was refused (the audit trail)',
+  usage: ['[--follow [--journal]] [--json]'],
+  description: `Prints the events of the audit trail that a 'log grants', 'log refusals' or
+'log all' statement of the policy turns on: for each bind granted or refused
+by a reservation, the time, verdict, protocol, address and port, the process
+(pid and its name, escaped: the process chose it), the user and group, the
+cgroup id and the policy line. The events pass through a BPF ring buffer
+(Linux 5.8), which has one reader. Without --follow, lowport log shows what
+is in the ring and takes nothing from it; the lowport-log service (installed
+by 'lowport install') is the reader that takes them, and what it took is in
+the journal: journalctl -u lowport-log.`,
+  options: {
+    follow: { type: 'boolean', short: 'f', description: 'be the reader: print each event as it comes, until interrupted' },
+    journal: {
+      type: 'boolean',
+      description: 'with --follow: write each event to the journal with structured fields (syslog without journald)',
+    },
+  },
+  examples: ['sudo lowport log', 'sudo lowport log --follow --json', 'journalctl -u lowport-log -o verbose'],
+  whyRoot: "it reads lowport's ring buffer, pinned in /sys/fs/bpf, which only root may open",
+  needsRoot: () => true,
+  load: async () => (await import('./log.js')).log,
+});
+
 export const apply = defineCommand({
   path: ['apply'],
   summary: 'load the policy file into the kernel',
@@ -570,6 +596,7 @@ export const COMMANDS: readonly Entry[] = [
   reserve,
   unreserve,
   list,
+  log,
   apply,
   off,
   run,

@@ -43,6 +43,7 @@ export const install: Implementation = implement(commands.install, (ctx) => {
     }
     if (r.createdPolicy) ctx.io.stdout(`created ${escapeControl(r.policy)}\n`);
     if (r.unitFile !== undefined) ctx.io.stdout(`wrote and enabled ${escapeControl(r.unitFile)}\n`);
+    if (r.logUnitFile !== undefined) ctx.io.stdout(`wrote and enabled ${escapeControl(r.logUnitFile)} (the audit trail's reader)\n`);
     if (r.instructions !== undefined) ctx.io.stdout(`${escapeControl(r.instructions)}\n`);
     for (const n of r.notes) ctx.note(escapeControl(n));
     return 0;

@@ -7,6 +7,9 @@
  *   live/outer    ARRAY_OF_MAPS, one slot: the live policy map (or empty: no policy)
  *   live/bind4    cgroup link, BPF_CGROUP_INET4_BIND, running the bind program
  *   live/bind6    cgroup link, BPF_CGROUP_INET6_BIND, same program
+ *   live/events   RINGBUF, the audit trail's events (events.ts); made when a
+ *                 policy first has a `log` statement, then kept (with what it
+ *                 holds, and the reader's fd valid) until `off`
  *   stage-PID/    a first install in progress (the same three pins)
  * lowport before 0.2 pinned outer, bind4 and bind6 in the pin directory
  * itself and staged in the parent as lowport_stage_NAME-PID; every command
@@ -35,6 +38,18 @@
  * map had. A kill in between leaves extra bits, which only send those ports
  * through the lookups (to no rule); the next swap clears them. Swaps of one
  * pin directory do not overlap: every caller holds the policy lock.
+ *
+ * Logging on or off (a `log` statement added or removed) is a change of the
+ * program (program.ts builds a variant with the event code only when asked):
+ * the links are updated to it (BPF_LINK_UPDATE, one atomic step per hook)
+ * before the slot is switched. Both variants read the same outer map and
+ * port filter, so every bind gets the same verdict from either: for the
+ * instant between the two link updates, one hook may log and the other not
+ * yet, and that is all. The ring buffer is pinned before a program that
+ * writes to it is loaded, so a kill leaves at worst an unused ring (reused
+ * by the next swap), and it is never replaced: the program of every later
+ * policy writes to the same ring, so `lowport log` and the lowport-log
+ * service keep reading across swaps.
  */
 import { LowportError } from '../errors.js';
 import {
@@ -63,7 +78,8 @@ import {
   type MapKey,
   type MapValue,
 } from './map-format.js';
-import { bindProgramName, buildBindProgram, type BindProgramOptions } from './program.js';
+import { RING_BYTES } from './events.js';
+import { bindProgramName, buildBindProgram, type BindProgramOptions, type LogOptions } from './program.js';
 
 export const HOOKS = [
   { name: 'bind4', attachType: BPF_CGROUP_INET4_BIND, family: 4 },
@@ -72,6 +88,15 @@ export const HOOKS = [
 
 const SLOT0 = Buffer.alloc(4);
 const PORT_FILTER_NAME = 'lowport_ports';
+const EVENTS = 'events';
+const RING_NAME = 'lowport_events';
+
+/** Which verdicts the program writes events for (the policy's `log` statements). */
+export interface Logging {
+  grants: boolean;
+  refusals: boolean;
+}
+export const NO_LOGGING: Logging = { grants: false, refusals: false };
 
 export interface Target {
   /** cgroup-v2 directory the links attach to. */
@@ -248,7 +273,12 @@ function findMeta(t: EntryTable): number | undefined {
  * Makes `table` the live policy in one step. Hit counts of entries that stay
  * are carried over from the old map.
  */
-export function swapPolicy(target: Target, table: EntryTable, fingerprint: Buffer = Buffer.alloc(VALUE_SIZE)): { installed: boolean } {
+export function swapPolicy(
+  target: Target,
+  table: EntryTable,
+  fingerprint: Buffer = Buffer.alloc(VALUE_SIZE),
+  logging: Logging = NO_LOGGING,
+): { installed: boolean } {
   const done = withPinDir(target.pinDir, true, (pins) => {
     // One swap at a time per pin directory, whichever policy file or process drives it: the port filter's three
     // writes (superset, switch, new ports alone) are right only when no other swap interleaves with them, and the
@@ -273,7 +303,8 @@ export function swapPolicy(target: Target, table: EntryTable, fingerprint: Buffe
             const both = addPorts(f.lookup(SLOT0) ?? Buffer.alloc(PORT_FILTER_SIZE), table);
             f.update(SLOT0, old === undefined ? both : addPorts(both, old));
           }
-          upgradeProgram(pins, outerMap, filters[0] ?? own(createPortFilter()));
+          const ring = logsAny(logging) ? own(liveRing(pins)) : undefined;
+          upgradeProgram(pins, outerMap, filters[0] ?? own(createPortFilter()), logOptions(logging, ring));
           setSlot(outerMap, policy);
           // After it: the new map's ports alone.
           const next = portFilter(table);
@@ -282,7 +313,7 @@ export function swapPolicy(target: Target, table: EntryTable, fingerprint: Buffe
         return { installed: false };
       }
       fill(policy, table, fingerprint);
-      install(target, pins, policy, table);
+      install(target, pins, policy, table, logging);
       return { installed: true };
     });
   });
@@ -366,17 +397,103 @@ export function bindProgramVariant(): BindProgramOptions {
   return { addrInUse: probeSetRetval().ok };
 }
 
-function loadProgram(outer: MapHandle, filter: MapHandle, hook: (typeof HOOKS)[number]): ProgramHandle {
-  const variant = bindProgramVariant();
-  return ProgramHandle.load({
-    type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
-    insns: buildBindProgram(hook.family, outer.fd, filter.fd, variant).assemble(),
-    expectedAttachType: hook.attachType,
-    name: bindProgramName(hook.family, variant),
+function logsAny(logging: Logging): boolean {
+  return logging.grants || logging.refusals;
+}
+
+function logOptions(logging: Logging, ring: MapHandle | undefined): LogOptions | undefined {
+  return ring === undefined ? undefined : { ...logging, ringFd: ring.fd };
+}
+
+function createRing(): MapHandle {
+  // A ring buffer has no keys or values: max_entries is its size in bytes.
+  return MapHandle.create({ type: BPF_MAP_TYPE.RINGBUF, keySize: 0, valueSize: 0, maxEntries: RING_BYTES, name: RING_NAME });
+}
+
+/** The ring pinned as `events` in `dir`, or undefined. */
+function openRingIn(dir: DirFd): MapHandle | undefined {
+  return checkedEntry(dir, EVENTS) === 'pin' ? MapHandle.openPinned(dir, EVENTS) : undefined;
+}
+
+/** live/events, made and pinned first when missing (see the header). live/ exists: the outer map is in it. */
+function liveRing(pins: PinDir): MapHandle {
+  const live = pins.dir.openDir(LIVE);
+  try {
+    const ring = openRingIn(live);
+    if (ring !== undefined) return ring;
+    const made = createRing();
+    try {
+      made.pin(live, EVENTS);
+    } catch (e) {
+      made.close();
+      throw e;
+    }
+    return made;
+  } finally {
+    live.close();
+  }
+}
+
+/**
+ * The audit trail's ring buffer at this pin directory, with the live/
+ * directory it is pinned in (its reader locks that directory: one consumer at
+ * a time); undefined when no policy with `log` was ever live here since `off`.
+ */
+export function openEventRing(pinDir: string): { ring: MapHandle; live: DirFd } | undefined {
+  return withPinDir(pinDir, false, (pins) => {
+    if (checkedEntry(pins.dir, LIVE) !== 'dir') return undefined;
+    const live = pins.dir.openDir(LIVE);
+    try {
+      const ring = openRingIn(live);
+      if (ring === undefined) {
+        live.close();
+        return undefined;
+      }
+      return { ring, live };
+    } catch (e) {
+      live.close();
+      throw e;
+    }
   });
 }
 
-function install(target: Target, pins: PinDir, policy: MapHandle, table: EntryTable): void {
+/** What the live programs log, told by their name (program.ts: a hash of the code); undefined when none is live. */
+export function liveLogging(pinDir: string): Logging | undefined {
+  return withPinDir(pinDir, false, (pins) => {
+    const hook = HOOKS[0];
+    const link = openLink(pins, hook);
+    if (link === undefined) return undefined;
+    const name = programInfoById(withHandle(link, (l) => l.info().progId))?.name;
+    // Either refusal variant (EPERM or EADDRINUSE) may be live: a program loaded before the kernel's answer changed.
+    for (const addrInUse of [false, true]) {
+      for (const grants of [false, true]) {
+        for (const refusals of [false, true]) {
+          const logging = { grants, refusals };
+          const options = logsAny(logging) ? { addrInUse, log: { ...logging, ringFd: 0 } } : { addrInUse };
+          if (name === bindProgramName(hook.family, options)) return logging;
+        }
+      }
+    }
+    return NO_LOGGING;
+  });
+}
+
+/** The program this kernel takes (bindProgramVariant), with the audit trail's logging when `log` is given. */
+function programOptions(log: LogOptions | undefined): BindProgramOptions {
+  return log === undefined ? bindProgramVariant() : { ...bindProgramVariant(), log };
+}
+
+function loadProgram(outer: MapHandle, filter: MapHandle, hook: (typeof HOOKS)[number], log?: LogOptions): ProgramHandle {
+  const options = programOptions(log);
+  return ProgramHandle.load({
+    type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+    insns: buildBindProgram(hook.family, outer.fd, filter.fd, options).assemble(),
+    expectedAttachType: hook.attachType,
+    name: bindProgramName(hook.family, options),
+  });
+}
+
+function install(target: Target, pins: PinDir, policy: MapHandle, table: EntryTable, logging: Logging): void {
   const stage = `stage-${process.pid}`;
   removePinSet(pins.dir, stage);
   pins.dir.mkdir(stage, 0o700);
@@ -392,8 +509,13 @@ function install(target: Target, pins: PinDir, policy: MapHandle, table: EntryTa
       const filter = own(createPortFilter());
       filter.update(SLOT0, portFilter(table));
       const cgroup = own(openCgroup(target.cgroup));
+      let ring: MapHandle | undefined;
+      if (logsAny(logging)) {
+        ring = own(createRing());
+        ring.pin(stageDir, EVENTS);
+      }
       for (const hook of HOOKS) {
-        const program = own(loadProgram(outer, filter, hook));
+        const program = own(loadProgram(outer, filter, hook, logOptions(logging, ring)));
         const link = own(LinkHandle.attachCgroup(program, cgroup, hook.attachType, hook.name));
         link.pin(stageDir, hook.name);
       }
@@ -410,7 +532,7 @@ function install(target: Target, pins: PinDir, policy: MapHandle, table: EntryTa
 }
 
 /** When this lowport's program differs from the one the links run (an upgrade), swap it in on both links. */
-function upgradeProgram(pins: PinDir, outer: MapHandle, filter: MapHandle): void {
+function upgradeProgram(pins: PinDir, outer: MapHandle, filter: MapHandle, log: LogOptions | undefined): void {
   for (const hook of HOOKS) {
     const link = openLink(pins, hook);
     if (link === undefined) {
@@ -419,8 +541,8 @@ function upgradeProgram(pins: PinDir, outer: MapHandle, filter: MapHandle): void
       });
     }
     withHandle(link, (l) => {
-      if (programInfoById(l.info().progId)?.name === bindProgramName(hook.family, bindProgramVariant())) return;
-      withHandle(loadProgram(outer, filter, hook), (program) => l.update(program));
+      if (programInfoById(l.info().progId)?.name === bindProgramName(hook.family, programOptions(log))) return;
+      withHandle(loadProgram(outer, filter, hook, log), (program) => l.update(program));
     });
   }
 }

@@ -17,10 +17,19 @@
  * Several programs may run on a hook: allow bits are ANDed, the bypass bit ORed.
  *
  * struct bpf_sock_addr offsets (include/uapi/linux/bpf.h): user_ip4 4, user_ip6 8..20, user_port 24 (network order), protocol 36.
+ *
+ * The audit trail (a `log` statement): a variant of the program that, after
+ * counting a grant or a refusal, writes an event (events.ts) into a
+ * BPF_MAP_TYPE_RINGBUF with bpf_ringbuf_reserve/submit (Linux 5.8) before it
+ * returns, waking the reader only when the unread part grows past a quarter
+ * of the ring (it polls). Without `log` the variant is not built at all: the program has no
+ * logging instructions, not even a skipped branch (the bench and the program
+ * test check its length). A full ring drops the event, never the bind.
  */
 import { createHash } from 'node:crypto';
-import { Assembler, FP, HELPER, R0, R1, R2, R6, R7, R8, R9, type Reg } from '../bpf/asm.js';
+import { Assembler, FP, HELPER, R0, R1, R2, R3, R6, R7, R8, R9, type Reg } from '../bpf/asm.js';
 import { EADDRINUSE } from '../os/errno.js';
+import { COMM_SIZE, EVENT, EVENT_SIZE, RING_BYTES } from './events.js';
 import { AF_INET, AF_INET6, IPPROTO, Kind, lookupFlag, PORT_FILTER_UDP, PRINCIPAL_KINDS, RESERVED } from './map-format.js';
 
 // Stack frame (offsets from the frame pointer r10).
@@ -41,6 +50,25 @@ export const REFUSE = 0;
 
 export type HookFamily = 4 | 6;
 
+// bpf_ringbuf_query() and bpf_ringbuf_submit() flags (include/uapi/linux/bpf.h).
+const BPF_RB_AVAIL_DATA = 0;
+const BPF_RB_NO_WAKEUP = 1;
+const BPF_RB_FORCE_WAKEUP = 2;
+/** The reader is woken when the unread part of the ring grows past a quarter; otherwise it finds the events when it polls. */
+const WAKE_AT = RING_BYTES / 4;
+
+/** The audit trail: which verdicts write an event, and the ring buffer's fd (0 where only the code matters). */
+export interface LogOptions {
+  grants: boolean;
+  refusals: boolean;
+  ringFd: number;
+}
+
+/** Whether the options make the logging variant (at least one verdict logged). */
+export function logsAnything(log: LogOptions | undefined): log is LogOptions {
+  return log !== undefined && (log.grants || log.refusals);
+}
+
 export interface BindProgramOptions {
   /**
    * Refuse with EADDRINUSE instead of EPERM: the refusal calls
@@ -52,6 +80,8 @@ export interface BindProgramOptions {
    * (bpf/probes.ts, set-retval) decides. Only the refusal runs it.
    */
   addrInUse?: boolean;
+  /** The audit trail (a `log` statement): build the logging variant, writing to this ring buffer. */
+  log?: LogOptions;
 }
 
 /**
@@ -60,6 +90,7 @@ export interface BindProgramOptions {
  * be left 0 only where the code alone matters (bindProgramName, tests).
  */
 export function buildBindProgram(family: HookFamily, outerMapFd: number, portFilterFd = 0, options: BindProgramOptions = {}): Assembler {
+  const { log } = options;
   const a = new Assembler();
   a.mov(R6, R1);
 
@@ -163,11 +194,52 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number, portFil
   a.ldx(4, R1, FP, UID_GID).jmp('jeq', R1, { imm: 0 }, 'pass');
   a.mov(R1, { imm: 1 }).atomicAdd64(R8, 8, R1);
   if (options.addrInUse === true) a.mov(R1, { imm: -EADDRINUSE }).call(HELPER.set_retval);
-  a.ret(REFUSE);
+  if (logsAnything(log) && log.refusals) a.ldx(4, R9, R8, 0).mov(R7, { imm: REFUSE }).ja('log');
+  else a.ret(REFUSE);
 
-  a.label('grant').mov(R1, { imm: 1 }).atomicAdd64(R0, 8, R1).ret(GRANT);
+  a.label('grant').mov(R1, { imm: 1 }).atomicAdd64(R0, 8, R1);
+  if (logsAnything(log) && log.grants) a.ldx(4, R9, R0, 0).mov(R7, { imm: GRANT }).ja('log');
+  else a.ret(GRANT);
   a.label('pass').ret(PASS);
+  if (logsAnything(log)) emitEvent(a, family, log.ringFd);
   return a;
+}
+
+/**
+ * The event (events.ts), entered with r7 = the verdict to return and r9 = the
+ * policy line of the entry that decided. r6 is still the context; the uid and
+ * gid are on the stack (UID_GID). Every byte of the record is written.
+ */
+function emitEvent(a: Assembler, family: HookFamily, ringFd: number): void {
+  a.label('log');
+  a.ldMapFd(R1, ringFd, 'lowport_events').mov(R2, { imm: EVENT_SIZE }).mov(R3, { imm: 0 }).call(HELPER.ringbuf_reserve);
+  a.jmp('jeq', R0, { imm: 0 }, 'log_done').mov(R8, R0);
+  a.call(HELPER.ktime_get_ns).stx(8, R8, EVENT.TIME, R0);
+  a.call(HELPER.get_current_cgroup_id).stx(8, R8, EVENT.CGROUP, R0);
+  a.call(HELPER.get_current_pid_tgid).alu64('rsh', R0, { imm: 32 }).stx(4, R8, EVENT.PID, R0);
+  a.ldx(4, R1, FP, UID_GID).stx(4, R8, EVENT.UID, R1);
+  a.ldx(4, R1, FP, UID_GID + 4).stx(4, R8, EVENT.GID, R1);
+  a.stx(4, R8, EVENT.LINE, R9);
+  a.ldx(4, R1, R6, CTX_USER_PORT).be(R1, 16).stx(2, R8, EVENT.PORT, R1);
+  a.ldx(4, R1, R6, CTX_PROTOCOL).stx(1, R8, EVENT.PROTOCOL, R1);
+  a.st(1, R8, EVENT.FAMILY, family).stx(4, R8, EVENT.VERDICT, R7);
+  if (family === 4) {
+    a.ldx(4, R1, R6, CTX_USER_IP4).stx(4, R8, EVENT.ADDR, R1);
+    a.st(4, R8, EVENT.ADDR + 4, 0).st(8, R8, EVENT.ADDR + 8, 0);
+  } else {
+    for (let i = 0; i < 16; i += 4) a.ldx(4, R1, R6, CTX_USER_IP6 + i).stx(4, R8, EVENT.ADDR + i, R1);
+  }
+  a.mov(R1, R8).alu64('add', R1, { imm: EVENT.COMM }).mov(R2, { imm: COMM_SIZE }).call(HELPER.get_current_comm);
+  // Waking the reader costs an irq_work and a context switch per event when it keeps up: the reader polls
+  // instead (ops/log.ts), and is woken only when the ring fills up to WAKE_AT.
+  a.ldMapFd(R1, ringFd, 'lowport_events').mov(R2, { imm: BPF_RB_AVAIL_DATA }).call(HELPER.ringbuf_query);
+  // Only the event that crosses WAKE_AT wakes it: above, every event would (and a full ring drops them anyway).
+  a.mov(R2, { imm: BPF_RB_NO_WAKEUP })
+    .jmp('jlt', R0, { imm: WAKE_AT }, 'log_submit')
+    .jmp('jge', R0, { imm: WAKE_AT + EVENT_SIZE + 8 }, 'log_submit')
+    .mov(R2, { imm: BPF_RB_FORCE_WAKEUP });
+  a.label('log_submit').mov(R1, R8).call(HELPER.ringbuf_submit);
+  a.label('log_done').mov(R0, R7).exit();
 }
 
 /** r0 = bpf_map_lookup_elem(r7, fp + key) */
@@ -201,6 +273,11 @@ function loadPrincipalId(a: Assembler, kind: (typeof PRINCIPAL_KINDS)[number], d
  * depending on how the kernel computes its own tag.
  */
 export function bindProgramName(family: HookFamily, options: BindProgramOptions = {}): string {
-  const code = buildBindProgram(family, 0, 0, options).assemble();
+  const code = buildBindProgram(
+    family,
+    0,
+    0,
+    options.log === undefined ? options : { ...options, log: { ...options.log, ringFd: 0 } },
+  ).assemble();
   return `lowport${family}_${createHash('sha256').update(code).digest('hex').slice(0, 6)}`;
 }

@@ -9,7 +9,7 @@ import { LowportError, UsageError } from '../errors.js';
 import { findCgroup2Root, isCgroup2Dir, NoCgroup2Error } from '../os/cgroup.js';
 import type { MountEntry } from '../os/mounts.js';
 import { effectiveUid } from '../os/process.js';
-import { missingFeature, type FeatureResult } from '../bpf/probes.js';
+import { missingFeature, probeRingbuf, type FeatureResult } from '../bpf/probes.js';
 import { kernelRelease } from '../os/system.js';
 import type { Target } from './live.js';
 import { HOST_IS_LITTLE_ENDIAN } from './map-format.js';
@@ -116,6 +116,27 @@ export function requireBpfFeatures(missing: FeatureResult | undefined = missingF
   });
 }
 
+/**
+ * A policy with `log` needs the ring buffer (bpf/probes.ts probeRingbuf):
+ * refused before anything changes, naming the kernel requirement and the
+ * line to remove. Grants alone do not need it.
+ */
+export function requireRingbuf(
+  logLines: readonly number[],
+  probed: FeatureResult = probeRingbuf(),
+  release: string = kernelRelease(),
+): void {
+  if (probed.ok) return;
+  const where = logLines.length === 1 ? `line ${logLines[0]}` : `lines ${logLines.join(', ')}`;
+  throw new LowportError(
+    'E_UNSUPPORTED',
+    `the policy asks for an audit trail ('log', ${where}), but ${unsupportedMessage(probed, release)}`,
+    {
+      hint: `Remove the 'log' statement (${where}) and apply again (grants work without it), or upgrade to Linux 5.8 or later. Nothing was changed.`,
+    },
+  );
+}
+
 /** One probe as tried and answered: `load ...: EINVAL (verifier: ...)`, `...: works`. */
 export function probeText(r: FeatureResult): string {
   const answer = r.ok ? 'works' : (r.errno ?? `not tried, ${r.skipped ?? 'refused'}`);
@@ -135,6 +156,7 @@ export function unsupportedMessage(r: FeatureResult, release: string): string {
     'array-of-maps': 'cannot create the BPF array of maps lowport swaps its rules through',
     'port-filter': 'cannot read a BPF array in place (Linux 5.2), as lowport reads its port filter',
     'set-retval': 'does not let a bind hook choose its errno (bpf_set_retval, Linux 6.1)',
+    ringbuf: "has no BPF ring buffer for the 'log' statement's events (BPF_MAP_TYPE_RINGBUF and its helpers in a bind hook, Linux 5.8)",
   };
   return `Linux ${release} ${feature[r.name]}: ${how}`;
 }

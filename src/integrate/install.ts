@@ -37,6 +37,8 @@ import { serializePolicy } from '../policy/print.js';
 import { escapeControl, hasControl, shellQuote } from '../text.js';
 
 const UNIT_NAME = 'lowport.service';
+/** The audit trail's reader (`lowport log --follow --journal`): a service of its own, so the boot unit stays a oneshot. */
+export const LOG_UNIT_NAME = 'lowport-log.service';
 
 export interface InstallOptions extends LowportOptions {
   /** Install into this root directory (systemctl --root), not the running system. */
@@ -57,6 +59,8 @@ export interface InstallOptions extends LowportOptions {
 
 export interface InstallResult {
   unitFile?: string;
+  /** lowport-log.service, written and enabled with the boot unit. */
+  logUnitFile?: string;
   policy: string;
   createdPolicy: boolean;
   enabled: boolean;
@@ -161,8 +165,51 @@ WantedBy=sysinit.target
 `;
 }
 
-function unitFile(root: string | undefined): string {
-  return join(root ?? '/', 'etc/systemd/system', UNIT_NAME);
+/**
+ * The audit trail's service: the one reader of the ring buffer (ops/log.ts),
+ * writing each event to the journal with LOWPORT_* fields. It waits while no
+ * policy has a `log` statement, and follows the ring across applies and
+ * `off`. Root (the pins are root's, BPF needs CAP_BPF or CAP_SYS_ADMIN), with
+ * every other capability dropped and the file system read-only.
+ */
+export function logUnit(
+  lowportArgv: string[],
+  options: LowportOptions,
+  header = '# Installed by `lowport install`; `lowport uninstall` removes it.',
+): string {
+  const global = [
+    ...(options.policy === undefined ? [] : ['--policy', policyPath(options)]),
+    ...(options.cgroup === undefined ? [] : ['--cgroup', resolve(options.cgroup)]),
+    ...(options.pinDir === undefined ? [] : ['--pin-dir', resolve(options.pinDir)]),
+  ];
+  return `${header}
+[Unit]
+Description=lowport-log: who used a lowport grant and who was refused, to the journal
+After=${UNIT_NAME} systemd-journald.socket
+
+[Service]
+Type=simple
+ExecStart=${systemdCommandLine([...lowportArgv, 'log', '--follow', '--journal', ...global])}
+Restart=on-failure
+RestartSec=5s
+CapabilityBoundingSet=CAP_BPF CAP_SYS_ADMIN
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectKernelModules=yes
+RestrictRealtime=yes
+LockPersonality=yes
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
+function unitFile(root: string | undefined, name = UNIT_NAME): string {
+  return join(root ?? '/', 'etc/systemd/system', name);
 }
 
 /**
@@ -357,16 +404,22 @@ export function install(o: InstallOptions): InstallResult {
   // Root's unit, under --root IMG too: every directory from / to it root's alone, and a link at its name replaced, never followed.
   ensureTrustedDir(dirname(file), 0o755, GENERATED);
   writeFileAtomic(file, bootUnit(argv, o), { role: GENERATED, followLink: false });
+  const logFile = unitFile(o.root, LOG_UNIT_NAME);
+  writeFileAtomic(logFile, logUnit(argv, o), { role: GENERATED, followLink: false });
   const live = o.root === undefined && systemdRunning();
   if (live) systemctl(['daemon-reload']);
-  const enabled = systemctl(['enable', UNIT_NAME], o.root);
-  if (!enabled.ok)
-    throw new LowportError('E_STATE', `systemctl enable ${UNIT_NAME} failed: ${enabled.output}`, {
-      hint: `See \`systemctl status ${UNIT_NAME}\`.`,
-    });
+  for (const name of [UNIT_NAME, LOG_UNIT_NAME]) {
+    const enabled = systemctl(['enable', name], o.root);
+    if (!enabled.ok)
+      throw new LowportError('E_STATE', `systemctl enable ${name} failed: ${enabled.output}`, {
+        hint: `See \`systemctl status ${name}\`.`,
+      });
+  }
+  // The reader waits for a policy with `log`; started now, it is there when one comes.
+  if (live) systemctl(['start', LOG_UNIT_NAME]);
   if (o.root !== undefined) notes.push(applyLater);
   else if (!live) notes.push(`systemd is not running as init here: the unit takes effect at the next boot with systemd. ${applyLater}`);
-  return { unitFile: file, policy, createdPolicy, enabled: true, notes };
+  return { unitFile: file, logUnitFile: logFile, policy, createdPolicy, enabled: true, notes };
 }
 
 export interface UninstallOptions extends LowportOptions {
@@ -383,13 +436,17 @@ export function uninstall(o: UninstallOptions): { removed: string[]; notes: stri
   // Removing names as root under --root IMG: only where no user could have
   // swapped a directory on the way for a link to the real /etc.
   if (pathExists(dirname(file))) assertRootControlled(dirname(file), GENERATED);
-  if (systemctlPath() !== undefined && pathExists(file)) {
-    const r = systemctl(['disable', UNIT_NAME], o.root);
-    if (!r.ok) throw new LowportError('E_STATE', `systemctl disable ${UNIT_NAME} failed: ${r.output}`);
-  }
-  if (pathExists(file)) {
-    removeTrustedFile(file, GENERATED);
-    removed.push(file);
+  for (const name of [LOG_UNIT_NAME, UNIT_NAME]) {
+    const path = unitFile(o.root, name);
+    if (systemctlPath() !== undefined && pathExists(path)) {
+      if (name === LOG_UNIT_NAME && o.root === undefined && systemdRunning()) systemctl(['stop', name]);
+      const r = systemctl(['disable', name], o.root);
+      if (!r.ok) throw new LowportError('E_STATE', `systemctl disable ${name} failed: ${r.output}`);
+    }
+    if (pathExists(path)) {
+      removeTrustedFile(path, GENERATED);
+      removed.push(path);
+    }
   }
   if (o.root === undefined && systemdRunning()) systemctl(['daemon-reload']);
   const policy = join(o.root ?? '/', policyPath(o));

@@ -9,7 +9,7 @@ import { SyscallError } from '../os/libc.js';
 import type { EditResult } from '../policy/edit.js';
 import { policyWarnings } from '../policy/clash.js';
 import { originOf } from '../policy/origin.js';
-import { parsePolicy } from '../policy/parse.js';
+import { loggingOf, parsePolicy } from '../policy/parse.js';
 import type { PolicyDocument } from '../policy/types.js';
 import {
   editPolicyFile,
@@ -24,12 +24,12 @@ import { parsePolicyFiles, splitPolicyTexts } from '../policy/sources.js';
 import { restorePersisted } from '../forward/redirect.js';
 import { compileDocument, policyFingerprint, type CompiledPolicy } from '../grants/document.js';
 import { describeTable, placeRules, type LiveRule } from '../grants/describe.js';
-import { readLivePolicy, removeAll, swapPolicy, type LivePolicy, type Target } from '../grants/live.js';
+import { liveLogging, readLivePolicy, removeAll, swapPolicy, type LivePolicy, type Logging, type Target } from '../grants/live.js';
 import { VALUE_SIZE, type EntryTable } from '../grants/map-format.js';
 import { syncReservedPorts } from '../grants/reserved-ports.js';
 import { appliedText, pruneScopes, saveAppliedText, scopeRules } from '../grants/scopes.js';
 import { compileTable } from '../grants/compile.js';
-import { kernelTarget, liveTarget, policyPath, type LowportOptions } from '../grants/target.js';
+import { kernelTarget, liveTarget, policyPath, requireRingbuf, type LowportOptions } from '../grants/target.js';
 import { unresolvedReport, withUnknownNames, type UnresolvedReport } from './unresolved.js';
 
 export type { CompiledPolicy } from '../grants/document.js';
@@ -71,10 +71,13 @@ export function makeLive(
   fingerprint: Buffer,
   undoSwap?: () => void,
 ): { installed: boolean; entries: number; notes: string[] } {
+  const logging = loggingOf(compiled.doc);
+  // Before anything changes: a kernel without the ring buffer refuses `log` here.
+  if (logging.grants || logging.refusals) requireRingbuf((compiled.doc.logs ?? []).map((l) => l.line));
   const { scopes } = pruneScopes(target);
   // Without scoped grants the file's table is the whole policy: no need to compile it again.
   const table = scopes.length === 0 ? compiled.table : compileTable([...compiled.rules, ...scopeRules(scopes)]);
-  const swapped = swapInto(target, table, fingerprint);
+  const swapped = swapInto(target, table, fingerprint, logging);
   let notes: string[];
   try {
     notes = syncReservedPorts(target.pinDir, compiled.doc);
@@ -87,9 +90,9 @@ export function makeLive(
 }
 
 /** Swaps entries into the kernel, turning a refusal by the kernel into a message about the machine. */
-function swapInto(target: Target, table: EntryTable, fingerprint: Buffer | undefined): { installed: boolean } {
+function swapInto(target: Target, table: EntryTable, fingerprint: Buffer | undefined, logging?: Logging): { installed: boolean } {
   try {
-    return swapPolicy(target, table, fingerprint);
+    return swapPolicy(target, table, fingerprint, logging);
   } catch (e) {
     if (
       e instanceof SyscallError &&
@@ -233,11 +236,12 @@ export function editPolicy(
     (after, before) => {
       const compiled = compileDocument(after.doc);
       const previous = readLivePolicy(target.pinDir);
+      const previousLogging = liveLogging(target.pinDir);
       const untouched = untouchedLines(before.doc, after.doc);
       const revived = fileWasLive(previous) ? new Set<number>() : untouched;
       // Back to what was live: the old policy, or nothing.
       const undo = (): void => {
-        if (previous !== undefined) swapInto(target, previous.table, previous.fingerprint);
+        if (previous !== undefined) swapInto(target, previous.table, previous.fingerprint, previousLogging);
         else removeAll(target);
       };
       const live = makeLive(target, compiled, policyFingerprint(after.text), undo);

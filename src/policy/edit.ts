@@ -16,7 +16,7 @@ import { portsSpan } from './parse.js';
 import { PortSet } from './ports.js';
 import { normalizePrincipal, samePrincipal } from './principal.js';
 import { formatForward, formatPrincipal, formatRule } from './print.js';
-import type { Action, ForwardRule, PolicyDocument, PortItem, Principal, Protocol, Rule } from './types.js';
+import type { Action, ForwardRule, LogStatement, PolicyDocument, PortItem, Principal, Protocol, Rule } from './types.js';
 
 export interface EditResult {
   doc: PolicyDocument;
@@ -49,6 +49,7 @@ interface Entry {
   text: string;
   rule: Rule | undefined;
   forward?: ForwardRule | undefined;
+  log?: LogStatement | undefined;
   /** Line number in the input document; undefined for new lines. */
   origin: number | undefined;
   removed: boolean;
@@ -276,13 +277,16 @@ function newEntry(text: string, rule: Rule): Entry {
 function entriesOf(doc: PolicyDocument): Entry[] {
   const byLine = new Map(doc.rules.map((rule) => [rule.line, rule]));
   const forwardByLine = new Map((doc.forwards ?? []).map((f) => [f.line, f]));
+  const logByLine = new Map((doc.logs ?? []).map((l) => [l.line, l]));
   return doc.lines.map((text, index) => {
     const rule = byLine.get(index + 1);
     const forward = forwardByLine.get(index + 1);
+    const log = logByLine.get(index + 1);
     return {
       text,
       rule: rule === undefined ? undefined : cloneRule(rule),
       forward: forward === undefined ? undefined : { ...forward, protocols: [...forward.protocols], addrs: [...forward.addrs] },
+      ...(log === undefined ? {} : { log: { ...log } }),
       origin: index + 1,
       removed: false,
       after: [],
@@ -306,12 +310,17 @@ function finish(doc: PolicyDocument, entries: readonly Entry[], appended: readon
   flat.splice(at, 0, ...appended);
   const rules: Rule[] = [];
   const forwards: ForwardRule[] = [];
+  const logs: LogStatement[] = [];
   flat.forEach((entry, index) => {
     if (entry.rule !== undefined) rules.push({ ...entry.rule, line: index + 1 });
     if (entry.forward !== undefined) forwards.push({ ...entry.forward, line: index + 1 });
+    if (entry.log !== undefined) logs.push({ ...entry.log, line: index + 1 });
   });
   const lines = flat.map((e) => e.text);
-  return { doc: forwards.length === 0 ? { file: doc.file, lines, rules } : { file: doc.file, lines, rules, forwards }, changed, notes };
+  const edited: PolicyDocument = forwards.length === 0 ? { file: doc.file, lines, rules } : { file: doc.file, lines, rules, forwards };
+  // The `log` statements stay as they were (an edit of grants must not turn logging off).
+  if (logs.length > 0) edited.logs = logs;
+  return { doc: edited, changed, notes };
 }
 
 export interface ForwardRequest {

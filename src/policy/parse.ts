@@ -4,6 +4,7 @@
  *     grant   80,443     user alice   addr 127.0.0.1,::1   # comment
  *     reserve 5432       user postgres
  *     forward 80/tcp     to 8080      addr 127.0.0.1       # a kernel redirect
+ *     log     all                                          # events for `lowport log`
  *
  * Every problem of the file is collected (nftables style) before the whole
  * file is rejected with one PolicyError, so an admin fixes them in one pass.
@@ -19,7 +20,16 @@ import { ownerClashes } from './owners.js';
 import { scanPortSpec } from './ports.js';
 import { parsePrincipalName } from './principal.js';
 import { PolicySpecError } from './spec-error.js';
-import type { Action, ForwardRule, PolicyDocument, Principal, Rule } from './types.js';
+import {
+  LOG_WHATS,
+  type Action,
+  type ForwardRule,
+  type LogStatement,
+  type LogWhat,
+  type PolicyDocument,
+  type Principal,
+  type Rule,
+} from './types.js';
 
 /**
  * Every statement of the policy language, in the order the docs list them:
@@ -30,11 +40,12 @@ export const STATEMENTS = [
   { keyword: 'grant', form: 'PORTS  user NAME | group NAME | everyone  [addr IP,IP...]' },
   { keyword: 'reserve', form: 'PORTS  user NAME | group NAME' },
   { keyword: 'forward', form: 'PORT[/tcp|/udp] to PORT  [addr IP,IP...]   (a kernel redirect)' },
+  { keyword: 'log', form: "grants | refusals | all   (an event per bind, for 'lowport log')" },
 ] as const;
 
 const KEYWORDS: readonly string[] = STATEMENTS.map((s) => s.keyword);
 
-/** `'grant', 'reserve' or 'forward'`. */
+/** `'grant', 'reserve', 'forward' or 'log'`. */
 function alternatives(words: readonly string[]): string {
   const quoted = words.map((w) => `'${w}'`);
   return quoted.length <= 1 ? quoted.join('') : `${quoted.slice(0, -1).join(', ')} or ${quoted[quoted.length - 1] ?? ''}`;
@@ -82,12 +93,14 @@ export function parseStatements(text: string, file: string): { doc: PolicyDocume
   const lines = splitLines(text);
   const rules: Rule[] = [];
   const forwards: ForwardRule[] = [];
+  const logs: LogStatement[] = [];
   const diagnostics: Diagnostic[] = [];
   lines.forEach((source, index) => {
-    const rule = parseLine(source, index + 1, file, diagnostics, forwards);
+    const rule = parseLine(source, index + 1, file, diagnostics, forwards, logs);
     if (rule !== undefined) rules.push(rule);
   });
-  const doc = forwards.length === 0 ? { file, lines, rules } : { file, lines, rules, forwards };
+  const doc: PolicyDocument = forwards.length === 0 ? { file, lines, rules } : { file, lines, rules, forwards };
+  if (logs.length > 0) doc.logs = logs;
   return { doc, diagnostics };
 }
 
@@ -129,7 +142,14 @@ function caseHint(word: string, keywords: readonly string[]): string {
   return didYouMean(word, keywords);
 }
 
-function parseLine(source: string, line: number, file: string, diagnostics: Diagnostic[], forwards: ForwardRule[]): Rule | undefined {
+function parseLine(
+  source: string,
+  line: number,
+  file: string,
+  diagnostics: Diagnostic[],
+  forwards: ForwardRule[],
+  logs: LogStatement[],
+): Rule | undefined {
   const content = statementPart(source);
   const tokens = tokenize(content);
   const reported = diagnostics.length;
@@ -160,6 +180,11 @@ function parseLine(source: string, line: number, file: string, diagnostics: Diag
   if (statement.keyword === 'forward') {
     const forward = parseForward(tokens, line, { report, reportAt, reportSpec, reportMissing });
     if (forward !== undefined && diagnostics.length === reported) forwards.push(forward);
+    return undefined;
+  }
+  if (statement.keyword === 'log') {
+    const what = parseLog(tokens, { report, reportAt, reportSpec, reportMissing });
+    if (what !== undefined && diagnostics.length === reported) logs.push({ what, line });
     return undefined;
   }
   // A keyword added to STATEMENTS without a case here does not compile.
@@ -308,6 +333,32 @@ function parseForward(tokens: Token[], line: number, r: Reporter): ForwardRule |
   }
   if (item === undefined) return undefined;
   return { port: item.from, protocols: [...item.protocols], toPort, addrs, line };
+}
+
+/** `log grants | refusals | all`: what the bind program writes events for. */
+function parseLog(tokens: Token[], r: Reporter): LogWhat | undefined {
+  const [, whatToken, extra] = tokens;
+  const expected = alternatives(LOG_WHATS);
+  if (whatToken === undefined) {
+    r.reportMissing(`expected ${expected} after 'log', e.g. 'log all'`);
+    return undefined;
+  }
+  const what = LOG_WHATS.find((w) => w === whatToken.text);
+  if (what === undefined) {
+    r.reportAt(whatToken, `expected ${expected} after 'log', found '${whatToken.text}'${caseHint(whatToken.text, LOG_WHATS)}`);
+    return undefined;
+  }
+  if (extra !== undefined) {
+    r.reportAt(extra, `unexpected '${extra.text}' after the statement: expected the end of the line ('#' starts a comment)`);
+    return undefined;
+  }
+  return what;
+}
+
+/** What the `log` statements of a document turn on together; both false when it has none. */
+export function loggingOf(doc: Pick<PolicyDocument, 'logs'>): { grants: boolean; refusals: boolean } {
+  const whats = new Set((doc.logs ?? []).map((l) => l.what));
+  return { grants: whats.has('grants') || whats.has('all'), refusals: whats.has('refusals') || whats.has('all') };
 }
 
 /** A port and protocol forwarded twice would leave nftables to pick one by rule order: refuse it, pointing at both. */

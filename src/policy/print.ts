@@ -1,6 +1,6 @@
 /** The policy back to text: canonical statements, and whole documents as they were read. */
 import { formatPorts } from './ports.js';
-import type { ForwardRule, PolicyDocument, Principal, Rule } from './types.js';
+import type { ForwardRule, LogStatement, PolicyDocument, Principal, Rule } from './types.js';
 
 /** `user alice`, `group dns`, `everyone`. */
 export function formatPrincipal(principal: Principal): string {
@@ -22,6 +22,11 @@ export function formatForward(f: Pick<ForwardRule, 'port' | 'protocols' | 'toPor
   const suffix = f.protocols.length === 1 ? `/${f.protocols[0]}` : '';
   const addrs = f.addrs.length > 0 ? ` addr ${f.addrs.join(',')}` : '';
   return `forward ${f.port}${suffix} to ${f.toPort}${addrs}`;
+}
+
+/** `log all`. */
+export function formatLog(l: Pick<LogStatement, 'what'>): string {
+  return `log ${l.what}`;
 }
 
 /**

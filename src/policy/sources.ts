@@ -28,7 +28,7 @@
 import { UsageError } from '../errors.js';
 import { checkAcross, parsePolicy, parseStatements, PolicySyntaxError } from './parse.js';
 import type { Diagnostic } from '../diagnostic.js';
-import type { ForwardRule, PolicyDocument, PolicyPart, Rule } from './types.js';
+import type { ForwardRule, LogStatement, PolicyDocument, PolicyPart, Rule } from './types.js';
 
 /** The suffix a drop-in's name ends with. */
 export const DROPIN_SUFFIX = '.policy';
@@ -141,6 +141,7 @@ export function parsePolicyFiles(texts: PolicyTexts, path: string): PolicyDocume
   const lines: string[] = [];
   const rules: Rule[] = [];
   const forwards: ForwardRule[] = [];
+  const logs: LogStatement[] = [];
   let first: PolicyDocument | undefined;
   for (const f of files) {
     const parsed = parseStatements(f.text, f.file);
@@ -151,9 +152,18 @@ export function parsePolicyFiles(texts: PolicyTexts, path: string): PolicyDocume
     lines.push(...parsed.doc.lines);
     for (const r of parsed.doc.rules) rules.push(offset === 0 ? r : { ...r, line: r.line + offset });
     for (const fw of parsed.doc.forwards ?? []) forwards.push(offset === 0 ? fw : { ...fw, line: fw.line + offset });
+    for (const l of parsed.doc.logs ?? []) logs.push(offset === 0 ? l : { ...l, line: l.line + offset });
   }
-  // The main file's document, with every file's lines and statements: what a statement kind added later keeps is the main file's.
-  const doc: PolicyDocument = { ...first, file: path, lines, rules, ...(forwards.length === 0 ? {} : { forwards }), parts };
+  // The main file's document, with every file's lines and statements (a `log` in a drop-in turns logging on as in the main file).
+  const doc: PolicyDocument = {
+    ...first,
+    file: path,
+    lines,
+    rules,
+    ...(forwards.length === 0 ? {} : { forwards }),
+    ...(logs.length === 0 ? {} : { logs }),
+    parts,
+  };
   diagnostics.push(...checkAcross(doc));
   if (diagnostics.length > 0) throw new PolicySyntaxError(diagnostics, doc);
   return doc;
@@ -165,5 +175,12 @@ export function fileDocument(doc: PolicyDocument, part: PolicyPart): PolicyDocum
   const inPart = (line: number): boolean => line > part.offset && line <= end;
   const rules = doc.rules.filter((r) => inPart(r.line)).map((r) => ({ ...r, line: r.line - part.offset }));
   const forwards = (doc.forwards ?? []).filter((f) => inPart(f.line)).map((f) => ({ ...f, line: f.line - part.offset }));
-  return { file: part.file, lines: doc.lines.slice(part.offset, end), rules, ...(forwards.length === 0 ? {} : { forwards }) };
+  const logs = (doc.logs ?? []).filter((l) => inPart(l.line)).map((l) => ({ ...l, line: l.line - part.offset }));
+  return {
+    file: part.file,
+    lines: doc.lines.slice(part.offset, end),
+    rules,
+    ...(forwards.length === 0 ? {} : { forwards }),
+    ...(logs.length === 0 ? {} : { logs }),
+  };
 }

@@ -43,6 +43,21 @@ export interface ForwardRule {
   line: number;
 }
 
+/** What a `log` statement turns on: events of grants used, of reservation refusals, or both. */
+export type LogWhat = 'grants' | 'refusals' | 'all';
+export const LOG_WHATS: readonly LogWhat[] = ['grants', 'refusals', 'all'];
+
+/**
+ * A statement `log grants`: the bind program writes an event for each bind it
+ * grants (or refuses, or both) to a BPF ring buffer, read by `lowport log`.
+ * Several statements add up (`log grants` and `log refusals` is `log all`).
+ */
+export interface LogStatement {
+  what: LogWhat;
+  /** 1-based line of the statement in its file. */
+  line: number;
+}
+
 /**
  * A parsed file that remembers its text, so that the CLI can edit rules and
  * write the file back with every comment, blank line and untouched statement
@@ -59,6 +74,8 @@ export interface PolicyDocument {
    * grant-only document is exactly what it was before forwards existed).
    */
   forwards?: ForwardRule[];
+  /** `log` statements in file order; absent when the file has none (logging off). */
+  logs?: LogStatement[];
   /**
    * The files, in order, when the document is the policy file and its
    * drop-ins (policy/sources.ts): `lines` holds theirs one after the other,

@@ -22,6 +22,7 @@ const MACHINE_PATHS = [
   '/usr/bin/lowport',
   '/sys/fs/bpf/lowport',
   '/lib/systemd/system/lowport.service',
+  '/lib/systemd/system/lowport-log.service',
 ];
 
 function debSkipReason(): string | undefined {
@@ -75,6 +76,7 @@ describe('the Debian package', { skip }, () => {
       './usr/lib/lowport/dist/src/cli/main.js',
       './usr/lib/lowport/node_modules/koffi/index.js',
       './lib/systemd/system/lowport.service',
+      './lib/systemd/system/lowport-log.service',
       './etc/lowport/policy',
       './etc/lowport/policy.d/README',
       './usr/share/man/man8/lowport.8.gz',

@@ -80,6 +80,21 @@ describe('install, unit and import-authbind', { skip }, () => {
     assert.equal(verify.status, 0, verify.stderr);
   });
 
+  it("installs the audit trail's reader, lowport-log.service, enabled, that passes systemd-analyze verify", { skip: noSystemd }, () => {
+    const r = install(installOptions());
+    const unit = join(root, 'etc/systemd/system/lowport-log.service');
+    assert.equal(r.logUnitFile, unit);
+    const link = join(root, 'etc/systemd/system/multi-user.target.wants/lowport-log.service');
+    assert.equal(readlinkSync(link), '/etc/systemd/system/lowport-log.service');
+    const text = readFileSync(unit, 'utf8');
+    assert.match(text, /^ExecStart=\/usr\/bin\/lowport log --follow --journal$/m);
+    assert.match(text, /^CapabilityBoundingSet=CAP_BPF CAP_SYS_ADMIN$/m);
+    const verify = spawnSync('systemd-analyze', ['verify', `--root=${root}`, '/etc/systemd/system/lowport-log.service'], {
+      encoding: 'utf8',
+    });
+    assert.equal(verify.status, 0, verify.stderr);
+  });
+
   it('refuses to install a unit that would run, as root, a file another user could change', () => {
     const script = join(pkg.dir, 'dist/src/cli/main.js');
     chownSync(script, NOBODY, NOBODY);
@@ -218,6 +233,8 @@ describe('install, unit and import-authbind', { skip }, () => {
       assert.equal(un.code, 0, un.stderr);
       assert.equal(existsSync(join(root, 'etc/systemd/system/lowport.service')), false);
       assert.equal(existsSync(join(root, 'etc/systemd/system/sysinit.target.wants/lowport.service')), false);
+      assert.equal(existsSync(join(root, 'etc/systemd/system/lowport-log.service')), false);
+      assert.equal(existsSync(join(root, 'etc/systemd/system/multi-user.target.wants/lowport-log.service')), false);
       assert.ok(existsSync(join(root, 'etc/lowport/policy')));
       assert.match(un.stderr, /^lowport: kept .*policy \(--purge removes it\)/m);
       // A drop-in is another package's or role's file: purge keeps it, and says so.

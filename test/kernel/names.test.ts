@@ -120,7 +120,7 @@ describe('names that do not resolve', { skip }, () => {
         assert.match(r.stderr, new RegExp(`policy:2:15-30: error: unknown user '${GHOST}'`), args.join(' '));
         assert.match(
           r.stderr,
-          /policy:3:1-5: error: unknown statement 'grnat': expected 'grant', 'reserve' or 'forward' \(did you mean 'grant'\?\)/,
+          /policy:3:1-5: error: unknown statement 'grnat': expected 'grant', 'reserve', 'forward' or 'log' \(did you mean 'grant'\?\)/,
         );
         assert.match(r.stderr, /lowport: 2 errors in the policy\. Fix the lines above; nothing was changed\.\n$/);
       }

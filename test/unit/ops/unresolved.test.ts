@@ -32,7 +32,7 @@ describe('withUnknownNames', () => {
       e.diagnostics.map((d) => `${d.line}:${d.column} ${d.severity} ${d.message}`),
       [
         `1:15 error unknown user '${GHOST}': no such user in the passwd database (getent passwd ${GHOST})`,
-        "2:1 error unknown statement 'grnat': expected 'grant', 'reserve' or 'forward' (did you mean 'grant'?)",
+        "2:1 error unknown statement 'grnat': expected 'grant', 'reserve', 'forward' or 'log' (did you mean 'grant'?)",
         `3:18 error unknown group '${GHOST}': no such group in the group database (getent group ${GHOST})`,
         '4:7 error port 70000 is out of range: ports are 1-65535',
       ],

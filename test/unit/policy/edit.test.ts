@@ -330,3 +330,28 @@ describe('reserve and unreserve', () => {
     assert.equal(grant(before, { ports: ports('80'), principal: bob, addrs: [] }).changed, false);
   });
 });
+
+describe('log statements across edits', () => {
+  it('keeps every log statement, renumbered, when a grant adds or removes lines', () => {
+    const doc = parsePolicy('# audit\nlog all\ngrant 80 user alice\nlog grants\n', 'policy');
+    const granted = grant(doc, {
+      ports: [{ from: 443, to: 443, protocols: ['tcp', 'udp'] }],
+      principal: { kind: 'user', name: 'bob' },
+      addrs: [],
+    });
+    assert.deepEqual(granted.doc.logs, [
+      { what: 'all', line: 2 },
+      { what: 'grants', line: 4 },
+    ]);
+    const revoked = revoke(granted.doc, {
+      ports: [{ from: 80, to: 80, protocols: ['tcp', 'udp'] }],
+      principal: { kind: 'user', name: 'alice' },
+      addrs: [],
+    });
+    assert.deepEqual(revoked.doc.logs, [
+      { what: 'all', line: 2 },
+      { what: 'grants', line: 3 },
+    ]);
+    assert.deepEqual(parsePolicy(serializePolicy(revoked.doc), 'policy').logs, revoked.doc.logs);
+  });
+});

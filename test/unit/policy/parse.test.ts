@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatDiagnostic, formatDiagnostics } from '../../../src/diagnostic.js';
 import { PolicyError } from '../../../src/errors.js';
-import { parsePolicy, PolicySyntaxError, STATEMENTS } from '../../../src/policy/parse.js';
+import { loggingOf, parsePolicy, PolicySyntaxError, STATEMENTS } from '../../../src/policy/parse.js';
 import { NEW_FILE_HEADER } from '../../../src/policy-file/policy-file.js';
-import { formatPrincipal, formatRule, serializePolicy } from '../../../src/policy/print.js';
+import { formatLog, formatPrincipal, formatRule, serializePolicy } from '../../../src/policy/print.js';
 import type { PortItem, Rule } from '../../../src/policy/types.js';
 
 const both = (from: number, to = from): PortItem => ({ from, to, protocols: ['tcp', 'udp'] });
@@ -155,13 +155,13 @@ describe('parsePolicy: errors', () => {
     // rejects an unknown statement
     [
       'allow 80 user bob',
-      ["policy:1:1-5: error: unknown statement 'allow': expected 'grant', 'reserve' or 'forward'", 'allow 80 user bob', '^~~~~'],
+      ["policy:1:1-5: error: unknown statement 'allow': expected 'grant', 'reserve', 'forward' or 'log'", 'allow 80 user bob', '^~~~~'],
     ],
     // says keywords are lower case when one is not
     [
       'Grant 80 user bob',
       [
-        "policy:1:1-5: error: unknown statement 'Grant': expected 'grant', 'reserve' or 'forward' (keywords are lower case)",
+        "policy:1:1-5: error: unknown statement 'Grant': expected 'grant', 'reserve', 'forward' or 'log' (keywords are lower case)",
         'Grant 80 user bob',
         '^~~~~',
       ],
@@ -170,7 +170,7 @@ describe('parsePolicy: errors', () => {
     [
       'grnat 80 user bob',
       [
-        "policy:1:1-5: error: unknown statement 'grnat': expected 'grant', 'reserve' or 'forward' (did you mean 'grant'?)",
+        "policy:1:1-5: error: unknown statement 'grnat': expected 'grant', 'reserve', 'forward' or 'log' (did you mean 'grant'?)",
         'grnat 80 user bob',
         '^~~~~',
       ],
@@ -178,7 +178,7 @@ describe('parsePolicy: errors', () => {
     [
       'froward 80 to 8080',
       [
-        "policy:1:1-7: error: unknown statement 'froward': expected 'grant', 'reserve' or 'forward' (did you mean 'forward'?)",
+        "policy:1:1-7: error: unknown statement 'froward': expected 'grant', 'reserve', 'forward' or 'log' (did you mean 'forward'?)",
         'froward 80 to 8080',
         '^~~~~~~',
       ],
@@ -472,13 +472,13 @@ describe('parsePolicy: errors', () => {
     );
     assert.equal(
       caught.message,
-      "/etc/lowport/policy:3:1: unknown statement 'allow': expected 'grant', 'reserve' or 'forward' (and 3 more)",
+      "/etc/lowport/policy:3:1: unknown statement 'allow': expected 'grant', 'reserve', 'forward' or 'log' (and 3 more)",
     );
     const [first] = caught.diagnostics;
     assert.ok(first !== undefined);
     assert.equal(
       formatDiagnostic(first),
-      "/etc/lowport/policy:3:1-5: error: unknown statement 'allow': expected 'grant', 'reserve' or 'forward'\nallow 80 user bob\n^~~~~",
+      "/etc/lowport/policy:3:1-5: error: unknown statement 'allow': expected 'grant', 'reserve', 'forward' or 'log'\nallow 80 user bob\n^~~~~",
     );
   });
 });
@@ -507,9 +507,10 @@ describe('the table of statements', () => {
       grant: 'grant 80 user bob',
       reserve: 'reserve 81 user bob',
       forward: 'forward 82 to 8082',
+      log: 'log all',
     };
     const doc = parsePolicy(`${Object.values(examples).join('\n')}\n`, 'policy');
-    assert.equal(doc.rules.length + (doc.forwards?.length ?? 0), STATEMENTS.length);
+    assert.equal(doc.rules.length + (doc.forwards?.length ?? 0) + (doc.logs?.length ?? 0), STATEMENTS.length);
   });
 });
 
@@ -591,5 +592,54 @@ describe('printing', () => {
 
   it('serializePolicy keeps a file that is one blank line', () => {
     assert.equal(serializePolicy(parsePolicy('\n', 'policy')), '\n');
+  });
+});
+
+describe('log statements', () => {
+  it('reads each kind with its line, and what they turn on together', () => {
+    const doc = parsePolicy('grant 80 user bob\n  log refusals   # who was refused\nlog grants\n', 'policy');
+    assert.deepEqual(doc.logs, [
+      { what: 'refusals', line: 2 },
+      { what: 'grants', line: 3 },
+    ]);
+    assert.deepEqual(loggingOf(doc), { grants: true, refusals: true });
+    assert.deepEqual(loggingOf(parsePolicy('log grants\n', 'policy')), { grants: true, refusals: false });
+    assert.deepEqual(loggingOf(parsePolicy('log all\n', 'policy')), { grants: true, refusals: true });
+  });
+
+  it('leaves logs out of a document without a log statement (logging off)', () => {
+    const doc = parsePolicy('grant 80 user bob\n', 'policy');
+    assert.equal(doc.logs, undefined);
+    assert.deepEqual(loggingOf(doc), { grants: false, refusals: false });
+  });
+
+  it('prints a statement that parses back to itself', () => {
+    for (const what of ['grants', 'refusals', 'all'] as const) {
+      assert.deepEqual(parsePolicy(`${formatLog({ what })}\n`, 'policy').logs, [{ what, line: 1 }]);
+    }
+  });
+
+  it('reports a missing, unknown or extra word with line:col', () => {
+    assert.deepEqual(problems('log\n'), ["1:4+1 expected 'grants', 'refusals' or 'all' after 'log', e.g. 'log all'"]);
+    assert.deepEqual(problems('grant 80 user bob\nlog grant\n'), [
+      "2:5+5 expected 'grants', 'refusals' or 'all' after 'log', found 'grant' (did you mean 'grants'?)",
+    ]);
+    assert.deepEqual(problems('log ALL\n'), [
+      "1:5+3 expected 'grants', 'refusals' or 'all' after 'log', found 'ALL' (keywords are lower case)",
+    ]);
+    assert.deepEqual(problems('log all user bob\n'), [
+      "1:9+4 unexpected 'user' after the statement: expected the end of the line ('#' starts a comment)",
+    ]);
+  });
+
+  it('renders an error as the other statements do', () => {
+    assert.equal(
+      rendered('log everything\n'),
+      [
+        "policy:1:5-14: error: expected 'grants', 'refusals' or 'all' after 'log', found 'everything'",
+        'log everything',
+        '    ^~~~~~~~~~',
+      ].join('\n') + '\n',
+    );
   });
 });

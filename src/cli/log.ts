@@ -1,0 +1,134 @@
+/** `lowport log [--follow [--journal]] [--json]`: the audit trail's events, as lines, JSON lines or journal entries. */
+import { UsageError } from '../errors.js';
+import { LogSink } from '../os/journal.js';
+import { followLog, peekLog, type LoggedEvent } from '../ops/log.js';
+import { escapeControl } from '../text.js';
+import { implement, jsonText, noArguments, type Implementation } from './command.js';
+import * as commands from './commands.js';
+
+/** `alice (1000)`, or the id alone when NSS does not know it. */
+function who(name: string | undefined, id: number): string {
+  return name === undefined ? String(id) : `${escapeControl(name)} (${id})`;
+}
+
+/** The address and port as a socket address: `127.0.0.1:80`, `[::1]:80`. */
+function socketAddress(e: LoggedEvent): string {
+  return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+}
+
+/**
+ * One event as a line: `2026-11-30T07:40:01.123Z granted tcp 127.0.0.1:80 pid 4242 'python3' user nobody (65534)
+ * group nogroup (65534) cgroup 1234 line 3`. The process name is the process's own choice: escaped, in quotes.
+ */
+export function formatEvent(e: LoggedEvent): string {
+  const line = e.line === 0 ? 'a run scope' : `line ${e.line}`;
+  return (
+    `${e.time.toISOString()} ${e.verdict} ${e.protocol} ${socketAddress(e)} pid ${e.pid} '${escapeControl(e.comm)}' ` +
+    `user ${who(e.user, e.uid)} group ${who(e.group, e.gid)} cgroup ${e.cgroupId} ${line}`
+  );
+}
+
+/** One event as a JSON object (one line): ids as numbers, the cgroup id as a decimal string (a u64). */
+export function eventJson(e: LoggedEvent): string {
+  return jsonText(
+    {
+      time: e.time.toISOString(),
+      verdict: e.verdict,
+      protocol: e.protocol,
+      family: e.family,
+      address: e.address,
+      port: e.port,
+      pid: e.pid,
+      comm: e.comm,
+      uid: e.uid,
+      ...(e.user === undefined ? {} : { user: e.user }),
+      gid: e.gid,
+      ...(e.group === undefined ? {} : { group: e.group }),
+      cgroupId: e.cgroupId,
+      line: e.line,
+    },
+    0,
+  );
+}
+
+/** LOG_INFO for a grant used, LOG_NOTICE for a refusal. */
+const PRIORITY = { granted: 6, refused: 5 } as const;
+
+/** The journal entry: a MESSAGE as `lowport log` prints it, and every part as its own LOWPORT_ field. */
+export function journalFields(e: LoggedEvent): [string, string][] {
+  const fields: [string, string][] = [
+    ['MESSAGE', formatEvent(e).slice(e.time.toISOString().length + 1)],
+    ['PRIORITY', String(PRIORITY[e.verdict])],
+    ['SYSLOG_IDENTIFIER', 'lowport-log'],
+    // journald adds the OBJECT_ fields (command line, unit, ...) of this pid from a root sender (systemd.journal-fields(7)).
+    ['OBJECT_PID', String(e.pid)],
+    ['LOWPORT_VERDICT', e.verdict],
+    ['LOWPORT_PROTOCOL', e.protocol],
+    ['LOWPORT_FAMILY', String(e.family)],
+    ['LOWPORT_ADDRESS', e.address],
+    ['LOWPORT_PORT', String(e.port)],
+    ['LOWPORT_PID', String(e.pid)],
+    ['LOWPORT_COMM', e.comm],
+    ['LOWPORT_UID', String(e.uid)],
+    ['LOWPORT_GID', String(e.gid)],
+    ['LOWPORT_CGROUP_ID', String(e.cgroupId)],
+    ['LOWPORT_LINE', String(e.line)],
+    ['LOWPORT_EVENT_TIME', e.time.toISOString()],
+  ];
+  if (e.user !== undefined) fields.push(['LOWPORT_USER', e.user]);
+  if (e.group !== undefined) fields.push(['LOWPORT_GROUP', e.group]);
+  return fields;
+}
+
+export const log: Implementation = implement(commands.log, (ctx) => {
+  noArguments(ctx, 'log');
+  const follow = ctx.values.follow === true;
+  const journal = ctx.values.journal === true;
+  if (journal && !follow)
+    throw new UsageError('--journal needs --follow', 'The journal writer is the reader: run `lowport log --follow --journal`.');
+  if (journal && ctx.json) throw new UsageError('--journal and --json do not go together', 'The journal gets structured fields already.');
+  const print = (e: LoggedEvent): void => {
+    ctx.io.stdout(`${ctx.json ? eventJson(e) : formatEvent(e)}\n`);
+  };
+  if (!follow) {
+    return () => {
+      const peek = peekLog(ctx.options);
+      for (const e of peek.events) print(e);
+      if (!peek.ring) {
+        ctx.note(
+          peek.logging === undefined
+            ? 'lowport is off: no events. Add a `log all` line to the policy and run `lowport apply`.'
+            : "no audit trail: the policy has no 'log' statement. Add `log all` (or `log grants`, `log refusals`) and run `lowport apply`.",
+        );
+      } else if (peek.logging !== undefined && !peek.logging.grants && !peek.logging.refusals) {
+        ctx.note("the live policy has no 'log' statement any more: no new events are written.");
+      }
+      if (peek.consumedBytes > 0n) {
+        ctx.note('earlier events were taken by the reader (the lowport-log service): see `journalctl -u lowport-log`.');
+      }
+      return 0;
+    };
+  }
+  return async () => {
+    const abort = new AbortController();
+    const stop = (): void => {
+      abort.abort();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    const sink = journal ? new LogSink() : undefined;
+    if (sink?.kind === 'syslog') ctx.note('no journald here: writing the events to syslog (/dev/log)');
+    try {
+      await followLog(ctx.options, {
+        signal: abort.signal,
+        onEvent: sink === undefined ? print : (e) => sink.send(journalFields(e), 'lowport-log', PRIORITY[e.verdict]),
+        onWaiting: (why) => ctx.note(why),
+      });
+    } finally {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      sink?.close();
+    }
+    return 0;
+  };
+});

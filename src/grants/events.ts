@@ -1,0 +1,132 @@
+/**
+ * The audit trail's event: what the bind program writes to the ring buffer
+ * (program.ts, when the policy has a `log` statement) and what `lowport log`
+ * decodes. One layout, shared by both sides, as map-format.ts is for the
+ * policy map.
+ *
+ * Event, 72 bytes (little-endian as the machine; the kernel writes in host order):
+ *    0 u64 time      bpf_ktime_get_ns(): CLOCK_MONOTONIC, as process.hrtime
+ *    8 u64 cgroup    bpf_get_current_cgroup_id() of the binding process
+ *   16 u32 pid       the tgid (what ps calls the pid)
+ *   20 u32 uid       real uid and gid in the initial user namespace
+ *   24 u32 gid       (bpf_get_current_uid_gid: the primary gid only)
+ *   28 u32 line      the policy line of the grant used or of the reservation (0: not from the file: a `run` scope)
+ *   32 u16 port      host order
+ *   34 u8  protocol  IPPROTO_TCP 6 / IPPROTO_UDP 17
+ *   35 u8  family    4 or 6: the hook (an IPv4-mapped address comes through bind6)
+ *   36 u32 verdict   3 granted, 0 refused (the program's return value)
+ *   40 u8[16] addr   network order; IPv4 in the first 4 bytes, the rest zero
+ *   56 u8[16] comm   bpf_get_current_comm(): the thread's name, NUL-padded;
+ *                    the process chose it (prctl PR_SET_NAME): never trust it as text
+ * Every byte is written by the program: nothing of the kernel's memory leaks.
+ */
+import { normalizeAddress, parseIPv6 } from '../policy/address.js';
+import { addressText, protocolName } from './compile.js';
+import { AF_INET, AF_INET6 } from './map-format.js';
+
+export const EVENT_SIZE = 72;
+export const EVENT = {
+  TIME: 0,
+  CGROUP: 8,
+  PID: 16,
+  UID: 20,
+  GID: 24,
+  LINE: 28,
+  PORT: 32,
+  PROTOCOL: 34,
+  FAMILY: 35,
+  VERDICT: 36,
+  ADDR: 40,
+  COMM: 56,
+} as const;
+export const COMM_SIZE = 16;
+
+/**
+ * The ring buffer's data size: 1 MiB, about 13,000 events (80 bytes each with
+ * the record header). A power of two and a multiple of the page size, as
+ * BPF_MAP_TYPE_RINGBUF requires. When it is full (nobody reads), new events
+ * are dropped, never the binds.
+ */
+export const RING_BYTES = 1 << 20;
+
+export type Verdict = 'granted' | 'refused';
+
+export interface BindEvent {
+  /** When, as CLOCK_MONOTONIC nanoseconds (the kernel's clock). */
+  monotonicNs: bigint;
+  cgroupId: bigint;
+  pid: number;
+  uid: number;
+  gid: number;
+  /** The policy line that granted or reserved; 0 when none (a `lowport run` scope). */
+  line: number;
+  protocol: 'tcp' | 'udp';
+  family: 4 | 6;
+  /** The bound address, normalized (`0.0.0.0`, `::`, `::ffff:127.0.0.1`). */
+  address: string;
+  port: number;
+  verdict: Verdict;
+  /** The process's name as it set it: raw, may hold any byte but NUL (escape it before a terminal). */
+  comm: string;
+}
+
+/** Decodes one event; undefined when it is not one of this layout (a record of another size, an unknown verdict). */
+export function decodeEvent(b: Buffer): BindEvent | undefined {
+  if (b.length !== EVENT_SIZE) return undefined;
+  const verdictCode = b.readUInt32LE(EVENT.VERDICT);
+  const verdict = verdictCode === 3 ? 'granted' : verdictCode === 0 ? 'refused' : undefined;
+  const protocol = protocolName(b[EVENT.PROTOCOL] ?? 0);
+  const familyByte = b[EVENT.FAMILY];
+  if (verdict === undefined || protocol === undefined || (familyByte !== 4 && familyByte !== 6)) return undefined;
+  const addr = b.subarray(EVENT.ADDR, EVENT.ADDR + 16);
+  const address = normalizeAddress(addressText(familyByte === 4 ? AF_INET : AF_INET6, addr) ?? '');
+  const commBytes = b.subarray(EVENT.COMM, EVENT.COMM + COMM_SIZE);
+  const nul = commBytes.indexOf(0);
+  return {
+    monotonicNs: b.readBigUInt64LE(EVENT.TIME),
+    cgroupId: b.readBigUInt64LE(EVENT.CGROUP),
+    pid: b.readUInt32LE(EVENT.PID),
+    uid: b.readUInt32LE(EVENT.UID),
+    gid: b.readUInt32LE(EVENT.GID),
+    line: b.readUInt32LE(EVENT.LINE),
+    protocol,
+    family: familyByte,
+    address,
+    port: b.readUInt16LE(EVENT.PORT),
+    verdict,
+    // latin1 keeps every byte as one character, so escaping shows exactly what the process set.
+    comm: commBytes.subarray(0, nul < 0 ? COMM_SIZE : nul).toString('latin1'),
+  };
+}
+
+/** Encodes an event as the program writes it (for tests of the decoder and the ring consumer). */
+export function encodeEvent(e: BindEvent): Buffer {
+  const b = Buffer.alloc(EVENT_SIZE);
+  b.writeBigUInt64LE(e.monotonicNs, EVENT.TIME);
+  b.writeBigUInt64LE(e.cgroupId, EVENT.CGROUP);
+  b.writeUInt32LE(e.pid, EVENT.PID);
+  b.writeUInt32LE(e.uid, EVENT.UID);
+  b.writeUInt32LE(e.gid, EVENT.GID);
+  b.writeUInt32LE(e.line, EVENT.LINE);
+  b.writeUInt16LE(e.port, EVENT.PORT);
+  b[EVENT.PROTOCOL] = e.protocol === 'tcp' ? 6 : 17;
+  b[EVENT.FAMILY] = e.family;
+  b.writeUInt32LE(e.verdict === 'granted' ? 3 : 0, EVENT.VERDICT);
+  if (e.family === 4) Buffer.from(e.address.split('.').map(Number)).copy(b, EVENT.ADDR);
+  else ipv6Bytes(e.address).copy(b, EVENT.ADDR);
+  Buffer.from(e.comm, 'latin1')
+    .subarray(0, COMM_SIZE - 1)
+    .copy(b, EVENT.COMM);
+  return b;
+}
+
+function ipv6Bytes(text: string): Buffer {
+  const b = Buffer.alloc(16);
+  parseIPv6(text).forEach((g, i) => b.writeUInt16BE(g, i * 2));
+  return b;
+}
+
+/** A monotonic timestamp as wall-clock time, by the offset between the two clocks now. */
+export function wallClock(monotonicNs: bigint, now = Date.now(), monotonicNow = process.hrtime.bigint()): Date {
+  return new Date(now - Number((monotonicNow - monotonicNs) / 1_000_000n));
+}

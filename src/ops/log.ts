@@ -1,0 +1,228 @@
+/**
+ * `lowport log`: the audit trail a policy's `log` statement turns on, read
+ * from the ring buffer pinned at live/events (grants/live.ts).
+ *
+ * Who reads. The ring has one consumer position, and a record the consumer
+ * has passed is gone. So there is one consumer, `lowport log --follow` (the
+ * lowport-log service runs it with --journal, writing each event to the
+ * journal), and it holds a lock (flock on the pin directory's live/) while it
+ * reads: a second follower is refused with the name of the first's way to
+ * read. `lowport log` without --follow only peeks: it prints the events still
+ * in the ring (not yet consumed) and moves nothing, so it never takes an
+ * event from the service. What the service has taken is in the journal, as
+ * journald users expect (`journalctl -u lowport-log`); `peek` reports how many
+ * bytes were consumed before, so the CLI can say where they went.
+ */
+import { LowportError } from '../errors.js';
+import { MappedRing, readRecords, RingWaiter } from '../bpf/ringbuf.js';
+import type { MapHandle } from '../bpf/handles.js';
+import type { DirFd } from '../os/dirfd.js';
+import { flock, SyscallError } from '../os/libc.js';
+import { lookupGroups, lookupUsers } from '../os/nss.js';
+import { decodeEvent, RING_BYTES, wallClock, type BindEvent } from '../grants/events.js';
+import { liveLogging, openEventRing, type Logging } from '../grants/live.js';
+import { liveTarget, type LowportOptions } from '../grants/target.js';
+
+const LOCK_EX_NB = 2 | 4;
+
+export interface LoggedEvent extends BindEvent {
+  time: Date;
+  /** The user and group names, where NSS knows the ids. */
+  user?: string;
+  group?: string;
+}
+
+export interface LogPeek {
+  pinDir: string;
+  /** What the live program logs; undefined when lowport is off. */
+  logging: Logging | undefined;
+  /** Whether a ring buffer exists (a policy with `log` was live since `off`). */
+  ring: boolean;
+  events: LoggedEvent[];
+  /** Bytes a consumer (the lowport-log service, a follower) has already taken from the ring. */
+  consumedBytes: bigint;
+}
+
+/** User and group names by id, looked up once each. */
+export class NameCache {
+  readonly #users = new Map<number, string | undefined>();
+  readonly #groups = new Map<number, string | undefined>();
+
+  /** Looks up, in one call per database, the ids not seen yet. */
+  prime(events: readonly BindEvent[]): void {
+    const uids = [...new Set(events.map((e) => e.uid))].filter((u) => !this.#users.has(u));
+    const gids = [...new Set(events.map((e) => e.gid))].filter((g) => !this.#groups.has(g));
+    if (uids.length > 0) {
+      const found = lookupUsers(uids.map(String));
+      for (const uid of uids) this.#users.set(uid, found.get(String(uid))?.name);
+    }
+    if (gids.length > 0) {
+      const found = lookupGroups(gids.map(String));
+      for (const gid of gids) this.#groups.set(gid, found.get(String(gid))?.name);
+    }
+  }
+
+  named(e: BindEvent): LoggedEvent {
+    this.prime([e]);
+    const user = this.#users.get(e.uid);
+    const group = this.#groups.get(e.gid);
+    return { ...e, time: wallClock(e.monotonicNs), ...(user === undefined ? {} : { user }), ...(group === undefined ? {} : { group }) };
+  }
+}
+
+function decodeAll(samples: readonly Buffer[]): BindEvent[] {
+  const out: BindEvent[] = [];
+  for (const s of samples) {
+    const e = decodeEvent(s);
+    if (e !== undefined) out.push(e);
+  }
+  return out;
+}
+
+/** The events in the ring, without consuming them. */
+export function peekLog(options: LowportOptions = {}): LogPeek {
+  const { pinDir } = liveTarget(options);
+  const logging = liveLogging(pinDir);
+  const opened = openEventRing(pinDir);
+  if (opened === undefined) return { pinDir, logging, ring: false, events: [], consumedBytes: 0n };
+  try {
+    const mapped = new MappedRing(opened.ring.fd, ringSize(opened.ring), false);
+    try {
+      const consumedBytes = Atomics.load(mapped.view.consumer, 0);
+      const events = decodeAll(readRecords(mapped.view, false).samples);
+      const names = new NameCache();
+      names.prime(events);
+      return { pinDir, logging, ring: true, events: events.map((e) => names.named(e)), consumedBytes };
+    } finally {
+      mapped.close();
+    }
+  } finally {
+    opened.ring.close();
+    opened.live.close();
+  }
+}
+
+function ringSize(ring: MapHandle): number {
+  const size = ring.info().maxEntries;
+  return size > 0 ? size : RING_BYTES;
+}
+
+export interface FollowOptions {
+  /** Called for each event, in order; the ring moves past it only after this returns. */
+  onEvent: (e: LoggedEvent) => void;
+  /** Stops the loop (SIGINT, SIGTERM). */
+  signal: AbortSignal;
+  /** Called when there is no ring yet, or it was replaced (after `off` and an apply): once per change. */
+  onWaiting?: (why: string) => void;
+}
+
+/** How often the follower checks that its ring is still the pinned one (`off` and an apply make a new one). */
+const RECHECK_MS = 2000;
+/**
+ * How long the reader waits between reads: the program wakes it only when a
+ * quarter of the ring is unread (program.ts), so this is also the most an
+ * event waits to be read at a low rate. Short enough for signals too.
+ */
+const WAIT_MS = 200;
+
+/**
+ * The one consumer: reads and consumes every event as it comes, until the
+ * signal aborts. Holds the consumer lock while it reads; a second consumer
+ * is refused.
+ */
+export async function followLog(options: LowportOptions, follow: FollowOptions): Promise<void> {
+  const { pinDir } = liveTarget(options);
+  const names = new NameCache();
+  let said: string | undefined;
+  const waiting = (why: string): void => {
+    if (why !== said) follow.onWaiting?.(why);
+    said = why;
+  };
+  while (!follow.signal.aborted) {
+    const opened = openEventRing(pinDir);
+    if (opened === undefined) {
+      waiting(`no audit trail at ${pinDir} yet (no policy with a 'log' statement applied): waiting for one`);
+      await sleep(RECHECK_MS, follow.signal);
+      continue;
+    }
+    said = undefined;
+    try {
+      lockConsumer(opened.live, pinDir);
+      await consume(opened.ring, pinDir, names, follow);
+    } finally {
+      opened.ring.close();
+      opened.live.close();
+    }
+  }
+}
+
+function lockConsumer(live: DirFd, pinDir: string): void {
+  try {
+    flock(live.fd, LOCK_EX_NB);
+  } catch (e) {
+    if (e instanceof SyscallError && (e.errnoName === 'EWOULDBLOCK' || e.errnoName === 'EAGAIN')) {
+      throw new LowportError(
+        'E_STATE',
+        `another reader consumes the audit trail at ${pinDir} (the lowport-log service, or a \`lowport log --follow\`)`,
+        {
+          hint: 'A ring buffer has one consumer. Read what the service wrote with `journalctl -u lowport-log -f`, or stop it first; `lowport log` without --follow shows what is in the ring without taking it.',
+        },
+      );
+    }
+    throw e;
+  }
+}
+
+/** Consumes one ring until it is no longer the pinned one, or the signal aborts. */
+async function consume(ring: MapHandle, pinDir: string, names: NameCache, follow: FollowOptions): Promise<void> {
+  const id = ring.info().id;
+  const mapped = new MappedRing(ring.fd, ringSize(ring), true);
+  const waiter = new RingWaiter(ring.fd);
+  try {
+    let checked = Date.now();
+    while (!follow.signal.aborted) {
+      // One record at a time: the consumer position moves past an event only once it was handed on.
+      for (;;) {
+        const { samples } = readRecords(mapped.view, false, 1);
+        const [sample] = samples;
+        if (sample === undefined) break;
+        const e = decodeEvent(sample);
+        if (e !== undefined) follow.onEvent(names.named(e));
+        readRecords(mapped.view, true, 1);
+      }
+      if (Date.now() - checked > RECHECK_MS) {
+        checked = Date.now();
+        if (!isPinned(pinDir, id)) return;
+      }
+      waiter.wait(WAIT_MS);
+      // Let signal handlers and pending writes run between waits.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  } finally {
+    waiter.close();
+    mapped.close();
+  }
+}
+
+function isPinned(pinDir: string, id: number): boolean {
+  const opened = openEventRing(pinDir);
+  if (opened === undefined) return false;
+  try {
+    return opened.ring.info().id === id;
+  } finally {
+    opened.ring.close();
+    opened.live.close();
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done);
+  });
+}

@@ -1,0 +1,272 @@
+/**
+ * Kernel tests (root): the audit trail. N binds give exactly N events, each
+ * with the binding process's pid, name, uid and port and the verdict;
+ * `lowport log` peeks without taking, `--follow` takes; the ring survives a
+ * swap; without `log` the program has no logging instructions.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { progLengths } from '../../src/bpf/syscall.js';
+import { LinkHandle, MapHandle, ProgramHandle, withHandle } from '../../src/bpf/handles.js';
+import { openPinDir } from '../../src/bpf/bpffs.js';
+import { buildBindProgram, bindProgramName } from '../../src/grants/program.js';
+import { liveLogging } from '../../src/grants/live.js';
+import { probeRingbuf } from '../../src/bpf/probes.js';
+import { probeText } from '../../src/grants/target.js';
+import { CLI, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
+
+const PYTHON = '/usr/bin/python3';
+/** The machine's reason to skip, or this kernel's: a bind hook without the ring buffer and its helpers (Linux 5.8) refuses `log`. */
+function skipReason(): string | undefined {
+  const reason = kernelSkipReason({ [PYTHON]: 'python3' });
+  if (reason !== undefined) return reason;
+  const ring = probeRingbuf();
+  return ring.ok ? undefined : `this kernel refuses the audit trail's program: ${probeText(ring)}`;
+}
+const skip = skipReason();
+const OWNER = 1;
+/** A process name to find the client's events by; the escape and the quote show it is escaped in the human output. */
+const COMM = "lp-aud\x1b[1m'x";
+
+/**
+ * A Python client: sets its name (prctl PR_SET_NAME), tries each bind in turn
+ * (a new socket each), prints its pid and each result.
+ */
+const CLIENT = `
+import ctypes, json, socket, sys
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode('latin1'), 0, 0, 0)
+out = []
+for proto, addr, port in json.loads(sys.argv[2]):
+    fam = socket.AF_INET6 if ':' in addr else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM if proto == 'tcp' else socket.SOCK_DGRAM)
+    try:
+        s.bind((addr, port)); out.append('ok')
+    except OSError as e:
+        out.append(e.errno)
+    s.close()
+print(json.dumps({'pid': __import__('os').getpid(), 'results': out}))
+`;
+
+interface JsonEvent {
+  verdict: string;
+  protocol: string;
+  family: number;
+  address: string;
+  port: number;
+  pid: number;
+  comm: string;
+  uid: number;
+  gid: number;
+  line: number;
+}
+
+function bindAs(box: Sandbox, uid: number, binds: [string, string, number][]): { pid: number; results: (string | number)[] } {
+  const { command, args, env } = box.clientCommand({ uid, gid: uid }, [PYTHON, '-c', CLIENT, COMM, JSON.stringify(binds)]);
+  const r = spawnSync(command, args, { encoding: 'utf8', env });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as { pid: number; results: (string | number)[] };
+}
+
+async function peek(box: Sandbox): Promise<{ events: JsonEvent[]; stderr: string }> {
+  const r = await box.cli('log', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  return {
+    events: r.stdout
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as JsonEvent),
+    stderr: r.stderr,
+  };
+}
+
+function repeat<T>(n: number, x: T): T[] {
+  return Array.from({ length: n }, () => x);
+}
+
+/** The xlated length of the program on the pin directory's bind4 link. */
+function liveXlated(box: Sandbox): { insns: number; name: string } {
+  const pins = openPinDir(box.pinDir, { create: false });
+  assert.ok(pins !== undefined);
+  try {
+    const live = pins.dir.openDir('live');
+    try {
+      const link = LinkHandle.openPinned(live, 'bind4');
+      assert.ok(link !== undefined);
+      const prog = withHandle(link, (l) => ProgramHandle.fromId(l.info().progId));
+      assert.ok(prog !== undefined);
+      return withHandle(prog, (p) => ({ insns: progLengths(p.fd).xlatedInsns, name: p.info().name }));
+    } finally {
+      live.close();
+    }
+  } finally {
+    pins.close();
+  }
+}
+
+function ringId(box: Sandbox): number {
+  const pins = openPinDir(box.pinDir, { create: false });
+  assert.ok(pins !== undefined);
+  try {
+    const live = pins.dir.openDir('live');
+    try {
+      const ring = MapHandle.openPinned(live, 'events');
+      assert.ok(ring !== undefined);
+      return withHandle(ring, (r) => r.info().id);
+    } finally {
+      live.close();
+    }
+  } finally {
+    pins.close();
+  }
+}
+
+const POLICY = `grant 80 user ${NOBODY}\nreserve 90 user ${OWNER}\n`;
+
+describe('the audit trail in the kernel', { skip }, () => {
+  let box: Sandbox;
+  let offInsns: number;
+  before(async () => {
+    box = new Sandbox('log');
+    box.writePolicy(POLICY);
+    const r = await box.cli('apply');
+    assert.equal(r.code, 0, r.stderr);
+    offInsns = liveXlated(box).insns;
+  });
+  after(() => box?.dispose());
+
+  it('runs a program without logging instructions while the policy has no log statement', () => {
+    const live = liveXlated(box);
+    assert.equal(live.name, bindProgramName(4));
+    assert.equal(
+      buildBindProgram(4, 0, 0)
+        .listing()
+        .split('\n')
+        .filter((l) => /ringbuf|get_current_comm/.test(l)).length,
+      0,
+    );
+    assert.deepEqual(liveLogging(box.pinDir), { grants: false, refusals: false });
+  });
+
+  it('gives exactly one event per granted or refused bind, with the pid, name, uid, port and verdict', async () => {
+    box.writePolicy(`${POLICY}log all\n`);
+    const r = await box.cli('apply');
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(liveXlated(box).insns > offInsns);
+    const N = 7;
+    const M = 4;
+    const granted = repeat<[string, string, number]>(N, ['tcp', '127.0.0.1', 80]);
+    // 81 has no rule and 90 refused: only the 90s are events; UDP and IPv6 too.
+    const refused: [string, string, number][] = [
+      ...repeat<[string, string, number]>(M - 2, ['tcp', '127.0.0.1', 90]),
+      ['udp', '::1', 90],
+      ['tcp', '::', 90],
+    ];
+    const client = bindAs(box, NOBODY, [...granted, ['tcp', '127.0.0.1', 81], ...refused, ['udp', '::1', 80]]);
+    assert.deepEqual(client.results, [...repeat(N, 'ok'), 13, ...repeat(M, 1), 'ok']);
+    const { events } = await peek(box);
+    const mine = events.filter((e) => e.pid === client.pid);
+    assert.equal(mine.length, N + 1 + M, JSON.stringify(events));
+    assert.equal(events.length, mine.length, 'no event of another process');
+    for (const e of mine) {
+      assert.equal(e.comm, COMM);
+      assert.equal(e.uid, NOBODY);
+      assert.equal(e.gid, NOBODY);
+    }
+    assert.deepEqual(
+      mine.map((e) => `${e.verdict} ${e.protocol} ${e.address} ${e.port} line ${e.line}`),
+      [
+        ...repeat(N, 'granted tcp 127.0.0.1 80 line 1'),
+        ...repeat(M - 2, 'refused tcp 127.0.0.1 90 line 2'),
+        'refused udp ::1 90 line 2',
+        'refused tcp :: 90 line 2',
+        'granted udp ::1 80 line 1',
+      ],
+    );
+  });
+
+  it('shows the process name escaped, and the user by name, in the human output', async () => {
+    const r = await box.cli('log');
+    assert.equal(r.code, 0, r.stderr);
+    const line = r.stdout.split('\n').find((l) => l.includes(' refused udp '));
+    assert.ok(line !== undefined, r.stdout);
+    assert.ok(!r.stdout.includes('\x1b'), 'no raw escape reaches the terminal');
+    assert.match(
+      line,
+      /^\S+Z refused udp \[::1\]:90 pid \d+ 'lp-aud\\x1b\[1m'x' user \S+ \(65534\) group \S+ \(65534\) cgroup \d+ line 2$/,
+    );
+  });
+
+  it('peeks without taking: a second read shows the same events', async () => {
+    const first = await peek(box);
+    const second = await peek(box);
+    assert.equal(second.events.length, first.events.length);
+    assert.ok(first.events.length > 0);
+  });
+
+  it('follows as the one reader, takes what it printed, refuses a second reader, and keeps the ring across a swap', async () => {
+    const before = (await peek(box)).events.length;
+    const id = ringId(box);
+    const follower = spawn(process.execPath, [CLI, 'log', '--follow', '--json', ...box.args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    follower.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const lines = (): JsonEvent[] =>
+      out
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as JsonEvent);
+    const waitFor = async (n: number): Promise<void> => {
+      for (let i = 0; i < 100 && lines().length < n; i++) await new Promise((r) => setTimeout(r, 100));
+    };
+    try {
+      await waitFor(before);
+      assert.equal(lines().length, before, 'the follower prints what was in the ring');
+      const second = await box.cli('log', '--follow');
+      assert.equal(second.code, 1);
+      assert.match(second.stderr, /another reader consumes the audit trail/);
+      // A swap (another grant) keeps the ring and the follower's reading.
+      box.writePolicy(`${POLICY}grant 82 user ${NOBODY}\nlog all\n`);
+      const r = await box.cli('apply');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(ringId(box), id);
+      const client = bindAs(box, NOBODY, [...repeat<[string, string, number]>(5, ['tcp', '127.0.0.1', 82]), ['tcp', '127.0.0.1', 90]]);
+      await waitFor(before + 6);
+      const mine = lines().filter((e) => e.pid === client.pid);
+      assert.deepEqual(
+        mine.map((e) => `${e.verdict} ${e.port} ${e.line}`),
+        [...repeat(5, 'granted 82 3'), 'refused 90 2'],
+      );
+    } finally {
+      follower.kill('SIGTERM');
+      await new Promise((r) => follower.once('exit', r));
+    }
+    const after = await peek(box);
+    assert.equal(after.events.length, 0, 'the follower took every event');
+    assert.match(after.stderr, /journalctl -u lowport-log/);
+  });
+
+  it('logs only the verdicts asked for', async () => {
+    box.writePolicy(`${POLICY}log refusals\n`);
+    assert.equal((await box.cli('apply')).code, 0);
+    assert.deepEqual(liveLogging(box.pinDir), { grants: false, refusals: true });
+    const client = bindAs(box, NOBODY, [
+      ['tcp', '127.0.0.1', 80],
+      ['tcp', '127.0.0.1', 90],
+    ]);
+    const mine = (await peek(box)).events.filter((e) => e.pid === client.pid);
+    assert.deepEqual(
+      mine.map((e) => e.verdict),
+      ['refused'],
+    );
+  });
+
+  it('goes back to the program without logging instructions when the log statement goes', async () => {
+    box.writePolicy(POLICY);
+    assert.equal((await box.cli('apply')).code, 0);
+    const live = liveXlated(box);
+    assert.equal(live.insns, offInsns);
+    assert.equal(live.name, bindProgramName(4));
+    const client = bindAs(box, NOBODY, [['tcp', '127.0.0.1', 80]]);
+    assert.equal((await peek(box)).events.filter((e) => e.pid === client.pid).length, 0);
+  });
+});

@@ -1,0 +1,141 @@
+/** The audit trail's event layout (grants/events.ts) and the program's logging variant, without a kernel. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { decode, HELPER } from '../../../src/bpf/asm.js';
+import { decodeEvent, encodeEvent, EVENT, EVENT_SIZE, wallClock, type BindEvent } from '../../../src/grants/events.js';
+import { bindProgramName, buildBindProgram } from '../../../src/grants/program.js';
+import { requireRingbuf } from '../../../src/grants/target.js';
+import { LowportError } from '../../../src/errors.js';
+
+const EVENT_SAMPLE: BindEvent = {
+  monotonicNs: 123_456_789_000n,
+  cgroupId: 0x1_0000_0002n,
+  pid: 4242,
+  uid: 65534,
+  gid: 65533,
+  line: 3,
+  protocol: 'udp',
+  family: 6,
+  address: '::ffff:127.0.0.1',
+  port: 443,
+  verdict: 'refused',
+  comm: 'py\x1b[31m\xff',
+};
+
+describe('the event layout', () => {
+  it('decodes every field of what the program writes', () => {
+    const b = encodeEvent(EVENT_SAMPLE);
+    assert.equal(b.length, EVENT_SIZE);
+    assert.equal(b.readUInt16LE(EVENT.PORT), 443);
+    assert.equal(b[EVENT.FAMILY], 6);
+    assert.deepEqual(decodeEvent(b), EVENT_SAMPLE);
+  });
+
+  it('reads IPv4 from the first 4 address bytes, and a grant as verdict 3', () => {
+    const b = encodeEvent({ ...EVENT_SAMPLE, family: 4, address: '0.0.0.0', verdict: 'granted', protocol: 'tcp' });
+    assert.equal(b.readUInt32LE(EVENT.VERDICT), 3);
+    b.writeUInt32BE(0x7f000001, EVENT.ADDR);
+    assert.equal(decodeEvent(b)?.address, '127.0.0.1');
+  });
+
+  it('takes the name up to its NUL, and a full 16 bytes without one, byte for byte', () => {
+    const b = encodeEvent(EVENT_SAMPLE);
+    b.fill(0x41, EVENT.COMM, EVENT.COMM + 16);
+    assert.equal(decodeEvent(b)?.comm, 'A'.repeat(16));
+  });
+
+  it('refuses what is not an event of this layout', () => {
+    assert.equal(decodeEvent(Buffer.alloc(EVENT_SIZE - 8)), undefined);
+    const b = encodeEvent(EVENT_SAMPLE);
+    b.writeUInt32LE(1, EVENT.VERDICT);
+    assert.equal(decodeEvent(b), undefined);
+    const c = encodeEvent(EVENT_SAMPLE);
+    c[EVENT.PROTOCOL] = 1;
+    assert.equal(decodeEvent(c), undefined);
+  });
+
+  it('turns the kernel monotonic time into wall-clock time by the offset of now', () => {
+    assert.equal(wallClock(9_000_000_000n, 1_000_000, 10_000_000_000n).getTime(), 999_000);
+  });
+});
+
+describe('the logging variant of the bind program', () => {
+  const calls = (log?: { grants: boolean; refusals: boolean }): number[] =>
+    decode(buildBindProgram(4, 1, 2, log === undefined ? {} : { log: { ...log, ringFd: 3 } }).assemble())
+      .filter((i) => i.op === 'call')
+      .map((i) => i.imm);
+
+  it('is not built at all without a log statement: the same code as the program without logging', () => {
+    const off = buildBindProgram(4, 1, 2).assemble();
+    assert.deepEqual(buildBindProgram(4, 1, 2, { log: { grants: false, refusals: false, ringFd: 3 } }).assemble(), off);
+    assert.equal(bindProgramName(4, { log: { grants: false, refusals: false, ringFd: 0 } }), bindProgramName(4));
+    assert.ok(!calls().includes(HELPER.ringbuf_reserve));
+    assert.ok(!calls().includes(HELPER.get_current_comm));
+  });
+
+  it('reserves, fills and submits one record when it logs, under another program name', () => {
+    for (const family of [4, 6] as const) {
+      for (const log of [
+        { grants: true, refusals: false },
+        { grants: false, refusals: true },
+        { grants: true, refusals: true },
+      ]) {
+        const c = calls(log);
+        assert.equal(c.filter((h) => h === HELPER.ringbuf_reserve).length, 1);
+        assert.equal(c.filter((h) => h === HELPER.ringbuf_submit).length, 1);
+        assert.ok(c.includes(HELPER.get_current_comm) && c.includes(HELPER.get_current_pid_tgid));
+        assert.notEqual(bindProgramName(family, { log: { ...log, ringFd: 0 } }), bindProgramName(family));
+      }
+    }
+    assert.notEqual(
+      bindProgramName(4, { log: { grants: true, refusals: false, ringFd: 0 } }),
+      bindProgramName(4, { log: { grants: false, refusals: true, ringFd: 0 } }),
+    );
+  });
+
+  it('sets the errno before it logs a refusal, when reservations refuse with EADDRINUSE', () => {
+    for (const family of [4, 6] as const) {
+      const c = decode(buildBindProgram(family, 1, 2, { addrInUse: true, log: { grants: true, refusals: true, ringFd: 3 } }).assemble())
+        .filter((i) => i.op === 'call')
+        .map((i) => i.imm);
+      assert.equal(c.filter((h) => h === HELPER.set_retval).length, 1);
+      assert.ok(c.indexOf(HELPER.set_retval) < c.indexOf(HELPER.ringbuf_reserve), 'set_retval on the refusal path, before the event');
+    }
+  });
+
+  it('writes every byte of the event (no kernel memory leaks to the reader)', () => {
+    for (const family of [4, 6] as const) {
+      const insns = decode(buildBindProgram(family, 1, 2, { log: { grants: true, refusals: true, ringFd: 3 } }).assemble());
+      const start = insns.findIndex((i) => i.op === 'call' && i.imm === HELPER.ringbuf_reserve);
+      const written = new Set<number>();
+      for (const i of insns.slice(start)) {
+        // Stores through r8, the record (the stack's are through r10).
+        if ((i.op === 'stx' || i.op === 'st') && i.dst === 8) for (let b = 0; b < (i.size ?? 0); b++) written.add(i.off + b);
+      }
+      // bpf_get_current_comm fills the 16 bytes of the name.
+      for (let b = EVENT.COMM; b < EVENT.COMM + 16; b++) written.add(b);
+      assert.deepEqual(
+        Array.from({ length: EVENT_SIZE }, (_, b) => b).filter((b) => !written.has(b)),
+        [],
+        `family ${family}`,
+      );
+    }
+  });
+});
+
+describe('a kernel without the ring buffer', () => {
+  it("refuses a policy with 'log' before anything changes, naming Linux 5.8 and the lines to remove", () => {
+    const probed = { name: 'ringbuf', tried: 'create a BPF_MAP_TYPE_RINGBUF', ok: false, errno: 'EINVAL' } as const;
+    assert.throws(
+      () => requireRingbuf([4], probed, '5.4.0-150-generic'),
+      (e: unknown) =>
+        e instanceof LowportError &&
+        e.code === 'E_UNSUPPORTED' &&
+        e.message ===
+          "the policy asks for an audit trail ('log', line 4), but Linux 5.4.0-150-generic has no BPF ring buffer for the 'log' statement's events " +
+            '(BPF_MAP_TYPE_RINGBUF and its helpers in a bind hook, Linux 5.8): create a BPF_MAP_TYPE_RINGBUF: EINVAL' &&
+        /Remove the 'log' statement \(line 4\).*Nothing was changed\./.test(e.hint ?? ''),
+    );
+    assert.doesNotThrow(() => requireRingbuf([4], { ...probed, ok: true }, '6.1.0'));
+  });
+});

@@ -5,7 +5,7 @@ import { formatDiagnostics } from '../../../src/diagnostic.js';
 import { UsageError } from '../../../src/errors.js';
 import { policyWarnings } from '../../../src/policy/clash.js';
 import { lineRef, originOf } from '../../../src/policy/origin.js';
-import { parsePolicy, PolicySyntaxError } from '../../../src/policy/parse.js';
+import { loggingOf, parsePolicy, PolicySyntaxError } from '../../../src/policy/parse.js';
 import {
   dropinDirOf,
   dropinFileName,
@@ -134,6 +134,16 @@ describe('parsePolicyFiles', () => {
     assert.deepEqual(parsePolicyFiles({ main: text, dropins: [] }, PATH), parsePolicy(text, PATH));
   });
 
+  it('counts a log statement of a drop-in like one of the main file, at its own line', () => {
+    const texts = { main: 'grant 80 user alice\n', dropins: [{ name: '50-audit.policy', text: '# audit\nlog refusals\n' }] };
+    const doc = parsePolicyFiles(texts, PATH);
+    assert.deepEqual(doc.logs, [{ what: 'refusals', line: 3 }]);
+    assert.deepEqual(loggingOf(doc), { grants: false, refusals: true });
+    const part = doc.parts?.[1];
+    assert.ok(part !== undefined);
+    assert.deepEqual(fileDocument(doc, part).logs, [{ what: 'refusals', line: 2 }]);
+  });
+
   it('numbers the lines of all files in a row, in the order given, and maps each back to its file and line', () => {
     const doc = parsePolicyFiles(
       {
@@ -176,7 +186,7 @@ describe('parsePolicyFiles', () => {
         '/etc/lowport/policy:2:7-11: error: port 70000 is out of range: ports are 1-65535',
         'grant 70000 user bob',
         '      ^~~~~',
-        "/etc/lowport/policy.d/10-web.policy:2:1-5: error: unknown statement 'grnat': expected 'grant', 'reserve' or 'forward' (did you mean 'grant'?)",
+        "/etc/lowport/policy.d/10-web.policy:2:1-5: error: unknown statement 'grnat': expected 'grant', 'reserve', 'forward' or 'log' (did you mean 'grant'?)",
         'grnat 443 user www-data',
         '^~~~~',
         '',

@@ -68,7 +68,8 @@ function main(): void {
     );
     process.exit(127);
   }
-  // The listening sockets and the ready pipe came without close-on-exec: no program may get them.
+  // The listening sockets and the ready pipe came without close-on-exec, and no program may get them: Node 20 marks
+  // inherited fds close-on-exec at startup, which this does not rely on (it marks every fd from 3 up again).
   isolateChildren();
 
   const count = new ConnectionCount(config.maxConns, config.maxPerIp);

@@ -117,8 +117,8 @@ export class ConnectionCount {
   admit(address: string): string | undefined {
     const ip = plainAddress(address).ip;
     const n = this.perIp.get(ip) ?? 0;
-    if (this.total >= this.maxConns) return `${this.total} connections at once (--max-conns ${this.maxConns})`;
-    if (n >= this.maxPerIp) return `${n} connections from ${ip} at once (--max-per-ip ${this.maxPerIp})`;
+    if (this.total >= this.maxConns) return `${this.total} connection${this.total === 1 ? '' : 's'} at once (--max-conns ${this.maxConns})`;
+    if (n >= this.maxPerIp) return `${n} connection${n === 1 ? '' : 's'} from ${ip} at once (--max-per-ip ${this.maxPerIp})`;
     this.perIp.set(ip, n + 1);
     this.total++;
     return undefined;

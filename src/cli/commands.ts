@@ -6,6 +6,7 @@
  */
 import { UsageError } from '../errors.js';
 import { DEFAULTS } from '../forward/userspace.js';
+import { ACCEPT_DEFAULTS } from '../run/ucspi.js';
 import { defineCommand, defineGroup, firstWordIndex, GLOBAL_OPTIONS, valueOptionWords, type Entry } from './command.js';
 
 const PORTS = { name: 'PORTS', description: '80  80,443  8000-8100  53/udp  443/tcp  (no suffix: TCP and UDP)' } as const;
@@ -225,6 +226,8 @@ export const run = defineCommand({
     '--port PORTS [--user U] [--addr IP]... -- COMMAND [ARGS...]',
     '--sockets --port PORTS [--addr IP]... [--backlog N] [--v6-only] [--no-pid] [--restart] [--user U] -- COMMAND...',
     '--caps [--user U] -- COMMAND [ARGS...]',
+    `--accept --port PORTS [--addr IP]... [--max-conns N] [--max-per-ip N]
+      [--drain-timeout S] [--log] [--backlog N] [--v6-only] [--user U] -- COMMAND...`,
   ],
   description: `Runs COMMAND as U (default: the user who ran sudo) with every privilege
 dropped: U's uid and gid (real, effective, saved) and groups, no
@@ -238,7 +241,12 @@ running is waited for, and Ctrl-C (or SIGTERM to lowport) ends it.
 Default: PORTS are granted to a cgroup made for the command, so the command
 and everything it starts may bind them, and nothing else may (other programs
 of U included, unless they may ptrace the command: kernel.yama.ptrace_scope
-0). Not written to the policy file; gone when the command's cgroup empties.`,
+0). Not written to the policy file; gone when the command's cgroup empties.
+
+--accept: a per-connection server (tcpserver, inetd): lowport binds the TCP
+PORTS, then an accept loop runs as U and starts COMMAND once per connection,
+with the connection as stdin and stdout, and PROTO, TCPLOCALIP, TCPLOCALPORT,
+TCPREMOTEIP and TCPREMOTEPORT set (tcp-environ(5); PROTO=TCP6 for IPv6).`,
   positionals: [{ name: 'COMMAND', description: 'the program to run, and its arguments, after --', complete: 'command' }],
   options: {
     port: {
@@ -264,8 +272,8 @@ systemd socket activation (sd_listen_fds(3)); for programs that
 take sockets that way. Needs no BPF. Default address: ::
 (dual-stack); --addr picks others.`,
     },
-    backlog: { type: 'string', value: 'N', description: 'with --sockets: the listen(2) backlog (4096)' },
-    'v6-only': { type: 'boolean', description: 'with --sockets: keep IPv6 sockets IPv6-only' },
+    backlog: { type: 'string', value: 'N', description: 'with --sockets or --accept: the listen(2) backlog (4096)' },
+    'v6-only': { type: 'boolean', description: 'with --sockets or --accept: keep IPv6 sockets IPv6-only' },
     'no-pid': {
       type: 'boolean',
       description: `with --sockets: leave LISTEN_PID out (as systemfd --no-pid), for a
@@ -288,12 +296,40 @@ or ^C on COMMAND's terminal, ends it.`,
 process it starts may bind EVERY port below 1024. Needs no BPF;
 prefer the default where the kernel allows it.`,
     },
+    accept: {
+      type: 'boolean',
+      description: `lowport binds the TCP PORTS (default address :: for IPv4
+and IPv6) and starts COMMAND once per connection, with the
+connection as fds 0 and 1 and the UCSPI-TCP variables, as
+tcpserver does; the accept loop and every COMMAND run as U. TCP
+only. SIGTERM drains: no new connections, running ones finish.`,
+    },
+    'max-conns': {
+      type: 'string',
+      value: 'N',
+      description: `with --accept: COMMANDs running at once (${ACCEPT_DEFAULTS.maxConns}); a connection
+over it is closed at once and logged`,
+    },
+    'max-per-ip': {
+      type: 'string',
+      value: 'N',
+      description: `with --accept: COMMANDs running at once for one client address
+(${ACCEPT_DEFAULTS.maxPerIp}); a connection over it is closed at once and logged`,
+    },
+    'drain-timeout': {
+      type: 'string',
+      value: 'S',
+      description: `with --accept: on SIGTERM, running COMMANDs get this long before
+SIGTERM and then SIGKILL (${ACCEPT_DEFAULTS.drainTimeoutMs / 1000}; 0: at once; a second SIGTERM: now)`,
+    },
+    log: { type: 'boolean', description: 'with --accept: one line per connection on stderr (refusals are always logged)' },
   },
   examples: [
     'sudo lowport run --port 80 --user www -- python3 -m http.server 80',
     'sudo lowport run --sockets --port 80/tcp -- node server.js',
     'sudo lowport run --sockets --no-pid --port 80/tcp -- ./dev.sh',
     'sudo lowport run --sockets --restart --port 80/tcp -- node server.js',
+    'sudo lowport run --accept --port 79 --user nobody -- /usr/local/bin/finger.sh',
   ],
   misses: {
     group: 'it runs COMMAND as one user, given with --user U (a group is for `lowport grant PORTS --group G`)',

@@ -11,6 +11,8 @@
  *    BPF.
  *  - caps: the command keeps CAP_NET_BIND_SERVICE in its ambient set: every
  *    low port, for the whole process tree. Needs no BPF either.
+ *  - accept: lowport binds TCP ports and the command runs once per
+ *    connection, as tcpserver and inetd run it (accept.ts).
  * In every mode the command runs as the user with nothing else: uid and gid
  * (real, effective, saved), the user's groups, no other capability,
  * no_new_privs, a fresh session keyring, no fd of lowport's but those it is
@@ -43,9 +45,10 @@ import { userByNameOrUid } from '../os/nss.js';
 import { openPtyRelay } from '../os/pty.js';
 import { waitUntilEmpty } from '../os/cgroup-watch.js';
 import { PortSet } from '../policy/ports.js';
+import { ACCEPT_DEFAULT_SETTINGS, runAccept, type AcceptSettings } from './accept.js';
 import type { PortItem } from '../policy/types.js';
 
-export type RunMode = 'scope' | 'sockets' | 'caps';
+export type RunMode = 'scope' | 'sockets' | 'caps' | 'accept';
 
 export interface RunOptions extends LowportOptions {
   mode: RunMode;
@@ -63,6 +66,8 @@ export interface RunOptions extends LowportOptions {
   noPid?: boolean;
   /** Sockets: start the command again whenever it exits, with the same sockets, until lowport gets a signal or ^C. */
   restart?: boolean;
+  /** Accept: the limits and the drain of the per-connection server (accept.ts). */
+  accept?: AcceptSettings;
   /** For warnings and notes. */
   note?: (text: string) => void;
 }
@@ -108,6 +113,7 @@ export async function run(o: RunOptions): Promise<number> {
   if (o.mode !== 'caps') warnIfPeersCanTrace(o, identity);
   if (o.mode === 'scope') return runScoped(o, identity, env);
   if (o.mode === 'sockets') return runWithSockets(o, identity, env);
+  if (o.mode === 'accept') return runAccept({ ...o, accept: o.accept ?? ACCEPT_DEFAULT_SETTINGS }, identity, env, () => trackingCgroup(o));
   o.note?.(`note: ${o.command[0] ?? 'the command'} and everything it starts may bind every port below 1024 (CAP_NET_BIND_SERVICE).`);
   const cgroup = trackingCgroup(o);
   try {

@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The files started as their own process or thread by path, relative to dist/src; named by their base name in the bundle. */
-export const ENTRIES = ['cli/main.js', 'doctor/probe-main.js', 'forward/worker-main.js', 'forward/tcp-thread.js'];
+export const ENTRIES = ['cli/main.js', 'doctor/probe-main.js', 'forward/worker-main.js', 'forward/tcp-thread.js', 'run/accept-main.js'];
 
 /** dist/scripts/bundle.js -> dist */
 const DIST = fileURLToPath(new URL('..', import.meta.url));

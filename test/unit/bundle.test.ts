@@ -61,7 +61,7 @@ describe('the CLI bundle (dist/bundle)', () => {
     const started = new Set<string>();
     for (const file of sourceFiles(join(ROOT, 'src')))
       for (const m of readFileSync(file, 'utf8').matchAll(/new URL\('\.\/([^'/]+)\.js', import\.meta\.url\)/g)) started.add(m[1] ?? '');
-    assert.deepEqual([...started].sort(), ['main', 'probe-main', 'tcp-thread', 'worker-main']);
+    assert.deepEqual([...started].sort(), ['accept-main', 'main', 'probe-main', 'tcp-thread', 'worker-main']);
     for (const s of started)
       assert.ok(
         ENTRIES.some((e) => basename(e) === `${s}.js`),

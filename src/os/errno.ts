@@ -25,6 +25,7 @@ export const {
   ENOSYS,
   ENOTDIR,
   ENOTEMPTY,
+  EPERM,
   ERANGE,
   ETIMEDOUT,
 } = constants.errno;

@@ -122,12 +122,13 @@ export function requireBpfFeatures(missing: FeatureResult | undefined = missingF
  * line to remove. Grants alone do not need it.
  */
 export function requireRingbuf(
-  logLines: readonly number[],
+  /** Where the `log` statements are: `line 3`, `line 2 of policy.d/audit.policy` (policy/origin.ts lineRef). */
+  logLines: readonly string[],
   probed: FeatureResult = probeRingbuf(),
   release: string = kernelRelease(),
 ): void {
   if (probed.ok) return;
-  const where = logLines.length === 1 ? `line ${logLines[0]}` : `lines ${logLines.join(', ')}`;
+  const where = logLines.join(', ');
   throw new LowportError(
     'E_UNSUPPORTED',
     `the policy asks for an audit trail ('log', ${where}), but ${unsupportedMessage(probed, release)}`,

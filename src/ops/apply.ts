@@ -8,7 +8,7 @@ import { LowportError } from '../errors.js';
 import { SyscallError } from '../os/libc.js';
 import type { EditResult } from '../policy/edit.js';
 import { policyWarnings } from '../policy/clash.js';
-import { originOf } from '../policy/origin.js';
+import { lineRef, originOf } from '../policy/origin.js';
 import { loggingOf, parsePolicy } from '../policy/parse.js';
 import type { PolicyDocument } from '../policy/types.js';
 import {
@@ -73,7 +73,7 @@ export function makeLive(
 ): { installed: boolean; entries: number; notes: string[] } {
   const logging = loggingOf(compiled.doc);
   // Before anything changes: a kernel without the ring buffer refuses `log` here.
-  if (logging.grants || logging.refusals) requireRingbuf((compiled.doc.logs ?? []).map((l) => l.line));
+  if (logging.grants || logging.refusals) requireRingbuf((compiled.doc.logs ?? []).map((l) => lineRef(compiled.doc, l.line)));
   const { scopes } = pruneScopes(target);
   // Without scoped grants the file's table is the whole policy: no need to compile it again.
   const table = scopes.length === 0 ? compiled.table : compileTable([...compiled.rules, ...scopeRules(scopes)]);

@@ -127,7 +127,7 @@ describe('a kernel without the ring buffer', () => {
   it("refuses a policy with 'log' before anything changes, naming Linux 5.8 and the lines to remove", () => {
     const probed = { name: 'ringbuf', tried: 'create a BPF_MAP_TYPE_RINGBUF', ok: false, errno: 'EINVAL' } as const;
     assert.throws(
-      () => requireRingbuf([4], probed, '5.4.0-150-generic'),
+      () => requireRingbuf(['line 4'], probed, '5.4.0-150-generic'),
       (e: unknown) =>
         e instanceof LowportError &&
         e.code === 'E_UNSUPPORTED' &&
@@ -136,6 +136,12 @@ describe('a kernel without the ring buffer', () => {
             '(BPF_MAP_TYPE_RINGBUF and its helpers in a bind hook, Linux 5.8): create a BPF_MAP_TYPE_RINGBUF: EINVAL' &&
         /Remove the 'log' statement \(line 4\).*Nothing was changed\./.test(e.hint ?? ''),
     );
-    assert.doesNotThrow(() => requireRingbuf([4], { ...probed, ok: true }, '6.1.0'));
+    assert.doesNotThrow(() => requireRingbuf(['line 4'], { ...probed, ok: true }, '6.1.0'));
+    // A log statement in a drop-in is named with its file (the caller's lineRef).
+    assert.throws(
+      () => requireRingbuf(['line 2 of policy.d/audit.policy'], probed, '5.4.0'),
+      (e: unknown) =>
+        e instanceof LowportError && e.message.startsWith("the policy asks for an audit trail ('log', line 2 of policy.d/audit.policy)"),
+    );
   });
 });

@@ -23,11 +23,11 @@ import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
 import { LowportError, UsageError } from '../errors.js';
 import { terminalText } from '../text.js';
-import { checkIdentity, isolateChildren, launch, runsAs, userEnvironment, type Identity } from '../os/launch.js';
+import { checkIdentity, isolateChildren, launch, requireRunsAs, userEnvironment, type Identity } from '../os/launch.js';
 import { SyscallError } from '../os/libc.js';
 import { closeListeners, listenerName, openListener, type Listener } from '../os/listen.js';
 import { userByNameOrUid } from '../os/nss.js';
-import { effectiveUid, exitStatus, processStatus } from '../os/process.js';
+import { effectiveUid, exitStatus } from '../os/process.js';
 import { relaySignals } from '../os/signals.js';
 import type { Protocol } from '../policy/types.js';
 import { forwarderIdentity } from './forwarder-user.js';
@@ -187,7 +187,7 @@ export async function runUserspace(o: UserspaceOptions): Promise<number> {
   const stop = relaySignals(FORWARDED, () => child.kill('SIGTERM'));
   try {
     await started(child, child.stdio[3 + bound.length], identity);
-    if (identity !== undefined) checkRunsAs(child, identity);
+    if (identity !== undefined) requireRunsAs(child, identity, 'the forwarder');
   } catch (e) {
     stop();
     throw e;
@@ -201,25 +201,6 @@ export async function runUserspace(o: UserspaceOptions): Promise<number> {
   const status = await exited(child);
   stop();
   return status;
-}
-
-/**
- * The forwarder serves: its privilege drop is done. Its ids in
- * /proc/PID/status must be the expected ones (all four), or it is killed.
- */
-function checkRunsAs(child: ChildProcess, identity: Identity): void {
-  let status = '';
-  try {
-    status = child.pid === undefined ? '' : processStatus(child.pid);
-  } catch {
-    // gone: its exit is reported as such
-  }
-  if (status !== '' && !runsAs(status, identity)) {
-    child.kill('SIGKILL');
-    throw new LowportError('E_STATE', `the forwarder runs with other ids than uid ${identity.uid} and gid ${identity.gid}; it was killed`, {
-      hint: 'The privilege drop failed: check setpriv(1) (util-linux) on this machine.',
-    });
-  }
 }
 
 /** The backend's addresses: an IP as it is, a name looked up (every address, in the resolver's order). */

@@ -130,18 +130,25 @@ export function systemdCommandLine(words: string[]): string {
   return words.map(systemdQuote).join(' ');
 }
 
+/**
+ * The global options a unit passes on, absolute as the condition's path is:
+ * a unit runs from /, where a relative path means something else.
+ */
+function globalOptions(options: LowportOptions): string[] {
+  return [
+    ...(options.policy === undefined ? [] : ['--policy', policyPath(options)]),
+    ...(options.cgroup === undefined ? [] : ['--cgroup', resolve(options.cgroup)]),
+    ...(options.pinDir === undefined ? [] : ['--pin-dir', resolve(options.pinDir)]),
+  ];
+}
+
 /** The boot unit: `apply` at boot, `off` at stop. `header` says who installed it (`lowport install`, or the Debian package). */
 export function bootUnit(
   lowportArgv: string[],
   options: LowportOptions,
   header = '# Installed by `lowport install`; `lowport uninstall` removes it.',
 ): string {
-  // Absolute, as the condition's path is: the unit runs from / at boot, where a relative path means something else.
-  const global = [
-    ...(options.policy === undefined ? [] : ['--policy', policyPath(options)]),
-    ...(options.cgroup === undefined ? [] : ['--cgroup', resolve(options.cgroup)]),
-    ...(options.pinDir === undefined ? [] : ['--pin-dir', resolve(options.pinDir)]),
-  ];
+  const global = globalOptions(options);
   const cmd = (verb: string) => systemdCommandLine([...lowportArgv, verb, ...global]);
   return `${header}
 [Unit]
@@ -177,11 +184,7 @@ export function logUnit(
   options: LowportOptions,
   header = '# Installed by `lowport install`; `lowport uninstall` removes it.',
 ): string {
-  const global = [
-    ...(options.policy === undefined ? [] : ['--policy', policyPath(options)]),
-    ...(options.cgroup === undefined ? [] : ['--cgroup', resolve(options.cgroup)]),
-    ...(options.pinDir === undefined ? [] : ['--pin-dir', resolve(options.pinDir)]),
-  ];
+  const global = globalOptions(options);
   return `${header}
 [Unit]
 Description=lowport-log: who used a lowport grant and who was refused, to the journal

@@ -22,10 +22,10 @@
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { UsageError } from '../errors.js';
+import { LowportError, UsageError } from '../errors.js';
 import { joinAnonymousSessionKeyring, markFdsCloseOnExec } from './libc.js';
 import { isValidId, MAX_ID } from './nss.js';
-import { MissingToolError, systemTool } from './process.js';
+import { MissingToolError, processStatus, systemTool } from './process.js';
 
 export interface Identity {
   uid: number;
@@ -253,4 +253,24 @@ export function runsAs(status: string, identity: Identity): boolean {
     ids.uid.every((u) => u === identity.uid) &&
     ids.gid.every((g) => g === identity.gid)
   );
+}
+
+/**
+ * A started process (`what`: the forwarder, the accept loop) serves only once
+ * its privilege drop is done: its ids in /proc/PID/status must be the
+ * expected ones (all four), or it is killed and this throws.
+ */
+export function requireRunsAs(child: ChildProcess, identity: Identity, what: string): void {
+  let status = '';
+  try {
+    status = child.pid === undefined ? '' : processStatus(child.pid);
+  } catch {
+    // gone: its exit is reported as such
+  }
+  if (status !== '' && !runsAs(status, identity)) {
+    child.kill('SIGKILL');
+    throw new LowportError('E_STATE', `${what} runs with other ids than uid ${identity.uid} and gid ${identity.gid}; it was killed`, {
+      hint: 'The privilege drop failed: check setpriv(1) (util-linux) on this machine.',
+    });
+  }
 }

@@ -31,10 +31,10 @@ import { LowportError, UsageError } from '../errors.js';
 import { escapeControl, shellCommand, terminalText } from '../text.js';
 import { cgroupPids, cgroupPopulated, killCgroup, removeCgroup } from '../os/cgroup.js';
 import { waitUntilEmpty } from '../os/cgroup-watch.js';
-import { launch, runsAs, type Identity } from '../os/launch.js';
+import { launch, requireRunsAs, type Identity } from '../os/launch.js';
 import { SyscallError } from '../os/libc.js';
 import { closeListeners, listenerName, openListener, type Listener } from '../os/listen.js';
-import { exitStatus, processStatus } from '../os/process.js';
+import { exitStatus } from '../os/process.js';
 import { relaySignals } from '../os/signals.js';
 import { PortSet } from '../policy/ports.js';
 import type { PortItem } from '../policy/types.js';
@@ -157,7 +157,7 @@ export async function runAccept(
   const stop = relaySignals(DRAIN_SIGNALS, () => child.kill('SIGTERM'));
   try {
     await started(child, child.stdio[3 + bound.length], identity, o.command);
-    checkRunsAs(child, identity);
+    requireRunsAs(child, identity, 'the accept loop');
     const who = identity.name ?? `uid ${identity.uid}`;
     o.note?.(
       `accepting on ${bound.map((b) => b.what).join(', ')} as ${escapeControl(who)} (pid ${child.pid ?? '?'}): ` +
@@ -208,26 +208,6 @@ function started(child: ChildProcess, ready: ChildProcess['stdio'][number], iden
       resolve();
     });
   });
-}
-
-/** The loop's ids in /proc/PID/status must be the expected ones (all four), or it is killed. */
-function checkRunsAs(child: ChildProcess, identity: Identity): void {
-  let status = '';
-  try {
-    status = child.pid === undefined ? '' : processStatus(child.pid);
-  } catch {
-    // gone: its exit is reported as such
-  }
-  if (status !== '' && !runsAs(status, identity)) {
-    child.kill('SIGKILL');
-    throw new LowportError(
-      'E_STATE',
-      `the accept loop runs with other ids than uid ${identity.uid} and gid ${identity.gid}; it was killed`,
-      {
-        hint: 'The privilege drop failed: check setpriv(1) (util-linux) on this machine.',
-      },
-    );
-  }
 }
 
 function exited(child: ChildProcess): Promise<number> {

@@ -27,7 +27,7 @@ import { checkIdentity, isolateChildren, launch, requireRunsAs, userEnvironment,
 import { SyscallError } from '../os/libc.js';
 import { closeListeners, listenerName, openListener, type Listener } from '../os/listen.js';
 import { userByNameOrUid } from '../os/nss.js';
-import { effectiveUid, exitStatus } from '../os/process.js';
+import { effectiveUid, exited } from '../os/process.js';
 import { relaySignals } from '../os/signals.js';
 import type { Protocol } from '../policy/types.js';
 import { forwarderIdentity } from './forwarder-user.js';
@@ -246,9 +246,4 @@ function started(child: ChildProcess, ready: ChildProcess['stdio'][number], iden
       resolve();
     });
   });
-}
-
-function exited(child: ChildProcess): Promise<number> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(exitStatus(child.exitCode, child.signalCode));
-  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(exitStatus(code, signal))));
 }

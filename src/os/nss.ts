@@ -95,8 +95,9 @@ function lookupInProcess<T>(
   read: (out: Record<string, unknown>) => T,
 ): T | undefined {
   // getent reads a key of digits as an id; so does this.
-  const id = /^\d+$/.test(key) ? parseId(key) : undefined;
-  if (id === undefined && /^\d+$/.test(key)) return undefined;
+  const numeric = /^\d+$/.test(key);
+  const id = numeric ? parseId(key) : undefined;
+  if (numeric && id === undefined) return undefined;
   for (let size = 16 << 10; size <= 16 << 20; size *= 4) {
     const buf = Buffer.alloc(size);
     const out: Record<string, unknown> = {};

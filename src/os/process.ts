@@ -1,4 +1,5 @@
 /** Small process and filesystem facts the engine needs, kept here so that os/ stays the only code touching the OS. */
+import type { ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
 import { existsSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { LowportError } from '../errors.js';
@@ -59,6 +60,12 @@ export function effectiveUid(): number {
 /** A process's exit as a shell reports it: its exit code, or 128+N when signal N killed it. */
 export function exitStatus(code: number | null, signal: NodeJS.Signals | null): number {
   return code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0));
+}
+
+/** A child's exit status (exitStatus), once it has exited. */
+export function exited(child: ChildProcess): Promise<number> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(exitStatus(child.exitCode, child.signalCode));
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(exitStatus(code, signal))));
 }
 
 /** Runs a command with this process's stdio and returns its exit status. */

@@ -34,7 +34,7 @@ import { waitUntilEmpty } from '../os/cgroup-watch.js';
 import { launch, requireRunsAs, type Identity } from '../os/launch.js';
 import { SyscallError } from '../os/libc.js';
 import { closeListeners, listenerName, openListener, type Listener } from '../os/listen.js';
-import { exitStatus } from '../os/process.js';
+import { exited } from '../os/process.js';
 import { relaySignals } from '../os/signals.js';
 import { PortSet } from '../policy/ports.js';
 import type { PortItem } from '../policy/types.js';
@@ -208,9 +208,4 @@ function started(child: ChildProcess, ready: ChildProcess['stdio'][number], iden
       resolve();
     });
   });
-}
-
-function exited(child: ChildProcess): Promise<number> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(exitStatus(child.exitCode, child.signalCode));
-  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(exitStatus(code, signal))));
 }

@@ -74,6 +74,12 @@ export function recordLength(header: number): number {
  * position read up to.
  */
 export function readRecords(ring: RingView, advance: boolean, max = Infinity): { samples: Buffer[]; position: bigint } {
+  const read = peekRecords(ring, max);
+  if (advance) consumeTo(ring, read.position);
+  return read;
+}
+
+function peekRecords(ring: RingView, max: number): { samples: Buffer[]; position: bigint } {
   const samples: Buffer[] = [];
   const mask = BigInt(ring.size - 1);
   let cons = Atomics.load(ring.consumer, 0);
@@ -92,10 +98,19 @@ export function readRecords(ring: RingView, advance: boolean, max = Infinity): {
         samples.push(Buffer.from(new Uint8Array(ring.data.buffer, start, len)));
       }
       cons += BigInt(recordLength(header));
-      if (advance) Atomics.store(ring.consumer, 0, cons);
     }
     if (!progressed || samples.length >= max) return { samples, position: cons };
   }
+}
+
+/**
+ * Moves the consumer position to `position` (from readRecords), handing the
+ * space before it back to the producer. Once per batch, not per record: the
+ * producer reads this cache line on every reserve, and a store per record
+ * from another CPU makes each of those a miss while the reader drains.
+ */
+export function consumeTo(ring: RingView, position: bigint): void {
+  if (position !== Atomics.load(ring.consumer, 0)) Atomics.store(ring.consumer, 0, position);
 }
 
 function pageSize(): number {

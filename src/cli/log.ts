@@ -87,13 +87,14 @@ export const log: Implementation = implement(commands.log, (ctx) => {
   if (journal && !follow)
     throw new UsageError('--journal needs --follow', 'The journal writer is the reader: run `lowport log --follow --journal`.');
   if (journal && ctx.json) throw new UsageError('--journal and --json do not go together', 'The journal gets structured fields already.');
-  const print = (e: LoggedEvent): void => {
-    ctx.io.stdout(`${ctx.json ? eventJson(e) : formatEvent(e)}\n`);
+  // One write per batch of events: a write per line would be a syscall per event.
+  const print = (events: readonly LoggedEvent[]): void => {
+    if (events.length > 0) ctx.io.stdout(events.map((e) => `${ctx.json ? eventJson(e) : formatEvent(e)}\n`).join(''));
   };
   if (!follow) {
     return () => {
       const peek = peekLog(ctx.options);
-      for (const e of peek.events) print(e);
+      print(peek.events);
       if (!peek.ring) {
         ctx.note(
           peek.logging === undefined
@@ -121,7 +122,12 @@ export const log: Implementation = implement(commands.log, (ctx) => {
     try {
       await followLog(ctx.options, {
         signal: abort.signal,
-        onEvent: sink === undefined ? print : (e) => sink.send(journalFields(e), 'lowport-log', PRIORITY[e.verdict]),
+        onEvents:
+          sink === undefined
+            ? print
+            : (events) => {
+                for (const e of events) sink.send(journalFields(e), 'lowport-log', PRIORITY[e.verdict]);
+              },
         onWaiting: (why) => ctx.note(why),
       });
     } finally {

@@ -14,7 +14,7 @@
  * bytes were consumed before, so the CLI can say where they went.
  */
 import { LowportError } from '../errors.js';
-import { MappedRing, readRecords, RingWaiter } from '../bpf/ringbuf.js';
+import { consumeTo, MappedRing, readRecords, RingWaiter } from '../bpf/ringbuf.js';
 import type { MapHandle } from '../bpf/handles.js';
 import type { DirFd } from '../os/dirfd.js';
 import { flock, SyscallError } from '../os/libc.js';
@@ -108,8 +108,8 @@ function ringSize(ring: MapHandle): number {
 }
 
 export interface FollowOptions {
-  /** Called for each event, in order; the ring moves past it only after this returns. */
-  onEvent: (e: LoggedEvent) => void;
+  /** Called with each batch of events, in order; the ring moves past them only after this returns. */
+  onEvents: (events: readonly LoggedEvent[]) => void;
   /** Stops the loop (SIGINT, SIGTERM). */
   signal: AbortSignal;
   /** Called when there is no ring yet, or it was replaced (after `off` and an apply): once per change. */
@@ -124,6 +124,8 @@ const RECHECK_MS = 2000;
  * event waits to be read at a low rate. Short enough for signals too.
  */
 const WAIT_MS = 200;
+/** Events handed on at a time: one write of their lines, one move of the consumer position. */
+const BATCH = 512;
 
 /**
  * The one consumer: reads and consumes every event as it comes, until the
@@ -181,14 +183,14 @@ async function consume(ring: MapHandle, pinDir: string, names: NameCache, follow
   try {
     let checked = Date.now();
     while (!follow.signal.aborted) {
-      // One record at a time: the consumer position moves past an event only once it was handed on.
+      // A batch at a time: the consumer position moves past events only once they were handed on
+      // (a reader killed in between leaves them to the next one), and once per batch (consumeTo).
       for (;;) {
-        const { samples } = readRecords(mapped.view, false, 1);
-        const [sample] = samples;
-        if (sample === undefined) break;
-        const e = decodeEvent(sample);
-        if (e !== undefined) follow.onEvent(names.named(e));
-        readRecords(mapped.view, true, 1);
+        const { samples, position } = readRecords(mapped.view, false, BATCH);
+        if (samples.length > 0) follow.onEvents(decodeAll(samples).map((e) => names.named(e)));
+        const moved = position !== mapped.view.consumer[0];
+        consumeTo(mapped.view, position);
+        if (!moved) break;
       }
       if (Date.now() - checked > RECHECK_MS) {
         checked = Date.now();

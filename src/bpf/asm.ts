@@ -79,6 +79,7 @@ const JMP_SYMBOL: Record<JmpOp, string> = { jeq: '==', jgt: '>', jge: '>=', jset
 export const HELPER = {
   map_lookup_elem: 1,
   ktime_get_ns: 5,
+  ktime_get_coarse_ns: 160,
   get_current_pid_tgid: 14,
   get_current_uid_gid: 15,
   get_current_comm: 16,

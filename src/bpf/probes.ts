@@ -12,7 +12,8 @@ import { BPF_CGROUP_INET4_BIND, BPF_MAP_TYPE, BPF_PROG_TYPE_CGROUP_SOCK_ADDR } f
 import { closeFd, linkCreate, mapCreate, progLoad } from './syscall.js';
 import { SyscallError } from '../os/libc.js';
 
-export type FeatureName = 'bind-return-3' | 'cgroup-link' | 'hash-map' | 'array-of-maps' | 'port-filter' | 'set-retval' | 'ringbuf';
+export type FeatureName =
+  'bind-return-3' | 'cgroup-link' | 'hash-map' | 'array-of-maps' | 'port-filter' | 'set-retval' | 'ringbuf' | 'coarse-time';
 
 export interface FeatureResult {
   name: FeatureName;
@@ -216,6 +217,29 @@ export function probeFeatures(): readonly FeatureResult[] {
 /** The first probe that failed, if any. */
 export function missingFeature(): FeatureResult | undefined {
   return probeFeatures().find((r) => !r.ok);
+}
+
+const COARSE_TIME_TRIED = 'load a bind4 program that calls bpf_ktime_get_coarse_ns';
+let coarseTimeCached: FeatureResult | undefined;
+
+/**
+ * bpf_ktime_get_coarse_ns (Linux 5.11): CLOCK_MONOTONIC to the last tick,
+ * without reading the clock source. The audit trail's events take their
+ * time from it where the kernel has it: on a VM's kvm-clock, bpf_ktime_get_ns
+ * alone cost a logged bind about 5% (bench/README.md). Without it (5.8 to
+ * 5.10) the events use bpf_ktime_get_ns. Optional, like set-retval; once
+ * per process; nothing is attached.
+ */
+export function probeCoarseTime(): FeatureResult {
+  if (coarseTimeCached !== undefined) return coarseTimeCached;
+  try {
+    const insns = new Assembler().call(HELPER.ktime_get_coarse_ns).mov(R0, { imm: 1 }).exit().assemble();
+    closeFd(progLoad({ type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR, expectedAttachType: BPF_CGROUP_INET4_BIND, insns, name: 'lowport_probe' }));
+    coarseTimeCached = { name: 'coarse-time', tried: COARSE_TIME_TRIED, ok: true };
+  } catch (e) {
+    coarseTimeCached = { name: 'coarse-time', tried: COARSE_TIME_TRIED, ok: false, ...refusal(e) };
+  }
+  return coarseTimeCached;
 }
 
 let ringbufCached: FeatureResult | undefined;

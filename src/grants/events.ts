@@ -5,7 +5,8 @@
  * policy map.
  *
  * Event, 72 bytes (little-endian as the machine; the kernel writes in host order):
- *    0 u64 time      bpf_ktime_get_ns(): CLOCK_MONOTONIC, as process.hrtime
+ *    0 u64 time      CLOCK_MONOTONIC, as process.hrtime: bpf_ktime_get_coarse_ns() (to the
+ *                    last tick) where the kernel has it, else bpf_ktime_get_ns()
  *    8 u64 cgroup    bpf_get_current_cgroup_id() of the binding process
  *   16 u32 pid       the tgid (what ps calls the pid)
  *   20 u32 uid       real uid and gid in the initial user namespace

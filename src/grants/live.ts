@@ -61,7 +61,7 @@ import {
 } from '../bpf/attr.js';
 import { LinkHandle, MapHandle, OwnedFd, ProgramHandle, withHandle, withHandles } from '../bpf/handles.js';
 import { progQuery } from '../bpf/syscall.js';
-import { probeSetRetval } from '../bpf/probes.js';
+import { probeCoarseTime, probeSetRetval } from '../bpf/probes.js';
 import { checkedEntry, checkedNames, openPinDir, removeOldStage, removePinSet, type PinDir } from '../bpf/bpffs.js';
 import type { DirFd } from '../os/dirfd.js';
 import { flock, LOCK_EX, SyscallError } from '../os/libc.js';
@@ -392,9 +392,13 @@ function portFilters(pins: PinDir): MapHandle[] {
   return out;
 }
 
-/** The program variant this kernel takes: reservations refuse with EADDRINUSE where a bind hook may set its errno. */
+/**
+ * The program variant this kernel takes: reservations refuse with EADDRINUSE
+ * where a bind hook may set its errno; events take the coarse clock where the
+ * kernel has it.
+ */
 export function bindProgramVariant(): BindProgramOptions {
-  return { addrInUse: probeSetRetval().ok };
+  return { addrInUse: probeSetRetval().ok, coarseTime: probeCoarseTime().ok };
 }
 
 function logsAny(logging: Logging): boolean {
@@ -464,13 +468,15 @@ export function liveLogging(pinDir: string): Logging | undefined {
     const link = openLink(pins, hook);
     if (link === undefined) return undefined;
     const name = programInfoById(withHandle(link, (l) => l.info().progId))?.name;
-    // Either refusal variant (EPERM or EADDRINUSE) may be live: a program loaded before the kernel's answer changed.
+    // Any variant (EPERM or EADDRINUSE, either clock) may be live: a program loaded before the kernel's answer changed.
     for (const addrInUse of [false, true]) {
-      for (const grants of [false, true]) {
-        for (const refusals of [false, true]) {
-          const logging = { grants, refusals };
-          const options = logsAny(logging) ? { addrInUse, log: { ...logging, ringFd: 0 } } : { addrInUse };
-          if (name === bindProgramName(hook.family, options)) return logging;
+      for (const coarseTime of [false, true]) {
+        for (const grants of [false, true]) {
+          for (const refusals of [false, true]) {
+            const logging = { grants, refusals };
+            const options = logsAny(logging) ? { addrInUse, coarseTime, log: { ...logging, ringFd: 0 } } : { addrInUse };
+            if (name === bindProgramName(hook.family, options)) return logging;
+          }
         }
       }
     }

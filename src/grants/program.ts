@@ -82,6 +82,14 @@ export interface BindProgramOptions {
   addrInUse?: boolean;
   /** The audit trail (a `log` statement): build the logging variant, writing to this ring buffer. */
   log?: LogOptions;
+  /**
+   * The events' time from bpf_ktime_get_coarse_ns (Linux 5.11; probe
+   * coarse-time) instead of bpf_ktime_get_ns: the same clock to the last tick
+   * (1-10 ms), without reading the clock source, which on a VM's kvm-clock was
+   * half of what an event cost (bench/README.md). Only the logging variant
+   * reads the time.
+   */
+  coarseTime?: boolean;
 }
 
 /**
@@ -201,7 +209,7 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number, portFil
   if (logsAnything(log) && log.grants) a.ldx(4, R9, R0, 0).mov(R7, { imm: GRANT }).ja('log');
   else a.ret(GRANT);
   a.label('pass').ret(PASS);
-  if (logsAnything(log)) emitEvent(a, family, log.ringFd);
+  if (logsAnything(log)) emitEvent(a, family, log.ringFd, options.coarseTime === true);
   return a;
 }
 
@@ -210,11 +218,11 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number, portFil
  * policy line of the entry that decided. r6 is still the context; the uid and
  * gid are on the stack (UID_GID). Every byte of the record is written.
  */
-function emitEvent(a: Assembler, family: HookFamily, ringFd: number): void {
+function emitEvent(a: Assembler, family: HookFamily, ringFd: number, coarseTime: boolean): void {
   a.label('log');
   a.ldMapFd(R1, ringFd, 'lowport_events').mov(R2, { imm: EVENT_SIZE }).mov(R3, { imm: 0 }).call(HELPER.ringbuf_reserve);
   a.jmp('jeq', R0, { imm: 0 }, 'log_done').mov(R8, R0);
-  a.call(HELPER.ktime_get_ns).stx(8, R8, EVENT.TIME, R0);
+  a.call(coarseTime ? HELPER.ktime_get_coarse_ns : HELPER.ktime_get_ns).stx(8, R8, EVENT.TIME, R0);
   a.call(HELPER.get_current_cgroup_id).stx(8, R8, EVENT.CGROUP, R0);
   a.call(HELPER.get_current_pid_tgid).alu64('rsh', R0, { imm: 32 }).stx(4, R8, EVENT.PID, R0);
   a.ldx(4, R1, FP, UID_GID).stx(4, R8, EVENT.UID, R1);

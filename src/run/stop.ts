@@ -120,7 +120,7 @@ export class Stopper {
       if (!this.stopping) {
         const n = this.tree.pids().length;
         const then = this.timeoutMs === 0 ? 'SIGKILL' : `SIGTERM, then SIGKILL after ${this.timeoutMs / 1000} s`;
-        this.note(`the command exited and left ${plural(n)} running; stopping them as a service's (${then})`);
+        this.note(`the command exited and left ${plural(n)} running; stopping ${n === 1 ? 'it' : 'them'} as a service's (${then})`);
         this.stop('SIGTERM');
       }
       while (!this.tree.empty() && Date.now() < (this.deadline ?? 0)) await sleep(POLL_MS);

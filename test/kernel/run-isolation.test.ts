@@ -150,11 +150,11 @@ describe('lowport run, forward and doctor start programs with nothing of root’
   it('says what the command left running and stops it, as systemd stops a service (--caps, on a terminal)', () => {
     const d = onTerminal(
       ['--caps', '--user', 'nobody', '--', 'sh', '-c', `trap '' HUP; sleep ${OWN_SLEEP[0]} & echo STARTED`],
-      [{ wait: 'stopping them' }, { exit: true }],
+      [{ wait: 'stopping it' }, { exit: true }],
     );
     assert.match(
       d.output,
-      /lowport: the command exited and left 1 process running; stopping them as a service's \(SIGTERM, then SIGKILL after 10 s\)/,
+      /lowport: the command exited and left 1 process running; stopping it as a service's \(SIGTERM, then SIGKILL after 10 s\)/,
       d.output,
     );
     assert.equal(d.status, 0, `lowport's status is the command's: ${d.output}`);

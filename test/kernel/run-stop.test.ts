@@ -161,7 +161,7 @@ echo "IGNORER_AFTER=$(state $ign)"`,
     const { out } = scenario('--caps', 'leaves.sh', `wait $lp; echo "STATUS=$?"`);
     assert.match(
       value(out, 'ERR') ?? '',
-      /the command exited and left 1 process running; stopping them as a service's \(SIGTERM, then SIGKILL after 10 s\)/,
+      /the command exited and left 1 process running; stopping it as a service's \(SIGTERM, then SIGKILL after 10 s\)/,
       out,
     );
     assert.equal(value(out, 'STATUS'), '0', `lowport's status is the command's: ${out}`);

@@ -49,7 +49,10 @@ export function sessionTree(sid: number): CommandTree {
 /** Default stop timeout: docker stop's (systemd's TimeoutStopSec is 90 s, for a whole machine's shutdown). */
 export const STOP_TIMEOUT_MS = 10_000;
 
-/** After SIGKILL, the longest wait for the kernel to end the processes (one in uninterruptible sleep, on a dead NFS server) before lowport gives up on them. */
+/**
+ * After SIGKILL, the longest wait for the kernel to end the processes (one in
+ * uninterruptible sleep, on a dead NFS server) before lowport gives up on them.
+ */
 const KILL_WAIT_MS = 5_000;
 
 const POLL_MS = 50;

@@ -1,6 +1,6 @@
 /** `lowport apply` and `lowport off`. */
 import { apply as applyPolicy, type UnresolvedReport } from '../ops/apply.js';
-import { off as turnOff } from '../ops/off.js';
+import { off as turnOff, type OffResult } from '../ops/off.js';
 import { formatDiagnostics } from '../diagnostic.js';
 import { UsageError } from '../errors.js';
 import { dropinDirOf, dropinFileName } from '../policy/sources.js';
@@ -59,6 +59,28 @@ export const apply: Implementation = implement(commands.apply, (ctx) => {
   };
 });
 
+/**
+ * What off says of the rules the policy keeps, which the next edit or apply
+ * makes live again: of the one file that holds them (the main file, or a
+ * drop-in), or of each of the policy files (the main file and its drop-ins,
+ * PATH.d/*.policy) with its count. Undefined when they keep none.
+ */
+export function policyKept(result: Pick<OffResult, 'policy' | 'policyRules' | 'policyFiles'>): string | undefined {
+  const n = result.policyRules ?? 0;
+  if (n === 0) return undefined;
+  const files = result.policyFiles ?? [{ file: result.policy, rules: n }];
+  const rules = `${n} rule${n === 1 ? '' : 's'}`;
+  const dropin = files.some((f) => f.file !== result.policy);
+  const stays =
+    files.length === 1
+      ? `The policy file ${escapeControl(files[0]?.file ?? result.policy)} stays as it is, with its ${rules}`
+      : `The policy files stay as they are, with their ${rules} (${files.map((f) => `${f.rules} in ${escapeControl(f.file)}`).join(', ')})`;
+  return (
+    `${stays}: the next \`lowport apply\`, \`grant\`, \`revoke\`, \`reserve\` or \`unreserve\` makes ${n === 1 ? 'it' : 'all of them'} live again. ` +
+    `To drop a rule for good, \`lowport revoke\` or \`lowport unreserve\` it${dropin ? ` (with --file NAME for one in ${escapeControl(dropinDirOf(result.policy))}/NAME.policy)` : ''}, or edit ${files.length === 1 ? 'the file' : 'its file'}.`
+  );
+}
+
 export const off: Implementation = implement(commands.off, (ctx) => {
   noArguments(ctx, 'off');
   return () => {
@@ -70,14 +92,8 @@ export const off: Implementation = implement(commands.off, (ctx) => {
           ? `lowport is off: removed everything at ${result.pinDir}\n`
           : `lowport was already off (nothing at ${result.pinDir})\n`,
       );
-    if (!ctx.json && result.policyRules !== undefined && result.policyRules > 0) {
-      const n = result.policyRules;
-      ctx.io.stdout(
-        `The policy file ${escapeControl(result.policy)} stays as it is, with its ${n} rule${n === 1 ? '' : 's'}: ` +
-          `the next \`lowport apply\`, \`grant\`, \`revoke\`, \`reserve\` or \`unreserve\` makes ${n === 1 ? 'it' : 'all of them'} live again. ` +
-          'To drop a rule for good, `lowport revoke` or `lowport unreserve` it, or edit the file.\n',
-      );
-    }
+    const kept = policyKept(result);
+    if (!ctx.json && kept !== undefined) ctx.io.stdout(`${kept}\n`);
     if (!ctx.json) for (const note of result.notes ?? []) ctx.note(note);
     if (!ctx.json && result.forwards !== undefined)
       ctx.io.stdout(

@@ -7,6 +7,7 @@
 import { UsageError } from '../errors.js';
 import { DEFAULTS } from '../forward/userspace.js';
 import { ACCEPT_DEFAULTS } from '../run/ucspi.js';
+import { STOP_TIMEOUT_MS } from '../run/stop.js';
 import { defineCommand, defineGroup, firstWordIndex, GLOBAL_OPTIONS, valueOptionWords, type Entry } from './command.js';
 
 const PORTS = { name: 'PORTS', description: '80  80,443  8000-8100  53/udp  443/tcp  (no suffix: TCP and UDP)' } as const;
@@ -223,9 +224,10 @@ export const run = defineCommand({
   path: ['run'],
   summary: 'run one command with low ports, for it alone',
   usage: [
-    '--port PORTS [--user U] [--addr IP]... -- COMMAND [ARGS...]',
-    '--sockets --port PORTS [--addr IP]... [--backlog N] [--v6-only] [--no-pid] [--restart] [--user U] -- COMMAND...',
-    '--caps [--user U] -- COMMAND [ARGS...]',
+    '--port PORTS [--user U] [--addr IP]... [--stop-timeout S] -- COMMAND [ARGS...]',
+    `--sockets --port PORTS [--addr IP]... [--backlog N] [--v6-only] [--no-pid] [--restart]
+      [--stop-timeout S] [--user U] -- COMMAND...`,
+    '--caps [--stop-timeout S] [--user U] -- COMMAND [ARGS...]',
     `--accept --port PORTS [--addr IP]... [--max-conns N] [--max-per-ip N]
       [--drain-timeout S] [--log] [--backlog N] [--v6-only] [--user U] -- COMMAND...`,
   ],
@@ -234,9 +236,12 @@ dropped: U's uid and gid (real, effective, saved) and groups, no
 capabilities, no_new_privs, a fresh session keyring, none of lowport's open
 fds; HOME, USER and LOGNAME are U's. On a terminal, it runs on a pty of its
 own that lowport relays (closed when it ends: what it leaves behind cannot
-read the terminal). ^C and SIGINT, SIGTERM, SIGHUP and SIGQUIT reach it;
-lowport exits with its status (128+N when signal N killed it). What it leaves
-running is waited for, and Ctrl-C (or SIGTERM to lowport) ends it.
+read the terminal). lowport exits with its status (128+N when signal N
+killed it). It is stopped as systemd stops a service (KillMode=control-group):
+SIGINT, SIGTERM and SIGQUIT to lowport go to every process of COMMAND (a
+wrapper's server too: npm run, sh -c), SIGHUP to COMMAND alone; what is still
+running --stop-timeout later gets SIGKILL. When COMMAND exits, what it left
+running is stopped the same way.
 
 Default: PORTS are granted to a cgroup made for the command, so the command
 and everything it starts may bind them, and nothing else may (other programs
@@ -323,6 +328,13 @@ over it is closed at once and logged`,
 SIGTERM and then SIGKILL (${ACCEPT_DEFAULTS.drainTimeoutMs / 1000}; 0: at once; a second SIGTERM: now)`,
     },
     log: { type: 'boolean', description: 'with --accept: one line per connection on stderr (refusals are always logged)' },
+    'stop-timeout': {
+      type: 'string',
+      value: 'S',
+      description: `on a stop (SIGINT, SIGTERM or SIGQUIT to lowport, or COMMAND's exit with
+processes left), COMMAND's processes get this long after the signal
+before SIGKILL (${STOP_TIMEOUT_MS / 1000}; 0: SIGKILL at once), as systemd's TimeoutStopSec`,
+    },
   },
   examples: [
     'sudo lowport run --port 80 --user www -- python3 -m http.server 80',

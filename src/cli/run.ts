@@ -44,6 +44,21 @@ function acceptSettings(v: RunValues, mode: RunMode): AcceptSettings | undefined
   };
 }
 
+/** --stop-timeout S, in ms; refused with --accept, whose programs end after --drain-timeout. */
+function stopTimeout(v: RunValues, mode: RunMode): number | undefined {
+  const text = v['stop-timeout'];
+  if (text === undefined) return undefined;
+  if (mode === 'accept')
+    throw new UsageError(
+      '--stop-timeout does not go with --accept',
+      'With --accept, --drain-timeout S says how long running COMMANDs get after SIGTERM to lowport.',
+    );
+  const n = /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 0 && n <= MAX_SECONDS))
+    throw new UsageError(`--stop-timeout takes seconds, up to ${MAX_SECONDS} (0: SIGKILL at once), not '${text}'`);
+  return Math.round(n * 1000);
+}
+
 /** --accept's ports: TCP; a port without /tcp or /udp is TCP, an explicit /udp is refused. */
 function tcpPorts(items: PortItem[]): PortItem[] {
   for (const item of items) {
@@ -90,6 +105,7 @@ export const run: Implementation = implement(commands.run, (ctx) => {
   if (backlogText !== undefined && ((mode !== 'sockets' && mode !== 'accept') || !/^\d+$/.test(backlogText)))
     throw new UsageError('--backlog N goes with --sockets or --accept, N a number');
   const accept = acceptSettings(ctx.values, mode);
+  const stopTimeoutMs = stopTimeout(ctx.values, mode);
   // run takes --user alone: whom COMMAND runs as (there is no --group or --everyone to suggest).
   const user = ctx.values.user ?? invokingUser(ctx.io.env, ctx.callerName);
   if (user === undefined)
@@ -114,6 +130,7 @@ export const run: Implementation = implement(commands.run, (ctx) => {
         noPid: ctx.values['no-pid'] === true,
         restart: ctx.values.restart === true,
         ...(accept === undefined ? {} : { accept }),
+        ...(stopTimeoutMs === undefined ? {} : { stopTimeoutMs }),
         note: ctx.note,
       }),
     );

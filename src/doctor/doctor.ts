@@ -21,7 +21,7 @@ import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../os/nss.js';
 import { effectiveUid, pathExists, pathState, processStatus, realPath, systemTool, which } from '../os/process.js';
 import { findNft } from '../os/nft.js';
 import { checkIdentity, LAUNCH_FAILED, launchSync, userEnvironment } from '../os/launch.js';
-import { probeFeatures, probeSetRetval } from '../bpf/probes.js';
+import { probeFeatures, probeRingbuf, probeSetRetval } from '../bpf/probes.js';
 import {
   detectContainer,
   initNetNamespace,
@@ -284,10 +284,12 @@ function kernelChecks(asRoot: boolean, missing: string[]): Check[] {
           : `Linux ${kernelRelease()}: bind hooks cannot grant ports before 5.12 (${by}; backported kernels may)`,
       },
       { id: 'reserve-errno', status: 'info', detail: `${reserveErrnoText(setRetval)} (6.1+; ${by})` },
+      { id: 'audit-trail', status: 'info', detail: `${auditTrailText(major > 5 || (major === 5 && minor >= 8))} (5.8+; ${by})` },
     ];
   }
   const results = probeFeatures();
   const setRetval = probeSetRetval();
+  const ringbuf = probeRingbuf();
   const failed = results.find((r) => !r.ok);
   if (failed !== undefined)
     missing.push(
@@ -315,7 +317,20 @@ function kernelChecks(asRoot: boolean, missing: string[]): Check[] {
       status: setRetval.ok ? 'ok' : 'info',
       detail: `${probeText(setRetval)}: ${reserveErrnoText(setRetval.ok)}`,
     },
+    // Optional too: only a policy with a `log` statement needs it.
+    {
+      id: `probe:${ringbuf.name}`,
+      status: ringbuf.ok ? 'ok' : 'info',
+      detail: `${probeText(ringbuf)}: ${auditTrailText(ringbuf.ok)}`,
+    },
   ];
+}
+
+/** What the audit trail (a policy's `log` statement, events through a BPF ring buffer) is on this kernel, and what to do without it. */
+function auditTrailText(ringbuf: boolean): string {
+  return ringbuf
+    ? "a 'log grants', 'log refusals' or 'log all' statement in the policy can record who used a grant or was refused (the audit trail, `lowport log`)"
+    : "no audit trail: apply refuses a policy with a 'log' statement (grants and reservations work without it); remove the 'log' statement, or use a kernel with BPF ring buffers (Linux 5.8 or later)";
 }
 
 /** What others get from a reserved port, by whether a bind hook may call bpf_set_retval. */

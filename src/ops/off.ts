@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { removePersisted } from '../forward/redirect.js';
 import { readPolicy, withPolicyLock } from '../policy-file/policy-file.js';
-import { readPolicyFile } from '../policy-file/trust.js';
+import { originOf } from '../policy/origin.js';
 import { removeAll } from '../grants/live.js';
 import { syncReservedPorts } from '../grants/reserved-ports.js';
 import { endScopes, forgetAppliedText } from '../grants/scopes.js';
@@ -19,6 +19,12 @@ export interface OffResult {
    * missing or cannot be read or parsed.
    */
   policyRules?: number;
+  /**
+   * The files that hold those rules, in the order they are read (the main
+   * file, then its drop-ins, PATH.d/*.policy), each with its count; only
+   * files with at least one rule. Undefined when policyRules is.
+   */
+  policyFiles?: PolicyFileRules[];
   /** False when nothing of lowport's was live there. */
   removed: boolean;
   /** Persisted forwards (nftables redirects of the policy's `forward` statements) removed. */
@@ -27,6 +33,12 @@ export interface OffResult {
   endedRuns: EndedRun[];
   /** The reserved ports lowport had added to net.ipv4.ip_local_reserved_ports, taken out again. */
   notes?: string[];
+}
+
+export interface PolicyFileRules {
+  /** The file's path. */
+  file: string;
+  rules: number;
 }
 
 export interface EndedRun {
@@ -57,11 +69,11 @@ export function off(options: LowportOptions = {}): OffResult {
     const forwards = removePersisted(policyPath(options));
     const endedRuns = ended.map((s) => ({ pid: s.owner, user: s.user, command: s.command }));
     const policy = policyPath(options);
-    const policyRules = rulesKept(policy);
+    const kept = rulesKept(policy);
     return {
       pinDir,
       policy,
-      ...(policyRules === undefined ? {} : { policyRules }),
+      ...(kept === undefined ? {} : { policyRules: kept.reduce((n, f) => n + f.rules, 0), policyFiles: kept }),
       ...result,
       ...(forwards > 0 ? { forwards } : {}),
       endedRuns,
@@ -70,10 +82,21 @@ export function off(options: LowportOptions = {}): OffResult {
   });
 }
 
-/** How many grants and reservations the file keeps; undefined when it is missing or unreadable (off goes on regardless). */
-function rulesKept(path: string): number | undefined {
+/**
+ * The grants and reservations the policy keeps, per file (the main file and
+ * its drop-ins); undefined when there is no policy, or it cannot be read or
+ * parsed (off goes on regardless).
+ */
+function rulesKept(path: string): PolicyFileRules[] | undefined {
   try {
-    return readPolicyFile(path) === undefined ? undefined : readPolicy(path, false).doc.rules.length;
+    const { doc, missing, texts } = readPolicy(path, true);
+    if (missing === true && texts.dropins.length === 0) return undefined;
+    const counts = new Map<string, number>();
+    for (const r of doc.rules) {
+      const file = originOf(doc, r.line).file;
+      counts.set(file, (counts.get(file) ?? 0) + 1);
+    }
+    return [...counts].map(([file, rules]) => ({ file, rules }));
   } catch {
     return undefined;
   }

@@ -3,10 +3,11 @@
  * that tests and scoped grants use. /sys/fs/cgroup on most distributions;
  * /sys/fs/cgroup/unified on hybrid (v1 + v2) systems such as these machines.
  */
-import { mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LowportError } from '../errors.js';
 import { readMounts, type MountEntry } from './mounts.js';
+import { signalMembers } from './process.js';
 
 /** No cgroup v2 hierarchy in /proc/self/mountinfo (grants/target.ts says what to do). */
 export class NoCgroup2Error extends LowportError {
@@ -68,18 +69,40 @@ export function cgroupPopulated(dir: string): boolean {
   }
 }
 
-/** SIGKILL to every process in a cgroup and below (cgroup.kill, Linux 5.14; else to each pid listed). */
+/** Pids in a cgroup and every cgroup below it; none when it is gone. */
+export function cgroupTreePids(dir: string): number[] {
+  let pids: number[];
+  let children: string[];
+  try {
+    pids = cgroupPids(dir);
+    children = readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name);
+  } catch {
+    return [];
+  }
+  return [...pids, ...children.flatMap((c) => cgroupTreePids(join(dir, c)))];
+}
+
+/**
+ * Sends `signal` to every process in a cgroup and below, and to nothing
+ * else: each pid is checked to be listed still as the signal goes
+ * (os/process.ts signalMembers). Returns the pids that got it.
+ */
+export function signalCgroup(dir: string, signal: NodeJS.Signals): number[] {
+  return signalMembers(() => cgroupTreePids(dir), signal);
+}
+
+/**
+ * SIGKILL to every process in a cgroup and below: cgroup.kill (Linux 5.14),
+ * which also takes what forks meanwhile; else SIGKILL to each pid listed
+ * (signalCgroup), which a caller repeats until the cgroup is empty.
+ */
 export function killCgroup(dir: string): void {
   try {
     writeFileSync(join(dir, 'cgroup.kill'), '1');
   } catch {
-    for (const pid of cgroupPids(dir)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    signalCgroup(dir, 'SIGKILL');
   }
 }
 
@@ -90,8 +113,11 @@ export function killCgroup(dir: string): void {
  */
 export async function killAndRemoveCgroup(dir: string, timeoutMs = 5000): Promise<void> {
   if (!isCgroup2Dir(dir)) return;
-  killCgroup(dir);
   const deadline = Date.now() + timeoutMs;
-  while (cgroupPopulated(dir) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  do {
+    killCgroup(dir);
+    if (!cgroupPopulated(dir)) break;
+    await new Promise((r) => setTimeout(r, 20));
+  } while (Date.now() < deadline);
   removeCgroup(dir);
 }

@@ -295,6 +295,30 @@ export function markFdsCloseOnExec(listFds: () => number[]): void {
   }
 }
 
+// pidfd_send_signal(2) (Linux 5.1) and pidfd_open(2) (5.3): numbered alike on every architecture (the unified table
+// from 5.1 on, include/uapi/asm-generic/unistd.h; alpha aside, where Node does not run).
+const SYS_PIDFD_SEND_SIGNAL = 424;
+const SYS_PIDFD_OPEN = 434;
+
+let pidfdCalls: ((nr: number, a1: number, a2: number, a3: number, a4: number) => number | bigint) | undefined;
+
+function pidfdSyscall(nr: number, a1: number, a2: number): number {
+  const { koffi, libc } = nativeLibc();
+  pidfdCalls ??= libc.func('long syscall(long nr, long a1, long a2, long a3, long a4)') as typeof pidfdCalls & object;
+  const r = Number(pidfdCalls(nr, a1, a2, 0, 0));
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** A pidfd for the process that has `pid` now (close-on-exec), or -errno: ESRCH when there is none, ENOSYS before Linux 5.3. */
+export function pidfdOpen(pid: number): number {
+  return pidfdSyscall(SYS_PIDFD_OPEN, pid, 0);
+}
+
+/** pidfd_send_signal(fd, signal, NULL, 0): 0, or -errno (ESRCH once the process has ended). */
+export function pidfdSendSignal(fd: number, signal: number): number {
+  return pidfdSyscall(SYS_PIDFD_SEND_SIGNAL, fd, signal);
+}
+
 /** A new pseudo-terminal pair: the master's fd (close-on-exec) and the slave's path. */
 export function openPtyMaster(): { master: number; slavePath: string } {
   const c = iso();

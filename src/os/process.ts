@@ -3,6 +3,8 @@ import type { ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
 import { existsSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { LowportError } from '../errors.js';
+import { ENOSYS } from './errno.js';
+import { closeRawFd, pidfdOpen, pidfdSendSignal } from './libc.js';
 
 /** An O_RDONLY fd on a directory (for a cgroup's target_fd, or flock). The caller closes it. */
 export function openDir(dir: string): number {
@@ -169,6 +171,46 @@ export function sessionMembers(sid: number): number[] {
     }
   }
   return out;
+}
+
+/**
+ * Sends `signal` to each process `members()` lists (a cgroup's, a
+ * session's), and never to another process: a pid read from a list may have
+ * ended, and been reused by anyone, before the signal goes. So each listed
+ * pid is first pinned with a pidfd (pidfd_open, Linux 5.3), the list is read
+ * again, and only a pid that is in both readings gets the signal, through its
+ * pidfd: the process the pidfd holds still had that pid at the second reading
+ * (a pid is freed only when its process is reaped, and then the pidfd's
+ * signal fails with ESRCH), so it was the member listed. Before Linux 5.3
+ * (no pidfd_open), the pid is signalled right after the second reading.
+ * Returns the pids that got the signal.
+ */
+export function signalMembers(members: () => number[], signal: NodeJS.Signals): number[] {
+  const number = constants.signals[signal];
+  const pinned = new Map<number, number>();
+  let unpinned: number[] = [];
+  for (const pid of members()) {
+    const fd = pidfdOpen(pid);
+    if (fd >= 0) pinned.set(pid, fd);
+    else if (fd === -ENOSYS) unpinned.push(pid);
+  }
+  const sent: number[] = [];
+  try {
+    const still = new Set(members());
+    for (const [pid, fd] of pinned) if (still.has(pid) && pidfdSendSignal(fd, number) === 0) sent.push(pid);
+    unpinned = unpinned.filter((pid) => still.has(pid));
+    for (const pid of unpinned) {
+      try {
+        process.kill(pid, signal);
+        sent.push(pid);
+      } catch {
+        // ended meanwhile
+      }
+    }
+  } finally {
+    for (const fd of pinned.values()) closeRawFd(fd);
+  }
+  return sent;
 }
 
 /** The initial pid namespace's inode (PROC_PID_INIT_INO, include/linux/proc_ns.h): from there every process is visible. */

@@ -20,9 +20,11 @@
  * (os/pty.ts), so that nothing it leaves behind keeps the admin's.
  *
  * In every mode the whole process tree is tracked: in a cgroup of its own
- * (cgroup v2), else by its session. When the main process ends and others
- * remain, lowport says so and waits for them; Ctrl-C (SIGINT, SIGTERM,
- * SIGHUP) ends them. lowport's exit status is the main process's.
+ * (cgroup v2), else by its session, and stopped as systemd stops a service
+ * (stop.ts): a stop signal to lowport goes to every process of the command,
+ * SIGKILL follows after the stop timeout, and when the main process ends,
+ * what it left is stopped the same way. lowport's exit status is the main
+ * process's.
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -35,17 +37,17 @@ import { attachCgroup, kernelTarget, requireRoot, type LowportOptions } from '..
 import { UsageError } from '../errors.js';
 import { readSysctl } from '../os/system.js';
 import { escapeControl } from '../text.js';
-import { cgroupId, cgroupPids, cgroupPopulated, createNewCgroup, killCgroup, removeCgroup } from '../os/cgroup.js';
+import { cgroupId, cgroupPopulated, createNewCgroup, removeCgroup } from '../os/cgroup.js';
 import { checkIdentity, launch, userEnvironment, type Identity, type LaunchOptions } from '../os/launch.js';
-import { exitStatus, processStartTime, sessionMembers } from '../os/process.js';
+import { exitStatus, processStartTime } from '../os/process.js';
 import { closeRawFd } from '../os/libc.js';
 import { openListener } from '../os/listen.js';
 import { relaySignals } from '../os/signals.js';
 import { userByNameOrUid } from '../os/nss.js';
 import { openPtyRelay } from '../os/pty.js';
-import { waitUntilEmpty } from '../os/cgroup-watch.js';
 import { PortSet } from '../policy/ports.js';
 import { ACCEPT_DEFAULT_SETTINGS, runAccept, type AcceptSettings } from './accept.js';
+import { cgroupTree, sessionTree, Stopper, STOP_TIMEOUT_MS } from './stop.js';
 import type { PortItem } from '../policy/types.js';
 
 export type RunMode = 'scope' | 'sockets' | 'caps' | 'accept';
@@ -66,6 +68,11 @@ export interface RunOptions extends LowportOptions {
   noPid?: boolean;
   /** Sockets: start the command again whenever it exits, with the same sockets, until lowport gets a signal or ^C. */
   restart?: boolean;
+  /**
+   * How long the command's processes get between a stop (a stop signal to lowport, or the main process's exit
+   * with others left) and SIGKILL; 0: SIGKILL at once. Default STOP_TIMEOUT_MS. Not for accept (its drain timeout).
+   */
+  stopTimeoutMs?: number;
   /** Accept: the limits and the drain of the per-connection server (accept.ts). */
   accept?: AcceptSettings;
   /** For warnings and notes. */
@@ -73,9 +80,10 @@ export interface RunOptions extends LowportOptions {
 }
 
 /**
- * The signals passed on to the command (then to what it left). It runs in a
- * session of its own (on a terminal of its own, where ^C and ^\\ reach it
- * directly), so these are the signals sent to lowport itself.
+ * The signals passed on to the command: to every process of it (SIGHUP: to
+ * the main process while it runs). It runs in a session of its own (on a
+ * terminal of its own, where ^C and ^\\ reach it directly), so these are the
+ * signals sent to lowport itself.
  */
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
 
@@ -128,70 +136,24 @@ function resolveUser(user: string): { identity: Identity; env: NodeJS.ProcessEnv
   return { identity: { uid: u.uid, gid: u.gid, ...(u.known ? { name: u.name } : {}) }, env: userEnvironment(u) };
 }
 
-/** Resolves to the child's exit status when it exits; forwards signals meanwhile. */
+/** Resolves to the child's exit status when it exits. */
 function wait(child: ChildProcess): Promise<number> {
-  const stop = relaySignals(FORWARDED, (signal) => child.kill(signal));
   return new Promise((resolve, reject) => {
-    child.once('error', (e) => {
-      stop();
-      reject(e);
-    });
-    child.once('exit', (code, signal) => {
-      stop();
-      resolve(exitStatus(code, signal));
-    });
+    child.once('error', reject);
+    child.once('exit', (code, signal) => resolve(exitStatus(code, signal)));
   });
 }
 
-/** What lowport knows of the command's process tree once its main process ended. */
-interface Leftovers {
-  pids(): number[];
-  kill(): void;
-  empty(): Promise<void>;
-}
-
-function cgroupLeftovers(cgroup: string): Leftovers {
-  return {
-    pids: () => (cgroupPopulated(cgroup) ? cgroupPids(cgroup) : []),
-    kill: () => killCgroup(cgroup),
-    empty: () => waitUntilEmpty(cgroup),
-  };
-}
-
-/** Without cgroup v2: the command leads a session of its own (setsid); what stays in it is what it left. */
-function sessionLeftovers(sid: number): Leftovers {
-  const pids = () => sessionMembers(sid);
-  return {
-    pids,
-    kill: () => {
-      for (const pid of pids()) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone already
-        }
-      }
-    },
-    empty: () =>
-      new Promise((resolve) => {
-        const timer = setInterval(() => {
-          if (pids().length === 0) {
-            clearInterval(timer);
-            resolve();
-          }
-        }, 250);
-      }),
-  };
-}
-
-/** Processes that end of the pty's hangup (SIGHUP) go within this time; those that remain are waited for. */
+/** Processes that end of the pty's hangup (SIGHUP) go within this time; those that remain are stopped. */
 const HANGUP_GRACE_MS = 200;
 
 /**
- * Starts the command, on a terminal of its own when lowport has one; waits
- * for its main process, hangs its terminal up, then waits for whatever it
- * left (saying so; a signal to lowport ends them). Resolves to the main
- * process's exit status.
+ * Starts the command, on a terminal of its own when lowport has one, and
+ * waits for its main process; then hangs its terminal up and stops whatever
+ * it left (stop.ts). SIGINT, SIGTERM and SIGQUIT to lowport go to every
+ * process of the command, and SIGKILL follows after the stop timeout;
+ * SIGHUP goes to the main process alone (a reload, by convention), and to
+ * all once it has exited. Resolves to the main process's exit status.
  */
 async function supervise(
   o: RunOptions,
@@ -213,32 +175,27 @@ async function supervise(
   started?.();
   pty?.started();
   const pid = child.pid;
-  const leftovers =
-    launchOptions.cgroup !== undefined ? cgroupLeftovers(launchOptions.cgroup) : pid === undefined ? undefined : sessionLeftovers(pid);
+  const tree = launchOptions.cgroup !== undefined ? cgroupTree(launchOptions.cgroup) : pid === undefined ? undefined : sessionTree(pid);
+  const stopper = tree === undefined ? undefined : new Stopper(tree, o.stopTimeoutMs ?? STOP_TIMEOUT_MS, (text) => o.note?.(text));
+  let running = true;
+  const unrelay = relaySignals(FORWARDED, (signal) => {
+    if (stopper === undefined || (signal === 'SIGHUP' && running)) child.kill(signal);
+    else stopper.stop(signal);
+  });
   let status: number;
   try {
     status = await wait(child);
   } finally {
-    // From the main process's end on, a signal to lowport ends what it left.
-    const stop = leftovers === undefined ? () => undefined : relaySignals(FORWARDED, () => leftovers.kill());
+    running = false;
     try {
       await pty?.finish();
       if (pty?.interrupted === true) interrupted?.();
-      if (leftovers !== undefined) await waitForLeftovers(o, leftovers);
+      await stopper?.settle(HANGUP_GRACE_MS);
     } finally {
-      stop();
+      unrelay();
     }
   }
   return status;
-}
-
-async function waitForLeftovers(o: RunOptions, leftovers: Leftovers): Promise<void> {
-  for (let waited = 0; waited < HANGUP_GRACE_MS && leftovers.pids().length > 0; waited += 20) await new Promise((r) => setTimeout(r, 20));
-  const n = leftovers.pids().length;
-  if (n === 0) return;
-  const how = isatty(0) ? 'Ctrl-C ends them' : `SIGINT or SIGTERM to lowport (pid ${process.pid}) ends them`;
-  o.note?.(`waiting for ${n} process${n === 1 ? '' : 'es'} the command left; ${how}`);
-  await leftovers.empty();
 }
 
 /**
@@ -285,8 +242,7 @@ async function runScoped(o: RunOptions, identity: Identity, env: NodeJS.ProcessE
   try {
     saveScope(target, scope);
     refreshLive(o, target, { onlyIfLive: false });
-    // Whatever the command left running (a daemonized child) keeps the grant
-    // until it ends too; a signal to lowport meanwhile ends all of it.
+    // The grant goes once the command and whatever it left have been stopped.
     return await supervise(o, { identity, cgroup, env });
   } finally {
     forgetScope(target, scope);

@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, lchownSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { release } from 'node:os';
 import { after, before, describe, it } from 'node:test';
+import { probeRingbuf } from '../../src/bpf/probes.js';
 import type { DoctorReport } from '../../src/doctor/doctor.js';
 import { binds, kernelSkipReason, missingTools, NOBODY, PackageCopy, reservedErrno, Sandbox, type ClientOptions } from './sandbox.js';
 
@@ -98,6 +100,44 @@ describe('lowport doctor on real states', { skip }, () => {
     const probe = asRoot.checks.find((c) => c.id === 'probe:set-retval');
     assert.equal(probe?.status, errno === 'EADDRINUSE' ? 'ok' : 'info');
     assert.match(probe?.detail ?? '', new RegExp(`bpf_set_retval: .*a reserved port refuses others with ${errno}`));
+  });
+
+  it('shows the ring-buffer probe (the audit trail, for `log` statements) as root, and the version’s verdict without root', async () => {
+    // As root: the kernel is asked, and doctor shows its answer as the probe module gives it.
+    const asRoot = JSON.parse((await box.cli('doctor', '--json', '--port', '80', '--user', 'nobody')).stdout) as DoctorReport;
+    const probe = asRoot.checks.find((c) => c.id === 'probe:ringbuf');
+    const works = probeRingbuf().ok;
+    assert.equal(probe?.status, works ? 'ok' : 'info', JSON.stringify(asRoot.checks));
+    assert.match(probe?.detail ?? '', /^create a BPF_MAP_TYPE_RINGBUF and load a bind4 program .*: (works|E[A-Z]+)/);
+    if (works)
+      assert.match(
+        probe?.detail ?? '',
+        /: works: a 'log grants', 'log refusals' or 'log all' statement in the policy can record .*\(the audit trail, `lowport log`\)$/,
+      );
+    else
+      assert.match(
+        probe?.detail ?? '',
+        /no audit trail: .*remove the 'log' statement, or use a kernel with BPF ring buffers \(Linux 5\.8 or later\)$/,
+      );
+    // The text output has it on a line of its own, as the other probes.
+    const text = (await box.cli('doctor', '--port', '80', '--user', 'nobody')).stdout;
+    assert.match(text, /^[✓–] create a BPF_MAP_TYPE_RINGBUF .*(audit trail|'log')/m);
+    // Without root: the kernel version stands in, said as such.
+    const { report } = doctor(['--port', '80']);
+    const trail = report.checks.find((c) => c.id === 'audit-trail');
+    assert.equal(trail?.status, 'info');
+    assert.equal(
+      report.checks.find((c) => c.id === 'probe:ringbuf'),
+      undefined,
+      'without root the probe cannot run',
+    );
+    const [major = 0, minor = 0] = release().split('.').map(Number);
+    assert.match(
+      trail?.detail ?? '',
+      major > 5 || (major === 5 && minor >= 8)
+        ? /^a 'log grants', .* can record .*\(5\.8\+; by version alone/
+        : /^no audit trail: .*\(5\.8\+; by version alone/,
+    );
   });
 
   it('with a reservation doctor cannot read (a 0600 file): an EADDRINUSE no socket explains is put down to a bind hook', (t) => {

@@ -203,4 +203,38 @@ describe('drop-in policy files', { skip }, () => {
     const alone = await box.cli('apply', '--candidate', candidate);
     assert.equal(alone.code, 2);
   });
+
+  it('off names each policy file that keeps rules, the drop-ins with the main file, and the same in --json', async () => {
+    rmSync(dropins, { recursive: true, force: true });
+    box.writePolicy('grant 82 user nobody\n');
+    mkdirSync(dropins, { mode: 0o755 });
+    writeDropin('web.policy', 'grant 83 user nobody\nreserve 84 user nobody\n');
+    assert.equal((await box.cli('apply')).code, 0);
+    assert.equal(tcp(83), 'ok');
+    const r = await box.cli('off');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `^The policy files stay as they are, with their 3 rules \\(1 in ${box.policy}, 2 in ${box.policy}\\.d/web\\.policy\\): ` +
+          '.* makes all of them live again\\. To drop a rule for good, `lowport revoke` or `lowport unreserve` it ' +
+          `\\(with --file NAME for one in ${box.policy}\\.d/NAME\\.policy\\), or edit its file\\.$`,
+        'm',
+      ),
+    );
+    assert.doesNotMatch(r.stdout, /The policy file \S+ stays as it is, with its 3 rules/, 'the drop-in’s rules are not the main file’s');
+    const json = JSON.parse((await box.cli('off', '--json')).stdout) as {
+      policyRules?: number;
+      policyFiles?: { file: string; rules: number }[];
+    };
+    assert.equal(json.policyRules, 3);
+    assert.deepEqual(json.policyFiles, [
+      { file: box.policy, rules: 1 },
+      { file: `${box.policy}.d/web.policy`, rules: 2 },
+    ]);
+    // Only the drop-in keeps rules: it is the file named.
+    box.writePolicy('# nothing here\n');
+    const only = await box.cli('off');
+    assert.match(only.stdout, new RegExp(`^The policy file ${box.policy}\\.d/web\\.policy stays as it is, with its 2 rules: `, 'm'));
+  });
 });

@@ -107,6 +107,9 @@ NOBPF_BG() { exec capsh --drop=cap_bpf,cap_sys_admin -- -c 'exec "$@"' lowport-t
     assert.match(check('probe:bind-return-3')?.detail ?? '', /EPERM/);
     assert.match(check('probe:hash-map')?.detail ?? '', /EPERM/);
     assert.equal(check('probe:cgroup-link')?.status, 'fail');
+    // The audit trail's probe is refused too, and says what that means for a `log` statement.
+    assert.equal(check('probe:ringbuf')?.status, 'info');
+    assert.match(check('probe:ringbuf')?.detail ?? '', /: EPERM: no audit trail: apply refuses a policy with a 'log' statement/);
     // The recommendation needs no BPF; it is the one run here, end to end.
     assert.equal(report.recommendation?.method, 'lowport-run-sockets', JSON.stringify(report.recommendation));
     assert.equal(status, 0, `the script ended on its own, not at the time-out\n${out}`);

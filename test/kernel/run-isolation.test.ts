@@ -1,8 +1,8 @@
 /**
  * Kernel tests (root): what lowport starts as another user inherits nothing
  * of root's (issue 9, findings 2, 4, 5, 6, 7): not the admin's terminal (a pty
- * of its own, hung up when the command ends; what it left is waited for and
- * ended on Ctrl-C), not root's session keyring, not the fds lowport's caller
+ * of its own, hung up when the command ends; what it left is stopped, as
+ * systemd stops a service), not root's session keyring, not the fds lowport's caller
  * left open, not root's environment (doctor's probe), and never a wrong uid.
  * The admin's terminal is played by test/kernel/pty-driver.py.
  */
@@ -100,8 +100,9 @@ describe('lowport run, forward and doctor start programs with nothing of root’
     const script = [
       'echo CMDTTY=$(tty)',
       'echo SIZE=$(stty size)',
-      // Left behind, deaf to SIGHUP (ignored before the fork, so from its first instant): it reads the terminal after the command ended.
-      "trap '' HUP",
+      // Left behind, deaf to SIGHUP and to the SIGTERM that stops what a command leaves (both ignored before the fork, so from its
+      // first instant): it reads the terminal after the command ended, before the stop timeout's SIGKILL.
+      "trap '' HUP TERM",
       `(sleep 1; if read -r x; then echo "LEFT=read:$x"; else echo "LEFT=eof"; fi > ${left}) &`,
       'read -r line; echo GOT=$line',
       'echo SIZE2=$(stty size)',
@@ -146,32 +147,37 @@ describe('lowport run, forward and doctor start programs with nothing of root’
     assert.equal(d.termiosRestored, true);
   });
 
-  it('says what the command left running, and Ctrl-C ends it (--caps, on a terminal)', () => {
+  it('says what the command left running and stops it, as systemd stops a service (--caps, on a terminal)', () => {
     const d = onTerminal(
       ['--caps', '--user', 'nobody', '--', 'sh', '-c', `trap '' HUP; sleep ${OWN_SLEEP[0]} & echo STARTED`],
-      [{ wait: 'Ctrl-C ends them' }, { sleep: 0.3 }, { send: '\u0003' }, { exit: true }],
+      [{ wait: 'stopping it' }, { exit: true }],
     );
-    assert.match(d.output, /lowport: waiting for 1 process the command left; Ctrl-C ends them/, d.output);
+    assert.match(
+      d.output,
+      /lowport: the command exited and left 1 process running; stopping it as a service's \(SIGTERM, then SIGKILL after 10 s\)/,
+      d.output,
+    );
     assert.equal(d.status, 0, `lowport's status is the command's: ${d.output}`);
-    assert.equal(spawnSync('pgrep', ['-fx', `sleep ${OWN_SLEEP[0]}`]).status, 1, 'Ctrl-C should have ended what the command left');
+    assert.equal(spawnSync('pgrep', ['-fx', `sleep ${OWN_SLEEP[0]}`]).status, 1, 'what the command left should have been stopped');
     assert.deepEqual(runCgroups(), []);
   });
 
-  it('tracks --sockets commands in a cgroup too: without a terminal it waits, and SIGTERM ends what is left', () => {
+  it('tracks --sockets commands in a cgroup too: what the command left gets SIGTERM, and SIGKILL after --stop-timeout', () => {
     const { out } = inNetns(`
-      $LOWPORT run --sockets --port 80/tcp --user nobody $G -- sh -c '(exec sleep ${OWN_SLEEP[1]}) & (exec sleep ${OWN_SLEEP[1]}) & echo STARTED' </dev/null 2>$D/sockets.err &
+      $LOWPORT run --sockets --port 80/tcp --user nobody --stop-timeout 3 $G -- sh -c 'trap "" TERM; (exec sleep ${OWN_SLEEP[1]}) & (exec sleep ${OWN_SLEEP[1]}) & echo STARTED' </dev/null 2>$D/sockets.err &
       lp=$!
-      end=$((SECONDS + 120)); until grep -q waiting $D/sockets.err 2>/dev/null; do [ $SECONDS -lt $end ] || { echo "WAITFOR: no 'waiting' from lowport within 120 s"; break; }; sleep 0.1; done
+      end=$((SECONDS + 120)); until grep -q 'stopping them' $D/sockets.err 2>/dev/null; do [ $SECONDS -lt $end ] || { echo "WAITFOR: no 'stopping them' from lowport within 120 s"; break; }; sleep 0.1; done
       echo "CGROUP=$(cat ${box.cgroup}/lowport-run-*/cgroup.procs | wc -l)"
-      kill -TERM $lp; wait $lp; echo "STATUS=$?"
-      echo "ERR=$(grep -v "^lowport: note: other processes of .* can ptrace" $D/sockets.err)"
+      wait $lp; echo "STATUS=$?"
+      echo "ERR=$(grep -v "^lowport: note: other processes of .* can ptrace" $D/sockets.err | tr '\n' '|')"
       sleep 0.2; echo "LEFT=$(pgrep -fxc 'sleep ${OWN_SLEEP[1]}')"
     `);
     assert.match(
       value(out, 'ERR') ?? '',
-      /waiting for 2 processes the command left; SIGINT or SIGTERM to lowport \(pid \d+\) ends them/,
+      /the command exited and left 2 processes running; stopping them as a service's \(SIGTERM, then SIGKILL after 3 s\)\|lowport: sending SIGKILL to 2 processes of the command still running 3 s after the stop began/,
       out,
     );
+    // The sleeps ignore SIGTERM (inherited from the shell's trap): they were still there until SIGKILL.
     assert.equal(value(out, 'CGROUP'), '2', out);
     assert.equal(value(out, 'STATUS'), '0', out);
     assert.equal(value(out, 'LEFT'), '0', out);

@@ -71,3 +71,18 @@ describe('lowport run --accept: usage errors', () => {
     assert.equal(e.message, '--backlog N goes with --sockets or --accept, N a number');
   });
 });
+
+describe('lowport run --stop-timeout: usage errors', () => {
+  it('takes seconds (0: SIGKILL at once), and refuses anything else, naming the form', async () => {
+    for (const value of ['soon', '1,5', '1e3', '9999999999']) {
+      const e = await refusal(['--port', '80', '--user', 'nobody', '--stop-timeout', value, '--', 'cat']);
+      assert.match(e.message, new RegExp(`^--stop-timeout takes seconds, up to \\d+ \\(0: SIGKILL at once\\), not '${value}'`));
+    }
+  });
+
+  it('refuses --stop-timeout with --accept, and names --drain-timeout', async () => {
+    const e = await refusal(['--accept', '--port', '79', '--user', 'nobody', '--stop-timeout', '3', '--', 'cat']);
+    assert.equal(e.message, '--stop-timeout does not go with --accept');
+    assert.match(e.hint ?? '', /--drain-timeout S/);
+  });
+});

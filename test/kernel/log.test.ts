@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { progLengths } from '../../src/bpf/syscall.js';
 import { LinkHandle, MapHandle, ProgramHandle, withHandle } from '../../src/bpf/handles.js';
@@ -60,6 +62,7 @@ interface JsonEvent {
   uid: number;
   gid: number;
   line: number;
+  file?: string;
 }
 
 function bindAs(box: Sandbox, uid: number, binds: [string, string, number][]): { pid: number; results: (string | number)[] } {
@@ -271,5 +274,38 @@ describe('the audit trail in the kernel', { skip }, () => {
     assert.equal(live.name, bindProgramName(4, bindProgramVariant()));
     const client = bindAs(box, NOBODY, [['tcp', '127.0.0.1', 80]]);
     assert.equal((await peek(box)).events.filter((e) => e.pid === client.pid).length, 0);
+  });
+
+  it('names the drop-in of the statement that decided, from the applied policy, in text and JSON', async () => {
+    const dir = `${box.policy}.d`;
+    const audit = join(dir, 'audit.policy');
+    mkdirSync(dir, { mode: 0o755 });
+    try {
+      // The policy file's 2 statements, then the drop-in: its grant is line 5 through both files, line 3 of its own.
+      writeFileSync(audit, `# the audit role\nlog all\ngrant 83 user ${NOBODY}\n`, { mode: 0o644 });
+      const r = await box.cli('apply');
+      assert.equal(r.code, 0, r.stderr);
+      // An edit not applied yet moves no line of what is live: the events still name the applied text's.
+      writeFileSync(audit, `# the audit role\n# (edited, not applied)\nlog all\ngrant 83 user ${NOBODY}\n`, { mode: 0o644 });
+      const client = bindAs(box, NOBODY, [
+        ['tcp', '127.0.0.1', 83],
+        ['tcp', '127.0.0.1', 90],
+      ]);
+      const mine = (await peek(box)).events.filter((e) => e.pid === client.pid);
+      assert.deepEqual(
+        mine.map((e) => `${e.verdict} ${e.port} ${e.file ?? '(no file)'}:${e.line}`),
+        [`granted 83 ${audit}:3`, `refused 90 ${box.policy}:2`],
+      );
+      const text = await box.cli('log');
+      assert.equal(text.code, 0, text.stderr);
+      const lines = text.stdout.split('\n').filter((l) => l.includes(` pid ${client.pid} `));
+      assert.equal(lines.length, 2, text.stdout);
+      assert.match(lines[0] ?? '', / granted tcp 127\.0\.0\.1:83 .* cgroup \d+ policy\.d\/audit\.policy:3$/);
+      assert.match(lines[1] ?? '', / refused tcp 127\.0\.0\.1:90 .* cgroup \d+ line 2$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      box.writePolicy(POLICY);
+      assert.equal((await box.cli('apply')).code, 0);
+    }
   });
 });

@@ -1,11 +1,18 @@
-/** `lowport log [--follow [--journal]] [--json]`: the audit trail's events, as lines, JSON lines or journal entries. */
+/**
+ * `lowport log [--follow [--journal]] [--json]`: the audit trail's events, as lines, JSON lines or journal entries;
+ * `lowport log enable|disable`: the policy's `log` statement, edited and made live as `grant` does.
+ */
 import { UsageError } from '../errors.js';
 import { LogSink } from '../os/journal.js';
 import { followLog, peekLog, type LoggedEvent } from '../ops/log.js';
+import { disableLogging, enableLogging } from '../ops/logging.js';
+import { dropinFileName } from '../policy/sources.js';
+import { LOG_WHATS, type LogWhat } from '../policy/types.js';
 import { escapeControl } from '../text.js';
 import { policyPath } from '../grants/target.js';
-import { implement, jsonText, noArguments, type Implementation } from './command.js';
+import { implement, jsonText, noArguments, printJson, type Implementation } from './command.js';
 import * as commands from './commands.js';
+import { reportEdit } from './grant.js';
 import { ruleWhere } from './list.js';
 
 /** `alice (1000)`, or the id alone when NSS does not know it. */
@@ -97,7 +104,7 @@ export function journalFields(e: LoggedEvent, policy: string): [string, string][
   return fields;
 }
 
-export const log: Implementation = implement(commands.log, (ctx) => {
+export const log: Implementation = implement(commands.logShow, (ctx) => {
   noArguments(ctx, 'log');
   const follow = ctx.values.follow === true;
   const journal = ctx.values.journal === true;
@@ -147,6 +154,34 @@ export const log: Implementation = implement(commands.log, (ctx) => {
       process.off('SIGTERM', stop);
       sink?.close();
     }
+    return 0;
+  };
+});
+
+export const enable: Implementation = implement(commands.logEnable, (ctx) => {
+  const [word, extra] = ctx.positionals;
+  if (extra !== undefined) throw new UsageError(`unexpected '${extra}': give one of grants, refusals or all`);
+  const what = LOG_WHATS.find((w) => w === (word ?? 'all'));
+  if (what === undefined)
+    throw new UsageError(
+      `lowport log enable takes grants, refusals or all, not '${word ?? ''}'`,
+      'See `lowport log enable --help`; without a word it logs all.',
+    );
+  const chosen: LogWhat = what;
+  // A bad --file is the command line's fault: said before any offer to run as root.
+  if (ctx.values.file !== undefined) dropinFileName(ctx.values.file);
+  return () => reportEdit(ctx, enableLogging(ctx.options, chosen, ctx.values.file));
+});
+
+export const disable: Implementation = implement(commands.logDisable, (ctx) => {
+  noArguments(ctx, 'log disable');
+  if (ctx.values.file !== undefined) dropinFileName(ctx.values.file);
+  return () => {
+    const outcome = disableLogging(ctx.options, ctx.values.file);
+    if ('rules' in outcome) return reportEdit(ctx, outcome);
+    // Nothing to remove: nothing was edited or made live.
+    if (ctx.json) printJson(ctx.io, outcome);
+    else for (const note of outcome.notes) ctx.note(note);
     return 0;
   };
 });

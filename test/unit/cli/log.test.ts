@@ -85,6 +85,26 @@ describe('lowport log output', () => {
     const b = await runMain(['log', '--follow', '--journal', '--json']);
     assert.equal(b.code, 2);
   });
+
+  it('keeps the name alone for the events, and takes enable and disable as its subcommands', async () => {
+    const help = await runMain(['log', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^Usage: lowport log \[--follow \[--journal\]\] \[--json\]$/m);
+    assert.match(help.stdout, /lowport log enable \[grants\|refusals\|all\] \[--file NAME\]/);
+    assert.match(help.stdout, /-f, --follow /);
+    assert.match(help.stdout, /^ {2}disable +turn the audit trail off/m);
+    // The reader's options still reach it through the group (its own usage error, not the group's).
+    assert.match((await runMain(['log', '-f', '--journal', '--json'])).stderr, /--journal and --json do not go together/);
+    const unknown = await runMain(['log', 'follow']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command 'lowport log follow'/);
+    const what = await runMain(['log', 'enable', 'everything']);
+    assert.equal(what.code, 2);
+    assert.match(what.stderr, /takes grants, refusals or all, not 'everything'/);
+    assert.equal((await runMain(['log', 'enable', 'all', 'grants'])).code, 2);
+    assert.equal((await runMain(['log', 'disable', 'all'])).code, 2);
+    assert.match((await runMain(['log', 'enable', '--file', '../x'])).stderr, /is not a drop-in name/);
+  });
 });
 
 describe('placing an event by the applied policy', () => {

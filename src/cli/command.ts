@@ -146,6 +146,12 @@ export interface CommandGroup {
   readonly summary: string;
   readonly description: string;
   readonly subcommands: readonly AnyCommand[];
+  /**
+   * What the group's name alone runs (`lowport log`, `lowport log --follow`:
+   * the events; `lowport log enable` is a subcommand): its path is the
+   * group's. Without it, the name alone shows the group's help.
+   */
+  readonly alone?: AnyCommand;
   readonly examples?: readonly string[];
   /**
    * The spellings of an earlier release, kept for one more: turns such
@@ -167,9 +173,9 @@ export function isGroup(e: Entry): e is CommandGroup {
   return 'subcommands' in e;
 }
 
-/** Every command that runs, subcommands in their group's place. */
+/** Every command that runs, subcommands in their group's place (after what the group's name alone runs). */
 export function leaves(entries: readonly Entry[]): AnyCommand[] {
-  return entries.flatMap((e) => (isGroup(e) ? e.subcommands : [e]));
+  return entries.flatMap((e) => (isGroup(e) ? [...(e.alone === undefined ? [] : [e.alone]), ...e.subcommands] : [e]));
 }
 
 /** Declares a command; `const` keeps the options' literal types, from which its values are typed. */

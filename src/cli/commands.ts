@@ -8,6 +8,7 @@ import { UsageError } from '../errors.js';
 import { DEFAULTS } from '../forward/userspace.js';
 import { ACCEPT_DEFAULTS } from '../run/ucspi.js';
 import { STOP_TIMEOUT_MS } from '../run/stop.js';
+import { LOG_WHATS } from '../policy/types.js';
 import { defineCommand, defineGroup, firstWordIndex, GLOBAL_OPTIONS, valueOptionWords, type Entry } from './command.js';
 
 const PORTS = { name: 'PORTS', description: '80  80,443  8000-8100  53/udp  443/tcp  (no suffix: TCP and UDP)' } as const;
@@ -154,7 +155,7 @@ programs on the bind hooks.`,
   load: async () => (await import('./list.js')).list,
 });
 
-export const log = defineCommand({
+export const logShow = defineCommand({
   path: ['log'],
   summary: 'show who used a grant and who was refused (the audit trail)',
   usage: ['[--follow [--journal]] [--json]'],
@@ -166,7 +167,10 @@ cgroup id and the policy line. The events pass through a BPF ring buffer
 (Linux 5.8), which has one reader. Without --follow, lowport log shows what
 is in the ring and takes nothing from it; the lowport-log service (installed
 by 'lowport install') is the reader that takes them, and what it took is in
-the journal: journalctl -u lowport-log.`,
+the journal: journalctl -u lowport-log. Each event names the statement that
+decided as 'lowport list' names rules: its line in the policy file, or
+policy.d/NAME.policy:LINE in a drop-in. 'lowport log enable' and 'lowport log
+disable' turn the audit trail on and off.`,
   options: {
     follow: { type: 'boolean', short: 'f', description: 'be the reader: print each event as it comes, until interrupted' },
     journal: {
@@ -178,6 +182,56 @@ the journal: journalctl -u lowport-log.`,
   whyRoot: "it reads lowport's ring buffer, pinned in /sys/fs/bpf, which only root may open",
   needsRoot: () => true,
   load: async () => (await import('./log.js')).log,
+});
+
+const LOG_WHAT = {
+  name: 'WHAT',
+  description: 'grants (each bind a grant allowed), refusals (each a reservation refused) or all (default)',
+  choices: LOG_WHATS,
+} as const;
+
+export const logEnable = defineCommand({
+  path: ['log', 'enable'],
+  summary: "turn the audit trail on: write a 'log' statement and make it live",
+  usage: ['[grants|refusals|all] [--file NAME]'],
+  description: `Writes 'log WHAT' to the policy file (with --file, to the drop-in
+policy.d/NAME.policy) and makes the policy live, in one locked step as
+grant does: nothing live changes when the edit fails. The file's 'log'
+statement is replaced; when another file of the policy already holds one,
+nothing is changed and the error names that file and the command that edits
+it there. Needs Linux 5.8 (a BPF ring buffer).`,
+  positionals: [LOG_WHAT],
+  options: { ...FILE_OPTION },
+  examples: ['sudo lowport log enable', 'sudo lowport log enable refusals --file audit'],
+  whyRoot: "it edits the policy file and swaps lowport's bind program in the kernel",
+  needsRoot: () => true,
+  load: async () => (await import('./log.js')).enable,
+});
+
+export const logDisable = defineCommand({
+  path: ['log', 'disable'],
+  summary: "turn the audit trail off: remove the 'log' statement and make it live",
+  usage: ['[--file NAME]'],
+  description: `Removes the 'log' statement from the file of the policy that holds it (it
+says which) and makes the policy live, in one locked step as revoke does:
+the bind program then has no logging instructions. With --file, only from
+the drop-in policy.d/NAME.policy. When no file has one, nothing changes.`,
+  options: { ...FILE_OPTION },
+  examples: ['sudo lowport log disable'],
+  whyRoot: "it edits the policy file and swaps lowport's bind program in the kernel",
+  needsRoot: () => true,
+  load: async () => (await import('./log.js')).disable,
+});
+
+export const log = defineGroup({
+  path: ['log'],
+  summary: 'show who used a grant and who was refused (the audit trail)',
+  description: `The audit trail: 'lowport log' prints its events; 'lowport log enable'
+and 'lowport log disable' turn it on and off, editing the policy's 'log'
+statement and making it live as 'lowport grant' does.`,
+  alone: logShow,
+  subcommands: [logEnable, logDisable],
+  examples: ['sudo lowport log enable refusals', 'sudo lowport log --follow', 'sudo lowport log disable'],
 });
 
 export const apply = defineCommand({

@@ -13,6 +13,7 @@ import {
   isGroup,
   leaves,
   VERSION_OPTION,
+  type AnyCommand,
   type Completion,
   type Entry,
   type Implementation,
@@ -50,21 +51,21 @@ export function bashCompletion(entries: readonly Entry[] = commands.COMMANDS): s
       .flatMap(([n, o]) => spellings(n, o))
       .join(' ');
   specs.push(bashCase("''", `subs=${bashQuote(entries.map(commandName).join(' '))}; opts=${bashQuote(optionWords(VERSION_OPTION))}`));
+  const argsOf = (c: AnyCommand): string => {
+    const arg = c.positionals?.find((p) => p.complete !== undefined || p.choices !== undefined);
+    return arg === undefined ? '' : bashKind(arg.complete, arg.choices);
+  };
   for (const e of entries) {
-    if (isGroup(e))
-      specs.push(
-        bashCase(bashQuote(commandName(e)), `subs=${bashQuote(e.subcommands.map((s) => s.path[s.path.length - 1] ?? '').join(' '))}`),
-      );
+    if (!isGroup(e)) continue;
+    const subs = `subs=${bashQuote(e.subcommands.map((s) => s.path[s.path.length - 1] ?? '').join(' '))}`;
+    // `lowport log --follow`: the options of what the name alone runs, with the subcommands.
+    const alone = e.alone === undefined ? '' : `; opts=${bashQuote(optionWords(e.alone.options))}; args=${bashQuote(argsOf(e.alone))}`;
+    specs.push(bashCase(bashQuote(commandName(e)), `${subs}${alone}`));
   }
   for (const c of leaves(entries)) {
     const path = commandName(c);
-    const arg = c.positionals?.find((p) => p.complete !== undefined || p.choices !== undefined);
-    specs.push(
-      bashCase(
-        bashQuote(path),
-        `opts=${bashQuote(optionWords(c.options))}; args=${bashQuote(arg === undefined ? '' : bashKind(arg.complete, arg.choices))}`,
-      ),
-    );
+    if (!entries.some((e) => isGroup(e) && e.alone === c))
+      specs.push(bashCase(bashQuote(path), `opts=${bashQuote(optionWords(c.options))}; args=${bashQuote(argsOf(c))}`));
     for (const [name, o] of Object.entries(c.options)) {
       if (o.type === 'string')
         values.push(
@@ -267,12 +268,14 @@ export function zshCompletion(entries: readonly Entry[] = commands.COMMANDS): st
           zshFunctionName(e.path),
           `lowport ${commandName(e)} command`,
           e.subcommands.map((s) => ({ word: s.path[s.path.length - 1] ?? '', summary: s.summary, fn: zshFunctionName(s.path) })),
-          ['"${_lowport_global[@]}"'],
+          // The options of what the name alone runs (`lowport log --follow`), before a subcommand.
+          ['"${_lowport_global[@]}"', ...Object.entries(e.alone?.options ?? {}).map(([n, o]) => zshOption(n, o))],
         ),
       );
     }
   }
-  for (const c of leaves(entries)) {
+  // What a group's name alone runs is completed by the group's function.
+  for (const c of leaves(entries).filter((c) => !entries.some((e) => isGroup(e) && e.alone === c))) {
     const specs = [...Object.entries(c.options).map(([n, o]) => zshOption(n, o)), ...zshPositionals(c.positionals)];
     fns.push(`${zshFunctionName(c.path)}() {\n    _arguments -s -S "\${_lowport_global[@]}" \\\n        ${specs.join(' \\\n        ')}\n}`);
   }

@@ -65,9 +65,15 @@ function commandHelp(c: AnyCommand): string {
 
 function groupHelp(g: CommandGroup): string {
   const subs = rows(g.subcommands.map((s) => [s.path[s.path.length - 1] ?? '', s.summary]));
-  return `${usageBlock(g.subcommands.flatMap(usageLines))}
+  // What the name alone runs: its usage first, then its description and options before the subcommands.
+  const alone = g.alone === undefined ? [] : [g.alone];
+  const own = alone.flatMap((c) => [
+    c.description,
+    ...(Object.keys(c.options).length > 0 ? [`Options of lowport ${commandName(c)}:\n${optionRows(c.options)}`] : []),
+  ]);
+  return `${usageBlock([...alone, ...g.subcommands].flatMap(usageLines))}
 
-${g.description}
+${[g.description, ...own].join('\n\n')}
 
 Commands:
 ${subs}

@@ -1,10 +1,19 @@
-/** `lowport log [--follow [--journal]] [--json]`: the audit trail's events, as lines, JSON lines or journal entries. */
+/**
+ * `lowport log [--follow [--journal]] [--json]`: the audit trail's events, as lines, JSON lines or journal entries;
+ * `lowport log enable|disable`: the policy's `log` statement, edited and made live as `grant` does.
+ */
 import { UsageError } from '../errors.js';
 import { LogSink } from '../os/journal.js';
 import { followLog, peekLog, type LoggedEvent } from '../ops/log.js';
+import { disableLogging, enableLogging } from '../ops/logging.js';
+import { dropinFileName } from '../policy/sources.js';
+import { LOG_WHATS, type LogWhat } from '../policy/types.js';
 import { escapeControl } from '../text.js';
-import { implement, jsonText, noArguments, type Implementation } from './command.js';
+import { policyPath } from '../grants/target.js';
+import { implement, jsonText, noArguments, printJson, type Implementation } from './command.js';
 import * as commands from './commands.js';
+import { reportEdit } from './grant.js';
+import { ruleWhere } from './list.js';
 
 /** `alice (1000)`, or the id alone when NSS does not know it. */
 function who(name: string | undefined, id: number): string {
@@ -17,11 +26,23 @@ function socketAddress(e: LoggedEvent): string {
 }
 
 /**
- * One event as a line: `2026-11-30T07:40:01.123Z granted tcp 127.0.0.1:80 pid 4242 'python3' user nobody (65534)
- * group nogroup (65534) cgroup 1234 line 3`. The process name is the process's own choice: escaped, in quotes.
+ * The statement that decided, as `list` names a rule: `line 3` in the policy
+ * file, `policy.d/audit.policy:2` in a drop-in; `a run scope`; and where the
+ * files are not known, the line through all of them, said as such.
  */
-export function formatEvent(e: LoggedEvent): string {
-  const line = e.line === 0 ? 'a run scope' : `line ${e.line}`;
+export function eventWhere(e: Pick<LoggedEvent, 'line' | 'file'>, policy: string): string {
+  if (e.line === 0) return 'a run scope';
+  if (e.file === undefined) return `line ${e.line} of the applied policy`;
+  return e.file === policy ? `line ${e.line}` : ruleWhere(e, policy);
+}
+
+/**
+ * One event as a line: `2026-11-30T07:40:01.123Z granted tcp 127.0.0.1:80 pid 4242 'python3' user nobody (65534)
+ * group nogroup (65534) cgroup 1234 line 3` (or `... policy.d/audit.policy:2`: eventWhere). The process name is
+ * the process's own choice: escaped, in quotes.
+ */
+export function formatEvent(e: LoggedEvent, policy: string): string {
+  const line = eventWhere(e, policy);
   return (
     `${e.time.toISOString()} ${e.verdict} ${e.protocol} ${socketAddress(e)} pid ${e.pid} '${escapeControl(e.comm)}' ` +
     `user ${who(e.user, e.uid)} group ${who(e.group, e.gid)} cgroup ${e.cgroupId} ${line}`
@@ -45,6 +66,8 @@ export function eventJson(e: LoggedEvent): string {
       gid: e.gid,
       ...(e.group === undefined ? {} : { group: e.group }),
       cgroupId: e.cgroupId,
+      // The file's path and the line there; without a file (a run scope, files not known), the line as the program has it.
+      ...(e.file === undefined ? {} : { file: e.file }),
       line: e.line,
     },
     0,
@@ -55,9 +78,9 @@ export function eventJson(e: LoggedEvent): string {
 const PRIORITY = { granted: 6, refused: 5 } as const;
 
 /** The journal entry: a MESSAGE as `lowport log` prints it, and every part as its own LOWPORT_ field. */
-export function journalFields(e: LoggedEvent): [string, string][] {
+export function journalFields(e: LoggedEvent, policy: string): [string, string][] {
   const fields: [string, string][] = [
-    ['MESSAGE', formatEvent(e).slice(e.time.toISOString().length + 1)],
+    ['MESSAGE', formatEvent(e, policy).slice(e.time.toISOString().length + 1)],
     ['PRIORITY', String(PRIORITY[e.verdict])],
     ['SYSLOG_IDENTIFIER', 'lowport-log'],
     // journald adds the OBJECT_ fields (command line, unit, ...) of this pid from a root sender (systemd.journal-fields(7)).
@@ -72,6 +95,7 @@ export function journalFields(e: LoggedEvent): [string, string][] {
     ['LOWPORT_UID', String(e.uid)],
     ['LOWPORT_GID', String(e.gid)],
     ['LOWPORT_CGROUP_ID', String(e.cgroupId)],
+    ...(e.file === undefined ? [] : [['LOWPORT_FILE', e.file] as [string, string]]),
     ['LOWPORT_LINE', String(e.line)],
     ['LOWPORT_EVENT_TIME', e.time.toISOString()],
   ];
@@ -80,16 +104,17 @@ export function journalFields(e: LoggedEvent): [string, string][] {
   return fields;
 }
 
-export const log: Implementation = implement(commands.log, (ctx) => {
+export const log: Implementation = implement(commands.logShow, (ctx) => {
   noArguments(ctx, 'log');
   const follow = ctx.values.follow === true;
   const journal = ctx.values.journal === true;
   if (journal && !follow)
     throw new UsageError('--journal needs --follow', 'The journal writer is the reader: run `lowport log --follow --journal`.');
   if (journal && ctx.json) throw new UsageError('--journal and --json do not go together', 'The journal gets structured fields already.');
+  const policy = policyPath(ctx.options);
   // One write per batch of events: a write per line would be a syscall per event.
   const print = (events: readonly LoggedEvent[]): void => {
-    if (events.length > 0) ctx.io.stdout(events.map((e) => `${ctx.json ? eventJson(e) : formatEvent(e)}\n`).join(''));
+    if (events.length > 0) ctx.io.stdout(events.map((e) => `${ctx.json ? eventJson(e) : formatEvent(e, policy)}\n`).join(''));
   };
   if (!follow) {
     return () => {
@@ -126,7 +151,7 @@ export const log: Implementation = implement(commands.log, (ctx) => {
           sink === undefined
             ? print
             : (events) => {
-                for (const e of events) sink.send(journalFields(e), 'lowport-log', PRIORITY[e.verdict]);
+                for (const e of events) sink.send(journalFields(e, policy), 'lowport-log', PRIORITY[e.verdict]);
               },
         onWaiting: (why) => ctx.note(why),
       });
@@ -135,6 +160,34 @@ export const log: Implementation = implement(commands.log, (ctx) => {
       process.off('SIGTERM', stop);
       sink?.close();
     }
+    return 0;
+  };
+});
+
+export const enable: Implementation = implement(commands.logEnable, (ctx) => {
+  const [word, extra] = ctx.positionals;
+  if (extra !== undefined) throw new UsageError(`unexpected '${extra}': give one of grants, refusals or all`);
+  const what = LOG_WHATS.find((w) => w === (word ?? 'all'));
+  if (what === undefined)
+    throw new UsageError(
+      `lowport log enable takes grants, refusals or all, not '${word ?? ''}'`,
+      'See `lowport log enable --help`; without a word it logs all.',
+    );
+  const chosen: LogWhat = what;
+  // A bad --file is the command line's fault: said before any offer to run as root.
+  if (ctx.values.file !== undefined) dropinFileName(ctx.values.file);
+  return () => reportEdit(ctx, enableLogging(ctx.options, chosen, ctx.values.file));
+});
+
+export const disable: Implementation = implement(commands.logDisable, (ctx) => {
+  noArguments(ctx, 'log disable');
+  if (ctx.values.file !== undefined) dropinFileName(ctx.values.file);
+  return () => {
+    const outcome = disableLogging(ctx.options, ctx.values.file);
+    if ('rules' in outcome) return reportEdit(ctx, outcome);
+    // Nothing to remove: nothing was edited or made live.
+    if (ctx.json) printJson(ctx.io, outcome);
+    else for (const note of outcome.notes) ctx.note(note);
     return 0;
   };
 });

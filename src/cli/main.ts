@@ -107,6 +107,8 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
   try {
     let command: AnyCommand;
     let words = rest;
+    // `lowport log --help`: the group's help, which shows what its name alone does too.
+    let helpOf: AnyCommand | CommandGroup | undefined;
     if (isGroup(entry)) {
       const found = subcommand(entry, rest, note);
       if (found === undefined) {
@@ -115,6 +117,7 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
       }
       ({ command, words } = found);
       shown = commandName(command);
+      if (command === entry.alone) helpOf = entry;
     } else {
       command = entry;
     }
@@ -124,7 +127,7 @@ export async function main(args: string[], io: CliIo = processIo()): Promise<num
     const started = implementation.start(words, { io, callerName: callerName(), note });
     json = started.json;
     if (started.help) {
-      io.stdout(entryHelp(command));
+      io.stdout(entryHelp(helpOf ?? command));
       return 0;
     }
     if (started.needsRoot && effectiveUid() !== 0)
@@ -155,6 +158,8 @@ function subcommand(
   const { name, rest } = splitCommand(words);
   const sub = group.subcommands.find((s) => s.path[s.path.length - 1] === name);
   if (sub !== undefined) return { command: sub, words: rest };
+  // No subcommand named: what the group's name alone runs, with every word (its options).
+  if (name === undefined && group.alone !== undefined) return { command: group.alone, words };
   const old = group.legacy?.(words, name);
   if (old === undefined) {
     if (name !== undefined)

@@ -53,9 +53,15 @@ function commandSection(c: AnyCommand): string {
 }
 
 export function manPage(version: string, entries: readonly Entry[] = COMMANDS): string {
+  // A group whose name alone runs a command (`lowport log`): that command's section is the group's.
   const sections = entries.flatMap((e) =>
     isGroup(e)
-      ? [`.SS "lowport ${commandName(e)}"\n${paragraphs(e.description)}${examples(e.examples)}`, ...e.subcommands.map(commandSection)]
+      ? [
+          e.alone === undefined
+            ? `.SS "lowport ${commandName(e)}"\n${paragraphs(e.description)}${examples(e.examples)}`
+            : commandSection(e.alone),
+          ...e.subcommands.map(commandSection),
+        ]
       : [commandSection(e)],
   );
   return `.\\" lowport(8), generated from its command declarations (src/cli/commands.ts) by src/cli/share.ts; do not edit.

@@ -135,7 +135,7 @@ function placeShadowed(shadowed: ShadowedGrant[], doc: PolicyDocument): Shadowed
 }
 
 /** The policy texts the live rules were made from, parsed; undefined when not recorded (applied by an older lowport). */
-function appliedDocument(target: Target, path: string): PolicyDocument | undefined {
+export function appliedDocument(target: Target, path: string): PolicyDocument | undefined {
   const text = appliedText(target);
   if (text === undefined) return undefined;
   try {
@@ -146,7 +146,7 @@ function appliedDocument(target: Target, path: string): PolicyDocument | undefin
 }
 
 /** Whether the applied text on record is the one the live map was made from. */
-function appliedIsLive(target: Target, live: LivePolicy): boolean {
+export function appliedIsLive(target: Target, live: LivePolicy): boolean {
   const text = appliedText(target);
   return text !== undefined && live.fingerprint !== undefined && policyFingerprint(text).equals(live.fingerprint);
 }

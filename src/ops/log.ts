@@ -14,14 +14,17 @@
  * bytes were consumed before, so the CLI can say where they went.
  */
 import { LowportError } from '../errors.js';
+import { originOf } from '../policy/origin.js';
+import type { PolicyDocument } from '../policy/types.js';
 import { consumeTo, MappedRing, readRecords, RingWaiter } from '../bpf/ringbuf.js';
 import type { MapHandle } from '../bpf/handles.js';
 import type { DirFd } from '../os/dirfd.js';
 import { flock, SyscallError } from '../os/libc.js';
 import { lookupGroups, lookupUsers } from '../os/nss.js';
 import { decodeEvent, RING_BYTES, wallClock, type BindEvent } from '../grants/events.js';
-import { liveLogging, openEventRing, type Logging } from '../grants/live.js';
-import { liveTarget, type LowportOptions } from '../grants/target.js';
+import { liveLogging, openEventRing, readLivePolicy, type Logging } from '../grants/live.js';
+import { liveTarget, policyPath, type LowportOptions } from '../grants/target.js';
+import { appliedDocument, appliedIsLive } from './list.js';
 
 const LOCK_EX_NB = 2 | 4;
 
@@ -30,6 +33,60 @@ export interface LoggedEvent extends BindEvent {
   /** The user and group names, where NSS knows the ids. */
   user?: string;
   group?: string;
+  /**
+   * The file of the statement that decided (the policy file or a drop-in),
+   * and `line` is then its line there. Absent for a `lowport run` scope
+   * (line 0), and when the files of the live policy are not known (see
+   * placeEvent): `line` then counts through the files of the applied policy
+   * one after the other, as the program holds it.
+   */
+  file?: string;
+}
+
+/**
+ * An event's line in its own file (`line 12` of the applied policy is line 2
+ * of policy.d/audit.policy), from the document the live program was made
+ * from, as `list` places its rules. Unplaced (as the program gave it) when
+ * that document is not known, or holds no grant or reservation at that line
+ * (an event of an earlier program, read after an apply). Pure.
+ */
+export function placeEvent<E extends BindEvent>(e: E, applied: PolicyDocument | undefined): E & { file?: string } {
+  if (applied === undefined || e.line <= 0 || !applied.rules.some((r) => r.line === e.line)) return e;
+  const at = originOf(applied, e.line);
+  return { ...e, line: at.line, file: at.file };
+}
+
+/**
+ * The document of the live policy, as `list` finds it: the applied text on
+ * record, when its fingerprint is the live map's (not the file as it may be
+ * by now: an edit not applied yet changes nothing live). Undefined when it
+ * is not known: nothing live, applied by an older lowport, unreadable.
+ */
+function liveDocument(options: LowportOptions): PolicyDocument | undefined {
+  try {
+    const target = liveTarget(options);
+    const live = readLivePolicy(target.pinDir);
+    return live !== undefined && appliedIsLive(target, live) ? appliedDocument(target, policyPath(options)) : undefined;
+  } catch {
+    // Where the lines are is a help to the reader; the events are shown all the same, their lines marked as unplaced.
+    return undefined;
+  }
+}
+
+/** Places events (placeEvent) by the live document, read again when older than RECHECK_MS (an apply makes another). */
+class EventPlacer {
+  #doc: PolicyDocument | undefined;
+  #read = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly options: LowportOptions) {}
+
+  place(e: LoggedEvent): LoggedEvent {
+    if (Date.now() - this.#read > RECHECK_MS) {
+      this.#doc = liveDocument(this.options);
+      this.#read = Date.now();
+    }
+    return placeEvent(e, this.#doc);
+  }
 }
 
 export interface LogPeek {
@@ -92,7 +149,8 @@ export function peekLog(options: LowportOptions = {}): LogPeek {
       const events = decodeAll(readRecords(mapped.view, false).samples);
       const names = new NameCache();
       names.prime(events);
-      return { pinDir, logging, ring: true, events: events.map((e) => names.named(e)), consumedBytes };
+      const placer = new EventPlacer(options);
+      return { pinDir, logging, ring: true, events: events.map((e) => placer.place(names.named(e))), consumedBytes };
     } finally {
       mapped.close();
     }
@@ -135,6 +193,7 @@ const BATCH = 512;
 export async function followLog(options: LowportOptions, follow: FollowOptions): Promise<void> {
   const { pinDir } = liveTarget(options);
   const names = new NameCache();
+  const placer = new EventPlacer(options);
   let said: string | undefined;
   const waiting = (why: string): void => {
     if (why !== said) follow.onWaiting?.(why);
@@ -150,7 +209,7 @@ export async function followLog(options: LowportOptions, follow: FollowOptions):
     said = undefined;
     try {
       lockConsumer(opened.live, pinDir);
-      await consume(opened.ring, pinDir, names, follow);
+      await consume(opened.ring, pinDir, (e) => placer.place(names.named(e)), follow);
     } finally {
       opened.ring.close();
       opened.live.close();
@@ -176,7 +235,7 @@ function lockConsumer(live: DirFd, pinDir: string): void {
 }
 
 /** Consumes one ring until it is no longer the pinned one, or the signal aborts. */
-async function consume(ring: MapHandle, pinDir: string, names: NameCache, follow: FollowOptions): Promise<void> {
+async function consume(ring: MapHandle, pinDir: string, named: (e: BindEvent) => LoggedEvent, follow: FollowOptions): Promise<void> {
   const id = ring.info().id;
   const mapped = new MappedRing(ring.fd, ringSize(ring), true);
   const waiter = new RingWaiter(ring.fd);
@@ -187,7 +246,7 @@ async function consume(ring: MapHandle, pinDir: string, names: NameCache, follow
       // (a reader killed in between leaves them to the next one), and once per batch (consumeTo).
       for (;;) {
         const { samples, position } = readRecords(mapped.view, false, BATCH);
-        if (samples.length > 0) follow.onEvents(decodeAll(samples).map((e) => names.named(e)));
+        if (samples.length > 0) follow.onEvents(decodeAll(samples).map(named));
         const moved = position !== mapped.view.consumer[0];
         consumeTo(mapped.view, position);
         if (!moved) break;

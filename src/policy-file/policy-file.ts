@@ -156,6 +156,14 @@ export interface EditOptions {
    * how to edit them: an edit changes one file.
    */
   elsewhere?: boolean;
+  /**
+   * Chooses the file to edit from the policy as read under the lock (a
+   * drop-in's name, or undefined for the policy file), in place of
+   * `dropin`; may throw to refuse the edit, and nothing changes. For an edit
+   * whose file depends on what the files hold (`lowport log disable` edits
+   * the one with the `log` statement).
+   */
+  choose?: (before: PolicyText) => string | undefined;
 }
 
 /**
@@ -178,7 +186,7 @@ export function editPolicyFile<T>(
   return withPolicyLock(path, { create: true }, () => {
     const before = readPolicy(path, true);
     const mainMissing = before.missing === true;
-    const { dropin } = o;
+    const dropin = o.choose === undefined ? o.dropin : o.choose(before);
     const edited = dropin === undefined ? path : `${dropinDirOf(path)}/${dropin}`;
     const current =
       dropin === undefined ? (mainMissing ? undefined : before.texts.main) : before.texts.dropins.find((d) => d.name === dropin)?.text;

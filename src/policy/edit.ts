@@ -15,8 +15,8 @@ import { ONE_OWNER, otherOwner } from './owners.js';
 import { portsSpan } from './parse.js';
 import { PortSet } from './ports.js';
 import { normalizePrincipal, samePrincipal } from './principal.js';
-import { formatForward, formatPrincipal, formatRule } from './print.js';
-import type { Action, ForwardRule, LogStatement, PolicyDocument, PortItem, Principal, Protocol, Rule } from './types.js';
+import { formatForward, formatLog, formatPrincipal, formatRule } from './print.js';
+import type { Action, ForwardRule, LogStatement, LogWhat, PolicyDocument, PortItem, Principal, Protocol, Rule } from './types.js';
 
 export interface EditResult {
   doc: PolicyDocument;
@@ -252,10 +252,15 @@ function shrink(entry: Entry, rule: Rule, remaining: PortSet, change: string, no
   }
 }
 
+/** A line's trailing comment, with the two spaces a rewritten statement puts before it; '' when it has none. */
+function commentOf(text: string): string {
+  const hash = text.indexOf('#');
+  return hash < 0 ? '' : `  ${text.slice(hash)}`;
+}
+
 /** Replaces the statement of a line, keeping its indentation and trailing comment. */
 function rewrite(entry: Entry, rule: Rule): void {
-  const hash = entry.text.indexOf('#');
-  const comment = hash < 0 ? '' : `  ${entry.text.slice(hash)}`;
+  const comment = commentOf(entry.text);
   // formatRule writes ports canonically; the rule must say what a parse of that text says.
   const written = { ...rule, ports: PortSet.fromItems(rule.ports).toItems() };
   entry.text = indentOf(entry.text) + formatRule(written) + comment;
@@ -433,4 +438,50 @@ function sameAddressSet(a: readonly string[], b: readonly string[]): boolean {
 
 function on(addrs: readonly string[]): string {
   return addrs.length === 0 ? '' : ` on ${addrs.join(',')}`;
+}
+
+/**
+ * `log WHAT` as the document's one `log` statement (`lowport log enable`):
+ * the first `log` line says WHAT (its indentation and comment kept), any
+ * other `log` line goes (statements add up, so a second one would log more
+ * than asked), and a document without one gets it at its end. Saying what
+ * the document already says changes nothing.
+ */
+export function setLogging(doc: PolicyDocument, what: LogWhat): EditResult {
+  const entries = entriesOf(doc);
+  const logs = entries.filter((e): e is Entry & { log: LogStatement } => e.log !== undefined);
+  const wanted = formatLog({ what });
+  const [first, ...others] = logs;
+  if (first === undefined) return finish(doc, entries, [newLogEntry(what)], true, [`added '${wanted}'`]);
+  const firstLine = first.origin ?? first.log.line;
+  if (others.length === 0 && first.log.what === what)
+    return finish(doc, entries, [], false, [`line ${firstLine} already says '${wanted}'`]);
+  const notes: string[] = [];
+  if (first.log.what !== what) {
+    notes.push(`line ${firstLine}: '${formatLog(first.log)}' is now '${wanted}'`);
+    first.text = indentOf(first.text) + wanted + commentOf(first.text);
+    first.log = { what, line: first.log.line };
+  }
+  for (const e of others) {
+    e.removed = true;
+    notes.push(`removed line ${e.origin ?? e.log.line}: ${formatLog(e.log)} (one 'log' statement says it all)`);
+  }
+  return finish(doc, entries, [], true, notes);
+}
+
+/** Removes every `log` statement of the document (`lowport log disable`); without one, nothing changes. */
+export function removeLogging(doc: PolicyDocument): EditResult {
+  const entries = entriesOf(doc);
+  const notes: string[] = [];
+  for (const e of entries) {
+    if (e.log === undefined) continue;
+    e.removed = true;
+    notes.push(`removed line ${e.origin ?? e.log.line}: ${formatLog(e.log)}`);
+  }
+  if (notes.length === 0) return finish(doc, entries, [], false, ["no 'log' statement here: nothing to remove"]);
+  return finish(doc, entries, [], true, notes);
+}
+
+function newLogEntry(what: LogWhat): Entry {
+  return { text: formatLog({ what }), rule: undefined, log: { what, line: 0 }, origin: undefined, removed: false, after: [] };
 }

@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { progLengths } from '../../src/bpf/syscall.js';
 import { LinkHandle, MapHandle, ProgramHandle, withHandle } from '../../src/bpf/handles.js';
@@ -60,6 +62,7 @@ interface JsonEvent {
   uid: number;
   gid: number;
   line: number;
+  file?: string;
 }
 
 function bindAs(box: Sandbox, uid: number, binds: [string, string, number][]): { pid: number; results: (string | number)[] } {
@@ -271,5 +274,113 @@ describe('the audit trail in the kernel', { skip }, () => {
     assert.equal(live.name, bindProgramName(4, bindProgramVariant()));
     const client = bindAs(box, NOBODY, [['tcp', '127.0.0.1', 80]]);
     assert.equal((await peek(box)).events.filter((e) => e.pid === client.pid).length, 0);
+  });
+
+  it('names the drop-in of the statement that decided, from the applied policy, in text and JSON', async () => {
+    const dir = `${box.policy}.d`;
+    const audit = join(dir, 'audit.policy');
+    mkdirSync(dir, { mode: 0o755 });
+    try {
+      // The policy file's 2 statements, then the drop-in: its grant is line 5 through both files, line 3 of its own.
+      writeFileSync(audit, `# the audit role\nlog all\ngrant 83 user ${NOBODY}\n`, { mode: 0o644 });
+      const r = await box.cli('apply');
+      assert.equal(r.code, 0, r.stderr);
+      // An edit not applied yet moves no line of what is live: the events still name the applied text's.
+      writeFileSync(audit, `# the audit role\n# (edited, not applied)\nlog all\ngrant 83 user ${NOBODY}\n`, { mode: 0o644 });
+      const client = bindAs(box, NOBODY, [
+        ['tcp', '127.0.0.1', 83],
+        ['tcp', '127.0.0.1', 90],
+      ]);
+      const mine = (await peek(box)).events.filter((e) => e.pid === client.pid);
+      assert.deepEqual(
+        mine.map((e) => `${e.verdict} ${e.port} ${e.file ?? '(no file)'}:${e.line}`),
+        [`granted 83 ${audit}:3`, `refused 90 ${box.policy}:2`],
+      );
+      const text = await box.cli('log');
+      assert.equal(text.code, 0, text.stderr);
+      const lines = text.stdout.split('\n').filter((l) => l.includes(` pid ${client.pid} `));
+      assert.equal(lines.length, 2, text.stdout);
+      assert.match(lines[0] ?? '', / granted tcp 127\.0\.0\.1:83 .* cgroup \d+ policy\.d\/audit\.policy:3$/);
+      assert.match(lines[1] ?? '', / refused tcp 127\.0\.0\.1:90 .* cgroup \d+ line 2$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      box.writePolicy(POLICY);
+      assert.equal((await box.cli('apply')).code, 0);
+    }
+  });
+
+  it('turns the trail on and off with `log enable` and `log disable`, and a bad target changes nothing live', async () => {
+    box.writePolicy(POLICY);
+    assert.equal((await box.cli('apply')).code, 0);
+    const on = await box.cli('log', 'enable', 'refusals');
+    assert.equal(on.code, 0, on.stderr);
+    assert.match(on.stderr, /lowport: policy: added 'log refusals'/);
+    assert.match(on.stdout, /: 2 rules, live \(\d+ map entries\)/);
+    assert.equal(box.readPolicy(), `${POLICY}log refusals\n`);
+    assert.deepEqual(liveLogging(box.pinDir), { grants: false, refusals: true });
+    const logging = liveXlated(box);
+    const first = bindAs(box, NOBODY, [
+      ['tcp', '127.0.0.1', 80],
+      ['tcp', '127.0.0.1', 90],
+    ]);
+    assert.deepEqual(
+      (await peek(box)).events.filter((e) => e.pid === first.pid).map((e) => `${e.verdict} ${e.port} ${e.file ?? ''}:${e.line}`),
+      [`refused 90 ${box.policy}:2`],
+    );
+
+    const dir = `${box.policy}.d`;
+    mkdirSync(dir, { mode: 0o755 });
+    try {
+      // A drop-in with a syntax error: the edit of it is refused, and nothing live or on disk moves.
+      const bad = join(dir, 'bad.policy');
+      writeFileSync(bad, `grant 84 usr ${NOBODY}\n`, { mode: 0o644 });
+      const refused = await box.cli('log', 'enable', 'all', '--file', 'bad');
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /bad\.policy:1:/);
+      assert.deepEqual(liveLogging(box.pinDir), { grants: false, refusals: true });
+      assert.deepEqual(liveXlated(box), logging);
+      assert.equal(box.readPolicy(), `${POLICY}log refusals\n`);
+      rmSync(bad);
+      // The statement is the policy file's: enabling in a drop-in is refused, naming it and the command for it.
+      const clash = await box.cli('log', 'enable', '--file', 'audit');
+      assert.equal(clash.code, 1, clash.stderr);
+      assert.match(clash.stderr, /in another file of the policy: policy:3 \('log refusals'\); nothing was changed/);
+      assert.match(clash.stderr, /`lowport log enable all --policy /);
+      assert.deepEqual(liveLogging(box.pinDir), { grants: false, refusals: true });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+
+    const off = await box.cli('log', 'disable');
+    assert.equal(off.code, 0, off.stderr);
+    assert.match(off.stderr, /lowport: policy: removed line 3: log refusals/);
+    assert.equal(box.readPolicy(), POLICY);
+    assert.deepEqual(liveLogging(box.pinDir), { grants: false, refusals: false });
+    assert.equal(liveXlated(box).insns, offInsns);
+    const second = bindAs(box, NOBODY, [['tcp', '127.0.0.1', 90]]);
+    assert.equal((await peek(box)).events.filter((e) => e.pid === second.pid).length, 0, 'no event once disabled');
+    const again = await box.cli('log', 'disable');
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /the audit trail is already off/);
+    assert.equal(again.stdout, '');
+  });
+
+  it('disables the statement of a drop-in, saying which file it edited', async () => {
+    const dir = `${box.policy}.d`;
+    mkdirSync(dir, { mode: 0o755 });
+    try {
+      const on = await box.cli('log', 'enable', 'grants', '--file', 'audit');
+      assert.equal(on.code, 0, on.stderr);
+      assert.match(on.stdout, /policy\.d\/audit\.policy: 2 rules in the policy and its drop-ins, live/);
+      assert.deepEqual(liveLogging(box.pinDir), { grants: true, refusals: false });
+      const off = await box.cli('log', 'disable');
+      assert.equal(off.code, 0, off.stderr);
+      assert.match(off.stderr, /lowport: policy\.d\/audit\.policy: removed line \d+: log grants/);
+      assert.deepEqual(liveLogging(box.pinDir), { grants: false, refusals: false });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      box.writePolicy(POLICY);
+      assert.equal((await box.cli('apply')).code, 0);
+    }
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LowportError } from '../../../src/errors.js';
-import { grant, reserve, revoke, revokeAll, unreserve, type EditResult } from '../../../src/policy/edit.js';
+import { grant, removeLogging, reserve, revoke, revokeAll, setLogging, unreserve, type EditResult } from '../../../src/policy/edit.js';
 import { parsePolicy } from '../../../src/policy/parse.js';
 import { parsePortSpec } from '../../../src/policy/ports.js';
 import { serializePolicy } from '../../../src/policy/print.js';
@@ -353,5 +353,53 @@ describe('log statements across edits', () => {
       { what: 'grants', line: 3 },
     ]);
     assert.deepEqual(parsePolicy(serializePolicy(revoked.doc), 'policy').logs, revoked.doc.logs);
+  });
+});
+
+describe('setLogging and removeLogging (lowport log enable/disable)', () => {
+  /** The edited text, after checking that a parse of it gives the log statements the edit claims. */
+  const logText = (result: EditResult): string => {
+    const text = textOf(result);
+    assert.deepEqual(parsePolicy(text, result.doc.file).logs, result.doc.logs);
+    return text;
+  };
+
+  it('appends the statement to a file without one, before its trailing blank lines', () => {
+    const result = setLogging(doc('# policy', 'grant 80 user alice', ''), 'refusals');
+    assert.equal(result.changed, true);
+    assert.equal(logText(result), lines('# policy', 'grant 80 user alice', 'log refusals', ''));
+    assert.deepEqual(result.notes, ["added 'log refusals'"]);
+  });
+
+  it("replaces the file's statement in place, keeping its indentation and comment, and removes the others", () => {
+    const before = doc('  log grants   # who uses port 80', 'grant 80 user alice', 'log refusals');
+    const result = setLogging(before, 'all');
+    assert.equal(logText(result), lines('  log all  # who uses port 80', 'grant 80 user alice'));
+    assert.deepEqual(result.notes, [
+      "line 1: 'log grants' is now 'log all'",
+      "removed line 3: log refusals (one 'log' statement says it all)",
+    ]);
+  });
+
+  it('changes nothing when the file already says it, once', () => {
+    const result = setLogging(doc('grant 80 user alice', 'log all'), 'all');
+    assert.equal(result.changed, false);
+    assert.deepEqual(result.notes, ["line 2 already says 'log all'"]);
+    // The same statement twice is still an edit: the second goes.
+    const twice = setLogging(doc('log all', 'log all'), 'all');
+    assert.equal(twice.changed, true);
+    assert.equal(logText(twice), lines('log all'));
+  });
+
+  it('removes every log statement and leaves the rest byte for byte; without one, nothing changes', () => {
+    const before = doc('# audit', 'log grants  # temporary', 'grant 80 user alice   # web', 'log refusals');
+    const result = removeLogging(before);
+    assert.equal(result.changed, true);
+    assert.equal(logText(result), lines('# audit', 'grant 80 user alice   # web'));
+    assert.equal(result.doc.logs, undefined);
+    assert.deepEqual(result.notes, ['removed line 2: log grants', 'removed line 4: log refusals']);
+    const none = removeLogging(doc('grant 80 user alice'));
+    assert.equal(none.changed, false);
+    assert.deepEqual(none.notes, ["no 'log' statement here: nothing to remove"]);
   });
 });

@@ -9,7 +9,7 @@ import { chmodSync, chownSync, copyFileSync, lchownSync, readFileSync, symlinkSy
 import { join } from 'node:path';
 import { release } from 'node:os';
 import { after, before, describe, it } from 'node:test';
-import { probeRingbuf } from '../../src/bpf/probes.js';
+import { probeCoarseTime, probeRingbuf } from '../../src/bpf/probes.js';
 import type { DoctorReport } from '../../src/doctor/doctor.js';
 import { binds, kernelSkipReason, missingTools, NOBODY, PackageCopy, reservedErrno, Sandbox, type ClientOptions } from './sandbox.js';
 
@@ -119,6 +119,15 @@ describe('lowport doctor on real states', { skip }, () => {
         probe?.detail ?? '',
         /no audit trail: .*remove the 'log' statement, or use a kernel with BPF ring buffers \(Linux 5\.8 or later\)$/,
       );
+    // Where the ring works, the clock its events read: the probe module's answer.
+    const clock = asRoot.checks.find((c) => c.id === 'probe:coarse-time');
+    if (works) {
+      assert.equal(clock?.status, probeCoarseTime().ok ? 'ok' : 'info', JSON.stringify(asRoot.checks));
+      assert.match(
+        clock?.detail ?? '',
+        /^load a bind4 program that calls bpf_ktime_get_coarse_ns: (works|E[A-Z]+): the audit trail's events /,
+      );
+    } else assert.equal(clock, undefined, 'the clock is not shown without the ring');
     // The text output has it on a line of its own, as the other probes.
     const text = (await box.cli('doctor', '--port', '80', '--user', 'nobody')).stdout;
     assert.match(text, /^[✓–] create a BPF_MAP_TYPE_RINGBUF .*(audit trail|'log')/m);

@@ -36,9 +36,12 @@ export function reportEdit(ctx: Pick<CommandContext, 'json' | 'io' | 'note'>, ou
   // After `lowport off` the file stayed: this edit made its other rules live again, which is easy to miss.
   if (outcome.revived.length > 0) {
     const n = outcome.revived.length;
+    // Each rule below names its file; the heading says "the file" only when they are all the main one's.
+    const mainOnly = outcome.revived.every((rule) => rule.file === undefined || rule.file === outcome.policy);
+    const files = mainOnly ? 'file' : 'policy files';
     ctx.note(
-      `lowport was off, and this edit made ${n === 1 ? 'another rule' : `${n} other rules`} of the file live again too ` +
-        '(`lowport off` keeps the file; `lowport revoke` or `unreserve` what should stay off):',
+      `lowport was off, and this edit made ${n === 1 ? 'another rule' : `${n} other rules`} of the ${files} live again too ` +
+        `(\`lowport off\` keeps the ${files}; \`lowport revoke\` or \`unreserve\` what should stay off):`,
     );
     for (const rule of outcome.revived) {
       // `line 3` in the policy file, as before drop-ins; `policy.d/web.policy:3` in a drop-in.

@@ -232,6 +232,16 @@ describe('drop-in policy files', { skip }, () => {
       { file: box.policy, rules: 1 },
       { file: `${box.policy}.d/web.policy`, rules: 2 },
     ]);
+    // A grant after `off` makes the drop-in's rules live again too: the note says so, and names their file.
+    const grant = await box.cli('grant', '85', '--user', 'nobody');
+    assert.equal(grant.code, 0, grant.stderr);
+    // (85 joins line 1's grant: the other rules are the drop-in's two.)
+    assert.match(
+      grant.stderr,
+      /lowport was off, and this edit made 2 other rules of the policy files live again too \(`lowport off` keeps the policy files;/,
+    );
+    assert.match(grant.stderr, /^lowport: {3}\S+\.d\/web\.policy:1: grant 83 /m);
+    assert.equal((await box.cli('off')).code, 0);
     // Only the drop-in keeps rules: it is the file named.
     box.writePolicy('# nothing here\n');
     const only = await box.cli('off');

@@ -68,18 +68,11 @@ export function recordLength(header: number): number {
 /**
  * Reads the records between the consumer and producer positions, in order:
  * a copy of each sample that was submitted (discarded ones skipped), up to
- * the first one the producer is still writing. With `advance`, the consumer
- * position moves past each record once it is copied (then the producer may
- * reuse the space); without, nothing is written. Returns the samples and the
- * position read up to.
+ * the first one the producer is still writing. Moves nothing: a consumer
+ * hands the samples on, then gives the space back with consumeTo(position).
+ * Returns the samples and the position read up to.
  */
-export function readRecords(ring: RingView, advance: boolean, max = Infinity): { samples: Buffer[]; position: bigint } {
-  const read = peekRecords(ring, max);
-  if (advance) consumeTo(ring, read.position);
-  return read;
-}
-
-function peekRecords(ring: RingView, max: number): { samples: Buffer[]; position: bigint } {
+export function readRecords(ring: RingView, max = Infinity): { samples: Buffer[]; position: bigint } {
   const samples: Buffer[] = [];
   const mask = BigInt(ring.size - 1);
   let cons = Atomics.load(ring.consumer, 0);

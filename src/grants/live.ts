@@ -97,6 +97,12 @@ export interface Logging {
   refusals: boolean;
 }
 export const NO_LOGGING: Logging = { grants: false, refusals: false };
+/** What a `log` statement may turn on: grants, refusals, or both. */
+const LOGGINGS: readonly Logging[] = [
+  { grants: true, refusals: false },
+  { grants: false, refusals: true },
+  { grants: true, refusals: true },
+];
 
 export interface Target {
   /** cgroup-v2 directory the links attach to. */
@@ -468,19 +474,14 @@ export function liveLogging(pinDir: string): Logging | undefined {
     const link = openLink(pins, hook);
     if (link === undefined) return undefined;
     const name = programInfoById(withHandle(link, (l) => l.info().progId))?.name;
-    // Any variant (EPERM or EADDRINUSE, either clock) may be live: a program loaded before the kernel's answer changed.
-    for (const addrInUse of [false, true]) {
-      for (const coarseTime of [false, true]) {
-        for (const grants of [false, true]) {
-          for (const refusals of [false, true]) {
-            const logging = { grants, refusals };
-            const options = logsAny(logging) ? { addrInUse, coarseTime, log: { ...logging, ringFd: 0 } } : { addrInUse };
-            if (name === bindProgramName(hook.family, options)) return logging;
-          }
-        }
-      }
-    }
-    return NO_LOGGING;
+    // Any logging variant (EPERM or EADDRINUSE, either clock) may be live: a program loaded before the kernel's
+    // answer changed. None of them is a program without logging.
+    const variants = [false, true].flatMap((addrInUse) =>
+      [false, true].flatMap((coarseTime) =>
+        LOGGINGS.map((logging) => ({ logging, options: { addrInUse, coarseTime, log: { ...logging, ringFd: 0 } } })),
+      ),
+    );
+    return variants.find((v) => name === bindProgramName(hook.family, v.options))?.logging ?? NO_LOGGING;
   });
 }
 

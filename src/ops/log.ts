@@ -146,7 +146,7 @@ export function peekLog(options: LowportOptions = {}): LogPeek {
     const mapped = new MappedRing(opened.ring.fd, ringSize(opened.ring), false);
     try {
       const consumedBytes = Atomics.load(mapped.view.consumer, 0);
-      const events = decodeAll(readRecords(mapped.view, false).samples);
+      const events = decodeAll(readRecords(mapped.view).samples);
       const names = new NameCache();
       names.prime(events);
       const placer = new EventPlacer(options);
@@ -245,7 +245,7 @@ async function consume(ring: MapHandle, pinDir: string, named: (e: BindEvent) =>
       // A batch at a time: the consumer position moves past events only once they were handed on
       // (a reader killed in between leaves them to the next one), and once per batch (consumeTo).
       for (;;) {
-        const { samples, position } = readRecords(mapped.view, false, BATCH);
+        const { samples, position } = readRecords(mapped.view, BATCH);
         if (samples.length > 0) follow.onEvents(decodeAll(samples).map(named));
         const moved = position !== mapped.view.consumer[0];
         consumeTo(mapped.view, position);

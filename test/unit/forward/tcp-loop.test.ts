@@ -130,6 +130,16 @@ function client(port: number): Socket {
   return s;
 }
 
+/**
+ * What the sockets between a client, the forwarder and a backend may hold at
+ * most: two connections, each with a send and a receive buffer at their
+ * sysctl maxima, and the forwarder's pipes.
+ */
+function socketsHold(): number {
+  const max = (file: string): number => Number(readFileSync(`/proc/sys/net/ipv4/${file}`, 'utf8').trim().split(/\s+/)[2]);
+  return 2 * (max('tcp_wmem') + max('tcp_rmem')) + 2 * 65_536;
+}
+
 /** Everything a socket reads until its peer's FIN, and how it ended: 'end' (a FIN) or an error code. */
 function readAll(s: Socket): Promise<{ data: Buffer; ended: string }> {
   const chunks: Buffer[] = [];
@@ -219,9 +229,7 @@ describe('TCP forwarder loop, in a worker thread over loopback', () => {
     'stops reading a client whose backend stops reading, buffering no more than the kernel does, then delivers every byte',
     PER_TEST,
     async () => {
-      // What the sockets on the way may hold at most: two connections, each with a send and a receive buffer at their sysctl maxima.
-      const max = (file: string): number => Number(readFileSync(`/proc/sys/net/ipv4/${file}`, 'utf8').trim().split(/\s+/)[2]);
-      const kernelBound = 2 * (max('tcp_wmem') + max('tcp_rmem')) + 2 * 65_536;
+      const kernelBound = socketsHold();
       const total = Math.max(64 << 20, 2 * kernelBound);
       const connected = deferred<Socket>();
       const done = deferred<void>();
@@ -286,7 +294,10 @@ describe('TCP forwarder loop, in a worker thread over loopback', () => {
     'splices a bulk download through a pipe (no byte copied into the process): a slow client gets every byte, and the backend is held back meanwhile',
     PER_TEST,
     async () => {
-      const total = 32 * 1024 * 1024 + 5;
+      // More than the sockets on the way can hold (tcp_rmem's maximum is 32 MiB on Debian 12: one client
+      // socket may take a fixed 32 MiB whole, and then nothing holds the backend back).
+      const kernelBound = socketsHold();
+      const total = Math.max(32 * 1024 * 1024, kernelBound) + 5;
       const body = randomBytes(total);
       let backendHanded = -1;
       const { port } = await backend((s) => {
@@ -317,8 +328,6 @@ describe('TCP forwarder loop, in a worker thread over loopback', () => {
       const c = client(f.port);
       c.pause();
       // The client reads nothing for a while: the backend must stall at what the sockets on the way hold.
-      const max = (file: string): number => Number(readFileSync(`/proc/sys/net/ipv4/${file}`, 'utf8').trim().split(/\s+/)[2]);
-      const kernelBound = 2 * (max('tcp_wmem') + max('tcp_rmem')) + 2 * 65_536;
       let last = -2;
       for (let still = 0; still < 3;) {
         await sleep(150);

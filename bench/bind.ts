@@ -61,8 +61,8 @@ const FAST = { iterations: 20_000, warmup: 2_000 };
 // authbind forks a setuid helper per bind (~3 ms): far fewer, or it alone would take minutes.
 const SLOW = { iterations: 150, warmup: 5 };
 /**
- * The audit trail's rounds fit its ring (RING_BYTES / 80 bytes a record:
- * 13,107 events) with nothing read, and each starts once the reader has
+ * The audit trail's rounds fit its ring (RING_BYTES / 64 bytes an IPv4
+ * record: 16,384 events) with nothing read, and each starts once the reader has
  * printed every earlier event: so every logged bind writes its event, none
  * meets a full ring (a dropped event costs less than a written one).
  */

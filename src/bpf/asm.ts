@@ -87,7 +87,6 @@ export const HELPER = {
   set_retval: 187,
   ringbuf_reserve: 131,
   ringbuf_submit: 132,
-  ringbuf_query: 134,
 } as const;
 const HELPER_NAME = new Map<number, string>(Object.entries(HELPER).map(([k, v]) => [v, k]));
 

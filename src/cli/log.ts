@@ -4,7 +4,7 @@
  */
 import { UsageError } from '../errors.js';
 import { LogSink } from '../os/journal.js';
-import { followLog, peekLog, type LoggedEvent } from '../ops/log.js';
+import { followLog, peekLog, unreadableNote, type LoggedEvent } from '../ops/log.js';
 import { disableLogging, enableLogging } from '../ops/logging.js';
 import { dropinFileName } from '../policy/sources.js';
 import { LOG_WHATS, type LogWhat } from '../policy/types.js';
@@ -129,6 +129,7 @@ export const log: Implementation = implement(commands.logShow, (ctx) => {
       } else if (peek.logging !== undefined && !peek.logging.grants && !peek.logging.refusals) {
         ctx.note("the live policy has no 'log' statement any more: no new events are written.");
       }
+      if (peek.unreadable > 0) ctx.note(unreadableNote(peek.unreadable));
       if (peek.consumedBytes > 0n) {
         ctx.note('earlier events were taken by the reader (the lowport-log service): see `journalctl -u lowport-log`.');
       }
@@ -154,6 +155,7 @@ export const log: Implementation = implement(commands.logShow, (ctx) => {
                 for (const e of events) sink.send(journalFields(e, policy), 'lowport-log', PRIORITY[e.verdict]);
               },
         onWaiting: (why) => ctx.note(why),
+        onUnreadable: (count) => ctx.note(unreadableNote(count)),
       });
     } finally {
       process.off('SIGINT', stop);

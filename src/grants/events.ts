@@ -4,7 +4,11 @@
  * decodes. One layout, shared by both sides, as map-format.ts is for the
  * policy map.
  *
- * Event, 72 bytes (little-endian as the machine; the kernel writes in host order):
+ * Event (little-endian as the machine; the kernel writes in host order): 56
+ * bytes from the IPv4 hook, 68 from the IPv6 one (the address is last, and as
+ * long as the family's). An IPv4 event and its 8-byte record header fill
+ * exactly one 64-byte cache line of the ring, where 72 bytes spilled a
+ * quarter of the next one (bench/README.md).
  *    0 u64 time      CLOCK_MONOTONIC, as process.hrtime: bpf_ktime_get_coarse_ns() (to the
  *                    last tick) where the kernel has it, else bpf_ktime_get_ns()
  *    8 u64 cgroup    bpf_get_current_cgroup_id() of the binding process
@@ -14,18 +18,17 @@
  *   28 u32 line      the policy line of the grant used or of the reservation (0: not from the file: a `run` scope)
  *   32 u16 port      host order
  *   34 u8  protocol  IPPROTO_TCP 6 / IPPROTO_UDP 17
- *   35 u8  family    4 or 6: the hook (an IPv4-mapped address comes through bind6)
- *   36 u32 verdict   3 granted, 0 refused (the program's return value)
- *   40 u8[16] addr   network order; IPv4 in the first 4 bytes, the rest zero
- *   56 u8[16] comm   bpf_get_current_comm(): the thread's name, NUL-padded;
+ *   35 u8  kind      verdict << 4 | family: the verdict is the program's return value (3 granted,
+ *                    0 refused), the family the hook's, 4 or 6 (an IPv4-mapped address comes through bind6)
+ *   36 u8[16] comm   bpf_get_current_comm(): the thread's name, NUL-padded;
  *                    the process chose it (prctl PR_SET_NAME): never trust it as text
+ *   52 u8[4|16] addr network order: 4 bytes from bind4, 16 from bind6
  * Every byte is written by the program: nothing of the kernel's memory leaks.
  */
 import { normalizeAddress, parseIPv6 } from '../policy/address.js';
 import { addressText, protocolName } from './compile.js';
 import { AF_INET, AF_INET6 } from './map-format.js';
 
-export const EVENT_SIZE = 72;
 export const EVENT = {
   TIME: 0,
   CGROUP: 8,
@@ -35,16 +38,21 @@ export const EVENT = {
   LINE: 28,
   PORT: 32,
   PROTOCOL: 34,
-  FAMILY: 35,
-  VERDICT: 36,
-  ADDR: 40,
-  COMM: 56,
+  KIND: 35,
+  COMM: 36,
+  ADDR: 52,
 } as const;
 export const COMM_SIZE = 16;
+const ADDR_SIZE = { 4: 4, 6: 16 } as const;
+
+/** The event's size from a hook of this family. */
+export function eventSize(family: 4 | 6): number {
+  return EVENT.ADDR + ADDR_SIZE[family];
+}
 
 /**
- * The ring buffer's data size: 1 MiB, about 13,000 events (80 bytes each with
- * the record header). A power of two and a multiple of the page size, as
+ * The ring buffer's data size: 1 MiB, 16,384 IPv4 events (64 bytes each with
+ * the record header; 13,107 IPv6 ones, 80 bytes). A power of two and a multiple of the page size, as
  * BPF_MAP_TYPE_RINGBUF requires. When it is full (nobody reads), new events
  * are dropped, never the binds.
  */
@@ -73,14 +81,12 @@ export interface BindEvent {
 
 /** Decodes one event; undefined when it is not one of this layout (a record of another size, an unknown verdict). */
 export function decodeEvent(b: Buffer): BindEvent | undefined {
-  if (b.length !== EVENT_SIZE) return undefined;
-  const verdictCode = b.readUInt32LE(EVENT.VERDICT);
-  const verdict = verdictCode === 3 ? 'granted' : verdictCode === 0 ? 'refused' : undefined;
+  const kind = b[EVENT.KIND] ?? 0;
+  const family = kind & 0x0f;
+  const verdict = kind >> 4 === 3 ? 'granted' : kind >> 4 === 0 ? 'refused' : undefined;
   const protocol = protocolName(b[EVENT.PROTOCOL] ?? 0);
-  const familyByte = b[EVENT.FAMILY];
-  if (verdict === undefined || protocol === undefined || (familyByte !== 4 && familyByte !== 6)) return undefined;
-  const addr = b.subarray(EVENT.ADDR, EVENT.ADDR + 16);
-  const address = normalizeAddress(addressText(familyByte === 4 ? AF_INET : AF_INET6, addr) ?? '');
+  if ((family !== 4 && family !== 6) || b.length !== eventSize(family) || verdict === undefined || protocol === undefined) return undefined;
+  const address = normalizeAddress(addressText(family === 4 ? AF_INET : AF_INET6, b.subarray(EVENT.ADDR)) ?? '');
   const commBytes = b.subarray(EVENT.COMM, EVENT.COMM + COMM_SIZE);
   const nul = commBytes.indexOf(0);
   return {
@@ -91,7 +97,7 @@ export function decodeEvent(b: Buffer): BindEvent | undefined {
     gid: b.readUInt32LE(EVENT.GID),
     line: b.readUInt32LE(EVENT.LINE),
     protocol,
-    family: familyByte,
+    family,
     address,
     port: b.readUInt16LE(EVENT.PORT),
     verdict,
@@ -102,7 +108,7 @@ export function decodeEvent(b: Buffer): BindEvent | undefined {
 
 /** Encodes an event as the program writes it (for tests of the decoder and the ring consumer). */
 export function encodeEvent(e: BindEvent): Buffer {
-  const b = Buffer.alloc(EVENT_SIZE);
+  const b = Buffer.alloc(eventSize(e.family));
   b.writeBigUInt64LE(e.monotonicNs, EVENT.TIME);
   b.writeBigUInt64LE(e.cgroupId, EVENT.CGROUP);
   b.writeUInt32LE(e.pid, EVENT.PID);
@@ -111,8 +117,7 @@ export function encodeEvent(e: BindEvent): Buffer {
   b.writeUInt32LE(e.line, EVENT.LINE);
   b.writeUInt16LE(e.port, EVENT.PORT);
   b[EVENT.PROTOCOL] = e.protocol === 'tcp' ? 6 : 17;
-  b[EVENT.FAMILY] = e.family;
-  b.writeUInt32LE(e.verdict === 'granted' ? 3 : 0, EVENT.VERDICT);
+  b[EVENT.KIND] = ((e.verdict === 'granted' ? 3 : 0) << 4) | e.family;
   if (e.family === 4) Buffer.from(e.address.split('.').map(Number)).copy(b, EVENT.ADDR);
   else ipv6Bytes(e.address).copy(b, EVENT.ADDR);
   Buffer.from(e.comm, 'latin1')

@@ -21,15 +21,17 @@
  * The audit trail (a `log` statement): a variant of the program that, after
  * counting a grant or a refusal, writes an event (events.ts) into a
  * BPF_MAP_TYPE_RINGBUF with bpf_ringbuf_reserve/submit (Linux 5.8) before it
- * returns, waking the reader only when the unread part grows past a quarter
- * of the ring (it polls). Without `log` the variant is not built at all: the program has no
+ * returns. The submit has no flags: the kernel wakes the reader only for an
+ * event written to a ring it had emptied, so a reader that takes its time
+ * between reads (ops/log.ts) is woken once per read, not once per event.
+ * Without `log` the variant is not built at all: the program has no
  * logging instructions, not even a skipped branch (the bench and the program
  * test check its length). A full ring drops the event, never the bind.
  */
 import { createHash } from 'node:crypto';
 import { Assembler, FP, HELPER, R0, R1, R2, R3, R6, R7, R8, R9, type Reg } from '../bpf/asm.js';
 import { EADDRINUSE } from '../os/errno.js';
-import { COMM_SIZE, EVENT, EVENT_SIZE, RING_BYTES } from './events.js';
+import { COMM_SIZE, EVENT, eventSize } from './events.js';
 import { AF_INET, AF_INET6, IPPROTO, Kind, lookupFlag, PORT_FILTER_UDP, PRINCIPAL_KINDS, RESERVED } from './map-format.js';
 
 // Stack frame (offsets from the frame pointer r10).
@@ -49,13 +51,6 @@ export const PASS = 1;
 export const REFUSE = 0;
 
 export type HookFamily = 4 | 6;
-
-// bpf_ringbuf_query() and bpf_ringbuf_submit() flags (include/uapi/linux/bpf.h).
-const BPF_RB_AVAIL_DATA = 0;
-const BPF_RB_NO_WAKEUP = 1;
-const BPF_RB_FORCE_WAKEUP = 2;
-/** The reader is woken when the unread part of the ring grows past a quarter; otherwise it finds the events when it polls. */
-const WAKE_AT = RING_BYTES / 4;
 
 /** The audit trail: which verdicts write an event, and the ring buffer's fd (0 where only the code matters). */
 export interface LogOptions {
@@ -220,7 +215,10 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number, portFil
  */
 function emitEvent(a: Assembler, family: HookFamily, ringFd: number, coarseTime: boolean): void {
   a.label('log');
-  a.ldMapFd(R1, ringFd, 'lowport_events').mov(R2, { imm: EVENT_SIZE }).mov(R3, { imm: 0 }).call(HELPER.ringbuf_reserve);
+  a.ldMapFd(R1, ringFd, 'lowport_events')
+    .mov(R2, { imm: eventSize(family) })
+    .mov(R3, { imm: 0 })
+    .call(HELPER.ringbuf_reserve);
   a.jmp('jeq', R0, { imm: 0 }, 'log_done').mov(R8, R0);
   a.call(coarseTime ? HELPER.ktime_get_coarse_ns : HELPER.ktime_get_ns).stx(8, R8, EVENT.TIME, R0);
   a.call(HELPER.get_current_cgroup_id).stx(8, R8, EVENT.CGROUP, R0);
@@ -230,23 +228,11 @@ function emitEvent(a: Assembler, family: HookFamily, ringFd: number, coarseTime:
   a.stx(4, R8, EVENT.LINE, R9);
   a.ldx(4, R1, R6, CTX_USER_PORT).be(R1, 16).stx(2, R8, EVENT.PORT, R1);
   a.ldx(4, R1, R6, CTX_PROTOCOL).stx(1, R8, EVENT.PROTOCOL, R1);
-  a.st(1, R8, EVENT.FAMILY, family).stx(4, R8, EVENT.VERDICT, R7);
-  if (family === 4) {
-    a.ldx(4, R1, R6, CTX_USER_IP4).stx(4, R8, EVENT.ADDR, R1);
-    a.st(4, R8, EVENT.ADDR + 4, 0).st(8, R8, EVENT.ADDR + 8, 0);
-  } else {
-    for (let i = 0; i < 16; i += 4) a.ldx(4, R1, R6, CTX_USER_IP6 + i).stx(4, R8, EVENT.ADDR + i, R1);
-  }
+  a.mov(R1, R7).alu64('lsh', R1, { imm: 4 }).alu64('or', R1, { imm: family }).stx(1, R8, EVENT.KIND, R1);
+  if (family === 4) a.ldx(4, R1, R6, CTX_USER_IP4).stx(4, R8, EVENT.ADDR, R1);
+  else for (let i = 0; i < 16; i += 4) a.ldx(4, R1, R6, CTX_USER_IP6 + i).stx(4, R8, EVENT.ADDR + i, R1);
   a.mov(R1, R8).alu64('add', R1, { imm: EVENT.COMM }).mov(R2, { imm: COMM_SIZE }).call(HELPER.get_current_comm);
-  // Waking the reader costs an irq_work and a context switch per event when it keeps up: the reader polls
-  // instead (ops/log.ts), and is woken only when the ring fills up to WAKE_AT.
-  a.ldMapFd(R1, ringFd, 'lowport_events').mov(R2, { imm: BPF_RB_AVAIL_DATA }).call(HELPER.ringbuf_query);
-  // Only the event that crosses WAKE_AT wakes it: above, every event would (and a full ring drops them anyway).
-  a.mov(R2, { imm: BPF_RB_NO_WAKEUP })
-    .jmp('jlt', R0, { imm: WAKE_AT }, 'log_submit')
-    .jmp('jge', R0, { imm: WAKE_AT + EVENT_SIZE + 8 }, 'log_submit')
-    .mov(R2, { imm: BPF_RB_FORCE_WAKEUP });
-  a.label('log_submit').mov(R1, R8).call(HELPER.ringbuf_submit);
+  a.mov(R1, R8).mov(R2, { imm: 0 }).call(HELPER.ringbuf_submit);
   a.label('log_done').mov(R0, R7).exit();
 }
 

@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BUSY_BIT, consumeTo, DISCARD_BIT, HDR_SZ, readRecords, recordLength, type RingView } from '../../../src/bpf/ringbuf.js';
+import { encodeEvent, type BindEvent } from '../../../src/grants/events.js';
+import { decodeAll, unreadableNote } from '../../../src/ops/log.js';
 
 /** What the follower does (ops/log.ts): read, hand on, then give the space back once. */
 function consume(view: RingView, max = Infinity): { samples: Buffer[]; position: bigint } {
@@ -111,5 +113,34 @@ describe('the ring consumer', () => {
       assert.deepEqual(consume(ring.view).samples, [sample(round, 20), sample(round + 100, 4)]);
     }
     assert.equal(ring.view.consumer[0], 5n * (32n + 16n));
+  });
+
+  it("holds the program's IPv4 events in one 64-byte line each, IPv6 ones beside them, and counts a record of another layout", () => {
+    const v4: BindEvent = {
+      monotonicNs: 1n,
+      cgroupId: 2n,
+      pid: 3,
+      uid: 65534,
+      gid: 65534,
+      line: 1,
+      protocol: 'tcp',
+      family: 4,
+      address: '127.0.0.1',
+      port: 80,
+      verdict: 'granted',
+      comm: 'python3',
+    };
+    const v6: BindEvent = { ...v4, family: 6, address: '::1', verdict: 'refused', protocol: 'udp' };
+    const ring = new FakeRing(4096);
+    assert.equal(ring.write(encodeEvent(v4)), 0n);
+    assert.equal(ring.write(encodeEvent(v4)), 64n, 'the next IPv4 event starts on the next cache line');
+    assert.equal(ring.write(encodeEvent(v6)), 128n);
+    // A record of the layout before IPv4 events were 56 bytes (72 bytes, verdict at 36): not guessed at.
+    ring.write(Buffer.alloc(72, 4));
+    assert.equal(ring.view.producer[0], 128n + 80n + 80n);
+    const { events, unreadable } = decodeAll(consume(ring.view).samples);
+    assert.deepEqual(events, [v4, v4, v6]);
+    assert.equal(unreadable, 1);
+    assert.match(unreadableNote(unreadable), /^1 record in the audit trail is not an event this lowport can read .*Run `lowport apply`/);
   });
 });

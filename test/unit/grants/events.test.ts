@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { decode, HELPER } from '../../../src/bpf/asm.js';
-import { decodeEvent, encodeEvent, EVENT, EVENT_SIZE, wallClock, type BindEvent } from '../../../src/grants/events.js';
+import { decodeEvent, encodeEvent, EVENT, eventSize, wallClock, type BindEvent } from '../../../src/grants/events.js';
 import { bindProgramName, buildBindProgram } from '../../../src/grants/program.js';
 import { requireRingbuf } from '../../../src/grants/target.js';
 import { LowportError } from '../../../src/errors.js';
@@ -25,15 +25,19 @@ const EVENT_SAMPLE: BindEvent = {
 describe('the event layout', () => {
   it('decodes every field of what the program writes', () => {
     const b = encodeEvent(EVENT_SAMPLE);
-    assert.equal(b.length, EVENT_SIZE);
+    assert.equal(b.length, 68);
     assert.equal(b.readUInt16LE(EVENT.PORT), 443);
-    assert.equal(b[EVENT.FAMILY], 6);
+    assert.equal(b[EVENT.KIND], 0x06, 'refused (0) from bind6');
     assert.deepEqual(decodeEvent(b), EVENT_SAMPLE);
   });
 
-  it('reads IPv4 from the first 4 address bytes, and a grant as verdict 3', () => {
-    const b = encodeEvent({ ...EVENT_SAMPLE, family: 4, address: '0.0.0.0', verdict: 'granted', protocol: 'tcp' });
-    assert.equal(b.readUInt32LE(EVENT.VERDICT), 3);
+  it('makes an IPv4 event 56 bytes, one cache line with its record header, and a grant verdict 3', () => {
+    const sample = { ...EVENT_SAMPLE, family: 4, address: '0.0.0.0', verdict: 'granted', protocol: 'tcp' } as const;
+    const b = encodeEvent(sample);
+    assert.equal(b.length, 56);
+    assert.equal(eventSize(4) + 8, 64);
+    assert.equal(b[EVENT.KIND], 0x34);
+    assert.deepEqual(decodeEvent(b), sample);
     b.writeUInt32BE(0x7f000001, EVENT.ADDR);
     assert.equal(decodeEvent(b)?.address, '127.0.0.1');
   });
@@ -45,10 +49,16 @@ describe('the event layout', () => {
   });
 
   it('refuses what is not an event of this layout', () => {
-    assert.equal(decodeEvent(Buffer.alloc(EVENT_SIZE - 8)), undefined);
+    assert.equal(decodeEvent(Buffer.alloc(0)), undefined);
+    // An IPv6 event cut to an IPv4 one's size, and the other way round.
+    assert.equal(decodeEvent(encodeEvent(EVENT_SAMPLE).subarray(0, eventSize(4))), undefined);
+    const v4 = encodeEvent({ ...EVENT_SAMPLE, family: 4, address: '127.0.0.1' });
+    assert.equal(decodeEvent(Buffer.concat([v4, Buffer.alloc(12)])), undefined);
     const b = encodeEvent(EVENT_SAMPLE);
-    b.writeUInt32LE(1, EVENT.VERDICT);
-    assert.equal(decodeEvent(b), undefined);
+    b[EVENT.KIND] = 0x16;
+    assert.equal(decodeEvent(b), undefined, 'verdict 1');
+    b[EVENT.KIND] = 0x05;
+    assert.equal(decodeEvent(b), undefined, 'family 5');
     const c = encodeEvent(EVENT_SAMPLE);
     c[EVENT.PROTOCOL] = 1;
     assert.equal(decodeEvent(c), undefined);
@@ -93,6 +103,18 @@ describe('the logging variant of the bind program', () => {
     );
   });
 
+  it('submits without flags or a query of the ring, so that only an event written to an emptied ring wakes the reader', () => {
+    for (const family of [4, 6] as const) {
+      const insns = decode(buildBindProgram(family, 1, 2, { log: { grants: true, refusals: true, ringFd: 3 } }).assemble());
+      const submit = insns.findIndex((i) => i.op === 'call' && i.imm === HELPER.ringbuf_submit);
+      assert.deepEqual(
+        insns.slice(submit - 2, submit).map((i) => i.text),
+        ['r1 = r8', 'r2 = 0'],
+      );
+      assert.ok(!insns.some((i) => i.op === 'call' && i.imm === 134), 'no bpf_ringbuf_query');
+    }
+  });
+
   it('sets the errno before it logs a refusal, when reservations refuse with EADDRINUSE', () => {
     for (const family of [4, 6] as const) {
       const c = decode(buildBindProgram(family, 1, 2, { addrInUse: true, log: { grants: true, refusals: true, ringFd: 3 } }).assemble())
@@ -115,7 +137,7 @@ describe('the logging variant of the bind program', () => {
       // bpf_get_current_comm fills the 16 bytes of the name.
       for (let b = EVENT.COMM; b < EVENT.COMM + 16; b++) written.add(b);
       assert.deepEqual(
-        Array.from({ length: EVENT_SIZE }, (_, b) => b).filter((b) => !written.has(b)),
+        Array.from({ length: eventSize(family) }, (_, b) => b).filter((b) => !written.has(b)),
         [],
         `family ${family}`,
       );

@@ -250,7 +250,12 @@ export function printJson(io: CliIo, value: unknown): void {
  * means the same character, so the JSON is unchanged for a parser.
  */
 export function jsonText(value: unknown, indent = 2): string {
-  return JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), indent).replace(
+  return jsonEscape(JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), indent));
+}
+
+/** JSON text with the controls JSON.stringify leaves as they are (C1, bidi, line separators) escaped too. */
+export function jsonEscape(json: string): string {
+  return json.replace(
     /[\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );

@@ -86,7 +86,7 @@ export function decodeEvent(b: Buffer): BindEvent | undefined {
   const verdict = kind >> 4 === 3 ? 'granted' : kind >> 4 === 0 ? 'refused' : undefined;
   const protocol = protocolName(b[EVENT.PROTOCOL] ?? 0);
   if ((family !== 4 && family !== 6) || b.length !== eventSize(family) || verdict === undefined || protocol === undefined) return undefined;
-  const address = normalizeAddress(addressText(family === 4 ? AF_INET : AF_INET6, b.subarray(EVENT.ADDR)) ?? '');
+  const address = addressOf(family, b.subarray(EVENT.ADDR));
   const commBytes = b.subarray(EVENT.COMM, EVENT.COMM + COMM_SIZE);
   const nul = commBytes.indexOf(0);
   return {
@@ -104,6 +104,21 @@ export function decodeEvent(b: Buffer): BindEvent | undefined {
     // latin1 keeps every byte as one character, so escaping shows exactly what the process set.
     comm: commBytes.subarray(0, nul < 0 ? COMM_SIZE : nul).toString('latin1'),
   };
+}
+
+/** Addresses by their bytes: a machine binds few, and the reader formats each once, not once per event. */
+const ADDRESSES = new Map<string, string>();
+const ADDRESSES_MAX = 4096;
+
+function addressOf(family: 4 | 6, bytes: Buffer): string {
+  const key = bytes.toString('latin1');
+  let text = ADDRESSES.get(key);
+  if (text === undefined) {
+    text = normalizeAddress(addressText(family === 4 ? AF_INET : AF_INET6, bytes) ?? '');
+    if (ADDRESSES.size >= ADDRESSES_MAX) ADDRESSES.clear();
+    ADDRESSES.set(key, text);
+  }
+  return text;
 }
 
 /** Encodes an event as the program writes it (for tests of the decoder and the ring consumer). */

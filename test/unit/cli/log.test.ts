@@ -42,6 +42,39 @@ describe('lowport log output', () => {
     assert.equal(parsed.comm, EVENT.comm);
     assert.equal(parsed.cgroupId, '18446744073709551615');
     assert.equal(parsed.group, undefined);
+    // One order of keys; what is not known is left out, not null.
+    assert.deepEqual(Object.keys(parsed), [
+      'time',
+      'verdict',
+      'protocol',
+      'family',
+      'address',
+      'port',
+      'pid',
+      'comm',
+      'uid',
+      'user',
+      'gid',
+      'cgroupId',
+      'file',
+      'line',
+    ]);
+    assert.deepEqual(Object.keys(JSON.parse(eventJson({ ...EVENT, user: undefined, file: undefined, group: 'audit' })) as object), [
+      'time',
+      'verdict',
+      'protocol',
+      'family',
+      'address',
+      'port',
+      'pid',
+      'comm',
+      'uid',
+      'gid',
+      'group',
+      'cgroupId',
+      'line',
+    ]);
+    assert.equal(parsed.time, '2026-11-30T07:35:03.045Z');
   });
 
   it('gives the journal the raw name in its own field and the escaped line as MESSAGE', () => {
@@ -117,7 +150,7 @@ describe('placing an event by the applied policy', () => {
     POLICY,
   );
   const at = (line: number): { line: number; file?: string } => {
-    const e = placeEvent({ ...EVENT, line, file: undefined }, doc);
+    const e = placeEvent(line, doc);
     return e.file === undefined ? { line: e.line } : { line: e.line, file: e.file };
   };
 
@@ -131,14 +164,14 @@ describe('placing an event by the applied policy', () => {
     assert.deepEqual(at(0), { line: 0 });
     assert.deepEqual(at(4), { line: 4 }, 'line 4 is the log statement: no rule of this document decided there');
     assert.deepEqual(at(9), { line: 9 });
-    const e = placeEvent({ ...EVENT, line: 5, file: undefined }, undefined);
+    const e = placeEvent(5, undefined);
     assert.equal(e.file, undefined);
     assert.equal(e.line, 5);
   });
 
   it('places the lines of a policy without drop-ins in the policy file, unchanged', () => {
     const one = parsePolicyFiles({ main: 'grant 80 user nobody\n', dropins: [] }, POLICY);
-    const e = placeEvent({ ...EVENT, line: 1, file: undefined }, one);
+    const e = placeEvent(1, one);
     assert.equal(e.file, POLICY);
     assert.equal(e.line, 1);
   });

@@ -44,7 +44,7 @@ export function eventWhere(e: Pick<LoggedEvent, 'line' | 'file'>, policy: string
 export function formatEvent(e: LoggedEvent, policy: string): string {
   const line = eventWhere(e, policy);
   return (
-    `${e.time.toISOString()} ${e.verdict} ${e.protocol} ${socketAddress(e)} pid ${e.pid} '${escapeControl(e.comm)}' ` +
+    `${isoTime(e.time)} ${e.verdict} ${e.protocol} ${socketAddress(e)} pid ${e.pid} '${escapeControl(e.comm)}' ` +
     `user ${who(e.user, e.uid)} group ${who(e.group, e.gid)} cgroup ${e.cgroupId} ${line}`
   );
 }
@@ -107,7 +107,7 @@ export function journalFields(e: LoggedEvent, policy: string): [string, string][
     ['LOWPORT_CGROUP_ID', String(e.cgroupId)],
     ...(e.file === undefined ? [] : [['LOWPORT_FILE', e.file] as [string, string]]),
     ['LOWPORT_LINE', String(e.line)],
-    ['LOWPORT_EVENT_TIME', e.time.toISOString()],
+    ['LOWPORT_EVENT_TIME', isoTime(e.time)],
   ];
   if (e.user !== undefined) fields.push(['LOWPORT_USER', e.user]);
   if (e.group !== undefined) fields.push(['LOWPORT_GROUP', e.group]);

@@ -51,6 +51,21 @@ for proto, addr, port in json.loads(sys.argv[2]):
 print(json.dumps({'pid': __import__('os').getpid(), 'results': out}))
 `;
 
+/** A burst: N binds of 127.0.0.1:80/tcp as fast as Python goes (a spurious EADDRINUSE, a kernel quirk, is tried again); prints its pid. */
+const BURST = `
+import ctypes, os, socket, sys
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode('latin1'), 0, 0, 0)
+n = 0
+while n < int(sys.argv[2]):
+    s = socket.socket()
+    try:
+        s.bind(('127.0.0.1', 80)); n += 1
+    except OSError as e:
+        if e.errno != 98: raise
+    s.close()
+print(os.getpid())
+`;
+
 interface JsonEvent {
   verdict: string;
   protocol: string;
@@ -249,6 +264,42 @@ describe('the audit trail in the kernel', { skip }, () => {
     const after = await peek(box);
     assert.equal(after.events.length, 0, 'the follower took every event');
     assert.match(after.stderr, /journalctl -u lowport-log/);
+  });
+
+  it('hands on every event of a burst through the follower, once each, and leaves the ring empty', async () => {
+    box.writePolicy(`${POLICY}log all\n`);
+    assert.equal((await box.cli('apply')).code, 0);
+    const follower = spawn(process.execPath, [CLI, 'log', '--follow', '--json', ...box.args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    follower.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    // Fewer than the ring holds (16,384 IPv4 events), so that none may be lost even if the follower read
+    // nothing before the burst ends; far more than one batch (512) and one wake-up.
+    const N = 12_000;
+    try {
+      const { command, args, env } = box.clientCommand({ uid: NOBODY, gid: NOBODY }, [PYTHON, '-c', BURST, COMM, String(N)]);
+      const r = spawnSync(command, args, { encoding: 'utf8', env });
+      assert.equal(r.status, 0, r.stderr);
+      const pid = Number(r.stdout.trim());
+      // Whole lines only: the last may still be on its way.
+      const mine = (): JsonEvent[] =>
+        out
+          .slice(0, out.lastIndexOf('\n') + 1)
+          .split('\n')
+          .filter((l) => l !== '')
+          .map((l) => JSON.parse(l) as JsonEvent)
+          .filter((e) => e.pid === pid);
+      for (let i = 0; i < 300 && mine().length < N; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      const events = mine();
+      assert.equal(events.length, N);
+      assert.deepEqual(
+        new Set(events.map((e) => `${e.verdict} ${e.protocol} ${e.address}:${e.port} ${e.line} ${e.comm} ${e.uid}`)),
+        new Set([`granted tcp 127.0.0.1:80 1 ${COMM} ${NOBODY}`]),
+      );
+    } finally {
+      follower.kill('SIGTERM');
+      await new Promise((resolve) => follower.once('exit', resolve));
+    }
+    assert.equal((await peek(box)).events.length, 0, 'the follower took every event');
   });
 
   it('logs only the verdicts asked for', async () => {

@@ -43,37 +43,16 @@ describe('lowport log output', () => {
     assert.equal(parsed.cgroupId, '18446744073709551615');
     assert.equal(parsed.group, undefined);
     // One order of keys; what is not known is left out, not null.
-    assert.deepEqual(Object.keys(parsed), [
-      'time',
-      'verdict',
-      'protocol',
-      'family',
-      'address',
-      'port',
-      'pid',
-      'comm',
-      'uid',
-      'user',
-      'gid',
-      'cgroupId',
-      'file',
-      'line',
-    ]);
-    assert.deepEqual(Object.keys(JSON.parse(eventJson({ ...EVENT, user: undefined, file: undefined, group: 'audit' })) as object), [
-      'time',
-      'verdict',
-      'protocol',
-      'family',
-      'address',
-      'port',
-      'pid',
-      'comm',
-      'uid',
-      'gid',
-      'group',
-      'cgroupId',
-      'line',
-    ]);
+    const ORDER = 'time verdict protocol family address port pid comm uid user gid group cgroupId file line'.split(' ');
+    const keys = (e: LoggedEvent): string[] => Object.keys(JSON.parse(eventJson(e)) as object);
+    assert.deepEqual(
+      Object.keys(parsed),
+      ORDER.filter((k) => k !== 'group'),
+    );
+    assert.deepEqual(
+      keys({ ...EVENT, user: undefined, file: undefined, group: 'audit' }),
+      ORDER.filter((k) => k !== 'user' && k !== 'file'),
+    );
     assert.equal(parsed.time, '2026-11-30T07:35:03.045Z');
   });
 

@@ -224,10 +224,12 @@ const WAIT_MS = 200;
 /**
  * After a wake-up, how long the reader lets events gather before it reads
  * them: the program wakes it only for an event written to a ring it had
- * emptied, so one wake-up (an interrupt and a context switch, paid by the
- * binding process) serves every event of these milliseconds, not just one.
- * The ring holds 16,384 IPv4 events: more than 1.6 million binds a second
- * would fill it in this time. It is also the most an event waits to be read.
+ * emptied, so one wake-up (an interrupt the binding process pays, and a
+ * context switch) serves every event of these milliseconds, not just one.
+ * The ring holds 16,384 IPv4 events: it takes 1.6 million binds a second to
+ * fill it in this time; the reader's own pace (about 70,000 events a second
+ * on a small VM, bench/README.md) is what a long burst meets first. It is
+ * also the most an event waits to be read.
  */
 const GATHER_MS = 10;
 /** Events handed on at a time: one write of their lines, one move of the consumer position. */

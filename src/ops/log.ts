@@ -85,19 +85,19 @@ function liveDocument(options: LowportOptions): PolicyDocument | undefined {
   }
 }
 
-/** Places events (placeEvent) by the live document, read again when older than RECHECK_MS (an apply makes another). */
-export class EventPlacer {
+/** The live document to place events by (placeEvent), read again when older than RECHECK_MS (an apply makes another). */
+export class LiveDocument {
   #doc: PolicyDocument | undefined;
   #read = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: LowportOptions) {}
 
-  place(line: number): { line: number; file: string | undefined } {
+  current(): PolicyDocument | undefined {
     if (Date.now() - this.#read > RECHECK_MS) {
       this.#doc = liveDocument(this.options);
       this.#read = Date.now();
     }
-    return placeEvent(line, this.#doc);
+    return this.#doc;
   }
 }
 
@@ -140,12 +140,13 @@ export class NameCache {
    * adding the fields in place, in one order, keeps the reader fast (an
    * object spread per event cost more than all the rest; bench/README.md).
    */
-  logged(events: readonly BindEvent[], placer: EventPlacer): LoggedEvent[] {
+  logged(events: readonly BindEvent[], applied: LiveDocument): LoggedEvent[] {
     this.prime(events);
+    const doc = applied.current();
     const now = Date.now();
     const monotonicNow = process.hrtime.bigint();
     return events.map((e) => {
-      const at = placer.place(e.line);
+      const at = placeEvent(e.line, doc);
       const l = e as LoggedEvent;
       l.time = wallClock(e.monotonicNs, now, monotonicNow);
       l.user = this.#users.get(e.uid);
@@ -186,8 +187,8 @@ export function peekLog(options: LowportOptions = {}): LogPeek {
       const consumedBytes = Atomics.load(mapped.view.consumer, 0);
       const { events, unreadable } = decodeAll(readRecords(mapped.view).samples);
       const names = new NameCache();
-      const placer = new EventPlacer(options);
-      return { pinDir, logging, ring: true, events: names.logged(events, placer), unreadable, consumedBytes };
+      const applied = new LiveDocument(options);
+      return { pinDir, logging, ring: true, events: names.logged(events, applied), unreadable, consumedBytes };
     } finally {
       mapped.close();
     }
@@ -243,7 +244,7 @@ const BATCH = 512;
 export async function followLog(options: LowportOptions, follow: FollowOptions): Promise<void> {
   const { pinDir } = liveTarget(options);
   const names = new NameCache();
-  const placer = new EventPlacer(options);
+  const applied = new LiveDocument(options);
   let said: string | undefined;
   const waiting = (why: string): void => {
     if (why !== said) follow.onWaiting?.(why);
@@ -259,7 +260,7 @@ export async function followLog(options: LowportOptions, follow: FollowOptions):
     said = undefined;
     try {
       lockConsumer(opened.live, pinDir);
-      await consume(opened.ring, pinDir, (events) => names.logged(events, placer), follow);
+      await consume(opened.ring, pinDir, (events) => names.logged(events, applied), follow);
     } finally {
       opened.ring.close();
       opened.live.close();

@@ -84,6 +84,7 @@ export const HELPER = {
   get_current_uid_gid: 15,
   get_current_comm: 16,
   get_current_cgroup_id: 80,
+  get_current_task_btf: 158,
   set_retval: 187,
   ringbuf_reserve: 131,
   ringbuf_submit: 132,

@@ -45,7 +45,7 @@ import { LinkHandle, OwnedFd, ProgramHandle, withHandle } from '../src/bpf/handl
 import { progQuery } from '../src/bpf/syscall.js';
 import { openDir } from '../src/os/process.js';
 import { compileDocument, policyFingerprint } from '../src/grants/document.js';
-import { bindProgramVariant, swapPolicy } from '../src/grants/live.js';
+import { programOptions, swapPolicy } from '../src/grants/live.js';
 import { buildBindProgram } from '../src/grants/program.js';
 import { loggingOf, parsePolicy } from '../src/policy/parse.js';
 import { buildClient, runClient, type BindSample, type Variant } from './bind-client.js';
@@ -320,8 +320,7 @@ function lowportSizes(ws: Workspace): ProgramSize[] {
 
 /** The length of lowport's program as it builds it (the kernel reports only what came out of the verifier). */
 function loadedLength(hook: 'bind4' | 'bind6', logged: boolean): number {
-  const variant = bindProgramVariant();
-  const options = logged ? { ...variant, log: { grants: true, refusals: true, ringFd: 0 } } : variant;
+  const options = programOptions(logged ? { grants: true, refusals: true, ringFd: 0 } : undefined);
   return buildBindProgram(hook === 'bind4' ? 4 : 6, 0, 0, options).assemble().length / 8;
 }
 

@@ -7,13 +7,15 @@
  * Needs root (or CAP_BPF with CAP_NET_ADMIN): without it every probe reports
  * EPERM, and callers fall back to the version (grants/target.ts, doctor).
  */
-import { Assembler, HELPER, R0, R1, R2, R3, R6 } from './asm.js';
+import { Assembler, FP, HELPER, R0, R1, R2, R3, R6 } from './asm.js';
+import { Btf, BtfError } from './btf.js';
+import { emitTaskFields, taskFields, type TaskFields } from './task-fields.js';
 import { BPF_CGROUP_INET4_BIND, BPF_MAP_TYPE, BPF_PROG_TYPE_CGROUP_SOCK_ADDR } from './attr.js';
 import { closeFd, linkCreate, mapCreate, progLoad } from './syscall.js';
 import { SyscallError } from '../os/libc.js';
 
 export type FeatureName =
-  'bind-return-3' | 'cgroup-link' | 'hash-map' | 'array-of-maps' | 'port-filter' | 'set-retval' | 'ringbuf' | 'coarse-time';
+  'bind-return-3' | 'cgroup-link' | 'hash-map' | 'array-of-maps' | 'port-filter' | 'set-retval' | 'ringbuf' | 'coarse-time' | 'task-btf';
 
 export interface FeatureResult {
   name: FeatureName;
@@ -288,4 +290,57 @@ export function probeRingbuf(): FeatureResult {
     if (map !== undefined) closeFd(map);
   }
   return ringbufCached;
+}
+
+const TASK_BTF_TRIED = "read the task's pid, comm and cgroup id through bpf_get_current_task_btf, at offsets from /sys/kernel/btf/vmlinux";
+let taskBtfCached: { result: FeatureResult; fields?: TaskFields } | undefined;
+let taskBtfOff = false;
+
+/**
+ * The audit trail's task fields straight from the current task_struct:
+ * bpf_get_current_task_btf (Linux 5.11; in a bind hook only where the
+ * kernel offers it to every program type, and with CAP_PERFMON) and loads at
+ * the offsets the running kernel's BTF gives (bpf/btf.ts taskFields). On
+ * this machine the three helpers it replaces (get_current_pid_tgid,
+ * get_current_comm, get_current_cgroup_id) were more than half of what an
+ * event cost a bind (bench/README.md). The probe loads a bind4 program that
+ * reads every field the event reads, so the verifier has checked each load
+ * against the kernel's types. Without it the events use the helpers.
+ * Optional, like coarse-time; once per process; nothing is attached.
+ */
+export function probeTaskBtf(): { result: FeatureResult; fields?: TaskFields } {
+  const name = 'task-btf';
+  if (taskBtfOff) return { result: { name, tried: TASK_BTF_TRIED, ok: false, skipped: 'turned off by a test' } };
+  if (taskBtfCached !== undefined) return taskBtfCached;
+  let fields: TaskFields | string;
+  try {
+    const btf = Btf.vmlinux();
+    fields = btf === undefined ? 'the kernel has no BTF (/sys/kernel/btf/vmlinux)' : taskFields(btf);
+  } catch (e) {
+    if (!(e instanceof BtfError)) throw e;
+    fields = `its BTF could not be read: ${e.message}`;
+  }
+  if (typeof fields === 'string') {
+    taskBtfCached = { result: { name, tried: TASK_BTF_TRIED, ok: false, skipped: fields } };
+    return taskBtfCached;
+  }
+  try {
+    const a = new Assembler();
+    emitTaskFields(a, fields, FP, { pid: -32, comm: -28, cgroup: -8 });
+    const insns = a.mov(R0, { imm: 1 }).exit().assemble();
+    closeFd(progLoad({ type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR, expectedAttachType: BPF_CGROUP_INET4_BIND, insns, name: 'lowport_probe' }));
+    taskBtfCached = { result: { name, tried: TASK_BTF_TRIED, ok: true }, fields };
+  } catch (e) {
+    taskBtfCached = { result: { name, tried: TASK_BTF_TRIED, ok: false, ...refusal(e) } };
+  }
+  return taskBtfCached;
+}
+
+/**
+ * For the tests only (not reachable from the command line or the library):
+ * true makes probeTaskBtf answer no without asking the kernel, so the events
+ * take the helpers' way on a kernel that has the other; false asks again.
+ */
+export function turnOffTaskBtfForTests(off: boolean): void {
+  taskBtfOff = off;
 }

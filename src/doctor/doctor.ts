@@ -21,7 +21,7 @@ import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../os/nss.js';
 import { effectiveUid, pathExists, pathState, processStatus, realPath, systemTool, which } from '../os/process.js';
 import { findNft } from '../os/nft.js';
 import { checkIdentity, LAUNCH_FAILED, launchSync, userEnvironment } from '../os/launch.js';
-import { probeCoarseTime, probeFeatures, probeRingbuf, probeSetRetval } from '../bpf/probes.js';
+import { probeCoarseTime, probeFeatures, probeRingbuf, probeSetRetval, probeTaskBtf } from '../bpf/probes.js';
 import {
   detectContainer,
   initNetNamespace,
@@ -323,7 +323,7 @@ function kernelChecks(asRoot: boolean, missing: string[]): Check[] {
       status: ringbuf.ok ? 'ok' : 'info',
       detail: `${probeText(ringbuf)}: ${auditTrailText(ringbuf.ok)}`,
     },
-    ...(ringbuf.ok ? [coarseTimeCheck()] : []),
+    ...(ringbuf.ok ? [coarseTimeCheck(), taskBtfCheck()] : []),
   ];
 }
 
@@ -337,6 +337,20 @@ function coarseTimeCheck(): Check {
       coarse.ok
         ? "the audit trail's events take their time from the coarse clock (to the last tick), the cheaper one"
         : "the audit trail's events read the precise clock, which costs a logged bind more on some VMs (the coarse one came in Linux 5.11); nothing else changes"
+    }`,
+  };
+}
+
+/** How the audit trail's events read the task's pid, comm and cgroup id: it changes what an event costs, nothing else. */
+function taskBtfCheck(): Check {
+  const { result } = probeTaskBtf();
+  return {
+    id: `probe:${result.name}`,
+    status: result.ok ? 'ok' : 'info',
+    detail: `${probeText(result)}: ${
+      result.ok
+        ? "the audit trail's events read the task's pid, comm and cgroup id in place, the cheaper way"
+        : "the audit trail's events call a helper for each of the task's pid, comm and cgroup id, which costs a logged bind more; nothing else changes"
     }`,
   };
 }

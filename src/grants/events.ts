@@ -11,8 +11,9 @@
  * quarter of the next one (bench/README.md).
  *    0 u64 time      CLOCK_MONOTONIC, as process.hrtime: bpf_ktime_get_coarse_ns() (to the
  *                    last tick) where the kernel has it, else bpf_ktime_get_ns()
- *    8 u64 cgroup    bpf_get_current_cgroup_id() of the binding process
- *   16 u32 pid       the tgid (what ps calls the pid)
+ *    8 u64 cgroup    the binding process's cgroup v2 id (task->cgroups->dfl_cgrp->kn->id read in
+ *                    place where the kernel lets a bind hook, else bpf_get_current_cgroup_id())
+ *   16 u32 pid       the tgid (what ps calls the pid; task->tgid, else bpf_get_current_pid_tgid())
  *   20 u32 uid       real uid and gid in the initial user namespace
  *   24 u32 gid       (bpf_get_current_uid_gid: the primary gid only)
  *   28 u32 line      the policy line of the grant used or of the reservation (0: not from the file: a `run` scope)
@@ -20,10 +21,12 @@
  *   34 u8  protocol  IPPROTO_TCP 6 / IPPROTO_UDP 17
  *   35 u8  kind      verdict << 4 | family: the verdict is the program's return value (3 granted,
  *                    0 refused), the family the hook's, 4 or 6 (an IPv4-mapped address comes through bind6)
- *   36 u8[16] comm   bpf_get_current_comm(): the thread's name, NUL-padded;
- *                    the process chose it (prctl PR_SET_NAME): never trust it as text
+ *   36 u8[16] comm   the thread's name (task->comm, else bpf_get_current_comm()), NUL-terminated,
+ *                    read up to the first NUL; the process chose it (prctl PR_SET_NAME): never
+ *                    trust it as text
  *   52 u8[4|16] addr network order: 4 bytes from bind4, 16 from bind6
- * Every byte is written by the program: nothing of the kernel's memory leaks.
+ * Every byte is written by the program: nothing of the kernel's memory leaks
+ * (comm's bytes are the task's own name, which the kernel keeps NUL-padded).
  */
 import { normalizeAddress, parseIPv6 } from '../policy/address.js';
 import { addressText, protocolName } from './compile.js';

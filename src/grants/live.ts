@@ -61,7 +61,7 @@ import {
 } from '../bpf/attr.js';
 import { LinkHandle, MapHandle, OwnedFd, ProgramHandle, withHandle, withHandles } from '../bpf/handles.js';
 import { progQuery } from '../bpf/syscall.js';
-import { probeCoarseTime, probeSetRetval } from '../bpf/probes.js';
+import { probeCoarseTime, probeSetRetval, probeTaskBtf } from '../bpf/probes.js';
 import { checkedEntry, checkedNames, openPinDir, removeOldStage, removePinSet, type PinDir } from '../bpf/bpffs.js';
 import type { DirFd } from '../os/dirfd.js';
 import { flock, LOCK_EX, SyscallError } from '../os/libc.js';
@@ -80,6 +80,7 @@ import {
 } from './map-format.js';
 import { RING_BYTES } from './events.js';
 import { bindProgramName, buildBindProgram, type BindProgramOptions, type LogOptions } from './program.js';
+import type { TaskFields } from '../bpf/task-fields.js';
 
 export const HOOKS = [
   { name: 'bind4', attachType: BPF_CGROUP_INET4_BIND, family: 4 },
@@ -474,20 +475,31 @@ export function liveLogging(pinDir: string): Logging | undefined {
     const link = openLink(pins, hook);
     if (link === undefined) return undefined;
     const name = programInfoById(withHandle(link, (l) => l.info().progId))?.name;
-    // Any logging variant (EPERM or EADDRINUSE, either clock) may be live: a program loaded before the kernel's
-    // answer changed. None of them is a program without logging.
-    const variants = [false, true].flatMap((addrInUse) =>
-      [false, true].flatMap((coarseTime) =>
-        LOGGINGS.map((logging) => ({ logging, options: { addrInUse, coarseTime, log: { ...logging, ringFd: 0 } } })),
-      ),
-    );
-    return variants.find((v) => name === bindProgramName(hook.family, v.options))?.logging ?? NO_LOGGING;
+    // Any logging variant (EPERM or EADDRINUSE, either clock, the task read in place or through helpers) may be
+    // live: a program loaded before the kernel's answer changed. None of them is a program without logging.
+    // The program without logging is tried first: only a logging one needs the task's offsets (the kernel's BTF).
+    if (name === bindProgramName(hook.family, bindProgramVariant())) return NO_LOGGING;
+    const variants = (task: TaskFields | undefined) =>
+      [false, true].flatMap((addrInUse) =>
+        [false, true].flatMap((coarseTime) =>
+          LOGGINGS.map((logging) => ({ logging, options: { addrInUse, coarseTime, task, log: { ...logging, ringFd: 0 } } })),
+        ),
+      );
+    const match = (task: TaskFields | undefined) => variants(task).find((v) => name === bindProgramName(hook.family, v.options));
+    return (match(undefined) ?? match(probeTaskBtf().fields))?.logging ?? NO_LOGGING;
   });
 }
 
-/** The program this kernel takes (bindProgramVariant), with the audit trail's logging when `log` is given. */
-function programOptions(log: LogOptions | undefined): BindProgramOptions {
-  return log === undefined ? bindProgramVariant() : { ...bindProgramVariant(), log };
+/**
+ * The program this kernel takes (bindProgramVariant), with the audit trail's
+ * logging when `log` is given: then the events read the task's fields in
+ * place where the kernel lets them (probe task-btf; it reads the kernel's
+ * BTF, so only a policy with `log` pays for it).
+ */
+export function programOptions(log: LogOptions | undefined): BindProgramOptions {
+  if (log === undefined) return bindProgramVariant();
+  const { fields } = probeTaskBtf();
+  return { ...bindProgramVariant(), ...(fields === undefined ? {} : { task: fields }), log };
 }
 
 function loadProgram(outer: MapHandle, filter: MapHandle, hook: (typeof HOOKS)[number], log?: LogOptions): ProgramHandle {

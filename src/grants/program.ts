@@ -30,6 +30,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Assembler, FP, HELPER, R0, R1, R2, R3, R6, R7, R8, R9, type Reg } from '../bpf/asm.js';
+import { emitTaskFields, type TaskFields } from '../bpf/task-fields.js';
 import { EADDRINUSE } from '../os/errno.js';
 import { COMM_SIZE, EVENT, eventSize } from './events.js';
 import { AF_INET, AF_INET6, IPPROTO, Kind, lookupFlag, PORT_FILTER_UDP, PRINCIPAL_KINDS, RESERVED } from './map-format.js';
@@ -85,6 +86,13 @@ export interface BindProgramOptions {
    * reads the time.
    */
   coarseTime?: boolean;
+  /**
+   * The events' pid, comm and cgroup id loaded from the current task_struct
+   * at these offsets (bpf/task-fields.ts; probe task-btf) instead of asked
+   * of three helpers, which on this machine were more than half of what an
+   * event cost (bench/README.md). Only the logging variant reads them.
+   */
+  task?: TaskFields;
 }
 
 /**
@@ -204,7 +212,7 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number, portFil
   if (logsAnything(log) && log.grants) a.ldx(4, R9, R0, 0).mov(R7, { imm: GRANT }).ja('log');
   else a.ret(GRANT);
   a.label('pass').ret(PASS);
-  if (logsAnything(log)) emitEvent(a, family, log.ringFd, options.coarseTime === true);
+  if (logsAnything(log)) emitEvent(a, family, log.ringFd, options);
   return a;
 }
 
@@ -213,16 +221,21 @@ export function buildBindProgram(family: HookFamily, outerMapFd: number, portFil
  * policy line of the entry that decided. r6 is still the context; the uid and
  * gid are on the stack (UID_GID). Every byte of the record is written.
  */
-function emitEvent(a: Assembler, family: HookFamily, ringFd: number, coarseTime: boolean): void {
+function emitEvent(a: Assembler, family: HookFamily, ringFd: number, options: BindProgramOptions): void {
   a.label('log');
   a.ldMapFd(R1, ringFd, 'lowport_events')
     .mov(R2, { imm: eventSize(family) })
     .mov(R3, { imm: 0 })
     .call(HELPER.ringbuf_reserve);
   a.jmp('jeq', R0, { imm: 0 }, 'log_done').mov(R8, R0);
-  a.call(coarseTime ? HELPER.ktime_get_coarse_ns : HELPER.ktime_get_ns).stx(8, R8, EVENT.TIME, R0);
-  a.call(HELPER.get_current_cgroup_id).stx(8, R8, EVENT.CGROUP, R0);
-  a.call(HELPER.get_current_pid_tgid).alu64('rsh', R0, { imm: 32 }).stx(4, R8, EVENT.PID, R0);
+  a.call(options.coarseTime === true ? HELPER.ktime_get_coarse_ns : HELPER.ktime_get_ns).stx(8, R8, EVENT.TIME, R0);
+  if (options.task !== undefined) {
+    emitTaskFields(a, options.task, R8, { pid: EVENT.PID, comm: EVENT.COMM, cgroup: EVENT.CGROUP });
+  } else {
+    a.call(HELPER.get_current_cgroup_id).stx(8, R8, EVENT.CGROUP, R0);
+    a.call(HELPER.get_current_pid_tgid).alu64('rsh', R0, { imm: 32 }).stx(4, R8, EVENT.PID, R0);
+    a.mov(R1, R8).alu64('add', R1, { imm: EVENT.COMM }).mov(R2, { imm: COMM_SIZE }).call(HELPER.get_current_comm);
+  }
   a.ldx(4, R1, FP, UID_GID).stx(4, R8, EVENT.UID, R1);
   a.ldx(4, R1, FP, UID_GID + 4).stx(4, R8, EVENT.GID, R1);
   a.stx(4, R8, EVENT.LINE, R9);
@@ -231,7 +244,6 @@ function emitEvent(a: Assembler, family: HookFamily, ringFd: number, coarseTime:
   a.mov(R1, R7).alu64('lsh', R1, { imm: 4 }).alu64('or', R1, { imm: family }).stx(1, R8, EVENT.KIND, R1);
   if (family === 4) a.ldx(4, R1, R6, CTX_USER_IP4).stx(4, R8, EVENT.ADDR, R1);
   else for (let i = 0; i < 16; i += 4) a.ldx(4, R1, R6, CTX_USER_IP6 + i).stx(4, R8, EVENT.ADDR + i, R1);
-  a.mov(R1, R8).alu64('add', R1, { imm: EVENT.COMM }).mov(R2, { imm: COMM_SIZE }).call(HELPER.get_current_comm);
   a.mov(R1, R8).mov(R2, { imm: 0 }).call(HELPER.ringbuf_submit);
   a.label('log_done').mov(R0, R7).exit();
 }

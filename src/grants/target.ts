@@ -158,6 +158,8 @@ export function unsupportedMessage(r: FeatureResult, release: string): string {
     'port-filter': 'cannot read a BPF array in place (Linux 5.2), as lowport reads its port filter',
     'set-retval': 'does not let a bind hook choose its errno (bpf_set_retval, Linux 6.1)',
     'coarse-time': "has no coarse clock for BPF (bpf_ktime_get_coarse_ns, Linux 5.11): the 'log' statement's events read the precise one",
+    'task-btf':
+      "does not let a bind hook read the current task through BTF (bpf_get_current_task_btf, Linux 5.11, and vmlinux BTF): the 'log' statement's events use the pid, comm and cgroup helpers",
     ringbuf: "has no BPF ring buffer for the 'log' statement's events (BPF_MAP_TYPE_RINGBUF and its helpers in a bind hook, Linux 5.8)",
   };
   return `Linux ${release} ${feature[r.name]}: ${how}`;

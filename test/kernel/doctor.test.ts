@@ -9,7 +9,7 @@ import { chmodSync, chownSync, copyFileSync, lchownSync, readFileSync, symlinkSy
 import { join } from 'node:path';
 import { release } from 'node:os';
 import { after, before, describe, it } from 'node:test';
-import { probeCoarseTime, probeRingbuf } from '../../src/bpf/probes.js';
+import { probeCoarseTime, probeRingbuf, probeTaskBtf } from '../../src/bpf/probes.js';
 import type { DoctorReport } from '../../src/doctor/doctor.js';
 import { binds, kernelSkipReason, missingTools, NOBODY, PackageCopy, reservedErrno, Sandbox, type ClientOptions } from './sandbox.js';
 
@@ -128,6 +128,18 @@ describe('lowport doctor on real states', { skip }, () => {
         /^load a bind4 program that calls bpf_ktime_get_coarse_ns: (works|E[A-Z]+): the audit trail's events /,
       );
     } else assert.equal(clock, undefined, 'the clock is not shown without the ring');
+    // And how the events read the task's pid, comm and cgroup id: in place (BTF) or through the helpers.
+    const task = asRoot.checks.find((c) => c.id === 'probe:task-btf');
+    if (works) {
+      const inPlace = probeTaskBtf().result.ok;
+      assert.equal(task?.status, inPlace ? 'ok' : 'info', JSON.stringify(asRoot.checks));
+      assert.match(
+        task?.detail ?? '',
+        inPlace
+          ? /^read the task's pid, comm and cgroup id through bpf_get_current_task_btf, .*: works: the audit trail's events read .* in place/
+          : /^read the task's pid, comm and cgroup id through bpf_get_current_task_btf, .*: (E[A-Z]+|not tried, .*): the audit trail's events call a helper/,
+      );
+    } else assert.equal(task, undefined, 'the task probe is not shown without the ring');
     // The text output has it on a line of its own, as the other probes.
     const text = (await box.cli('doctor', '--port', '80', '--user', 'nobody')).stdout;
     assert.match(text, /^[✓–] create a BPF_MAP_TYPE_RINGBUF .*(audit trail|'log')/m);

@@ -6,16 +6,16 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { progLengths } from '../../src/bpf/syscall.js';
 import { LinkHandle, MapHandle, ProgramHandle, withHandle } from '../../src/bpf/handles.js';
 import { openPinDir } from '../../src/bpf/bpffs.js';
 import { buildBindProgram, bindProgramName } from '../../src/grants/program.js';
-import { bindProgramVariant, liveLogging } from '../../src/grants/live.js';
+import { bindProgramVariant, liveLogging, programOptions } from '../../src/grants/live.js';
 import { EADDRINUSE, EPERM } from '../../src/os/errno.js';
-import { probeRingbuf } from '../../src/bpf/probes.js';
+import { probeRingbuf, probeTaskBtf, turnOffTaskBtfForTests } from '../../src/bpf/probes.js';
 import { probeText } from '../../src/grants/target.js';
 import { CLI, kernelSkipReason, NOBODY, reservedErrno, Sandbox } from './sandbox.js';
 
@@ -76,8 +76,14 @@ interface JsonEvent {
   comm: string;
   uid: number;
   gid: number;
+  cgroupId: string;
   line: number;
   file?: string;
+}
+
+/** The cgroup v2 id of a cgroup directory: its inode number (kernfs gives the node's id as the inode). */
+function cgroupIdOf(dir: string): string {
+  return String(statSync(dir, { bigint: true }).ino);
 }
 
 function bindAs(box: Sandbox, uid: number, binds: [string, string, number][]): { pid: number; results: (string | number)[] } {
@@ -193,6 +199,7 @@ describe('the audit trail in the kernel', { skip }, () => {
       assert.equal(e.comm, COMM);
       assert.equal(e.uid, NOBODY);
       assert.equal(e.gid, NOBODY);
+      assert.equal(e.cgroupId, cgroupIdOf(box.cgroup));
     }
     assert.deepEqual(
       mine.map((e) => `${e.verdict} ${e.protocol} ${e.address} ${e.port} line ${e.line}`),
@@ -204,6 +211,55 @@ describe('the audit trail in the kernel', { skip }, () => {
         'granted udp ::1 80 line 1',
       ],
     );
+  });
+
+  it("reads the task's pid, name and cgroup in place where the kernel lets a bind hook, through the helpers where not: the same events", async () => {
+    const LOG_ALL = { grants: true, refusals: true, ringFd: 0 };
+    const helperCalls = (options: ReturnType<typeof programOptions>): string[] =>
+      buildBindProgram(4, 0, 0, options)
+        .listing()
+        .split('\n')
+        // get_current_cgroup_id is there once for the rules scoped to a cgroup; the event's fields are the rest.
+        .flatMap((l) => /call (get_current_\w+)/.exec(l)?.[1] ?? [])
+        .sort();
+    const inPlace = probeTaskBtf().result.ok;
+    assert.equal(liveXlated(box).name, bindProgramName(4, programOptions(LOG_ALL)));
+    assert.deepEqual(
+      helperCalls(programOptions(LOG_ALL)),
+      inPlace
+        ? ['get_current_cgroup_id', 'get_current_task_btf', 'get_current_uid_gid']
+        : ['get_current_cgroup_id', 'get_current_cgroup_id', 'get_current_comm', 'get_current_pid_tgid', 'get_current_uid_gid'],
+      probeText(probeTaskBtf().result),
+    );
+    const events = async (): Promise<string[]> => {
+      const client = bindAs(box, NOBODY, [
+        ['tcp', '127.0.0.1', 80],
+        ['udp', '::1', 90],
+      ]);
+      const mine = (await peek(box)).events.filter((e) => e.pid === client.pid);
+      return mine.map((e) => `${e.verdict} ${e.port} ${e.comm} ${e.uid}/${e.gid} cgroup ${e.cgroupId === cgroupIdOf(box.cgroup)}`);
+    };
+    const expected = [`granted 80 ${COMM} ${NOBODY}/${NOBODY} cgroup true`, `refused 90 ${COMM} ${NOBODY}/${NOBODY} cgroup true`];
+    assert.deepEqual(await events(), expected);
+    turnOffTaskBtfForTests(true);
+    try {
+      assert.equal((await box.cli('apply')).code, 0);
+      assert.equal(liveXlated(box).name, bindProgramName(4, programOptions(LOG_ALL)));
+      assert.deepEqual(helperCalls(programOptions(LOG_ALL)), [
+        'get_current_cgroup_id',
+        'get_current_cgroup_id',
+        'get_current_comm',
+        'get_current_pid_tgid',
+        'get_current_uid_gid',
+      ]);
+      assert.deepEqual(liveLogging(box.pinDir), { grants: true, refusals: true });
+      assert.deepEqual(await events(), expected);
+    } finally {
+      turnOffTaskBtfForTests(false);
+    }
+    assert.equal((await box.cli('apply')).code, 0);
+    assert.equal(liveXlated(box).name, bindProgramName(4, programOptions(LOG_ALL)));
+    assert.deepEqual(liveLogging(box.pinDir), { grants: true, refusals: true });
   });
 
   it('shows the process name escaped, and the user by name, in the human output', async () => {

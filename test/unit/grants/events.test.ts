@@ -6,6 +6,10 @@ import { decodeEvent, encodeEvent, EVENT, eventSize, wallClock, type BindEvent }
 import { bindProgramName, buildBindProgram } from '../../../src/grants/program.js';
 import { requireRingbuf } from '../../../src/grants/target.js';
 import { LowportError } from '../../../src/errors.js';
+import type { TaskFields } from '../../../src/bpf/task-fields.js';
+
+/** Offsets as Linux 6.18's BTF gives them on these machines (bpf/task-fields.ts). */
+const TASK: TaskFields = { tgid: 1268, comm: 1752, cgroups: 2376, dflCgrp: 112, kn: 256, kernfsId: 96 };
 
 const EVENT_SAMPLE: BindEvent = {
   monotonicNs: 123_456_789_000n,
@@ -125,22 +129,44 @@ describe('the logging variant of the bind program', () => {
     }
   });
 
-  it('writes every byte of the event (no kernel memory leaks to the reader)', () => {
-    for (const family of [4, 6] as const) {
-      const insns = decode(buildBindProgram(family, 1, 2, { log: { grants: true, refusals: true, ringFd: 3 } }).assemble());
-      const start = insns.findIndex((i) => i.op === 'call' && i.imm === HELPER.ringbuf_reserve);
-      const written = new Set<number>();
-      for (const i of insns.slice(start)) {
-        // Stores through r8, the record (the stack's are through r10).
-        if ((i.op === 'stx' || i.op === 'st') && i.dst === 8) for (let b = 0; b < (i.size ?? 0); b++) written.add(i.off + b);
+  it('writes every byte of the event (no kernel memory leaks to the reader), with the helpers or the task read in place', () => {
+    for (const task of [undefined, TASK]) {
+      for (const family of [4, 6] as const) {
+        const insns = decode(
+          buildBindProgram(family, 1, 2, { ...(task && { task }), log: { grants: true, refusals: true, ringFd: 3 } }).assemble(),
+        );
+        const start = insns.findIndex((i) => i.op === 'call' && i.imm === HELPER.ringbuf_reserve);
+        const written = new Set<number>();
+        for (const i of insns.slice(start)) {
+          // Stores through r8, the record (the stack's are through r10).
+          if ((i.op === 'stx' || i.op === 'st') && i.dst === 8) for (let b = 0; b < (i.size ?? 0); b++) written.add(i.off + b);
+        }
+        // bpf_get_current_comm fills the 16 bytes of the name; in place, four stores do.
+        if (task === undefined) for (let b = EVENT.COMM; b < EVENT.COMM + 16; b++) written.add(b);
+        assert.deepEqual(
+          Array.from({ length: eventSize(family) }, (_, b) => b).filter((b) => !written.has(b)),
+          [],
+          `family ${family}, ${task === undefined ? 'helpers' : 'in place'}`,
+        );
       }
-      // bpf_get_current_comm fills the 16 bytes of the name.
-      for (let b = EVENT.COMM; b < EVENT.COMM + 16; b++) written.add(b);
-      assert.deepEqual(
-        Array.from({ length: eventSize(family) }, (_, b) => b).filter((b) => !written.has(b)),
-        [],
-        `family ${family}`,
+    }
+  });
+
+  it("reads the task's pid, comm and cgroup id in place when given the offsets: one call instead of three helpers, another program name", () => {
+    for (const family of [4, 6] as const) {
+      const options = { task: TASK, log: { grants: true, refusals: true, ringFd: 3 } };
+      const insns = decode(buildBindProgram(family, 1, 2, options).assemble());
+      const event = insns.slice(insns.findIndex((i) => i.op === 'call' && i.imm === HELPER.ringbuf_reserve));
+      const eventCalls = event.filter((i) => i.op === 'call').map((i) => i.imm);
+      assert.deepEqual(eventCalls, [HELPER.ringbuf_reserve, HELPER.ktime_get_ns, HELPER.get_current_task_btf, HELPER.ringbuf_submit]);
+      assert.ok(event.some((i) => i.text === `r1 = *(u32 *)(r0 + ${TASK.tgid})`));
+      assert.ok(event.some((i) => i.text === `r1 = *(u64 *)(r1 + ${TASK.kernfsId})`));
+      assert.notEqual(
+        bindProgramName(family, { ...options, log: { ...options.log, ringFd: 0 } }),
+        bindProgramName(family, { log: { ...options.log, ringFd: 0 } }),
       );
+      // Without logging the offsets change nothing: the program has no event.
+      assert.deepEqual(buildBindProgram(family, 1, 2, { task: TASK }).assemble(), buildBindProgram(family, 1, 2).assemble());
     }
   });
 });

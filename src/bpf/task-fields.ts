@@ -5,6 +5,7 @@
  */
 import { Assembler, HELPER, R0, R1, type Reg } from './asm.js';
 import { type Btf, type BtfMember, type BtfShape } from './btf.js';
+
 /**
  * Where the audit trail's event finds its task fields (grants/program.ts),
  * as byte offsets: task_struct's tgid (the pid as userspace sees it) and

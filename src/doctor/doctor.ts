@@ -21,7 +21,7 @@ import { lookupUsers, userByNameOrUid, type PasswdEntry } from '../os/nss.js';
 import { effectiveUid, pathExists, pathState, processStatus, realPath, systemTool, which } from '../os/process.js';
 import { findNft } from '../os/nft.js';
 import { checkIdentity, LAUNCH_FAILED, launchSync, userEnvironment } from '../os/launch.js';
-import { probeCoarseTime, probeFeatures, probeRingbuf, probeSetRetval, probeTaskBtf } from '../bpf/probes.js';
+import { probeCoarseTime, probeFeatures, probeRingbuf, probeSetRetval, probeTaskBtf, type FeatureResult } from '../bpf/probes.js';
 import {
   detectContainer,
   initNetNamespace,
@@ -329,30 +329,25 @@ function kernelChecks(asRoot: boolean, missing: string[]): Check[] {
 
 /** Which clock the audit trail's events read: it changes what an event costs, nothing else. */
 function coarseTimeCheck(): Check {
-  const coarse = probeCoarseTime();
-  return {
-    id: `probe:${coarse.name}`,
-    status: coarse.ok ? 'ok' : 'info',
-    detail: `${probeText(coarse)}: ${
-      coarse.ok
-        ? "the audit trail's events take their time from the coarse clock (to the last tick), the cheaper one"
-        : "the audit trail's events read the precise clock, which costs a logged bind more on some VMs (the coarse one came in Linux 5.11); nothing else changes"
-    }`,
-  };
+  return costCheck(
+    probeCoarseTime(),
+    "the audit trail's events take their time from the coarse clock (to the last tick), the cheaper one",
+    "the audit trail's events read the precise clock, which costs a logged bind more on some VMs (the coarse one came in Linux 5.11); nothing else changes",
+  );
 }
 
 /** How the audit trail's events read the task's pid, comm and cgroup id: it changes what an event costs, nothing else. */
 function taskBtfCheck(): Check {
-  const { result } = probeTaskBtf();
-  return {
-    id: `probe:${result.name}`,
-    status: result.ok ? 'ok' : 'info',
-    detail: `${probeText(result)}: ${
-      result.ok
-        ? "the audit trail's events read the task's pid, comm and cgroup id in place, the cheaper way"
-        : "the audit trail's events call a helper for each of the task's pid, comm and cgroup id, which costs a logged bind more; nothing else changes"
-    }`,
-  };
+  return costCheck(
+    probeTaskBtf().result,
+    "the audit trail's events read the task's pid, comm and cgroup id in place, the cheaper way",
+    "the audit trail's events call a helper for each of the task's pid, comm and cgroup id, which costs a logged bind more; nothing else changes",
+  );
+}
+
+/** An optional probe that changes only what an event costs: ok when it works, info when not, with what that means. */
+function costCheck(result: FeatureResult, works: string, without: string): Check {
+  return { id: `probe:${result.name}`, status: result.ok ? 'ok' : 'info', detail: `${probeText(result)}: ${result.ok ? works : without}` };
 }
 
 /** What the audit trail (a policy's `log` statement, events through a BPF ring buffer) is on this kernel, and what to do without it. */

@@ -21,9 +21,12 @@
  * The audit trail (a `log` statement): a variant of the program that, after
  * counting a grant or a refusal, writes an event (events.ts) into a
  * BPF_MAP_TYPE_RINGBUF with bpf_ringbuf_reserve/submit (Linux 5.8) before it
- * returns. The submit has no flags: the kernel wakes the reader only for an
- * event written to a ring it had emptied, so a reader that takes its time
- * between reads (ops/log.ts) is woken once per read, not once per event.
+ * returns. The task's pid, name and cgroup id are loads through
+ * bpf_get_current_task_btf at offsets from the kernel's BTF where the kernel
+ * allows it (bpf/task-fields.ts), else three helpers. The submit has no
+ * flags: the kernel wakes the reader only for an event written to a ring it
+ * had emptied, so a reader that takes its time between reads (ops/log.ts) is
+ * woken once per read, not once per event.
  * Without `log` the variant is not built at all: the program has no
  * logging instructions, not even a skipped branch (the bench and the program
  * test check its length). A full ring drops the event, never the bind.

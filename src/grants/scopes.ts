@@ -100,7 +100,11 @@ export interface AppliedState {
 /** With the name -> id bindings the text was made live with (resolve.ts, NameBindings). */
 export function saveAppliedText(target: Target, text: string, bindings?: NameBindings): void {
   const state: AppliedState = { ...(bindings === undefined ? {} : { bindings }), pinDir: canonicalPinDir(target), text };
-  inStateDir(target, 'instance', true, (dir) => dir.writeJson(APPLIED, state));
+  inStateDir(target, 'instance', true, (dir) => {
+    // Every writer of applied.json holds the policy lock, as this one does: a temp file of it here is a killed writer's.
+    dir.removeTemps(APPLIED);
+    dir.writeJson(APPLIED, state);
+  });
 }
 
 function appliedState(target: Target): AppliedState | undefined {
@@ -122,7 +126,11 @@ export function appliedText(target: Target): string | undefined {
 }
 
 export function forgetAppliedText(target: Target): void {
-  inStateDir(target, 'instance', false, (dir) => dir.unlink(APPLIED));
+  inStateDir(target, 'instance', false, (dir) => {
+    dir.unlink(APPLIED);
+    // Under the policy lock (off holds it): a killed apply's temp file would keep the directory for good.
+    dir.removeTemps(APPLIED);
+  });
   removeEmptyInstanceDirs(target);
 }
 

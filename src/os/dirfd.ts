@@ -387,7 +387,7 @@ export class DirFd {
    * (rename(2) is atomic, not durable).
    */
   writeTextAtomic(name: string, text: string, mode = 0o600): void {
-    const tmp = `.${name}.${randomBytes(6).toString('hex')}.tmp`;
+    const tmp = tempName(name, randomBytes(6).toString('hex'));
     const fd = Number(
       libc().openat(this.fd, tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode),
     );
@@ -414,6 +414,17 @@ export class DirFd {
     } catch {
       // best effort: the file's own data is synced already
     }
+  }
+
+  /**
+   * Removes the temp files writeTextAtomic left for NAME: a writer killed
+   * between creating its temp file and renaming it leaves one, and it keeps
+   * the directory from ever being empty. Only for a caller that holds the
+   * lock every writer of NAME holds: then no temp file of NAME is a live
+   * writer's.
+   */
+  removeTemps(name: string): void {
+    for (const entry of this.names()) if (isTempName(name, entry)) this.unlink(entry);
   }
 
   /**
@@ -638,4 +649,14 @@ export function withDir<T>(dir: DirFd, fn: (dir: DirFd) => T): T {
   } finally {
     dir.close();
   }
+}
+
+/** writeTextAtomic's temp file for NAME: hidden, with 12 hex digits of its own. */
+function tempName(name: string, hex: string): string {
+  return `.${name}.${hex}.tmp`;
+}
+
+function isTempName(name: string, entry: string): boolean {
+  const hex = entry.startsWith(`.${name}.`) && entry.endsWith('.tmp') ? entry.slice(name.length + 2, -4) : '';
+  return /^[0-9a-f]{12}$/.test(hex) && entry === tempName(name, hex);
 }

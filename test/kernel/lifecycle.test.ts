@@ -5,8 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, readdirSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { compileDocument } from '../../src/grants/document.js';
@@ -16,6 +17,7 @@ import { OwnedFd, withHandle } from '../../src/bpf/handles.js';
 import { progQuery } from '../../src/bpf/syscall.js';
 import { openDir } from '../../src/os/process.js';
 import { parsePolicy } from '../../src/policy/parse.js';
+import { STATE_DIR } from '../../src/policy-file/state.js';
 import { binds, CLI, kernelSkipReason, NOBODY, Sandbox } from './sandbox.js';
 
 const skip = kernelSkipReason();
@@ -189,6 +191,11 @@ describe('apply and off', { skip }, () => {
       ...readdirSync(box.pinDir).filter((n) => n.startsWith('stage-')),
     ];
     assert.deepEqual(stale, [], 'a killed install left a staging directory that the next command did not remove');
+    // Nor a temp file of the applied text (a kill between its create and its rename): the next apply removes it.
+    assert.deepEqual(
+      readdirSync(instanceDir(box)).filter((n) => n.endsWith('.tmp')),
+      [],
+    );
   });
 
   it('shows the programs of other instances on the same hooks in list', async () => {
@@ -220,9 +227,12 @@ describe('apply and off', { skip }, () => {
   it('removes every program, link, map and pin on off, and keeps the policy file', async () => {
     const policyBefore = box.readPolicy();
     assert.ok(attachedCount(box.cgroup) > 0);
+    // A killed apply's temp file of the applied text must not keep the instance's state directory.
+    writeFileSync(join(instanceDir(box), '.applied.json.0123456789ab.tmp'), '', { mode: 0o600 });
     const r = await box.cli('off');
     assert.equal(r.code, 0, r.stderr);
     assert.equal(existsSync(box.pinDir), false);
+    assert.equal(existsSync(instanceDir(box)), false, 'off left the state directory');
     assert.equal(attachedCount(box.cgroup), 0);
     assert.equal(box.readPolicy(), policyBefore);
     assert.deepEqual(box.probe({}, binds(80, ['127.0.0.1'], ['tcp'])), ['EACCES']);
@@ -231,3 +241,8 @@ describe('apply and off', { skip }, () => {
     assert.match(again.stdout, /already off/);
   });
 });
+
+/** The instance's state directory under /run/lowport (grants/scopes.ts: a hash of its canonical pin directory). */
+function instanceDir(box: Sandbox): string {
+  return join(STATE_DIR, `instance-${createHash('sha256').update(resolve(box.pinDir)).digest('hex')}`);
+}

@@ -5,7 +5,7 @@
  * every directory on the way. Needs no root.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -118,6 +118,25 @@ describe('DirFd files: O_NOFOLLOW reads, atomic writes, JSON records', () => {
         [],
         'a temp file stayed',
       );
+    });
+  });
+
+  it("removes a killed writer's temp files of one name, and nothing else", () => {
+    const dir = openDirPath(top, { check: () => {}, follow: false });
+    assert.ok(dir !== undefined);
+    withDir(dir, (d) => {
+      const killed = ['.s.json.0123456789ab.tmp', '.s.json.ffffffffffff.tmp'];
+      const others = [
+        '.s.json.0123456789a.tmp',
+        '.s.json.0123456789abc.tmp',
+        '.s.json.0123456789AB.tmp',
+        '.t.json.0123456789ab.tmp',
+        's.json',
+      ];
+      for (const name of [...killed, ...others]) writeFileSync(join(top, name), '');
+      d.removeTemps('s.json');
+      for (const name of killed) assert.ok(!existsSync(join(top, name)), name);
+      for (const name of others) assert.ok(existsSync(join(top, name)), name);
     });
   });
 });

@@ -4,7 +4,7 @@
  * kernel's BTF, and the instructions that load them.
  */
 import { Assembler, HELPER, R0, R1, type Reg } from './asm.js';
-import { type Btf, type BtfMember, type BtfShape } from './btf.js';
+import { type Btf, type BtfShape } from './btf.js';
 
 /**
  * Where the audit trail's event finds its task fields (grants/program.ts),
@@ -24,33 +24,37 @@ export interface TaskFields {
 
 /** The offsets in this BTF, each checked for the type the program loads; a string says which one is not as expected. */
 export function taskFields(btf: Btf): TaskFields | string {
-  const struct = (name: string): number | string => btf.structId(name) ?? `no struct ${name}`;
-  const field = (
-    owner: number | string,
-    ownerName: string,
-    name: string,
-    check: (s: BtfShape) => boolean,
-    what: string,
-  ): BtfMember | string => {
-    if (typeof owner === 'string') return owner;
-    const m = btf.member(owner, name);
-    if (m === undefined) return `no ${ownerName}.${name}`;
-    return check(btf.shape(m.type)) ? m : `${ownerName}.${name} is not ${what}`;
-  };
-  const pointerTo = (name: string) => (s: BtfShape) =>
-    s.kind === 'pointer' && ((t) => t.kind === 'struct' && t.name === name)(btf.shape(s.to));
   const int = (size: number) => (s: BtfShape) => s.kind === 'int' && s.size === size;
-  const task = struct('task_struct');
-  const tgid = field(task, 'task_struct', 'tgid', int(4), 'a 4-byte integer');
-  const comm = field(task, 'task_struct', 'comm', (s) => s.kind === 'array' && s.length === 16 && int(1)(btf.shape(s.element)), 'char[16]');
-  const cgroups = field(task, 'task_struct', 'cgroups', pointerTo('css_set'), 'a pointer to struct css_set');
-  const dflCgrp = field(struct('css_set'), 'css_set', 'dfl_cgrp', pointerTo('cgroup'), 'a pointer to struct cgroup');
-  const kn = field(struct('cgroup'), 'cgroup', 'kn', pointerTo('kernfs_node'), 'a pointer to struct kernfs_node');
-  const kernfsId = field(struct('kernfs_node'), 'kernfs_node', 'id', int(8), 'an 8-byte integer');
-  for (const f of [tgid, comm, cgroups, dflCgrp, kn, kernfsId]) if (typeof f === 'string') return f;
-  const at = (f: BtfMember | string): number => (f as BtfMember).offset;
-  return { tgid: at(tgid), comm: at(comm), cgroups: at(cgroups), dflCgrp: at(dflCgrp), kn: at(kn), kernfsId: at(kernfsId) };
+  const pointerTo = (name: string) => (s: BtfShape) => {
+    const to = s.kind === 'pointer' ? btf.shape(s.to) : undefined;
+    return to?.kind === 'struct' && to.name === name;
+  };
+  const char16 = (s: BtfShape) => s.kind === 'array' && s.length === 16 && int(1)(btf.shape(s.element));
+  // The first field that is missing or of another type, in this order, is the one named.
+  const offset = (owner: string, name: string, check: (s: BtfShape) => boolean, what: string): number => {
+    const struct = btf.structId(owner);
+    if (struct === undefined) throw new FieldError(`no struct ${owner}`);
+    const m = btf.member(struct, name);
+    if (m === undefined) throw new FieldError(`no ${owner}.${name}`);
+    if (!check(btf.shape(m.type))) throw new FieldError(`${owner}.${name} is not ${what}`);
+    return m.offset;
+  };
+  try {
+    return {
+      tgid: offset('task_struct', 'tgid', int(4), 'a 4-byte integer'),
+      comm: offset('task_struct', 'comm', char16, 'char[16]'),
+      cgroups: offset('task_struct', 'cgroups', pointerTo('css_set'), 'a pointer to struct css_set'),
+      dflCgrp: offset('css_set', 'dfl_cgrp', pointerTo('cgroup'), 'a pointer to struct cgroup'),
+      kn: offset('cgroup', 'kn', pointerTo('kernfs_node'), 'a pointer to struct kernfs_node'),
+      kernfsId: offset('kernfs_node', 'id', int(8), 'an 8-byte integer'),
+    };
+  } catch (e) {
+    if (e instanceof FieldError) return e.message;
+    throw e;
+  }
 }
+
+class FieldError extends Error {}
 
 /** Where emitTaskFields writes, as offsets from its destination register. */
 export interface TaskFieldSlots {
